@@ -1,0 +1,115 @@
+"""Canonical column names and kinds of the input bundle (spec §1).
+
+One place that says what each column of `checkups`, `enrollment` and `contacts` is, so readers,
+schemas, the generator and the XML mapping agree. Kinds: ``str``, ``date``, ``int`` (nullable
+integer code or count), ``float``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Kind = Literal["str", "date", "int", "float", "bool"]
+
+#: 特定健診 results and questionnaire answers, one row per person per checkup (spec §1.1).
+CHECKUP_COLUMNS: dict[str, Kind] = {
+    "person_id": "str",
+    "exam_date": "date",
+    "sex": "int",
+    "birth_date": "date",
+    "height_cm": "float",
+    "weight_kg": "float",
+    "bmi": "float",
+    "waist_cm": "float",
+    "sbp": "int",
+    "dbp": "int",
+    "blood_draw_timing": "int",
+    "tg": "float",
+    "hdl": "float",
+    "ldl": "float",
+    "non_hdl": "float",
+    "ast": "float",
+    "alt": "float",
+    "ggt": "float",
+    "fpg": "float",
+    "random_glucose": "float",
+    "hba1c": "float",
+    "urine_glucose": "int",
+    "urine_protein": "int",
+    "creatinine": "float",
+    "egfr": "float",
+    "uric_acid": "float",
+    "hemoglobin": "float",
+    "q_med_bp": "int",
+    "q_med_glucose": "int",
+    "q_med_lipid": "int",
+    "q_hist_stroke": "int",
+    "q_hist_heart": "int",
+    "q_hist_kidney": "int",
+    "q_anemia": "int",
+    "q_smoking": "int",
+    "q_weight_gain": "int",
+    "q_exercise": "int",
+    "q_walking": "int",
+    "q_walk_fast": "int",
+    "q_chewing": "int",
+    "q_eating_speed": "int",
+    "q_late_dinner": "int",
+    "q_snacks": "int",
+    "q_skip_breakfast": "int",
+    "q_alcohol_freq": "int",
+    "q_alcohol_amount": "int",
+    "q_sleep": "int",
+    "q_intention": "int",
+    "q_guidance_received": "int",
+}
+CHECKUP_REQUIRED = ("person_id", "exam_date", "sex", "birth_date")
+
+#: Lab and body measurements (numeric items, excluding codes).
+MEASUREMENT_COLUMNS = tuple(
+    c for c, k in CHECKUP_COLUMNS.items() if k == "float" or c in ("sbp", "dbp")
+)
+#: Questionnaire items 1-22 (標準的な質問票), canonical 2024 coding.
+QUESTIONNAIRE_COLUMNS = tuple(c for c in CHECKUP_COLUMNS if c.startswith("q_"))
+
+#: NHI membership periods (spec §1.2).
+ENROLLMENT_COLUMNS: dict[str, Kind] = {
+    "person_id": "str",
+    "enrolled_from": "date",
+    "enrolled_until": "date",
+    "end_reason": "str",
+}
+ENROLLMENT_REQUIRED = ("person_id", "enrolled_from")
+END_REASONS = ("moved_out", "deceased", "changed_insurer", "turned_75", "other")
+
+#: Contact details; only the letter step reads these (spec §1.3).
+CONTACT_COLUMNS: dict[str, Kind] = {
+    "person_id": "str",
+    "name": "str",
+    "name_kana": "str",
+    "postal_code": "str",
+    "address": "str",
+    "language": "str",
+    "opt_out": "bool",
+}
+CONTACT_REQUIRED = ("person_id",)
+
+TABLES: dict[str, dict[str, Kind]] = {
+    "checkups": CHECKUP_COLUMNS,
+    "enrollment": ENROLLMENT_COLUMNS,
+    "contacts": CONTACT_COLUMNS,
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "checkups": CHECKUP_REQUIRED,
+    "enrollment": ENROLLMENT_REQUIRED,
+    "contacts": CONTACT_REQUIRED,
+}
+
+#: Outcomes judged at a checkup (spec §2).
+OUTCOMES = ("diabetes", "hypertension", "dyslipidemia", "metabolic_syndrome", "ckd", "liver")
+
+#: Columns ingest derives (added to the stored checkups table).
+DERIVED_COLUMNS: dict[str, Kind] = {
+    "fiscal_year": "int",
+    "age": "int",  # age at fiscal-year end (年度末年齢), 31 March
+}
