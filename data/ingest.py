@@ -1,0 +1,255 @@
+"""Ingest a bundle into the store: read → validate → pseudonymise → reconcile → write.
+
+Row accounting per table: ``read = loaded + rejected + merged_duplicates``. It is computed here,
+checked here (a mismatch is a bug and raises), printed by the CLI and stored in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from data import store as store_mod
+from data.columns import CHECKUP_COLUMNS
+from data.pseudonym import load_key, pseudonymise
+from data.readers import PROVENANCE, SOURCE_FILE, SOURCE_ROW, RawTable, read_bundle
+from data.validate import REJECT_COLUMNS, validate_checkups, validate_contacts, validate_enrollment
+
+STORE_VERSION = 1  # bump when the stored layout or normalisation changes
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Settings of one ingest run."""
+
+    encoding: str | None = None  # force a CSV encoding instead of detecting UTF-8 / CP932
+    today: str | None = None  # ISO date that counts as "today" for future-date checks
+    key_file: Path | None = None  # pseudonym key file when KENSHIN_PSEUDONYM_KEY is unset
+    force: bool = False  # rewrite the store even when the bundle is unchanged
+
+
+@dataclass
+class TableAccounting:
+    """Where every read row of one table went."""
+
+    read: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    merged_duplicates: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.loaded + self.rejected + self.merged_duplicates
+
+
+@dataclass
+class IngestResult:
+    accounting: dict[str, TableAccounting]
+    rejects: pd.DataFrame
+    extra_columns: dict[str, list[str]]
+    manifest: dict
+    unchanged: bool = False
+    reject_reasons: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _key_check(key: bytes) -> str:
+    """A short fingerprint of the key, so a store made with another key is recognised."""
+    return hmac.new(key, b"kenshin-key-check", hashlib.sha256).hexdigest()[:12]
+
+
+def _reject_rows(frame: pd.DataFrame, mask: pd.Series, table: str, column: str, reason: str):
+    bad = frame.loc[mask]
+    return pd.DataFrame(
+        {
+            "table": table,
+            "source_file": bad[SOURCE_FILE].to_numpy(),
+            "source_row": bad[SOURCE_ROW].to_numpy(dtype="int64"),
+            "column": column,
+            "reason": reason,
+            "value": pd.array([None] * len(bad), dtype="string"),
+            "person_id": bad["person_id"].to_numpy(),
+        }
+    )
+
+
+def _modal_conflicts(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Rows whose ``column`` differs from the person's most frequent value (ties: smallest)."""
+    counts = frame.groupby(["person_id", column], sort=True, observed=True).size()
+    counts = counts.rename("n").reset_index()
+    counts = counts.sort_values(["person_id", "n", column], ascending=[True, False, True])
+    modal = counts.drop_duplicates("person_id").set_index("person_id")[column]
+    return frame[column].ne(frame["person_id"].map(modal)).fillna(False)
+
+
+def _merge_duplicates(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Merge rows with the same keys: first non-missing value per column, in source order."""
+    dup = frame.duplicated(keys, keep=False)
+    if not dup.any():
+        return frame
+    merged = frame.loc[dup].groupby(keys, sort=False, dropna=False).first().reset_index()
+    out = pd.concat([frame.loc[~dup], merged[frame.columns]], ignore_index=True)
+    return out.astype(frame.dtypes.to_dict())
+
+
+def _extra_columns(raw: RawTable, pseudonyms: pd.Series) -> pd.DataFrame | None:
+    if not raw.extra_columns:
+        return None
+    extra = raw.frame[[*PROVENANCE, *raw.extra_columns]].copy()
+    extra.insert(0, "pseudonym", pseudonyms)
+    extra.insert(0, "table", raw.name)
+    return extra.astype({c: "string" for c in raw.extra_columns})
+
+
+INGEST_STEPS = ("read", "validate", "reconcile", "write")
+
+
+def ingest(
+    bundle: Path,
+    store: Path,
+    config: IngestConfig | None = None,
+    on_step: Callable[[str], None] = lambda step: None,
+) -> IngestResult:
+    """Load ``bundle`` into ``store``; return the accounting and the rejects.
+
+    ``on_step`` is called with each name of :data:`INGEST_STEPS` as it starts (progress display).
+    """
+    config = config or IngestConfig()
+    key = load_key(config.key_file)
+    on_step("read")
+    raw = read_bundle(bundle, config.encoding)
+    sources = sorted(
+        {str(p.relative_to(bundle)): p for t in raw.values() for p in t.sources}.items()
+    )
+    extra_sources = sorted(p for p in bundle.rglob("*") if p.suffix in (".xml", ".zip"))
+    source_info = [
+        {"file": name, "sha256": store_mod.sha256_file(p), "bytes": p.stat().st_size}
+        for name, p in sources + [(str(p.relative_to(bundle)), p) for p in extra_sources]
+    ]
+    bundle_fingerprint = hashlib.sha256(
+        json_dumps([source_info, _key_check(key), STORE_VERSION, config.encoding]).encode()
+    ).hexdigest()
+    if (store / store_mod.MANIFEST).exists() and not config.force:
+        old = store_mod.read_manifest(store)
+        if old.get("bundle_fingerprint") == bundle_fingerprint:
+            return IngestResult(
+                accounting={k: TableAccounting(**v) for k, v in old["accounting"].items()},
+                rejects=store_mod.read_rejects(store),
+                extra_columns=old.get("extra_columns", {}),
+                manifest=old,
+                unchanged=True,
+            )
+
+    today = pd.Timestamp(config.today) if config.today else None
+    acct = {name: TableAccounting(read=len(t.frame)) for name, t in raw.items()}
+    on_step("validate")
+    v_chk = validate_checkups(raw["checkups"].frame, today=today)
+    v_enr = validate_enrollment(raw["enrollment"].frame)
+    v_con = validate_contacts(raw["contacts"].frame)
+
+    on_step("reconcile")
+    # Person-level consistency: one birth date and one sex per person (file/row named).
+    chk = v_chk.frame
+    conflicts = []
+    for column, reason in (
+        ("birth_date", "birth_date conflicts with this person's other checkups"),
+        ("sex", "sex conflicts with this person's other checkups"),
+    ):
+        mask = _modal_conflicts(chk, column)
+        conflicts.append(_reject_rows(chk, mask, "checkups", column, reason))
+        chk = chk.loc[~mask]
+
+    rejects_raw = pd.concat(
+        [
+            _with_person_id(v_chk.rejects, raw["checkups"].frame),
+            *conflicts,
+            _with_person_id(v_enr.rejects, raw["enrollment"].frame),
+            _with_person_id(v_con.rejects, raw["contacts"].frame),
+        ],
+        ignore_index=True,
+    )
+    rejects = rejects_raw.drop(columns="person_id")
+    rejects["pseudonym"] = pseudonymise(rejects_raw["person_id"].astype("string"), key)
+    rejects = rejects[[*REJECT_COLUMNS, "pseudonym"]]
+
+    chk = chk.assign(pseudonym=pseudonymise(chk["person_id"], key))
+    before = len(chk)
+    chk = _merge_duplicates(chk, ["pseudonym", "exam_date"])
+    acct["checkups"].merged_duplicates = before - len(chk)
+    order = ["pseudonym", "exam_date", "fiscal_year", "age"]
+    rest = [c for c in CHECKUP_COLUMNS if c not in ("person_id", "birth_date", "exam_date")]
+    checkups = chk[[*order, *rest, "soft_flags", *PROVENANCE]]
+    checkups = checkups.sort_values(["fiscal_year", "pseudonym", "exam_date"], ignore_index=True)
+    checkups = checkups.astype({"sex": "Int8"})
+
+    enr = v_enr.frame.assign(pseudonym=pseudonymise(v_enr.frame["person_id"], key))
+    before = len(enr)
+    enr = _merge_duplicates(enr, ["pseudonym", "enrolled_from"])
+    acct["enrollment"].merged_duplicates = before - len(enr)
+    enrollment = enr[["pseudonym", "enrolled_from", "enrolled_until", "end_reason"]]
+    enrollment = enrollment.sort_values(["pseudonym", "enrolled_from"], ignore_index=True)
+
+    con = v_con.frame.assign(pseudonym=pseudonymise(v_con.frame["person_id"], key))
+    before = len(con)
+    con = _merge_duplicates(con, ["pseudonym"])
+    acct["contacts"].merged_duplicates = before - len(con)
+    contacts = con.drop(columns=list(PROVENANCE)).sort_values("pseudonym", ignore_index=True)
+    contacts = contacts[["pseudonym", *[c for c in contacts.columns if c != "pseudonym"]]]
+
+    for name, n_loaded in (
+        ("checkups", len(checkups)),
+        ("enrollment", len(enrollment)),
+        ("contacts", len(contacts)),
+    ):
+        acct[name].loaded = n_loaded
+        acct[name].rejected = int((rejects["table"] == name).sum())
+        if not acct[name].balanced:  # pragma: no cover - a bug, never bad input
+            raise RuntimeError(f"row accounting does not add up for {name}: {acct[name]}")
+
+    extras = [
+        _extra_columns(t, pseudonymise(t.frame["person_id"].astype("string"), key))
+        for t in raw.values()
+    ]
+    extras = [e for e in extras if e is not None]
+    extra_frame = pd.concat(extras, ignore_index=True) if extras else None
+    reasons = (
+        rejects.groupby(["table", "column", "reason"], dropna=False).size().rename("rows")
+    ).reset_index()
+    manifest = {
+        "kenshin_store_version": STORE_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "bundle_fingerprint": bundle_fingerprint,
+        "pseudonym_key_check": _key_check(key),
+        "sources": source_info,
+        "encodings": {k: v for t in raw.values() for k, v in t.encodings.items()},
+        "accounting": {k: asdict(v) for k, v in acct.items()},
+        "extra_columns": {t.name: t.extra_columns for t in raw.values() if t.extra_columns},
+        "fiscal_years": sorted(int(y) for y in checkups["fiscal_year"].dropna().unique()),
+        "reject_reasons": reasons.to_dict(orient="records"),
+    }
+    on_step("write")
+    manifest = store_mod.write_store(
+        store, checkups, enrollment, rejects, contacts, extra_frame, manifest
+    )
+    return IngestResult(acct, rejects, manifest["extra_columns"], manifest, reject_reasons=reasons)
+
+
+def _with_person_id(rejects: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
+    """Attach the raw person_id (for pseudonymising only) by file and row."""
+    from data.normalise import to_halfwidth
+
+    key = raw[[SOURCE_FILE, SOURCE_ROW]].assign(person_id=to_halfwidth(raw["person_id"]))
+    key = key.rename(columns={SOURCE_FILE: "source_file", SOURCE_ROW: "source_row"})
+    key["source_row"] = key["source_row"].astype("int64")
+    return rejects.merge(key, on=["source_file", "source_row"], how="left", validate="m:1")
+
+
+def json_dumps(obj) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)

@@ -1,0 +1,172 @@
+"""Readers for the input bundle (spec §1): CSV (UTF-8 / CP932) and Parquet.
+
+Every reader returns the table as *raw text* columns plus provenance (``_source_file``,
+``_source_row``), so that normalisation and validation are one code path whatever the source.
+File-level problems (unreadable, truncated, undecodable, missing required column) raise
+:class:`kenshin.errors.BadInputError`; row-level problems are left for validation.
+
+Other formats plug in through :data:`CHECKUP_READERS`: a function from a path to raw checkup
+frames (the MHLW XML reader registers itself there).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.columns import REQUIRED, TABLES
+from kenshin.errors import BadInputError
+
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+PROVENANCE = (SOURCE_FILE, SOURCE_ROW)
+ENCODINGS = ("utf-8-sig", "cp932")
+
+
+@dataclass
+class RawTable:
+    """One table as read: text columns in canonical names, provenance, and what else was there."""
+
+    name: str
+    frame: pd.DataFrame
+    sources: list[Path]
+    extra_columns: list[str] = field(default_factory=list)
+    encodings: dict[str, str] = field(default_factory=dict)
+
+
+#: Readers for non-tabular checkup sources, keyed by file suffix (".xml", ".zip").
+CHECKUP_READERS: dict[str, Callable[[Path], Iterable[pd.DataFrame]]] = {}
+
+
+def decode_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
+    """Decode a CSV file as UTF-8 (BOM optional) or CP932, whichever is valid, in that order."""
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise BadInputError(
+            f"{path.name}: cannot decode as UTF-8 or CP932 text (NUL bytes: UTF-16 or binary?)"
+        )
+    tried = (encoding,) if encoding else ENCODINGS
+    error: UnicodeDecodeError | None = None
+    for enc in tried:
+        try:
+            return raw.decode(enc), enc
+        except UnicodeDecodeError as exc:
+            error = exc
+    assert error is not None
+    line = raw[: error.start].count(b"\n") + 1
+    raise BadInputError(
+        f"{path.name}: cannot decode as {' or '.join(tried)} "
+        f"(byte 0x{raw[error.start]:02x} on line {line})"
+    )
+
+
+def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
+    text, enc = decode_text(path, encoding)
+    if not text.strip():
+        raise BadInputError(f"{path.name}: file is empty")
+    header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)])))
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            skipinitialspace=False,
+            engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        raise BadInputError(f"{path.name}: malformed CSV ({exc})") from exc
+    # A file cut off mid-row: no final newline and a short last row.
+    if not text.endswith(("\n", "\r")) and len(frame):
+        last = next(csv.reader(io.StringIO(text[text.rfind("\n") + 1 :])), [])
+        if len(last) < len(header):
+            raise BadInputError(
+                f"{path.name}: file is truncated (line {len(frame) + 1} has {len(last)} of "
+                f"{len(header)} fields and no line end)"
+            )
+    return frame, enc
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInputError(f"{path.name}: unreadable Parquet file ({exc})") from exc
+    frame = table.to_pandas()
+    # Text like CSV, so both go through the same normalisation; dates keep ISO form.
+    out = pd.DataFrame(index=frame.index)
+    for col in frame.columns:
+        s = frame[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out[col] = s.dt.strftime("%Y-%m-%d")
+        elif pd.api.types.is_bool_dtype(s):
+            out[col] = s.map({True: "true", False: "false"})
+        else:
+            txt = s.astype("string")
+            # 1.0 -> "1": integral floats from Parquet must not fail integer-code checks.
+            if pd.api.types.is_float_dtype(s):
+                txt = txt.str.replace(r"\.0$", "", regex=True)
+            out[col] = txt
+    return out.astype(object).where(out.notna(), None)
+
+
+def find_table_files(bundle: Path, name: str) -> list[Path]:
+    """The files that hold table ``name`` in a bundle folder (``NAME.csv`` / ``NAME.parquet``)."""
+    return [p for p in (bundle / f"{name}.csv", bundle / f"{name}.parquet") if p.exists()]
+
+
+def read_table(
+    name: str, paths: list[Path], encoding: str | None = None, relative_to: Path | None = None
+) -> RawTable:
+    """Read one table from its files into canonical text columns with provenance."""
+    columns = TABLES[name]
+    frames, extras, encodings = [], [], {}
+    for path in paths:
+        if path.suffix == ".parquet":
+            frame = _read_parquet(path)
+        else:
+            frame, encodings[path.name] = _read_csv(path, encoding)
+        frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+        missing = [c for c in REQUIRED[name] if c not in frame.columns]
+        if missing:
+            raise BadInputError(
+                f"{path.name}: missing required column {', '.join(repr(m) for m in missing)} "
+                f"(table {name!r}, spec §1)"
+            )
+        extras += [c for c in frame.columns if c not in columns and c not in extras]
+        frame[SOURCE_FILE] = str(path.relative_to(relative_to) if relative_to else path.name)
+        frame[SOURCE_ROW] = range(1, len(frame) + 1)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for col in columns:
+        if col not in frame.columns:
+            frame[col] = None
+    return RawTable(name, frame, paths, extras, encodings)
+
+
+def read_bundle(bundle: Path, encoding: str | None = None) -> dict[str, RawTable]:
+    """Read all tables of a bundle folder. ``checkups`` (from CSV/Parquet/XML) is required."""
+    if not bundle.is_dir():
+        raise BadInputError(f"{bundle}: bundle folder does not exist")
+    tables = {}
+    for name in TABLES:
+        paths = find_table_files(bundle, name)
+        tables[name] = read_table(name, paths, encoding)
+    xml_frames = []
+    for suffix, reader in CHECKUP_READERS.items():
+        for path in sorted(bundle.rglob(f"*{suffix}")):
+            xml_frames.extend(reader(path))
+    if xml_frames:
+        checkups = tables["checkups"]
+        parts = [checkups.frame] if checkups.sources else []
+        checkups.frame = pd.concat([*parts, *xml_frames], ignore_index=True)
+    if not tables["checkups"].sources and not xml_frames:
+        raise BadInputError(f"{bundle}: no checkups.csv, checkups.parquet or checkup XML found")
+    return tables

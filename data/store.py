@@ -1,0 +1,141 @@
+"""The Parquet store that ingest writes and later stages read.
+
+Layout (``private/`` holds the only raw IDs and contact details; owner-only permissions)::
+
+    store/
+      manifest.json                      sources (sha256), row accounting, fingerprint
+      checkups/fiscal_year=YYYY/part-0.parquet
+      enrollment.parquet
+      rejects.parquet
+      private/contacts.parquet           pseudonym ↔ person_id, name, address (letter step only)
+      private/extra_columns.parquet      unknown input columns kept aside
+
+The store is written whole into a temporary sibling folder and swapped in, so a crash never
+leaves half a store, and writing the same data twice gives byte-identical Parquet files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.schemas import Rejects, StoredCheckups, StoredEnrollment
+
+MANIFEST = "manifest.json"
+PRIVATE = "private"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if private:
+        # Create owner-only before any byte is written.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+    else:
+        pq.write_table(table, path, compression="zstd")
+
+
+def write_store(
+    store: Path,
+    checkups: pd.DataFrame,
+    enrollment: pd.DataFrame,
+    rejects: pd.DataFrame,
+    contacts: pd.DataFrame,
+    extra_columns: pd.DataFrame | None,
+    manifest: dict,
+) -> dict:
+    """Validate against the declared schemas and write the whole store atomically."""
+    StoredCheckups.validate(checkups)
+    StoredEnrollment.validate(enrollment)
+    Rejects.validate(rejects)
+    store = store.resolve()
+    tmp = store.with_name(f".{store.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for fy, part in checkups.groupby("fiscal_year", sort=True):
+        _write_parquet(
+            part.drop(columns="fiscal_year").reset_index(drop=True),
+            tmp / "checkups" / f"fiscal_year={int(fy)}" / "part-0.parquet",
+        )
+    _write_parquet(enrollment, tmp / "enrollment.parquet")
+    _write_parquet(rejects, tmp / "rejects.parquet")
+    (tmp / PRIVATE).mkdir(mode=0o700)
+    _write_parquet(contacts, tmp / PRIVATE / "contacts.parquet", private=True)
+    if extra_columns is not None and len(extra_columns.columns) > 2:
+        _write_parquet(extra_columns, tmp / PRIVATE / "extra_columns.parquet", private=True)
+    manifest = {**manifest, "store_fingerprint": fingerprint(tmp)}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    old = store.with_name(f".{store.name}.old-{os.getpid()}")
+    if store.exists():
+        store.rename(old)
+    tmp.rename(store)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+def fingerprint(store: Path) -> dict:
+    """Hash of the non-private data files (what models are trained on), and row counts."""
+    h = hashlib.sha256()
+    files = sorted(p for p in store.rglob("*.parquet") if PRIVATE not in p.relative_to(store).parts)
+    rows = {}
+    for p in files:
+        rel = p.relative_to(store).as_posix()
+        h.update(rel.encode() + b"\0" + sha256_file(p).encode())
+        rows[rel] = pq.ParquetFile(p).metadata.num_rows
+    return {"sha256": h.hexdigest(), "rows": rows}
+
+
+def read_manifest(store: Path) -> dict:
+    path = store / MANIFEST
+    if not path.exists():
+        from kenshin.errors import BadInputError
+
+        raise BadInputError(f"{store}: not a kenshin store (no {MANIFEST}); run 'kenshin ingest'")
+    return json.loads(path.read_text())
+
+
+def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.DataFrame:
+    """Stored checkups (optionally some fiscal years), schema-checked, sorted by person and date."""
+    read_manifest(store)
+    parts = []
+    for d in sorted((store / "checkups").glob("fiscal_year=*")):
+        fy = int(d.name.split("=")[1])
+        if fiscal_years is not None and fy not in set(fiscal_years):
+            continue
+        part = pq.read_table(d / "part-0.parquet").to_pandas()
+        part.insert(2, "fiscal_year", pd.array([fy] * len(part), dtype="Int16"))
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
+    return StoredCheckups.validate(frame)
+
+
+def read_enrollment(store: Path) -> pd.DataFrame:
+    return StoredEnrollment.validate(pd.read_parquet(store / "enrollment.parquet"))
+
+
+def read_rejects(store: Path) -> pd.DataFrame:
+    return pd.read_parquet(store / "rejects.parquet")
+
+
+def read_contacts(store: Path) -> pd.DataFrame:
+    """Contact details with raw IDs. Only the letter step may call this."""
+    return pd.read_parquet(store / PRIVATE / "contacts.parquet")

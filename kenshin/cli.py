@@ -1,0 +1,125 @@
+"""The ``kenshin`` command line (spec §4): a thin edge over the stage packages.
+
+Every command exits 0 on success and 2 on bad input with a one-line reason on stderr, and prints
+a summary of what it read, wrote and rejected.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kenshin.errors import BadInputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="kenshin: lifestyle-disease risk from 特定健診 checkups, explained, with advice letters.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def handles_bad_input(func: Callable) -> Callable:
+    """Turn :class:`BadInputError` into exit code 2 with a one-line reason on stderr."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except BadInputError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=not sys.stderr.isatty(),
+    )
+
+
+@app.command()
+@handles_bad_input
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write the bundle into.")],
+    residents: Annotated[int, typer.Option(min=100, help="NHI members aged 40-74.")] = 10_000,
+    years: Annotated[int, typer.Option(min=2, max=20, help="Fiscal years of checkups.")] = 6,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bundle.")] = 0,
+    last_fiscal_year: Annotated[int, typer.Option(help="Last fiscal year generated.")] = 2025,
+    fmt: Annotated[
+        Literal["csv", "parquet"], typer.Option("--format", help="Bundle file format.")
+    ] = "csv",
+    dirty: Annotated[bool, typer.Option(help="Inject the faults real exports have.")] = False,
+) -> None:
+    """Write a synthetic ward's input bundle (+ truth.csv)."""
+    from kenshin.pipeline import run_synth
+
+    with progress() as bar:
+        paths, summary = run_synth(
+            out, residents, years, seed, last_fiscal_year, fmt, dirty, bar=bar
+        )
+    table = Table(title=f"synthetic bundle → {out}")
+    for col in ("table", "rows", "file"):
+        table.add_column(col)
+    for name, path in paths.items():
+        table.add_row(name, f"{summary.get(name, ''):,}", str(path.name))
+    console.print(table)
+    if dirty:
+        console.print(f"injected faults: {summary['faults']}")
+
+
+@app.command()
+@handles_bad_input
+def ingest(
+    bundle: Annotated[Path, typer.Argument(help="Input bundle folder (CSV / Parquet / XML).")],
+    store: Annotated[Path, typer.Option(help="Store folder to write.")],
+    encoding: Annotated[
+        str | None, typer.Option(help="Force CSV encoding (default: detect UTF-8 / CP932).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rewrite even if the bundle is unchanged.")] = False,
+    today: Annotated[str | None, typer.Option(help="Date that counts as today (ISO).")] = None,
+) -> None:
+    """Validate a bundle and load it into the pseudonymised Parquet store."""
+    from kenshin.pipeline import print_ingest_summary, run_ingest
+
+    with progress() as bar:
+        result = run_ingest(bundle, store, encoding=encoding, force=force, today=today, bar=bar)
+    print_ingest_summary(console, result, store)
+
+
+@app.command()
+@handles_bad_input
+def demo(
+    residents: Annotated[int, typer.Option(min=100, help="Synthetic NHI members.")] = 10_000,
+    workdir: Annotated[Path, typer.Option(help="Work folder for everything.")] = Path("work"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The annual run on a generated ward: synth, ingest (later stages as they land)."""
+    from kenshin.pipeline import print_ingest_summary, run_ingest, run_synth
+
+    bundle, store = workdir / "bundle", workdir / "store"
+    with progress() as bar:
+        run_synth(bundle, residents, 6, seed, 2025, "csv", dirty=True, bar=bar)
+        result = run_ingest(bundle, store, force=True, bar=bar)
+    print_ingest_summary(console, result, store)
+    console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,79 @@
+"""Shared fixtures: a fixed pseudonym key, small hand-made bundles, a small synthetic ward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+TEST_KEY = "kenshin-test-key"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """No test touches the user's key file, MLflow store or working folder."""
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def checkup_row(**overrides) -> dict:
+    """One plausible checkup as export text; override any column."""
+    row = {
+        "person_id": "12-000001",
+        "exam_date": "2024-06-10",
+        "sex": "1",
+        "birth_date": "1970-05-01",
+        "height_cm": "170.0",
+        "weight_kg": "72.5",
+        "waist_cm": "86.0",
+        "sbp": "132",
+        "dbp": "84",
+        "blood_draw_timing": "2",
+        "tg": "140",
+        "hdl": "55",
+        "ldl": "130",
+        "ast": "24",
+        "alt": "28",
+        "ggt": "40",
+        "fpg": "102",
+        "hba1c": "5.7",
+        "urine_glucose": "1",
+        "urine_protein": "1",
+        "creatinine": "0.86",
+        "q_med_bp": "2",
+        "q_med_glucose": "2",
+        "q_med_lipid": "2",
+        "q_smoking": "3",
+        "q_alcohol_freq": "4",
+        "q_alcohol_amount": "2",
+    }
+    row.update(overrides)
+    return row
+
+
+def write_bundle(folder: Path, checkups: list[dict], enrollment=None, contacts=None, **kw) -> Path:
+    """Write a small bundle folder as CSV (UTF-8 unless ``encoding`` is given)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    encoding = kw.get("encoding", "utf-8")
+    pd.DataFrame(checkups).to_csv(folder / "checkups.csv", index=False, encoding=encoding)
+    ids = sorted({r["person_id"] for r in checkups if r.get("person_id")})
+    if enrollment is None:
+        enrollment = [{"person_id": p, "enrolled_from": "2015-04-01"} for p in ids]
+    if contacts is None:
+        contacts = [
+            {"person_id": p, "name": "架空 太郎", "address": "東京都架空区1-2-3", "language": "ja"}
+            for p in ids
+        ]
+    pd.DataFrame(enrollment).to_csv(folder / "enrollment.csv", index=False)
+    pd.DataFrame(contacts).to_csv(folder / "contacts.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_ward():
+    """A small synthetic ward (generated once per test session)."""
+    from data.synth import SynthConfig, generate
+
+    return generate(SynthConfig(residents=3_000, years=4, seed=11))

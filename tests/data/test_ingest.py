@@ -1,0 +1,236 @@
+"""Ingest: normalisation, rejects with reasons, row accounting, pseudonyms, idempotence."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import stat
+
+import pandas as pd
+import pytest
+
+from data.dirty import make_dirty, write_dirty
+from data.ingest import ingest
+from data.store import read_checkups, read_contacts, read_enrollment, read_manifest, read_rejects
+from tests.conftest import TEST_KEY, checkup_row, write_bundle
+
+TODAY = "2026-11-27"
+
+
+def write_synth_bundle(bundle, out, fmt="csv"):
+    from data.synth import write_bundle
+
+    return write_bundle(bundle, out, fmt=fmt)
+
+
+def _pseudonym(pid: str) -> str:
+    return hmac.new(TEST_KEY.encode(), pid.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def test_clean_rows_load_normalised_and_pseudonymised(tmp_path):
+    rows = [
+        checkup_row(),
+        # Same person next year: compact date, full-width digits, era birth date.
+        checkup_row(exam_date="20250612", weight_kg="７４．０", birth_date="S45.5.1"),
+        # Another person: kanji era date, no BMI given (derived), woman.
+        checkup_row(person_id="12-000002", exam_date="令和6年7月1日", sex="2", waist_cm="80"),
+    ]
+    bundle = write_bundle(tmp_path / "b", rows)
+    result = ingest(bundle, tmp_path / "store")
+    assert result.rejects.empty
+    chk = read_checkups(tmp_path / "store")
+    assert len(chk) == 3
+    assert "person_id" not in chk.columns and "birth_date" not in chk.columns
+    p1 = chk[chk["pseudonym"] == _pseudonym("12-000001")].sort_values("exam_date")
+    assert list(p1["exam_date"].dt.strftime("%Y-%m-%d")) == ["2024-06-10", "2025-06-12"]
+    assert list(p1["fiscal_year"]) == [2024, 2025]
+    # Born 1970-05-01: 54 on 31 March 2025, 55 on 31 March 2026 (年度末年齢).
+    assert list(p1["age"]) == [54, 55]
+    assert p1["weight_kg"].iloc[1] == 74.0
+    assert p1["bmi"].iloc[0] == pytest.approx(25.1)  # 72.5 / 1.70²
+    # JSN eGFR: man, Cr 0.86, age 54 -> 194 * 0.86^-1.094 * 54^-0.287
+    expected = 194 * 0.86**-1.094 * 54**-0.287
+    assert p1["egfr"].iloc[0] == pytest.approx(expected, abs=0.06)
+    p2 = chk[chk["pseudonym"] == _pseudonym("12-000002")]
+    assert p2["exam_date"].iloc[0] == pd.Timestamp("2024-07-01") and p2["sex"].iloc[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "column", "reason_part"),
+    [
+        ({"exam_date": "不明"}, "exam_date", "not a date"),
+        ({"exam_date": ""}, "exam_date", "missing"),
+        ({"sex": "3"}, "sex", "code not allowed"),
+        ({"sbp": "70", "dbp": "90"}, "sbp", "not above dbp"),
+        ({"hba1c": "48"}, "hba1c", "mmol/mol"),
+        ({"weight_kg": "-60"}, "weight_kg", "hard range"),
+        ({"ldl": "abc"}, "ldl", "not a number"),
+        ({"exam_date": "2030-01-01"}, "exam_date", "future"),
+        ({"q_smoking": "7"}, "q_smoking", "code not allowed"),
+        ({"person_id": ""}, "person_id", "missing"),
+    ],
+)
+def test_row_faults_are_rejected_with_file_row_column_and_reason(
+    tmp_path, override, column, reason_part
+):
+    rows = [checkup_row(person_id="A1"), checkup_row(**{"person_id": "B2", **override})]
+    bundle = write_bundle(tmp_path / "b", rows)
+    result = ingest(bundle, tmp_path / "store", _config())
+    rej = read_rejects(tmp_path / "store")
+    assert len(rej) == 1, rej
+    r = rej.iloc[0]
+    assert (r["table"], r["source_file"], r["source_row"], r["column"]) == (
+        "checkups",
+        "checkups.csv",
+        2,
+        column,
+    )
+    assert reason_part in r["reason"]
+    a = result.accounting["checkups"]
+    assert (a.read, a.loaded, a.rejected, a.merged_duplicates) == (2, 1, 1, 0)
+
+
+def _config():
+    from data.ingest import IngestConfig
+
+    return IngestConfig(today=TODAY)
+
+
+def test_two_birth_dates_reject_the_odd_row(tmp_path):
+    rows = [
+        checkup_row(exam_date="2024-06-01"),
+        checkup_row(exam_date="2025-06-01", birth_date="1971-05-01"),
+        checkup_row(exam_date="2026-06-01"),
+    ]
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    assert list(result.rejects["column"]) == ["birth_date"]
+    assert result.rejects["source_row"].tolist() == [2]
+    assert "conflicts" in result.rejects["reason"].iloc[0]
+
+
+def test_duplicates_merge_first_non_missing_value(tmp_path):
+    rows = [
+        checkup_row(ldl=""),
+        checkup_row(ldl="150", hdl="60"),  # same person and date: merged, not rejected
+    ]
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    a = result.accounting["checkups"]
+    assert (a.read, a.loaded, a.rejected, a.merged_duplicates) == (2, 1, 0, 1)
+    chk = read_checkups(tmp_path / "s")
+    assert chk["ldl"].iloc[0] == 150 and chk["hdl"].iloc[0] == 55
+
+
+def test_enrollment_ending_before_it_starts_is_rejected(tmp_path):
+    enr = [
+        {"person_id": "12-000001", "enrolled_from": "2015-04-01"},
+        {"person_id": "12-000009", "enrolled_from": "2020-04-01", "enrolled_until": "2019-03-31"},
+    ]
+    result = ingest(write_bundle(tmp_path / "b", [checkup_row()], enrollment=enr), tmp_path / "s")
+    rej = result.rejects
+    assert rej[["table", "source_row", "column"]].values.tolist() == [
+        ["enrollment", 2, "enrolled_until"]
+    ]
+    assert len(read_enrollment(tmp_path / "s")) == 1
+
+
+def test_legacy_questionnaire_codes_are_harmonised_by_fiscal_year(tmp_path):
+    rows = [
+        # FY2022 form: smoking 1 yes / 2 no; alcohol 1 daily / 2 sometimes / 3 hardly.
+        checkup_row(exam_date="2022-06-01", q_smoking="2", q_alcohol_freq="3"),
+        checkup_row(exam_date="2024-06-01", q_smoking="2", q_alcohol_freq="3"),
+        checkup_row(exam_date="2023-06-01", q_smoking="3"),  # not a code of the old form
+    ]
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    assert result.rejects[["source_row", "column"]].values.tolist() == [[3, "q_smoking"]]
+    chk = read_checkups(tmp_path / "s").set_index("fiscal_year")
+    assert (chk.loc[2022, "q_smoking"], chk.loc[2022, "q_alcohol_freq"]) == (3, 8)
+    assert (chk.loc[2024, "q_smoking"], chk.loc[2024, "q_alcohol_freq"]) == (2, 3)
+
+
+def test_soft_outliers_are_kept_and_flagged(tmp_path):
+    rows = [checkup_row(ggt="1500", sbp="230", dbp="95")]
+    ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s")
+    chk = read_checkups(tmp_path / "s")
+    assert len(chk) == 1
+    assert set(chk["soft_flags"].iloc[0].split(";")) >= {"ggt", "sbp"}
+
+
+def test_dirty_synthetic_bundle_accounting_adds_up(tmp_path, small_ward):
+    tables, report = make_dirty(small_ward.checkups, small_ward.enrollment, small_ward.contacts)
+    bundle = tmp_path / "dirty"
+    write_dirty(tables, bundle)
+    result = ingest(bundle, tmp_path / "store", _config())
+    man = read_manifest(tmp_path / "store")
+    for name, a in result.accounting.items():
+        assert a.balanced, (name, a)
+        assert man["accounting"][name] == {
+            "read": a.read,
+            "loaded": a.loaded,
+            "rejected": a.rejected,
+            "merged_duplicates": a.merged_duplicates,
+        }
+        assert a.read == len(tables[name])
+    got = result.rejects.groupby(["table", "column"]).size().to_dict()
+    assert got == report.rejected
+    assert {k: result.accounting[k].merged_duplicates for k in report.merged_duplicates} == (
+        report.merged_duplicates
+    )
+    assert result.extra_columns == {"checkups": ["memo"]}
+    assert man["encodings"]["checkups.csv"] == "cp932"
+    chk = read_checkups(tmp_path / "store")
+    assert chk["soft_flags"].str.contains("ggt").sum() >= report.soft_flagged
+    # The reformatted and full-width rows all loaded: clean rows = read - faults - duplicates.
+    clean = len(small_ward.checkups) - sum(
+        n for (t, _), n in report.rejected.items() if t == "checkups"
+    )
+    assert len(chk) == clean
+
+
+def test_reingest_is_idempotent_and_byte_identical(tmp_path, small_ward):
+    bundle = tmp_path / "bundle"
+    write_synth_bundle(small_ward, bundle)
+    store = tmp_path / "store"
+    first = ingest(bundle, store)
+    files = {p.relative_to(store): p.read_bytes() for p in store.rglob("*.parquet")}
+    again = ingest(bundle, store)
+    assert again.unchanged and not first.unchanged
+    from data.ingest import IngestConfig
+
+    forced = ingest(bundle, store, IngestConfig(force=True))
+    assert not forced.unchanged
+    assert {p.relative_to(store): p.read_bytes() for p in store.rglob("*.parquet")} == files
+    assert read_manifest(store)["store_fingerprint"] == first.manifest["store_fingerprint"]
+
+
+def test_parquet_bundle_gives_the_same_store_as_csv(tmp_path, small_ward):
+    write_synth_bundle(small_ward, tmp_path / "csv", fmt="csv")
+    write_synth_bundle(small_ward, tmp_path / "pq", fmt="parquet")
+    ingest(tmp_path / "csv", tmp_path / "s1")
+    ingest(tmp_path / "pq", tmp_path / "s2")
+    a = read_checkups(tmp_path / "s1").drop(columns=["_source_file"])
+    b = read_checkups(tmp_path / "s2").drop(columns=["_source_file"])
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == len(small_ward.checkups)
+
+
+def test_private_side_is_owner_only_and_the_rest_has_no_raw_ids(tmp_path, small_ward):
+    write_synth_bundle(small_ward, tmp_path / "b")
+    store = tmp_path / "s"
+    ingest(tmp_path / "b", store)
+    private = store / "private"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert stat.S_IMODE((private / "contacts.parquet").stat().st_mode) == 0o600
+    contacts = read_contacts(store)
+    assert set(contacts["person_id"]) == set(small_ward.contacts["person_id"])
+    # No raw ID, name or address anywhere outside private/ (Parquet text is stored plainly
+    # with zstd, so scan decoded values, not bytes).
+    secrets = set(small_ward.contacts["person_id"]) | set(small_ward.contacts["name"])
+    for p in store.rglob("*.parquet"):
+        if "private" in p.parts:
+            continue
+        frame = pd.read_parquet(p)
+        for col in frame.columns:
+            if frame[col].dtype == object or str(frame[col].dtype) == "string":
+                assert not set(frame[col].dropna().astype(str)) & secrets, (p, col)
+    text = (store / "manifest.json").read_text()
+    assert not any(s in text for s in list(secrets)[:500])
