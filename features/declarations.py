@@ -1,0 +1,341 @@
+"""Every model feature, declared once (特徴量定義).
+
+One table drives the feature builder, its pandera schema, the models (monotone constraints,
+categorical columns), the explanations (English / Japanese labels, units) and, later, the letters
+and what-if scenarios (``modifiable``, ``scenario_tags``).
+
+Decisions recorded here:
+
+* ``modifiable`` means "a lever the resident can pull directly": body size (体重, 腹囲, BMI) and
+  lifestyle answers (喫煙, 運動習慣, 食習慣, 飲酒, 睡眠). Laboratory values (HbA1c, 血圧, 脂質, 肝機能,
+  腎機能) are *not* directly modifiable — they respond to the levers, and a letter should name the
+  lever, not the lab value. Age, sex, history (既往歴), medication (服薬) and the checkup history
+  are not modifiable. History-derived features (change, slope) are not modifiable either, but
+  carry the ``scenario_tags`` of their item so a scenario engine knows they move with it.
+* ``monotone`` is +1 only for the *latest* value of HbA1c, 空腹時血糖, 収縮期/拡張期血圧, BMI, 腹囲,
+  中性脂肪 and LDL: risk never falls as these rise, all else equal. Every other feature is 0.
+* Codes are the canonical 2024 questionnaire / XML codes (data.columns); they are kept as
+  integer codes (nullable ``Int8``), never pandas ``category``. Missing stays missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import pandas as pd
+
+__all__ = [
+    "CHANGE_ITEMS",
+    "DECLARATIONS",
+    "FEATURE_SET_VERSION",
+    "KEYS",
+    "FeatureDecl",
+    "categorical_features",
+    "declarations_frame",
+    "feature_names",
+    "get",
+    "modifiable_features",
+    "monotone_constraints",
+]
+
+Kind = Literal["numeric", "ordinal", "binary", "categorical"]
+
+#: Keys of every feature / label row: one row per person and index checkup.
+KEYS = ("pseudonym", "fiscal_year", "exam_date")
+
+_DEFAULT_DTYPE: dict[str, str] = {
+    "numeric": "float64",
+    "ordinal": "Int8",
+    "binary": "Int8",
+    "categorical": "Int8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDecl:
+    """One feature: what it is, for whom it is a lever, and how models may treat it.
+
+    ``sources`` are the canonical checkup columns it is computed from (first = main source).
+    ``dtype`` defaults from ``kind``: numeric → float64, codes → nullable Int8.
+    """
+
+    name: str
+    description: str
+    ja: str
+    unit: str
+    kind: Kind
+    modifiable: bool
+    sources: tuple[str, ...]
+    monotone: int = 0
+    scenario_tags: tuple[str, ...] = ()
+    group: str = "latest"
+    dtype: str = ""
+    allowed: tuple[int, ...] | None = None  # allowed integer codes, when coded
+
+    def __post_init__(self) -> None:
+        if not self.dtype:
+            object.__setattr__(self, "dtype", _DEFAULT_DTYPE[self.kind])
+        if self.monotone not in (-1, 0, 1):
+            raise ValueError(f"{self.name}: monotone must be -1, 0 or +1, got {self.monotone}")
+        if not self.ja.strip():
+            raise ValueError(f"{self.name}: Japanese label is empty")
+
+    @property
+    def source(self) -> str:
+        """The main canonical source column."""
+        return self.sources[0]
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+# fmt: off
+# (name, description, 日本語, unit, modifiable, monotone, scenario tags)
+_MEASUREMENTS: list[tuple[str, str, str, str, bool, int, tuple[str, ...]]] = [
+    ("height_cm", "Height", "身長", "cm", False, 0, ()),
+    ("weight_kg", "Body weight", "体重", "kg", True, 0, ("weight_loss",)),
+    ("bmi", "Body-mass index", "BMI", "kg/m²", True, 1, ("weight_loss",)),
+    ("waist_cm", "Waist circumference", "腹囲", "cm", True, 1, ("weight_loss",)),
+    ("sbp", "Systolic blood pressure", "収縮期血圧", "mmHg", False, 1, ()),
+    ("dbp", "Diastolic blood pressure", "拡張期血圧", "mmHg", False, 1, ()),
+    ("tg", "Triglycerides (fasting or random, see blood_draw_timing)", "中性脂肪", "mg/dL",
+     False, 1, ()),
+    ("hdl", "HDL cholesterol", "HDLコレステロール", "mg/dL", False, 0, ()),
+    ("ldl", "LDL cholesterol", "LDLコレステロール", "mg/dL", False, 1, ()),
+    ("non_hdl", "Non-HDL cholesterol", "Non-HDLコレステロール", "mg/dL", False, 0, ()),
+    ("ast", "AST (GOT)", "AST(GOT)", "U/L", False, 0, ()),
+    ("alt", "ALT (GPT)", "ALT(GPT)", "U/L", False, 0, ()),
+    ("ggt", "gamma-GT", "γ-GT(γ-GTP)", "U/L", False, 0, ()),
+    ("fpg", "Fasting plasma glucose", "空腹時血糖", "mg/dL", False, 1, ()),
+    ("random_glucose", "Random (non-fasting) glucose", "随時血糖", "mg/dL", False, 0, ()),
+    ("hba1c", "HbA1c (NGSP)", "HbA1c", "%", False, 1, ()),
+    ("creatinine", "Serum creatinine", "血清クレアチニン", "mg/dL", False, 0, ()),
+    ("egfr", "eGFR (JSN equation)", "eGFR", "mL/min/1.73m²", False, 0, ()),
+    ("uric_acid", "Serum uric acid", "血清尿酸", "mg/dL", False, 0, ()),
+    ("hemoglobin", "Haemoglobin", "血色素量(ヘモグロビン)", "g/dL", False, 0, ()),
+]
+
+# (name, description incl. codes, 日本語, kind, modifiable, scenario tags, allowed codes)
+_CODED: list[tuple[str, str, str, Kind, bool, tuple[str, ...], tuple[int, ...]]] = [
+    ("blood_draw_timing", "Blood drawn: 2 fasting ≥10 h, 3 3.5-10 h, 4 <3.5 h after a meal",
+     "採血時間(食後)", "ordinal", False, (), (2, 3, 4)),
+    ("urine_glucose", "Urine glucose dipstick: 1 −, 2 ±, 3 +, 4 ++, 5 +++", "尿糖", "ordinal",
+     False, (), (1, 2, 3, 4, 5)),
+    ("urine_protein", "Urine protein dipstick: 1 −, 2 ±, 3 +, 4 ++, 5 +++", "尿蛋白", "ordinal",
+     False, (), (1, 2, 3, 4, 5)),
+    ("q_med_bp", "Q1 on blood-pressure medication: 1 yes, 2 no", "血圧を下げる薬の服用", "binary",
+     False, (), (1, 2)),
+    ("q_med_glucose", "Q2 on insulin or glucose-lowering medication: 1 yes, 2 no",
+     "インスリン注射又は血糖を下げる薬の服用", "binary", False, (), (1, 2)),
+    ("q_med_lipid", "Q3 on cholesterol/TG-lowering medication: 1 yes, 2 no",
+     "コレステロールや中性脂肪を下げる薬の服用", "binary", False, (), (1, 2)),
+    ("q_hist_stroke", "Q4 history of stroke: 1 yes, 2 no", "脳卒中の既往", "binary", False, (),
+     (1, 2)),
+    ("q_hist_heart", "Q5 history of heart disease: 1 yes, 2 no", "心臓病の既往", "binary", False,
+     (), (1, 2)),
+    ("q_hist_kidney", "Q6 chronic kidney disease / renal failure: 1 yes, 2 no",
+     "慢性腎臓病・腎不全の既往", "binary", False, (), (1, 2)),
+    ("q_anemia", "Q7 told anaemic: 1 yes, 2 no", "貧血の既往", "binary", False, (), (1, 2)),
+    ("q_smoking", "Q8 smoking: 1 smokes, 2 quit (not in the last month), 3 no", "喫煙",
+     "categorical", True, ("quit_smoking",), (1, 2, 3)),
+    ("q_weight_gain", "Q9 gained ≥10 kg since age 20: 1 yes, 2 no",
+     "20歳時から10kg以上の体重増加", "binary", False, (), (1, 2)),
+    ("q_exercise", "Q10 exercise ≥30 min ≥2 days/week for ≥1 year: 1 yes, 2 no", "運動習慣",
+     "binary", True, ("exercise",), (1, 2)),
+    ("q_walking", "Q11 walking or equivalent ≥1 h/day: 1 yes, 2 no",
+     "歩行又は身体活動(1日1時間以上)", "binary", True, ("exercise",), (1, 2)),
+    ("q_walk_fast", "Q12 walks faster than peers: 1 yes, 2 no", "歩く速度", "binary", True,
+     ("exercise",), (1, 2)),
+    ("q_chewing", "Q13 chewing: 1 anything, 2 some difficulty, 3 hardly", "咀嚼", "ordinal",
+     False, (), (1, 2, 3)),
+    ("q_eating_speed", "Q14 eating speed: 1 fast, 2 normal, 3 slow", "食べる速度", "ordinal", True,
+     ("diet",), (1, 2, 3)),
+    ("q_late_dinner", "Q15 dinner within 2 h of bedtime ≥3 times/week: 1 yes, 2 no",
+     "就寝前2時間以内の夕食", "binary", True, ("diet",), (1, 2)),
+    ("q_snacks", "Q16 snacks / sugary drinks: 1 daily, 2 sometimes, 3 hardly ever",
+     "間食・甘い飲み物", "ordinal", True, ("diet",), (1, 2, 3)),
+    ("q_skip_breakfast", "Q17 skips breakfast ≥3 times/week: 1 yes, 2 no", "朝食の欠食",
+     "binary", True, ("diet",), (1, 2)),
+    ("q_alcohol_freq", "Q18 drinking frequency: 1 daily … 6 <1 day/month, 7 quit, 8 never",
+     "飲酒頻度", "categorical", True, ("alcohol_reduction",), (1, 2, 3, 4, 5, 6, 7, 8)),
+    ("q_alcohol_amount", "Q19 amount per drinking day: 1 <1 合 … 5 ≥5 合 (1 合 = 180 mL sake)",
+     "飲酒量(1日あたり)", "ordinal", True, ("alcohol_reduction",), (1, 2, 3, 4, 5)),
+    ("q_sleep", "Q20 rested by sleep: 1 yes, 2 no", "睡眠で休養が十分とれている", "binary", True,
+     ("sleep",), (1, 2)),
+    ("q_intention", "Q21 intention to improve lifestyle: 1 none … 5 improving ≥6 months",
+     "生活習慣改善の意思", "ordinal", False, (), (1, 2, 3, 4, 5)),
+    ("q_guidance_received", "Q22 has received 特定保健指導 before: 1 yes, 2 no",
+     "特定保健指導の受診歴", "binary", False, (), (1, 2)),
+]
+# fmt: on
+
+#: Items with history features (前回からの変化, 年間変化率).
+CHANGE_ITEMS = (
+    "hba1c", "fpg", "sbp", "dbp", "weight_kg", "bmi", "waist_cm",
+    "tg", "hdl", "ldl", "alt", "ggt", "egfr",
+)  # fmt: skip
+
+#: 判定値 flags of data.judgements.threshold_flags: (item, 日本語, sources).
+_FLAGS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("sbp", "収縮期血圧", ("sbp",)),
+    ("dbp", "拡張期血圧", ("dbp",)),
+    ("tg", "中性脂肪", ("tg", "blood_draw_timing")),
+    ("hdl", "HDLコレステロール", ("hdl",)),
+    ("ldl", "LDLコレステロール", ("ldl",)),
+    ("non_hdl", "Non-HDLコレステロール", ("non_hdl",)),
+    ("glucose", "血糖", ("fpg", "random_glucose")),
+    ("hba1c", "HbA1c", ("hba1c",)),
+    ("ast", "AST(GOT)", ("ast",)),
+    ("alt", "ALT(GPT)", ("alt",)),
+    ("ggt", "γ-GT", ("ggt",)),
+    ("egfr", "eGFR", ("egfr",)),
+    ("hemoglobin", "血色素量", ("hemoglobin", "sex")),
+    ("waist_cm", "腹囲", ("waist_cm", "sex")),
+    ("bmi", "BMI", ("bmi",)),
+    ("urine_protein", "尿蛋白", ("urine_protein",)),
+]
+
+
+def _build() -> tuple[FeatureDecl, ...]:
+    out: list[FeatureDecl] = [
+        FeatureDecl("age", "Age at fiscal-year end (31 March)", "年齢(年度末)", "years",
+                    "numeric", False, ("age",), group="person", dtype="Int16"),
+        FeatureDecl("sex", "Sex: 1 male, 2 female", "性別", "code", "binary", False, ("sex",),
+                    group="person", allowed=(1, 2)),
+        FeatureDecl("n_prior_checkups", "Number of earlier checkups in the store",
+                    "過去の健診受診回数", "count", "numeric", False, ("exam_date",),
+                    group="history", dtype="Int16"),
+        FeatureDecl("years_since_previous", "Years since the previous checkup (NaN if none)",
+                    "前回健診からの年数", "years", "numeric", False, ("exam_date",),
+                    group="history"),
+    ]  # fmt: skip
+    by_item = {m[0]: m for m in _MEASUREMENTS}
+    for name, desc, ja, unit, modifiable, mono, tags in _MEASUREMENTS:
+        out.append(
+            FeatureDecl(
+                name, f"{desc}, latest (at the index checkup)", ja, unit, "numeric",
+                modifiable, (name,), monotone=mono, scenario_tags=tags,
+            )
+        )  # fmt: skip
+    for name, desc, ja, kind, modifiable, tags, allowed in _CODED:
+        out.append(
+            FeatureDecl(
+                name, f"{desc}, latest", ja, "code", kind, modifiable, (name,),
+                scenario_tags=tags, allowed=allowed,
+            )
+        )  # fmt: skip
+    for item in CHANGE_ITEMS:
+        _, desc, ja, unit, _, _, tags = by_item[item]
+        out.append(
+            FeatureDecl(
+                f"{item}_change", f"{desc}: latest minus previous checkup", f"{ja}の前回からの変化",
+                unit, "numeric", False, (item, "exam_date"), scenario_tags=tags, group="change",
+            )
+        )  # fmt: skip
+        out.append(
+            FeatureDecl(
+                f"{item}_slope",
+                f"{desc}: least-squares slope per year over the last ≤3 checkups",
+                f"{ja}の年間変化(直近3回)", f"{unit}/year", "numeric", False, (item, "exam_date"),
+                scenario_tags=tags, group="slope",
+            )
+        )  # fmt: skip
+    out += [
+        FeatureDecl("mets_code", "Metabolic syndrome judgement (9N501): 1 基準該当, 2 予備群, "
+                    "3 非該当, 4 判定不能", "メタボリックシンドローム判定", "code", "categorical",
+                    False, ("waist_cm", "sbp", "dbp", "tg", "hdl", "fpg", "hba1c", "q_med_bp",
+                            "q_med_glucose", "q_med_lipid"),
+                    scenario_tags=("weight_loss",), group="judgement", allowed=(1, 2, 3, 4)),
+        FeatureDecl("guidance_level", "特定保健指導 stratification: 1 active (積極的支援), "
+                    "2 motivational (動機付け支援), 3 information, 4 excluded (on medication), "
+                    "5 undeterminable", "保健指導レベル(階層化)", "code", "categorical", False,
+                    ("waist_cm", "bmi", "sbp", "dbp", "tg", "hdl", "fpg", "hba1c", "q_smoking",
+                     "q_med_bp", "q_med_glucose", "q_med_lipid", "age"),
+                    scenario_tags=("weight_loss", "quit_smoking"), group="judgement",
+                    allowed=(1, 2, 3, 4, 5)),
+    ]  # fmt: skip
+    for item, ja, sources in _FLAGS:
+        tags = ("weight_loss",) if item in ("waist_cm", "bmi") else ()
+        out.append(
+            FeatureDecl(
+                f"flag_{item}", f"{item} vs judgement values: 0 normal, 1 ≥ guidance (保健指導判定値), "
+                "2 ≥ referral (受診勧奨判定値)", f"{ja}の判定", "level", "ordinal", False, sources,
+                scenario_tags=tags, group="judgement", allowed=(0, 1, 2),
+            )
+        )  # fmt: skip
+    out += [
+        FeatureDecl("alcohol_g_per_day", "Estimated pure alcohol per day (Q18 frequency midpoint "
+                    "× Q19 amount midpoint × 20 g per 合 / 7); 0 for quit / never",
+                    "純アルコール摂取量(1日平均)", "g/day", "numeric", True,
+                    ("q_alcohol_freq", "q_alcohol_amount"), scenario_tags=("alcohol_reduction",),
+                    group="derived"),
+        FeatureDecl("risky_drinking", "Alcohol ≥40 g/day (men) or ≥20 g/day (women), Health "
+                    "Japan 21: 1 yes, 0 no", "生活習慣病のリスクを高める飲酒", "flag", "binary",
+                    True, ("q_alcohol_freq", "q_alcohol_amount", "sex"),
+                    scenario_tags=("alcohol_reduction",), group="derived", allowed=(0, 1)),
+        FeatureDecl("current_smoker", "Smokes now (Q8 = 1): 1 yes, 0 no", "現在の喫煙", "flag",
+                    "binary", True, ("q_smoking",), scenario_tags=("quit_smoking",),
+                    group="derived", allowed=(0, 1)),
+    ]  # fmt: skip
+    names = [d.name for d in out]
+    if len(set(names)) != len(names):  # pragma: no cover - a declaration bug
+        raise RuntimeError("duplicate feature names in declarations")
+    return tuple(out)
+
+
+#: All feature declarations, in output column order.
+DECLARATIONS: tuple[FeatureDecl, ...] = _build()
+_BY_NAME = {d.name: d for d in DECLARATIONS}
+
+
+def feature_names() -> list[str]:
+    """Declared feature names, in the column order of :func:`features.build.build_features`."""
+    return [d.name for d in DECLARATIONS]
+
+
+def get(name: str) -> FeatureDecl:
+    """Declaration of one feature (KeyError names the unknown feature)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown feature {name!r}; see features.declarations") from None
+
+
+def monotone_constraints(names: list[str] | None = None) -> list[int]:
+    """LightGBM ``monotone_constraints`` for ``names`` (default: all features, in order)."""
+    return [get(n).monotone for n in (names or feature_names())]
+
+
+def categorical_features() -> list[str]:
+    """Features whose integer codes are nominal (candidates for LightGBM categorical_feature)."""
+    return [d.name for d in DECLARATIONS if d.kind == "categorical"]
+
+
+def modifiable_features() -> list[str]:
+    """Features the resident can change directly (levers for letters and what-if)."""
+    return [d.name for d in DECLARATIONS if d.modifiable]
+
+
+def declarations_frame() -> pd.DataFrame:
+    """The declarations as a DataFrame (one row per feature) for logging and reports."""
+    rows = []
+    for d in DECLARATIONS:
+        r = asdict(d)
+        r["sources"] = ";".join(d.sources)
+        r["scenario_tags"] = ";".join(d.scenario_tags)
+        r["allowed"] = None if d.allowed is None else ";".join(map(str, d.allowed))
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _version() -> str:
+    payload = json.dumps([asdict(d) for d in DECLARATIONS], ensure_ascii=False, sort_keys=True)
+    return "fs-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+#: Stable identifier of the feature set: changes whenever any declaration changes.
+FEATURE_SET_VERSION: str = _version()

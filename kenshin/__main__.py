@@ -1,0 +1,3 @@
+from kenshin.cli import app
+
+app()
