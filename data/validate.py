@@ -152,7 +152,11 @@ def validate_checkups(raw: pd.DataFrame, today: pd.Timestamp | None = None) -> V
         r.fail(bad, col, f"{col} is not an integer code")
         codes[col] = values
     codes["fiscal_year"] = out["fiscal_year"]
-    harmonised, problems = nz.harmonise_questionnaire_with_problems(codes)
+    # Rows without a fiscal year are already rejected (exam_date); harmonise the rest only.
+    dated = codes["fiscal_year"].notna().to_numpy()
+    harmonised, problems = nz.harmonise_questionnaire_with_problems(codes.loc[dated])
+    harmonised = harmonised.reindex(codes.index)
+    problems = problems.reindex(codes.index, fill_value=False)
     for col, allowed in CODES.items():
         v = harmonised[col]
         # A legacy code outside its old range comes back missing and marked as a problem.

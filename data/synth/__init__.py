@@ -1,0 +1,142 @@
+"""Synthetic NHI ward (架空区) with 特定健診 histories, calibrated to NDB FY2021.
+
+Public API::
+
+    bundle = generate(SynthConfig(residents=10_000, years=6, last_fiscal_year=2025, seed=0))
+    paths = write_bundle(bundle, Path("out"), fmt="csv", legacy_codes=True)
+
+The ward starts with ``residents`` NHI members whose age at the end of the first fiscal year
+(年度末年齢) is 40-74; members age, leave (75th birthday, death, moving, changing insurer) and
+join (turning 40, retirement, moving in), and about ``attendance`` of eligible members attend
+each year. Measurements come from a latent person model (:mod:`data.synth.model`) whose
+reported values are calibrated by sex × 5-year band to the NDB FY2021 means and threshold
+prevalences; ``truth`` holds next-year outcome probabilities and drivers
+(:mod:`data.synth.truth`). Same config → identical frames and byte-identical files.
+
+Modules: :mod:`~data.synth.ndb` (targets), :mod:`~data.synth.model` (latent model and
+calibration), :mod:`~data.synth.observe` (measurement), :mod:`~data.synth.ward` (population
+flows and attendance), :mod:`~data.synth.truth` (ground truth), :mod:`~data.synth.names`
+(fictional contacts). :func:`data.synth_calibration.calibration_report` compares a bundle with
+the NDB targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from data.columns import CHECKUP_COLUMNS, CONTACT_COLUMNS, ENROLLMENT_COLUMNS, OUTCOMES
+
+__all__ = ["SynthBundle", "SynthConfig", "TRUTH_COLUMNS", "generate", "write_bundle"]
+
+#: Columns of ``truth`` (spec §1.5).
+TRUTH_COLUMNS = (
+    ("person_id", "fiscal_year")
+    + tuple("p_true_" + o for o in OUTCOMES)
+    + tuple("drivers_" + o for o in OUTCOMES)
+)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate. ``letter_effect`` is reserved (accepted and ignored for now)."""
+
+    residents: int = 10_000
+    years: int = 6
+    last_fiscal_year: int = 2025
+    seed: int = 0
+    attendance: float = 0.37
+    letter_effect: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.residents < 1:
+            raise ValueError("residents must be ≥ 1")
+        if self.years < 1:
+            raise ValueError("years must be ≥ 1")
+        if not 0.01 <= self.attendance <= 0.9:
+            raise ValueError("attendance must be in [0.01, 0.9]")
+
+    @property
+    def fiscal_years(self) -> range:
+        return range(self.last_fiscal_year - self.years + 1, self.last_fiscal_year + 1)
+
+
+@dataclass
+class SynthBundle:
+    """The generated tables (spec §1.1-1.3, §1.5), canonical 2024 questionnaire coding."""
+
+    checkups: pd.DataFrame
+    enrollment: pd.DataFrame
+    contacts: pd.DataFrame
+    truth: pd.DataFrame
+
+
+def generate(config: SynthConfig) -> SynthBundle:
+    """Simulate the ward for ``config.years`` fiscal years ending ``config.last_fiscal_year``."""
+    from data.synth.model import calibration
+    from data.synth.ward import Ward
+
+    ward = Ward(config, calibration())
+    for i, fy in enumerate(config.fiscal_years):
+        ward.run_year(fy, first=i == 0)
+    checkups, enrollment, contacts, truth = ward.frames()
+    return SynthBundle(
+        checkups=checkups[list(CHECKUP_COLUMNS)],
+        enrollment=enrollment[list(ENROLLMENT_COLUMNS)],
+        contacts=contacts[list(CONTACT_COLUMNS)],
+        truth=truth[list(TRUTH_COLUMNS)],
+    )
+
+
+def _csv(df: pd.DataFrame, path: Path) -> None:
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].dt.strftime("%Y-%m-%d")
+    out.to_csv(path, index=False, encoding="utf-8", lineterminator="\n", na_rep="")
+
+
+def write_bundle(
+    bundle: SynthBundle,
+    out_dir: Path,
+    fmt: Literal["csv", "parquet"] = "csv",
+    legacy_codes: bool = True,
+) -> dict[str, Path]:
+    """Write ``checkups``/``enrollment``/``contacts`` as NAME.csv or NAME.parquet, and truth.csv.
+
+    CSV: UTF-8, ISO dates, empty cell = missing. With ``legacy_codes`` checkups in FY ≤ 2023
+    carry the pre-2024 questionnaire codes (:func:`data.normalise.to_legacy_questionnaire`), as
+    real exports do. Deterministic: the same bundle gives byte-identical files.
+    """
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt must be 'csv' or 'parquet': {fmt!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkups = bundle.checkups
+    if legacy_codes:
+        from data.normalise import fiscal_year, to_legacy_questionnaire
+
+        tmp = checkups.assign(fiscal_year=fiscal_year(checkups["exam_date"]))
+        checkups = to_legacy_questionnaire(tmp).drop(columns="fiscal_year")[list(CHECKUP_COLUMNS)]
+    tables = {
+        "checkups": checkups,
+        "enrollment": bundle.enrollment,
+        "contacts": bundle.contacts,
+    }
+    paths: dict[str, Path] = {}
+    for name, df in tables.items():
+        path = out_dir / f"{name}.{fmt}"
+        if fmt == "csv":
+            _csv(df, path)
+        else:
+            df.to_parquet(path, index=False, compression="zstd")
+        paths[name] = path
+    tpath = out_dir / "truth.csv"
+    bundle.truth.to_csv(
+        tpath, index=False, encoding="utf-8", lineterminator="\n", float_format="%.6g"
+    )
+    paths["truth"] = tpath
+    return paths

@@ -1,0 +1,412 @@
+"""Ground truth of the synthetic ward (spec §1.5): next-year outcome probabilities and drivers.
+
+``p_true_<outcome>`` — the probability that the outcome is met at a checkup in the next fiscal
+year, conditional on attending, given the person's full latent state at this year's checkup.
+Computed by Monte Carlo with ``K = 64`` replicates per person: the state is advanced one year
+with :func:`data.synth.model.step` (the same function the ward uses; independent noise per
+replicate: lifestyle transitions, AR(1) innovations, medication start/stop) and judged by
+:func:`judge_next`, which applies the measurement law of :func:`data.synth.observe.observe`
+(noise, fasting status, missingness) and the spec §2 rules of
+:func:`data.judgements.outcomes_met` directly on the raw latent values (tests check it against
+``outcomes_met`` on generated checkups). It is computed for everybody, including people who
+already meet the outcome.
+
+``drivers_<outcome>`` — the generator's top-3 true drivers, ``;``-joined canonical column names.
+Definition (first-order attribution of the next-year risk):
+
+1. Every outcome is a set of threshold crossings of observed items (e.g. diabetes: HbA1c ≥6.5
+   or FPG ≥126; MetS: waist and ≥2 of BP / lipids / glucose). For each item ``i`` the model gives
+   the expected next-year raw latent ``m_i`` as an exact sum of terms, each owned by one input
+   column: the person's own persistent level of an item (stable trait + expected AR part) is
+   owned by that item's column (``hba1c``, ``sbp``, ``ldl``, ``egfr``, …); adiposity is owned by
+   ``weight_kg`` (``waist_cm`` for metabolic syndrome); each lifestyle answer owns its effect
+   (directly and through adiposity); loadings between latents (glycaemia → kidney, …) pass
+   terms on unchanged. The threshold ``τ_i(sex, age)`` owns the age (``age``) and sex (``sex``)
+   part of the risk.
+2. The sensitivity of the outcome probability to ``m_i`` is taken from a Gaussian approximation
+   of the predictive distribution, ``∂P/∂m_i`` (density at the threshold times the probability
+   that the other branches do not already decide the outcome; product rule for MetS).
+3. Contribution of a column = Σ_i ∂P/∂m_i × (term owned by the column − its population mean among
+   this year's examinees), with sign so that positive means "raises the risk". The three
+   columns with the largest contributions are the drivers. Medication for the condition makes
+   the outcome met outright; the medication column (``q_med_*``) is then the first driver.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+
+from data.columns import OUTCOMES
+from data.synth import model
+from data.synth import observe as obs_mod
+from data.synth.observe import presence_probs
+
+K_DEFAULT = 64
+_CHUNK_ROWS = 131_072
+
+
+def p_true(
+    st: dict,
+    age_fy: np.ndarray,
+    exam_age: np.ndarray,
+    birth_year: np.ndarray,
+    seed: np.random.SeedSequence,
+    cal: model.Calibration,
+    k: int = K_DEFAULT,
+    workers: int = 2,
+) -> np.ndarray:
+    """``(n, len(OUTCOMES))`` Monte-Carlo probabilities of meeting each outcome next year.
+
+    Persons are processed in chunks, each with its own generator spawned from ``seed`` (so the
+    result does not depend on ``workers``); chunks run on a small thread pool (numpy releases
+    the GIL in the heavy array work).
+    """
+    n = len(st["sex"])
+    out = np.zeros((n, len(OUTCOMES)))
+    per = max(1, _CHUNK_ROWS // k)
+    starts = list(range(0, n, per))
+    seeds = seed.spawn(len(starts))
+
+    def run(j: int) -> None:
+        rng = np.random.default_rng(seeds[j])
+        idx = np.arange(starts[j], min(n, starts[j] + per))
+        sub = {key: v[idx] for key, v in st.items() if not key.startswith("_")}
+        a1 = age_fy[idx] + 1
+        nxt = model.step(sub, a1, rng, cal, outcomes_only=True, k=k)
+        met = judge_next(nxt, sub, a1, exam_age[idx] + 1, k, rng, cal)
+        out[idx] = met.reshape(len(idx), k, len(OUTCOMES)).mean(axis=1)
+
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run, range(len(starts))))
+    else:
+        for j in range(len(starts)):
+            run(j)
+    return out
+
+
+_THRESHOLDS = (
+    ("hba1c", 6.45),
+    ("hba1c", 5.95),
+    ("hba1c", 5.55),
+    ("fpg", 125.5),
+    ("fpg", 109.5),
+    ("sbp", 139.5),
+    ("sbp", 129.5),
+    ("sbp", 104.5),
+    ("sbp", 99.5),
+    ("dbp", 89.5),
+    ("dbp", 84.5),
+    ("ldl", 139.5),
+    ("tg", 299.5),
+    ("tg", 399.5),
+    ("tg", 149.5),
+    ("tg", 174.5),
+    ("hdl", 39.5),
+    ("waist_cm", 84.95),
+    ("waist_cm", 89.95),
+    ("urine_protein", 2.5),
+    ("alt", 50.5),
+    ("ggt", 100.5),
+)
+
+
+def judge_next(
+    nxt: dict,
+    now: dict,
+    age_next: np.ndarray,
+    exam_age_next: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    cal: model.Calibration,
+) -> np.ndarray:
+    """Outcomes met at the next checkup for the ``k``-replicated state ``nxt`` (R × 6 bool).
+
+    The same measurement law as :func:`data.synth.observe.observe` followed by
+    :func:`data.judgements.outcomes_met`, evaluated without building the reported values: a
+    reported value meets a cut exactly when the raw latent value passes the cut's pre-image
+    under the (monotone) value map — e.g. HbA1c rounds to ≥6.5 iff its unrounded value is
+    ≥6.45. eGFR goes through the creatinine round trip as in :func:`observe`. Per-person
+    quantities (thresholds, regime probabilities) are computed once and repeated.
+    """
+    R = len(nxt["sex"])
+    sex_n = now["sex"]
+    thr = {key: np.repeat(cal.threshold(key[0], key[1], sex_n, age_next), k) for key in _THRESHOLDS}
+    pp = {key: np.repeat(v, k) for key, v in presence_probs(now).items()}
+    sex = nxt["sex"]
+    c = nxt["_cores"]
+
+    def u():
+        return rng.random(R, dtype=np.float32)
+
+    fasting = u() < pp["fast"]
+    timing = np.where(fasting, 2, np.where(u() < 0.6, 3, 4)).astype(np.int8)
+    raw = model.raw_observations(nxt, c, timing, rng, _JUDGE_ITEMS)
+    q = {m: (u() < obs_mod.P_QMED) & nxt["m_" + m] for m in model.MEDS}
+    waist_ok, tg_ok, hdl_ok = u() < obs_mod.P_WAIST, u() < obs_mod.P_TG, u() < obs_mod.P_HDL
+    tg_w, sbp_w, dbp_w = raw["tg"], raw["sbp"], raw["dbp"]
+    tg400 = tg_w >= thr["tg", 399.5]
+    ldl_ok = (u() < pp["ldl"]) & (~tg400 | (u() < obs_mod.P_LDL_TG400))
+    nhdl_ok = (~ldl_ok | tg400 | (u() < obs_mod.P_NHDL_EXTRA)) & hdl_ok
+    liver_ok = u() < obs_mod.P_LIVER
+    fpg_ok = fasting & (u() < obs_mod.P_FPG)
+    a1c_ok = np.where(fasting, u() < pp["a1c"], u() < obs_mod.P_A1C_NONFAST) | ~fpg_ok
+    urine_ok = (u() < obs_mod.P_URINE) & (u() < obs_mod.P_UP)
+    trig = (sbp_w >= thr["sbp", 129.5]) | (
+        (dbp_w >= thr["dbp", 84.5]) & (sbp_w >= thr["sbp", 99.5])
+    )
+    trig |= raw["hba1c"] >= thr["hba1c", 5.55]
+    cre_ok = (u() < pp["cre"]) | (trig & (u() < obs_mod.P_CRE_TRIGGER))
+    a_rep = np.repeat(age_next, k)
+    sexf = np.where(sex == 2, 0.739, 1.0)
+    _, egfr = obs_mod.creatinine_from_egfr(
+        cal.value("egfr", raw["egfr"], sex, a_rep), np.repeat(exam_age_next, k), sexf
+    )
+    tg_v = np.round(cal.value("tg", tg_w, sex, a_rep))
+    ldl_v = cal.value("ldl", raw["ldl"], sex, a_rep)
+    tg_part = np.where(fasting, np.minimum(tg_v, 400) / 5.0, np.minimum(tg_v, 400) / 6.0)
+    nhdl = np.round(ldl_v + tg_part + 3.0 * rng.standard_normal(R, dtype=np.float32))
+
+    sbp140 = sbp_w >= thr["sbp", 139.5]
+    dbp90 = (dbp_w >= thr["dbp", 89.5]) & (sbp_w >= thr["sbp", 104.5])
+    out = np.zeros((R, len(OUTCOMES)), dtype=bool)
+    out[:, 0] = (
+        q["glu"]
+        | (a1c_ok & (raw["hba1c"] >= thr["hba1c", 6.45]))
+        | (fpg_ok & (raw["fpg"] >= thr["fpg", 125.5]))
+    )
+    out[:, 1] = q["bp"] | sbp140 | dbp90
+    out[:, 2] = (
+        q["lip"]
+        | (ldl_ok & (raw["ldl"] >= thr["ldl", 139.5]))
+        | (tg_ok & (tg_w >= thr["tg", 299.5]))
+        | (nhdl_ok & (nhdl >= 170))
+    )
+    waist_cut = np.where(sex == 1, thr["waist_cm", 84.95], thr["waist_cm", 89.95])
+    glu = q["glu"] | np.where(
+        fpg_ok, raw["fpg"] >= thr["fpg", 109.5], a1c_ok & (raw["hba1c"] >= thr["hba1c", 5.95])
+    )
+    tg_cut = np.where(fasting, thr["tg", 149.5], thr["tg", 174.5])
+    lip = q["lip"] | (tg_ok & (tg_w >= tg_cut)) | (hdl_ok & (raw["hdl"] < thr["hdl", 39.5]))
+    bp = (
+        q["bp"]
+        | (sbp_w >= thr["sbp", 129.5])
+        | ((dbp_w >= thr["dbp", 84.5]) & (sbp_w >= thr["sbp", 99.5]))
+    )
+    n_comp = glu.astype(np.int8) + lip + bp
+    out[:, 3] = waist_ok & (raw["waist_cm"] >= waist_cut) & (n_comp >= 2)
+    out[:, 4] = (cre_ok & (egfr < 60)) | (
+        urine_ok & (raw["urine_protein"] >= thr["urine_protein", 2.5])
+    )
+    out[:, 5] = liver_ok & ((raw["alt"] >= thr["alt", 50.5]) | (raw["ggt"] >= thr["ggt", 100.5]))
+    return out
+
+
+_JUDGE_ITEMS = (
+    "waist_cm",
+    "sbp",
+    "dbp",
+    "tg",
+    "hdl",
+    "ldl",
+    "alt",
+    "ggt",
+    "fpg",
+    "hba1c",
+    "egfr",
+    "urine_protein",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Drivers
+# ---------------------------------------------------------------------------------------------
+
+_OWN_COLUMN = {
+    "A": "weight_kg",
+    "G": "hba1c",
+    "B": "sbp",
+    "T": "tg",
+    "H": "hdl",
+    "L": "ldl",
+    "ALT": "alt",
+    "AST": "ast",
+    "GGT": "ggt",
+    "K": "egfr",
+    "P": "urine_protein",
+    "UA": "uric_acid",
+    "HB": "hemoglobin",
+    "W": "waist_cm",
+    "F": "fpg",
+    "D": "dbp",
+}
+# (item, core, threshold, direction +1 high-bad / -1 low-bad, predictive sd in raw units)
+_ITEM = {
+    "hba1c": ("G", 0.32),
+    "fpg": ("F", 0.55),
+    "sbp": ("B", 0.60),
+    "dbp": ("D", 0.58),
+    "ldl": ("L", 0.45),
+    "tg": ("T", 0.75),
+    "hdl": ("H", 0.35),
+    "waist_cm": ("W", 0.30),
+    "egfr": ("K", 0.40),
+    "urine_protein": ("P", 0.70),
+    "alt": ("ALT", 0.60),
+    "ggt": ("GGT", 0.40),
+}
+
+
+def _decompose(st: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Expected next-year core latents, split into terms owned by input columns."""
+    life = model.lifestyle_matrix(st)
+    life_terms: dict[str, dict[str, np.ndarray]] = {}
+    for j, core in enumerate(model.LIFE_CORES):
+        d: dict[str, np.ndarray] = {}
+        for i, (_, col) in enumerate(model.INDICATORS):
+            g = model.GAMMA[i, j]
+            if g:
+                d[col] = d.get(col, 0.0) + g * life[:, i]
+        life_terms[core] = d
+    dec: dict[str, dict[str, np.ndarray]] = {}
+    for core in model.CORE_ORDER:
+        d: dict[str, np.ndarray] = {}
+        own = model.TRAIT[core] * st["g" + core]
+        if core in model.AR:
+            rho, sx = model.AR[core]
+            own = own + sx * rho * st["x" + core]
+        if core == "A":
+            own = own + 0.5 * st["LA"]
+            for col, t in life_terms["A"].items():
+                d[col] = d.get(col, 0.0) + 0.5 * t
+        elif core in model.LIFE_CORES:
+            for col, t in life_terms[core].items():
+                d[col] = d.get(col, 0.0) + t
+        d[_OWN_COLUMN[core]] = d.get(_OWN_COLUMN[core], 0.0) + own
+        for parent, load in model.LOADINGS.get(core, {}).items():
+            for col, t in dec[parent].items():
+                d[col] = d.get(col, 0.0) + load * t
+        dec[core] = d
+    return dec
+
+
+def _med_shift(st: dict, item: str) -> np.ndarray:
+    s = 0.0
+    for m in model.MEDS:
+        e = model.MED_EFFECT[m].get(item)
+        if e:
+            s = s + e * st["m_" + m]
+    return s
+
+
+def drivers(st: dict, age_fy: np.ndarray, cal: model.Calibration, top: int = 3) -> pd.DataFrame:
+    """Top-``top`` driver columns per person and outcome (see module docstring)."""
+    n = len(st["sex"])
+    sex = st["sex"]
+    a1 = np.asarray(age_fy) + 1
+    dec = _decompose(st)
+
+    def comp(item, value, direction, mets=False):
+        core, sd = _ITEM[item]
+        terms = dict(dec[core])
+        if mets and "weight_kg" in terms:
+            terms["waist_cm"] = terms.get("waist_cm", 0.0) + terms.pop("weight_kg")
+        m = sum(terms.values()) + _med_shift(st, item)
+        if item == "waist_cm":
+            value = np.where(sex == 1, 84.95, 89.95)
+            tau = np.where(
+                sex == 1,
+                cal.threshold(item, 84.95, sex, a1),
+                cal.threshold(item, 89.95, sex, a1),
+            )
+        else:
+            tau = cal.threshold(item, value, sex, a1)
+        r = direction * (m - tau) / sd  # standardised distance beyond the threshold
+        p = ndtr(r)
+        rc = np.clip(r, -2.5, 2.5)  # keep relative weights meaningful far from the threshold
+        dens = np.exp(-0.5 * rc * rc) / (np.sqrt(2 * np.pi) * sd)
+        # age/sex own the threshold: relative to the same-sex and overall mean thresholds
+        tau_sex = np.where(
+            sex == 1,
+            tau[sex == 1].mean() if (sex == 1).any() else 0.0,
+            tau[sex == 2].mean() if (sex == 2).any() else 0.0,
+        )
+        terms = {c: direction * t for c, t in terms.items()}
+        terms["age"] = -direction * (tau - tau_sex)
+        terms["sex"] = -direction * (tau_sex - tau.mean())
+        return p, dens, terms
+
+    def or_grads(parts):
+        ps = [p for p, _, _ in parts]
+        grads = []
+        for i, (_, dens, terms) in enumerate(parts):
+            others = (
+                np.prod([1 - ps[j] for j in range(len(parts)) if j != i], axis=0)
+                if len(parts) > 1
+                else 1.0
+            )
+            grads.append((dens * others, terms))
+        return 1 - np.prod([1 - p for p in ps], axis=0), grads
+
+    specs = {
+        "diabetes": ([("hba1c", 6.45, 1), ("fpg", 125.5, 1)], "glu"),
+        "hypertension": ([("sbp", 139.5, 1), ("dbp", 89.5, 1)], "bp"),
+        "dyslipidemia": ([("ldl", 139.5, 1), ("tg", 299.5, 1)], "lip"),
+        "ckd": ([("egfr", 59.95, -1), ("urine_protein", 2.5, 1)], None),
+        "liver": ([("alt", 50.5, 1), ("ggt", 100.5, 1)], None),
+    }
+    result = {}
+    for outcome in OUTCOMES:
+        big: dict[str, np.ndarray] = {}
+        if outcome == "metabolic_syndrome":
+            pw, dw, tw = comp("waist_cm", 0.0, 1, mets=True)
+            groups = {
+                "bp": ([comp("sbp", 129.5, 1, True), comp("dbp", 84.5, 1, True)], "bp"),
+                "lip": ([comp("tg", 149.5, 1, True), comp("hdl", 39.5, -1, True)], "lip"),
+                "glu": ([comp("fpg", 109.5, 1, True)], "glu"),
+            }
+            pk, gk, raw_p = {}, {}, {}
+            for g, (parts, med) in groups.items():
+                p, grads = or_grads(parts)
+                on = st["m_" + med]
+                raw_p[g] = p
+                pk[g] = np.where(on, 1.0, p)
+                gk[g] = [(np.where(on, 0.0, gr), t) for gr, t in grads]
+            p1, p2, p3 = pk["bp"], pk["lip"], pk["glu"]
+            p_two = p1 * p2 + p1 * p3 + p2 * p3 - 2 * p1 * p2 * p3
+            dp = {
+                "bp": p2 + p3 - 2 * p2 * p3,
+                "lip": p1 + p3 - 2 * p1 * p3,
+                "glu": p1 + p2 - 2 * p1 * p2,
+            }
+            contrib = [(dw * p_two, tw)]
+            for g, (_, med) in groups.items():
+                contrib += [(pw * dp[g] * gr, t) for gr, t in gk[g]]
+                # medication: the rise in P from counting the component as met
+                on = st["m_" + med]
+                big[model.MED_COLUMN[med]] = np.where(on, pw * dp[g] * (1 - raw_p[g]), 0.0)
+        else:
+            parts_spec, med = specs[outcome]
+            parts = [comp(i, v, d) for i, v, d in parts_spec]
+            _, contrib = or_grads(parts)
+            if med is not None:
+                on = st["m_" + med]
+                contrib = [(np.where(on, 0.0, g), t) for g, t in contrib]
+                big[model.MED_COLUMN[med]] = np.where(on, 1e6, 0.0)
+        scores: dict[str, np.ndarray] = {}
+        for grad, terms in contrib:
+            for col, t in terms.items():
+                t = np.broadcast_to(np.asarray(t, dtype=float), (n,))
+                scores[col] = scores.get(col, 0.0) + grad * (t - t.mean())
+        for col, v in big.items():
+            scores[col] = scores.get(col, 0.0) + v
+        cols = sorted(scores)
+        mat = np.stack([np.broadcast_to(scores[c], (n,)) for c in cols], axis=1)
+        order = np.argsort(-mat, axis=1, kind="stable")[:, :top]
+        combos, inv = np.unique(order, axis=0, return_inverse=True)
+        labels = np.array([";".join(cols[i] for i in row) for row in combos], dtype=object)
+        result["drivers_" + outcome] = labels[inv.ravel()]
+    return pd.DataFrame(result)
