@@ -229,6 +229,7 @@ def ingest(
         "encodings": {k: v for t in raw.values() for k, v in t.encodings.items()},
         "accounting": {k: asdict(v) for k, v in acct.items()},
         "extra_columns": {t.name: t.extra_columns for t in raw.values() if t.extra_columns},
+        "reader_notes": {t.name: t.notes for t in raw.values() if t.notes},
         "fiscal_years": sorted(int(y) for y in checkups["fiscal_year"].dropna().unique()),
         "reject_reasons": reasons.to_dict(orient="records"),
     }

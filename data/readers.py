@@ -27,6 +27,10 @@ from kenshin.errors import BadInputError
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
 PROVENANCE = (SOURCE_FILE, SOURCE_ROW)
+#: Optional columns of a non-tabular reader's rows: its own reason to reject the row (e.g.
+#: malformed XML) and the column concerned. Validation applies them before any other check.
+REJECT_REASON = "_reject_reason"
+REJECT_COLUMN = "_reject_column"
 ENCODINGS = ("utf-8-sig", "cp932")
 
 
@@ -39,10 +43,19 @@ class RawTable:
     sources: list[Path]
     extra_columns: list[str] = field(default_factory=list)
     encodings: dict[str, str] = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)  # reader reports for the manifest (e.g. XML)
 
 
 #: Readers for non-tabular checkup sources, keyed by file suffix (".xml", ".zip").
 CHECKUP_READERS: dict[str, Callable[[Path], Iterable[pd.DataFrame]]] = {}
+#: Run once over all frames of :data:`CHECKUP_READERS` (concatenated): each returns the frame
+#: (e.g. duplicate documents across files marked) and notes for the manifest.
+CHECKUP_FINALISERS: list[Callable[[pd.DataFrame], tuple[pd.DataFrame, dict]]] = []
+
+
+def _register_plugins() -> None:
+    """Import the readers that register themselves (lazily: no import cycle, no work at import)."""
+    import data.mhlw_xml  # noqa: F401
 
 
 def decode_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
@@ -159,14 +172,19 @@ def read_bundle(bundle: Path, encoding: str | None = None) -> dict[str, RawTable
     for name in TABLES:
         paths = find_table_files(bundle, name)
         tables[name] = read_table(name, paths, encoding)
+    _register_plugins()
     xml_frames = []
     for suffix, reader in CHECKUP_READERS.items():
         for path in sorted(bundle.rglob(f"*{suffix}")):
             xml_frames.extend(reader(path))
     if xml_frames:
         checkups = tables["checkups"]
+        xml = pd.concat(xml_frames, ignore_index=True)
+        for finalise in CHECKUP_FINALISERS:
+            xml, notes = finalise(xml)
+            checkups.notes.update(notes)
         parts = [checkups.frame] if checkups.sources else []
-        checkups.frame = pd.concat([*parts, *xml_frames], ignore_index=True)
+        checkups.frame = pd.concat([*parts, xml], ignore_index=True)
     if not tables["checkups"].sources and not xml_frames:
         raise BadInputError(f"{bundle}: no checkups.csv, checkups.parquet or checkup XML found")
     return tables

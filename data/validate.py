@@ -15,7 +15,7 @@ import pandas as pd
 
 from data import normalise as nz
 from data.columns import CHECKUP_COLUMNS, END_REASONS
-from data.readers import SOURCE_FILE, SOURCE_ROW
+from data.readers import REJECT_COLUMN, REJECT_REASON, SOURCE_FILE, SOURCE_ROW
 
 #: (hard_low, hard_high, soft_low, soft_high) per item; engineering proposal of domain.md §1.5.
 RANGES: dict[str, tuple[float, float, float, float]] = {
@@ -71,6 +71,12 @@ class _Rejector:
         n = len(raw)
         self.reason = np.full(n, None, dtype=object)
         self.column = np.full(n, None, dtype=object)
+        if REJECT_REASON in raw:  # a reader's own verdict (e.g. malformed XML) comes first
+            pre = raw[REJECT_REASON].notna().to_numpy(dtype=bool)
+            self.reason[pre] = raw[REJECT_REASON].to_numpy(dtype=object)[pre]
+            if REJECT_COLUMN in raw:
+                col = raw[REJECT_COLUMN]
+                self.column[pre] = col.where(col.notna(), None).to_numpy(dtype=object)[pre]
 
     def fail(self, mask: pd.Series | np.ndarray, column: str, reason: str | pd.Series) -> None:
         if isinstance(mask, pd.Series):

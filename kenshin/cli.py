@@ -63,7 +63,10 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bundle.")] = 0,
     last_fiscal_year: Annotated[int, typer.Option(help="Last fiscal year generated.")] = 2025,
     fmt: Annotated[
-        Literal["csv", "parquet"], typer.Option("--format", help="Bundle file format.")
+        Literal["csv", "parquet", "xml"],
+        typer.Option(
+            "--format", help="Bundle file format (xml: checkups as MHLW exchange archives)."
+        ),
     ] = "csv",
     dirty: Annotated[bool, typer.Option(help="Inject the faults real exports have.")] = False,
 ) -> None:

@@ -22,9 +22,8 @@ def run_synth(
     bar: Progress | None = None,
 ) -> tuple[dict[str, Path], dict]:
     """Generate a synthetic ward and write its bundle; ``dirty`` injects export faults."""
-    from data.synth import SynthConfig, generate, write_bundle
-
     from data.dirty import make_dirty, write_dirty
+    from data.synth import SynthConfig, generate, write_bundle
 
     task = bar.add_task("synth", total=2) if bar else None
     bundle = generate(
@@ -42,17 +41,32 @@ def run_synth(
         if fmt != "csv":
             from kenshin.errors import BadInputError
 
-            raise BadInputError("--dirty writes CSV exports; drop --format parquet")
+            raise BadInputError(f"--dirty writes CSV exports; drop --format {fmt}")
         paths = write_bundle(bundle, out, fmt="csv")
         tables, report = make_dirty(bundle.checkups, bundle.enrollment, bundle.contacts, seed=seed)
         paths.update(write_dirty(tables, out))
         summary.update({name: len(t) for name, t in tables.items()})
         summary["faults"] = report.summary()
+    elif fmt == "xml":  # checkups as MHLW exchange archives, the other tables as CSV
+        from data.mhlw_xml import archive_fiscal_year, write_exchange_archive
+
+        paths = write_bundle(bundle, out, fmt="csv")
+        paths.pop("checkups").unlink()
+        for path in write_exchange_archive(bundle.checkups, bundle.contacts, out):
+            name = f"checkups FY{archive_fiscal_year(path)}"
+            paths[name], summary[name] = path, _zip_documents(path)
     else:
         paths = write_bundle(bundle, out, fmt=fmt)
     if bar:
         bar.advance(task)
     return paths, summary
+
+
+def _zip_documents(path: Path) -> int:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        return sum("/DATA/" in n for n in zf.namelist())
 
 
 def run_ingest(
@@ -112,6 +126,9 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
                 f"  e.g. {r.source_file} row {r.source_row}, column {r.column}: {r.reason}",
                 highlight=False,
             )
+    for name, notes in result.manifest.get("reader_notes", {}).items():
+        for source, report in notes.items():
+            console.print(f"{name} from {source}: {report}", highlight=False)
     for name, cols in result.extra_columns.items():
         console.print(
             f"unknown columns in {name} kept aside (private/extra_columns.parquet): {cols}"
