@@ -30,16 +30,15 @@ SIGNIFICANT_IDENT = ("1299", "1601", "1602", "1603", "1607", "1608", "1610", "16
 
 
 def spec_dir() -> Path:
-    """Folder holding the item table and ``xsd/`` (``KENSHIN_MHLW_SPEC_DIR`` overrides)."""
+    """Item table and ``xsd/``: ``KENSHIN_MHLW_SPEC_DIR``, else the copy in ``data/reference``.
+
+    The shipped files are byte copies of ``shared/spec/mhlw`` (checked by a test when shared/ is
+    present).
+    """
     env = os.environ.get("KENSHIN_MHLW_SPEC_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "shared" / "spec" / "mhlw"
-        if (cand / ITEM_TABLE).is_file():
-            return cand
-    return here.parents[3] / "shared" / "spec" / "mhlw"
+    return Path(__file__).resolve().parents[1] / "reference" / "mhlw"
 
 
 def xsd_dir() -> Path:

@@ -38,16 +38,15 @@ _SEX = {"男": 1, "女": 2, "M": 1, "F": 2}
 
 
 def ndb_dir() -> Path:
-    """Folder of the NDB CSVs (``KENSHIN_NDB_DIR`` overrides; default ``<repo>/../shared/…``)."""
+    """Folder of the NDB CSVs: ``KENSHIN_NDB_DIR``, else the copy shipped in ``data/reference``.
+
+    The shipped files are byte copies of ``shared/data/external/ndb_japan/*.csv`` (a test checks
+    them against shared/ when it is present), so a fresh clone needs nothing beside it.
+    """
     env = os.environ.get("KENSHIN_NDB_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "shared" / "data" / "external" / "ndb_japan"
-        if cand.is_dir():
-            return cand
-    return here.parents[3] / "shared" / "data" / "external" / "ndb_japan"
+    return Path(__file__).resolve().parents[1] / "reference" / "ndb_japan"
 
 
 @lru_cache(maxsize=1)
