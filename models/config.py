@@ -1,0 +1,145 @@
+"""Typed configuration of the models step (ハイパーパラメータ): plain frozen dataclasses.
+
+Defaults are tuned for 2 cores and 10⁴-10⁵ training rows: shallow trees (15 leaves, depth 5)
+keep training and native SHAP cheap (see shared/notes/tooling.md), early stopping picks the
+number of trees on the validation year.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from data.columns import OUTCOMES
+
+__all__ = [
+    "FORECAST_ITEMS",
+    "ForecastConfig",
+    "LGBMParams",
+    "ModelConfig",
+    "SplitConfig",
+]
+
+#: Key checkup items with a next-year value forecast (feature name = canonical column).
+FORECAST_ITEMS = (
+    "hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "weight_kg", "waist_cm", "alt", "ggt", "egfr",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LGBMParams:
+    """LightGBM hyperparameters (native ``lgb.train`` names where they differ are mapped)."""
+
+    num_leaves: int = 15
+    max_depth: int = 5
+    learning_rate: float = 0.05
+    n_estimators: int = 600
+    early_stopping_rounds: int = 50
+    min_child_samples: int = 50
+    subsample: float = 0.8
+    subsample_freq: int = 1
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    max_bin: int = 255
+    n_jobs: int = 2
+    deterministic: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_leaves < 2 or self.n_estimators < 1 or self.early_stopping_rounds < 1:
+            raise ValueError("num_leaves ≥ 2, n_estimators ≥ 1 and early_stopping_rounds ≥ 1")
+        if not (0 < self.learning_rate <= 1 and 0 < self.subsample <= 1):
+            raise ValueError("learning_rate and subsample must be in (0, 1]")
+        if not 0 < self.colsample_bytree <= 1:
+            raise ValueError("colsample_bytree must be in (0, 1]")
+
+    def native(self, objective: str, **extra: Any) -> dict[str, Any]:
+        """Parameters for ``lightgbm.train`` (n_estimators / early stopping passed separately)."""
+        return {
+            "objective": objective,
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_child_samples,
+            "bagging_fraction": self.subsample,
+            "bagging_freq": self.subsample_freq,
+            "feature_fraction": self.colsample_bytree,
+            "lambda_l2": self.reg_lambda,
+            "max_bin": self.max_bin,
+            "num_threads": self.n_jobs,
+            "deterministic": self.deterministic,
+            "force_row_wise": True,
+            "seed": self.seed,
+            "verbosity": -1,
+            **extra,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastConfig:
+    """Quantile value forecasts: next fiscal year's value of each item, 80% interval."""
+
+    items: tuple[str, ...] = FORECAST_ITEMS
+    quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9)
+    lgbm: LGBMParams = field(
+        default_factory=lambda: LGBMParams(
+            learning_rate=0.1, n_estimators=300, early_stopping_rounds=30, min_child_samples=100
+        )
+    )
+
+    def __post_init__(self) -> None:
+        lo, mid, hi = self.quantiles
+        if not 0 < lo < mid < hi < 1:
+            raise ValueError(f"quantiles must be increasing in (0, 1), got {self.quantiles}")
+
+
+@dataclass(frozen=True, slots=True)
+class SplitConfig:
+    """Temporal split by index fiscal year, grouped by person (see models.split).
+
+    ``group``: ``"person_hash"`` puts a fixed hash-chosen share ``test_person_share`` of persons
+    in the test group (only their test-year rows are used) and the rest in train/validation;
+    ``"none"``: temporal split only.
+    """
+
+    test_year: int | None = None  # default: last labelled index year
+    group: Literal["person_hash", "none"] = "person_hash"
+    test_person_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_person_share < 1:
+            raise ValueError(f"test_person_share must be in (0, 1), got {self.test_person_share}")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Everything the models step needs; ``horizon_years`` must match the labels' horizon."""
+
+    outcomes: tuple[str, ...] = OUTCOMES
+    lgbm: LGBMParams = field(default_factory=LGBMParams)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    calibration: Literal["isotonic", "sigmoid"] = "sigmoid"
+    monotone: bool = True
+    top_k: int = 1000
+    horizon_years: int = 1
+    age_bands: tuple[tuple[int, int], ...] = ((40, 49), (50, 59), (60, 64), (65, 74))
+    slices: tuple[str, ...] = ("sex", "age_band")
+    baselines: bool = True
+    forecasts: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [o for o in self.outcomes if o not in OUTCOMES]
+        if bad:
+            raise ValueError(f"unknown outcomes {bad}; expected a subset of {OUTCOMES}")
+        if self.calibration not in ("isotonic", "sigmoid"):
+            raise ValueError(f"calibration must be 'isotonic' or 'sigmoid': {self.calibration!r}")
+        if self.horizon_years not in (1, 2, 3):
+            raise ValueError(f"horizon_years must be 1-3, got {self.horizon_years}")
+        if self.top_k < 1:
+            raise ValueError("top_k (letter budget) must be ≥ 1")
+
+    def with_seed(self, seed: int) -> ModelConfig:
+        """The same config with every LightGBM seed set to ``seed``."""
+        fc = replace(self.forecast, lgbm=replace(self.forecast.lgbm, seed=seed))
+        return replace(self, lgbm=replace(self.lgbm, seed=seed), forecast=fc)

@@ -1,0 +1,253 @@
+"""Evaluation of risk models and forecasts, overall and by slice (評価指標).
+
+Metrics per (outcome, model, slice, group) — tidy rows:
+
+* ``auc``, ``pr_auc`` (average precision), ``brier``;
+* ``cal_slope`` / ``cal_intercept``: logistic recalibration of logit(p) on the outcome —
+  slope *b* of y ~ a + b·logit(p); intercept = calibration-in-the-large, *a* of
+  y ~ a + offset(logit p) (slope fixed at 1). Perfect calibration: slope 1, intercept 0;
+* ``ece``: expected calibration error over 10 equal-width probability bins,
+  Σ_bins (n_bin / n) · |mean p − event rate|;
+* ``precision_top_k``: the ``top_k`` highest-risk rows of the whole test year are selected
+  (the letter budget, capped at n); per slice, the event rate among the selected rows of that
+  slice (``n_top_k`` of them).
+
+Synthetic cohorts (``truth`` given), per outcome on the same test rows:
+
+* ``oracle_auc``: AUC of truth's ``p_true_<outcome>``; ``auc_ratio`` = model AUC / oracle AUC;
+* ``mae_p_true``: mean |predicted − true probability|;
+* driver agreement: each row's native SHAP values (log-odds) are summed per *source canonical
+  column* (a declared feature maps to its first source: ``hba1c_slope`` → ``hba1c``,
+  ``alcohol_g_per_day`` → ``q_alcohol_freq``, ``mets_code`` → ``waist_cm``…). The model's drivers
+  are the ≤3 source columns with the largest *positive* sums. ``weight_kg``, ``bmi`` and
+  ``waist_cm`` count as one column (:data:`DRIVER_ALIASES`): the generator has one adiposity
+  latent and names it ``weight_kg`` (``waist_cm`` for MetS). With the generator's 3 true
+  drivers: ``driver_any`` = share of rows where ≥1 model driver is a true driver;
+  ``driver_mean_overlap`` = mean number of shared drivers (0-3). ``driver_any_baseline`` is the
+  same share for a constant guess (the 3 most frequent true drivers of the test year) — the
+  level a model without per-person explanations would reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from features.declarations import get
+
+__all__ = [
+    "EvaluationReport",
+    "binary_metrics",
+    "calibration_slope_intercept",
+    "DRIVER_ALIASES",
+    "driver_agreement",
+    "ece",
+    "forecast_metrics",
+    "metrics_by_slice",
+]
+
+_EPS = 1e-6
+
+#: Source columns compared as one driver (the generator's single adiposity latent).
+DRIVER_ALIASES: dict[str, str] = {"weight_kg": "adiposity", "bmi": "adiposity",
+                                  "waist_cm": "adiposity"}  # fmt: skip
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype="float64"), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+
+
+def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of the logistic recalibration of logit(p) (Newton, unpenalised)."""
+    y = np.asarray(y, dtype="float64")
+    x = _logit(p)
+    if len(y) == 0 or y.min() == y.max():
+        return np.nan, np.nan
+    # slope: y ~ a + b x
+    theta = np.array([0.0, 1.0])
+    A = np.column_stack([np.ones_like(x), x])
+    for _ in range(50):
+        mu = _sigmoid(A @ theta)
+        w = mu * (1 - mu) + 1e-12
+        step = np.linalg.solve(A.T @ (A * w[:, None]) + 1e-9 * np.eye(2), A.T @ (y - mu))
+        theta += step
+        if np.abs(step).max() < 1e-8:
+            break
+    # calibration-in-the-large: y ~ a + offset(x)
+    a = 0.0
+    for _ in range(50):
+        mu = _sigmoid(a + x)
+        step = (y - mu).sum() / max((mu * (1 - mu)).sum(), 1e-12)
+        a += step
+        if abs(step) < 1e-10:
+            break
+    return float(theta[1]), float(a)
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over ``bins`` equal-width bins of p."""
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    if len(y) == 0:
+        return np.nan
+    b = np.minimum((p * bins).astype(int), bins - 1)
+    sp = np.bincount(b, weights=p, minlength=bins)
+    sy = np.bincount(b, weights=y, minlength=bins)
+    return float(np.abs(sp - sy).sum() / len(y))
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """AUC, PR-AUC, Brier, calibration slope / intercept and ECE of probabilities ``p``."""
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    both = len(y) > 0 and y.min() != y.max()
+    slope, intercept = calibration_slope_intercept(y, p)
+    return {
+        "n": len(y),
+        "events": int(y.sum()),
+        "event_rate": float(y.mean()) if len(y) else np.nan,
+        "mean_p": float(p.mean()) if len(y) else np.nan,
+        "auc": float(roc_auc_score(y, p)) if both else np.nan,
+        "pr_auc": float(average_precision_score(y, p)) if both else np.nan,
+        "brier": float(np.mean((p - y) ** 2)) if len(y) else np.nan,
+        "cal_slope": slope,
+        "cal_intercept": intercept,
+        "ece": ece(y, p),
+    }
+
+
+def age_band(age: np.ndarray, bands: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Band label ('40-49', …) per age; '' outside every band."""
+    out = np.full(len(age), "", dtype=object)
+    for lo, hi in bands:
+        out[(age >= lo) & (age <= hi)] = f"{lo}-{hi}"
+    return out
+
+
+def metrics_by_slice(
+    y: np.ndarray,
+    p: np.ndarray,
+    keys: pd.DataFrame,
+    top_k: int,
+    age_bands: tuple[tuple[int, int], ...],
+    slices: tuple[str, ...] = ("sex", "age_band"),
+) -> pd.DataFrame:
+    """Tidy metrics: one row for ``all`` and one per group of each slice (``keys``: age, sex)."""
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    k = min(top_k, len(p))
+    selected = np.zeros(len(p), dtype=bool)
+    selected[np.argsort(-p, kind="stable")[:k]] = True
+    groups: list[tuple[str, str, np.ndarray]] = [("all", "all", np.ones(len(p), dtype=bool))]
+    sex = keys["sex"].to_numpy(dtype="float64")
+    age = keys["age"].to_numpy(dtype="float64")
+    if "sex" in slices:
+        groups += [("sex", name, sex == code) for code, name in ((1, "male"), (2, "female"))]
+    if "age_band" in slices:
+        band = age_band(age, age_bands)
+        groups += [("age_band", f"{lo}-{hi}", band == f"{lo}-{hi}") for lo, hi in age_bands]
+    rows = []
+    for sl, grp, m in groups:
+        sel = selected & m
+        rows.append(
+            {"slice": sl, "group": grp, **binary_metrics(y[m], p[m]), "n_top_k": int(sel.sum()),
+             "precision_top_k": float(y[sel].mean()) if sel.any() else np.nan}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def driver_agreement(
+    contrib: np.ndarray, feature_names: list[str], truth_drivers: pd.Series
+) -> dict[str, float]:
+    """Agreement of the top-3 positive SHAP source columns with the generator's drivers.
+
+    ``contrib``: (n, F[+1]) native contributions (a trailing bias column is ignored);
+    ``truth_drivers``: ';'-joined canonical column names per row (same rows).
+    """
+    F = len(feature_names)
+    sources = [DRIVER_ALIASES.get(get(n).source, get(n).source) for n in feature_names]
+    t = truth_drivers.fillna("").astype(str).reset_index(drop=True)
+    exploded = t.str.split(";").explode()
+    exploded = exploded[exploded != ""].replace(DRIVER_ALIASES)
+    pairs = pd.DataFrame({"row": exploded.index, "col": exploded.to_numpy()}).drop_duplicates()
+    vocab = sorted(set(sources) | set(exploded))
+    col = {s: i for i, s in enumerate(vocab)}
+    M = np.zeros((F, len(vocab)))
+    M[np.arange(F), [col[s] for s in sources]] = 1.0
+    per_source = np.asarray(contrib)[:, :F] @ M
+    n = len(per_source)
+    truth = np.zeros((n, len(vocab)), dtype=bool)
+    truth[pairs["row"].to_numpy(), pairs["col"].map(col).to_numpy(dtype=int)] = True
+    top = np.argsort(-per_source, axis=1, kind="stable")[:, :3]
+    positive = np.take_along_axis(per_source, top, axis=1) > 0
+    hit = np.take_along_axis(truth, top, axis=1) & positive
+    overlap = hit.sum(axis=1)
+    common = np.argsort(-truth.sum(axis=0), kind="stable")[:3]
+    base = truth[:, common].sum(axis=1)
+    return {
+        "driver_any": float((overlap >= 1).mean()) if n else np.nan,
+        "driver_mean_overlap": float(overlap.mean()) if n else np.nan,
+        "driver_any_baseline": float((base >= 1).mean()) if n else np.nan,
+        "driver_mean_overlap_baseline": float(base.mean()) if n else np.nan,
+        "driver_baseline_columns": ";".join(vocab[i] for i in common),
+    }
+
+
+def forecast_metrics(
+    y: np.ndarray, lo: np.ndarray, mid: np.ndarray, hi: np.ndarray, current: np.ndarray
+) -> dict[str, float]:
+    """80% interval coverage, width, MAE of the median and of carrying this year's value."""
+    ok = ~np.isnan(y)
+    y, lo, mid, hi, current = y[ok], lo[ok], mid[ok], hi[ok], current[ok]
+    cur_ok = ~np.isnan(current)
+    return {
+        "n": int(ok.sum()),
+        "coverage_80": float(((y >= lo) & (y <= hi)).mean()) if len(y) else np.nan,
+        "below_p10": float((y < lo).mean()) if len(y) else np.nan,
+        "above_p90": float((y > hi).mean()) if len(y) else np.nan,
+        "mean_width": float((hi - lo).mean()) if len(y) else np.nan,
+        "mae_p50": float(np.abs(y - mid).mean()) if len(y) else np.nan,
+        "mae_persistence": float(np.abs(y[cur_ok] - current[cur_ok]).mean())
+        if cur_ok.any()
+        else np.nan,
+    }
+
+
+@dataclass
+class EvaluationReport:
+    """Tidy results of one run on the test year.
+
+    ``metrics``: outcome, model (lightgbm / logistic / points / oracle), slice, group, n,
+    events, event_rate, mean_p, auc, pr_auc, brier, cal_slope, cal_intercept, ece, n_top_k,
+    precision_top_k. ``synthetic``: per outcome oracle AUC, ratio, MAE to p_true, driver
+    agreement (empty without truth). ``forecasts``: per item coverage and errors.
+    ``splits``: rows and events per outcome and split. ``timings``: seconds per step.
+    """
+
+    test_year: int
+    metrics: pd.DataFrame
+    synthetic: pd.DataFrame
+    forecasts: pd.DataFrame
+    splits: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per outcome: the headline figures (overall slice)."""
+        m = self.metrics[self.metrics["slice"] == "all"]
+        wide = m.pivot(index="outcome", columns="model", values="auc").add_suffix("_auc")
+        gbm = m[m["model"] == "lightgbm"].set_index("outcome")
+        out = pd.concat([wide, gbm[["ece", "cal_slope", "cal_intercept", "brier"]]], axis=1)
+        if len(self.synthetic):
+            s = self.synthetic.set_index("outcome")
+            cols = ["auc_ratio", "mae_p_true", "driver_any", "driver_mean_overlap",
+                    "driver_any_baseline"]  # fmt: skip
+            out = out.join(s[cols])
+        return out.reset_index()

@@ -1,0 +1,132 @@
+"""One call for the models step: train everything, run the baselines, evaluate on the test year."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from models.baselines import fit_logistic, fit_points
+from models.config import ModelConfig
+from models.evaluate import (
+    EvaluationReport,
+    driver_agreement,
+    forecast_metrics,
+    metrics_by_slice,
+)
+from models.train import TrainedEngine, TrainingData, train_engine
+
+__all__ = ["evaluate_engine", "train_and_evaluate"]
+
+
+def _truth_rows(truth: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Truth rows aligned with ``keys`` (pseudonym, fiscal_year); NaN where absent."""
+    t = truth.astype({"pseudonym": "string", "fiscal_year": "Int16"})
+    k = keys[["pseudonym", "fiscal_year"]].astype({"pseudonym": "string", "fiscal_year": "Int16"})
+    return k.merge(t, on=["pseudonym", "fiscal_year"], how="left", validate="m:1")
+
+
+def evaluate_engine(
+    engine: TrainedEngine,
+    data: TrainingData,
+    config: ModelConfig,
+    truth: pd.DataFrame | None = None,
+    timings: dict[str, float] | None = None,
+) -> EvaluationReport:
+    """Metrics of the engine and its baselines on the test year of ``data``.
+
+    ``truth`` (synthetic cohorts): pseudonym, fiscal_year, p_true_<o>, drivers_<o>.
+    """
+    timings = dict(timings or {})
+    names, cats = engine.feature_names, engine.categorical
+    frames, synth, splits = [], [], []
+    for o, s in data.outcomes.items():
+        for part in ("train", "val", "test"):
+            m = s.split == part
+            splits.append({"outcome": o, "split": part, "rows": int(m.sum()),
+                           "events": int(s.y[m].sum())})  # fmt: skip
+        Xte, yte = s.part("test")
+        kte = s.keys[s.split == "test"].reset_index(drop=True)
+        preds = {"lightgbm": engine.predict_outcome(Xte, o)}
+        if config.baselines:
+            t0 = time.perf_counter()
+            Xtr, ytr = s.part("train")
+            preds["logistic"] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed).predict_proba(
+                Xte
+            )[:, 1]
+            preds["points"] = fit_points(Xtr, ytr, names, o).predict_proba(Xte)
+            timings["baselines"] = timings.get("baselines", 0.0) + time.perf_counter() - t0
+        tr = None
+        if truth is not None and f"p_true_{o}" in truth:
+            tr = _truth_rows(truth, kte)
+            pt = tr[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)
+            if not np.isnan(pt).any():
+                preds["oracle"] = pt
+        for model, p in preds.items():
+            df = metrics_by_slice(yte, p, kte, config.top_k, config.age_bands, config.slices)
+            frames.append(df.assign(outcome=o, model=model))
+        if tr is not None:
+            t0 = time.perf_counter()
+            pt = tr[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)
+            ok = ~np.isnan(pt)
+            gbm_auc = frames[-len(preds)]["auc"].iloc[0]
+            oracle = frames[-1]["auc"].iloc[0] if "oracle" in preds else np.nan
+            contrib = engine.boosters[o].predict(
+                Xte[ok], pred_contrib=True, num_iteration=engine.best_iteration[o]
+            )
+            drivers = driver_agreement(
+                contrib, names, tr.loc[ok, f"drivers_{o}"].reset_index(drop=True)
+            )
+            synth.append(
+                {"outcome": o, "n": int(ok.sum()), "auc": gbm_auc, "oracle_auc": oracle,
+                 "auc_ratio": gbm_auc / oracle,
+                 "mae_p_true": float(np.abs(preds["lightgbm"][ok] - pt[ok]).mean()), **drivers}
+            )  # fmt: skip
+            timings["drivers"] = timings.get("drivers", 0.0) + time.perf_counter() - t0
+    metrics = pd.concat(frames, ignore_index=True)
+    lead = ["outcome", "model", "slice", "group"]
+    metrics = metrics[lead + [c for c in metrics.columns if c not in lead]]
+    fc_rows = []
+    if data.forecast is not None and engine.forecast_items:
+        f = data.forecast
+        m = f.split == "test"
+        vals = engine.predict_values(f.X[m])
+        lo_s, mid_s, hi_s = (f"_p{round(a * 100):02d}" for a in engine.quantiles)
+        for item in engine.forecast_items:
+            y = f.targets.loc[m, item].to_numpy("float64")
+            cur = f.X[m][:, names.index(item)]
+            fc_rows.append(
+                {"item": item, **forecast_metrics(y, vals[item + lo_s].to_numpy(),
+                 vals[item + mid_s].to_numpy(), vals[item + hi_s].to_numpy(), cur)}
+            )  # fmt: skip
+    return EvaluationReport(
+        test_year=data.test_year,
+        metrics=metrics,
+        synthetic=pd.DataFrame(synth),
+        forecasts=pd.DataFrame(fc_rows),
+        splits=pd.DataFrame(splits),
+        timings=timings,
+    )
+
+
+def train_and_evaluate(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    config: ModelConfig | None = None,
+    truth: pd.DataFrame | None = None,
+) -> tuple[TrainedEngine, EvaluationReport]:
+    """Train every outcome model and forecast, fit the baselines on the same split, evaluate.
+
+    ``features``/``labels``: features.build_training_tables output. ``truth`` (synthetic
+    cohorts only): truth.csv with person_id pseudonymised to ``pseudonym``.
+    """
+    config = config or ModelConfig()
+    t0 = time.perf_counter()
+    engine, data = train_engine(features, labels, config)
+    timings = {"train": time.perf_counter() - t0}
+    t1 = time.perf_counter()
+    report = evaluate_engine(engine, data, config, truth, timings)
+    report.timings["evaluate"] = time.perf_counter() - t1
+    report.timings["total"] = time.perf_counter() - t0
+    return engine, report

@@ -1,0 +1,281 @@
+"""Per-outcome LightGBM risk models, calibration and quantile value forecasts (学習).
+
+* One binary LightGBM classifier per outcome on the at-risk index rows with a known label
+  (features.training_set), monotone constraints from the declarations (+1 on the latest HbA1c,
+  FPG, SBP, DBP, BMI, waist, TG, LDL), nominal integer codes as LightGBM categoricals, early
+  stopping on the validation year (models.split).
+* A monotone calibrator (models.calibration) fitted on the validation year's raw log-odds.
+* Per key item three LightGBM quantile models (10/50/90%) of next year's value
+  (models.targets), early-stopped on the validation year; the outer interval is then widened
+  (or narrowed) by a conformal offset fitted on the validation year (conformalised quantile
+  regression, Romano et al. 2019), because early-stopped quantile boosters under-cover.
+
+Everything ends up in :class:`TrainedEngine`, a picklable bundle a pyfunc wrapper can serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.declarations import (
+    FEATURE_SET_VERSION,
+    categorical_features,
+    feature_names,
+    monotone_constraints,
+)
+from features.labels import training_set
+from models.calibration import Calibrator, fit_calibrator
+from models.config import ModelConfig
+from models.split import assign_split, last_labelled_year
+from models.targets import next_year_values
+
+__all__ = [
+    "ForecastSet",
+    "OutcomeSet",
+    "TrainedEngine",
+    "prepare_forecasts",
+    "prepare_outcome",
+    "to_matrix",
+    "train_engine",
+]
+
+
+def to_matrix(features: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Declared features as a float64 matrix (NaN = missing; codes stay integer-valued)."""
+    missing = [n for n in names if n not in features.columns]
+    if missing:
+        raise ValueError(f"features lack declared columns {missing[:5]}…; rebuild the features")
+    return np.column_stack([features[n].to_numpy(dtype="float64", na_value=np.nan) for n in names])
+
+
+@dataclass
+class OutcomeSet:
+    """Rows of one outcome: matrix, labels, keys (+age, sex) and split names."""
+
+    outcome: str
+    X: np.ndarray
+    y: np.ndarray
+    keys: pd.DataFrame
+    split: np.ndarray
+
+    def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        m = self.split == name
+        return self.X[m], self.y[m]
+
+
+@dataclass
+class ForecastSet:
+    """Rows with next-year values: matrix, targets per item, keys and split names."""
+
+    X: np.ndarray
+    targets: pd.DataFrame
+    keys: pd.DataFrame
+    split: np.ndarray
+
+
+def prepare_outcome(
+    features: pd.DataFrame, labels: pd.DataFrame, outcome: str, test_year: int, config: ModelConfig
+) -> OutcomeSet:
+    """Training rows of ``outcome`` with their temporal, person-grouped split."""
+    X, y, keys = training_set(features, labels, outcome)
+    keys = keys.assign(age=X["age"].to_numpy(dtype="float64", na_value=np.nan),
+                       sex=X["sex"].to_numpy(dtype="float64", na_value=np.nan))  # fmt: skip
+    split = assign_split(keys, test_year, config.horizon_years, config.split)
+    return OutcomeSet(outcome, to_matrix(X, feature_names()), y.to_numpy("float64"), keys, split)
+
+
+def prepare_forecasts(features: pd.DataFrame, test_year: int, config: ModelConfig) -> ForecastSet:
+    """Index rows with a checkup in the next fiscal year (targets), split like the outcomes."""
+    items = config.forecast.items
+    targets = next_year_values(features, items)
+    use = targets.notna().any(axis=1).to_numpy()
+    keys = features.loc[use, ["pseudonym", "fiscal_year", "exam_date"]].reset_index(drop=True)
+    split = assign_split(keys, test_year, 1, config.split)
+    X = to_matrix(features.loc[use], feature_names())
+    return ForecastSet(X, targets.loc[use].reset_index(drop=True), keys, split)
+
+
+@dataclass
+class TrainedEngine:
+    """All fitted models of one run; picklable (LightGBM boosters pickle as model strings)."""
+
+    feature_names: list[str]
+    categorical: list[str]
+    monotone: list[int]
+    outcomes: tuple[str, ...]
+    boosters: dict[str, lgb.Booster]
+    best_iteration: dict[str, int]
+    calibrators: dict[str, Calibrator]
+    forecast_items: tuple[str, ...] = ()
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    forecasts: dict[str, list[lgb.Booster]] = field(default_factory=dict)
+    forecast_iteration: dict[str, list[int]] = field(default_factory=dict)
+    forecast_offsets: dict[str, float] = field(default_factory=dict)
+    test_year: int = 0
+    feature_set_version: str = FEATURE_SET_VERSION
+    config: ModelConfig = field(default_factory=ModelConfig)
+
+    def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(features, np.ndarray):
+            if features.shape[1] != len(self.feature_names):
+                raise ValueError(f"expected {len(self.feature_names)} feature columns")
+            return features
+        return to_matrix(features, self.feature_names)
+
+    def predict_raw(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
+        """Uncalibrated log-odds of ``outcome``."""
+        b = self.boosters[outcome]
+        return b.predict(self._matrix(features), raw_score=True,
+                         num_iteration=self.best_iteration[outcome])  # fmt: skip
+
+    def predict_outcome(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
+        """Calibrated probability of ``outcome`` next year."""
+        return self.calibrators[outcome](self.predict_raw(features, outcome))
+
+    def predict_proba(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+        """``risk_<outcome>`` for every outcome (calibrated), same index as ``features``."""
+        X = self._matrix(features)
+        index = features.index if isinstance(features, pd.DataFrame) else None
+        return pd.DataFrame(
+            {f"risk_{o}": self.predict_outcome(X, o) for o in self.outcomes}, index=index
+        )
+
+    def predict_values(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+        """``<item>_p10/_p50/_p90``: next year's value with an 80% interval (non-crossing)."""
+        X = self._matrix(features)
+        index = features.index if isinstance(features, pd.DataFrame) else None
+        cols: dict[str, np.ndarray] = {}
+        for item in self.forecast_items:
+            q = np.column_stack(
+                [b.predict(X, num_iteration=it) for b, it in
+                 zip(self.forecasts[item], self.forecast_iteration[item], strict=True)]
+            )  # fmt: skip
+            q.sort(axis=1)
+            off = self.forecast_offsets.get(item, 0.0)
+            q[:, 0] -= off
+            q[:, -1] += off
+            q.sort(axis=1)
+            for j, a in enumerate(self.quantiles):
+                cols[f"{item}_p{round(a * 100):02d}"] = q[:, j]
+        return pd.DataFrame(cols, index=index)
+
+    def contributions(self, features: pd.DataFrame | np.ndarray, outcome: str) -> pd.DataFrame:
+        """Native SHAP values (raw log-odds) per feature, plus ``bias`` (expected log-odds)."""
+        X = self._matrix(features)
+        c = self.boosters[outcome].predict(
+            X, pred_contrib=True, num_iteration=self.best_iteration[outcome]
+        )
+        index = features.index if isinstance(features, pd.DataFrame) else None
+        return pd.DataFrame(c, columns=[*self.feature_names, "bias"], index=index)
+
+
+def _dataset(X: np.ndarray, y: np.ndarray, names: list[str], cats: list[str], ref=None):
+    return lgb.Dataset(X, label=y, feature_name=names, categorical_feature=cats,
+                       reference=ref, free_raw_data=True)  # fmt: skip
+
+
+def fit_outcome(
+    data: OutcomeSet, config: ModelConfig, names: list[str], cats: list[str], mono: list[int]
+) -> tuple[lgb.Booster, int, Calibrator]:
+    """Booster (early-stopped on ``val``) and its calibrator (fitted on ``val``)."""
+    Xtr, ytr = data.part("train")
+    Xva, yva = data.part("val")
+    for part, yy in (("train", ytr), ("val", yva)):
+        if len(yy) == 0 or yy.min() == yy.max():
+            raise ValueError(
+                f"{data.outcome}: the {part} split needs both classes, has {len(yy)} rows"
+            )
+    p = config.lgbm
+    params = p.native("binary", metric="binary_logloss")
+    if config.monotone:
+        params["monotone_constraints"] = mono
+    dtr = _dataset(Xtr, ytr, names, cats)
+    dva = _dataset(Xva, yva, names, cats, ref=dtr)
+    booster = lgb.train(
+        params, dtr, num_boost_round=p.n_estimators, valid_sets=[dva],
+        callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
+    )  # fmt: skip
+    best = booster.best_iteration or booster.current_iteration()
+    raw = booster.predict(Xva, raw_score=True, num_iteration=best)
+    return booster, best, fit_calibrator(raw, yva, config.calibration)
+
+
+def _conformal_offset(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> float:
+    """CQR offset: the ⌈level·(n+1)⌉-th smallest of max(lo − y, y − hi) on held-out rows."""
+    if len(y) == 0:
+        return 0.0
+    score = np.sort(np.maximum(lo - y, y - hi))
+    k = min(len(score) - 1, int(np.ceil(level * (len(score) + 1))) - 1)
+    return float(score[k])
+
+
+def fit_forecasts(
+    data: ForecastSet, config: ModelConfig, names: list[str], cats: list[str]
+) -> tuple[dict[str, list[lgb.Booster]], dict[str, list[int]], dict[str, float]]:
+    """Three quantile boosters per item (early-stopped on ``val``) and CQR offsets."""
+    fc = config.forecast
+    models: dict[str, list[lgb.Booster]] = {}
+    iters: dict[str, list[int]] = {}
+    offsets: dict[str, float] = {}
+    tr, va = data.split == "train", data.split == "val"
+    for item in fc.items:
+        y = data.targets[item].to_numpy("float64")
+        ok = ~np.isnan(y)
+        dtr = _dataset(data.X[tr & ok], y[tr & ok], names, cats)
+        dva = _dataset(data.X[va & ok], y[va & ok], names, cats, ref=dtr)
+        models[item], iters[item] = [], []
+        for a in fc.quantiles:
+            params = fc.lgbm.native("quantile", alpha=a, metric="quantile")
+            b = lgb.train(
+                params, dtr, num_boost_round=fc.lgbm.n_estimators, valid_sets=[dva],
+                callbacks=[lgb.early_stopping(fc.lgbm.early_stopping_rounds, verbose=False)],
+            )  # fmt: skip
+            models[item].append(b)
+            iters[item].append(b.best_iteration or b.current_iteration())
+        Xv, yv = data.X[va & ok], y[va & ok]
+        lo = models[item][0].predict(Xv, num_iteration=iters[item][0])
+        hi = models[item][-1].predict(Xv, num_iteration=iters[item][-1])
+        level = fc.quantiles[-1] - fc.quantiles[0]
+        offsets[item] = _conformal_offset(yv, np.minimum(lo, hi), np.maximum(lo, hi), level)
+    return models, iters, offsets
+
+
+@dataclass
+class TrainingData:
+    """The prepared rows of a run (for evaluation and baselines on the same split)."""
+
+    test_year: int
+    outcomes: dict[str, OutcomeSet]
+    forecast: ForecastSet | None
+
+
+def train_engine(
+    features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig | None = None
+) -> tuple[TrainedEngine, TrainingData]:
+    """Fit every outcome model, calibrator and forecast; return the engine and its data."""
+    config = config or ModelConfig()
+    names = feature_names()
+    cats = categorical_features()
+    mono = monotone_constraints(names) if config.monotone else [0] * len(names)
+    T = config.split.test_year or last_labelled_year(labels)
+    sets, boosters, best, cals = {}, {}, {}, {}
+    for o in config.outcomes:
+        sets[o] = prepare_outcome(features, labels, o, T, config)
+        boosters[o], best[o], cals[o] = fit_outcome(sets[o], config, names, cats, mono)
+    engine = TrainedEngine(
+        feature_names=names, categorical=cats, monotone=mono, outcomes=tuple(config.outcomes),
+        boosters=boosters, best_iteration=best, calibrators=cals, test_year=T, config=config,
+    )  # fmt: skip
+    fset = None
+    if config.forecasts:
+        fset = prepare_forecasts(features, T, config)
+        engine.forecasts, engine.forecast_iteration, engine.forecast_offsets = fit_forecasts(
+            fset, config, names, cats
+        )
+        engine.forecast_items = tuple(config.forecast.items)
+        engine.quantiles = tuple(config.forecast.quantiles)
+    return engine, TrainingData(T, sets, fset)

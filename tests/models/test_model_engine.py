@@ -1,0 +1,153 @@
+"""Behavioural tests of the trained engine on one synthetic cohort (see conftest.trained)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.columns import OUTCOMES
+from models.config import FORECAST_ITEMS
+from models.split import assign_split
+
+# One worker trains the shared engine once (pytest-xdist --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("trained_engine")
+
+# Stated bounds (synthetic cohort, 12k residents, test year ≈ 600-1100 rows per outcome).
+CAL_SLOPE_TOL = 0.45  # |calibration slope − 1|
+ECE_MAX = 0.05
+ORACLE_RATIO_MIN = 0.85  # each outcome's AUC / oracle AUC (ckd: 0.80, see below)
+DRIVER_ANY_MIN = 0.35  # share of rows with ≥1 of the model's top-3 drivers among the true 3
+COVERAGE = (0.70, 0.90)
+
+
+def _auc(report, outcome, model):
+    m = report.metrics
+    row = m[(m.outcome == outcome) & (m.model == model) & (m.slice == "all")]
+    return float(row["auc"].iloc[0])
+
+
+def test_split_has_no_person_or_year_leakage(trained):
+    T = trained.data.test_year
+    sets = [(o, s.keys, s.split) for o, s in trained.data.outcomes.items()]
+    sets.append(("forecast", trained.data.forecast.keys, trained.data.forecast.split))
+    for name, keys, split in sets:
+        fy = keys["fiscal_year"].astype("int64").to_numpy()
+        assert (fy[split == "train"] <= T - 2).all(), name
+        assert (fy[split == "val"] == T - 1).all(), name
+        assert (fy[split == "test"] == T).all(), name
+        test_persons = set(keys.loc[split == "test", "pseudonym"])
+        dev_persons = set(keys.loc[np.isin(split, ["train", "val"]), "pseudonym"])
+        assert test_persons and dev_persons and not test_persons & dev_persons, name
+        again = assign_split(keys.sample(frac=1.0, random_state=1), T)
+        shuffled = pd.Series(again, index=keys.sample(frac=1.0, random_state=1).index)
+        assert (shuffled.sort_index().to_numpy() == split).all(), name
+
+
+def _grid_risk(engine, X, col, grid, outcome):
+    rows = np.repeat(X, len(grid), axis=0)
+    rows[:, engine.feature_names.index(col)] = np.tile(grid, len(X))
+    p = engine.predict_outcome(rows, outcome).reshape(len(X), len(grid))
+    raw = engine.predict_raw(rows, outcome).reshape(len(X), len(grid))
+    return p, raw
+
+
+@pytest.mark.parametrize(
+    ("outcome", "col", "grid"),
+    [
+        ("diabetes", "hba1c", np.linspace(4.5, 6.4, 20)),
+        ("diabetes", "fpg", np.linspace(70, 125, 20)),
+        ("hypertension", "sbp", np.linspace(90, 139, 20)),
+        ("hypertension", "dbp", np.linspace(55, 89, 20)),
+        ("metabolic_syndrome", "waist_cm", np.linspace(65, 110, 20)),
+    ],
+)
+def test_risk_never_falls_as_item_rises(trained, outcome, col, grid):
+    s = trained.data.outcomes[outcome]
+    X = s.X[:600]
+    p, raw = _grid_risk(trained.engine, X, col, grid, outcome)
+    assert (np.diff(raw, axis=1) >= -1e-12).all()
+    assert (np.diff(p, axis=1) >= -1e-12).all()
+    assert (p[:, -1] > p[:, 0]).mean() > 0.5  # and it does rise for most people
+
+
+def test_calibration_holds_on_test(trained):
+    m = trained.report.metrics
+    gbm = m[(m.model == "lightgbm") & (m.slice == "all")].set_index("outcome")
+    assert (gbm["ece"] <= ECE_MAX).all(), gbm["ece"]
+    assert ((gbm["cal_slope"] - 1).abs() <= CAL_SLOPE_TOL).all(), gbm["cal_slope"]
+
+
+@pytest.mark.parametrize("outcome", ["diabetes", "hypertension"])
+def test_lightgbm_matches_or_beats_baselines(trained, outcome):
+    gbm = _auc(trained.report, outcome, "lightgbm")
+    assert gbm >= _auc(trained.report, outcome, "logistic") - 0.01
+    assert gbm >= _auc(trained.report, outcome, "points") - 0.02
+
+
+def test_auc_close_to_oracle(trained):
+    s = trained.report.synthetic.set_index("outcome")
+    assert set(s.index) == set(OUTCOMES)
+    bounds = pd.Series(ORACLE_RATIO_MIN, index=s.index)
+    bounds["ckd"] = 0.80  # eGFR/proteinuria onset is the noisiest outcome of the generator
+    assert (s["auc_ratio"] >= bounds).all(), s["auc_ratio"]
+    assert s["auc_ratio"].mean() >= 0.9
+    assert (s["mae_p_true"] < 0.1).all()
+
+
+def test_driver_agreement(trained):
+    s = trained.report.synthetic.set_index("outcome")
+    assert (s["driver_any"] >= DRIVER_ANY_MIN).all(), s["driver_any"]
+    assert (s["driver_mean_overlap"] >= 0.4).all(), s["driver_mean_overlap"]
+
+
+def test_forecast_interval_coverage(trained):
+    f = trained.report.forecasts.set_index("item")
+    assert list(f.index) == list(FORECAST_ITEMS)
+    lo, hi = COVERAGE
+    assert f["coverage_80"].between(lo, hi).all(), f["coverage_80"]
+    vals = trained.engine.predict_values(trained.features.head(200))
+    for item in FORECAST_ITEMS:
+        q = vals[[f"{item}_p10", f"{item}_p50", f"{item}_p90"]].to_numpy()
+        assert (np.diff(q, axis=1) >= 0).all()
+
+
+def test_engine_outputs_and_pickle(trained):
+    eng = trained.engine
+    X = trained.features.head(300)
+    risk = eng.predict_proba(X)
+    assert list(risk.columns) == [f"risk_{o}" for o in OUTCOMES]
+    assert risk.index.equals(X.index) and risk.to_numpy().min() > 0 and risk.to_numpy().max() < 1
+    c = eng.contributions(X, "diabetes")
+    assert list(c.columns) == [*eng.feature_names, "bias"]
+    np.testing.assert_allclose(c.sum(axis=1), eng.predict_raw(X, "diabetes"), atol=1e-6)
+    back = pickle.loads(pickle.dumps(eng))
+    pd.testing.assert_frame_equal(back.predict_proba(X), risk)
+    pd.testing.assert_frame_equal(back.predict_values(X), eng.predict_values(X))
+    assert back.feature_set_version == eng.feature_set_version
+
+
+def test_report_is_tidy(trained):
+    r = trained.report
+    assert {"lightgbm", "logistic", "points", "oracle"} <= set(r.metrics["model"])
+    groups = set(r.metrics["group"])
+    assert {"all", "male", "female", "40-49", "50-59", "60-64", "65-74"} <= groups
+    assert not r.metrics.duplicated(["outcome", "model", "slice", "group"]).any()
+    summary = r.summary()
+    assert set(summary["outcome"]) == set(OUTCOMES)
+    assert summary[["lightgbm_auc", "logistic_auc", "points_auc", "ece"]].notna().all().all()
+
+
+def test_same_seed_same_predictions(trained):
+    from dataclasses import replace
+
+    from models.train import train_engine
+
+    cfg = replace(trained.config, outcomes=("hypertension",), forecasts=False)
+    a, _ = train_engine(trained.features, trained.labels, cfg)
+    X = trained.data.outcomes["hypertension"].X
+    np.testing.assert_array_equal(
+        a.predict_outcome(X, "hypertension"), trained.engine.predict_outcome(X, "hypertension")
+    )
