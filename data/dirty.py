@@ -85,7 +85,7 @@ def make_dirty(
     report = DirtyReport()
     chk = checkups.copy()
     chk["fiscal_year"] = nz.fiscal_year(chk["exam_date"])
-    chk = nz.to_legacy_questionnaire(chk)
+    chk = nz.to_legacy_export(chk)
     dates = pd.to_datetime(chk["exam_date"])
     text = as_text(chk, CHECKUP_COLUMNS)
     n = len(text)

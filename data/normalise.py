@@ -619,3 +619,19 @@ def coerce_int_code(
         v = v.mask(outside)
         bad = bad | outside
     return v, bad.astype(bool)
+
+
+def to_legacy_export(df: pd.DataFrame) -> pd.DataFrame:
+    """Encode canonical checkups as a municipal export of their year would carry them.
+
+    The inverse of ingest's harmonisation: pre-2024 questionnaire codes for FY ≤ 2023
+    (:func:`to_legacy_questionnaire`) and HbA1c in JDS units for FY ≤ 2012. Needs
+    ``fiscal_year``. Used by the synthetic-data writers.
+    """
+    out = to_legacy_questionnaire(df)
+    if "hba1c" in out:
+        fy = pd.to_numeric(out["fiscal_year"], errors="coerce")
+        old = (fy <= LAST_JDS_HBA1C_FY).fillna(False).to_numpy(dtype=bool)
+        hba1c = _to_float(out["hba1c"])
+        out["hba1c"] = hba1c.mask(old, hba1c_ngsp_to_jds(hba1c))
+    return out

@@ -117,10 +117,10 @@ def write_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     checkups = bundle.checkups
     if legacy_codes:
-        from data.normalise import fiscal_year, to_legacy_questionnaire
+        from data.normalise import fiscal_year, to_legacy_export
 
         tmp = checkups.assign(fiscal_year=fiscal_year(checkups["exam_date"]))
-        checkups = to_legacy_questionnaire(tmp).drop(columns="fiscal_year")[list(CHECKUP_COLUMNS)]
+        checkups = to_legacy_export(tmp).drop(columns="fiscal_year")[list(CHECKUP_COLUMNS)]
     tables = {
         "checkups": checkups,
         "enrollment": bundle.enrollment,

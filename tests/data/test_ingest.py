@@ -234,3 +234,19 @@ def test_private_side_is_owner_only_and_the_rest_has_no_raw_ids(tmp_path, small_
                 assert not set(frame[col].dropna().astype(str)) & secrets, (p, col)
     text = (store / "manifest.json").read_text()
     assert not any(s in text for s in list(secrets)[:500])
+
+
+def test_cohort_reaching_back_before_fy2013_round_trips_hba1c(tmp_path):
+    """Exports before FY2013 carry HbA1c in JDS units; ingest must give back NGSP values."""
+    from data.synth import SynthConfig, generate
+
+    ward = generate(SynthConfig(residents=400, years=3, last_fiscal_year=2013, seed=3))
+    write_synth_bundle(ward, tmp_path / "b")
+    ingest(tmp_path / "b", tmp_path / "s")
+    chk = read_checkups(tmp_path / "s").set_index(["pseudonym", "exam_date"])["hba1c"]
+    want = ward.checkups.assign(
+        pseudonym=[_pseudonym(p) for p in ward.checkups["person_id"]]
+    ).set_index(["pseudonym", "exam_date"])["hba1c"]
+    got = chk.reindex(want.index)
+    assert (ward.checkups["exam_date"] < "2012-04-01").any()
+    assert ((got - want.astype(float)).abs().dropna() < 0.051).all()
