@@ -46,7 +46,8 @@ class RawTable:
     notes: dict = field(default_factory=dict)  # reader reports for the manifest (e.g. XML)
 
 
-#: Readers for non-tabular checkup sources, keyed by file suffix (".xml", ".zip").
+#: Readers for non-tabular checkup sources, keyed by file suffix (".xml", ".zip"); each is
+#: called once with the bundle folder when files with one of its suffixes are there.
 CHECKUP_READERS: dict[str, Callable[[Path], Iterable[pd.DataFrame]]] = {}
 #: Run once over all frames of :data:`CHECKUP_READERS` (concatenated): each returns the frame
 #: (e.g. duplicate documents across files marked) and notes for the manifest.
@@ -173,10 +174,9 @@ def read_bundle(bundle: Path, encoding: str | None = None) -> dict[str, RawTable
         paths = find_table_files(bundle, name)
         tables[name] = read_table(name, paths, encoding)
     _register_plugins()
-    xml_frames = []
-    for suffix, reader in CHECKUP_READERS.items():
-        for path in sorted(bundle.rglob(f"*{suffix}")):
-            xml_frames.extend(reader(path))
+    # Each reader is called once with the whole folder, so it can parse its files in parallel.
+    wanted = {r: None for s, r in CHECKUP_READERS.items() if next(bundle.rglob(f"*{s}"), None)}
+    xml_frames = [frame for reader in wanted for frame in reader(bundle)]
     if xml_frames:
         checkups = tables["checkups"]
         xml = pd.concat(xml_frames, ignore_index=True)
