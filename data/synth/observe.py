@@ -31,7 +31,8 @@ OUTCOME_INPUTS = (
     "q_med_glucose",
     "q_med_lipid",
 )
-_OUTCOME_ITEMS = (
+#: Items that spec §2 outcomes are judged on (also used by the Monte-Carlo truth).
+OUTCOME_ITEMS = (
     "waist_cm",
     "sbp",
     "dbp",
@@ -127,7 +128,7 @@ def observe(
     c = st["_cores"] if "_cores" in st else model.cores(st)
     pp = presence_probs(st)
     timing = model.draw_timing(st, rng, pp["fast"])
-    items = _OUTCOME_ITEMS if outcomes_only else tuple(model.OBS)
+    items = OUTCOME_ITEMS if outcomes_only else tuple(model.OBS)
     raw = model.raw_observations(st, c, timing, rng, items)
     v = {k: cal.value(k, raw[k], sex, age_fy) for k in items}
     out: dict[str, np.ndarray] = {

@@ -145,7 +145,7 @@ def judge_next(
 
     fasting = u() < pp["fast"]
     timing = np.where(fasting, 2, np.where(u() < 0.6, 3, 4)).astype(np.int8)
-    raw = model.raw_observations(nxt, c, timing, rng, _JUDGE_ITEMS)
+    raw = model.raw_observations(nxt, c, timing, rng, obs_mod.OUTCOME_ITEMS)
     q = {m: (u() < obs_mod.P_QMED) & nxt["m_" + m] for m in model.MEDS}
     waist_ok, tg_ok, hdl_ok = u() < obs_mod.P_WAIST, u() < obs_mod.P_TG, u() < obs_mod.P_HDL
     tg_w, sbp_w, dbp_w = raw["tg"], raw["sbp"], raw["dbp"]
@@ -205,21 +205,6 @@ def judge_next(
     out[:, 5] = liver_ok & ((raw["alt"] >= thr["alt", 50.5]) | (raw["ggt"] >= thr["ggt", 100.5]))
     return out
 
-
-_JUDGE_ITEMS = (
-    "waist_cm",
-    "sbp",
-    "dbp",
-    "tg",
-    "hdl",
-    "ldl",
-    "alt",
-    "ggt",
-    "fpg",
-    "hba1c",
-    "egfr",
-    "urine_protein",
-)
 
 # ---------------------------------------------------------------------------------------------
 # Drivers
