@@ -1,0 +1,232 @@
+"""Selection (送付対象の選定): which resident gets which letter, with a reason for everyone.
+
+Pure functions on the scores table. Rules, in order, per resident (one letter at most):
+
+1. ``NOT_ENROLLED`` / ``OPTED_OUT`` / ``RECENTLY_LETTERED`` — never lettered.
+2. For each outcome: on medication for it → no letter about it (the doctor is already involved);
+   met by this year's values (at or over a 受診勧奨判定値) → ``see_doctor`` candidate; not met
+   and predicted risk ≥ ``min_risk`` → ``advice`` candidate.
+3. A ``see_doctor`` candidate always wins over advice (domain.md §8.4: a referral-level value
+   overrides the prediction message); among several, the outcome order of spec §2 decides.
+   Among advice candidates the highest risk (or expected benefit) outcome is the letter's topic.
+4. Advice candidates are ranked; the top ``budget.advice / (1 − control_rate)`` form the study
+   population, of which a seeded, stratified (outcome × sex × age band) random ``control_rate``
+   is held back (``CONTROL_ARM``: scored, recorded, not sent) so next year's effect can be
+   measured; the rest are ``SENT_ADVICE``. Below the cut: ``OVER_BUDGET``.
+5. ``see_doctor`` letters are sent (``SENT_SEE_DOCTOR``) unless over their own budget; they have
+   no control arm unless ``control_for_see_doctor``.
+
+Randomisation hashes (seed, pseudonym), so it does not depend on row order: same scores, same
+config → the same selection, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from data.columns import OUTCOMES
+from data.judgements import outcomes_met
+
+DEFAULT_CONFIG = Path(__file__).with_name("selection.toml")
+
+#: Medication answer that puts an outcome in a doctor's hands (質問票 1-3). MetS: any of them.
+MEDICATION: dict[str, tuple[str, ...]] = {
+    "diabetes": ("q_med_glucose",),
+    "hypertension": ("q_med_bp",),
+    "dyslipidemia": ("q_med_lipid",),
+    "metabolic_syndrome": ("q_med_bp", "q_med_glucose", "q_med_lipid"),
+    "ckd": (),
+    "liver": (),
+}
+REASONS = (
+    "SENT_SEE_DOCTOR",
+    "SENT_ADVICE",
+    "CONTROL_ARM",
+    "OVER_BUDGET",
+    "BELOW_RISK_THRESHOLD",
+    "ON_MEDICATION",
+    "RECENTLY_LETTERED",
+    "OPTED_OUT",
+    "NOT_ENROLLED",
+)
+AGE_BANDS = (40, 50, 60, 65, 75)
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    advice: int = Field(1000, ge=0)
+    see_doctor: int | None = Field(None, ge=0)
+
+
+class SelectionConfig(BaseModel):
+    """Programme rules (validated); loaded from the division's TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seed: int = 0
+    control_rate: float = Field(0.10, ge=0.0, lt=1.0)
+    control_for_see_doctor: bool = False
+    lettered_within_months: int = Field(12, ge=0)
+    ranking: Literal["risk", "expected_benefit"] = "risk"
+    budget: Budget = Budget()
+    min_risk: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0.1))
+
+    @field_validator("min_risk")
+    @classmethod
+    def _known_outcomes(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = set(v) - set(OUTCOMES)
+        if unknown:
+            raise ValueError(f"unknown outcomes {sorted(unknown)}; known: {list(OUTCOMES)}")
+        if any(not 0 <= x <= 1 for x in v.values()):
+            raise ValueError("min_risk values must lie in [0, 1]")
+        return v
+
+
+def load_config(path: Path | None = None) -> SelectionConfig:
+    """Read and validate a selection TOML (default: the shipped ``selection.toml``)."""
+    path = path or DEFAULT_CONFIG
+    with path.open("rb") as f:
+        return SelectionConfig.model_validate(tomllib.load(f))
+
+
+def _uniform(pseudonyms: pd.Series, seed: int) -> np.ndarray:
+    """A reproducible U(0,1) per pseudonym from a hash of (seed, pseudonym)."""
+    salt = str(seed).encode()
+    codes, uniques = pd.factorize(pseudonyms)
+    u = np.array(
+        [int.from_bytes(hashlib.sha256(salt + p.encode()).digest()[:8], "big") for p in uniques],
+        dtype=np.float64,
+    )
+    return (u / 2.0**64)[codes]
+
+
+def _control_draw(frame: pd.DataFrame, rate: float, seed: int) -> np.ndarray:
+    """Exactly round(rate × n) per stratum, chosen by hash order (stratified randomisation)."""
+    if rate == 0 or frame.empty:
+        return np.zeros(len(frame), dtype=bool)
+    band = pd.cut(frame["age"], AGE_BANDS, right=False, labels=False)
+    strata = frame["outcome"].astype(str) + "|" + frame["sex"].astype(str) + "|" + band.astype(str)
+    order = pd.DataFrame({"s": strata.to_numpy(), "u": _uniform(frame["pseudonym"], seed)})
+    rank = order.groupby("s")["u"].rank(method="first").to_numpy()
+    size = order.groupby("s")["u"].transform("size").to_numpy()
+    # Largest-remainder style per stratum: the first round(rate·n) in hash order.
+    return rank <= np.floor(rate * size + 0.5)
+
+
+def select(
+    scores: pd.DataFrame,
+    config: SelectionConfig,
+    *,
+    enrolled: pd.Series | None = None,
+    opted_out: pd.Series | None = None,
+    last_lettered: pd.Series | None = None,
+    scoring_date: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """One row per scored resident: ``letter_type``, ``outcome``, ``arm``, ``reason``, rank.
+
+    ``scores`` holds pseudonym, age, sex, ``risk_<outcome>`` (and optionally
+    ``risk_after_<outcome>`` for expected benefit) and this year's checkup values + medication
+    answers. ``enrolled``/``opted_out`` are booleans and ``last_lettered`` dates, each indexed
+    by pseudonym (missing → enrolled, not opted out, never lettered).
+    """
+    s = scores.reset_index(drop=True)
+    pid = s["pseudonym"]
+    n = len(s)
+    reason = np.full(n, None, dtype=object)
+
+    def flag(mask: np.ndarray, code: str) -> None:
+        reason[mask & (reason == None)] = code  # noqa: E711
+
+    def lookup(series: pd.Series | None, default) -> pd.Series:
+        if series is None:
+            return pd.Series([default] * n)
+        mapped = pid.map(series)
+        return mapped.where(mapped.notna(), default)
+
+    flag(~lookup(enrolled, True).astype(bool).to_numpy(), "NOT_ENROLLED")
+    flag(lookup(opted_out, False).astype(bool).to_numpy(), "OPTED_OUT")
+    if last_lettered is not None:
+        when = pd.to_datetime(pid.map(last_lettered))
+        cutoff = (scoring_date or pd.Timestamp.today()) - pd.DateOffset(
+            months=config.lettered_within_months
+        )
+        flag((when > cutoff).fillna(False).to_numpy(), "RECENTLY_LETTERED")
+
+    # By this year's values only: medication is handled separately below.
+    no_meds = s.assign(**{c: 2 for c in ("q_med_bp", "q_med_glucose", "q_med_lipid")})
+    met = outcomes_met(no_meds)
+    doctor = np.zeros((n, len(OUTCOMES)), dtype=bool)
+    advise = np.zeros((n, len(OUTCOMES)), dtype=bool)
+    benefit = np.full((n, len(OUTCOMES)), -np.inf)
+    on_med_any = np.zeros(n, dtype=bool)
+    for j, o in enumerate(OUTCOMES):
+        on_med = np.zeros(n, dtype=bool)
+        for col in MEDICATION[o]:
+            on_med |= (pd.to_numeric(s.get(col), errors="coerce") == 1).fillna(False).to_numpy()
+        on_med_any |= on_med
+        risk = s.get(f"risk_{o}")
+        if risk is None:
+            continue
+        risk = risk.to_numpy(dtype=float)
+        doctor[:, j] = met[o].to_numpy() & ~on_med
+        advise[:, j] = ~met[o].to_numpy() & ~on_med & (risk >= config.min_risk.get(o, 1.0))
+        gain = risk
+        if config.ranking == "expected_benefit" and f"risk_after_{o}" in s:
+            gain = risk - s[f"risk_after_{o}"].to_numpy(dtype=float)
+        benefit[:, j] = np.where(advise[:, j], gain, -np.inf)
+
+    any_doctor, any_advice = doctor.any(axis=1), advise.any(axis=1)
+    letter = np.where(any_doctor, "see_doctor", np.where(any_advice, "advice", None))
+    topic_idx = np.where(any_doctor, doctor.argmax(axis=1), benefit.argmax(axis=1))
+    outcome = np.where(letter != None, np.asarray(OUTCOMES)[topic_idx], None)  # noqa: E711
+    score = np.where(any_advice & ~any_doctor, benefit.max(axis=1), np.nan)
+    flag((letter == None) & on_med_any, "ON_MEDICATION")  # noqa: E711
+    flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
+
+    out = pd.DataFrame(
+        {
+            "pseudonym": pid,
+            "letter_type": pd.array(letter, dtype="string"),
+            "outcome": pd.array(outcome, dtype="string"),
+            "priority": score,
+            "age": s["age"].to_numpy(),
+            "sex": s["sex"].to_numpy(),
+        }
+    )
+    open_ = reason == None  # noqa: E711
+    out["rank"] = pd.array([pd.NA] * n, dtype="Int64")
+    out["arm"] = pd.array([None] * n, dtype="string")
+
+    for kind, budget, with_control in (
+        ("advice", config.budget.advice, True),
+        ("see_doctor", config.budget.see_doctor, config.control_for_see_doctor),
+    ):
+        idx = np.flatnonzero(open_ & (letter == kind))
+        cand = out.iloc[idx]
+        # Highest priority first; ties broken by pseudonym so the order is total.
+        key = -cand["priority"].fillna(0).to_numpy()
+        order = idx[np.lexsort((cand["pseudonym"].to_numpy(), key))]
+        out.loc[order, "rank"] = np.arange(1, len(order) + 1)
+        rate = config.control_rate if with_control else 0.0
+        cap = len(order) if budget is None else int(np.floor(budget / (1 - rate) + 1e-9))
+        study, over = order[:cap], order[cap:]
+        reason[over] = "OVER_BUDGET"
+        control = _control_draw(out.iloc[study], rate, config.seed)
+        sent = study[~control]
+        if budget is not None and len(sent) > budget:  # rounding in small strata
+            reason[sent[budget:]] = "OVER_BUDGET"
+            sent = sent[:budget]
+        reason[study[control]] = "CONTROL_ARM"
+        reason[sent] = "SENT_ADVICE" if kind == "advice" else "SENT_SEE_DOCTOR"
+        out.loc[study[control], "arm"] = "control"
+        out.loc[sent, "arm"] = "letter"
+
+    out["reason"] = pd.Categorical(reason, categories=REASONS)
+    out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
+    return out.drop(columns=["age", "sex"])

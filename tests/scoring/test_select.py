@@ -1,0 +1,139 @@
+"""Selection: letter types, exclusions, budget, seeded stratified control arm, reason codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+
+from data.columns import OUTCOMES
+from scoring.select import REASONS, SelectionConfig, load_config, select
+
+HEALTHY = {
+    "hba1c": 5.4,
+    "fpg": 92.0,
+    "sbp": 118,
+    "dbp": 72,
+    "ldl": 110.0,
+    "tg": 90.0,
+    "hdl": 60.0,
+    "non_hdl": 130.0,
+    "waist_cm": 78.0,
+    "egfr": 80.0,
+    "urine_protein": 1,
+    "alt": 20.0,
+    "ggt": 25.0,
+    "blood_draw_timing": 2,
+    "q_med_bp": 2,
+    "q_med_glucose": 2,
+    "q_med_lipid": 2,
+}
+
+
+def resident(pid: str, age=55, sex=1, **kw) -> dict:
+    row = {"pseudonym": pid, "age": age, "sex": sex, **HEALTHY}
+    row.update({f"risk_{o}": 0.01 for o in OUTCOMES})
+    row.update(kw)
+    return row
+
+
+def test_rules_give_each_resident_one_letter_type_and_a_reason():
+    scores = pd.DataFrame(
+        [
+            resident("a", risk_diabetes=0.3),  # high risk, below referral → advice
+            resident("b", hba1c=6.8, risk_diabetes=0.9),  # at referral, no medication
+            resident("c", hba1c=6.8, q_med_glucose=1, risk_diabetes=0.9),  # treated
+            resident("d", risk_diabetes=0.05),  # low risk
+            resident("e", sbp=165, risk_diabetes=0.5),  # doctor letter wins over advice
+            resident("f", risk_diabetes=0.3),
+            resident("g", risk_diabetes=0.3),
+            resident("h", risk_diabetes=0.3),
+        ]
+    )
+    cfg = SelectionConfig(control_rate=0.0)
+    sel = select(
+        scores,
+        cfg,
+        opted_out=pd.Series({"f": True}),
+        enrolled=pd.Series({"g": False}),
+        last_lettered=pd.Series({"h": pd.Timestamp("2026-06-01")}),
+        scoring_date=pd.Timestamp("2026-11-27"),
+    ).set_index("pseudonym")
+    assert sel.loc["a", ["letter_type", "outcome", "reason"]].tolist() == [
+        "advice",
+        "diabetes",
+        "SENT_ADVICE",
+    ]
+    assert sel.loc["b", ["letter_type", "reason"]].tolist() == ["see_doctor", "SENT_SEE_DOCTOR"]
+    assert sel.loc["c", "reason"] == "ON_MEDICATION" and pd.isna(sel.loc["c", "letter_type"])
+    assert sel.loc["d", "reason"] == "BELOW_RISK_THRESHOLD"
+    assert sel.loc["e", ["letter_type", "outcome"]].tolist() == ["see_doctor", "hypertension"]
+    assert sel.loc["f", "reason"] == "OPTED_OUT"
+    assert sel.loc["g", "reason"] == "NOT_ENROLLED"
+    assert sel.loc["h", "reason"] == "RECENTLY_LETTERED"
+    assert sel["reason"].notna().all() and set(sel["reason"]) <= set(REASONS)
+    assert sel["sent"].sum() == 3
+
+
+def _cohort(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [
+        resident(
+            f"p{i:05d}",
+            age=int(rng.integers(40, 75)),
+            sex=int(rng.integers(1, 3)),
+            risk_diabetes=float(rng.uniform(0.1, 0.6)),
+            risk_hypertension=float(rng.uniform(0.0, 0.6)),
+        )
+        for i in range(n)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_budget_and_control_arm():
+    scores = _cohort(3000)
+    cfg = SelectionConfig(budget={"advice": 400}, control_rate=0.1, seed=7)
+    sel = select(scores, cfg)
+    sent = sel[sel["reason"] == "SENT_ADVICE"]
+    control = sel[sel["reason"] == "CONTROL_ARM"]
+    assert len(sent) <= 400 and len(sent) >= 390
+    assert abs(len(control) / (len(sent) + len(control)) - 0.10) < 0.015
+    # The study population is the top of the ranking: everyone over budget ranks below it.
+    study_ranks = pd.concat([sent, control])["rank"]
+    assert study_ranks.max() < sel.loc[sel["reason"] == "OVER_BUDGET", "rank"].min()
+    # Letter and control arms are alike in risk (randomised within the same population).
+    assert abs(sent["priority"].mean() - control["priority"].mean()) < 0.03
+    assert set(sel.loc[sel["arm"].notna(), "arm"]) == {"letter", "control"}
+
+
+def test_control_arm_is_stratified_and_seeded():
+    scores = _cohort(4000, seed=1)
+    cfg = SelectionConfig(budget={"advice": 2000}, control_rate=0.2, seed=3)
+    sel = select(scores, cfg).merge(scores[["pseudonym", "age", "sex"]], on="pseudonym")
+    study = sel[sel["arm"].notna()]
+    by_sex = study.groupby("sex")["arm"].apply(lambda a: (a == "control").mean())
+    assert (by_sex - 0.2).abs().max() < 0.02
+    other_seed = select(scores, cfg.model_copy(update={"seed": 4}))
+    assert not other_seed["arm"].equals(sel.sort_values("pseudonym")["arm"].reset_index(drop=True))
+
+
+def test_same_scores_in_any_order_give_the_same_selection():
+    scores = _cohort(1500, seed=2)
+    cfg = SelectionConfig(budget={"advice": 300}, control_rate=0.1, seed=11)
+    a = select(scores, cfg).sort_values("pseudonym", ignore_index=True)
+    b = select(scores.sample(frac=1, random_state=5), cfg).sort_values(
+        "pseudonym", ignore_index=True
+    )
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_config_file_is_validated():
+    cfg = load_config()
+    assert cfg.budget.advice == 1000 and cfg.control_rate == 0.1
+    with pytest.raises(pydantic.ValidationError):
+        SelectionConfig(budgett={"advice": 1})
+    with pytest.raises(pydantic.ValidationError):
+        SelectionConfig(min_risk={"gout": 0.2})
+    with pytest.raises(pydantic.ValidationError):
+        SelectionConfig(control_rate=1.5)
