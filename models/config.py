@@ -99,16 +99,22 @@ class SplitConfig:
 
     ``group``: ``"person_hash"`` puts a fixed hash-chosen share ``test_person_share`` of persons
     in the test group (only their test-year rows are used) and the rest in train/validation;
-    ``"none"``: temporal split only.
+    ``"none"``: temporal split only. ``"person"``: no temporal order — all labelled index rows
+    up to the test year split by person hash into test (``test_person_share``), val
+    (``val_person_share``) and train; only for cohorts with too few index years for a temporal
+    split (the Framingham adapter, data.framingham).
     """
 
     test_year: int | None = None  # default: last labelled index year
-    group: Literal["person_hash", "none"] = "person_hash"
+    group: Literal["person_hash", "none", "person"] = "person_hash"
     test_person_share: float = 0.5
+    val_person_share: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0 < self.test_person_share < 1:
             raise ValueError(f"test_person_share must be in (0, 1), got {self.test_person_share}")
+        if not 0 < self.val_person_share < 1 - self.test_person_share:
+            raise ValueError("val_person_share must be in (0, 1 − test_person_share)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +133,10 @@ class ModelConfig:
     slices: tuple[str, ...] = ("sex", "age_band")
     baselines: bool = True
     forecasts: bool = True
+    #: Choose LightGBM / blend / LR per outcome on the validation year (models.select).
+    select: bool = True
+    blend_weights: tuple[float, ...] = (0.75, 0.5, 0.25)
+    select_margin: float = 0.002  # validation-AUC gain a challenger needs over LightGBM
 
     def __post_init__(self) -> None:
         bad = [o for o in self.outcomes if o not in OUTCOMES]
@@ -138,6 +148,8 @@ class ModelConfig:
             raise ValueError(f"horizon_years must be 1-3, got {self.horizon_years}")
         if self.top_k < 1:
             raise ValueError("top_k (letter budget) must be ≥ 1")
+        if not all(0 < w < 1 for w in self.blend_weights) or self.select_margin < 0:
+            raise ValueError("blend_weights must lie in (0, 1) and select_margin be ≥ 0")
 
     def with_seed(self, seed: int) -> ModelConfig:
         """The same config with every LightGBM seed set to ``seed``."""

@@ -5,6 +5,10 @@
   FPG, SBP, DBP, BMI, waist, TG, LDL), nominal integer codes as LightGBM categoricals, early
   stopping on the validation year (models.split).
 * A monotone calibrator (models.calibration) fitted on the validation year's raw log-odds.
+* Model selection on the validation year (models.select): LightGBM alone, the logistic
+  regression baseline (fitted here once on the training rows and reused by the evaluation) or a
+  blend of their log-odds — the engine's risk is the chosen member's, recorded in
+  ``TrainedEngine.selection``.
 * Per key item three LightGBM quantile models (10/50/90%) of next year's value
   (models.targets), early-stopped on the validation year; the outer interval is then widened
   (or narrowed) by a conformal offset fitted on the validation year (conformalised quantile
@@ -29,8 +33,10 @@ from features.declarations import (
 )
 from features.labels import training_set
 from models.calibration import Calibrator, fit_calibrator
-from models.config import ModelConfig
-from models.split import assign_split, last_labelled_year
+from models.baselines import fit_logistic
+from models.config import ModelConfig, SplitConfig
+from models.select import Member, linear_score, select_member
+from models.split import assign_split, last_labelled_year, person_hash
 from models.targets import next_year_values
 
 __all__ = [
@@ -77,6 +83,27 @@ class ForecastSet:
     split: np.ndarray
 
 
+def _split(keys: pd.DataFrame, test_year: int, horizon: int, config: SplitConfig) -> np.ndarray:
+    """models.split.assign_split, or the person-only split (``group == "person"``).
+
+    ``"person"``: no temporal order — every labelled index row up to ``test_year`` goes to
+    test / val / train by the person's hash (shares ``test_person_share``, ``val_person_share``).
+    For cohorts with too few index years for a temporal split (the Framingham adapter: two
+    exam-to-exam transitions).
+    """
+    if config.group != "person":
+        return assign_split(keys, test_year, horizon, config)
+    fy = keys["fiscal_year"].to_numpy(dtype="float64", na_value=np.nan)
+    u = person_hash(keys["pseudonym"])
+    out = np.where(
+        u < config.test_person_share,
+        "test",
+        np.where(u < config.test_person_share + config.val_person_share, "val", "train"),
+    ).astype(object)
+    out[~(fy <= test_year)] = ""
+    return out
+
+
 def prepare_outcome(
     features: pd.DataFrame, labels: pd.DataFrame, outcome: str, test_year: int, config: ModelConfig
 ) -> OutcomeSet:
@@ -84,7 +111,7 @@ def prepare_outcome(
     X, y, keys = training_set(features, labels, outcome)
     keys = keys.assign(age=X["age"].to_numpy(dtype="float64", na_value=np.nan),
                        sex=X["sex"].to_numpy(dtype="float64", na_value=np.nan))  # fmt: skip
-    split = assign_split(keys, test_year, config.horizon_years, config.split)
+    split = _split(keys, test_year, config.horizon_years, config.split)
     return OutcomeSet(outcome, to_matrix(X, feature_names()), y.to_numpy("float64"), keys, split)
 
 
@@ -94,7 +121,7 @@ def prepare_forecasts(features: pd.DataFrame, test_year: int, config: ModelConfi
     targets = next_year_values(features, items)
     use = targets.notna().any(axis=1).to_numpy()
     keys = features.loc[use, ["pseudonym", "fiscal_year", "exam_date"]].reset_index(drop=True)
-    split = assign_split(keys, test_year, 1, config.split)
+    split = _split(keys, test_year, 1, config.split)
     X = to_matrix(features.loc[use], feature_names())
     return ForecastSet(X, targets.loc[use].reset_index(drop=True), keys, split)
 
@@ -118,6 +145,10 @@ class TrainedEngine:
     test_year: int = 0
     feature_set_version: str = FEATURE_SET_VERSION
     config: ModelConfig = field(default_factory=ModelConfig)
+    #: Member behind each outcome's risk (models.select); absent = LightGBM alone.
+    members: dict[str, Member] = field(default_factory=dict)
+    #: Validation AUC of every candidate per outcome and which one was chosen.
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         if isinstance(features, np.ndarray):
@@ -126,15 +157,33 @@ class TrainedEngine:
             return features
         return to_matrix(features, self.feature_names)
 
-    def predict_raw(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
-        """Uncalibrated log-odds of ``outcome``."""
+    def member(self, outcome: str) -> str:
+        """``lightgbm``, ``blend`` or ``logistic``: what the risk of ``outcome`` comes from."""
+        m = self.members.get(outcome)
+        return "lightgbm" if m is None else m.name
+
+    def _gbm_raw(self, X: np.ndarray, outcome: str) -> np.ndarray:
         b = self.boosters[outcome]
-        return b.predict(self._matrix(features), raw_score=True,
-                         num_iteration=self.best_iteration[outcome])  # fmt: skip
+        return b.predict(X, raw_score=True, num_iteration=self.best_iteration[outcome])
+
+    def predict_raw(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
+        """Uncalibrated log-odds of ``outcome`` of the selected member (models.select)."""
+        X = self._matrix(features)
+        m = self.members.get(outcome)
+        if m is None or m.weight == 1.0 or m.linear is None:
+            return self._gbm_raw(X, outcome)
+        z = (1 - m.weight) * m.linear.raw(X)
+        return z if m.weight == 0.0 else z + m.weight * self._gbm_raw(X, outcome)
 
     def predict_outcome(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
-        """Calibrated probability of ``outcome`` next year."""
-        return self.calibrators[outcome](self.predict_raw(features, outcome))
+        """Calibrated probability of ``outcome`` next year (the selected member)."""
+        m = self.members.get(outcome)
+        cal = self.calibrators[outcome] if m is None else m.calibrator
+        return cal(self.predict_raw(features, outcome))
+
+    def predict_lightgbm(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
+        """Calibrated probability of ``outcome`` from LightGBM alone (whatever was selected)."""
+        return self.calibrators[outcome](self._gbm_raw(self._matrix(features), outcome))
 
     def predict_proba(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         """``risk_<outcome>`` for every outcome (calibrated), same index as ``features``."""
@@ -164,11 +213,23 @@ class TrainedEngine:
         return pd.DataFrame(cols, index=index)
 
     def contributions(self, features: pd.DataFrame | np.ndarray, outcome: str) -> pd.DataFrame:
-        """Native SHAP values (raw log-odds) per feature, plus ``bias`` (expected log-odds)."""
+        """Per-feature contributions to :meth:`predict_raw` (log-odds), plus ``bias``.
+
+        LightGBM: its native SHAP values (``pred_contrib``). Blend with weight w:
+        w·SHAP + (1 − w)·the logistic member's exact linear contributions; logistic member:
+        the linear contributions alone (models.select). Rows add up to :meth:`predict_raw`.
+        """
         X = self._matrix(features)
-        c = self.boosters[outcome].predict(
-            X, pred_contrib=True, num_iteration=self.best_iteration[outcome]
-        )
+        m = self.members.get(outcome)
+        w = 1.0 if m is None or m.linear is None else m.weight
+        c = 0.0
+        if w > 0:
+            c = w * self.boosters[outcome].predict(
+                X, pred_contrib=True, num_iteration=self.best_iteration[outcome]
+            )
+        if w < 1:
+            assert m is not None and m.linear is not None
+            c = c + (1 - w) * m.linear.contributions(X)
         index = features.index if isinstance(features, pd.DataFrame) else None
         return pd.DataFrame(c, columns=[*self.feature_names, "bias"], index=index)
 
@@ -180,8 +241,8 @@ def _dataset(X: np.ndarray, y: np.ndarray, names: list[str], cats: list[str], re
 
 def fit_outcome(
     data: OutcomeSet, config: ModelConfig, names: list[str], cats: list[str], mono: list[int]
-) -> tuple[lgb.Booster, int, Calibrator]:
-    """Booster (early-stopped on ``val``) and its calibrator (fitted on ``val``)."""
+) -> tuple[lgb.Booster, int, Calibrator, np.ndarray]:
+    """Booster (early-stopped on ``val``), its calibrator and raw log-odds on ``val``."""
     Xtr, ytr = data.part("train")
     Xva, yva = data.part("val")
     for part, yy in (("train", ytr), ("val", yva)):
@@ -201,7 +262,7 @@ def fit_outcome(
     )  # fmt: skip
     best = booster.best_iteration or booster.current_iteration()
     raw = booster.predict(Xva, raw_score=True, num_iteration=best)
-    return booster, best, fit_calibrator(raw, yva, config.calibration)
+    return booster, best, fit_calibrator(raw, yva, config.calibration), raw
 
 
 def _conformal_offset(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> float:
@@ -251,6 +312,8 @@ class TrainingData:
     test_year: int
     outcomes: dict[str, OutcomeSet]
     forecast: ForecastSet | None
+    #: LR baseline per outcome fitted on the training rows (reused by the evaluation).
+    logistic: dict[str, object] = field(default_factory=dict)
 
 
 def train_engine(
@@ -262,13 +325,30 @@ def train_engine(
     cats = categorical_features()
     mono = monotone_constraints(names) if config.monotone else [0] * len(names)
     T = config.split.test_year or last_labelled_year(labels)
-    sets, boosters, best, cals = {}, {}, {}, {}
+    sets, boosters, best, cals, members, tables, lrs = {}, {}, {}, {}, {}, [], {}
     for o in config.outcomes:
         sets[o] = prepare_outcome(features, labels, o, T, config)
-        boosters[o], best[o], cals[o] = fit_outcome(sets[o], config, names, cats, mono)
+        boosters[o], best[o], cals[o], z_val = fit_outcome(sets[o], config, names, cats, mono)
+        linear = None
+        if config.baselines or config.select:
+            Xtr, ytr = sets[o].part("train")
+            lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
+            if config.select:
+                linear = linear_score(lrs[o], Xtr, names, mono)
+        if config.select:
+            Xva, yva = sets[o].part("val")
+            members[o], table = select_member(
+                o, z_val, yva, cals[o], linear, Xva, config.calibration,
+                config.blend_weights, config.select_margin,
+            )  # fmt: skip
+            if members[o].name == "lightgbm":
+                members.pop(o)
+            tables.append(table)
     engine = TrainedEngine(
         feature_names=names, categorical=cats, monotone=mono, outcomes=tuple(config.outcomes),
         boosters=boosters, best_iteration=best, calibrators=cals, test_year=T, config=config,
+        members=members, selection=pd.concat(tables, ignore_index=True) if tables else
+        pd.DataFrame(),
     )  # fmt: skip
     fset = None
     if config.forecasts:
@@ -278,4 +358,4 @@ def train_engine(
         )
         engine.forecast_items = tuple(config.forecast.items)
         engine.quantiles = tuple(config.forecast.quantiles)
-    return engine, TrainingData(T, sets, fset)
+    return engine, TrainingData(T, sets, fset, lrs)
