@@ -1,0 +1,749 @@
+"""Render advice letters: LetterRequest rows → one PDF per resident, a print file, a manifest.
+
+Pure core: the input is a validated :mod:`scoring.letters.schema` table and a catalogue; nothing
+here reads the store, the model or the contacts. Layout: ``templates/letter.html.j2`` +
+``templates/letter.css`` through WeasyPrint, with the IPAex Gothic font bundled by the PyPI package
+``matplotlib-fontja`` embedded (subset) in every PDF: no system font is assumed.
+
+Output folder (0700; every file 0600, written to a temp file and moved into place)::
+
+    out_dir/letters/<pseudonym>.pdf   one letter per resident (never named after the person)
+    out_dir/print/print_0001.pdf      merged print files in postal-code order (batches)
+    out_dir/manifest.csv              pseudonym, letter_type, outcome, language, file, pages,
+                                      sha256, … (sorted like the print files)
+
+Deterministic: the same requests, catalogue, templates and ``issue_date`` give byte-identical
+PDFs, print files and manifest. Resumable: a letter whose PDF exists with the sha256 and input
+hash recorded in the manifest (or in the journal a killed run left behind) is not rendered again;
+stale temp files are removed.
+
+Safety (domain.md §8.4): an ``advice`` request with a 受診勧奨判定値-level value or blood pressure
+≥160/100 is rendered as ``see_doctor``; ``see_doctor`` letters carry no risk, forecast, factor or
+what-if section; only modifiable factors are advised on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import importlib.resources
+import json
+import logging
+import math
+import multiprocessing
+import os
+import re
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.judgements import MHLW_R6, JudgementValue
+
+from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
+from .schema import FORECAST_ITEMS, KEY_ITEMS, normalise_requests
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "LetterConfig",
+    "LetterManifest",
+    "font_path",
+    "render_letters",
+]
+
+_log = logging.getLogger(__name__)
+#: Bump when the rendering code changes what a letter looks like (part of the input hash).
+RENDERER_VERSION = "1"
+TEMPLATES = Path(__file__).with_name("templates")
+MANIFEST_COLUMNS = [
+    "pseudonym", "letter_type", "requested_letter_type", "outcome", "language",
+    "requested_language", "file", "pages", "sha256", "input_sha256", "notes",
+]  # fmt: skip
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+#: Chart scale (lo, hi) per item; values outside are pinned to the ends.
+_SCALE = {
+    "hba1c": (4.5, 8.0), "fpg": (70, 160), "sbp": (90, 180), "dbp": (50, 110),
+    "ldl": (60, 200), "tg": (30, 400), "hdl": (20, 100), "waist_cm": (60, 120),
+    "bmi": (16, 35), "alt": (5, 100), "ggt": (5, 200), "egfr": (20, 120),
+}  # fmt: skip
+#: Items whose 受診勧奨判定値 turns an advice letter into a see-a-doctor letter.
+_REFERRAL_ITEMS = ("hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "alt", "ggt", "egfr")
+_COMPARE = {
+    # ≥ and ≤ are not in IPAex: words, so that no glyph falls back to a system font
+    ">=": {"ja": "{v}以上", "ja-easy": "{v}以上", "en": "{v} or more"},
+    "<": {"ja": "{v}未満", "ja-easy": "{v}未満", "en": "under {v}"},
+    "<=": {"ja": "{v}以下", "ja-easy": "{v}以下", "en": "{v} or less"},
+}
+
+
+def font_path() -> Path:
+    """The IPAex Gothic TrueType file shipped inside the ``matplotlib-fontja`` package."""
+    p = importlib.resources.files("matplotlib_fontja") / "fonts" / "ipaexg.ttf"
+    path = Path(str(p))
+    if not path.is_file():  # pragma: no cover - broken install
+        raise FileNotFoundError(f"IPAex font not found at {path}: reinstall matplotlib-fontja")
+    return path
+
+
+@dataclass(frozen=True)
+class LetterConfig:
+    """How letters are rendered.
+
+    ``issue_date`` is printed on the letter and stamped as the PDF creation date (fixed, so the
+    output is reproducible); default 1 April after the fiscal year of each request.
+    ``workers`` processes render in parallel (1 = in this process).
+    """
+
+    issue_date: date | None = None
+    catalogue_path: Path | None = None
+    workers: int = 2
+    print_batch_size: int = 1000
+    merge: bool = True
+
+
+@dataclass
+class LetterManifest:
+    """What :func:`render_letters` wrote."""
+
+    out_dir: Path
+    manifest_path: Path
+    frame: pd.DataFrame
+    print_files: list[Path] = field(default_factory=list)
+    rendered: int = 0
+    skipped: int = 0
+    render_seconds: float = 0.0
+    render_cpu_seconds: float = 0.0  # CPU time of the renderers, summed over processes
+    total_seconds: float = 0.0
+
+    @property
+    def letters_per_second(self) -> float:
+        """Rendered letters per second of rendering wall time (0 when nothing was rendered)."""
+        return self.rendered / self.render_seconds if self.render_seconds > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Values against thresholds, safety override
+# --------------------------------------------------------------------------------------------
+
+
+def _judgement(item: str, row: dict) -> JudgementValue | None:
+    v = MHLW_R6
+    if item == "tg":
+        return v.tg_fasting if bool(row.get("tg_fasting", True)) else v.tg_nonfasting
+    if item == "waist_cm":
+        sex = row.get("sex")
+        if sex == 1:
+            return v.waist_male
+        if sex == 2:
+            return v.waist_female
+        return None
+    return getattr(v, item, None) if item != "weight_kg" else None
+
+
+def _num(x) -> float:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+def _level(jv: JudgementValue, x: float) -> int:
+    arr = np.array([x], dtype="float64")
+    lvl = jv.level(arr)[0]
+    return -1 if np.isnan(lvl) else int(lvl)
+
+
+def referral_items(row: dict) -> tuple[list[str], bool]:
+    """Items at a 受診勧奨判定値, and whether blood pressure is ≥160/100 (immediate tier)."""
+    hits = []
+    for item in _REFERRAL_ITEMS:
+        jv = _judgement(item, row)
+        x = _num(row.get(item))
+        if jv is not None and not math.isnan(x) and _level(jv, x) == 2:
+            hits.append(item)
+    sbp, dbp = _num(row.get("sbp")), _num(row.get("dbp"))
+    urgent = (not math.isnan(sbp) and sbp >= 160) or (not math.isnan(dbp) and dbp >= 100)
+    return hits, urgent
+
+
+# --------------------------------------------------------------------------------------------
+# Letter context
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float, decimals: int) -> str:
+    return f"{x:.{decimals}f}"
+
+
+def _pct(p: float) -> str:
+    return str(max(1, round(p * 100)))
+
+
+def _issue_date(cfg: LetterConfig, fiscal_year: int) -> date:
+    return cfg.issue_date or date(int(fiscal_year) + 1, 4, 1)
+
+
+def _date_text(cat: Catalogue, lang: str, d: date) -> str:
+    return cat.ui["date_format"][lang].format(
+        y=d.year, m=d.month, d=d.day, month=_MONTHS[d.month - 1]
+    )
+
+
+def _chart(item: str, jv: JudgementValue, x: float) -> dict:
+    lo, hi = _SCALE[item]
+
+    def pos(v: float) -> float:
+        return round(min(100.0, max(0.0, (v - lo) / (hi - lo) * 100)), 2)
+
+    g = pos(jv.guidance)
+    r = pos(jv.referral) if jv.referral is not None else None
+    if jv.op == ">=":
+        cuts = [("ok", 0.0, g)] + (
+            [("guid", g, r), ("ref", r, 100.0)] if r is not None else [("guid", g, 100.0)]
+        )
+    else:  # low is bad: red on the left
+        cuts = ([("ref", 0.0, r), ("guid", r, g)] if r is not None else [("guid", 0.0, g)]) + [
+            ("ok", g, 100.0)
+        ]
+    zones = [{"cls": c, "left": a, "width": round(b - a, 2)} for c, a, b in cuts if b - a > 0]
+    return {"zones": zones, "marker": pos(x)}
+
+
+def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, list[str]]:
+    """The template context of one normalised request row, and notes for the manifest."""
+    lang = row["language"]
+    ui = {k: v[lang] for k, v in cat.ui.items()}
+    notes: list[str] = []
+    if row.get("requested_language", "") not in ("ja", "ja-easy", "en"):
+        notes.append(f"language {row.get('requested_language') or '(missing)'!r} not supported: ja")
+    outcome = cat.outcomes[row["outcome"]][lang]
+    hits, urgent = referral_items(row)
+    see_doctor = row["letter_type"] == "see_doctor" or bool(hits) or urgent
+    if see_doctor and row["letter_type"] != "see_doctor":
+        why = ",".join(hits + (["bp>=160/100"] if urgent else []))
+        notes.append(f"safety override advice->see_doctor ({why})")
+    issued = _issue_date(cfg, row["fiscal_year"])
+    exam = pd.Timestamp(row["exam_date"]).date()
+
+    values = []
+    waist_note = False
+    for item in KEY_ITEMS:
+        x = _num(row.get(item))
+        if math.isnan(x):
+            continue
+        meta = cat.items[item]
+        jv = _judgement(item, row)
+        cmp_ = _COMPARE
+        level = -1
+        guidance = referral = "—"
+        if jv is not None:
+            level = _level(jv, x)
+            guidance = cmp_[jv.op][lang].format(v=f"{jv.guidance:g}")
+            if jv.referral is not None:
+                referral = cmp_[jv.op][lang].format(v=f"{jv.referral:g}")
+        elif item == "waist_cm":
+            waist_note = True
+        judgement = {
+            -1: ui["judge_none"], 0: ui["judge_normal"], 1: ui["judge_guidance"],
+            2: ui["judge_referral"],
+        }[level]  # fmt: skip
+        values.append(
+            {
+                "label": meta.label[lang], "unit": meta.unit, "value": _fmt(x, meta.decimals),
+                "guidance": guidance, "referral": referral, "judgement": judgement,
+                "level": level, "chart": _chart(item, jv, x) if jv is not None else None,
+            }
+        )  # fmt: skip
+
+    ctx: dict = {
+        "lang": lang,
+        "lang_attr": ui["lang_attr"],
+        "letter_type": "see_doctor" if see_doctor else "advice",
+        "ui": ui,
+        "pdf_date": issued.isoformat(),
+        "title": ui["title_see_doctor"] if see_doctor else ui["title_advice"],
+        "postal": f"{row['postal_code'][:3]}-{row['postal_code'][3:]}",
+        "address": row["address"],
+        "name": row["name"],
+        "name_kana": row.get("name_kana") or "",
+        "issued": ui["issued"].format(date=_date_text(cat, lang, issued)),
+        "sender": ui["sender"],
+        "greeting": ui["greeting"].format(name=row["name"]),
+        "intro": cat.intros["see_doctor" if see_doctor else "advice"][lang].format(
+            fiscal_year=row["fiscal_year"], outcome=outcome
+        ),
+        "sec_values": ui["sec_values"].format(exam_date=_date_text(cat, lang, exam)),
+        "values": values,
+        "waist_note": waist_note,
+        "see_doctor": see_doctor,
+        "bp_urgent": urgent,
+        "doctor_items": ui["doctor_items"].format(
+            items="、".join(cat.items[i].label[lang] for i in hits)
+            if lang != "en"
+            else ", ".join(cat.items[i].label[lang] for i in hits)
+        )
+        if hits
+        else "",
+        "contact": {
+            "office": cat.contact.office[lang],
+            "address": cat.contact.address[lang],
+            "phone": cat.contact.phone,
+            "hours": cat.contact.hours[lang],
+        },
+        "footer": ui["footer"],
+        "forecasts": [],
+        "factors": [],
+        "whatif": None,
+        "risk": None,
+    }
+    if see_doctor:
+        return ctx, notes
+
+    pct = _pct(row["risk"])
+    years = int(row.get("horizon_years") or 1)
+    ctx["risk"] = {
+        "heading": ui["sec_risk"].format(outcome=outcome),
+        "pct": pct,
+        "sentence": ui["risk_sentence"].format(years=years, outcome=outcome, risk=pct),
+        "people": ui["risk_people"].format(n=pct),
+        "band": cat.bands[row["risk_band"]][lang],
+    }
+    for item in FORECAST_ITEMS:
+        q = [_num(row.get(f"{item}_{s}")) for s in ("p10", "p50", "p90")]
+        if any(math.isnan(v) for v in q):
+            continue
+        meta = cat.items[item]
+        now = _num(row.get(item))
+        ctx["forecasts"].append(
+            {
+                "label": meta.label[lang], "unit": meta.unit,
+                "now": "—" if math.isnan(now) else _fmt(now, meta.decimals),
+                "p10": _fmt(q[0], meta.decimals), "p50": _fmt(q[1], meta.decimals),
+                "p90": _fmt(q[2], meta.decimals),
+            }
+        )  # fmt: skip
+    seen: set[str] = set()
+    for i in (1, 2, 3):
+        feat = row.get(f"factor_{i}")
+        if not feat or (isinstance(feat, float) and math.isnan(feat)):
+            continue
+        topic = cat.topic_of(feat)
+        if topic is None:
+            notes.append(f"factor {feat!r} dropped (not modifiable or not in the catalogue)")
+            continue
+        if topic in seen:
+            continue
+        seen.add(topic)
+        t = cat.topics[topic]
+        ctx["factors"].append({"title": t.title[lang], "advice": t.advice[lang]})
+    sc = row.get("whatif_scenario")
+    if sc and not (isinstance(sc, float) and math.isnan(sc)):
+        before, after = _num(row.get("whatif_risk_before")), _num(row.get("whatif_risk_after"))
+        if math.isnan(before) or math.isnan(after) or int(_pct(after)) >= int(_pct(before)):
+            notes.append(f"what-if {sc!r} omitted (no shown decrease)")
+        else:
+            ctx["whatif"] = (
+                cat.whatif[sc].text[lang].format(before=f"{_pct(before)}%", after=f"{_pct(after)}%")
+            )
+    return ctx, notes
+
+
+# --------------------------------------------------------------------------------------------
+# The renderer (one per process)
+# --------------------------------------------------------------------------------------------
+
+
+class _Renderer:
+    def __init__(self, catalogue_path: str, cfg: LetterConfig) -> None:
+        import jinja2
+        from fontTools.ttLib import TTFont
+        from weasyprint import CSS
+        from weasyprint.text.fonts import FontConfiguration
+
+        self.cfg = cfg
+        self.cat = load_catalogue(catalogue_path)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2")),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.template = self.env.get_template("letter.html.j2")
+        self.font_config = FontConfiguration()
+        css = (
+            f'@font-face {{ font-family: "KenshinIPAex"; src: url("{font_path().as_uri()}"); }}\n'
+            + (TEMPLATES / "letter.css").read_text(encoding="utf-8")
+        )
+        self.css = CSS(string=css, font_config=self.font_config)
+        self.cmap = frozenset(TTFont(str(font_path()), lazy=True).getBestCmap())
+        fixed = json.dumps(self.cat.model_dump(), ensure_ascii=False) + "".join(
+            str(v) for c in _COMPARE.values() for v in c.values()
+        )
+        outside = sorted(
+            {
+                f"{c} U+{ord(c):04X}"
+                for c in fixed
+                if c.isprintable() and not c.isspace() and ord(c) not in self.cmap
+            }
+        )
+        if outside:
+            raise CatalogueError(
+                f"letter catalogue {catalogue_path} uses characters the IPAex font lacks "
+                f"(they would print in another font or as boxes): {outside}"
+            )
+        _quiet_subset_warning()
+
+    def missing_glyphs(self, row: dict) -> list[str]:
+        text = "".join(str(row.get(k) or "") for k in ("name", "name_kana", "address"))
+        return sorted(
+            {
+                f"U+{ord(c):04X}"
+                for c in text
+                if ord(c) not in self.cmap and c.isprintable() and not c.isspace()
+            }
+        )
+
+    def render(self, row: dict) -> tuple[bytes, int, list[str], str]:
+        from weasyprint import HTML
+
+        ctx, notes = build_context(row, self.cat, self.cfg)
+        missing = self.missing_glyphs(row)
+        if missing:
+            notes.append("characters outside the font: " + " ".join(missing))
+        html = self.template.render(**ctx)
+        doc = HTML(string=html, base_url=str(TEMPLATES)).render(
+            stylesheets=[self.css], font_config=self.font_config
+        )
+        # fontTools stamps the subset font's head.modified with "now" unless SOURCE_DATE_EPOCH
+        # is set: pin it to the issue date so that the same input gives the same bytes.
+        issued = _issue_date(self.cfg, row["fiscal_year"])
+        epoch = int(datetime(issued.year, issued.month, issued.day, tzinfo=UTC).timestamp())
+        with _env("SOURCE_DATE_EPOCH", str(epoch)):
+            pdf = doc.write_pdf()
+        return pdf, len(doc.pages), notes, ctx["letter_type"]
+
+
+class _DropSubsetWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "HarfBuzz-Subset" not in record.getMessage()
+
+
+def _quiet_subset_warning() -> None:
+    """Say once (not per letter) that fonts are subset with fontTools, the slow path."""
+    from weasyprint import LOGGER
+    from weasyprint.pdf import fonts
+
+    if any(isinstance(f, _DropSubsetWarning) for f in LOGGER.filters):
+        return
+    if getattr(fonts, "harfbuzz_subset", None) is None:
+        _log.warning(
+            "libharfbuzz-subset0 is not installed: WeasyPrint subsets the font with fontTools "
+            "(about 3x slower per letter); install the Debian package for speed"
+        )
+    LOGGER.addFilter(_DropSubsetWarning())
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+_WORKER: _Renderer | None = None
+
+
+def _init_worker(catalogue_path: str, cfg: LetterConfig) -> None:
+    global _WORKER
+    _WORKER = _Renderer(catalogue_path, cfg)
+    atexit.register(_drop_worker)
+
+
+def _drop_worker() -> None:
+    # WeasyPrint's FontConfiguration.__del__ fails noisily if it runs during interpreter teardown
+    global _WORKER
+    _WORKER = None
+
+
+def _render_chunk(tasks: list[tuple[dict, str]]) -> list[dict]:
+    """Render and atomically write each (row, final path); returns manifest fields."""
+    assert _WORKER is not None
+    out = []
+    for row, path in tasks:
+        c0 = time.process_time()
+        pdf, pages, notes, letter_type = _WORKER.render(row)
+        _atomic_write(Path(path), pdf)
+        out.append(
+            {
+                "pseudonym": row["pseudonym"],
+                "letter_type": letter_type,
+                "pages": pages,
+                "sha256": hashlib.sha256(pdf).hexdigest(),
+                "notes": "; ".join(notes),
+                "cpu": time.process_time() - c0,
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Files: owner-only, atomic
+# --------------------------------------------------------------------------------------------
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a 0600 temp file in the same folder and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _remove_stale_temps(folders: Iterable[Path]) -> None:
+    for d in folders:
+        for p in d.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Input hash, previous state
+# --------------------------------------------------------------------------------------------
+
+
+def _jsonable(v):
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.date().isoformat()
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    return v
+
+
+def _static_digest(cat: Catalogue) -> str:
+    from weasyprint import __version__ as wp_version
+
+    h = hashlib.sha256()
+    for p in sorted(TEMPLATES.iterdir()):
+        h.update(p.name.encode() + p.read_bytes())
+    h.update(cat.digest().encode())
+    h.update(f"{RENDERER_VERSION}|{wp_version}|{font_path().stat().st_size}".encode())
+    return h.hexdigest()
+
+
+def _rows(df: pd.DataFrame) -> list[dict]:
+    cols = list(df.columns)
+    return [
+        {c: _jsonable(v) for c, v in zip(cols, rec, strict=True)}
+        for rec in df.itertuples(index=False, name=None)
+    ]
+
+
+def _input_hash(row: dict, static: str, cfg: LetterConfig) -> str:
+    payload = json.dumps(
+        {"row": row, "static": static, "issue": _issue_date(cfg, row["fiscal_year"]).isoformat()},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _previous(out_dir: Path) -> dict[str, dict]:
+    """Entries of the last manifest, updated by the journal a killed run left behind."""
+    prev: dict[str, dict] = {}
+    mpath = out_dir / "manifest.csv"
+    if mpath.exists():
+        m = pd.read_csv(mpath, dtype=str, keep_default_na=False)
+        prev = {r["pseudonym"]: r for r in m.to_dict("records")}
+    jpath = out_dir / "manifest.journal.jsonl"
+    if jpath.exists():
+        for line in jpath.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by the crash
+                continue
+            prev[rec["pseudonym"]] = rec
+    return prev
+
+
+# --------------------------------------------------------------------------------------------
+# Print files
+# --------------------------------------------------------------------------------------------
+
+
+def _merge(files: list[Path], target: Path) -> None:
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for f in files:
+        writer.append(str(f))
+    writer.add_metadata({"/Producer": "kenshin letters (pypdf)"})
+    buf = io.BytesIO()
+    writer.write(buf)
+    _atomic_write(target, buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def render_letters(
+    requests: pd.DataFrame, out_dir: Path, config: LetterConfig | None = None
+) -> LetterManifest:
+    """Render one PDF per LetterRequest row into ``out_dir`` (see the module docstring).
+
+    Validates ``requests`` first (pandera errors name every bad column/row); refuses a what-if
+    scenario the catalogue does not know before anything is written.
+    """
+    t0 = time.perf_counter()
+    cfg = config or LetterConfig()
+    cat_path = str(Path(cfg.catalogue_path or DEFAULT_CATALOGUE).resolve())
+    cat = load_catalogue(cat_path)
+    df = normalise_requests(requests)
+    sc = df["whatif_scenario"].dropna()
+    unknown = sorted(set(sc[~sc.isin(list(cat.whatif))]))
+    if unknown:
+        raise ValueError(
+            f"what-if scenario(s) {unknown} are not in the letter catalogue {cat_path} "
+            f"(known: {sorted(cat.whatif)})"
+        )
+    df = df.sort_values(["postal_code", "pseudonym"], kind="stable").reset_index(drop=True)
+
+    out_dir = _private_dir(Path(out_dir))
+    letters_dir = _private_dir(out_dir / "letters")
+    print_dir = _private_dir(out_dir / "print")
+    _remove_stale_temps([out_dir, letters_dir, print_dir])
+
+    static = _static_digest(cat)
+    rows = _rows(df)
+    prev = _previous(out_dir)
+    entries: dict[str, dict] = {}
+    todo: list[tuple[dict, str]] = []
+    for row in rows:
+        ih = _input_hash(row, static, cfg)
+        rel = f"letters/{row['pseudonym']}.pdf"
+        base = {
+            "pseudonym": row["pseudonym"], "requested_letter_type": row["letter_type"],
+            "outcome": row["outcome"], "language": row["language"],
+            "requested_language": row["requested_language"], "file": rel, "input_sha256": ih,
+        }  # fmt: skip
+        old = prev.get(row["pseudonym"])
+        if (
+            old is not None
+            and old.get("input_sha256") == ih
+            and old.get("sha256")
+            and _sha256_file(out_dir / rel) == old["sha256"]
+        ):
+            entries[row["pseudonym"]] = {
+                **base, "letter_type": old["letter_type"], "pages": int(old["pages"]),
+                "sha256": old["sha256"], "notes": old.get("notes", ""),
+            }  # fmt: skip
+        else:
+            entries[row["pseudonym"]] = base
+            todo.append((row, str(out_dir / rel)))
+    skipped = len(rows) - len(todo)
+
+    # Letters of an earlier manifest that are no longer requested are removed, so the folder
+    # holds exactly the letters of this manifest.
+    for p, old in prev.items():
+        if p not in entries and re.fullmatch(r"letters/[0-9a-f]+\.pdf", old.get("file") or ""):
+            (out_dir / old["file"]).unlink(missing_ok=True)
+
+    t_render = time.perf_counter()
+    journal = out_dir / "manifest.journal.jsonl"
+    cpu = 0.0
+    if todo:
+        jfd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(jfd, "a", encoding="utf-8") as jf:
+            for res in _run(todo, cat_path, cfg):
+                for r in res:
+                    cpu += r.pop("cpu")
+                    e = entries[r["pseudonym"]]
+                    e.update(r)
+                    jf.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
+                jf.flush()
+                os.fsync(jf.fileno())
+    render_seconds = time.perf_counter() - t_render
+
+    frame = pd.DataFrame([entries[r["pseudonym"]] for r in rows], columns=MANIFEST_COLUMNS)
+    frame["pages"] = frame["pages"].astype("int64")
+    print_files: list[Path] = []
+    if cfg.merge and len(frame):
+        n = cfg.print_batch_size
+        for b, start in enumerate(range(0, len(frame), n), start=1):
+            target = print_dir / f"print_{b:04d}.pdf"
+            _merge([out_dir / f for f in frame["file"].iloc[start : start + n]], target)
+            print_files.append(target)
+    for p in print_dir.glob("print_*.pdf"):
+        if p not in print_files:
+            p.unlink()
+    mpath = out_dir / "manifest.csv"
+    _atomic_write(mpath, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    journal.unlink(missing_ok=True)
+    return LetterManifest(
+        out_dir=out_dir, manifest_path=mpath, frame=frame, print_files=print_files,
+        rendered=len(todo), skipped=skipped, render_seconds=render_seconds,
+        render_cpu_seconds=cpu, total_seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def _run(todo: list[tuple[dict, str]], cat_path: str, cfg: LetterConfig):
+    """Yield results chunk by chunk, in a pool of ``cfg.workers`` processes or in-process."""
+    workers = max(1, min(cfg.workers, len(todo)))
+    if workers == 1:
+        _init_worker(cat_path, cfg)
+        for i in range(0, len(todo), 8):
+            yield _render_chunk(todo[i : i + 8])
+        return
+    chunk = max(1, min(16, math.ceil(len(todo) / (workers * 4))))
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cat_path, cfg)
+    ) as pool:
+        yield from pool.map(_render_chunk, chunks)

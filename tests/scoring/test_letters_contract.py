@@ -1,0 +1,171 @@
+"""LetterRequest contract and catalogue validation (no PDF rendering here)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandera.errors
+import pytest
+import yaml
+
+from scoring.letters import CatalogueError, load_catalogue, normalise_requests, render_letters
+from scoring.letters.catalogue import DEFAULT_CATALOGUE
+from scoring.letters.render import build_context, referral_items
+from tests.scoring.letter_helpers import config, requests
+
+
+def _rows(df):
+    from scoring.letters.render import _rows
+
+    return _rows(normalise_requests(df))
+
+
+def test_fixture_satisfies_contract():
+    df = normalise_requests(requests())
+    assert len(df) == 6
+    assert list(df["language"]) == ["ja", "ja-easy", "en", "ja", "ja", "ja"]
+    assert df.loc[5, "requested_language"] == "zh"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("risk", 1.4),
+        ("letter_type", "reminder"),
+        ("outcome", "cancer"),
+        ("pseudonym", "Not-A-Pseudonym"),
+        ("postal_code", "12-34"),
+        ("risk_band", "extreme"),
+    ],
+)
+def test_contract_refuses_bad_values(column, value):
+    df = requests()
+    df.loc[0, column] = value
+    with pytest.raises(pandera.errors.SchemaErrors) as e:
+        normalise_requests(df)
+    assert column in str(e.value)
+
+
+def test_advice_rows_need_a_risk():
+    df = requests()
+    df.loc[0, "risk"] = None
+    with pytest.raises(pandera.errors.SchemaErrors, match="advice rows need risk"):
+        normalise_requests(df)
+
+
+def test_duplicate_pseudonyms_refused():
+    df = requests()
+    df.loc[1, "pseudonym"] = df.loc[0, "pseudonym"]
+    with pytest.raises(pandera.errors.SchemaErrors):
+        normalise_requests(df)
+
+
+def test_unknown_whatif_scenario_refused_before_rendering(tmp_path):
+    df = requests()
+    df.loc[0, "whatif_scenario"] = "grow_younger"
+    with pytest.raises(ValueError, match="grow_younger"):
+        render_letters(df, tmp_path / "out", config(workers=1))
+    assert not (tmp_path / "out").exists()
+
+
+def test_bundled_catalogue_covers_every_modifiable_feature():
+    from features.declarations import modifiable_features
+
+    cat = load_catalogue()
+    assert set(cat.factors) == set(modifiable_features())
+    for feat in ("age", "sex", "q_hist_heart", "hba1c", "sbp", "q_med_bp"):
+        assert cat.topic_of(feat) is None
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    raw = yaml.safe_load(DEFAULT_CATALOGUE.read_text(encoding="utf-8"))
+    mutate(raw)
+    p = tmp_path / "catalogue.yaml"
+    p.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return p
+
+
+def test_catalogue_missing_language_is_a_clear_error(tmp_path):
+    p = _write(tmp_path, lambda raw: raw["topics"]["weight"]["advice"].pop("en"))
+    with pytest.raises(CatalogueError, match=r"topics\.weight\.advice.*missing.*'en'"):
+        load_catalogue(p)
+
+
+def test_catalogue_missing_factor_is_a_clear_error(tmp_path):
+    p = _write(tmp_path, lambda raw: raw["factors"].pop("q_sleep"))
+    with pytest.raises(CatalogueError, match="q_sleep"):
+        load_catalogue(p)
+
+
+def test_catalogue_unknown_field_is_a_clear_error(tmp_path):
+    def mutate(raw):
+        raw["ui"]["risk_people"]["ja"] = "{people}人"
+
+    with pytest.raises(CatalogueError, match=r"ui\.risk_people\.ja.*people"):
+        load_catalogue(_write(tmp_path, mutate))
+
+
+def test_catalogue_advice_on_non_modifiable_factor_is_dropped(tmp_path):
+    def mutate(raw):
+        raw["topics"]["ageing"] = {
+            "title": {"ja": "年齢", "ja-easy": "年齢", "en": "Age"},
+            "advice": {"ja": "若返りましょう", "ja-easy": "若返り", "en": "Get younger"},
+        }
+        raw["factors"]["age"] = "ageing"
+        raw["factors"]["q_hist_stroke"] = "ageing"
+        raw["whatif"]["younger"] = {
+            "factor": "age",
+            "text": {lang: "{before} {after}" for lang in ("ja", "ja-easy", "en")},
+        }
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cat = load_catalogue(_write(tmp_path, mutate))
+    assert "age" not in cat.factors and "q_hist_stroke" not in cat.factors
+    assert "younger" not in cat.whatif
+    assert any("not modifiable" in str(w.message) for w in caught)
+    # even if the scoring step asks for it, no advice on age
+    row = _rows(requests())[0] | {"factor_1": "age", "factor_2": "q_hist_stroke", "factor_3": None}
+    ctx, notes = build_context(row, cat, config())
+    assert [f["title"] for f in ctx["factors"]] == []
+    assert "若返り" not in str(ctx)
+    assert any("'age' dropped" in n for n in notes)
+
+
+def test_factors_sharing_a_topic_are_advised_once():
+    row = _rows(requests())[0] | {"factor_1": "weight_kg", "factor_2": "bmi", "factor_3": "q_sleep"}
+    ctx, _ = build_context(row, load_catalogue(), config())
+    assert [f["title"] for f in ctx["factors"]] == ["体重を減らす", "睡眠で休養をとる"]
+
+
+@pytest.mark.parametrize(
+    ("change", "hits", "urgent"),
+    [
+        ({}, [], False),
+        ({"sbp": 165.0}, ["sbp"], True),
+        ({"dbp": 100.0}, ["dbp"], True),
+        ({"sbp": 145.0}, ["sbp"], False),
+        ({"ldl": 140.0}, ["ldl"], False),
+        ({"egfr": 40.0}, ["egfr"], False),
+        ({"hdl": 30.0}, [], False),  # no referral level for HDL since 2024
+    ],
+)
+def test_referral_levels(change, hits, urgent):
+    row = _rows(requests())[0] | change
+    assert referral_items(row) == (hits, urgent)
+
+
+def test_referral_value_overrides_the_prediction():
+    row = _rows(requests())[0] | {"sbp": 162.0}
+    ctx, notes = build_context(row, load_catalogue(), config())
+    assert ctx["see_doctor"] and ctx["bp_urgent"] and ctx["letter_type"] == "see_doctor"
+    assert ctx["risk"] is None and ctx["whatif"] is None and ctx["factors"] == []
+    assert any("safety override" in n for n in notes)
+
+
+def test_whatif_omitted_when_it_does_not_lower_the_shown_risk():
+    row = _rows(requests())[0] | {"whatif_risk_after": 0.238}
+    ctx, notes = build_context(row, load_catalogue(), config())
+    assert ctx["whatif"] is None
+    assert any("omitted" in n for n in notes)

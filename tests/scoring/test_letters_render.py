@@ -1,0 +1,266 @@
+"""What a resident sees: render the fixed fixture, read the PDFs back (pypdf, pypdfium2)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoring.letters import render_letters
+from tests.scoring.letter_helpers import config, flat, pdf_text, requests, squash
+
+GOLDEN = Path(__file__).with_name("golden") / "letter_ja.txt"
+P = {  # pseudonyms of the fixture rows
+    "ja": "0a1b2c3d4e5f6071",
+    "easy": "1b2c3d4e5f607182",
+    "en": "2c3d4e5f60718293",
+    "doctor": "3d4e5f6071829304",
+    "nonmod": "4e5f607182930415",
+    "zh": "5f60718293041526",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("letters") / "out"
+    m = render_letters(requests(), out, config())
+    return out, m
+
+
+def letter(out: Path, key: str) -> Path:
+    return out / "letters" / f"{P[key]}.pdf"
+
+
+def test_one_letter_per_resident_named_by_pseudonym(rendered):
+    out, m = rendered
+    assert m.rendered == 6 and m.skipped == 0
+    files = sorted(p.name for p in (out / "letters").iterdir())
+    assert files == sorted(f"{p}.pdf" for p in P.values())
+    man = pd.read_csv(out / "manifest.csv", dtype=str)
+    assert list(man.columns[:3]) == ["pseudonym", "letter_type", "requested_letter_type"]
+    assert set(man["pseudonym"]) == set(P.values())
+    # ordered by postal code for the print run
+    assert list(man["pseudonym"]) == list(P.values())
+    # the manifest carries no name, kana or address
+    text = (out / "manifest.csv").read_text(encoding="utf-8")
+    for row in requests().itertuples():
+        assert row.name not in text and row.address not in text and row.name_kana not in text
+
+
+def test_japanese_letter_text(rendered):
+    out, _ = rendered
+    t = flat(letter(out, "ja"))
+    assert "髙橋﨑子様" in t  # hard kanji survive into the PDF text
+    assert "〒100-0011" in t
+    assert "約24%" in t
+    assert squash("体重を3kg減らすと、予測リスクは 24% から 15% に下がります。") in t
+    assert squash("まずは今の体重の3%(70kgの方なら約2kg)を目標に") in t  # factor advice
+    assert "夕食は寝る2時間前までに" in t and "運動の習慣をつくる" in t
+    assert "架空区健康推進課" in t and "03-0000-0000" in t  # consultation contact
+    assert "診断ではありません" in t  # never a diagnosis
+    assert "5.9〜6.5" in t  # forecast interval
+    assert "発行日2025年4月1日" in t
+
+
+def test_page_numbers_in_the_footer(rendered):
+    out, _ = rendered
+    pages = pdf_text(letter(out, "ja"))
+    for i, text in enumerate(pages, start=1):
+        assert f"{i} / {len(pages)}" in text
+
+
+def test_easy_japanese_letter(rendered):
+    out, _ = rendered
+    t = flat(letter(out, "easy"))
+    assert "渡邊一郎様" in t
+    assert squash("たばこを やめると、31% から 22% に 下(さ)がります。") in t
+    assert "高血圧(こうけつあつ)" in t
+    assert squash("たばこを やめると、体(からだ)が とても よく なります。") in t
+    assert squash("お酒(さけ)は 1日(にち) ビール 1本(ぽん)までに") in t
+    assert "健康推進課(けんこうすいしんか)" in t
+
+
+def test_english_letter(rendered):
+    out, _ = rendered
+    t = " ".join(" ".join(pdf_text(letter(out, "en"))).split())
+    assert "Dear John Smith," in t
+    assert "about 18%" in t
+    assert (
+        "If you hardly ever have snacks or sugary drinks, your predicted risk falls from 18% to 12%."
+        in t
+    )
+    assert "Keep snacks under about 200 kcal a day" in t
+    assert "Lose some weight" in t  # bmi → weight topic
+    assert "03-0000-0000" in t and "not a diagnosis" in t
+
+
+def test_see_doctor_letter_has_no_prediction_framing(rendered):
+    out, m = rendered
+    t = flat(letter(out, "doctor"))
+    assert "医療機関受診のおすすめ" in t
+    assert "自覚症状がなくても、早めにかかりつけ医などの医療機関を受診し" in t
+    assert "受診勧奨判定値以上だった項目:HbA1c、空腹時血糖" in t
+    for framing in (
+        "予測リスク",
+        "可能性は",
+        "来年の健診値の予測",
+        "もしも生活を変えたら",
+        "変えられること",
+    ):
+        assert framing not in t
+    assert "03-0000-0000" in t
+    row = m.frame.set_index("pseudonym").loc[P["doctor"]]
+    assert row["letter_type"] == "see_doctor"
+
+
+def test_no_advice_for_non_modifiable_factors(rendered):
+    out, m = rendered
+    t = flat(letter(out, "nonmod"))
+    assert "朝食をとる" in t  # the one modifiable factor requested
+    for word in ("年齢", "心臓病"):
+        assert word not in t
+    notes = m.frame.set_index("pseudonym").loc[P["nonmod"], "notes"]
+    assert "'age' dropped" in notes and "'q_hist_heart' dropped" in notes
+
+
+def test_unsupported_language_falls_back_to_japanese(rendered):
+    out, m = rendered
+    t = flat(letter(out, "zh"))
+    assert "肝機能障害の予測リスク" in t and "お酒を減らす" in t
+    row = m.frame.set_index("pseudonym").loc[P["zh"]]
+    assert row["language"] == "ja" and row["requested_language"] == "zh"
+    assert "not supported" in row["notes"]
+
+
+def test_pages_are_not_blank_and_show_the_chart(rendered):
+    import pypdfium2 as pdfium
+
+    out, m = rendered
+    for key in ("ja", "en", "doctor"):
+        pdf = pdfium.PdfDocument(str(letter(out, key)))
+        try:
+            assert len(pdf) == int(m.frame.set_index("pseudonym").loc[P[key], "pages"])
+            for i in range(len(pdf)):
+                img = pdf[i].render(scale=1).to_numpy().astype("float64")
+                assert img.std() > 10, f"{key} page {i + 1} looks blank"
+                assert (img[..., :3].mean(axis=2) < 128).mean() > 0.005  # some dark text
+            first = pdf[0].render(scale=1).to_numpy()[..., :3].astype(int)
+            green = np.abs(first - np.array([178, 242, 187])).sum(axis=2) < 30  # zone "ok"
+            assert green.sum() > 200, "the value chart is missing"
+        finally:
+            pdf.close()
+
+
+def test_ipaex_font_is_embedded(rendered):
+    from fontTools.ttLib import TTFont
+    from pypdf import PdfReader
+
+    out, _ = rendered
+    for key in P:
+        for page in PdfReader(str(letter(out, key))).pages:
+            fonts = page["/Resources"]["/Font"]
+            assert len(fonts) >= 1
+            for ref in fonts.values():
+                font = ref.get_object()
+                assert "IPAex" in str(font["/BaseFont"])
+                desc = font["/DescendantFonts"][0].get_object()["/FontDescriptor"].get_object()
+                data = desc["/FontFile2"].get_object().get_data()
+                assert TTFont(io.BytesIO(data))["name"].getDebugName(1) == "IPAexGothic"
+
+
+def test_owner_only_permissions(rendered):
+    out, m = rendered
+    for d in (out, out / "letters", out / "print"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    assert m.print_files == [out / "print" / "print_0001.pdf"]
+
+
+def test_print_file_merges_every_letter(rendered):
+    from pypdf import PdfReader
+
+    out, m = rendered
+    assert len(PdfReader(str(m.print_files[0])).pages) == int(m.frame["pages"].sum())
+
+
+def test_rerender_is_byte_identical(rendered, tmp_path):
+    out, _ = rendered
+    again = tmp_path / "again"
+    render_letters(requests().iloc[::-1], again, config(workers=1))
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            assert (again / p.relative_to(out)).read_bytes() == p.read_bytes(), p.name
+
+
+def test_rerun_skips_finished_letters(rendered, tmp_path):
+    out, _ = rendered
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    m = render_letters(requests(), copy, config())
+    assert (m.rendered, m.skipped) == (0, 6)
+    df = requests()
+    df.loc[df["pseudonym"] == P["en"], "risk"] = 0.19
+    m = render_letters(df, copy, config())
+    assert (m.rendered, m.skipped) == (1, 5)
+
+
+def test_resume_after_a_crash(rendered, tmp_path):
+    out, _ = rendered
+    crashed = tmp_path / "crashed"
+    shutil.copytree(out, crashed)
+    man = pd.read_csv(crashed / "manifest.csv", dtype=str, keep_default_na=False)
+    # the killed run: no manifest yet, a journal with two finished letters (last line cut),
+    # one letter never written, one left as a temp file, no print file
+    (crashed / "manifest.csv").unlink()
+    lines = [r.to_json(force_ascii=False) for _, r in man.iloc[:2].iterrows()]
+    (crashed / "manifest.journal.jsonl").write_text("\n".join(lines) + '\n{"pseudo', "utf-8")
+    gone = crashed / man.loc[2, "file"]
+    gone.unlink()
+    half = crashed / man.loc[3, "file"]
+    os.replace(half, half.with_name(f".{half.name}.4242.tmp"))
+    shutil.rmtree(crashed / "print")
+
+    m = render_letters(requests(), crashed, config())
+    assert m.skipped == 2 and m.rendered == 4
+    pdfs = sorted((crashed / "letters").iterdir())
+    assert [p.name for p in pdfs] == sorted(f"{p}.pdf" for p in P.values())
+    assert not list(crashed.rglob("*.tmp")) and not (crashed / "manifest.journal.jsonl").exists()
+    new = pd.read_csv(crashed / "manifest.csv", dtype=str)
+    assert new["pseudonym"].is_unique and len(new) == 6
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            assert (crashed / p.relative_to(out)).read_bytes() == p.read_bytes(), p.name
+
+
+def test_golden_letter_text(rendered):
+    """The first letter's extracted text equals the committed golden file.
+
+    Regenerate after an intended wording/layout change with KENSHIN_UPDATE_GOLDEN=1 and read the
+    diff before committing it.
+    """
+    out, m = rendered
+    first = out / m.frame["file"].iloc[0]
+    text = "\n\f\n".join(t.rstrip() for t in pdf_text(first)) + "\n"
+    text = "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+    if os.environ.get("KENSHIN_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_dropped_resident_loses_the_letter(rendered, tmp_path):
+    out, _ = rendered
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    df = requests()
+    m = render_letters(df[df["pseudonym"] != P["zh"]], copy, config())
+    assert (m.rendered, m.skipped) == (0, 5)
+    assert not (copy / "letters" / f"{P['zh']}.pdf").exists()
+    assert P["zh"] not in (copy / "manifest.csv").read_text(encoding="utf-8")
