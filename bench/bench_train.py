@@ -60,9 +60,9 @@ def main() -> None:
         truth["pseudonym"] = pseudonymise(truth["person_id"].astype(str), load_key())
         truth = truth.drop(columns="person_id")
 
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         engine, report = train_and_evaluate(features, labels, truth=truth)
-        wall = time.perf_counter() - t2
+        wall, cpu = time.perf_counter() - t2, time.process_time() - c2
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print(report.splits.pivot(index="outcome", columns="split", values="rows"))
@@ -70,8 +70,11 @@ def main() -> None:
     print(report.forecasts.round(3).to_string(index=False))
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
     print(f"trees per outcome: {engine.best_iteration}")
+    members = {o: engine.member(o) for o in engine.outcomes}
+    print(f"member chosen on validation: {members}")
     print(f"steps: {steps}")
-    print(f"training wall time (train_and_evaluate, all outcomes + forecasts): {wall:.1f} s")
+    print(f"training wall time (train_and_evaluate, all outcomes + forecasts): {wall:.1f} s"
+          f" ({cpu:.1f} CPU-s)")  # fmt: skip
     print(f"peak RSS (features + training): {_peak_mb():,.0f} MB")
     print(f"load average at end: {os.getloadavg()}")
 

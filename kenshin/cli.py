@@ -108,20 +108,95 @@ def ingest(
 
 @app.command()
 @handles_bad_input
+def features(
+    store: Annotated[Path, typer.Option(help="Store folder (from 'kenshin ingest').")],
+    out: Annotated[Path, typer.Option(help="Folder for features, labels and follow-up report.")],
+    truth: Annotated[
+        Path | None, typer.Option(help="truth.csv of a synthetic bundle (adds true risks).")
+    ] = None,
+) -> None:
+    """Build the as-of features and labels; report who has no follow-up checkup."""
+    from kenshin.pipeline import print_follow_up, run_features
+
+    result = run_features(store, out, truth)
+    print_follow_up(console, result["follow_up"])
+    for name, path in result["paths"].items():
+        console.print(f"{name}: {path}", highlight=False)
+    console.print(f"{result['rows']:,} index rows")
+
+
+@app.command()
+@handles_bad_input
+def train(
+    store: Annotated[Path, typer.Option(help="Store folder (from 'kenshin ingest').")],
+    workdir: Annotated[Path, typer.Option(help="Work folder (MLflow store lives here).")] = Path(
+        "work"
+    ),
+    truth: Annotated[
+        Path | None, typer.Option(help="truth.csv of a synthetic bundle (oracle metrics).")
+    ] = None,
+) -> None:
+    """Train, evaluate, log to MLflow and register kenshin-risk@challenger."""
+    from kenshin.pipeline import print_train_summary, run_train
+
+    with progress() as bar:
+        _engine, report, run = run_train(store, workdir, truth, bar=bar)
+    print_train_summary(console, report, run)
+
+
+@app.command()
+@handles_bad_input
+def promote(
+    workdir: Annotated[Path, typer.Option(help="Work folder (MLflow store lives here).")] = Path(
+        "work"
+    ),
+    store: Annotated[
+        Path | None, typer.Option(help="Store to rebuild the test rows from (default: logged).")
+    ] = None,
+    auc_tolerance: Annotated[float, typer.Option(help="Largest AUC drop allowed.")] = 0.01,
+    ece_max: Annotated[float, typer.Option(help="Largest ECE allowed.")] = 0.05,
+    slope_tolerance: Annotated[float, typer.Option(help="Largest |cal. slope − 1|.")] = 0.3,
+    force: Annotated[bool, typer.Option(help="Promote even if the gate fails.")] = False,
+) -> None:
+    """Compare challenger with champion on the same test rows; move champion if it passes."""
+    from kenshin.pipeline import print_promotion, run_promote
+    from models.registry import PromotionPolicy
+
+    policy = PromotionPolicy(auc_tolerance, ece_max, slope_tolerance)
+    print_promotion(console, run_promote(workdir, store, force, policy))
+
+
+@app.command()
+@handles_bad_input
 def demo(
     residents: Annotated[int, typer.Option(min=100, help="Synthetic NHI members.")] = 10_000,
     workdir: Annotated[Path, typer.Option(help="Work folder for everything.")] = Path("work"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """The annual run on a generated ward: synth, ingest (later stages as they land)."""
-    from kenshin.pipeline import print_ingest_summary, run_ingest, run_synth
+    """The annual run on a generated ward: synth, ingest, train, promote."""
+    from kenshin.pipeline import (
+        mlflow_ui_hint,
+        print_ingest_summary,
+        print_promotion,
+        print_train_summary,
+        run_ingest,
+        run_promote,
+        run_synth,
+        run_train,
+    )
 
     bundle, store = workdir / "bundle", workdir / "store"
     with progress() as bar:
         run_synth(bundle, residents, 6, seed, 2025, "csv", dirty=True, bar=bar)
         result = run_ingest(bundle, store, force=True, bar=bar)
     print_ingest_summary(console, result, store)
-    console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}")
+    with progress() as bar:
+        _engine, report, run = run_train(store, workdir, bundle / "truth.csv", bar=bar)
+    print_train_summary(console, report, run)
+    print_promotion(console, run_promote(workdir))
+    console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}", highlight=False)
+    console.print(f"MLflow: {run.tracking_uri}  — browse with: {mlflow_ui_hint(workdir)}",
+                  highlight=False)  # fmt: skip
 
 
 def main() -> None:  # pragma: no cover

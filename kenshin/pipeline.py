@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from data.ingest import INGEST_STEPS, IngestConfig, IngestResult, ingest
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def run_synth(
@@ -133,3 +137,183 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
         console.print(
             f"unknown columns in {name} kept aside (private/extra_columns.parquet): {cols}"
         )
+
+
+# ------------------------------------------------------------------ features / train / promote
+
+
+def read_truth(path: Path) -> pd.DataFrame:
+    """truth.csv of a synthetic bundle with person_id pseudonymised (same key as ingest)."""
+    import pandas as pd
+
+    from data.pseudonym import load_key, pseudonymise
+    from kenshin.errors import BadInputError
+
+    if not Path(path).is_file():
+        raise BadInputError(f"{path}: no such truth file")
+    truth = pd.read_csv(path, dtype={"person_id": "string"})
+    if "person_id" not in truth or "fiscal_year" not in truth:
+        raise BadInputError(f"{path}: a truth file needs person_id and fiscal_year columns")
+    truth["pseudonym"] = pseudonymise(truth["person_id"], load_key())
+    return truth.drop(columns="person_id")
+
+
+def run_features(store: Path, out: Path, truth: Path | None = None) -> dict:
+    """Build features + labels from ``store``; write them and the follow-up report to ``out``."""
+    from data.store import read_enrollment
+    from features import build_training_tables, follow_up_report
+
+    features, labels = build_training_tables(store)
+    report = follow_up_report(labels, read_truth(truth) if truth else None, read_enrollment(store))
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "features": out / "features.parquet",
+        "labels": out / "labels.parquet",
+        "follow_up": out / "follow_up.csv",
+    }
+    features.to_parquet(paths["features"], index=False)
+    labels.to_parquet(paths["labels"], index=False)
+    report.to_csv(paths["follow_up"], index=False)
+    return {"paths": paths, "rows": len(features), "follow_up": report}
+
+
+def run_train(
+    store: Path,
+    workdir: Path,
+    truth: Path | None = None,
+    config=None,
+    bar: Progress | None = None,
+):
+    """Features → train + evaluate → log + register ``kenshin-risk@challenger``."""
+    from data.store import read_enrollment
+    from features import TrainingTablesConfig, build_training_tables, follow_up_report
+    from models import ModelConfig, train_and_evaluate
+    from models.registry import log_training_run
+
+    steps = ("features", "train + evaluate", "log to MLflow")
+    task = bar.add_task(steps[0], total=len(steps)) if bar else None
+
+    def step(i: int) -> None:
+        if bar:
+            bar.update(task, completed=i, description=steps[min(i, len(steps) - 1)])
+
+    tables_config = TrainingTablesConfig()
+    features, labels = build_training_tables(store, tables_config)
+    truth_df = read_truth(truth) if truth else None
+    follow_up = follow_up_report(labels, truth_df, read_enrollment(store))
+    step(1)
+    engine, report = train_and_evaluate(features, labels, config or ModelConfig(), truth_df)
+    step(2)
+    run = log_training_run(
+        engine, report, features, labels, store, workdir, tables_config=tables_config,
+        truth_used=truth_df is not None, follow_up=follow_up,
+    )  # fmt: skip
+    step(3)
+    return engine, report, run
+
+
+def run_promote(workdir: Path, store: Path | None = None, force: bool = False, policy=None):
+    from models.registry import promote
+
+    return promote(workdir, policy=policy, store=store, force=force)
+
+
+def _f(v, fmt: str = "{:.3f}") -> str:
+    try:
+        return "–" if v is None or v != v else fmt.format(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def print_train_summary(console: Console, report, run) -> None:
+    """Per outcome: AUC, oracle ratio, ECE, LR / points AUC, driver agreement; forecasts."""
+    s = report.summary().set_index("outcome")
+    from rich import box
+
+    table = Table(
+        title=f"kenshin-risk v{run.version} (challenger), test year {report.test_year}",
+        caption="ratio: AUC ÷ AUC of the true probabilities (synthetic truth); LR, points: "
+        "baselines' AUC; drivers: rows with ≥1 true driver in the top 3 / constant guess",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    cols = ["outcome", "AUC", "ratio", "ECE", "slope", "LR", "points", "drivers"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "outcome" else "right",
+                         no_wrap=True)  # fmt: skip
+    members = []
+    for o, r in s.iterrows():
+        drivers = _f(r.get("driver_any"), "{:.0%}")
+        base = r.get("driver_any_baseline")
+        if base is not None and base == base:
+            drivers += f"/{_f(base, '{:.0%}')}"
+        member = str(r.get("member", "lightgbm"))
+        if member != "lightgbm":
+            members.append(f"{o}: {member} (weight {_f(r.get('member_weight'), '{:.2f}')})")
+        table.add_row(
+            str(o), _f(r.get("engine_auc", r.get("lightgbm_auc"))), _f(r.get("auc_ratio")),
+            _f(r.get("ece")), _f(r.get("cal_slope"), "{:.2f}")[:6], _f(r.get("logistic_auc")),
+            _f(r.get("points_auc")), drivers,
+        )  # fmt: skip
+    console.print(table)
+    if members:
+        console.print("not LightGBM alone (chosen on validation): " + "; ".join(members),
+                      highlight=False)  # fmt: skip
+    if len(report.forecasts):
+        ft = Table(title="value forecasts, next year (80% interval)")
+        for c in ("item", "coverage", "mean width", "MAE p50", "MAE same as now"):
+            ft.add_column(c, justify="left" if c == "item" else "right")
+        for r in report.forecasts.to_dict("records"):
+            ft.add_row(r["item"], _f(r["coverage_80"], "{:.0%}"), _f(r["mean_width"], "{:.2f}"),
+                       _f(r["mae_p50"], "{:.2f}"), _f(r["mae_persistence"], "{:.2f}"))  # fmt: skip
+        console.print(ft)
+    console.print(f"MLflow run {run.run_id} → {run.tracking_uri}", highlight=False)
+
+
+def print_promotion(console: Console, decision) -> None:
+    fig = decision.figures
+    if len(fig):
+        t = Table(title="promotion gate (challenger's test rows)")
+        for c in ("outcome", "n", "challenger AUC", "champion AUC", "drop", "ECE", "cal slope",
+                  "ok"):  # fmt: skip
+            t.add_column(c, justify="left" if c == "outcome" else "right", no_wrap=c == "outcome")
+        for r in fig.to_dict("records"):
+            ok = r["auc_ok"] and r["ece_ok"] and r["slope_ok"]
+            t.add_row(r["outcome"], f"{r['n']:,}", _f(r["challenger_auc"]),
+                      _f(r["champion_auc"]), _f(r["auc_drop"], "{:+.3f}"),
+                      _f(r["challenger_ece"]), _f(r["challenger_cal_slope"], "{:.2f}"),
+                      "yes" if ok else "[red]no[/]")  # fmt: skip
+        console.print(t)
+    before = decision.champion_version and f"v{decision.champion_version}" or "none"
+    verdict = "[bold green]promoted[/]" if decision.promoted else "[bold yellow]not promoted[/]"
+    console.print(
+        f"challenger v{decision.challenger_version} {verdict} (champion before: {before}): "
+        f"{decision.reason}"
+    )
+
+
+def mlflow_ui_hint(workdir: Path) -> str:
+    from models.registry import tracking_uri
+
+    uri = tracking_uri(workdir)
+    return f".venv/bin/mlflow ui --backend-store-uri {uri}"
+
+
+def print_follow_up(console: Console, report: pd.DataFrame) -> None:
+    """Per outcome: at-risk index rows with and without a follow-up checkup."""
+    t = Table(title="follow-up: at-risk index rows (without follow-up: left out of training)")
+    cols = ["outcome", "at risk", "with follow-up", "without", "share without", "event rate"]
+    extra = "p_true_ratio_without_vs_with" in report
+    if extra:
+        cols.append("true risk without ÷ with")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "outcome" else "right", no_wrap=c == "outcome")
+    for r in report.to_dict("records"):
+        row = [r["outcome"], f"{r['at_risk']:,}", f"{r['with_follow_up']:,}",
+               f"{r['without_follow_up']:,}", _f(r["share_without_follow_up"], "{:.1%}"),
+               _f(r["event_rate"], "{:.1%}")]  # fmt: skip
+        if extra:
+            row.append(_f(r["p_true_ratio_without_vs_with"], "{:.2f}"))
+        t.add_row(*row)
+    console.print(t)

@@ -11,7 +11,8 @@ Public API (imported lazily, so ``import models`` stays cheap)::
 
 Modules: config (typed settings), split (temporal, person-grouped), targets (next-year values),
 calibration, train (TrainedEngine), baselines (logistic regression, points score), evaluate
-(metrics, slices, oracle ratio, driver agreement), run (train_and_evaluate).
+(metrics, slices, oracle ratio, driver agreement), run (train_and_evaluate), engine (the one
+MLflow pyfunc ``kenshin-risk``), registry (tracking, logging, registration, promotion gate).
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ _EXPORTS = {
     "EvaluationReport": "models.evaluate",
     "evaluate_engine": "models.run",
     "train_and_evaluate": "models.run",
+    # MLflow (importing these imports mlflow: slow, only when used)
+    "KenshinRiskEngine": "models.engine",
+    "FeatureSchemaError": "models.engine",
+    "PromotionPolicy": "models.registry",
+    "PromotionDecision": "models.registry",
+    "log_training_run": "models.registry",
+    "promote": "models.registry",
+    "tracking_uri": "models.registry",
 }
 
 __all__ = sorted(_EXPORTS)

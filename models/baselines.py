@@ -73,7 +73,8 @@ def fit_logistic(
             ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
                                                 keep_empty_features=True),
                                   StandardScaler()), num_idx),
-            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=-1),
+            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=-1,
+                                                keep_empty_features=True),
                                   OneHotEncoder(handle_unknown="ignore")), cat_idx),
         ]
     )  # fmt: skip

@@ -225,11 +225,13 @@ def forecast_metrics(
 class EvaluationReport:
     """Tidy results of one run on the test year.
 
-    ``metrics``: outcome, model (lightgbm / logistic / points / oracle), slice, group, n,
+    ``metrics``: outcome, model (engine = the member chosen on validation, models.select /
+    lightgbm alone / logistic / points / oracle), slice, group, n,
     events, event_rate, mean_p, auc, pr_auc, brier, cal_slope, cal_intercept, ece, n_top_k,
     precision_top_k. ``synthetic``: per outcome oracle AUC, ratio, MAE to p_true, driver
     agreement (empty without truth). ``forecasts``: per item coverage and errors.
     ``splits``: rows and events per outcome and split. ``timings``: seconds per step.
+    ``selection``: validation AUC of every candidate member per outcome, ``chosen`` flag.
     """
 
     test_year: int
@@ -238,13 +240,19 @@ class EvaluationReport:
     forecasts: pd.DataFrame
     splits: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> pd.DataFrame:
         """One row per outcome: the headline figures (overall slice)."""
         m = self.metrics[self.metrics["slice"] == "all"]
         wide = m.pivot(index="outcome", columns="model", values="auc").add_suffix("_auc")
-        gbm = m[m["model"] == "lightgbm"].set_index("outcome")
+        lead = "engine" if (m["model"] == "engine").any() else "lightgbm"
+        gbm = m[m["model"] == lead].set_index("outcome")
         out = pd.concat([wide, gbm[["ece", "cal_slope", "cal_intercept", "brier"]]], axis=1)
+        if len(self.selection) and "chosen" in self.selection:
+            chosen = self.selection[self.selection["chosen"]].set_index("outcome")
+            out["member"] = chosen["member"].reindex(out.index).fillna("lightgbm")
+            out["member_weight"] = chosen["weight"].reindex(out.index).fillna(1.0)
         if len(self.synthetic):
             s = self.synthetic.set_index("outcome")
             cols = ["auc_ratio", "mae_p_true", "driver_any", "driver_mean_overlap",

@@ -48,13 +48,15 @@ def evaluate_engine(
                            "events": int(s.y[m].sum())})  # fmt: skip
         Xte, yte = s.part("test")
         kte = s.keys[s.split == "test"].reset_index(drop=True)
-        preds = {"lightgbm": engine.predict_outcome(Xte, o)}
+        preds = {"engine": engine.predict_outcome(Xte, o),
+                 "lightgbm": engine.predict_lightgbm(Xte, o)}  # fmt: skip
         if config.baselines:
             t0 = time.perf_counter()
             Xtr, ytr = s.part("train")
-            preds["logistic"] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed).predict_proba(
-                Xte
-            )[:, 1]
+            lr = data.logistic.get(o)
+            if lr is None:
+                lr = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
+            preds["logistic"] = lr.predict_proba(Xte)[:, 1]
             preds["points"] = fit_points(Xtr, ytr, names, o).predict_proba(Xte)
             timings["baselines"] = timings.get("baselines", 0.0) + time.perf_counter() - t0
         tr = None
@@ -63,25 +65,28 @@ def evaluate_engine(
             pt = tr[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)
             if not np.isnan(pt).any():
                 preds["oracle"] = pt
+        aucs = {}
         for model, p in preds.items():
             df = metrics_by_slice(yte, p, kte, config.top_k, config.age_bands, config.slices)
             frames.append(df.assign(outcome=o, model=model))
+            aucs[model] = df["auc"].iloc[0]
         if tr is not None:
             t0 = time.perf_counter()
             pt = tr[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)
             ok = ~np.isnan(pt)
-            gbm_auc = frames[-len(preds)]["auc"].iloc[0]
-            oracle = frames[-1]["auc"].iloc[0] if "oracle" in preds else np.nan
-            contrib = engine.boosters[o].predict(
-                Xte[ok], pred_contrib=True, num_iteration=engine.best_iteration[o]
-            )
+            oracle = aucs.get("oracle", np.nan)
+            sample = np.flatnonzero(ok)
+            if config.driver_sample and len(sample) > config.driver_sample:
+                rng = np.random.default_rng(config.lgbm.seed)
+                sample = np.sort(rng.choice(sample, config.driver_sample, replace=False))
+            contrib = engine.contributions(Xte[sample], o).to_numpy()
             drivers = driver_agreement(
-                contrib, names, tr.loc[ok, f"drivers_{o}"].reset_index(drop=True)
+                contrib, names, tr[f"drivers_{o}"].iloc[sample].reset_index(drop=True)
             )
             synth.append(
-                {"outcome": o, "n": int(ok.sum()), "auc": gbm_auc, "oracle_auc": oracle,
-                 "auc_ratio": gbm_auc / oracle,
-                 "mae_p_true": float(np.abs(preds["lightgbm"][ok] - pt[ok]).mean()), **drivers}
+                {"outcome": o, "n": int(ok.sum()), "auc": aucs["engine"], "oracle_auc": oracle,
+                 "auc_ratio": aucs["engine"] / oracle,
+                 "mae_p_true": float(np.abs(preds["engine"][ok] - pt[ok]).mean()), **drivers}
             )  # fmt: skip
             timings["drivers"] = timings.get("drivers", 0.0) + time.perf_counter() - t0
     metrics = pd.concat(frames, ignore_index=True)
@@ -107,6 +112,7 @@ def evaluate_engine(
         forecasts=pd.DataFrame(fc_rows),
         splits=pd.DataFrame(splits),
         timings=timings,
+        selection=engine.selection,
     )
 
 

@@ -32,8 +32,8 @@ from features.declarations import (
     monotone_constraints,
 )
 from features.labels import training_set
-from models.calibration import Calibrator, fit_calibrator
 from models.baselines import fit_logistic
+from models.calibration import Calibrator, fit_calibrator
 from models.config import ModelConfig, SplitConfig
 from models.select import Member, linear_score, select_member
 from models.split import assign_split, last_labelled_year, person_hash
@@ -283,11 +283,22 @@ def fit_forecasts(
     iters: dict[str, list[int]] = {}
     offsets: dict[str, float] = {}
     tr, va = data.split == "train", data.split == "val"
+    # Bin the feature matrix once for all items (each item's rows are a subset of it).
+    dparams = {"max_bin": fc.lgbm.max_bin, "verbosity": -1}
+    base_tr = lgb.Dataset(data.X[tr], label=np.zeros(tr.sum()), feature_name=names,
+                          categorical_feature=cats, free_raw_data=False,
+                          params=dparams).construct()  # fmt: skip
+    base_va = lgb.Dataset(data.X[va], label=np.zeros(va.sum()), reference=base_tr,
+                          feature_name=names, categorical_feature=cats, free_raw_data=False,
+                          params=dparams).construct()  # fmt: skip
     for item in fc.items:
         y = data.targets[item].to_numpy("float64")
         ok = ~np.isnan(y)
-        dtr = _dataset(data.X[tr & ok], y[tr & ok], names, cats)
-        dva = _dataset(data.X[va & ok], y[va & ok], names, cats, ref=dtr)
+        ok_tr, ok_va = ok[tr], ok[va]
+        dtr = base_tr.subset(np.flatnonzero(ok_tr)).construct()
+        dtr.set_label(y[tr][ok_tr])
+        dva = base_va.subset(np.flatnonzero(ok_va)).construct()
+        dva.set_label(y[va][ok_va])
         models[item], iters[item] = [], []
         for a in fc.quantiles:
             params = fc.lgbm.native("quantile", alpha=a, metric="quantile")
