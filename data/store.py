@@ -128,6 +128,46 @@ def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.
     return StoredCheckups.validate(frame)
 
 
+def _checkup_dataset(store: Path):
+    import pyarrow.dataset as ds
+
+    read_manifest(store)
+    return ds.dataset(store / "checkups", format="parquet", partitioning="hive")
+
+
+def read_checkup_columns(
+    store: Path, columns: list[str], fiscal_years: Iterable[int] | None = None
+) -> pd.DataFrame:
+    """Some columns of the stored checkups (plus ``fiscal_year``), without the full read."""
+    import pyarrow.dataset as ds
+
+    dataset = _checkup_dataset(store)
+    flt = None if fiscal_years is None else ds.field("fiscal_year").isin(list(fiscal_years))
+    table = dataset.to_table(columns=[*columns, "fiscal_year"], filter=flt)
+    return table.to_pandas()
+
+
+def read_checkup_history(
+    store: Path, pseudonyms: Iterable[str], max_fiscal_year: int | None = None
+) -> pd.DataFrame:
+    """Checkups of some residents (up to a fiscal year), schema-checked like read_checkups.
+
+    Reads only the matching rows (Arrow filter), so a scoring chunk's memory is bounded by the
+    chunk, not by the store.
+    """
+    import pyarrow.dataset as ds
+
+    dataset = _checkup_dataset(store)
+    flt = ds.field("pseudonym").isin(pa.array(list(pseudonyms), type=pa.string()))
+    if max_fiscal_year is not None:
+        flt = flt & (ds.field("fiscal_year") <= max_fiscal_year)
+    frame = dataset.to_table(filter=flt).to_pandas()
+    fy = frame.pop("fiscal_year").astype("int64")
+    frame.insert(2, "fiscal_year", pd.array(fy.to_numpy(), dtype="Int16"))
+    frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
+    return StoredCheckups.validate(frame)
+
+
 def read_enrollment(store: Path) -> pd.DataFrame:
     return StoredEnrollment.validate(pd.read_parquet(store / "enrollment.parquet"))
 

@@ -180,8 +180,8 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return "\n".join(lines)
 
 
-def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> pd.DataFrame:
-    """ROC and calibration curves (all outcomes), SHAP mean |contribution| bars per outcome."""
+def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC and calibration curves, SHAP bars per outcome; return (mean |SHAP|, reliability bins)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +191,7 @@ def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     fig_roc, ax_roc = plt.subplots(figsize=(6, 6))
     fig_cal, ax_cal = plt.subplots(figsize=(6, 6))
-    shap_tables = []
+    shap_tables, calibration = [], []
     for o, (X, y, _keys) in rows.items():
         if len(y) == 0:
             continue
@@ -204,6 +204,11 @@ def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> pd.DataFrame:
         mp = np.bincount(idx, weights=p) / np.maximum(np.bincount(idx), 1)
         my = np.bincount(idx, weights=y) / np.maximum(np.bincount(idx), 1)
         ax_cal.plot(mp, my, marker="o", label=o)
+        n_bin = np.bincount(idx)
+        calibration.append(
+            pd.DataFrame({"outcome": o, "bin": np.arange(len(n_bin)), "mean_predicted": mp,
+                          "observed": my, "n": n_bin})[lambda d: d["n"] > 0]
+        )  # fmt: skip
         c = engine.contributions(X[: min(shap_rows, len(X))], o)[engine.feature_names]
         imp = c.abs().mean(axis=0)
         imp = imp.sort_values(ascending=False)
@@ -232,7 +237,9 @@ def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> pd.DataFrame:
     fig_cal.savefig(out / "calibration.png", dpi=90)
     plt.close(fig_roc)
     plt.close(fig_cal)
-    return pd.concat(shap_tables, ignore_index=True) if shap_tables else pd.DataFrame()
+    shap = pd.concat(shap_tables, ignore_index=True) if shap_tables else pd.DataFrame()
+    calib = pd.concat(calibration, ignore_index=True) if calibration else pd.DataFrame()
+    return shap, calib
 
 
 def model_card(engine, report, fingerprint: dict, follow_up: pd.DataFrame | None, commit: str,
@@ -421,9 +428,11 @@ def log_training_run(
                     df.to_csv(ev / f"{name}.csv", index=False)
                     df.to_html(ev / f"{name}.html", index=False, float_format="%.4f")
             rows = outcome_test_rows(features, labels, engine)
-            shap = _plots(engine, rows, t / "plots")
+            shap, calib = _plots(engine, rows, t / "plots")
             if len(shap):
                 shap.to_csv(ev / "shap_mean_abs.csv", index=False)
+            if len(calib):
+                calib.to_csv(ev / "calibration_bins.csv", index=False)
             (t / "model_card.md").write_text(
                 model_card(engine, report, fingerprint, follow_up, commit, truth_used)
             )

@@ -35,6 +35,7 @@ from features.labels import training_set
 from models.baselines import fit_logistic
 from models.calibration import Calibrator, fit_calibrator
 from models.config import ModelConfig, SplitConfig
+from models.drift import FeatureReference
 from models.select import Member, linear_score, select_member
 from models.split import assign_split, last_labelled_year, person_hash
 from models.targets import next_year_values
@@ -149,6 +150,8 @@ class TrainedEngine:
     members: dict[str, Member] = field(default_factory=dict)
     #: Validation AUC of every candidate per outcome and which one was chosen.
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Decile bins of the training rows' features (models.drift), for PSI at scoring time.
+    feature_reference: FeatureReference | None = None
 
     def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         if isinstance(features, np.ndarray):
@@ -361,6 +364,10 @@ def train_engine(
         members=members, selection=pd.concat(tables, ignore_index=True) if tables else
         pd.DataFrame(),
     )  # fmt: skip
+    train_rows = features["fiscal_year"].to_numpy(dtype="float64", na_value=np.nan) <= T - 2
+    engine.feature_reference = FeatureReference.fit(
+        to_matrix(features[train_rows] if train_rows.any() else features, names), names
+    )
     fset = None
     if config.forecasts:
         fset = prepare_forecasts(features, T, config)

@@ -1,0 +1,496 @@
+"""The annual run (年次処理) behind ``kenshin score``: score → select → explain → letters → report.
+
+Reads the store and the registered model, calls the pure cores of :mod:`scoring`, and writes
+the output folder of :mod:`scoring.contracts`. Only :func:`_letter_requests` reads contact
+details, and only for residents whose letter is sent; everything else is keyed by pseudonym.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.columns import OUTCOMES
+from kenshin.errors import BadInputError
+from scoring.contracts import EXPLANATIONS_SCHEMA, SCORE_STAMPS, ModelSummary, scores_schema
+from scoring.score import ScoringConfig, eligible_residents, explain, score_chunk
+from scoring.select import SelectionConfig, select
+
+DEFAULT_MODEL = "models:/kenshin-risk@champion"
+#: Columns of the scores table the selection needs in memory (the rest stays on disk).
+_SELECTION_INPUTS = (
+    "pseudonym", "age", "sex", "hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "hdl", "non_hdl",
+    "waist_cm", "bmi", "egfr", "urine_protein", "alt", "ggt", "blood_draw_timing", "random_glucose",
+    "q_med_bp", "q_med_glucose", "q_med_lipid",
+)  # fmt: skip
+
+
+class ModelMismatchError(BadInputError):
+    """The model's feature schema is not the one this kenshin builds from the data."""
+
+
+@dataclass(frozen=True)
+class AnnualRunConfig:
+    """One annual run: which store, year and model; where to write; which steps."""
+
+    store: Path
+    fiscal_year: int
+    out: Path
+    workdir: Path
+    model_uri: str = DEFAULT_MODEL
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    #: Enrollment is checked on this day; default 1 April after the fiscal year.
+    scoring_date: date | None = None
+    letters: bool = True
+    report: bool = True
+    letter_workers: int = 2
+    #: Earlier letters (pseudonym, letter_date), e.g. last year's ``letters_sent.csv``.
+    letter_history: Path | None = None
+    log_mlflow: bool = True
+
+    @property
+    def day(self) -> pd.Timestamp:
+        return pd.Timestamp(self.scoring_date or date(self.fiscal_year + 1, 4, 1))
+
+
+@dataclass
+class AnnualRunResult:
+    out: Path
+    paths: dict[str, Path]
+    counts: dict[str, int]
+    seconds: dict[str, float]
+    model: ModelSummary
+    mlflow_run_id: str | None = None
+
+
+# ------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    engine: object  # models.train.TrainedEngine
+    feature_config: object  # features.FeatureConfig
+    summary: ModelSummary
+
+
+def load_model(uri: str, workdir: Path) -> LoadedModel:
+    """Load the pyfunc engine, check its feature schema, and gather what staff see about it."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from features.build import FeatureConfig
+    from features.declarations import FEATURE_SET_VERSION, feature_names
+    from models.registry import configure_tracking
+
+    configure_tracking(workdir)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as e:
+        raise BadInputError(
+            f"cannot load model {uri!r}: {str(e).splitlines()[0]} "
+            "(train and promote one first: 'kenshin train' then 'kenshin promote')"
+        ) from None
+    wrapper = pyfunc.unwrap_python_model()
+    engine = wrapper.engine
+    expected = feature_names()
+    if wrapper.feature_set_version != FEATURE_SET_VERSION or list(engine.feature_names) != expected:
+        missing = sorted(set(expected) - set(engine.feature_names))
+        extra = sorted(set(engine.feature_names) - set(expected))
+        raise ModelMismatchError(
+            f"model {uri} was trained on feature set {wrapper.feature_set_version}, this kenshin "
+            f"builds {FEATURE_SET_VERSION} (model lacks {missing[:5]}, has extra {extra[:5]}); "
+            "retrain with 'kenshin train' or score with the matching kenshin version"
+        )
+    tables = getattr(wrapper, "tables_config", None)
+    feature_config = getattr(tables, "features", None) or FeatureConfig()
+    info = pyfunc.metadata
+    run_id = info.run_id or ""
+    name, version = "", ""
+    client = MlflowClient()
+    if uri.startswith("models:/"):
+        ref = uri.removeprefix("models:/")
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = str(client.get_model_version_by_alias(name, alias).version)
+        else:
+            name, _, version = ref.partition("/")
+    summary = ModelSummary(
+        uri=uri,
+        name=name,
+        version=version,
+        run_id=run_id,
+        feature_set_version=wrapper.feature_set_version,
+        test_year=int(engine.test_year),
+        outcomes=tuple(engine.outcomes),
+        **_run_artifacts(client, run_id),
+    )
+    return LoadedModel(engine, feature_config, summary)
+
+
+def _run_artifacts(client, run_id: str) -> dict:
+    """Metrics summary, calibration bins and model card of the training run (when logged)."""
+    import tempfile
+
+    out: dict = {}
+    if not run_id:
+        return out
+    with tempfile.TemporaryDirectory(prefix="kenshin-card-") as tmp:
+        for key, rel in (
+            ("metrics", "evaluation/summary.csv"),
+            ("calibration", "evaluation/calibration_bins.csv"),
+            ("model_card", "model_card.md"),
+        ):
+            try:
+                path = Path(client.download_artifacts(run_id, rel, tmp))
+            except Exception:
+                continue
+            out[key] = path.read_text() if key == "model_card" else pd.read_csv(path)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------
+
+
+def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+    os.replace(tmp, path)
+
+
+def _opted_out(store: Path) -> pd.Series:
+    """Opt-out flag per pseudonym: only these two columns of the private contacts are read."""
+    from data.store import PRIVATE
+
+    path = store / PRIVATE / "contacts.parquet"
+    if not path.exists():
+        return pd.Series(dtype=bool)
+    t = pq.read_table(path, columns=["pseudonym", "opt_out"]).to_pandas()
+    flag = pd.to_numeric(t["opt_out"], errors="coerce").fillna(0).astype(int) == 1
+    return pd.Series(flag.to_numpy(), index=t["pseudonym"].astype(str))
+
+
+def _letter_history(path: Path | None) -> pd.Series | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"letter history {path} does not exist")
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    if not {"pseudonym", "letter_date"} <= set(df.columns):
+        raise BadInputError(f"letter history {path} needs columns pseudonym, letter_date")
+    when = pd.to_datetime(df["letter_date"], errors="coerce")
+    return when.groupby(df["pseudonym"].astype(str)).max()
+
+
+def run_annual(
+    cfg: AnnualRunConfig, on_step: Callable[[str, int, int], None] | None = None
+) -> AnnualRunResult:
+    """Score, select, explain, write letters and the staff report for ``cfg.fiscal_year``."""
+    from data.store import (
+        read_checkup_columns,
+        read_checkup_history,
+        read_enrollment,
+        read_manifest,
+    )
+    from features.declarations import DECLARATIONS
+
+    step = on_step or (lambda name, done, total: None)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    store, out, fy = Path(cfg.store), Path(cfg.out), int(cfg.fiscal_year)
+    manifest = read_manifest(store)
+    store_sha = manifest.get("store_fingerprint", {}).get("sha256", "unknown")
+    model = load_model(cfg.model_uri, cfg.workdir)
+    engine, sc = model.engine, cfg.scoring
+    seconds["load_model"] = time.perf_counter() - t0
+
+    candidates = read_checkup_columns(store, ["pseudonym", "exam_date", "age", "sex"], [fy, fy - 1])
+    if not (candidates["fiscal_year"].astype(int) == fy).any() and not (
+        sc.fallback_previous_year and len(candidates)
+    ):
+        raise BadInputError(f"the store {store} has no checkups in FY{fy}")
+    elig = eligible_residents(candidates, read_enrollment(store), fy, cfg.day, sc)
+    del candidates
+    if elig.index.empty:
+        raise BadInputError(f"nobody is eligible for scoring in FY{fy} on {cfg.day.date()}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # --- scores, chunk by chunk -------------------------------------------------------------
+    t1 = time.perf_counter()
+    stamps = {
+        "model_uri": cfg.model_uri,
+        "model_version": model.summary.version,
+        "feature_set_version": model.summary.feature_set_version,
+        "config_hash": _config_hash(cfg),
+        "store_sha256": store_sha,
+        "scoring_date": cfg.day.date().isoformat(),
+    }
+    schema = scores_schema(tuple(engine.outcomes), sc.scenario_keys)
+    ref = getattr(engine, "feature_reference", None)
+    drift_counts: dict[str, np.ndarray] = {}
+    keep: list[pd.DataFrame] = []
+    paths = {"scores": out / "scores.parquet", "scores_csv": out / "scores.csv"}
+    tmp_pq = paths["scores"].with_name(".scores.parquet.tmp")
+    tmp_csv = paths["scores_csv"].with_name(".scores.csv.tmp")
+    writer = None
+    n = len(elig.index)
+    try:
+        for start in range(0, n, sc.chunk_size):
+            index = elig.index.iloc[start : start + sc.chunk_size].reset_index(drop=True)
+            history = read_checkup_history(store, index["pseudonym"], fy)
+            scores, X = score_chunk(engine, history, index, sc, model.feature_config)
+            scores = schema.validate(scores.assign(fiscal_year=fy, **stamps))
+            if ref is not None:
+                for name, c in ref.counts(X).items():
+                    drift_counts[name] = drift_counts.get(name, 0) + c
+            table = pa.Table.from_pandas(scores, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp_pq, table.schema, compression="zstd")
+            writer.write_table(table)
+            scores.to_csv(tmp_csv, index=False, header=start == 0, mode="w" if start == 0 else "a",
+                          date_format="%Y-%m-%d")  # fmt: skip
+            cols = [*_SELECTION_INPUTS, *[c for c in scores if c.startswith("risk_")]]
+            keep.append(scores[[c for c in dict.fromkeys(cols) if "__" not in c]])
+            step("score", min(start + sc.chunk_size, n), n)
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(tmp_pq, paths["scores"])
+    os.replace(tmp_csv, paths["scores_csv"])
+    scored = pd.concat(keep, ignore_index=True)
+    del keep
+    seconds["score"] = time.perf_counter() - t1
+
+    # --- selection ---------------------------------------------------------------------------
+    t2 = time.perf_counter()
+    selection = select(
+        scored,
+        cfg.selection,
+        opted_out=_opted_out(store),
+        last_lettered=_letter_history(cfg.letter_history),
+        scoring_date=cfg.day,
+    )
+    selection.insert(1, "fiscal_year", fy)
+    seconds["select"] = time.perf_counter() - t2
+
+    # --- explanations for everyone with a letter or a report page ----------------------------
+    t3 = time.perf_counter()
+    explained = selection.loc[selection["arm"].notna(), "pseudonym"]
+    who = elig.index[elig.index["pseudonym"].isin(explained)].reset_index(drop=True)
+    explanations = EXPLANATIONS_SCHEMA.validate(
+        pd.DataFrame(columns=list(EXPLANATIONS_SCHEMA.columns))
+    )
+    factors = pd.DataFrame(columns=["pseudonym", "outcome", "factor_1", "factor_2", "factor_3"])
+    if len(who):
+        from scoring.score import index_features
+
+        history = read_checkup_history(store, who["pseudonym"], fy)
+        feats = index_features(history, who, model.feature_config)
+        explanations, factors = explain(engine, feats, top=sc.explain_top)
+        explanations = EXPLANATIONS_SCHEMA.validate(explanations)
+    topic = selection[["pseudonym", "outcome"]].merge(
+        factors, on=["pseudonym", "outcome"], how="left"
+    )
+    for i in (1, 2, 3):
+        selection[f"factor_{i}"] = topic[f"factor_{i}"].astype("string").to_numpy()
+    seconds["explain"] = time.perf_counter() - t3
+
+    for name, frame in (("selection", selection),):
+        paths[name] = out / f"{name}.parquet"
+        paths[f"{name}_csv"] = out / f"{name}.csv"
+        _atomic_parquet(frame, paths[name])
+        _atomic_csv(frame, paths[f"{name}_csv"])
+    paths["explanations"] = out / "explanations.parquet"
+    _atomic_parquet(explanations, paths["explanations"])
+
+    labels = {d.name: d.ja for d in DECLARATIONS}
+    if ref is not None:
+        drift = ref.table(drift_counts, labels)
+    else:
+        drift = pd.DataFrame(
+            {
+                "feature": list(engine.feature_names),
+                "label_ja": [labels.get(f, f) for f in engine.feature_names],
+                "psi": np.nan,
+                "status": "n/a",
+                "missing_reference": np.nan,
+                "missing_scoring": np.nan,
+            }
+        )
+    paths["drift"] = out / "drift.csv"
+    _atomic_csv(drift, paths["drift"])
+
+    counts = {**elig.counts, "scored": n}
+    counts.update({f"reason_{k}": int(v) for k, v in selection["reason"].value_counts().items()})
+    counts["explained"] = int(len(who))
+
+    # --- letters (the only step that reads names and addresses) -----------------------------
+    if cfg.letters:
+        t4 = time.perf_counter()
+        from scoring.letters import LetterConfig, render_letters
+
+        requests = _letter_requests(store, selection, paths["scores"], cfg)
+        letters_dir = out / "letters"
+        manifest_letters = render_letters(
+            requests, letters_dir, LetterConfig(workers=cfg.letter_workers)
+        )
+        paths["letters"] = letters_dir
+        paths["letters_manifest"] = manifest_letters.manifest_path
+        counts["letters_rendered"] = manifest_letters.rendered
+        counts["letters_reused"] = manifest_letters.skipped
+        sent = selection.loc[selection["sent"], ["pseudonym"]].assign(
+            letter_date=cfg.day.date().isoformat()
+        )
+        paths["letters_sent"] = out / "letters_sent.csv"
+        _atomic_csv(sent, paths["letters_sent"])
+        seconds["letters"] = time.perf_counter() - t4
+
+    # --- staff report ------------------------------------------------------------------------
+    if cfg.report:
+        t5 = time.perf_counter()
+        paths.update(_report(cfg, selection, explanations, drift, model.summary, counts))
+        seconds["report"] = time.perf_counter() - t5
+
+    seconds["total"] = time.perf_counter() - t0
+    result = AnnualRunResult(out, paths, counts, seconds, model.summary)
+    run_info = {
+        "fiscal_year": fy,
+        **stamps,
+        "counts": counts,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "residents_per_second": round(n / seconds["score"], 1) if seconds["score"] else None,
+        "finished_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "files": {k: str(p.relative_to(out)) for k, p in paths.items() if p.is_relative_to(out)},
+    }
+    paths["run"] = out / "run.json"
+    tmp = paths["run"].with_name(".run.json.tmp")
+    tmp.write_text(json.dumps(run_info, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, paths["run"])
+    if cfg.log_mlflow:
+        result.mlflow_run_id = _log_scoring_run(cfg, run_info, drift, paths["run"])
+    return result
+
+
+def _config_hash(cfg: AnnualRunConfig) -> str:
+    import hashlib
+
+    text = cfg.scoring.digest() + cfg.selection.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _letter_requests(
+    store: Path, selection: pd.DataFrame, scores_path: Path, cfg: AnnualRunConfig
+) -> pd.DataFrame:
+    """LetterRequest rows for the letters being sent: scores + factors + contacts (PII)."""
+    from data.store import read_contacts
+
+    sent = selection.loc[selection["sent"]].reset_index(drop=True)
+    if sent.empty:
+        return pd.DataFrame()
+    pids = sent["pseudonym"].astype(str).tolist()
+    scores = pd.read_parquet(scores_path, filters=[("pseudonym", "in", pids)])
+    df = sent[["pseudonym", "letter_type", "outcome", "factor_1", "factor_2", "factor_3"]].merge(
+        scores, on="pseudonym", how="left", validate="one_to_one"
+    )
+    topic = df["outcome"].astype(str).to_numpy()
+    pick = {
+        c: np.full(len(df), None, dtype=object) for c in ("risk", "risk_after", "best_scenario")
+    }
+    for o in OUTCOMES:
+        rows = topic == o
+        if rows.any() and f"risk_{o}" in df:
+            for col in pick:
+                pick[col][rows] = df.loc[rows, f"{col}_{o}"].to_numpy(dtype=object)
+    risk = pd.to_numeric(pd.Series(pick["risk"]), errors="coerce").to_numpy()
+    after = pd.to_numeric(pd.Series(pick["risk_after"]), errors="coerce").to_numpy()
+    scenario = pd.Series(pick["best_scenario"], dtype="string")
+    advice = df["letter_type"].eq("advice").to_numpy()
+    contacts = read_contacts(store)
+    df = df.merge(
+        contacts[
+            ["pseudonym", "person_id", "name", "name_kana", "postal_code", "address", "language"]
+        ],
+        on="pseudonym",
+        how="left",
+        validate="one_to_one",
+    )
+    df["risk"] = np.where(advice, risk, np.nan)
+    df["risk_band"] = np.where(advice, cfg.scoring.risk_bands.band(risk), None)
+    has = advice & scenario.notna().to_numpy()
+    df["whatif_scenario"] = pd.array(
+        np.where(has, scenario.to_numpy(dtype=object), None), dtype="string"
+    )
+    df["whatif_risk_before"] = np.where(has, risk, np.nan)
+    df["whatif_risk_after"] = np.where(has, after, np.nan)
+    df["tg_fasting"] = pd.to_numeric(df["blood_draw_timing"], errors="coerce").fillna(2).eq(2)
+    df["fiscal_year"] = cfg.fiscal_year
+    no_address = df["name"].isna() | df["address"].isna()
+    return df.loc[~no_address].reset_index(drop=True)
+
+
+def _report(cfg, selection, explanations, drift, summary, counts) -> dict[str, Path]:
+    """The staff report (scoring.report), when that package is present."""
+    try:
+        from scoring.report import ReportInputs, build_report
+    except ImportError:  # pragma: no cover - report package not installed
+        return {}
+    scores = pd.read_parquet(cfg.out / "scores.parquet")
+    inputs = ReportInputs(
+        scores=scores,
+        selection=selection,
+        explanations=explanations,
+        drift=drift,
+        model=summary,
+        fiscal_year=cfg.fiscal_year,
+        scoring_date=cfg.day.date(),
+        scenarios=tuple((s.key, s.label_ja) for s in cfg.scoring.scenarios),
+        summary=counts,
+    )
+    built = build_report(inputs, Path(cfg.out) / "report")
+    return {k: Path(v) for k, v in vars(built).items() if isinstance(v, (str, Path))}
+
+
+def _log_scoring_run(cfg: AnnualRunConfig, info: dict, drift: pd.DataFrame, run_json: Path) -> str:
+    """An MLflow run of kind ``score``: parameters, counts and drift; no resident rows."""
+    import mlflow
+
+    from models.registry import _own_run, configure_tracking
+
+    exp_id = configure_tracking(cfg.workdir)
+    with _own_run(exp_id, f"score FY{cfg.fiscal_year}") as run:
+        mlflow.set_tags({"kenshin.kind": "score", "model_uri": cfg.model_uri})
+        mlflow.log_params({k: info[k] for k in ("fiscal_year", *SCORE_STAMPS)})
+        metrics = {f"count.{k}": float(v) for k, v in info["counts"].items()}
+        metrics.update({f"seconds.{k}": float(v) for k, v in info["seconds"].items()})
+        if info.get("residents_per_second"):
+            metrics["residents_per_second"] = float(info["residents_per_second"])
+        metrics["drift.features_shifted"] = float((drift["status"] == "shift").sum())
+        metrics["drift.features_watch"] = float((drift["status"] == "watch").sum())
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(run_json))
+        drift_path = Path(cfg.out) / "drift.csv"
+        if drift_path.exists():
+            mlflow.log_artifact(str(drift_path))
+        return run.info.run_id

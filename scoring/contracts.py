@@ -1,0 +1,158 @@
+"""Contracts of the annual run's outputs (年次処理の出力): scores, selection, explanations, drift.
+
+``kenshin score --store DIR --year FY --out OUT`` writes::
+
+    OUT/scores.parquet, scores.csv        one row per eligible resident (pseudonym), see SCORES
+    OUT/selection.parquet, selection.csv  one row per scored resident with a reason code
+    OUT/explanations.parquet              SHAP rows for residents with a letter or report page
+    OUT/drift.csv                         PSI per feature, scoring population vs training rows
+    OUT/run.json                          counts, stamps, timings of the run (no PII)
+    OUT/report/report.html (+ .pdf)       staff explanation report (no names or addresses)
+    OUT/letters/                          the ONLY folder with names and addresses (0700/0600)
+
+Everything outside ``letters/`` is keyed by pseudonym and carries no raw ID, name or address.
+Files other than ``run.json`` hold no wall-clock time, so the same store, model, configs and
+scoring date give byte-identical scores, selection and explanations.
+
+SCORES columns
+    ``pseudonym``, ``fiscal_year`` (the scoring FY), ``index_fiscal_year`` (FY of the checkup
+    scored: FY, or FY-1 under the fallback), ``exam_date``, ``age`` (at the end of the scoring
+    FY), ``sex``;
+    the index checkup's values under their feature names (:data:`INDEX_VALUE_COLUMNS`: every
+    measurement and coded answer, e.g. ``hba1c``, ``sbp``, ``q_med_bp``, ``blood_draw_timing``);
+    ``risk_<outcome>`` — calibrated probability of meeting the outcome by the next checkup;
+    ``<item>_p10`` / ``_p50`` / ``_p90`` — next year's value and its 80% interval;
+    ``risk_<outcome>__<scenario>`` — the risk re-scored with the what-if scenario applied
+    (NaN where the scenario does not apply to the resident);
+    ``best_scenario_<outcome>`` / ``risk_after_<outcome>`` — the applicable scenario that lowers
+    the risk most and the risk under it (no scenario: empty / the risk itself);
+    stamps: ``model_uri``, ``model_version``, ``feature_set_version``, ``config_hash``,
+    ``store_sha256``, ``scoring_date``.
+
+EXPLANATIONS columns (long: per resident × outcome, bias + top ``k`` features + the rest)
+    ``pseudonym``, ``outcome``, ``rank`` (0 = ``bias``, 1…k by |contribution|, k+1 = ``other``),
+    ``feature`` (declared name, ``bias`` or ``other``), ``value`` (the feature's value; NaN for
+    bias/other), ``contribution`` (log-odds; the rows of one resident × outcome add up to the
+    model's raw score), ``modifiable`` (declared modifiable by the resident).
+
+DRIFT columns
+    ``feature``, ``label_ja``, ``psi``, ``status`` (``ok`` < 0.1 ≤ ``watch`` < 0.25 ≤ ``shift``),
+    ``missing_reference``, ``missing_scoring`` (shares of missing values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pandera.pandas as pa
+
+from data.columns import MEASUREMENT_COLUMNS, OUTCOMES, QUESTIONNAIRE_COLUMNS
+from data.pseudonym import PSEUDONYM_LENGTH
+
+__all__ = [
+    "DRIFT_SCHEMA",
+    "EXPLANATIONS_SCHEMA",
+    "INDEX_VALUE_COLUMNS",
+    "SCORE_STAMPS",
+    "ModelSummary",
+    "scores_schema",
+]
+
+#: The index checkup's values carried in the scores table (feature names = checkup columns).
+INDEX_VALUE_COLUMNS: tuple[str, ...] = (
+    *MEASUREMENT_COLUMNS,
+    "blood_draw_timing",
+    "urine_glucose",
+    "urine_protein",
+    *QUESTIONNAIRE_COLUMNS,
+)
+SCORE_STAMPS = (
+    "model_uri",
+    "model_version",
+    "feature_set_version",
+    "config_hash",
+    "store_sha256",
+    "scoring_date",
+)
+_PSEUDONYM = pa.Column(
+    "string", pa.Check.str_matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True
+)
+_PROB = pa.Check.in_range(0.0, 1.0)
+
+
+def scores_schema(
+    outcomes: tuple[str, ...] = OUTCOMES, scenarios: tuple[str, ...] = ()
+) -> pa.DataFrameSchema:
+    """Pandera schema of the scores table for the given outcomes and scenario keys."""
+    cols: dict[str, pa.Column] = {
+        "pseudonym": _PSEUDONYM,
+        "fiscal_year": pa.Column("int64", pa.Check.in_range(2008, 2100), coerce=True),
+        "index_fiscal_year": pa.Column("int64", pa.Check.in_range(2008, 2100), coerce=True),
+        "exam_date": pa.Column("datetime64[ns]", coerce=True),
+        "age": pa.Column("int64", pa.Check.in_range(40, 74), coerce=True),
+        "sex": pa.Column("int64", pa.Check.isin([1, 2]), coerce=True),
+        **{c: pa.Column(nullable=True) for c in INDEX_VALUE_COLUMNS},
+        **{f"risk_{o}": pa.Column("float64", _PROB, coerce=True) for o in outcomes},
+        **{
+            f"risk_{o}__{s}": pa.Column("float64", _PROB, nullable=True, coerce=True)
+            for o in outcomes
+            for s in scenarios
+        },
+        **{f"risk_after_{o}": pa.Column("float64", _PROB, coerce=True) for o in outcomes},
+        **{f"best_scenario_{o}": pa.Column("string", nullable=True) for o in outcomes},
+        **{c: pa.Column("string", coerce=True) for c in SCORE_STAMPS},
+    }
+    return pa.DataFrameSchema(cols, strict=False, unique=["pseudonym"], name="Scores")
+
+
+EXPLANATIONS_SCHEMA = pa.DataFrameSchema(
+    {
+        "pseudonym": _PSEUDONYM,
+        "outcome": pa.Column("string", pa.Check.isin(OUTCOMES), coerce=True),
+        "rank": pa.Column("int64", pa.Check.ge(0), coerce=True),
+        "feature": pa.Column("string", coerce=True),
+        "value": pa.Column("float64", nullable=True, coerce=True),
+        "contribution": pa.Column("float64", coerce=True),
+        "modifiable": pa.Column("bool", coerce=True),
+    },
+    strict=True,
+    unique=["pseudonym", "outcome", "rank"],
+    name="Explanations",
+)
+
+DRIFT_SCHEMA = pa.DataFrameSchema(
+    {
+        "feature": pa.Column("string", coerce=True),
+        "label_ja": pa.Column("string", coerce=True),
+        "psi": pa.Column("float64", pa.Check.ge(0), nullable=True, coerce=True),
+        "status": pa.Column("string", pa.Check.isin(["ok", "watch", "shift", "n/a"])),
+        "missing_reference": pa.Column("float64", nullable=True, coerce=True),
+        "missing_scoring": pa.Column("float64", nullable=True, coerce=True),
+    },
+    strict=True,
+    unique=["feature"],
+    name="Drift",
+)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What staff see about the model that produced the scores (from the MLflow registry).
+
+    ``metrics``: one row per outcome (the training run's ``evaluation/summary.csv``: auc,
+    pr_auc, brier, ece, calibration slope/intercept, baseline AUCs …). ``calibration``: test-year
+    reliability bins, columns outcome, bin, mean_predicted, observed, n (may be empty).
+    ``model_card``: the run's ``model_card.md`` (Markdown).
+    """
+
+    uri: str
+    name: str
+    version: str
+    run_id: str
+    feature_set_version: str
+    test_year: int
+    outcomes: tuple[str, ...]
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    model_card: str = ""

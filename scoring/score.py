@@ -1,0 +1,422 @@
+"""Annual scoring (年次スコアリング): eligible residents → risk, forecasts, what-if, explanations.
+
+Pure core on DataFrames and typed config; :mod:`kenshin.annual` reads the store, loads the model
+and writes the files of :mod:`scoring.contracts`.
+
+* **Eligibility** (対象者): enrolled on the scoring date, aged 40-74 at the end of the scoring
+  fiscal year, with a checkup in FY — or, when ``fallback_previous_year``, in FY-1. The latest
+  checkup of that year is the *index* checkup; nothing dated after it is read.
+* **Risk and forecasts**: the as-of features of the index checkup (features.build_features, the
+  same code as training) through the registered engine.
+* **What-if** (もしも): each scenario of ``scoring.toml`` edits the index checkup as the resident
+  would (e.g. weight −3 kg, quit smoking), only where its ``when`` conditions hold; the edited
+  history is rebuilt into features (so BMI, メタボ判定, 階層化 and flags follow) and re-scored
+  through the same model.
+* **Explanations**: LightGBM's native SHAP (``pred_contrib``) for the residents who get a letter
+  or a report page; the top modifiable factors that raise the risk.
+
+Everything is vectorised per chunk of residents; chunks are independent, so the results do not
+depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
+from features.build import FeatureConfig, build_features
+from features.declarations import DECLARATIONS
+from scoring.contracts import INDEX_VALUE_COLUMNS
+
+__all__ = [
+    "Eligibility",
+    "RiskBands",
+    "Scenario",
+    "ScoringConfig",
+    "apply_scenario",
+    "eligible_residents",
+    "explain",
+    "load_scoring_config",
+    "score_chunk",
+]
+
+DEFAULT_CONFIG = Path(__file__).with_name("scoring.toml")
+MIN_AGE, MAX_AGE = 40, 74
+#: Checkup columns a scenario may read or change (what a resident's habits can move).
+SCENARIO_COLUMNS = (*MEASUREMENT_COLUMNS, *QUESTIONNAIRE_COLUMNS)
+_ALLOWED = {d.name: d.allowed for d in DECLARATIONS if d.allowed}
+_MODIFIABLE = {d.name: d.modifiable for d in DECLARATIONS}
+
+
+class Condition(BaseModel):
+    """``column op value`` on the index checkup; missing values never satisfy a condition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: str
+    op: Literal["eq", "ne", "ge", "gt", "le", "lt"]
+    value: float
+
+    def holds(self, frame: pd.DataFrame) -> np.ndarray:
+        x = pd.to_numeric(frame[self.column], errors="coerce").to_numpy(dtype="float64")
+        with np.errstate(invalid="ignore"):
+            out = {
+                "eq": x == self.value,
+                "ne": x != self.value,
+                "ge": x >= self.value,
+                "gt": x > self.value,
+                "le": x <= self.value,
+                "lt": x < self.value,
+            }[self.op]
+        return out & ~np.isnan(x)
+
+
+class Scenario(BaseModel):
+    """A what-if change to the index checkup, applied where every ``when`` condition holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label_ja: str
+    when: tuple[Condition, ...] = ()
+    set: dict[str, float] = Field(default_factory=dict)
+    add: dict[str, float] = Field(default_factory=dict)
+    multiply: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _columns_known(self) -> Scenario:
+        used = [c.column for c in self.when] + [*self.set, *self.add, *self.multiply]
+        unknown = sorted(set(used) - set(SCENARIO_COLUMNS))
+        if unknown:
+            raise ValueError(f"scenario {self.key!r}: unknown checkup columns {unknown}")
+        if not (self.set or self.add or self.multiply):
+            raise ValueError(f"scenario {self.key!r} changes nothing (set/add/multiply)")
+        for col, v in self.set.items():
+            if col in _ALLOWED and v not in _ALLOWED[col]:
+                raise ValueError(
+                    f"scenario {self.key!r}: {col} = {v:g} is not an allowed code {_ALLOWED[col]}"
+                )
+        return self
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.set, *self.add, *self.multiply]))
+
+
+class RiskBands(BaseModel):
+    """Lower bounds of the predicted-risk bands shown in letters and reports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    moderate: float = Field(0.10, gt=0, lt=1)
+    high: float = Field(0.20, gt=0, lt=1)
+    very_high: float = Field(0.40, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskBands:
+        if not self.moderate < self.high < self.very_high:
+            raise ValueError("risk_bands must increase: moderate < high < very_high")
+        return self
+
+    def band(self, risk: np.ndarray) -> np.ndarray:
+        r = np.asarray(risk, dtype=float)
+        cuts = [self.moderate, self.high, self.very_high]
+        out = np.asarray(["low", "moderate", "high", "very_high"], dtype=object)[
+            np.searchsorted(cuts, np.nan_to_num(r, nan=0.0), side="right")
+        ]
+        return np.where(np.isnan(r), None, out)
+
+
+class ScoringConfig(BaseModel):
+    """Who is scored and which what-if scenarios are run (``scoring.toml``, validated)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    fallback_previous_year: bool = True
+    chunk_size: int = Field(50_000, ge=100)
+    explain_top: int = Field(10, ge=1, le=50)
+    risk_bands: RiskBands = RiskBands()
+    scenarios: tuple[Scenario, ...] = Field((), alias="scenario")
+
+    @field_validator("scenarios")
+    @classmethod
+    def _unique(cls, v: tuple[Scenario, ...]) -> tuple[Scenario, ...]:
+        keys = [s.key for s in v]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"duplicate scenario keys {dup}")
+        return v
+
+    @property
+    def scenario_keys(self) -> tuple[str, ...]:
+        return tuple(s.key for s in self.scenarios)
+
+    def digest(self) -> str:
+        """Short hash of the effective settings (stamped on every score row)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_scoring_config(path: Path | None = None) -> ScoringConfig:
+    """Read and validate a scoring TOML (default: the shipped ``scoring.toml``)."""
+    path = path or DEFAULT_CONFIG
+    with Path(path).open("rb") as f:
+        return ScoringConfig.model_validate(tomllib.load(f))
+
+
+# ------------------------------------------------------------------------------------------
+# Eligibility
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Index checkups of the residents to score (sorted by pseudonym) and who was left out."""
+
+    index: pd.DataFrame  # pseudonym, index_fiscal_year, exam_date, age (at FY end), sex
+    counts: dict[str, int]
+
+
+def enrolled_on(enrollment: pd.DataFrame, day: pd.Timestamp) -> pd.Index:
+    """Pseudonyms with an enrollment period covering ``day`` (open end = still enrolled)."""
+    start = enrollment["enrolled_from"] <= day
+    until = enrollment["enrolled_until"]
+    covers = start & (until.isna() | (until >= day))
+    return pd.Index(enrollment.loc[covers, "pseudonym"].unique())
+
+
+def eligible_residents(
+    candidates: pd.DataFrame,
+    enrollment: pd.DataFrame,
+    fiscal_year: int,
+    scoring_date: pd.Timestamp,
+    config: ScoringConfig,
+) -> Eligibility:
+    """Pick each resident's index checkup and apply the eligibility rules (module doc).
+
+    ``candidates``: checkups of FY (and FY-1) with pseudonym, fiscal_year, exam_date, age, sex.
+    """
+    years = [fiscal_year, fiscal_year - 1] if config.fallback_previous_year else [fiscal_year]
+    c = candidates[candidates["fiscal_year"].astype("int64").isin(years)]
+    c = c.sort_values(["pseudonym", "fiscal_year", "exam_date"], kind="stable")
+    latest = c.drop_duplicates("pseudonym", keep="last")
+    fy = latest["fiscal_year"].astype("int64").to_numpy()
+    age_now = latest["age"].astype("float64").to_numpy() + (fiscal_year - fy)
+    on_roll = latest["pseudonym"].isin(enrolled_on(enrollment, scoring_date)).to_numpy()
+    in_age = (age_now >= MIN_AGE) & (age_now <= MAX_AGE)
+    keep = on_roll & in_age
+    index = pd.DataFrame(
+        {
+            "pseudonym": latest["pseudonym"].astype("string").to_numpy()[keep],
+            "index_fiscal_year": fy[keep],
+            "exam_date": latest["exam_date"].to_numpy()[keep],
+            "age": age_now[keep].astype("int64"),
+            "sex": latest["sex"].astype("int64").to_numpy()[keep],
+        }
+    )
+    enrolled = enrolled_on(enrollment, scoring_date)
+    counts = {
+        "enrolled_on_scoring_date": len(enrolled),
+        "with_checkup": int(len(latest)),
+        "checkup_in_fy": int((fy == fiscal_year).sum()),
+        "checkup_in_previous_fy": int((fy == fiscal_year - 1).sum()),
+        "not_enrolled": int((~on_roll).sum()),
+        "age_out_of_range": int((on_roll & ~in_age).sum()),
+        "enrolled_without_recent_checkup": int((~enrolled.isin(latest["pseudonym"])).sum()),
+        "eligible": int(keep.sum()),
+        "eligible_by_fallback": int((keep & (fy != fiscal_year)).sum()),
+    }
+    return Eligibility(index.sort_values("pseudonym", ignore_index=True), counts)
+
+
+# ------------------------------------------------------------------------------------------
+# Features of the index checkup, what-if edits
+# ------------------------------------------------------------------------------------------
+
+
+def _history_to_index(history: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """Each resident's checkups up to and including the index checkup (nothing later)."""
+    cut = history["pseudonym"].map(index.set_index("pseudonym")["exam_date"])
+    return history[history["exam_date"] <= cut].reset_index(drop=True)
+
+
+def index_features(
+    history: pd.DataFrame, index: pd.DataFrame, config: FeatureConfig
+) -> pd.DataFrame:
+    """As-of feature rows of the index checkups, in ``index`` order (one per resident)."""
+    feats = build_features(_history_to_index(history, index), config)
+    last = feats.drop_duplicates("pseudonym", keep="last").set_index("pseudonym")
+    missing = ~index["pseudonym"].isin(last.index)
+    if missing.any():  # pragma: no cover - the index is built from the same checkups
+        raise ValueError(f"{int(missing.sum())} index checkups have no feature row")
+    return last.loc[index["pseudonym"].to_numpy()].reset_index()
+
+
+def apply_scenario(checkups: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """The checkups with the scenario's edits; BMI recomputed where weight changed."""
+    out = checkups.copy()
+    for col, v in scenario.set.items():
+        out[col] = pd.array(np.full(len(out), v), dtype=out[col].dtype)
+    for col, v in scenario.add.items():
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64") + v
+    for col, v in scenario.multiply.items():
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64") * v
+    if "weight_kg" in scenario.columns and "height_cm" in out:
+        h = pd.to_numeric(out["height_cm"], errors="coerce").astype("float64") / 100.0
+        bmi = (out["weight_kg"].astype("float64") / (h * h)).round(1)
+        out["bmi"] = bmi.where(bmi.notna(), out["bmi"])
+    return out
+
+
+def scenario_features(
+    history: pd.DataFrame,
+    index: pd.DataFrame,
+    base: pd.DataFrame,
+    scenario: Scenario,
+    config: FeatureConfig,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(rows of ``index`` the scenario applies to, their features with the scenario applied).
+
+    Only the last ``slope_window`` checkups can move a feature (changes and slopes look back at
+    most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
+    the unchanged features.
+    """
+    values = base.set_index("pseudonym")
+    applies = np.ones(len(index), dtype=bool)
+    for cond in scenario.when:
+        applies &= cond.holds(base)
+    for col in scenario.columns:  # nothing to change where the value is missing
+        if col not in scenario.set:
+            applies &= values[col].notna().to_numpy()
+    who = index.loc[applies]
+    if who.empty:
+        return applies, base.iloc[:0]
+    hist = _history_to_index(history[history["pseudonym"].isin(who["pseudonym"])], who)
+    hist = hist.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
+    back = hist.groupby("pseudonym", sort=False).cumcount(ascending=False).to_numpy()
+    hist = hist[back < config.slope_window].reset_index(drop=True)
+    last = np.r_[hist["pseudonym"].to_numpy()[1:] != hist["pseudonym"].to_numpy()[:-1], True]
+    edited = apply_scenario(hist.loc[last], scenario)
+    hist = pd.concat([hist.loc[~last], edited]).sort_index()
+    feats = index_features(hist, who.reset_index(drop=True), _no_validate(config))
+    feats["n_prior_checkups"] = base.loc[applies, "n_prior_checkups"].to_numpy()
+    return applies, feats
+
+
+def _no_validate(config: FeatureConfig) -> FeatureConfig:
+    from dataclasses import replace
+
+    return replace(config, validate=False)
+
+
+# ------------------------------------------------------------------------------------------
+# Scoring and explanations
+# ------------------------------------------------------------------------------------------
+
+
+def score_chunk(
+    engine,
+    history: pd.DataFrame,
+    index: pd.DataFrame,
+    config: ScoringConfig,
+    feature_config: FeatureConfig,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Scores of one chunk of residents (contract columns minus stamps) and its feature matrix.
+
+    ``engine``: a :class:`models.train.TrainedEngine`. ``history``: the chunk's stored checkups.
+    """
+    base = index_features(history, index, feature_config)
+    X = engine._matrix(base)
+    cols: dict[str, object] = {c: index[c].to_numpy() for c in index.columns}
+    cols.update({c: base[c].to_numpy() for c in INDEX_VALUE_COLUMNS})
+    risk = engine.predict_proba(X)
+    cols.update({c: risk[c].to_numpy() for c in risk.columns})
+    if engine.forecast_items:
+        forecast = engine.predict_values(X)
+        cols.update({c: forecast[c].to_numpy() for c in forecast.columns})
+    after = {o: risk[f"risk_{o}"].to_numpy(copy=True) for o in engine.outcomes}
+    best = {o: np.full(len(index), None, dtype=object) for o in engine.outcomes}
+    for sc in config.scenarios:
+        applies, feats = scenario_features(history, index, base, sc, feature_config)
+        p = engine.predict_proba(engine._matrix(feats)) if applies.any() else None
+        rows = np.flatnonzero(applies)
+        for o in engine.outcomes:
+            v = np.full(len(index), np.nan)
+            if p is not None:
+                v[rows] = p[f"risk_{o}"].to_numpy()
+                better = v[rows] < after[o][rows]
+                after[o][rows[better]] = v[rows][better]
+                best[o][rows[better]] = sc.key
+            cols[f"risk_{o}__{sc.key}"] = v
+    for o in engine.outcomes:
+        cols[f"risk_after_{o}"] = after[o]
+        cols[f"best_scenario_{o}"] = pd.array(best[o], dtype="string")
+    out = pd.DataFrame(cols)
+    return out, X
+
+
+def explain(
+    engine, features: pd.DataFrame, top: int = 10, factors: int = 3
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SHAP rows (the explanations contract) and the top modifiable factors per outcome.
+
+    ``features``: as-of feature rows (with ``pseudonym``). A factor is a feature declared
+    modifiable whose contribution raises the risk; strongest first, at most ``factors``.
+    Returns (explanations, factors table: pseudonym, outcome, factor_1…factor_n).
+    """
+    names = list(engine.feature_names)
+    X = engine._matrix(features)
+    pid = features["pseudonym"].astype("string").to_numpy()
+    n, k = len(features), min(top, len(names))
+    modifiable = np.array([_MODIFIABLE.get(f, False) for f in names])
+    frames, factor_frames = [], []
+    for o in engine.outcomes:
+        c = engine.contributions(X, o).to_numpy()
+        phi, bias = c[:, :-1], c[:, -1]
+        order = np.argsort(-np.abs(phi), axis=1, kind="stable")[:, :k]
+        picked = np.take_along_axis(phi, order, axis=1)
+        other = phi.sum(axis=1) - picked.sum(axis=1)
+        feat = np.asarray(names, dtype=object)[order]
+        val = np.take_along_axis(X, order, axis=1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "pseudonym": np.repeat(pid, k + 2),
+                    "outcome": o,
+                    "rank": np.tile(np.arange(k + 2), n),
+                    "feature": np.column_stack(
+                        [np.full(n, "bias", dtype=object), feat, np.full(n, "other", dtype=object)]
+                    ).ravel(),
+                    "value": np.column_stack([np.full(n, np.nan), val, np.full(n, np.nan)]).ravel(),
+                    "contribution": np.column_stack([bias, picked, other]).ravel(),
+                    "modifiable": np.column_stack(
+                        [np.zeros(n, bool), modifiable[order], np.zeros(n, bool)]
+                    ).ravel(),
+                }
+            )
+        )
+        raising = np.where(modifiable[None, :] & (phi > 0), phi, -np.inf)
+        top_f = np.argsort(-raising, axis=1, kind="stable")[:, :factors]
+        ok = np.take_along_axis(raising, top_f, axis=1) > -np.inf
+        fnames = np.where(ok, np.asarray(names, dtype=object)[top_f], None)
+        factor_frames.append(
+            pd.DataFrame(
+                {
+                    "pseudonym": pid,
+                    "outcome": o,
+                    **{
+                        f"factor_{i + 1}": pd.array(fnames[:, i], dtype="string")
+                        for i in range(fnames.shape[1])
+                    },
+                }
+            )
+        )
+    explanations = pd.concat(frames, ignore_index=True)
+    explanations["outcome"] = explanations["outcome"].astype("string")
+    explanations["feature"] = explanations["feature"].astype("string")
+    return explanations, pd.concat(factor_frames, ignore_index=True)
