@@ -494,3 +494,105 @@ def _log_scoring_run(cfg: AnnualRunConfig, info: dict, drift: pd.DataFrame, run_
         if drift_path.exists():
             mlflow.log_artifact(str(drift_path))
         return run.info.run_id
+
+
+# ------------------------------------------------------------------------------------------
+# CLI edge
+# ------------------------------------------------------------------------------------------
+
+
+def run_scoring_command(
+    store: Path,
+    year: int,
+    out: Path,
+    model: str,
+    workdir: Path,
+    scoring_config: Path | None,
+    selection_config: Path | None,
+    scoring_date: str | None,
+    letter_history: Path | None,
+    letters: bool,
+    report: bool,
+    bar=None,
+    letter_budget: int | None = None,
+) -> AnnualRunResult:
+    """Parse the command's options into :class:`AnnualRunConfig` and run it with a progress bar.
+
+    ``letter_budget`` (the demo's) caps both advice and see-doctor letters.
+    """
+    from pydantic import ValidationError
+
+    from scoring.score import load_scoring_config
+    from scoring.select import Budget, load_config
+
+    try:
+        scoring = load_scoring_config(scoring_config)
+        selection = load_config(selection_config)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise BadInputError(
+            f"invalid configuration ({e.error_count()} error(s)): {where}: {first['msg']}"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise BadInputError(f"invalid configuration: {e}") from None
+    if letter_budget is not None:
+        budget = Budget(advice=letter_budget, see_doctor=letter_budget)
+        selection = selection.model_copy(update={"budget": budget})
+    day = None
+    if scoring_date:
+        try:
+            day = date.fromisoformat(scoring_date)
+        except ValueError:
+            raise BadInputError(f"--scoring-date {scoring_date!r} is not YYYY-MM-DD") from None
+    cfg = AnnualRunConfig(
+        store=Path(store), fiscal_year=year, out=Path(out), workdir=Path(workdir),
+        model_uri=model, scoring=scoring, selection=selection, scoring_date=day,
+        letters=letters, report=report, letter_history=letter_history,
+    )  # fmt: skip
+    tasks: dict[str, int] = {}
+
+    def on_step(name: str, done: int, total: int) -> None:
+        if bar is None:
+            return
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+        bar.update(tasks[name], completed=done)
+
+    return run_annual(cfg, on_step)
+
+
+def print_annual(console, result: AnnualRunResult) -> None:
+    """Counts (scored, selected by reason, letters) and where every output is."""
+    from rich.table import Table
+
+    c = result.counts
+    t = Table(title=f"annual run → {result.out}")
+    t.add_column("what")
+    t.add_column("residents", justify="right")
+    for key in (
+        "enrolled_on_scoring_date", "with_checkup", "not_enrolled", "age_out_of_range",
+        "eligible", "eligible_by_fallback", "scored",
+    ):  # fmt: skip
+        t.add_row(key.replace("_", " "), f"{c.get(key, 0):,}")
+    for key in sorted(k for k in c if k.startswith("reason_")):
+        t.add_row("  " + key.removeprefix("reason_"), f"{c[key]:,}")
+    for key in ("explained", "letters_rendered", "letters_reused"):
+        if key in c:
+            t.add_row(key.replace("_", " "), f"{c[key]:,}")
+    console.print(t)
+    s = result.seconds
+    rate = c.get("scored", 0) / s["score"] if s.get("score") else 0
+    console.print(
+        f"model {result.model.uri} (version {result.model.version or '?'}); scoring "
+        f"{s.get('score', 0):.1f} s ({rate:,.0f} residents/s); total {s.get('total', 0):.1f} s",
+        highlight=False,
+    )
+    for key in ("scores", "selection", "explanations", "drift", "report_html", "html", "run"):
+        if key in result.paths:
+            console.print(f"  {key:<13} {result.paths[key]}", highlight=False)
+    if "letters" in result.paths:
+        console.print(
+            f"  letters       {result.paths['letters']}  (names and addresses: owner-only)",
+            highlight=False,
+        )

@@ -69,14 +69,27 @@ def synth(
         ),
     ] = "csv",
     dirty: Annotated[bool, typer.Option(help="Inject the faults real exports have.")] = False,
+    letters: Annotated[
+        Path | None,
+        typer.Option(
+            help="selection.parquet of a scoring run: simulate its letter arm's response."
+        ),
+    ] = None,
+    letter_year: Annotated[
+        int | None, typer.Option(help="Scoring FY of --letters (default: its fiscal_year).")
+    ] = None,
+    letter_effect: Annotated[
+        float, typer.Option(min=0.0, max=20.0, help="Strength of the letters' effect (0 = none).")
+    ] = 0.3,
 ) -> None:
     """Write a synthetic ward's input bundle (+ truth.csv)."""
     from kenshin.pipeline import run_synth
 
     with progress() as bar:
         paths, summary = run_synth(
-            out, residents, years, seed, last_fiscal_year, fmt, dirty, bar=bar
-        )
+            out, residents, years, seed, last_fiscal_year, fmt, dirty, bar=bar,
+            letters=letters, letter_year=letter_year, letter_effect=letter_effect,
+        )  # fmt: skip
     table = Table(title=f"synthetic bundle → {out}")
     for col in ("table", "rows", "file"):
         table.add_column(col)
@@ -85,6 +98,30 @@ def synth(
     console.print(table)
     if dirty:
         console.print(f"injected faults: {summary['faults']}")
+    if letters is not None:
+        console.print(
+            f"letters: {summary['letters']:,} residents of the letter arm respond (effect "
+            f"{letter_effect}); {summary['letters_unmatched']:,} lettered pseudonyms not in the ward",
+            highlight=False,
+        )
+
+
+@app.command("evaluate")
+@handles_bad_input
+def evaluate_letters(
+    store: Annotated[Path, typer.Option(help="Store folder holding next year's checkups.")],
+    year: Annotated[int, typer.Option(help="Scoring fiscal year whose letters are evaluated.")],
+    scores: Annotated[
+        Path, typer.Option(help="That year's scoring output folder (selection.parquet).")
+    ],
+) -> None:
+    """介入効果の評価: letter vs control arm at the next year's checkups (ITT, with CIs)."""
+    from kenshin.pipeline import print_evaluation, run_evaluate
+
+    result, paths = run_evaluate(store, year, scores)
+    print_evaluation(console, result)
+    for path in paths.values():
+        console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()
@@ -168,12 +205,56 @@ def promote(
 
 @app.command()
 @handles_bad_input
+def score(
+    store: Annotated[Path, typer.Option(help="Store folder written by 'kenshin ingest'.")],
+    year: Annotated[int, typer.Option(help="Fiscal year to score (its checkups, or FY-1's).")],
+    out: Annotated[Path, typer.Option(help="Output folder (scores, selection, letters, report).")],
+    model: Annotated[str, typer.Option(help="Model URI.")] = "models:/kenshin-risk@champion",
+    workdir: Annotated[Path, typer.Option(help="Work folder (MLflow store lives here).")] = Path(
+        "work"
+    ),
+    scoring_config: Annotated[
+        Path | None, typer.Option(help="Scoring TOML (default: scoring/scoring.toml).")
+    ] = None,
+    selection_config: Annotated[
+        Path | None, typer.Option(help="Selection TOML (default: scoring/selection.toml).")
+    ] = None,
+    scoring_date: Annotated[
+        str | None, typer.Option(help="Enrollment date checked, YYYY-MM-DD (default: 1 April).")
+    ] = None,
+    letter_history: Annotated[
+        Path | None,
+        typer.Option(
+            help="Earlier letters (pseudonym, letter_date), e.g. last year's letters_sent.csv."
+        ),
+    ] = None,
+    letters: Annotated[bool, typer.Option(help="Render advice letters.")] = True,
+    report: Annotated[bool, typer.Option(help="Write the staff report.")] = True,
+) -> None:
+    """Score FY's eligible residents, select letters (with a control arm), write letters + report."""
+    from kenshin.annual import print_annual, run_scoring_command
+
+    with progress() as bar:
+        result = run_scoring_command(
+            store, year, out, model, workdir, scoring_config, selection_config, scoring_date,
+            letter_history, letters, report, bar,
+        )  # fmt: skip
+    print_annual(console, result)
+
+
+@app.command()
+@handles_bad_input
 def demo(
     residents: Annotated[int, typer.Option(min=100, help="Synthetic NHI members.")] = 10_000,
     workdir: Annotated[Path, typer.Option(help="Work folder for everything.")] = Path("work"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    demo_letters: Annotated[
+        int, typer.Option(min=0, help="Advice-letter budget of the demo run.")
+    ] = 200,
 ) -> None:
-    """The annual run on a generated ward: synth, ingest, train, promote."""
+    """The whole annual run on a generated ward: synth, ingest, train, promote, score, select,
+    letters, report."""
+    from kenshin.annual import print_annual, run_scoring_command
     from kenshin.pipeline import (
         mlflow_ui_hint,
         print_ingest_summary,
@@ -194,6 +275,12 @@ def demo(
         _engine, report, run = run_train(store, workdir, bundle / "truth.csv", bar=bar)
     print_train_summary(console, report, run)
     print_promotion(console, run_promote(workdir))
+    with progress() as bar:
+        annual = run_scoring_command(
+            store, 2025, workdir / "annual_FY2025", "models:/kenshin-risk@champion", workdir,
+            None, None, None, None, True, True, bar, letter_budget=demo_letters,
+        )  # fmt: skip
+    print_annual(console, annual)
     console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}", highlight=False)
     console.print(f"MLflow: {run.tracking_uri}  — browse with: {mlflow_ui_hint(workdir)}",
                   highlight=False)  # fmt: skip

@@ -24,15 +24,27 @@ def run_synth(
     fmt: str = "csv",
     dirty: bool = False,
     bar: Progress | None = None,
+    letters: Path | None = None,
+    letter_year: int | None = None,
+    letter_effect: float = 0.3,
 ) -> tuple[dict[str, Path], dict]:
-    """Generate a synthetic ward and write its bundle; ``dirty`` injects export faults."""
+    """Generate a synthetic ward and write its bundle; ``dirty`` injects export faults.
+
+    ``letters``: a selection table (OUT/selection.parquet) whose ``letter`` arm is simulated
+    to respond with strength ``letter_effect`` from ``letter_year + 1`` on
+    (:func:`letters_from_selection`).
+    """
     from data.dirty import make_dirty, write_dirty
     from data.synth import SynthConfig, generate, write_bundle
 
     task = bar.add_task("synth", total=2) if bar else None
-    bundle = generate(
-        SynthConfig(residents=residents, years=years, last_fiscal_year=last_fiscal_year, seed=seed)
+    config = SynthConfig(
+        residents=residents, years=years, last_fiscal_year=last_fiscal_year, seed=seed
     )
+    lettered: dict = {}
+    if letters is not None:
+        config, lettered = letters_from_selection(letters, config, letter_year, letter_effect)
+    bundle = generate(config)
     if bar:
         bar.advance(task)
     summary: dict = {
@@ -40,6 +52,7 @@ def run_synth(
         "enrollment": len(bundle.enrollment),
         "contacts": len(bundle.contacts),
         "truth": len(bundle.truth),
+        **lettered,
     }
     if dirty:
         if fmt != "csv":
@@ -316,4 +329,140 @@ def print_follow_up(console: Console, report: pd.DataFrame) -> None:
         if extra:
             row.append(_f(r["p_true_ratio_without_vs_with"], "{:.2f}"))
         t.add_row(*row)
+    console.print(t)
+
+
+# ------------------------------------------------------------------ letters: synth and evaluate
+
+
+def read_selection(path: Path) -> pd.DataFrame:
+    """A scoring run's selection table (Parquet or CSV) with the columns evaluation needs."""
+    import pandas as pd
+
+    from kenshin.errors import BadInputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no selection table (run 'kenshin score' first)")
+    try:
+        if path.suffix == ".csv":
+            sel = pd.read_csv(path, dtype={"pseudonym": "string", "arm": "string"})
+        else:
+            sel = pd.read_parquet(path)
+    except Exception as exc:  # any unreadable file is bad input
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise BadInputError(f"{path}: not a readable selection table ({reason})") from None
+    missing = {"pseudonym", "arm", "letter_type", "outcome"} - set(sel.columns)
+    if missing:
+        raise BadInputError(f"{path}: selection table lacks columns {sorted(missing)}")
+    return sel
+
+
+def _selection_year(sel: pd.DataFrame, path: Path, year: int | None) -> int | None:
+    """The selection's scoring FY (its ``fiscal_year`` column), checked against ``year``."""
+    from kenshin.errors import BadInputError
+
+    years = sorted({int(y) for y in sel["fiscal_year"].dropna()}) if "fiscal_year" in sel else []
+    if len(years) > 1:
+        raise BadInputError(f"{path}: selection mixes fiscal years {years}")
+    if years and year is not None and years[0] != year:
+        raise BadInputError(f"{path}: selection of FY{years[0]}, not FY{year}")
+    return years[0] if years else year
+
+
+def letters_from_selection(path: Path, config, letter_year: int | None, letter_effect: float):
+    """``config`` with the selection's ``letter`` arm as ``letters`` (person_ids), and a summary.
+
+    The selection is keyed by pseudonym: the ward's person_ids (members by ``letter_year``) are
+    pseudonymised with the same key (:mod:`data.pseudonym`) and matched.
+    """
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from data.pseudonym import load_key, pseudonymise
+    from data.synth import ward_person_ids
+    from kenshin.errors import BadInputError
+
+    sel = read_selection(path)
+    letter_year = _selection_year(sel, path, letter_year)
+    if letter_year is None:
+        raise BadInputError(f"{path}: no fiscal_year column; give --letter-year")
+    if letter_year not in config.fiscal_years:
+        raise BadInputError(
+            f"--letter-year {letter_year} is not a generated fiscal year "
+            f"({config.fiscal_years.start}-{config.fiscal_years.stop - 1})"
+        )
+    wanted = set(sel.loc[sel["arm"].astype("string").eq("letter").fillna(False), "pseudonym"])
+    if not wanted:
+        raise BadInputError(f"{path}: no resident in the letter arm")
+    ids = pd.Series(ward_person_ids(config, letter_year), dtype="string")
+    hit = pseudonymise(ids, load_key()).isin(wanted).to_numpy()
+    if not hit.any():
+        raise BadInputError(
+            f"{path}: none of the {len(wanted):,} lettered pseudonyms is a resident of this ward "
+            f"(seed {config.seed}, {config.residents:,} residents) under this pseudonym key"
+        )
+    config = replace(
+        config,
+        letters=frozenset(ids[hit].tolist()),
+        letter_year=letter_year,
+        letter_effect=letter_effect,
+    )
+    return config, {"letters": int(hit.sum()), "letters_unmatched": len(wanted) - int(hit.sum())}
+
+
+def run_evaluate(store: Path, year: int, scores: Path, config=None):
+    """介入効果の評価 of FY ``year``'s letters; writes OUT/evaluation_FY{year}.csv and .json."""
+    import json
+
+    from data.store import read_checkups, read_manifest
+    from kenshin.errors import BadInputError
+    from scoring.evaluate import evaluate
+
+    sel_path = Path(scores) / "selection.parquet"
+    sel = read_selection(sel_path)
+    _selection_year(sel, sel_path, year)
+    read_manifest(store)
+    present = {int(d.name.split("=")[1]) for d in (Path(store) / "checkups").glob("fiscal_year=*")}
+    if year + 1 not in present:
+        raise BadInputError(
+            f"{store}: no FY{year + 1} checkups yet — FY{year}'s letters are evaluated at the "
+            f"next year's checkups"
+        )
+    checkups = read_checkups(store, sorted({year - 1, year, year + 1} & present))
+    fy = checkups["fiscal_year"].astype("int64")
+    try:
+        result = evaluate(sel, checkups[fy < year + 1], checkups[fy == year + 1], year, config)
+    except ValueError as exc:
+        raise BadInputError(f"{sel_path}: {exc}") from None
+    paths = {
+        "csv": Path(scores) / f"evaluation_FY{year}.csv",
+        "json": Path(scores) / f"evaluation_FY{year}.json",
+    }
+    result.comparisons.to_csv(paths["csv"], index=False, lineterminator="\n")
+    paths["json"].write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    return result, paths
+
+
+def print_evaluation(console: Console, result) -> None:
+    """Letter vs control per group and measure: values, difference [CI]."""
+    from scoring.evaluate import format_estimate
+
+    t = Table(
+        title=f"介入効果の評価: FY{result.fiscal_year} letters at FY{result.follow_up_year} "
+        f"checkups (ITT, {result.config.confidence:.0%} CI)",
+        caption="shares: letter − control in percentage points (Newcombe); "
+        "changes: mean change, letter − control (Welch)",
+    )
+    for c in ("group", "measure", "letter (n)", "control (n)", "difference [CI]"):
+        t.add_column(c, justify="left" if c in ("group", "measure") else "right")
+    for r in result.comparisons.to_dict("records"):
+        share = r["method"] != "Welch t"
+
+        def cell(v, n, share=share):
+            return f"{_f(v, '{:.1%}' if share else '{:+.2f}')} ({n:,})"
+
+        t.add_row(r["group"], r["measure"], cell(r["letter"], r["n_letter"]),
+                  cell(r["control"], r["n_control"]), format_estimate(r))  # fmt: skip
     console.print(t)

@@ -18,11 +18,18 @@ calibration), :mod:`~data.synth.observe` (measurement), :mod:`~data.synth.ward` 
 flows and attendance), :mod:`~data.synth.truth` (ground truth), :mod:`~data.synth.names`
 (fictional contacts). :func:`data.synth_calibration.calibration_report` compares a bundle with
 the NDB targets.
+
+Letters (intervention evaluation, 介入効果の評価): with ``letters`` (person_ids) and
+``letter_year``, the lettered residents respond from ``letter_year + 1`` on with strength
+``letter_effect`` (:func:`data.synth.model.letter_response`; 0 = no effect). Everything up to
+``letter_year`` and every row of a resident without a letter stays identical to the run
+without letters; :func:`ward_person_ids` gives the IDs to choose letters from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +37,14 @@ import pandas as pd
 
 from data.columns import CHECKUP_COLUMNS, CONTACT_COLUMNS, ENROLLMENT_COLUMNS, OUTCOMES
 
-__all__ = ["SynthBundle", "SynthConfig", "TRUTH_COLUMNS", "generate", "write_bundle"]
+__all__ = [
+    "SynthBundle",
+    "SynthConfig",
+    "TRUTH_COLUMNS",
+    "generate",
+    "ward_person_ids",
+    "write_bundle",
+]
 
 #: Columns of ``truth`` (spec §1.5).
 TRUTH_COLUMNS = (
@@ -42,14 +56,26 @@ TRUTH_COLUMNS = (
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to generate. ``letter_effect`` is reserved (accepted and ignored for now)."""
+    """What to generate.
+
+    ``letters``: person_ids sent a letter after ``letter_year``'s checkups; ``letter_effect``
+    (≥ 0, default 0.3 = small) scales their response in ``letter_year + 1`` and after: per unit,
+    the latent adiposity falls by 0.08 SD (glycaemia 0.03, BP 0.05 SD more), each unfavourable
+    habit (no exercise / walking, late dinners, daily snacks) improves with probability 0.25, and
+    would-be non-attendees come to the next checkup with probability ``1 − exp(−0.5·effect)``
+    (:data:`data.synth.model.LETTER_SHIFT` etc.). The default 0.3 gives about −0.4 kg weight,
+    −0.02 % HbA1c and −0.7 mmHg SBP (mean change to ``letter_year + 1``, letter − control) and
+    +2.5 points attendance; no letters or ``letter_effect = 0`` → no effect at all.
+    """
 
     residents: int = 10_000
     years: int = 6
     last_fiscal_year: int = 2025
     seed: int = 0
     attendance: float = 0.37
-    letter_effect: float = 0.0
+    letter_effect: float = 0.3
+    letters: frozenset[str] = field(default=frozenset(), repr=False)
+    letter_year: int | None = None
 
     def __post_init__(self) -> None:
         if self.residents < 1:
@@ -58,6 +84,16 @@ class SynthConfig:
             raise ValueError("years must be ≥ 1")
         if not 0.01 <= self.attendance <= 0.9:
             raise ValueError("attendance must be in [0.01, 0.9]")
+        if not (math.isfinite(self.letter_effect) and 0 <= self.letter_effect <= 20):
+            raise ValueError("letter_effect must be in [0, 20]")
+        object.__setattr__(self, "letters", frozenset(self.letters))
+        if self.letter_year is not None and self.letter_year not in self.fiscal_years:
+            raise ValueError(
+                f"letter_year {self.letter_year} is not a generated fiscal year "
+                f"({self.fiscal_years.start}-{self.fiscal_years.stop - 1})"
+            )
+        if self.letters and self.letter_year is None:
+            raise ValueError("letters need a letter_year")
 
     @property
     def fiscal_years(self) -> range:
@@ -89,6 +125,31 @@ def generate(config: SynthConfig) -> SynthBundle:
         contacts=contacts[list(CONTACT_COLUMNS)],
         truth=truth[list(TRUTH_COLUMNS)],
     )
+
+
+def ward_person_ids(config: SynthConfig, through_fiscal_year: int | None = None) -> list[str]:
+    """person_ids of everybody who was a member of the ward by ``through_fiscal_year``.
+
+    Runs only the membership flows (no measurements, no truth), so it is cheap; the IDs are
+    those :func:`generate` gives with the same ``seed``, ``residents`` and first fiscal year.
+    """
+    from data.synth.model import calibration
+    from data.synth.ward import Ward
+
+    last = config.last_fiscal_year if through_fiscal_year is None else through_fiscal_year
+    ward = Ward(SynthConfig(**{**_plain(config), "letters": frozenset()}), calibration())
+    ward.measure = False
+    for i, fy in enumerate(config.fiscal_years):
+        if fy > last:
+            break
+        ward.run_year(fy, first=i == 0)
+    return ward.person_ids().tolist()
+
+
+def _plain(config: SynthConfig) -> dict:
+    from dataclasses import fields
+
+    return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
 def _csv(df: pd.DataFrame, path: Path) -> None:

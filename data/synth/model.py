@@ -30,6 +30,7 @@ Structure (all latent quantities in standard-deviation units):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -673,6 +674,7 @@ def step(
     cal,
     outcomes_only: bool = False,
     k: int = 1,
+    adjust: Callable[[dict], None] | None = None,
 ) -> dict:
     """Advance the state one fiscal year (persons age to ``age_next``). Returns a new dict.
 
@@ -681,6 +683,11 @@ def step(
     updates that cannot affect any measured value or medication next year (histories,
     intention, guidance, exam month, chewing, walking speed); the law of everything else is
     unchanged. The computed cores are left in ``st["_cores"]``.
+
+    ``adjust(st)``, if given, may replace arrays of the new state after this year's lifestyle
+    transitions and AR(1) innovations and before adiposity, cores and medication are derived
+    from them (the synthetic letter effect, :func:`letter_response`); it must not draw from
+    ``rng``, so the draws — and everybody else's state — are the same with or without it.
     """
     prep = prepare_step(st, age_next, cal)
     if k > 1:
@@ -732,6 +739,8 @@ def step(
         v = u / r
         new = 1 + (v > prep["Q1_" + item]).astype(np.int8) + (v > prep["Q12_" + item])
         st[item] = np.where(u < r, new, st[item]).astype(np.int8)
+    if adjust is not None:
+        adjust(st)
     # smoothed lifestyle effect on adiposity, cores, medication
     life = lifestyle_matrix(st)
     st["LA"] = 0.5 * st["LA"] + 0.5 * (life @ GAMMA[:, 0])
@@ -767,6 +776,55 @@ def step(
         st["h_anemia"],
     )
     return st
+
+
+# ---------------------------------------------------------------------------------------------
+# Letter effect (介入効果, for testing the intervention evaluation)
+# ---------------------------------------------------------------------------------------------
+
+#: Per unit of ``letter_effect``: shift of a lettered resident's core latents (SD units) in the
+#: first follow-up year. Applied to the AR(1) part, so it fades with that core's persistence
+#: (adiposity 0.85, glycaemia 0.90, BP 0.70 a year) and reaches the other cores through the
+#: loadings (glycaemia, BP, lipids, liver, waist all follow adiposity).
+LETTER_SHIFT: dict[str, float] = {"A": -0.08, "G": -0.03, "B": -0.05}
+#: Per unit of ``letter_effect``: probability that each unfavourable modifiable habit (no
+#: exercise, no walking, late dinners, daily snacks) of a lettered resident improves; the
+#: habits then lapse at the usual yearly redraw rates.
+LETTER_HABIT = 0.25
+#: Per unit of ``letter_effect``: rate ``λ`` of the attendance uplift — a lettered resident who
+#: would not have attended the next checkup attends with probability ``1 − exp(−λ·effect)``.
+LETTER_ATTEND = 0.5
+
+
+def letter_response(st: dict, rows: np.ndarray, effect: float, rng: np.random.Generator) -> None:
+    """Lifestyle response of the lettered persons ``rows`` (a :func:`step` ``adjust`` hook).
+
+    Replaces (never mutates) the affected arrays of ``st``: habits improve with probability
+    ``min(1, LETTER_HABIT·effect)`` each (uniforms from ``rng``, a stream of the letters' own),
+    and the AR(1) parts of adiposity, glycaemia and BP move by ``LETTER_SHIFT·effect`` SD of the
+    core. ``effect = 0`` leaves ``st`` unchanged.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if effect <= 0 or len(rows) == 0:
+        return
+    u = rng.random((len(rows), 4))
+    p = min(1.0, LETTER_HABIT * effect)
+    improve = {
+        "exer": (u[:, 0] < p, True),
+        "walk": (u[:, 1] < p, True),
+        "late": (u[:, 2] < p, False),
+    }
+    for item, (hit, good) in improve.items():
+        v = st[item].copy()
+        v[rows] = np.where(hit, good, v[rows])
+        st[item] = v
+    snack = st["snack"].copy()
+    snack[rows] = np.where((u[:, 3] < p) & (snack[rows] == 1), 2, snack[rows])
+    st["snack"] = snack
+    for core, shift in LETTER_SHIFT.items():
+        x = st["x" + core].copy()
+        x[rows] = x[rows] + np.float32(effect * shift / AR[core][1])
+        st["x" + core] = x
 
 
 # ---------------------------------------------------------------------------------------------

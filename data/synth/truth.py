@@ -287,9 +287,21 @@ def _med_shift(st: dict, item: str) -> np.ndarray:
     return s
 
 
-def drivers(st: dict, age_fy: np.ndarray, cal: model.Calibration, top: int = 3) -> pd.DataFrame:
-    """Top-``top`` driver columns per person and outcome (see module docstring)."""
+def drivers(
+    st: dict,
+    age_fy: np.ndarray,
+    cal: model.Calibration,
+    top: int = 3,
+    n_ref: int | None = None,
+) -> pd.DataFrame:
+    """Top-``top`` driver columns per person and outcome (see module docstring).
+
+    Population means are taken over the first ``n_ref`` rows (default: all) — the ward passes
+    this year's examinees first and appends rows (lettered residents' actual states) that must
+    not move anybody else's reference.
+    """
     n = len(st["sex"])
+    ref = slice(None) if n_ref is None else slice(0, n_ref)
     sex = st["sex"]
     a1 = np.asarray(age_fy) + 1
     dec = _decompose(st)
@@ -314,14 +326,15 @@ def drivers(st: dict, age_fy: np.ndarray, cal: model.Calibration, top: int = 3) 
         rc = np.clip(r, -2.5, 2.5)  # keep relative weights meaningful far from the threshold
         dens = np.exp(-0.5 * rc * rc) / (np.sqrt(2 * np.pi) * sd)
         # age/sex own the threshold: relative to the same-sex and overall mean thresholds
+        tr, sr = tau[ref], sex[ref]
         tau_sex = np.where(
             sex == 1,
-            tau[sex == 1].mean() if (sex == 1).any() else 0.0,
-            tau[sex == 2].mean() if (sex == 2).any() else 0.0,
+            tr[sr == 1].mean() if (sr == 1).any() else 0.0,
+            tr[sr == 2].mean() if (sr == 2).any() else 0.0,
         )
         terms = {c: direction * t for c, t in terms.items()}
         terms["age"] = -direction * (tau - tau_sex)
-        terms["sex"] = -direction * (tau_sex - tau.mean())
+        terms["sex"] = -direction * (tau_sex - tr.mean())
         return p, dens, terms
 
     def or_grads(parts):
@@ -385,7 +398,7 @@ def drivers(st: dict, age_fy: np.ndarray, cal: model.Calibration, top: int = 3) 
         for grad, terms in contrib:
             for col, t in terms.items():
                 t = np.broadcast_to(np.asarray(t, dtype=float), (n,))
-                scores[col] = scores.get(col, 0.0) + grad * (t - t.mean())
+                scores[col] = scores.get(col, 0.0) + grad * (t - t[ref].mean())
         for col, v in big.items():
             scores[col] = scores.get(col, 0.0) + v
         cols = sorted(scores)

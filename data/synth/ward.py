@@ -13,9 +13,20 @@ One loop over fiscal years, vectorised across persons:
    exam dates April-March, concentrated June-October, usually in the person's usual month;
 4. checkup rows for attendees (:func:`data.synth.observe.observe`) and their truth rows
    (:mod:`data.synth.truth`).
+
+Letters (``config.letters``, ``letter_year``, ``letter_effect`` > 0): from ``letter_year + 1``
+on the ward carries two states — the counterfactual one (no letters; it alone drives deaths,
+moves, joiners and the attendance chain) and the actual one, in which the lettered residents'
+lifestyle responded (:func:`data.synth.model.letter_response`, applied once in the step into
+``letter_year + 1`` and fading afterwards). Both are advanced with the same draws, the letters
+use streams of their own, and the extra attendees the letters bring in ``letter_year + 1`` are
+measured with a stream of their own: everything up to ``letter_year`` and every row of a
+resident who got no letter is identical to a run without letters.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pandas as pd
@@ -28,6 +39,7 @@ _BAND_WEIGHTS = np.array([7, 8, 8, 9, 14, 24, 30], dtype=float)  # NHI 40-74 poo
 _FEMALE_SHARE = np.array([0.49, 0.49, 0.50, 0.51, 0.53, 0.53, 0.54])
 _REPEAT = 0.80  # P(attend | attended last year, still eligible)
 _AGE_PROFILE = ([40, 50, 60, 70, 74], [0.22, 0.27, 0.38, 0.46, 0.47])
+_LETTER_STREAM = 0x4C45545445  # entropy tag of the letters' own random streams
 
 
 def _years(d: np.ndarray) -> np.ndarray:
@@ -89,6 +101,19 @@ class Ward:
         self.att_scale = 1.0
         #: (fiscal year, eligible members, attendees) per simulated year
         self.attendance_log: list[tuple[int, int, int]] = []
+        letters = getattr(config, "letters", frozenset())
+        self.letter_year: int | None = getattr(config, "letter_year", None)
+        self.letters_on = (
+            bool(letters)
+            and self.letter_year is not None
+            and (getattr(config, "letter_effect", 0.0) > 0)
+        )
+        #: sorted person indices of the lettered residents (resolved after ``letter_year``)
+        self.letter_idx = np.array([], dtype=np.int64)
+        #: counterfactual state (no letters), kept once the letters have acted
+        self.st_cf: dict[str, np.ndarray] | None = None
+        #: False: membership and attendance only (no checkup rows, no truth)
+        self.measure = True
 
     # -- persons --------------------------------------------------------------------------
     def add(self, age_fy: np.ndarray, fy: int, enrolled_from: np.ndarray) -> None:
@@ -105,6 +130,8 @@ class Ward:
             self.st = new
         else:
             self.st = {key: np.concatenate([self.st[key], new[key]]) for key in self.st}
+            if self.st_cf is not None:
+                self.st_cf = {key: np.concatenate([self.st_cf[key], new[key]]) for key in new}
         self.birth = np.concatenate([self.birth, birth])
         self.status = np.concatenate([self.status, np.zeros(k, dtype=np.int8)])
         self.att_last = np.concatenate([self.att_last, np.zeros(k, dtype=bool)])
@@ -114,6 +141,44 @@ class Ward:
 
     def close(self, idx: np.ndarray, until: np.ndarray, reason: np.ndarray) -> None:
         self.periods.append((idx, self.cur_from[idx], until, reason))
+
+    # -- letters ----------------------------------------------------------------------------
+    def _letter_rng(self, fy: int, purpose: int) -> np.random.Generator:
+        return np.random.default_rng([self.cfg.seed, _LETTER_STREAM, fy, purpose])
+
+    def _resolve_letters(self) -> np.ndarray:
+        """Person indices of ``config.letters`` among everybody who was a member so far."""
+        pid = self.person_ids(copy.deepcopy(self.r_names))
+        wanted = np.array(sorted(self.cfg.letters), dtype=object)
+        pos = pd.Index(pid).get_indexer(wanted)
+        if (pos < 0).any():
+            raise ValueError(
+                f"{int((pos < 0).sum())} of {len(wanted)} lettered person_ids were never members "
+                f"of the ward by FY{self.letter_year} (e.g. {wanted[pos < 0][0]!r})"
+            )
+        return np.sort(pos).astype(np.int64)
+
+    def _step_with_letters(self, fy: int, age_next: np.ndarray) -> None:
+        """Advance the counterfactual and the actual state with the same draws."""
+        if self.st_cf is None:
+            self.letter_idx = self._resolve_letters()
+        base = self.st if self.st_cf is None else self.st_cf
+        twin = copy.deepcopy(self.r_dyn)
+        cf = model.step(base, age_next, twin, self.cal)
+        adjust = None
+        if fy == self.letter_year + 1:
+            rng = self._letter_rng(fy, 0)
+            rows, effect = self.letter_idx, self.cfg.letter_effect
+
+            def adjust(st: dict) -> None:
+                model.letter_response(st, rows, effect, rng)
+
+        self.st = model.step(self.st, age_next, self.r_dyn, self.cal, adjust=adjust)
+        if twin.bit_generator.state != self.r_dyn.bit_generator.state:  # pragma: no cover
+            raise RuntimeError("letter effect changed the number of shared random draws")
+        cf.pop("_cores")
+        self.st.pop("_cores")
+        self.st_cf = cf
 
     # -- one fiscal year ------------------------------------------------------------------
     def run_year(self, fy: int, first: bool) -> None:
@@ -136,10 +201,15 @@ class Ward:
             self.att_scale = cfg.attendance / prof.mean()
         else:
             age_next = age_fy_end(self.birth, fy)
-            self.st = model.step(self.st, age_next, self.r_dyn, self.cal)
-            self.st.pop("_cores")
+            if self.letters_on and fy > self.letter_year:
+                self._step_with_letters(fy, age_next)
+            else:
+                self.st = model.step(self.st, age_next, self.r_dyn, self.cal)
+                self.st.pop("_cores")
         age = age_fy_end(self.birth, fy)
         self.st["age"] = age
+        if self.st_cf is not None:
+            self.st_cf["age"] = age
         n = self.n
         exit_date = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
         exit_reason = np.full(n, "", dtype=object)
@@ -151,17 +221,19 @@ class Ward:
             ridx = np.flatnonzero(rej)
             self.status[ridx] = 0
             self.cur_from[ridx] = fy_start + rng.integers(0, 365, len(ridx))
-            # exits of members present at the start of the year
-            c = model.cores(self.st)
-            sex = self.st["sex"]
+            # exits of members present at the start of the year (counterfactual state: the
+            # letters do not change who dies, moves or joins)
+            ref = self.st if self.st_cf is None else self.st_cf
+            c = model.cores(ref)
+            sex = ref["sex"]
             a = age.astype(float)
             h_death = np.where(sex == 1, 0.0011, 0.0006) * np.exp(0.085 * (a - 40))
             h_death *= (
                 np.exp(
                     0.15 * c["G"]
                     + 0.10 * c["B"]
-                    + 0.5 * (self.st["smk"] == 1)
-                    + 0.3 * (self.st["h_stroke"] | self.st["h_heart"])
+                    + 0.5 * (ref["smk"] == 1)
+                    + 0.3 * (ref["h_stroke"] | ref["h_heart"])
                 )
                 / 1.25
             )
@@ -211,6 +283,8 @@ class Ward:
             exit_reason = np.concatenate([exit_reason, np.full(grow, "", dtype=object)])
             age = age_fy_end(self.birth, fy)
             self.st["age"] = age
+            if self.st_cf is not None:
+                self.st_cf["age"] = age
             n = self.n
         # close periods of leavers
         leaving = exit_reason != ""
@@ -228,7 +302,8 @@ class Ward:
         p = np.where(self.elig_last, np.where(self.att_last, _REPEAT, a0), target)
         ra = self.r_att
         attend = eligible & (ra.random(n) < p)
-        month = np.where(ra.random(n) < 0.7, self.st["pref_month"], model._exam_month(ra, n))
+        ref = self.st if self.st_cf is None else self.st_cf
+        month = np.where(ra.random(n) < 0.7, ref["pref_month"], model._exam_month(ra, n))
         m0 = np.datetime64(f"{fy}-04", "M") + month.astype(int)
         dim = ((m0 + 1).astype("datetime64[D]") - m0.astype("datetime64[D]")).astype(int)
         exam = m0.astype("datetime64[D]") + (ra.random(n) * dim).astype(int)
@@ -242,22 +317,41 @@ class Ward:
         )
         attend &= ~outside | resample
         self.elig_last = eligible
-        self.att_last = attend
-        self.attendance_log.append((fy, int(eligible.sum()), int(attend.sum())))
+        self.att_last = attend  # the chain stays counterfactual
+        extra = np.zeros(n, dtype=bool)
+        if self.letters_on and fy == self.letter_year + 1:
+            # letters bring some would-be non-attendees to this year's checkup
+            q = 1.0 - np.exp(-model.LETTER_ATTEND * self.cfg.letter_effect)
+            rows = self.letter_idx
+            extra[rows[self._letter_rng(fy, 1).random(len(rows)) < q]] = True
+            extra &= eligible & ~attend & (~outside | resample)
+        self.attendance_log.append((fy, int(eligible.sum()), int(attend.sum() + extra.sum())))
         # statuses after the year
         self.status[leaving & (exit_reason == "deceased")] = 2
         self.status[leaving & (exit_reason == "turned_75")] = 2
         self.status[leaving & np.isin(exit_reason, ["moved_out", "changed_insurer", "other"])] = 1
-        # observe attendees
-        idx = np.flatnonzero(attend)
-        if len(idx) == 0:
+        if not self.measure:
             return
+        # observe attendees (the letters' extra attendees with streams of their own)
+        idx = np.flatnonzero(attend)
+        if len(idx):
+            seed = np.random.SeedSequence([self.cfg.seed, 7, fy])
+            self._observe(fy, idx, exam, age, self.r_obs, seed)
+        xidx = np.flatnonzero(extra)
+        if len(xidx):
+            seed = np.random.SeedSequence([self.cfg.seed, 7, fy, _LETTER_STREAM])
+            self._observe(fy, xidx, exam, age, self._letter_rng(fy, 2), seed)
+        if self.st_cf is not None and len(idx) + len(xidx):
+            self._letter_drivers(idx, xidx, age)
+
+    def _observe(self, fy, idx, exam, age, rng, seed) -> None:
+        """Checkup rows and truth probabilities of persons ``idx`` (drivers: below)."""
         sub = {k: v[idx] for k, v in self.st.items()}
         birth = self.birth[idx]
         exam_i = exam[idx]
         exam_age = age_on(birth, exam_i)
         by = _years(birth)
-        obs = observe(sub, age[idx], exam_age, by, self.r_obs, self.cal)
+        obs = observe(sub, age[idx], exam_age, by, rng, self.cal)
         frame = {
             "person_idx": idx,
             "exam_date": exam_i,
@@ -267,20 +361,45 @@ class Ward:
             if col in obs:
                 frame[col] = obs[col]
         self.checkups.append(pd.DataFrame(frame))
-        pt = truth.p_true(
-            sub, age[idx], exam_age, by, np.random.SeedSequence([self.cfg.seed, 7, fy]), self.cal
-        )
+        pt = truth.p_true(sub, age[idx], exam_age, by, seed, self.cal)
         tr = pd.DataFrame({"person_idx": idx, "fiscal_year": fy})
         for j, o in enumerate(OUTCOMES):
             tr["p_true_" + o] = pt[:, j]
-        drv = truth.drivers(sub, age[idx], self.cal)
-        for o in OUTCOMES:
-            tr["drivers_" + o] = drv["drivers_" + o].to_numpy()
+        if self.st_cf is None:
+            drv = truth.drivers(sub, age[idx], self.cal)
+            for o in OUTCOMES:
+                tr["drivers_" + o] = drv["drivers_" + o].to_numpy()
         self.truth.append(tr)
 
+    def _letter_drivers(self, idx: np.ndarray, xidx: np.ndarray, age: np.ndarray) -> None:
+        """Drivers of this year's truth rows once the letters have acted.
+
+        Population means come from the counterfactual examinees (exactly the no-letter run's),
+        so nobody else's drivers move; lettered examinees get drivers of their actual state.
+        """
+        lettered = np.isin(idx, self.letter_idx)
+        rows = np.concatenate([idx, idx[lettered], xidx])
+        st = {
+            k: np.concatenate([v[idx], self.st[k][rows[len(idx) :]]]) for k, v in self.st_cf.items()
+        }
+        drv = truth.drivers(st, age[rows], self.cal, n_ref=len(idx) or None)
+        pick = np.concatenate(
+            [np.where(lettered, len(idx) + np.cumsum(lettered) - 1, np.arange(len(idx))),
+             len(idx) + int(lettered.sum()) + np.arange(len(xidx))]
+        )  # fmt: skip
+        chunks = self.truth[-2:] if len(idx) and len(xidx) else self.truth[-1:]
+        picked = drv.iloc[pick].reset_index(drop=True)
+        start = 0
+        for tr in chunks:
+            part = picked.iloc[start : start + len(tr)]
+            for o in OUTCOMES:
+                tr["drivers_" + o] = part["drivers_" + o].to_numpy()
+            start += len(tr)
+
     # -- outputs ------------------------------------------------------------------------------
-    def person_ids(self) -> np.ndarray:
-        rng = self.r_names
+    def person_ids(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Person IDs ``NN-NNNNNN`` by person index (a prefix does not depend on later joiners)."""
+        rng = self.r_names if rng is None else rng
         cand = rng.integers(10_000_000, 99_999_999, size=self.n * 2 + 100)
         _, first = np.unique(cand, return_index=True)
         uniq = cand[np.sort(first)][: self.n]
@@ -288,6 +407,8 @@ class Ward:
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         pid = self.person_ids()
+        if self.st_cf is not None and not set(pid[self.letter_idx]) == self.cfg.letters:
+            raise RuntimeError("person IDs of the lettered residents changed")  # pragma: no cover
         ch = pd.concat(self.checkups, ignore_index=True)
         ch["person_id"] = pid[ch["person_idx"].to_numpy()]
         ch = ch.sort_values(["exam_date", "person_id"], kind="stable").reset_index(drop=True)
