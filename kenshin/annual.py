@@ -265,7 +265,10 @@ def run_annual(
             if ref is not None:
                 for name, c in ref.counts(X).items():
                     drift_counts[name] = drift_counts.get(name, 0) + c
-            table = pa.Table.from_pandas(scores, preserve_index=False)
+            # Every chunk is written with the first chunk's schema (pandas metadata included).
+            table = pa.Table.from_pandas(
+                scores, schema=None if writer is None else writer.schema, preserve_index=False
+            )
             if writer is None:
                 writer = pq.ParquetWriter(tmp_pq, table.schema, compression="zstd")
             writer.write_table(table)
@@ -451,25 +454,25 @@ def _letter_requests(
 
 
 def _report(cfg, selection, explanations, drift, summary, counts) -> dict[str, Path]:
-    """The staff report (scoring.report), when that package is present."""
-    try:
-        from scoring.report import ReportInputs, build_report
-    except ImportError:  # pragma: no cover - report package not installed
-        return {}
-    scores = pd.read_parquet(cfg.out / "scores.parquet")
+    """The staff report (scoring.report): HTML with every explained resident, and its PDF."""
+    from scoring.report import ReportInputs, Scenario, build_report
+
     inputs = ReportInputs(
-        scores=scores,
+        scores=pd.read_parquet(cfg.out / "scores.parquet"),
         selection=selection,
         explanations=explanations,
         drift=drift,
         model=summary,
         fiscal_year=cfg.fiscal_year,
         scoring_date=cfg.day.date(),
-        scenarios=tuple((s.key, s.label_ja) for s in cfg.scoring.scenarios),
-        summary=counts,
+        scenarios=tuple(Scenario(s.key, s.label_ja) for s in cfg.scoring.scenarios),
+        summary={k: int(v) for k, v in counts.items()},
     )
     built = build_report(inputs, Path(cfg.out) / "report")
-    return {k: Path(v) for k, v in vars(built).items() if isinstance(v, (str, Path))}
+    paths = {"report_html": Path(built.html)}
+    if built.pdf is not None:
+        paths["report_pdf"] = Path(built.pdf)
+    return paths
 
 
 def _log_scoring_run(cfg: AnnualRunConfig, info: dict, drift: pd.DataFrame, run_json: Path) -> str:
@@ -588,7 +591,7 @@ def print_annual(console, result: AnnualRunResult) -> None:
         f"{s.get('score', 0):.1f} s ({rate:,.0f} residents/s); total {s.get('total', 0):.1f} s",
         highlight=False,
     )
-    for key in ("scores", "selection", "explanations", "drift", "report_html", "html", "run"):
+    for key in ("scores", "selection", "explanations", "drift", "report_html", "report_pdf", "run"):
         if key in result.paths:
             console.print(f"  {key:<13} {result.paths[key]}", highlight=False)
     if "letters" in result.paths:

@@ -107,16 +107,29 @@ def _uniform(pseudonyms: pd.Series, seed: int) -> np.ndarray:
 
 
 def _control_draw(frame: pd.DataFrame, rate: float, seed: int) -> np.ndarray:
-    """Exactly round(rate × n) per stratum, chosen by hash order (stratified randomisation)."""
+    """Stratified control draw: round(rate × n) in all, spread over strata by largest remainder.
+
+    Each stratum gets ⌊rate·n_s⌋ controls plus one more for the strata with the largest
+    fractional parts (ties by a hash of the stratum), so small strata (a small budget split over
+    outcome × sex × age band) still yield a control arm of the right size. Within a stratum the
+    first ones in hash order of (seed, pseudonym) are drawn.
+    """
     if rate == 0 or frame.empty:
         return np.zeros(len(frame), dtype=bool)
     band = pd.cut(frame["age"], AGE_BANDS, right=False, labels=False)
     strata = frame["outcome"].astype(str) + "|" + frame["sex"].astype(str) + "|" + band.astype(str)
     order = pd.DataFrame({"s": strata.to_numpy(), "u": _uniform(frame["pseudonym"], seed)})
     rank = order.groupby("s")["u"].rank(method="first").to_numpy()
-    size = order.groupby("s")["u"].transform("size").to_numpy()
-    # Largest-remainder style per stratum: the first round(rate·n) in hash order.
-    return rank <= np.floor(rate * size + 0.5)
+    sizes = order.groupby("s").size()
+    quota = rate * sizes
+    base = np.floor(quota + 1e-9)
+    extra = int(np.floor(rate * len(frame) + 0.5) - base.sum())
+    if extra > 0:
+        tie = _uniform(pd.Series(sizes.index, dtype=object), seed + 1)
+        frac = pd.DataFrame({"f": (quota - base).to_numpy(), "t": tie}, index=sizes.index)
+        winners = frac.sort_values(["f", "t"], ascending=[False, True]).index[:extra]
+        base.loc[winners] += 1
+    return rank <= order["s"].map(base).to_numpy()
 
 
 def select(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -253,55 +251,18 @@ def test_loaded_model_gives_shap_and_refuses_mismatched_features(tracking):
     assert sig == wrapper.feature_names  # no key columns, no pseudonyms in the signature
 
 
-def _runs(text: str) -> list[str]:
-    """Maximal runs of digits, hyphens, CJK, kana and full-width forms that hold non-ASCII."""
-    runs = re.findall(r"[0-9\-\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+", text)
-    return [s for s in runs if not s.isascii()]
-
-
 def test_no_raw_id_name_address_or_key_reaches_mlflow(registry):
-    r = registry
-    ids = set(r.contacts["person_id"].astype(str))
-    assert all(re.fullmatch(r"\d{2}-\d{6}", i) for i in ids)  # the scan below relies on it
-    texts = set(r.contacts["name"].astype(str)) | set(r.contacts["address"].astype(str))
-    if "name_kana" in r.contacts:
-        texts |= set(r.contacts["name_kana"].astype(str))
-    lengths = sorted({len(t) for t in texts})
     from data.pseudonym import pseudonymise
+    from tests.pii_scan import find_pii, sqlite_blobs
 
+    r = registry
     pseudonyms = set(pseudonymise(r.contacts["person_id"], TEST_KEY.encode()).astype(str))
-    blobs: dict[str, bytes] = {}
-    with sqlite3.connect(r.mlflow_dir / "mlflow.db") as con:
-        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for t in tables:
-            cols = [c[1] for c in con.execute(f'PRAGMA table_info("{t}")')]
-            for row in con.execute(f'SELECT * FROM "{t}"'):
-                for c, v in zip(cols, row, strict=True):
-                    if isinstance(v, str | bytes):
-                        blobs[f"db:{t}.{c}"] = (
-                            blobs.get(f"db:{t}.{c}", b"")
-                            + b"\n"
-                            + (v.encode() if isinstance(v, str) else v)
-                        )
+    blobs = sqlite_blobs(r.mlflow_dir / "mlflow.db")
     files = [p for p in r.mlflow_dir.rglob("*") if p.is_file()]
     assert any(p.name == "python_model.pkl" for p in files)  # the pickled engine is scanned
     for p in files:
         blobs[str(p.relative_to(r.mlflow_dir))] = p.read_bytes()
-    leaks = []
-    for where, blob in blobs.items():
-        if TEST_KEY.encode() in blob:
-            leaks.append((where, "pseudonym key"))
-        found = {m.decode() for m in re.findall(rb"\d{2}-\d{6}", blob)} & ids
-        leaks += [(where, f"person_id {i}") for i in found]
-        hexes = re.findall(rb"(?<![0-9a-f])[0-9a-f]{16}(?![0-9a-f])", blob)
-        leaks += [
-            (where, f"pseudonym {h.decode()}") for h in set(hexes) if h.decode() in pseudonyms
-        ]
-        for run in _runs(blob.decode("utf-8", errors="replace")):
-            for n in lengths:
-                for i in range(len(run) - n + 1):
-                    if run[i : i + n] in texts:
-                        leaks.append((where, f"name/address {run[i : i + n]}"))
+    leaks = find_pii(blobs, r.contacts, TEST_KEY, pseudonyms)
     assert not leaks, leaks[:10]
     assert len(blobs) > 20  # the scan saw the store and the artifacts
 

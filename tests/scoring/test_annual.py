@@ -1,0 +1,324 @@
+"""The annual run end to end (kenshin score) on a small synthetic ward with a registered model.
+
+One module fixture: synth (2,000 residents × 5 years) → ingest → train → promote → run_annual
+for the last fiscal year with small letter budgets. Tests read its outputs; a few re-run parts
+(chunk size, determinism, resume) into their own folders.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TEST_KEY
+
+pytestmark = pytest.mark.xdist_group("annual")
+
+RESIDENTS, YEARS, SEED, FY = 2_000, 5, 5, 2025
+
+
+@dataclass
+class Annual:
+    tmp: Path
+    store: Path
+    workdir: Path
+    bundle: object
+    cfg: object
+    result: object
+
+
+@pytest.fixture(scope="module")
+def annual(tmp_path_factory) -> Annual:
+    from data.ingest import ingest
+    from data.synth import SynthConfig, generate, write_bundle
+    from kenshin.annual import AnnualRunConfig, run_annual
+    from kenshin.pipeline import run_train
+    from models.registry import promote
+    from scoring.score import load_scoring_config
+    from scoring.select import Budget, load_config
+
+    tmp = tmp_path_factory.mktemp("annual")
+    uri = "sqlite:///" + (tmp / "mlflow.db").resolve().as_posix()
+    saved = {k: os.environ.get(k) for k in ("KENSHIN_PSEUDONYM_KEY", "MLFLOW_TRACKING_URI")}
+    os.environ.update({"KENSHIN_PSEUDONYM_KEY": TEST_KEY, "MLFLOW_TRACKING_URI": uri})
+    try:
+        bundle = generate(
+            SynthConfig(residents=RESIDENTS, years=YEARS, seed=SEED, last_fiscal_year=FY)
+        )
+        write_bundle(bundle, tmp / "bundle", fmt="csv")
+        ingest(tmp / "bundle", tmp / "store")
+        run_train(tmp / "store", tmp / "work")
+        promote(tmp / "work")
+        selection = load_config().model_copy(update={"budget": Budget(advice=12, see_doctor=6)})
+        cfg = AnnualRunConfig(
+            store=tmp / "store", fiscal_year=FY, out=tmp / "out", workdir=tmp / "work",
+            scoring=load_scoring_config(), selection=selection, letter_workers=1,
+        )  # fmt: skip
+        result = run_annual(cfg)
+        yield Annual(tmp, tmp / "store", tmp / "work", bundle, cfg, result)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, annual):
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///" + (annual.tmp / "mlflow.db").as_posix())
+
+
+def _read(annual, name):
+    return pd.read_parquet(annual.result.paths[name])
+
+
+# --- scores ----------------------------------------------------------------------------------
+
+
+def test_every_eligible_resident_is_scored_once_with_stamps(annual):
+    from scoring.contracts import scores_schema
+
+    scores = _read(annual, "scores")
+    c = annual.result.counts
+    assert len(scores) == c["eligible"] == c["scored"] > 500
+    scores_schema(scenarios=annual.cfg.scoring.scenario_keys).validate(scores)
+    assert scores["age"].between(40, 74).all()
+    assert set(scores["index_fiscal_year"]) <= {FY, FY - 1}
+    assert (scores["index_fiscal_year"] == FY - 1).sum() == c["eligible_by_fallback"] > 0
+    assert scores["model_version"].eq("1").all()
+    assert scores["store_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
+    csv = pd.read_csv(annual.result.paths["scores_csv"])
+    assert len(csv) == len(scores)
+    np.testing.assert_allclose(csv["risk_diabetes"], scores["risk_diabetes"], rtol=1e-12)
+
+
+def test_eligibility_counts_add_up(annual):
+    c = annual.result.counts
+    assert c["with_checkup"] == c["checkup_in_fy"] + c["checkup_in_previous_fy"]
+    assert c["with_checkup"] == c["eligible"] + c["not_enrolled"] + c["age_out_of_range"]
+
+
+def test_scores_match_the_registered_engine_on_the_same_features(annual):
+    """The scores are the pyfunc model's predictions on the as-of features of the index row."""
+    import mlflow
+
+    from data.store import read_checkups
+    from features import build_features
+
+    scores = _read(annual, "scores").set_index("pseudonym")
+    feats = build_features(read_checkups(annual.store))
+    idx = scores[["index_fiscal_year", "exam_date"]].reset_index()
+    rows = feats.merge(
+        idx.rename(columns={"index_fiscal_year": "fiscal_year"}),
+        on=["pseudonym", "fiscal_year", "exam_date"],
+    )
+    assert len(rows) == len(scores)
+    model = mlflow.pyfunc.load_model("models:/kenshin-risk@champion")
+    pred = model.predict(rows.drop(columns=["pseudonym", "fiscal_year", "exam_date"]))
+    got = scores.loc[rows["pseudonym"], ["risk_diabetes", "hba1c_p50"]].to_numpy()
+    np.testing.assert_allclose(got, pred[["risk_diabetes", "hba1c_p50"]].to_numpy(), rtol=1e-9)
+
+
+def test_what_if_applies_only_where_it_makes_sense(annual):
+    scores = _read(annual, "scores")
+    smoker = scores["q_smoking"] == 1
+    quit_cols = [c for c in scores if c.endswith("__quit_smoking")]
+    assert quit_cols
+    assert scores.loc[~smoker, quit_cols].isna().all().all()
+    assert scores.loc[smoker, quit_cols].notna().all().all()
+    lose = scores["risk_diabetes__weight_loss_3kg"]
+    assert lose[scores["bmi"] < 23].isna().all()
+    applied = lose.notna()
+    # Monotone constraints: less BMI and waist never raise the risk of diabetes.
+    assert (lose[applied] <= scores.loc[applied, "risk_diabetes"] + 1e-12).all()
+    assert (scores["risk_after_diabetes"] <= scores["risk_diabetes"] + 1e-12).all()
+    has_best = scores["best_scenario_diabetes"].notna()
+    assert has_best.mean() > 0.3
+
+
+def test_scores_do_not_depend_on_the_chunk_size(annual, tmp_path):
+    from kenshin.annual import run_annual
+    from scoring.score import ScoringConfig
+
+    small = annual.cfg.scoring.model_copy(update={"chunk_size": 333})
+    assert isinstance(small, ScoringConfig)
+    cfg = replace(annual.cfg, out=tmp_path / "o", scoring=small, letters=False, report=False,
+                  log_mlflow=False)  # fmt: skip
+    res = run_annual(cfg)
+    a = _read(annual, "scores").drop(columns="config_hash")
+    b = pd.read_parquet(res.paths["scores"]).drop(columns="config_hash")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_scoring_reads_nothing_after_the_index_checkup(annual, tmp_path):
+    """Adding wild later checkups to the history changes no score (no leakage)."""
+    from data.store import read_checkup_history
+    from kenshin.annual import load_model
+    from scoring.score import eligible_residents, score_chunk
+
+    m = load_model("models:/kenshin-risk@champion", annual.workdir)
+    from data.store import read_checkup_columns, read_enrollment
+
+    cand = read_checkup_columns(annual.store, ["pseudonym", "exam_date", "age", "sex"], [FY - 1])
+    sc = annual.cfg.scoring.model_copy(update={"fallback_previous_year": False})
+    el = eligible_residents(cand, read_enrollment(annual.store), FY - 1, pd.Timestamp(FY, 4, 1), sc)
+    index = el.index.head(300)
+    hist = read_checkup_history(annual.store, index["pseudonym"])  # includes FY checkups
+    base, _ = score_chunk(m.engine, hist, index, sc, m.feature_config)
+    later = hist["fiscal_year"].astype(int) == FY
+    assert later.any()
+    wild = hist.copy()
+    wild.loc[later, ["hba1c", "sbp", "weight_kg"]] = [12.0, 220.0, 150.0]
+    again, _ = score_chunk(m.engine, wild, index, sc, m.feature_config)
+    pd.testing.assert_frame_equal(base, again)
+
+
+# --- selection, explanations -------------------------------------------------------------
+
+
+def test_selection_has_a_reason_for_every_scored_resident(annual):
+    sel = _read(annual, "selection")
+    scores = _read(annual, "scores")
+    assert sorted(sel["pseudonym"]) == sorted(scores["pseudonym"])
+    assert sel["reason"].notna().all()
+    c = annual.result.counts
+    assert sum(v for k, v in c.items() if k.startswith("reason_")) == len(sel)
+    sent = sel[sel["sent"]]
+    assert (sent["letter_type"] == "advice").sum() <= 12
+    assert (sent["letter_type"] == "see_doctor").sum() <= 6
+    assert (sel["reason"] == "CONTROL_ARM").sum() >= 1
+    advice = sent[sent["letter_type"] == "advice"]
+    assert advice["factor_1"].notna().mean() > 0.8
+
+
+def test_explanations_add_up_to_the_model_score(annual):
+    from kenshin.annual import load_model
+    from scoring.contracts import EXPLANATIONS_SCHEMA
+
+    ex = _read(annual, "explanations")
+    EXPLANATIONS_SCHEMA.validate(ex)
+    sel = _read(annual, "selection")
+    assert set(ex["pseudonym"]) == set(sel.loc[sel["arm"].notna(), "pseudonym"])
+    total = ex.groupby(["pseudonym", "outcome"])["contribution"].sum()
+    m = load_model("models:/kenshin-risk@champion", annual.workdir)
+    scores = _read(annual, "scores").set_index("pseudonym")
+    # log-odds → calibrated risk must reproduce the scores of the same residents
+    for o in ("diabetes", "hypertension"):
+        z = total.xs(o, level="outcome")
+        cal = m.engine.members.get(o)
+        calibrator = m.engine.calibrators[o] if cal is None else cal.calibrator
+        np.testing.assert_allclose(
+            calibrator(z.to_numpy()), scores.loc[z.index, f"risk_{o}"].to_numpy(), rtol=1e-6
+        )
+    # Factors are modifiable and raise the risk.
+    fac = sel.dropna(subset=["factor_1"])
+    from features.declarations import get
+
+    assert all(get(f).modifiable for f in fac[["factor_1", "factor_2", "factor_3"]].stack())
+
+
+def test_drift_table_compares_with_the_training_rows(annual):
+    drift = pd.read_csv(annual.result.paths["drift"])
+    assert drift["psi"].notna().all()
+    assert set(drift["status"]) <= {"ok", "watch", "shift"}
+    status = drift.set_index("feature")["status"]
+    # Same ward a few years on: body measures stay put, but the scored residents have longer
+    # histories than the early training rows (fewer missing changes/slopes) — a real shift.
+    assert status[["sex", "height_cm", "sbp", "hba1c"]].eq("ok").all()
+    assert status["n_prior_checkups"] == "shift"
+
+
+# --- letters, reliability, privacy -----------------------------------------------------------
+
+
+def test_letters_for_sent_residents_only_owner_readable(annual):
+    sel = _read(annual, "selection")
+    letters = annual.result.paths["letters"] / "letters"
+    pdfs = {p.stem for p in letters.glob("*.pdf")}
+    assert pdfs == set(sel.loc[sel["sent"], "pseudonym"])
+    for p in letters.glob("*.pdf"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    manifest = pd.read_csv(annual.result.paths["letters_manifest"])
+    assert len(manifest) == len(pdfs)
+
+
+def test_same_inputs_give_byte_identical_outputs(annual, tmp_path):
+    from kenshin.annual import run_annual
+
+    res = run_annual(replace(annual.cfg, out=tmp_path / "again", log_mlflow=False))
+    for name in ("scores", "scores_csv", "selection", "selection_csv", "explanations", "drift"):
+        assert res.paths[name].read_bytes() == annual.result.paths[name].read_bytes(), name
+    a = pd.read_csv(res.paths["letters_manifest"])
+    b = pd.read_csv(annual.result.paths["letters_manifest"])
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_rerun_after_losing_letters_renders_only_the_missing(annual, tmp_path):
+    import shutil
+
+    from kenshin.annual import run_annual
+
+    out = tmp_path / "resume"
+    shutil.copytree(annual.cfg.out, out)
+    letters = sorted((out / "letters" / "letters").glob("*.pdf"))
+    for p in letters[:3]:
+        p.unlink()
+    res = run_annual(replace(annual.cfg, out=out, log_mlflow=False, report=False))
+    assert res.counts["letters_rendered"] == 3
+    assert res.counts["letters_reused"] == len(letters) - 3
+    assert sorted((out / "letters" / "letters").glob("*.pdf")) == letters
+
+
+def test_nothing_outside_the_letters_folder_holds_personal_data(annual):
+    """Scores, selection, explanations, drift, report, run.json, MLflow: no ID, name, address."""
+    from tests.pii_scan import find_pii, sqlite_blobs
+
+    out = annual.cfg.out
+    files = [p for p in out.rglob("*") if p.is_file() and "letters" not in p.relative_to(out).parts]
+    files += [p for p in annual.workdir.rglob("*") if p.is_file()]
+    assert {"scores.parquet", "selection.csv", "explanations.parquet", "run.json"} <= {
+        p.name for p in files
+    }
+    blobs = {str(p): p.read_bytes() for p in files}
+    blobs.update(sqlite_blobs(annual.tmp / "mlflow.db"))
+    leaks = find_pii(blobs, annual.bundle.contacts, TEST_KEY)
+    assert not leaks, leaks[:10]
+    # The letters themselves do carry the names (the one place they belong).
+    letter = next((out / "letters" / "letters").glob("*.pdf"))
+    assert letter.stat().st_size > 0
+    with sqlite3.connect(annual.tmp / "mlflow.db") as db:
+        kinds = db.execute("select value from tags where key = 'kenshin.kind'").fetchall()
+    assert ("score",) in kinds
+
+
+def test_a_model_with_another_feature_schema_is_refused(annual, monkeypatch):
+    import features.declarations as decl
+    from kenshin.annual import ModelMismatchError, load_model
+
+    names = decl.feature_names()
+    monkeypatch.setattr(decl, "feature_names", lambda: [*names, "new_feature"])
+    with pytest.raises(ModelMismatchError, match="feature set"):
+        load_model("models:/kenshin-risk@champion", annual.workdir)
+
+
+def test_cli_score_bad_year_exits_2(annual, tmp_path):
+    from typer.testing import CliRunner
+
+    from kenshin.cli import app
+
+    res = CliRunner().invoke(
+        app,
+        ["score", "--store", str(annual.store), "--year", "2001", "--out", str(tmp_path / "x"),
+         "--workdir", str(annual.workdir)],
+    )  # fmt: skip
+    assert res.exit_code == 2
+    assert "no checkups in FY2001" in res.output
