@@ -1,0 +1,113 @@
+"""Annual scoring throughput and peak memory (issue #5 targets).
+
+    .venv/bin/python bench/bench_score.py [--residents 100000] [--train-residents 100000]
+                                          [--workdir DIR] [--letters N]
+
+1. (child process, skipped when ``--workdir`` already holds them) a training ward of
+   ``--train-residents`` × 6 years → ingest → train → promote (``kenshin-risk@champion``), and,
+   when ``--residents`` differs, a scoring ward of that size → ingest into its own store;
+2. (child process) ``kenshin score`` for the last fiscal year: eligibility, risk, forecasts,
+   every what-if scenario, selection, SHAP for every letter/control resident, drift; letters
+   and report off unless ``--letters N`` (then N advice + N see-doctor letters and the report).
+
+Prints residents/s of the scoring step and the scoring child's peak RSS. Targets (2 cores):
+100k residents ≤ 60 s with SHAP for every letter; 1M residents ≤ 4 GB peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FY = 2025
+
+
+def _child(code: str, env: dict) -> float:
+    """Run ``code`` in a fresh interpreter; return its peak RSS in MB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(after, before) / 1024
+
+
+def _ward(path: Path, residents: int, seed: int) -> str:
+    return (
+        "from pathlib import Path; from data.synth import SynthConfig, generate, write_bundle; "
+        "from data.ingest import ingest; "
+        f"b = generate(SynthConfig(residents={residents}, years=6, seed={seed}, "
+        f"last_fiscal_year={FY})); "
+        f"write_bundle(b, Path({str(path / 'bundle')!r}), fmt='parquet'); del b; "
+        f"ingest(Path({str(path / 'bundle')!r}), Path({str(path / 'store')!r}))"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--residents", type=int, default=100_000)
+    parser.add_argument("--train-residents", type=int, default=100_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/kenshin-bench-score"))
+    parser.add_argument("--letters", type=int, default=0)
+    args = parser.parse_args()
+    work = args.workdir.resolve()
+    env = {**os.environ, "KENSHIN_PSEUDONYM_KEY": "bench-key"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    train = work / f"train_{args.train_residents}"
+    if not (train / "work" / "mlflow.db").exists():
+        t0 = time.perf_counter()
+        _child(
+            _ward(train, args.train_residents, 0)
+            + "; from kenshin.pipeline import run_train; from models.registry import promote; "
+            f"run_train(Path({str(train / 'store')!r}), Path({str(train / 'work')!r})); "
+            f"promote(Path({str(train / 'work')!r}))",
+            env,
+        )
+        print(
+            f"training ward {args.train_residents:,}: prepared in {time.perf_counter() - t0:.0f} s"
+        )
+    score_ward = train
+    if args.residents != args.train_residents:
+        score_ward = work / f"score_{args.residents}"
+        if not (score_ward / "store" / "manifest.json").exists():
+            t0 = time.perf_counter()
+            peak = _child(_ward(score_ward, args.residents, 1), env)
+            print(f"scoring ward {args.residents:,}: synth + ingest {time.perf_counter() - t0:.0f} s"
+                  f" (peak {peak:,.0f} MB)")  # fmt: skip
+    out = work / f"out_{args.residents}"
+    budget = max(args.letters, 1)
+    code = (
+        "import json, resource; from pathlib import Path; "
+        "from kenshin.annual import AnnualRunConfig, run_annual; "
+        "from scoring.score import load_scoring_config; "
+        "from scoring.select import Budget, load_config; "
+        f"sel = load_config().model_copy(update={{'budget': Budget(advice={budget}, "
+        f"see_doctor={budget})}}); "
+        f"cfg = AnnualRunConfig(store=Path({str(score_ward / 'store')!r}), fiscal_year={FY}, "
+        f"out=Path({str(out)!r}), workdir=Path({str(train / 'work')!r}), "
+        f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
+        f"report={bool(args.letters)}, log_mlflow=False); "
+        "r = run_annual(cfg); "
+        "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, "
+        "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True
+    )
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    c, s = info["counts"], info["seconds"]
+    print(f"scored {c['scored']:,} residents (eligible of {c['with_checkup']:,} with a checkup); "
+          f"{c['explained']:,} explained (letter + control arm)")  # fmt: skip
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+    print(f"scoring (risk + forecasts + {7} what-if scenarios): {c['scored'] / s['score']:,.0f} "
+          f"residents/s; score + select + explain: {s['score'] + s['select'] + s['explain']:.1f} s")  # fmt: skip
+    print(f"peak RSS of the scoring process: {info['peak_mb']:,.0f} MB")
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

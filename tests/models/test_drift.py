@@ -1,0 +1,47 @@
+"""Population stability index against the training bins kept with the model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.drift import FeatureReference, psi, psi_status
+
+
+def _matrix(rng, n, shift=0.0, missing=0.0):
+    x = rng.normal(shift, 1.0, size=(n, 2))
+    x[rng.random(n) < missing, 1] = np.nan
+    return x
+
+
+def test_same_population_is_stable_and_a_shift_is_flagged():
+    rng = np.random.default_rng(0)
+    ref = FeatureReference.fit(_matrix(rng, 20_000), ["a", "b"])
+    same = ref.table(ref.counts(_matrix(rng, 20_000)), {})
+    assert (same["psi"] < 0.01).all() and set(same["status"]) == {"ok"}
+    moved = ref.table(ref.counts(_matrix(rng, 20_000, shift=1.0)), {"a": "エー"})
+    assert (moved["psi"] > 0.25).all() and set(moved["status"]) == {"shift"}
+    assert "エー" in set(moved["label_ja"])
+
+
+def test_missing_values_are_a_bin_of_their_own():
+    rng = np.random.default_rng(1)
+    ref = FeatureReference.fit(_matrix(rng, 10_000), ["a", "b"])
+    table = ref.table(ref.counts(_matrix(rng, 10_000, missing=0.5)), {}).set_index("feature")
+    assert table.loc["b", "status"] == "shift" and table.loc["a", "status"] == "ok"
+    assert table.loc["b", "missing_scoring"] > 0.45 and table.loc["b", "missing_reference"] == 0
+
+
+def test_counts_add_up_over_chunks():
+    rng = np.random.default_rng(2)
+    ref = FeatureReference.fit(_matrix(rng, 5_000), ["a", "b"])
+    x = _matrix(rng, 3_000)
+    whole = ref.counts(x)
+    parts = [ref.counts(x[:1000]), ref.counts(x[1000:])]
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(whole[name], parts[0][name] + parts[1][name])
+
+
+def test_psi_values():
+    assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0
+    assert psi_status(0.05) == "ok" and psi_status(0.2) == "watch" and psi_status(0.3) == "shift"
+    assert psi_status(float("nan")) == "n/a"
