@@ -1,0 +1,13 @@
+"""Staff explanation report (保健師向け説明資料): HTML + PDF, pseudonyms only (issue §4)."""
+
+from .build import build_report
+from .inputs import ReportConfig, ReportInputError, ReportInputs, ReportPaths, Scenario
+
+__all__ = [
+    "ReportConfig",
+    "ReportInputError",
+    "ReportInputs",
+    "ReportPaths",
+    "Scenario",
+    "build_report",
+]

@@ -1,0 +1,329 @@
+"""Per-resident pages, built column-wise (numpy/pandas) and joined per resident.
+
+The markup is deliberately terse (omitted optional end tags, one-letter classes, unquoted
+attributes, CSS custom properties for the bars, no indentation): about 7 kB per resident with
+six outcomes × top 5 features (bench/bench_report.py). Every text that reaches the
+markup is either a number formatted here, a validated pseudonym / code, or a label from
+:mod:`scoring.report.labels` that is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from markupsafe import escape
+
+from data.judgements import MHLW_R6, threshold_flags
+
+from .inputs import Prepared
+from .labels import (
+    ARM_JA,
+    DECIMALS,
+    FLAG_JA,
+    KEY_ITEMS,
+    LETTER_JA,
+    OP_JA,
+    REASON_JA,
+    SEX_JA,
+    feature_html,
+    item_label,
+    outcome_ja,
+)
+
+_TYPE_ORDER = {"advice": 0, "see_doctor": 1, "": 2}
+#: Item → flag column of data.judgements.threshold_flags.
+_FLAG_COL = {
+    "hba1c": "flag_hba1c", "fpg": "flag_glucose", "sbp": "flag_sbp", "dbp": "flag_dbp",
+    "ldl": "flag_ldl", "hdl": "flag_hdl", "tg": "flag_tg", "waist_cm": "flag_waist_cm",
+    "bmi": "flag_bmi", "alt": "flag_alt", "ggt": "flag_ggt", "egfr": "flag_egfr",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Residents:
+    """Ordered residents with their page markup and index row."""
+
+    pseudonyms: list[str]
+    pages: list[str]
+    index_rows: list[str]
+
+
+def fmt(x: np.ndarray | pd.Series, spec: str, na: str = "—") -> np.ndarray:
+    """Vectorised ``spec % x`` as an object array, ``na`` where x is NaN."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        a = pd.to_numeric(pd.Series(a.ravel()), errors="coerce").to_numpy(dtype=float)
+    a = a.astype(float, copy=False).ravel()
+    out = np.array(list(map(spec.__mod__, np.nan_to_num(a).tolist())), dtype=object)
+    out[np.isnan(a)] = na
+    return out.reshape(np.shape(x))
+
+
+def _join_runs(parts: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Concatenate consecutive runs of strings (``starts``: first index of each run)."""
+    ends = np.r_[starts[1:], len(parts)]
+    seq = parts.tolist()
+    return np.array(["".join(seq[a:b]) for a, b in zip(starts, ends, strict=True)], dtype=object)
+
+
+def fmt_value(x: np.ndarray) -> np.ndarray:
+    """Feature values: at most 2 decimals, trailing zeros dropped (134, 6.1, 0.35)."""
+    a = np.asarray(x, dtype=float)
+    return fmt(np.round(a, 2), "%.6g", na="")
+
+
+def _s(x) -> np.ndarray:
+    """Strings as an object array ('' for missing)."""
+    return pd.Series(x, dtype="string").fillna("").to_numpy(dtype=object)
+
+
+def order_residents(p: Prepared) -> pd.DataFrame:
+    """Explained residents with their scores and selection rows, in page order.
+
+    Order: letter type (advice, see_doctor, none), rank within the type, pseudonym.
+    """
+    ids = pd.Index(p.explanations["pseudonym"].unique(), name="pseudonym")
+    sel = p.selection.set_index("pseudonym").reindex(ids)
+    lt = _s(sel["letter_type"])
+    rank = sel["rank"].astype("Float64").to_numpy(dtype=float, na_value=np.inf)
+    key = np.array([_TYPE_ORDER.get(t, 2) for t in lt])
+    order = np.lexsort((ids.to_numpy(dtype=str), rank, key))
+    rows = pd.Index(p.scores["pseudonym"]).get_indexer(ids[order])
+    out = p.scores.iloc[rows].reset_index(drop=True)
+    sel = sel.iloc[order]
+    for c in ("letter_type", "outcome", "arm", "reason"):
+        out[f"sel_{c}"] = _s(sel[c])
+    out["sel_rank"] = sel["rank"].to_numpy()
+    return out
+
+
+def _heads(R: pd.DataFrame, fiscal_year: int) -> np.ndarray:
+    ps = R["pseudonym"].to_numpy(dtype=object)
+    exam = pd.to_datetime(R["exam_date"]).dt.strftime("%Y-%m-%d").fillna("—").to_numpy(object)
+    older = R["index_fiscal_year"].to_numpy() < fiscal_year
+    fallback = np.where(older, "(前年度の健診)", "")
+    sex = R["sex"].map(SEX_JA).fillna("—").to_numpy(dtype=object)
+    letter = np.array([LETTER_JA.get(t, t) for t in R["sel_letter_type"]], dtype=object)
+    arm = np.array([ARM_JA.get(a, a) for a in R["sel_arm"]], dtype=object)
+    reason = R["sel_reason"].to_numpy(dtype=object)
+    reason_ja = np.array([str(escape(REASON_JA.get(r, r or "—"))) for r in reason], dtype=object)
+    topic = np.array([outcome_ja(o) if o else "—" for o in R["sel_outcome"]], dtype=object)
+    rank = fmt(R["sel_rank"].astype("Float64").to_numpy(dtype=float, na_value=np.nan), "%d")
+    age = R["age"].astype(int).astype(str).to_numpy(dtype=object)
+    return (
+        '<section class=r id=p-' + ps + "><h3>" + ps + '</h3><p class=m>' + age + "歳 " + sex
+        + " 健診日 " + exam + fallback + "<br>" + letter + " / " + arm + " / 理由: " + reason_ja
+        + " <small>" + reason + "</small> / テーマ: " + topic + " / 順位 " + rank + "</p>"
+    )  # fmt: skip
+
+
+def _risk_tables(R: pd.DataFrame, p: Prepared) -> list[str]:
+    outcomes = p.outcomes
+    risk = np.column_stack([R[f"risk_{o}"].to_numpy(dtype=float) for o in outcomes])
+    risk_s = fmt(risk * 100, "%.1f")
+    sc_keys = [s.key for s in p.scenarios]
+    sc_lab = [str(escape(s.label_ja)) for s in p.scenarios]
+    names = dict(zip(sc_keys, sc_lab, strict=True))
+    if sc_keys:
+        scen = np.stack(
+            [
+                np.column_stack([R[f"risk_{o}__{k}"].to_numpy(dtype=float) for k in sc_keys])
+                for o in outcomes
+            ],
+            axis=1,
+        )  # n × outcome × scenario
+    else:
+        scen = np.full((len(R), len(outcomes), 0), np.nan)
+    scen_s = fmt(scen * 100, "%.1f", na="·")
+    best = np.column_stack([_s(R[f"best_scenario_{o}"]) for o in outcomes])
+    after_s = fmt(np.column_stack([R[f"risk_after_{o}"] for o in outcomes]) * 100, "%.1f")
+    applicable = ~np.isnan(scen)
+    any_col = applicable.any(axis=1)  # n × scenario
+    topic = R["sel_outcome"].to_numpy(dtype=object)
+    o_ja = [str(escape(outcome_ja(o))) for o in outcomes]
+    out = []
+    for i in range(len(R)):
+        cols = np.flatnonzero(any_col[i])
+        head = (
+            "<table class=rk><tr><th>疾患<th>現在%"
+            + "".join(f"<th>{sc_lab[j]}" for j in cols)
+            + "<th>最も下がるシナリオ"
+        )
+        rows = []
+        for j, o in enumerate(outcomes):
+            b = best[i, j]
+            bcell = f"{names.get(b, escape(b))} {after_s[i, j]}" if b else "—"
+            rows.append(
+                ("<tr class=t>" if topic[i] == o else "<tr>")
+                + f"<td>{o_ja[j]}<td>{risk_s[i, j]}"
+                + "".join(f"<td>{scen_s[i, j, k]}" for k in cols)
+                + f"<td>{bcell}"
+            )
+        out.append(head + "".join(rows) + "</table>")
+    return out
+
+
+def _thresholds(item: str, R: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(保健指導判定値, 受診勧奨判定値) texts per resident for ``item`` ('' if none)."""
+    n = len(R)
+
+    def texts(jv) -> tuple[str, str]:
+        g = OP_JA[jv.op].format(v=f"{jv.guidance:g}")
+        r = OP_JA[jv.op].format(v=f"{jv.referral:g}") if jv.referral is not None else "—"
+        return g, r
+
+    v = MHLW_R6
+    if item == "tg":
+        timing = pd.to_numeric(R["blood_draw_timing"], errors="coerce").to_numpy(dtype=float)
+        nonfasting = np.isin(timing, (3.0, 4.0))
+        (gf, rf), (gn, rn) = texts(v.tg_fasting), texts(v.tg_nonfasting)
+        return np.where(nonfasting, gn + "(随時)", gf), np.where(nonfasting, rn, rf)
+    if item == "waist_cm":
+        male = R["sex"].to_numpy() == 1
+        (gm, rm), (gw, rw) = texts(v.waist_male), texts(v.waist_female)
+        return np.where(male, gm, gw), np.where(male, rm, rw)
+    jv = getattr(v, item, None)
+    if jv is None:
+        return np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    g, r = texts(jv)
+    return np.full(n, g, dtype=object), np.full(n, r, dtype=object)
+
+
+def _value_tables(R: pd.DataFrame, p: Prepared) -> np.ndarray:
+    n = len(R)
+    items = list(KEY_ITEMS) + [i for i in p.forecast_items if i not in KEY_ITEMS]
+    flags = threshold_flags(R)
+    cells = []
+    keep = []
+    for item in items:
+        x = pd.to_numeric(R[item], errors="coerce").to_numpy(dtype=float)
+        d = DECIMALS.get(item, 0)
+        spec = f"%.{d}f"
+        if item in p.forecast_items:
+            q = [R[f"{item}_{s}"].to_numpy(dtype=float) for s in ("p10", "p50", "p90")]
+        else:
+            q = [np.full(n, np.nan)] * 3
+        has_q = ~np.isnan(q[1])
+        if item in _FLAG_COL:
+            lvl = flags[_FLAG_COL[item]].to_numpy(dtype=float, na_value=np.nan)
+            lvl[np.isnan(x)] = np.nan
+            g, r = _thresholds(item, R)
+        else:
+            lvl = np.full(n, np.nan)
+            g = r = np.full(n, "", dtype=object)
+        lvl_i = np.nan_to_num(lvl, nan=-1).astype(int)
+        tr = np.array(["<tr>", "<tr>", "<tr class=f1>", "<tr class=f2>"], dtype=object)[lvl_i + 1]
+        none = "未測定" if item in _FLAG_COL else "—"
+        none = np.where(np.isnan(x), none, "—")
+        judge = np.array(["", FLAG_JA[0], FLAG_JA[1], FLAG_JA[2]], dtype=object)[lvl_i + 1]
+        judge = np.where(lvl_i < 0, none, judge)
+        label = str(escape(item_label(item)))
+        row = (
+            tr + "<td>" + label + "<td>" + fmt(x, spec) + "<td>" + g + "<td>" + r + "<td>" + judge
+            + "<td>" + fmt(q[0], spec, "") + "<td>" + fmt(q[1], spec, "") + "<td>"
+            + fmt(q[2], spec, "")
+        )  # fmt: skip
+        cells.append(row)
+        keep.append(np.full(n, True) if item in KEY_ITEMS else ~np.isnan(x) | has_q)
+    rows = np.column_stack(cells)
+    mask = np.column_stack(keep)
+    head = (
+        "<table class=kv><tr><th>項目<th>今回<th>保健指導判定値<th>受診勧奨判定値<th>判定"
+        "<th>予測p10<th>p50<th>p90"
+    )
+    rows = np.where(mask, rows, "")
+    body = np.array(["".join(r) for r in rows], dtype=object)
+    return head + body + "</table>"
+
+
+def _waterfalls(R: pd.DataFrame, p: Prepared) -> np.ndarray:
+    """One waterfall table per resident × outcome: bias → contributions → other → total."""
+    n = len(R)
+    pos = pd.Series(np.arange(n), index=R["pseudonym"].to_numpy())
+    o_idx = {o: j for j, o in enumerate(p.outcomes)}
+    E = p.explanations
+    pi = E["pseudonym"].map(pos).to_numpy()
+    oi = E["outcome"].map(o_idx).to_numpy()
+    order = np.lexsort((E["rank"].to_numpy(), oi, pi))
+    pi, oi = pi[order], oi[order]
+    rank = E["rank"].to_numpy()[order]
+    feat = E["feature"].to_numpy(dtype=object)[order]
+    c = E["contribution"].to_numpy(dtype=float)[order]
+    val = E["value"].to_numpy(dtype=float)[order]
+    modif = E["modifiable"].to_numpy(dtype=bool)[order]
+    gid = pi * len(p.outcomes) + oi
+    starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+    size = np.diff(np.r_[starts, len(gid)])
+    cum = np.cumsum(c)
+    base = np.repeat(cum[starts] - c[starts], size)  # cumsum before the group
+    cum = cum - base
+    final = np.add.reduceat(c, starts)
+    lo = np.minimum.reduceat(cum, starts)
+    hi = np.maximum.reduceat(cum, starts)
+    span = np.where(hi - lo > 1e-9, hi - lo, 1.0) * 1.08
+    lo = lo - 0.04 * span / 1.08
+    lo_r, span_r = np.repeat(lo, size), np.repeat(span, size)
+    before = cum - c
+    is_bias = rank == 0
+    left = np.where(is_bias, cum, np.minimum(before, cum))
+    left_pct = np.clip((left - lo_r) / span_r * 100, 0, 100)
+    width = np.where(is_bias, 1.0, np.maximum(np.abs(c) / span_r * 100, 1.0))
+    kind = np.where(is_bias, "m", np.where(feat == "other", "o", np.where(c >= 0, "p", "n")))
+    codes, uniq = pd.factorize(feat)
+    labels = np.array([str(feature_html(f)) for f in uniq], dtype=object)[codes]
+    tr = np.where(modif & ~is_bias & (feat != "other"), "<tr class=l>", "<tr>")
+    row = (
+        tr + "<td>" + labels + "<td>" + fmt_value(val) + "<td>" + fmt(c, "%+.2f") + "<td><i class="
+        + kind.astype(object) + " style=--l:" + fmt(left_pct, "%.0f") + "%;--w:"
+        + fmt(width, "%.0f") + "%></i>"
+    )  # fmt: skip
+    body = _join_runs(row, starts)
+    g_pi, g_oi = pi[starts], oi[starts]
+    topic = R["sel_outcome"].to_numpy(dtype=object)[g_pi]
+    o_names = np.array(p.outcomes, dtype=object)[g_oi]
+    caption = np.array([str(escape(outcome_ja(o))) for o in o_names], dtype=object)
+    caption = np.where(topic == o_names, caption + " ◎通知テーマ", caption)
+    prob = 1.0 / (1.0 + np.exp(-final))
+    final_left = np.clip((final - lo) / span * 100, 0, 100)
+    risk = np.array(
+        [R[f"risk_{o}"].to_numpy(dtype=float)[i] for i, o in zip(g_pi, o_names, strict=True)]
+    )
+    tables = (
+        "<table class=wf><caption>" + caption + " <small>較正後リスク " + fmt(risk * 100, "%.1f")
+        + "%</small></caption><tr><th>要因<th>値<th>寄与<th>" + body
+        + "<tr class=f><td>合計 → 確率<td>" + fmt(prob * 100, "%.1f") + "%<td>" + fmt(final, "%+.2f")
+        + "<td><i class=m style=--l:" + fmt(final_left, "%.0f") + "%;--w:1%></i></table>"
+    )  # fmt: skip
+    r_starts = np.flatnonzero(np.r_[True, g_pi[1:] != g_pi[:-1]])
+    out = np.full(n, "", dtype=object)
+    out[g_pi[r_starts]] = _join_runs(tables, r_starts)
+    return out
+
+
+def build_residents(p: Prepared) -> Residents:
+    """Markup of every explained resident's page and index row, in page order."""
+    R = order_residents(p)
+    if not len(R):
+        return Residents([], [], [])
+    heads = _heads(R, p.fiscal_year)
+    risks = np.array(_risk_tables(R, p), dtype=object)
+    values = _value_tables(R, p)
+    wfs = _waterfalls(R, p)
+    pages = heads + risks + values + "<div class=wfs>" + wfs + "</div></section>"
+    ps = R["pseudonym"].to_numpy(dtype=object)
+    topic = R["sel_outcome"].to_numpy(dtype=object)
+    topic_risk = np.full(len(R), np.nan)
+    for o in p.outcomes:
+        m = topic == o
+        topic_risk[m] = R.loc[m, f"risk_{o}"].to_numpy(dtype=float)
+    letter = np.array([LETTER_JA.get(t, t) for t in R["sel_letter_type"]], dtype=object)
+    arm = np.array([ARM_JA.get(a, a) for a in R["sel_arm"]], dtype=object)
+    topic_ja = np.array([outcome_ja(o) if o else "—" for o in topic], dtype=object)
+    rank = fmt(R["sel_rank"].astype("Float64").to_numpy(dtype=float, na_value=np.nan), "%d")
+    index_rows = (
+        "<tr><td><a href=#p-" + ps + ">" + ps + "</a><td>" + letter + "<td>" + arm + "<td>"
+        + topic_ja + "<td>" + fmt(topic_risk * 100, "%.1f") + "<td>" + rank
+    )  # fmt: skip
+    return Residents(pseudonyms=list(ps), pages=list(pages), index_rows=list(index_rows))
