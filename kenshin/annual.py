@@ -55,6 +55,8 @@ class AnnualRunConfig:
     letters: bool = True
     report: bool = True
     letter_workers: int = 2
+    #: Resident pages in the report's PDF (the HTML has every explained resident).
+    report_pdf_residents: int = 200
     #: Earlier letters (pseudonym, letter_date), e.g. last year's ``letters_sent.csv``.
     letter_history: Path | None = None
     log_mlflow: bool = True
@@ -455,7 +457,7 @@ def _letter_requests(
 
 def _report(cfg, selection, explanations, drift, summary, counts) -> dict[str, Path]:
     """The staff report (scoring.report): HTML with every explained resident, and its PDF."""
-    from scoring.report import ReportInputs, Scenario, build_report
+    from scoring.report import ReportConfig, ReportInputs, Scenario, build_report
 
     inputs = ReportInputs(
         scores=pd.read_parquet(cfg.out / "scores.parquet"),
@@ -468,7 +470,11 @@ def _report(cfg, selection, explanations, drift, summary, counts) -> dict[str, P
         scenarios=tuple(Scenario(s.key, s.label_ja) for s in cfg.scoring.scenarios),
         summary={k: int(v) for k, v in counts.items()},
     )
-    built = build_report(inputs, Path(cfg.out) / "report")
+    built = build_report(
+        inputs,
+        Path(cfg.out) / "report",
+        config=ReportConfig(pdf_residents=cfg.report_pdf_residents),
+    )
     paths = {"report_html": Path(built.html)}
     if built.pdf is not None:
         paths["report_pdf"] = Path(built.pdf)
@@ -518,6 +524,7 @@ def run_scoring_command(
     report: bool,
     bar=None,
     letter_budget: int | None = None,
+    report_pdf_residents: int = 200,
 ) -> AnnualRunResult:
     """Parse the command's options into :class:`AnnualRunConfig` and run it with a progress bar.
 
@@ -552,6 +559,7 @@ def run_scoring_command(
         store=Path(store), fiscal_year=year, out=Path(out), workdir=Path(workdir),
         model_uri=model, scoring=scoring, selection=selection, scoring_date=day,
         letters=letters, report=report, letter_history=letter_history,
+        report_pdf_residents=report_pdf_residents,
     )  # fmt: skip
     tasks: dict[str, int] = {}
 

@@ -230,6 +230,9 @@ def score(
     ] = None,
     letters: Annotated[bool, typer.Option(help="Render advice letters.")] = True,
     report: Annotated[bool, typer.Option(help="Write the staff report.")] = True,
+    report_pdf_residents: Annotated[
+        int, typer.Option(min=0, help="Resident pages in the report PDF (HTML has all).")
+    ] = 200,
 ) -> None:
     """Score FY's eligible residents, select letters (with a control arm), write letters + report."""
     from kenshin.annual import print_annual, run_scoring_command
@@ -237,7 +240,7 @@ def score(
     with progress() as bar:
         result = run_scoring_command(
             store, year, out, model, workdir, scoring_config, selection_config, scoring_date,
-            letter_history, letters, report, bar,
+            letter_history, letters, report, bar, report_pdf_residents=report_pdf_residents,
         )  # fmt: skip
     print_annual(console, result)
 
@@ -279,6 +282,7 @@ def demo(
         annual = run_scoring_command(
             store, 2025, workdir / "annual_FY2025", "models:/kenshin-risk@champion", workdir,
             None, None, None, None, True, True, bar, letter_budget=demo_letters,
+            report_pdf_residents=30,
         )  # fmt: skip
     print_annual(console, annual)
     console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}", highlight=False)

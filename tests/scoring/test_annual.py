@@ -60,6 +60,7 @@ def annual(tmp_path_factory) -> Annual:
         cfg = AnnualRunConfig(
             store=tmp / "store", fiscal_year=FY, out=tmp / "out", workdir=tmp / "work",
             scoring=load_scoring_config(), selection=selection, letter_workers=1,
+            report_pdf_residents=5,
         )  # fmt: skip
         result = run_annual(cfg)
         yield Annual(tmp, tmp / "store", tmp / "work", bundle, cfg, result)
@@ -322,3 +323,10 @@ def test_cli_score_bad_year_exits_2(annual, tmp_path):
     )  # fmt: skip
     assert res.exit_code == 2
     assert "no checkups in FY2001" in res.output
+
+
+def test_staff_report_has_a_page_for_every_explained_resident(annual):
+    html = annual.result.paths["report_html"].read_text()
+    ex = _read(annual, "explanations")
+    assert all(p in html for p in ex["pseudonym"].unique())
+    assert annual.result.paths["report_pdf"].read_bytes().startswith(b"%PDF")
