@@ -47,12 +47,54 @@ def _ward(path: Path, residents: int, seed: int) -> str:
     )
 
 
+def _replicate(src: Path, dst: Path, copies: int) -> None:
+    """A store ``copies`` times larger: every resident repeated under new pseudonyms.
+
+    Cheaper than generating millions of residents (the synthetic generator holds a whole ward in
+    memory); residents are independent, so a replicated store scores like a large ward.
+    """
+    import hashlib
+    import json
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data.store import MANIFEST, fingerprint
+
+    def renamed(table: pa.Table, k: int) -> pa.Table:
+        old = table.column("pseudonym").to_pylist()
+        uniq = {p: hashlib.sha256(f"{k}:{p}".encode()).hexdigest()[:16] for p in set(old)}
+        col = pa.array([uniq[p] for p in old], type=table.schema.field("pseudonym").type)
+        return table.set_column(table.schema.get_field_index("pseudonym"), "pseudonym", col)
+
+    shutil.rmtree(dst, ignore_errors=True)
+    for f in sorted(src.rglob("*.parquet")):
+        rel = f.relative_to(src)
+        out = dst / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        t = pq.read_table(f)
+        if "pseudonym" not in t.column_names:
+            shutil.copy(f, out)
+            continue
+        with pq.ParquetWriter(out, t.schema, compression="zstd") as w:
+            for k in range(copies):
+                w.write_table(t if k == 0 else renamed(t, k))
+    manifest = json.loads((src / MANIFEST).read_text())
+    manifest["store_fingerprint"] = fingerprint(dst)
+    (dst / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--residents", type=int, default=100_000)
     parser.add_argument("--train-residents", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kenshin-bench-score"))
     parser.add_argument("--letters", type=int, default=0)
+    parser.add_argument(
+        "--replicate", type=int, default=1,
+        help="score a store K times the scoring ward (residents repeated under new pseudonyms)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = args.workdir.resolve()
     env = {**os.environ, "KENSHIN_PSEUDONYM_KEY": "bench-key"}
@@ -78,7 +120,14 @@ def main() -> None:
             peak = _child(_ward(score_ward, args.residents, 1), env)
             print(f"scoring ward {args.residents:,}: synth + ingest {time.perf_counter() - t0:.0f} s"
                   f" (peak {peak:,.0f} MB)")  # fmt: skip
-    out = work / f"out_{args.residents}"
+    if args.replicate > 1:
+        big = work / f"score_{args.residents}_x{args.replicate}"
+        if not (big / "store" / "manifest.json").exists():
+            t0 = time.perf_counter()
+            _replicate(score_ward / "store", big / "store", args.replicate)
+            print(f"replicated store ×{args.replicate}: {time.perf_counter() - t0:.0f} s")
+        score_ward = big
+    out = work / f"out_{args.residents}_x{args.replicate}"
     budget = max(args.letters, 1)
     code = (
         "import json, resource; from pathlib import Path; "

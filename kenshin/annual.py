@@ -86,6 +86,8 @@ class LoadedModel:
     engine: object  # models.train.TrainedEngine
     feature_config: object  # features.FeatureConfig
     summary: ModelSummary
+    #: Fiscal years ahead the risk refers to (the labels the model was trained on).
+    horizon_years: int = 1
 
 
 def load_model(uri: str, workdir: Path) -> LoadedModel:
@@ -140,7 +142,8 @@ def load_model(uri: str, workdir: Path) -> LoadedModel:
         outcomes=tuple(engine.outcomes),
         **_run_artifacts(client, run_id),
     )
-    return LoadedModel(engine, feature_config, summary)
+    horizon = int(getattr(getattr(tables, "labels", None), "horizon_years", 1) or 1)
+    return LoadedModel(engine, feature_config, summary, horizon)
 
 
 def _run_artifacts(client, run_id: str) -> dict:
@@ -357,14 +360,18 @@ def run_annual(
         from scoring.letters import LetterConfig, render_letters
 
         requests = _letter_requests(store, selection, paths["scores"], cfg)
-        letters_dir = out / "letters"
-        manifest_letters = render_letters(
-            requests, letters_dir, LetterConfig(workers=cfg.letter_workers)
-        )
-        paths["letters"] = letters_dir
-        paths["letters_manifest"] = manifest_letters.manifest_path
-        counts["letters_rendered"] = manifest_letters.rendered
-        counts["letters_reused"] = manifest_letters.skipped
+        counts["letters_requested"] = len(requests)
+        counts["letters_rendered"] = counts["letters_reused"] = 0
+        if len(requests):
+            requests["horizon_years"] = model.horizon_years
+            letters_dir = out / "letters"
+            manifest_letters = render_letters(
+                requests, letters_dir, LetterConfig(workers=cfg.letter_workers)
+            )
+            paths["letters"] = letters_dir
+            paths["letters_manifest"] = manifest_letters.manifest_path
+            counts["letters_rendered"] = manifest_letters.rendered
+            counts["letters_reused"] = manifest_letters.skipped
         sent = selection.loc[selection["sent"], ["pseudonym"]].assign(
             letter_date=cfg.day.date().isoformat()
         )
@@ -451,6 +458,8 @@ def _letter_requests(
     df["whatif_risk_after"] = np.where(has, after, np.nan)
     df["tg_fasting"] = pd.to_numeric(df["blood_draw_timing"], errors="coerce").fillna(2).eq(2)
     df["fiscal_year"] = cfg.fiscal_year
+    # A sent letter without a name or address cannot be posted: it is left out and counted
+    # (letters_requested < sent) rather than failing the run.
     no_address = df["name"].isna() | df["address"].isna()
     return df.loc[~no_address].reset_index(drop=True)
 

@@ -56,6 +56,46 @@ SCENARIO_COLUMNS = (*MEASUREMENT_COLUMNS, *QUESTIONNAIRE_COLUMNS)
 _ALLOWED = {d.name: d.allowed for d in DECLARATIONS if d.allowed}
 _MODIFIABLE = {d.name: d.modifiable for d in DECLARATIONS}
 
+_WEIGHT = (("bmi", "ge", 23.0),)
+_DRINKING = (("alcohol_g_per_day", "ge", 20.0),)
+_SMOKING = (("q_smoking", "eq", 1),)
+#: When a modifiable factor may be advised on (助言の前提): the resident must be on the side of
+#: it that there is something to change — never "lose weight" at BMI 20 or "drink less" to a
+#: non-drinker, whatever the SHAP sign. Every modifiable feature needs a rule (tested).
+FACTOR_RULES: dict[str, tuple[tuple[str, str, float], ...]] = {
+    "weight_kg": _WEIGHT,
+    "bmi": _WEIGHT,
+    "waist_cm": _WEIGHT,
+    "q_smoking": _SMOKING,
+    "current_smoker": _SMOKING,
+    "q_exercise": (("q_exercise", "eq", 2),),
+    "q_walking": (("q_walking", "eq", 2),),
+    "q_walk_fast": (("q_walk_fast", "eq", 2),),
+    "q_eating_speed": (("q_eating_speed", "eq", 1),),
+    "q_late_dinner": (("q_late_dinner", "eq", 1),),
+    "q_snacks": (("q_snacks", "le", 2),),
+    "q_skip_breakfast": (("q_skip_breakfast", "eq", 1),),
+    "q_alcohol_freq": _DRINKING,
+    "q_alcohol_amount": _DRINKING,
+    "alcohol_g_per_day": _DRINKING,
+    "risky_drinking": _DRINKING,
+    "q_sleep": (("q_sleep", "eq", 2),),
+}
+
+
+def advisable(features: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """rows × names: True where the feature is modifiable and its FACTOR_RULES hold."""
+    out = np.zeros((len(features), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        rules = FACTOR_RULES.get(name) if _MODIFIABLE.get(name) else None
+        if not rules:
+            continue
+        ok = np.ones(len(features), dtype=bool)
+        for col, op, value in rules:
+            ok &= Condition(column=col, op=op, value=value).holds(features)
+        out[:, j] = ok
+    return out
+
 
 class Condition(BaseModel):
     """``column op value`` on the index checkup; missing values never satisfy a condition."""
@@ -366,7 +406,8 @@ def explain(
     """SHAP rows (the explanations contract) and the top modifiable factors per outcome.
 
     ``features``: as-of feature rows (with ``pseudonym``). A factor is a feature declared
-    modifiable whose contribution raises the risk; strongest first, at most ``factors``.
+    modifiable whose contribution raises the risk and whose :data:`FACTOR_RULES` hold for the
+    resident (something to change); strongest first, at most ``factors``.
     Returns (explanations, factors table: pseudonym, outcome, factor_1…factor_n).
     """
     names = list(engine.feature_names)
@@ -374,6 +415,7 @@ def explain(
     pid = features["pseudonym"].astype("string").to_numpy()
     n, k = len(features), min(top, len(names))
     modifiable = np.array([_MODIFIABLE.get(f, False) for f in names])
+    can_advise = advisable(features, names)
     frames, factor_frames = [], []
     for o in engine.outcomes:
         c = engine.contributions(X, o).to_numpy()
@@ -400,7 +442,7 @@ def explain(
                 }
             )
         )
-        raising = np.where(modifiable[None, :] & (phi > 0), phi, -np.inf)
+        raising = np.where(can_advise & (phi > 0), phi, -np.inf)
         top_f = np.argsort(-raising, axis=1, kind="stable")[:, :factors]
         ok = np.take_along_axis(raising, top_f, axis=1) > -np.inf
         fnames = np.where(ok, np.asarray(names, dtype=object)[top_f], None)

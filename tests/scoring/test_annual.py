@@ -225,6 +225,12 @@ def test_explanations_add_up_to_the_model_score(annual):
     from features.declarations import get
 
     assert all(get(f).modifiable for f in fac[["factor_1", "factor_2", "factor_3"]].stack())
+    # ...and only where there is something to change (never "lose weight" at BMI < 23).
+    long = fac.melt(id_vars="pseudonym", value_vars=["factor_1", "factor_2", "factor_3"]).dropna()
+    long = long.merge(scores[["bmi", "q_smoking"]], left_on="pseudonym", right_index=True)
+    weight = long["value"].isin(["weight_kg", "bmi", "waist_cm"])
+    assert (long.loc[weight, "bmi"] >= 23).all() and weight.any()
+    assert (long.loc[long["value"] == "current_smoker", "q_smoking"] == 1).all()
 
 
 def test_drift_table_compares_with_the_training_rows(annual):

@@ -120,3 +120,26 @@ def test_fallback_to_the_previous_year_is_configurable():
         cands, _enrollment(), 2025, day, ScoringConfig(fallback_previous_year=False)
     )
     assert "b" not in set(no_fb.index["pseudonym"])
+
+
+def test_every_modifiable_feature_has_an_advice_rule():
+    from features.declarations import modifiable_features
+    from scoring.score import FACTOR_RULES
+
+    assert set(modifiable_features()) <= set(FACTOR_RULES)
+
+
+def test_factors_are_only_advised_where_there_is_something_to_change():
+    from scoring.score import advisable
+
+    feats = pd.DataFrame(
+        {"bmi": [20.0, 26.0, np.nan], "q_sleep": [1, 2, np.nan], "alcohol_g_per_day": [0.0, 40.0, 10.0],
+         "age": [50, 50, 50]}
+    )  # fmt: skip
+    names = ["bmi", "q_sleep", "alcohol_g_per_day", "age"]
+    got = advisable(feats, names)
+    assert got.tolist() == [
+        [False, False, False, False],  # thin, rested, non-drinker: nothing to advise
+        [True, True, True, False],  # age is never advised on
+        [False, False, False, False],  # missing values never qualify
+    ]
