@@ -8,7 +8,9 @@
    when ``--residents`` differs, a scoring ward of that size → ingest into its own store;
 2. (child process) ``kenshin score`` for the last fiscal year: eligibility, risk, forecasts,
    every what-if scenario, selection, SHAP for every letter/control resident, drift; letters
-   and report off unless ``--letters N`` (then N advice + N see-doctor letters and the report).
+   and report off unless ``--letters N`` (then N advice + N see-doctor letters and the report);
+   without letters the budgets are ``--budget`` (default 1,000 each), so SHAP still runs for
+   every resident a real run would letter.
 
 Prints residents/s of the scoring step and the scoring child's peak RSS. Targets (2 cores):
 100k residents ≤ 60 s with SHAP for every letter; 1M residents ≤ 4 GB peak.
@@ -92,6 +94,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kenshin-bench-score"))
     parser.add_argument("--letters", type=int, default=0)
     parser.add_argument(
+        "--budget", type=int, default=1000,
+        help="advice and see-doctor budgets when no letters are rendered (SHAP for all of them)",
+    )  # fmt: skip
+    parser.add_argument(
         "--replicate", type=int, default=1,
         help="score a store K times the scoring ward (residents repeated under new pseudonyms)",
     )  # fmt: skip
@@ -128,7 +134,7 @@ def main() -> None:
             print(f"replicated store ×{args.replicate}: {time.perf_counter() - t0:.0f} s")
         score_ward = big
     out = work / f"out_{args.residents}_x{args.replicate}"
-    budget = max(args.letters, 1)
+    budget = args.letters or args.budget
     code = (
         "import json, resource; from pathlib import Path; "
         "from kenshin.annual import AnnualRunConfig, run_annual; "

@@ -198,7 +198,8 @@ def test_selection_has_a_reason_for_every_scored_resident(annual):
     assert (sent["letter_type"] == "see_doctor").sum() <= 6
     assert (sel["reason"] == "CONTROL_ARM").sum() >= 1
     advice = sent[sent["letter_type"] == "advice"]
-    assert advice["factor_1"].notna().mean() > 0.8
+    # Most advice letters have a habit to work on (healthy habits leave nothing to advise).
+    assert advice["factor_1"].notna().mean() > 0.5
 
 
 def test_explanations_add_up_to_the_model_score(annual):
@@ -336,3 +337,34 @@ def test_staff_report_has_a_page_for_every_explained_resident(annual):
     ex = _read(annual, "explanations")
     assert all(p in html for p in ex["pseudonym"].unique())
     assert annual.result.paths["report_pdf"].read_bytes().startswith(b"%PDF")
+
+
+def test_letters_of_a_real_selection_are_evaluated_a_year_later(annual, tmp_path):
+    """score FY-1 → selection → the ward regenerated with that letter arm responding → ingest →
+    kenshin evaluate finds the simulated effect (strong, so 2,000 residents suffice)."""
+    from data.ingest import ingest
+    from data.synth import SynthConfig, generate, write_bundle
+    from kenshin.annual import run_annual
+    from kenshin.pipeline import letters_from_selection, run_evaluate
+
+    fy = FY - 1
+    selection = annual.cfg.selection.model_copy(
+        update={"budget": annual.cfg.selection.budget.model_copy(update={"advice": 400}),
+                "control_rate": 0.5}
+    )  # fmt: skip
+    res = run_annual(
+        replace(annual.cfg, fiscal_year=fy, out=tmp_path / "fy", selection=selection,
+                letters=False, report=False, log_mlflow=False)
+    )  # fmt: skip
+    sel = pd.read_parquet(res.paths["selection"])
+    assert (sel["arm"] == "control").sum() > 30
+    cfg = SynthConfig(residents=RESIDENTS, years=YEARS, seed=SEED, last_fiscal_year=FY)
+    cfg, summary = letters_from_selection(res.paths["selection"], cfg, None, 3.0)
+    assert summary["letters_unmatched"] == 0 and cfg.letter_year == fy
+    write_bundle(generate(cfg), tmp_path / "bundle", fmt="csv")
+    ingest(tmp_path / "bundle", tmp_path / "store")
+    result, paths = run_evaluate(tmp_path / "store", fy, tmp_path / "fy")
+    rows = result.comparisons.set_index(["group", "measure"])
+    weight = rows.loc[("all", "change_weight_kg")]
+    assert weight["ci_high"] < 0, weight.to_dict()
+    assert paths["csv"].exists()
