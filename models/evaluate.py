@@ -204,12 +204,18 @@ def driver_agreement(
 def forecast_metrics(
     y: np.ndarray, lo: np.ndarray, mid: np.ndarray, hi: np.ndarray, current: np.ndarray
 ) -> dict[str, float]:
-    """80% interval coverage, width, MAE of the median and of carrying this year's value."""
-    ok = ~np.isnan(y)
+    """80% interval coverage, width, MAE of the median and of carrying this year's value.
+
+    Over rows with an outcome and a forecast (a change forecast needs this year's value);
+    ``forecast_share`` = rows with a forecast / rows with an outcome.
+    """
+    has_y = ~np.isnan(y)
+    ok = has_y & ~np.isnan(mid)
     y, lo, mid, hi, current = y[ok], lo[ok], mid[ok], hi[ok], current[ok]
     cur_ok = ~np.isnan(current)
     return {
         "n": int(ok.sum()),
+        "forecast_share": float(ok.sum() / has_y.sum()) if has_y.any() else np.nan,
         "coverage_80": float(((y >= lo) & (y <= hi)).mean()) if len(y) else np.nan,
         "below_p10": float((y < lo).mean()) if len(y) else np.nan,
         "above_p90": float((y > hi).mean()) if len(y) else np.nan,

@@ -160,6 +160,9 @@ class TrainedEngine:
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Decile bins of the training rows' features (models.drift), for PSI at scoring time.
     feature_reference: FeatureReference | None = None
+    #: ``change``: the forecasts predict next year's value minus this year's (added back in
+    #: predict_values; no forecast without this year's value); ``level`` (older engines).
+    forecast_target: str = "level"
 
     def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         if isinstance(features, np.ndarray):
@@ -208,7 +211,10 @@ class TrainedEngine:
         )
 
     def predict_values(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
-        """``<item>_p10/_p50/_p90``: next year's value with an 80% interval (non-crossing)."""
+        """``<item>_p10/_p50/_p90``: next year's value with an 80% interval (non-crossing).
+
+        NaN where this year's value is missing and the engine forecasts the change.
+        """
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
         cols: dict[str, np.ndarray] = {}
@@ -217,6 +223,8 @@ class TrainedEngine:
                 [b.predict(X, num_iteration=it, num_threads=PREDICT_THREADS) for b, it in
                  zip(self.forecasts[item], self.forecast_iteration[item], strict=True)]
             )  # fmt: skip
+            if getattr(self, "forecast_target", "level") == "change":
+                q += X[:, self.feature_names.index(item)][:, None]
             q.sort(axis=1)
             off = self.forecast_offsets.get(item, 0.0)
             q[:, 0] -= off
@@ -307,7 +315,9 @@ def fit_forecasts(
                           feature_name=names, categorical_feature=cats, free_raw_data=False,
                           params=dparams).construct()  # fmt: skip
     for item in fc.items:
-        y = data.targets[item].to_numpy("float64")
+        # Change from this year's value: persistence is the natural baseline of a level, and
+        # trees approximate "same as now" only in steps (the level model lost to persistence).
+        y = data.targets[item].to_numpy("float64") - data.X[:, names.index(item)]
         ok = ~np.isnan(y)
         ok_tr, ok_va = ok[tr], ok[va]
         dtr = base_tr.subset(np.flatnonzero(ok_tr)).construct()
@@ -387,5 +397,6 @@ def train_engine(
             fset, config, names, cats
         )
         engine.forecast_items = tuple(config.forecast.items)
+        engine.forecast_target = "change"
         engine.quantiles = tuple(config.forecast.quantiles)
     return engine, TrainingData(T, sets, fset, lrs)
