@@ -264,3 +264,47 @@ def test_dropped_resident_loses_the_letter(rendered, tmp_path):
     assert (m.rendered, m.skipped) == (0, 5)
     assert not (copy / "letters" / f"{P['zh']}.pdf").exists()
     assert P["zh"] not in (copy / "manifest.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("item", "value", "row"),
+    [
+        ("hba1c", 6.1, {}), ("hba1c", 4.0, {}), ("hba1c", 9.9, {}), ("hdl", 44.0, {}),
+        ("egfr", 50.0, {}), ("waist_cm", 92.5, {"sex": 2}), ("tg", 180.0, {"tg_fasting": False}),
+    ],
+)  # fmt: skip
+def test_value_chart_zones_fill_the_bar(item, value, row):
+    """A chart is one box: left border, content and right border are the zones, 38 mm in all."""
+    import re
+
+    from scoring.letters.render import _BAR_MM, _DOT_MM, _chart, _judgement
+
+    chart = _chart(item, _judgement(item, row), value)
+    left, mid, right = (float(x) for x in re.findall(r"([-\d.]+)mm", chart["style"]))
+    assert min(left, mid, right) >= 0 and abs(left + mid + right - _BAR_MM) < 0.02
+    assert re.fullmatch(r"l-(ok|guid|ref) m-(ok|guid|ref) r-(ok|guid|ref)", chart["cls"])
+    centre = left + float(chart["dot"]) + _DOT_MM / 2  # the dot is placed from the content edge
+    assert -0.01 <= centre <= _BAR_MM + 0.01
+
+
+def test_fast_template_parsing_and_lean_stylesheet_change_no_byte():
+    """The letter's HTML class (XML parse, lean user-agent stylesheet) only saves time: the PDF
+    bytes equal WeasyPrint's plain HTML, also when the fast parse falls back (not XHTML)."""
+    from weasyprint import HTML
+
+    from scoring.letters.catalogue import DEFAULT_CATALOGUE
+    from scoring.letters.render import TEMPLATES, _env, _Renderer, _rows, build_context
+    from scoring.letters.schema import normalise_requests
+
+    r = _Renderer(str(DEFAULT_CATALOGUE), config())
+    row = _rows(normalise_requests(requests()))[0]
+    xhtml = r.template.render(**build_context(row, r.cat, r.cfg)[0])
+    assert "<br />" in xhtml
+
+    def pdf(html_class, html: str) -> bytes:
+        kw = {"stylesheets": [r.css], "font_config": r.font_config}
+        with _env("SOURCE_DATE_EPOCH", "1743465600"):
+            return html_class(string=html, base_url=str(TEMPLATES)).render(**kw).write_pdf()
+
+    for html in (xhtml, xhtml.replace("<br />", "<br>")):
+        assert pdf(r.html_class, html) == pdf(HTML, html)
