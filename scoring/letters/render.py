@@ -55,6 +55,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pandas as pd
 
+from data.files import atomic_write
 from data.judgements import MHLW_R6, JudgementValue
 
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
@@ -597,20 +598,8 @@ def _private_dir(path: Path) -> Path:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a 0600 temp file in the same folder and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    """Owner-only atomic write (letters carry names and addresses)."""
+    atomic_write(path, data, 0o600)
 
 
 def _sha256_file(path: Path) -> str | None:

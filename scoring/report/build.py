@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from datetime import UTC, datetime
 from functools import cache
@@ -42,6 +41,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from data.files import atomic_write
 from scoring.letters.render import font_path
 
 from . import sections
@@ -241,19 +241,7 @@ def _copy_outline(writer, reader, items, offset: int, parent):
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and ``os.replace`` (never a half file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data, 0o644)  # no personal data in the report
 
 
 def build_report(
