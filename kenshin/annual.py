@@ -366,7 +366,10 @@ def run_annual(
             requests["horizon_years"] = model.horizon_years
             letters_dir = out / "letters"
             manifest_letters = render_letters(
-                requests, letters_dir, LetterConfig(workers=cfg.letter_workers)
+                requests,
+                letters_dir,
+                LetterConfig(workers=cfg.letter_workers),
+                on_progress=lambda done, total: step("letters", done, total),
             )
             paths["letters"] = letters_dir
             paths["letters_manifest"] = manifest_letters.manifest_path
@@ -382,7 +385,9 @@ def run_annual(
     # --- staff report ------------------------------------------------------------------------
     if cfg.report:
         t5 = time.perf_counter()
+        step("report", 0, 1)
         paths.update(_report(cfg, selection, explanations, drift, model.summary, counts))
+        step("report", 1, 1)
         seconds["report"] = time.perf_counter() - t5
 
     seconds["total"] = time.perf_counter() - t0

@@ -45,7 +45,7 @@ import multiprocessing
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -761,9 +761,14 @@ def _merge_pypdf(files: list[Path]) -> bytes:
 
 
 def render_letters(
-    requests: pd.DataFrame, out_dir: Path, config: LetterConfig | None = None
+    requests: pd.DataFrame,
+    out_dir: Path,
+    config: LetterConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> LetterManifest:
     """Render one PDF per LetterRequest row into ``out_dir`` (see the module docstring).
+
+    ``on_progress(done, total)`` is called as letters are finished (for a progress bar).
 
     Validates ``requests`` first (pandera errors name every bad column/row); refuses a what-if
     scenario the catalogue does not know before anything is written.
@@ -828,7 +833,11 @@ def render_letters(
     if todo:
         jfd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(jfd, "a", encoding="utf-8") as jf:
+            done = skipped
             for res in _run(todo, cat_path, cfg):
+                done += len(res)
+                if on_progress is not None:
+                    on_progress(done, len(rows))
                 for r in res:
                     cpu += r.pop("cpu")
                     e = entries[r["pseudonym"]]

@@ -280,8 +280,14 @@ def test_rerun_after_losing_letters_renders_only_the_missing(annual, tmp_path):
     letters = sorted((out / "letters" / "letters").glob("*.pdf"))
     for p in letters[:3]:
         p.unlink()
-    res = run_annual(replace(annual.cfg, out=out, log_mlflow=False, report=False))
+    steps = []
+    res = run_annual(
+        replace(annual.cfg, out=out, log_mlflow=False, report=False),
+        lambda name, done, total: steps.append((name, done, total)),
+    )
     assert res.counts["letters_rendered"] == 3
+    assert steps[-1] == ("letters", len(letters), len(letters))  # the progress bar ends full
+    assert ("score", res.counts["scored"], res.counts["scored"]) in steps
     assert res.counts["letters_reused"] == len(letters) - 3
     assert sorted((out / "letters" / "letters").glob("*.pdf")) == letters
 
