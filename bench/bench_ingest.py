@@ -11,19 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _make_bundle(out: Path, residents: int, years: int) -> None:
-    code = (
-        "import sys; from pathlib import Path; from kenshin.pipeline import run_synth; "
-        f"run_synth(Path({str(out)!r}), {residents}, {years}, 0, 2025, 'csv', dirty=True)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+from wards import make_ward
 
 
 def main() -> None:
@@ -34,7 +26,7 @@ def main() -> None:
     os.environ.setdefault("KENSHIN_PSEUDONYM_KEY", "bench-key")
     with tempfile.TemporaryDirectory() as tmp:
         bundle, store = Path(tmp) / "bundle", Path(tmp) / "store"
-        _make_bundle(bundle, args.residents, args.years)
+        make_ward(Path(tmp), args.residents, args.years, fmt="csv", dirty=True, ingest=False)
         size = sum(p.stat().st_size for p in bundle.glob("*.csv")) / 1e6
         from data.ingest import ingest
 

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from wards import make_ward
+
 FY = 2025
 
 
@@ -36,17 +38,6 @@ def _child(code: str, env: dict) -> float:
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(after, before) / 1024
-
-
-def _ward(path: Path, residents: int, seed: int) -> str:
-    return (
-        "from pathlib import Path; from data.synth import SynthConfig, generate, write_bundle; "
-        "from data.ingest import ingest; "
-        f"b = generate(SynthConfig(residents={residents}, years=6, seed={seed}, "
-        f"last_fiscal_year={FY})); "
-        f"write_bundle(b, Path({str(path / 'bundle')!r}), fmt='parquet'); del b; "
-        f"ingest(Path({str(path / 'bundle')!r}), Path({str(path / 'store')!r}))"
-    )
 
 
 def _replicate(src: Path, dst: Path, copies: int) -> None:
@@ -108,9 +99,10 @@ def main() -> None:
     train = work / f"train_{args.train_residents}"
     if not (train / "work" / "mlflow.db").exists():
         t0 = time.perf_counter()
+        make_ward(train, args.train_residents, env=env)
         _child(
-            _ward(train, args.train_residents, 0)
-            + "; from kenshin.pipeline import run_train; from models.registry import promote; "
+            "from pathlib import Path; from kenshin.pipeline import run_train; "
+            "from models.registry import promote; "
             f"run_train(Path({str(train / 'store')!r}), Path({str(train / 'work')!r})); "
             f"promote(Path({str(train / 'work')!r}))",
             env,
@@ -123,7 +115,7 @@ def main() -> None:
         score_ward = work / f"score_{args.residents}"
         if not (score_ward / "store" / "manifest.json").exists():
             t0 = time.perf_counter()
-            peak = _child(_ward(score_ward, args.residents, 1), env)
+            peak = make_ward(score_ward, args.residents, seed=1, env=env)
             print(f"scoring ward {args.residents:,}: synth + ingest {time.perf_counter() - t0:.0f} s"
                   f" (peak {peak:,.0f} MB)")  # fmt: skip
     if args.replicate > 1:

@@ -12,26 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from wards import make_ward
+
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _make_store(tmp: Path, residents: int, years: int) -> None:
-    code = (
-        "from pathlib import Path; from data.synth import SynthConfig, generate, write_bundle; "
-        "from data.ingest import ingest; "
-        f"b = generate(SynthConfig(residents={residents}, years={years}, seed=0)); "
-        f"write_bundle(b, Path({str(tmp / 'bundle')!r}), fmt='parquet'); "
-        f"ingest(Path({str(tmp / 'bundle')!r}), Path({str(tmp / 'store')!r}))"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def main() -> None:
@@ -45,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
-        _make_store(tmp, args.residents, args.years)
+        make_ward(tmp, args.residents, args.years)
         print(f"synth + ingest (child process): {time.perf_counter() - t0:.1f} s")
 
         from data.pseudonym import load_key, pseudonymise

@@ -124,13 +124,18 @@ def _dates(r: _Rejector, column: str, required: bool) -> pd.Series:
     return parsed
 
 
+def _person_ids(r: _Rejector, raw: pd.DataFrame) -> pd.Series:
+    """``person_id`` half-width folded; rows without one are rejected."""
+    pid = nz.to_halfwidth(raw["person_id"])
+    r.fail(pid.isna(), "person_id", "person_id is missing")
+    return pid.astype("string")
+
+
 def validate_checkups(raw: pd.DataFrame, today: pd.Timestamp | None = None) -> Validated:
     """Type, normalise and check raw checkup rows; derive fiscal year, age, BMI and eGFR."""
     r = _Rejector(raw, "checkups")
     out = pd.DataFrame(index=raw.index)
-    pid = nz.to_halfwidth(raw["person_id"])
-    r.fail(pid.isna(), "person_id", "person_id is missing")
-    out["person_id"] = pid.astype("string")
+    out["person_id"] = _person_ids(r, raw)
     out["exam_date"] = _dates(r, "exam_date", required=True)
     out["birth_date"] = _dates(r, "birth_date", required=True)
     today = today or pd.Timestamp.today().normalize()
@@ -220,9 +225,7 @@ def validate_enrollment(raw: pd.DataFrame) -> Validated:
     """Type and check NHI membership periods (資格期間)."""
     r = _Rejector(raw, "enrollment")
     out = pd.DataFrame(index=raw.index)
-    pid = nz.to_halfwidth(raw["person_id"])
-    r.fail(pid.isna(), "person_id", "person_id is missing")
-    out["person_id"] = pid.astype("string")
+    out["person_id"] = _person_ids(r, raw)
     out["enrolled_from"] = _dates(r, "enrolled_from", required=True)
     out["enrolled_until"] = _dates(r, "enrolled_until", required=False)
     r.fail(
@@ -250,9 +253,7 @@ def validate_contacts(raw: pd.DataFrame) -> Validated:
     """Type and check the contact side table (連絡先). Raw values never reach the rejects."""
     r = _Rejector(raw, "contacts")
     out = pd.DataFrame(index=raw.index)
-    pid = nz.to_halfwidth(raw["person_id"])
-    r.fail(pid.isna(), "person_id", "person_id is missing")
-    out["person_id"] = pid.astype("string")
+    out["person_id"] = _person_ids(r, raw)
     for col in ("name", "name_kana", "address"):
         out[col] = raw[col].astype("string").str.strip()
     out["postal_code"] = nz.to_halfwidth(raw["postal_code"]).astype("string")

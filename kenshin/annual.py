@@ -21,7 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.columns import OUTCOMES
+from data.files import atomic_write
 from kenshin.errors import BadInputError
+from models.drift import drift_table
 from scoring.contracts import EXPLANATIONS_SCHEMA, SCORE_STAMPS, ModelSummary, scores_schema
 from scoring.score import ScoringConfig, eligible_residents, explain, score_chunk
 from scoring.select import SelectionConfig, select
@@ -172,16 +174,14 @@ def _run_artifacts(client, run_id: str) -> dict:
 # ------------------------------------------------------------------------------------------
 
 
-def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp, compression="zstd")
-    os.replace(tmp, path)
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
+    atomic_write(path, buf.getvalue().to_pybytes())
 
 
-def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
-    os.replace(tmp, path)
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, frame.to_csv(index=False, date_format="%Y-%m-%d").encode("utf-8"))
 
 
 def _opted_out(store: Path) -> pd.Series:
@@ -325,30 +325,17 @@ def run_annual(
         selection[f"factor_{i}"] = topic[f"factor_{i}"].astype("string").to_numpy()
     seconds["explain"] = time.perf_counter() - t3
 
-    for name, frame in (("selection", selection),):
-        paths[name] = out / f"{name}.parquet"
-        paths[f"{name}_csv"] = out / f"{name}.csv"
-        _atomic_parquet(frame, paths[name])
-        _atomic_csv(frame, paths[f"{name}_csv"])
+    paths["selection"] = out / "selection.parquet"
+    paths["selection_csv"] = out / "selection.csv"
     paths["explanations"] = out / "explanations.parquet"
-    _atomic_parquet(explanations, paths["explanations"])
+    _write_parquet(selection, paths["selection"])
+    _write_csv(selection, paths["selection_csv"])
+    _write_parquet(explanations, paths["explanations"])
 
     labels = {d.name: d.ja for d in DECLARATIONS}
-    if ref is not None:
-        drift = ref.table(drift_counts, labels)
-    else:
-        drift = pd.DataFrame(
-            {
-                "feature": list(engine.feature_names),
-                "label_ja": [labels.get(f, f) for f in engine.feature_names],
-                "psi": np.nan,
-                "status": "n/a",
-                "missing_reference": np.nan,
-                "missing_scoring": np.nan,
-            }
-        )
+    drift = drift_table(ref, drift_counts, list(engine.feature_names), labels)
     paths["drift"] = out / "drift.csv"
-    _atomic_csv(drift, paths["drift"])
+    _write_csv(drift, paths["drift"])
 
     counts = {**elig.counts, "scored": n}
     counts.update({f"reason_{k}": int(v) for k, v in selection["reason"].value_counts().items()})
@@ -379,7 +366,7 @@ def run_annual(
             letter_date=cfg.day.date().isoformat()
         )
         paths["letters_sent"] = out / "letters_sent.csv"
-        _atomic_csv(sent, paths["letters_sent"])
+        _write_csv(sent, paths["letters_sent"])
         seconds["letters"] = time.perf_counter() - t4
 
     # --- staff report ------------------------------------------------------------------------
@@ -402,9 +389,7 @@ def run_annual(
         "files": {k: str(p.relative_to(out)) for k, p in paths.items() if p.is_relative_to(out)},
     }
     paths["run"] = out / "run.json"
-    tmp = paths["run"].with_name(".run.json.tmp")
-    tmp.write_text(json.dumps(run_info, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, paths["run"])
+    atomic_write(paths["run"], (json.dumps(run_info, indent=2, ensure_ascii=False) + "\n").encode())
     if cfg.log_mlflow:
         result.mlflow_run_id = _log_scoring_run(cfg, run_info, drift, paths["run"])
     return result

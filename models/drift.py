@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureReference", "psi", "psi_status"]
+__all__ = ["FeatureReference", "drift_table", "psi", "psi_status"]
 
 _FLOOR = 1e-4
 WATCH, SHIFT = 0.10, 0.25
@@ -89,3 +89,24 @@ def psi_status(value: float) -> str:
     if value != value:
         return "n/a"
     return "shift" if value >= SHIFT else "watch" if value >= WATCH else "ok"
+
+
+def drift_table(
+    reference: FeatureReference | None,
+    counts: dict[str, np.ndarray],
+    names: list[str],
+    labels: dict[str, str],
+) -> pd.DataFrame:
+    """The drift contract's table; every PSI ``n/a`` for an engine kept without reference bins."""
+    if reference is not None:
+        return reference.table(counts, labels)
+    return pd.DataFrame(
+        {
+            "feature": names,
+            "label_ja": [labels.get(n, n) for n in names],
+            "psi": np.nan,
+            "status": "n/a",
+            "missing_reference": np.nan,
+            "missing_scoring": np.nan,
+        }
+    )

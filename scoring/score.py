@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,8 +33,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
+from data.normalise import derive_bmi
 from features.build import FeatureConfig, build_features
 from features.declarations import DECLARATIONS
+from models.train import to_matrix
 from scoring.contracts import INDEX_VALUE_COLUMNS
 
 __all__ = [
@@ -247,7 +249,8 @@ def eligible_residents(
     latest = c.drop_duplicates("pseudonym", keep="last")
     fy = latest["fiscal_year"].astype("int64").to_numpy()
     age_now = latest["age"].astype("float64").to_numpy() + (fiscal_year - fy)
-    on_roll = latest["pseudonym"].isin(enrolled_on(enrollment, scoring_date)).to_numpy()
+    enrolled = enrolled_on(enrollment, scoring_date)
+    on_roll = latest["pseudonym"].isin(enrolled).to_numpy()
     in_age = (age_now >= MIN_AGE) & (age_now <= MAX_AGE)
     keep = on_roll & in_age
     index = pd.DataFrame(
@@ -259,7 +262,6 @@ def eligible_residents(
             "sex": latest["sex"].astype("int64").to_numpy()[keep],
         }
     )
-    enrolled = enrolled_on(enrollment, scoring_date)
     counts = {
         "enrolled_on_scoring_date": len(enrolled),
         "with_checkup": int(len(latest)),
@@ -307,9 +309,8 @@ def apply_scenario(checkups: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     for col, v in scenario.multiply.items():
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64") * v
     if "weight_kg" in scenario.columns and "height_cm" in out:
-        h = pd.to_numeric(out["height_cm"], errors="coerce").astype("float64") / 100.0
-        bmi = (out["weight_kg"].astype("float64") / (h * h)).round(1)
-        out["bmi"] = bmi.where(bmi.notna(), out["bmi"])
+        bmi = pd.Series(derive_bmi(out["height_cm"], out["weight_kg"]), index=out.index)
+        out["bmi"] = bmi.where(bmi.notna(), out["bmi"]).astype("float64")
     return out
 
 
@@ -326,13 +327,12 @@ def scenario_features(
     most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
     the unchanged features.
     """
-    values = base.set_index("pseudonym")
     applies = np.ones(len(index), dtype=bool)
     for cond in scenario.when:
         applies &= cond.holds(base)
     for col in scenario.columns:  # nothing to change where the value is missing
         if col not in scenario.set:
-            applies &= values[col].notna().to_numpy()
+            applies &= base[col].notna().to_numpy()
     who = index.loc[applies]
     if who.empty:
         return applies, base.iloc[:0]
@@ -343,15 +343,9 @@ def scenario_features(
     last = np.r_[hist["pseudonym"].to_numpy()[1:] != hist["pseudonym"].to_numpy()[:-1], True]
     edited = apply_scenario(hist.loc[last], scenario)
     hist = pd.concat([hist.loc[~last], edited]).sort_index()
-    feats = index_features(hist, who.reset_index(drop=True), _no_validate(config))
+    feats = index_features(hist, who.reset_index(drop=True), replace(config, validate=False))
     feats["n_prior_checkups"] = base.loc[applies, "n_prior_checkups"].to_numpy()
     return applies, feats
-
-
-def _no_validate(config: FeatureConfig) -> FeatureConfig:
-    from dataclasses import replace
-
-    return replace(config, validate=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -371,7 +365,7 @@ def score_chunk(
     ``engine``: a :class:`models.train.TrainedEngine`. ``history``: the chunk's stored checkups.
     """
     base = index_features(history, index, feature_config)
-    X = engine._matrix(base)
+    X = to_matrix(base, engine.feature_names)
     cols: dict[str, object] = {c: index[c].to_numpy() for c in index.columns}
     cols.update({c: base[c].to_numpy() for c in INDEX_VALUE_COLUMNS})
     risk = engine.predict_proba(X)
@@ -383,7 +377,7 @@ def score_chunk(
     best = {o: np.full(len(index), None, dtype=object) for o in engine.outcomes}
     for sc in config.scenarios:
         applies, feats = scenario_features(history, index, base, sc, feature_config)
-        p = engine.predict_proba(engine._matrix(feats)) if applies.any() else None
+        p = engine.predict_proba(to_matrix(feats, engine.feature_names)) if applies.any() else None
         rows = np.flatnonzero(applies)
         for o in engine.outcomes:
             v = np.full(len(index), np.nan)
@@ -411,7 +405,7 @@ def explain(
     Returns (explanations, factors table: pseudonym, outcome, factor_1…factor_n).
     """
     names = list(engine.feature_names)
-    X = engine._matrix(features)
+    X = to_matrix(features, names)
     pid = features["pseudonym"].astype("string").to_numpy()
     n, k = len(features), min(top, len(names))
     modifiable = np.array([_MODIFIABLE.get(f, False) for f in names])

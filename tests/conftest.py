@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 TEST_KEY = "kenshin-test-key"
+
+
+@contextmanager
+def temporary_env(**values: str) -> Iterator[None]:
+    """Set environment variables for a block (module fixtures cannot use monkeypatch)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def assert_one_line_error(result, *parts: str) -> None:
+    """A CLI result that exited 2 with one stderr line naming every part."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert len(lines) == 1, result.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
 
 
 @pytest.fixture(autouse=True)

@@ -45,3 +45,11 @@ def test_psi_values():
     assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0
     assert psi_status(0.05) == "ok" and psi_status(0.2) == "watch" and psi_status(0.3) == "shift"
     assert psi_status(float("nan")) == "n/a"
+
+
+def test_engine_without_reference_gives_na_rows():
+    from models.drift import drift_table
+
+    table = drift_table(None, {}, ["a", "b"], {"a": "エー"})
+    assert table["feature"].tolist() == ["a", "b"] and set(table["status"]) == {"n/a"}
+    assert table["label_ja"].tolist() == ["エー", "b"] and table["psi"].isna().all()

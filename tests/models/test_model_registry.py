@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, temporary_env
 
 pytestmark = pytest.mark.xdist_group("mlflow")
 
@@ -70,9 +70,7 @@ def registry(tmp_path_factory) -> Registry:
     mlflow_dir = tmp / "mlflow"
     mlflow_dir.mkdir()
     uri = "sqlite:///" + (mlflow_dir / "mlflow.db").resolve().as_posix()
-    saved = {k: os.environ.get(k) for k in ("KENSHIN_PSEUDONYM_KEY", "MLFLOW_TRACKING_URI")}
-    os.environ.update({"KENSHIN_PSEUDONYM_KEY": TEST_KEY, "MLFLOW_TRACKING_URI": uri})
-    try:
+    with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY, MLFLOW_TRACKING_URI=uri):
         bundle = generate(SynthConfig(residents=RESIDENTS, years=YEARS, seed=SEED))
         write_bundle(bundle, tmp / "bundle", fmt="csv")
         ingest(tmp / "bundle", tmp / "store")
@@ -94,12 +92,6 @@ def registry(tmp_path_factory) -> Registry:
         )
         second = promote(tmp / "work")
         assert MlflowClient().get_model_version_by_alias("kenshin-risk", "champion").version
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return Registry(tmp, uri, mlflow_dir, tmp / "store", bundle.contacts, features, engine,
                     report, run, first, res.output, weak_run.version, second)  # fmt: skip
 

@@ -23,7 +23,7 @@ from scoring.evaluate import (
     welch_difference,
     wilson_interval,
 )
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, assert_one_line_error
 
 pytestmark = pytest.mark.xdist_group("synth_letters")
 runner = CliRunner()
@@ -345,14 +345,6 @@ def _ok(result):
     return result
 
 
-def _one_line_error(result, *parts):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line]
-    assert len(lines) == 1, result.stderr
-    for part in parts:
-        assert part in lines[0], lines[0]
-
-
 SYNTH = ["--residents", "2000", "--years", "3", "--last-fiscal-year", str(FY + 1), "--seed", "5"]
 
 
@@ -413,20 +405,22 @@ def test_cli_evaluate_bad_input(cli_run, tmp_path):
             app, ["evaluate", "--store", str(store), "--year", str(year), "--scores", str(scores)]
         )
 
-    _one_line_error(run(FY, tmp_path), "selection.parquet", "kenshin score")
+    assert_one_line_error(run(FY, tmp_path), "selection.parquet", "kenshin score")
     for year in (FY + 1, FY - 1):
         folder = tmp_path / f"fy{year}"
         folder.mkdir()
         sel.assign(fiscal_year=year).to_parquet(folder / "selection.parquet")
-    _one_line_error(run(FY + 1, tmp_path / f"fy{FY + 1}"), f"no FY{FY + 2} checkups")
-    _one_line_error(run(FY, tmp_path / f"fy{FY - 1}"), f"selection of FY{FY - 1}, not FY{FY}")
+    assert_one_line_error(run(FY + 1, tmp_path / f"fy{FY + 1}"), f"no FY{FY + 2} checkups")
+    assert_one_line_error(run(FY, tmp_path / f"fy{FY - 1}"), f"selection of FY{FY - 1}, not FY{FY}")
 
 
 def test_cli_synth_bad_letters(cli_run, tmp_path):
     base = ["synth", "--out", str(tmp_path / "b"), *SYNTH, "--letters"]
-    _one_line_error(runner.invoke(app, [*base, str(tmp_path / "nope.parquet")]), "nope.parquet")
+    assert_one_line_error(
+        runner.invoke(app, [*base, str(tmp_path / "nope.parquet")]), "nope.parquet"
+    )
     strangers = pd.read_parquet(cli_run["out"] / "selection.parquet").assign(
         pseudonym=lambda d: [f"{i:016x}" for i in range(len(d))]
     )
     strangers.to_parquet(tmp_path / "sel.parquet")
-    _one_line_error(runner.invoke(app, [*base, str(tmp_path / "sel.parquet")]), "none of the")
+    assert_one_line_error(runner.invoke(app, [*base, str(tmp_path / "sel.parquet")]), "none of the")
