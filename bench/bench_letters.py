@@ -1,7 +1,7 @@
 """Benchmark the advice letters: N LetterRequest rows → PDFs, print files, manifest.
 
 Usage: ``.venv/bin/python bench/bench_letters.py [--letters 400] [--workers 2] [--out DIR]
-[--no-harfbuzz]``.
+[--memory 2000]``.
 
 Requests are made from the test fixture's six residents (ja, やさしい日本語, en, see_doctor, …)
 with seeded variation of values and risks, and of names and addresses (common kanji, so that the
@@ -9,19 +9,17 @@ embedded font subset differs from letter to letter as it does for real residents
 
 - letters/s of wall time for rendering (process pool) and for the whole call (validation,
   rendering, print-file merge, manifest), and for a resume rerun that has nothing to render;
-- CPU milliseconds per letter: in the renderers alone, and for everything (worker start-up and
-  the main process included), with the letters/s that this gives on idle cores: on a shared
-  machine other processes take CPU time from the wall-clock figures, not from these;
-- peak RSS of this process and of the largest worker (``ru_maxrss``);
-- which font subsetter WeasyPrint used (``--no-harfbuzz`` forces the fontTools fallback, the
-  path of a machine without libharfbuzz-subset0).
+- CPU milliseconds per letter in the renderers, with the letters/s that this gives on idle
+  cores: on a shared machine other processes take CPU time from the wall-clock figures, not
+  from these;
+- with ``--memory N``: one renderer in this process renders N letters and its resident memory
+  is printed as it goes (Typst keeps caches between letters: this shows they stay bounded).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -34,7 +32,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scoring.letters import LetterConfig, render_letters
-from scoring.letters.render import font_subsetter
+from scoring.letters.render import _Renderer, _rows
+from scoring.letters.schema import normalise_requests
 from tests.scoring.letter_helpers import requests
 
 SURNAMES = (
@@ -80,34 +79,25 @@ def make_requests(n: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def _cpu(who: int) -> float:
-    r = resource.getrusage(who)
-    return r.ru_utime + r.ru_stime
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--letters", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--no-harfbuzz", action="store_true", help="force fontTools subsetting")
+    ap.add_argument("--memory", type=int, default=0, help="letters for the memory check")
     args = ap.parse_args()
-    if args.no_harfbuzz:  # inherited by the forked workers
-        from weasyprint.pdf import fonts
+    import typst
 
-        fonts.harfbuzz_subset = None
     df = make_requests(args.letters)
     cfg = LetterConfig(issue_date=date(2025, 4, 1), workers=args.workers)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "letters"
-        cpu0 = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)
         m = render_letters(df, out, cfg)
-        cpu_all = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN) - cpu0
         n = max(m.rendered, 1)
         pages = int(m.frame["pages"].sum())
         print(f"machine             : {os.cpu_count()} cores, load average "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; font subsetter "
-              f"{font_subsetter()}")  # fmt: skip
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; typst "
+              f"{typst.__version__}")  # fmt: skip
         print(
             f"letters             : {m.rendered} rendered ({pages} pages), {args.workers} workers"
         )
@@ -123,19 +113,34 @@ def main() -> None:
             f"CPU per letter      : {cpu * 1000:.0f} ms in the renderers → {args.workers / cpu:.1f} "
             f"letters/s on {args.workers} idle cores"
         )
-        print(
-            f"CPU per letter, all : {cpu_all / n * 1000:.0f} ms incl. worker start-up and the main "
-            f"process → {args.workers / (cpu_all / n):.1f} letters/s on {args.workers} idle cores"
-        )
         sizes = [(out / f).stat().st_size for f in m.frame["file"]]
         print(f"letter size         : {np.mean(sizes) / 1024:.0f} KiB mean; print files "
               f"{sum(p.stat().st_size for p in m.print_files) / 2**20:.1f} MiB")  # fmt: skip
         t0 = time.perf_counter()
         m2 = render_letters(df, out, cfg)
         print(f"resume (all done)   : {time.perf_counter() - t0:.1f} s, skipped {m2.skipped}")
-    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS            : {self_mb:.0f} MiB main, {child_mb:.0f} MiB largest worker")
+    if args.memory:
+        memory_check(args.memory, cfg)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_check(n: int, cfg: LetterConfig) -> None:
+    """Resident memory of one renderer over ``n`` letters (in this process)."""
+    from scoring.letters.catalogue import DEFAULT_CATALOGUE
+
+    rows = _rows(normalise_requests(make_requests(n, seed=1)))
+    renderer = _Renderer(str(DEFAULT_CATALOGUE), cfg)
+    marks = {0, n // 4, n // 2, 3 * n // 4, n - 1}
+    t0 = time.perf_counter()
+    for i, row in enumerate(rows):
+        renderer.render(row)
+        if i in marks:
+            ms = (time.perf_counter() - t0) / (i + 1) * 1000
+            print(f"memory, letter {i + 1:>6}: {_rss_mib():.0f} MiB RSS ({ms:.1f} ms/letter)")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Render advice letters: LetterRequest rows → one PDF per resident, a print file, a manifest.
 
 Pure core: the input is a validated :mod:`scoring.letters.schema` table and a catalogue; nothing
-here reads the store, the model or the contacts. Layout: ``templates/letter.html.j2`` +
-``templates/letter.css`` through WeasyPrint, with the IPAex Gothic font bundled by the PyPI package
-``matplotlib-fontja`` embedded (subset) in every PDF: no system font is assumed.
+here reads the store, the model or the contacts. Layout: ``templates/letter.typ.j2`` (Jinja2
+writes a Typst document, every value escaped as plain text) and ``templates/letter-style.typ``
+(the look), typeset by Typst (the ``typst`` wheel: no system tool) with only the IPAex Gothic
+font bundled by the PyPI package ``matplotlib-fontja``, embedded (subset) in every PDF. The
+PDFs are tagged (headings, tables, reading order) for screen readers.
 
 Output folder (0700; every file 0600, written to a temp file and moved into place)::
 
@@ -12,19 +14,14 @@ Output folder (0700; every file 0600, written to a temp file and moved into plac
     out_dir/manifest.csv              pseudonym, letter_type, outcome, language, file, pages,
                                       sha256, … (sorted like the print files)
 
-Deterministic: the same requests, catalogue, templates and ``issue_date`` give byte-identical
-PDFs, print files and manifest (given the font subsetter: HarfBuzz and fontTools give different
-bytes, so the input hash records which one made a letter). Resumable: a letter whose PDF exists with the sha256 and input
-hash recorded in the manifest (or in the journal a killed run left behind) is not rendered again;
-stale temp files are removed.
+Deterministic: the same requests, catalogue, templates, Typst version and ``issue_date`` give
+byte-identical PDFs, print files and manifest. Resumable: a letter whose PDF exists with the
+sha256 and input hash recorded in the manifest (or in the journal a killed run left behind) is
+not rendered again; stale temp files are removed.
 
-Speed (bench/bench_letters.py, 2 cores): about 130 ms of CPU a letter, 15 letters/s, against
-425 ms and 4.5 letters/s before. The font is subset by HarfBuzz where the system has
-libharfbuzz-subset0 (``./run`` installs it; fontTools is the slow fallback), the template is
-parsed as XHTML with a lean user-agent stylesheet, tables have a fixed layout, each value chart
-is one box, and print files are merged by PDFium. What is left is WeasyPrint's own layout and
-drawing, about proportional to the text on the page (the 13-row value table is half of it);
-rendering many letters as one document does not lower it.
+Speed (bench/bench_letters.py, 2 cores): see README "Figures". Typst keeps the style module
+and the font between letters of a process; a letter costs ≈ 15-20 ms of CPU, against ≈ 130 ms
+with the HTML/CSS renderer (WeasyPrint) used before.
 
 Safety (domain.md §8.4): an ``advice`` request with a 受診勧奨判定値-level value or blood pressure
 ≥160/100 is rendered as ``see_doctor``; ``see_doctor`` letters carry no risk, forecast, factor or
@@ -33,9 +30,6 @@ what-if section; only modifiable factors are advised on.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import functools
 import hashlib
 import importlib.resources
 import json
@@ -48,9 +42,8 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
-from xml.etree import ElementTree
 
 import numpy as np
 import pandas as pd
@@ -66,13 +59,13 @@ __all__ = [
     "LetterConfig",
     "LetterManifest",
     "font_path",
-    "font_subsetter",
     "render_letters",
+    "typst_text",
 ]
 
 _log = logging.getLogger(__name__)
 #: Bump when the rendering code changes what a letter looks like (part of the input hash).
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"
 TEMPLATES = Path(__file__).with_name("templates")
 MANIFEST_COLUMNS = [
     "pseudonym", "letter_type", "requested_letter_type", "outcome", "language",
@@ -212,17 +205,16 @@ def _date_text(cat: Catalogue, lang: str, d: date) -> str:
     )
 
 
-#: Width of a value chart and of its dot (mm): the renderer lays the charts out (letter.css
-#: gives the colours and the height).
+#: Width of a value chart (mm); letter-style.typ draws it at this width.
 _BAR_MM = 38.0
-_DOT_MM = 4.0
 
 
 def _chart(item: str, jv: JudgementValue, x: float) -> dict:
+    """The zones of a value chart as (name, width in mm), left to right, and the dot's centre."""
     lo, hi = _SCALE[item]
 
     def pos(v: float) -> float:
-        return round(min(100.0, max(0.0, (v - lo) / (hi - lo) * 100)), 2)
+        return min(100.0, max(0.0, (v - lo) / (hi - lo) * 100))
 
     g = pos(jv.guidance)
     r = pos(jv.referral) if jv.referral is not None else None
@@ -234,18 +226,9 @@ def _chart(item: str, jv: JudgementValue, x: float) -> dict:
         cuts = ([("ref", 0.0, r), ("guid", r, g)] if r is not None else [("guid", 0.0, g)]) + [
             ("ok", g, 100.0)
         ]
-    # At most three zones, drawn by one box (cheap to lay out): the left zone is its left border,
-    # the middle one its content (background), the right one its right border. The dot is placed
-    # from the content's left edge.
-    parts = [(c, (b - a) * _BAR_MM / 100) for c, a, b in cuts if b - a > 0]
-    lc, lw = parts[0]
-    mc, mw = parts[1] if len(parts) == 3 else (lc, 0.0)
-    rc, rw = parts[-1] if len(parts) > 1 else (lc, 0.0)
     return {
-        "cls": f"l-{lc} m-{mc} r-{rc}",
-        "style": f"border-left-width: {lw:.2f}mm; width: {mw:.2f}mm; "
-        f"border-right-width: {rw:.2f}mm",
-        "dot": f"{pos(x) * _BAR_MM / 100 - lw - _DOT_MM / 2:.2f}",
+        "zones": [(c, round((b - a) * _BAR_MM / 100, 2)) for c, a, b in cuts if b - a > 0],
+        "dot": round(pos(x) * _BAR_MM / 100, 2),
     }
 
 
@@ -300,7 +283,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         "lang_attr": ui["lang_attr"],
         "letter_type": "see_doctor" if see_doctor else "advice",
         "ui": ui,
-        "pdf_date": issued.isoformat(),
+        "issued_on": issued,
         "title": ui["title_see_doctor"] if see_doctor else ui["title_advice"],
         "postal": f"{row['postal_code'][:3]}-{row['postal_code'][3:]}",
         "address": row["address"],
@@ -393,30 +376,65 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
 # --------------------------------------------------------------------------------------------
 
 
+#: Typst's markup characters are all ASCII punctuation: each gets a backslash in every value
+#: written into a letter, so that data is never read as markup (``*``, ``#``, ``$``, ``//`` …).
+_TYPST_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def typst_text(value: object) -> str:
+    """``value`` as Typst markup that prints exactly as written (line breaks become spaces)."""
+    return _TYPST_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+def _typst_string(value: object):
+    """Jinja filter ``quote``: ``value`` as a Typst string literal (a function argument)."""
+    from markupsafe import Markup
+
+    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return Markup('"' + s.replace("\r", "").replace("\n", "\\n") + '"')
+
+
+def _typst_value(value: object):
+    """Jinja ``finalize``: what ``{{ value }}`` writes into the Typst source."""
+    from markupsafe import Markup
+
+    if isinstance(value, Markup):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"a letter cannot show the number {value}")
+        return f"{value:.3f}"
+    return typst_text(value)
+
+
 class _Renderer:
     def __init__(self, catalogue_path: str, cfg: LetterConfig) -> None:
         import jinja2
+        import typst
         from fontTools.ttLib import TTFont
-        from weasyprint import CSS
-        from weasyprint.text.fonts import FontConfiguration
 
         self.cfg = cfg
         self.cat = load_catalogue(catalogue_path)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2")),
+            autoescape=False,  # _typst_value escapes every value for Typst instead
+            finalize=_typst_value,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            keep_trailing_newline=True,
         )
-        self.template = self.env.get_template("letter.html.j2")
-        self.font_config = FontConfiguration()
-        css = (
-            f'@font-face {{ font-family: "KenshinIPAex"; src: url("{font_path().as_uri()}"); }}\n'
-            + (TEMPLATES / "letter.css").read_text(encoding="utf-8")
+        self.env.filters["quote"] = _typst_string
+        self.template = self.env.get_template("letter.typ.j2")
+        # One compiler per process: Typst keeps the style module and the font between letters.
+        # Only the bundled font is visible, so no letter depends on the machine's fonts.
+        self.compiler = typst.Compiler(
+            root=str(TEMPLATES), font_paths=[str(font_path().parent)], ignore_system_fonts=True
         )
-        self.css = CSS(string=css, font_config=self.font_config)
-        self.html_class = _letter_html_class()
         self.cmap = frozenset(TTFont(str(font_path()), lazy=True).getBestCmap())
         fixed = json.dumps(self.cat.model_dump(), ensure_ascii=False) + "".join(
             str(v) for c in _COMPARE.values() for v in c.values()
@@ -431,9 +449,8 @@ class _Renderer:
         if outside:
             raise CatalogueError(
                 f"letter catalogue {catalogue_path} uses characters the IPAex font lacks "
-                f"(they would print in another font or as boxes): {outside}"
+                f"(they would print as boxes): {outside}"
             )
-        _quiet_subset_warning()
 
     def missing_glyphs(self, row: dict) -> list[str]:
         text = "".join(str(row.get(k) or "") for k in ("name", "name_kana", "address"))
@@ -445,109 +462,28 @@ class _Renderer:
             }
         )
 
+    def source(self, ctx: dict) -> str:
+        """The Typst source of one letter."""
+        return self.template.render(**ctx)
+
     def render(self, row: dict) -> tuple[bytes, int, list[str], str]:
         ctx, notes = build_context(row, self.cat, self.cfg)
         missing = self.missing_glyphs(row)
         if missing:
             notes.append("characters outside the font: " + " ".join(missing))
-        html = self.template.render(**ctx)
-        doc = self.html_class(html, base_url=str(TEMPLATES)).render(
-            stylesheets=[self.css], font_config=self.font_config
-        )
-        # fontTools stamps the subset font's head.modified with "now" unless SOURCE_DATE_EPOCH
-        # is set: pin it to the issue date so that the same input gives the same bytes.
-        issued = _issue_date(self.cfg, row["fiscal_year"])
-        epoch = int(datetime(issued.year, issued.month, issued.day, tzinfo=UTC).timestamp())
-        with _env("SOURCE_DATE_EPOCH", str(epoch)):
-            pdf = doc.write_pdf()
-        return pdf, len(doc.pages), notes, ctx["letter_type"]
+        # Tagged PDF (pdf_tags): headings, tables and reading order for screen readers.
+        pdf = self.compiler.compile(input=self.source(ctx).encode("utf-8"), pdf_tags=True)
+        return pdf, _page_count(pdf), notes, ctx["letter_type"]
 
 
-class _DropSubsetWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "HarfBuzz-Subset" not in record.getMessage()
+def _page_count(pdf: bytes) -> int:
+    import pypdfium2 as pdfium
 
-
-def font_subsetter() -> str:
-    """How WeasyPrint subsets the embedded font here: ``harfbuzz`` or ``fonttools``.
-
-    ``harfbuzz`` needs the system library libharfbuzz-subset0 (``./run`` installs the Debian
-    package): about 7 ms a letter, against about 200 ms with the pure-Python fontTools fallback.
-    The two give different (equally valid) bytes, so the choice is part of the input hash.
-    """
-    from weasyprint.pdf import fonts
-
-    return "harfbuzz" if getattr(fonts, "harfbuzz_subset", None) is not None else "fonttools"
-
-
-def _quiet_subset_warning() -> None:
-    """Say once (not per letter) that fonts are subset with fontTools, the slow path."""
-    from weasyprint import LOGGER
-
-    if any(isinstance(f, _DropSubsetWarning) for f in LOGGER.filters):
-        return
-    if font_subsetter() == "fonttools":
-        _log.warning(
-            "libharfbuzz-subset0 is not installed: WeasyPrint subsets the font with fontTools "
-            "(about 200 ms instead of 7 ms per letter); './run' installs the Debian package"
-        )
-    LOGGER.addFilter(_DropSubsetWarning())
-
-
-#: Rules of WeasyPrint's HTML5 user-agent stylesheet that a letter never needs and that cost
-#: most: universal pseudo-elements (``::footnote-call`` …) make WeasyPrint compute six extra
-#: styles for every element (~15% of a letter's layout time).
-_UA_DROP = re.compile(r"(?m)^::(?:footnote|note)-[a-z]+ \{[^}\n]*\}\n")
-
-
-@functools.cache
-def _letter_html_class():
-    """``weasyprint.HTML`` for letters: lean user-agent stylesheet, fast parse of the template.
-
-    The template is written as well-formed XHTML, so the standard library's C XML parser reads
-    it (about 1 ms instead of 10 ms for the pure-Python HTML5 parser, same element tree); a
-    rendered letter that is not well-formed XML (a template edit such as ``<br>``) falls back
-    to the HTML5 parser. Both only save time: the PDF bytes are the same.
-    """
-    import cssselect2
-    from weasyprint import CSS, HTML
-    from weasyprint.html import UA, UA_COUNTER_STYLE, UA_FORM_STYLESHEET
-
-    ua = CSS(
-        string=_UA_DROP.sub("", UA).replace("\n::marker {", "\nli::marker, summary::marker {"),
-        counter_style=UA_COUNTER_STYLE,
-    )
-
-    class LetterHTML(HTML):
-        def __init__(self, string: str, base_url: str | None = None) -> None:
-            try:
-                root = ElementTree.fromstring(string)
-            except ElementTree.ParseError:
-                super().__init__(string=string, base_url=base_url)
-                return
-            super().__init__(string="<html></html>", base_url=base_url)
-            self.wrapper_element = cssselect2.ElementWrapper.from_html_root(
-                root, content_language=None
-            )
-            self.etree_element = self.wrapper_element.etree_element
-
-        def _ua_stylesheets(self, forms: bool = False):
-            return [ua, UA_FORM_STYLESHEET] if forms else [ua]
-
-    return LetterHTML
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str):
-    old = os.environ.get(name)
-    os.environ[name] = value
+    doc = pdfium.PdfDocument(pdf)
     try:
-        yield
+        return len(doc)
     finally:
-        if old is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = old
+        doc.close()
 
 
 _WORKER: _Renderer | None = None
@@ -556,13 +492,6 @@ _WORKER: _Renderer | None = None
 def _init_worker(catalogue_path: str, cfg: LetterConfig) -> None:
     global _WORKER
     _WORKER = _Renderer(catalogue_path, cfg)
-    atexit.register(_drop_worker)
-
-
-def _drop_worker() -> None:
-    # WeasyPrint's FontConfiguration.__del__ fails noisily if it runs during interpreter teardown
-    global _WORKER
-    _WORKER = None
 
 
 def _render_chunk(tasks: list[tuple[dict, str]]) -> list[dict]:
@@ -633,15 +562,13 @@ def _jsonable(v):
 
 
 def _static_digest(cat: Catalogue) -> str:
-    from weasyprint import __version__ as wp_version
+    import typst
 
     h = hashlib.sha256()
     for p in sorted(TEMPLATES.iterdir()):
         h.update(p.name.encode() + p.read_bytes())
     h.update(cat.digest().encode())
-    h.update(
-        f"{RENDERER_VERSION}|{wp_version}|{font_subsetter()}|{font_path().stat().st_size}".encode()
-    )
+    h.update(f"{RENDERER_VERSION}|typst {typst.__version__}|{font_path().stat().st_size}".encode())
     return h.hexdigest()
 
 
@@ -881,8 +808,12 @@ def _run(todo: list[tuple[dict, str]], cat_path: str, cfg: LetterConfig):
         return
     chunk = max(1, min(16, math.ceil(len(todo) / (workers * 4))))
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    # Not "fork": a process that has rendered in-process holds Typst's threads, and a forked
+    # child inherits their locks (it hangs). The fork server starts clean, then forks quickly.
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":  # workers then start without importing anything
+        ctx.set_forkserver_preload([__name__, "typst", "jinja2", "fontTools.ttLib"])
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cat_path, cfg)
     ) as pool:
