@@ -65,7 +65,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 #: Bump when the rendering code changes what a letter looks like (part of the input hash).
-RENDERER_VERSION = "3"
+RENDERER_VERSION = "3"  # 3: Typst; the intro names the checkup's own fiscal year
 TEMPLATES = Path(__file__).with_name("templates")
 MANIFEST_COLUMNS = [
     "pseudonym", "letter_type", "requested_letter_type", "outcome", "language",
@@ -293,7 +293,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         "sender": ui["sender"],
         "greeting": ui["greeting"].format(name=row["name"]),
         "intro": cat.intros["see_doctor" if see_doctor else "advice"][lang].format(
-            fiscal_year=row["fiscal_year"], outcome=outcome
+            fiscal_year=exam.year if exam.month >= 4 else exam.year - 1, outcome=outcome
         ),
         "sec_values": ui["sec_values"].format(exam_date=_date_text(cat, lang, exam)),
         "values": values,

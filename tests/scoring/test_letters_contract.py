@@ -169,3 +169,12 @@ def test_whatif_omitted_when_it_does_not_lower_the_shown_risk():
     ctx, notes = build_context(row, load_catalogue(), config())
     assert ctx["whatif"] is None
     assert any("omitted" in n for n in notes)
+
+
+def test_intro_thanks_for_the_checkup_the_values_come_from():
+    """A resident scored on last year's checkup (fallback) is thanked for that year's checkup."""
+    df = requests().iloc[:1].assign(fiscal_year=2025, exam_date="2025-02-20")  # FY2024 checkup
+    ctx, _ = build_context(_rows(df)[0], load_catalogue(), config())
+    assert ctx["intro"].startswith("2024年度の特定健診")
+    df = df.assign(exam_date="2025-04-01")  # FY2025 starts in April
+    assert build_context(_rows(df)[0], load_catalogue(), config())[0]["intro"].startswith("2025")
