@@ -101,7 +101,8 @@ def synth(
     if letters is not None:
         console.print(
             f"letters: {summary['letters']:,} residents of the letter arm respond (effect "
-            f"{letter_effect}); {summary['letters_unmatched']:,} lettered pseudonyms not in the ward",
+            f"{letter_effect}; {summary['see_doctor_letters']:,} see-a-doctor letters may start "
+            f"treatment); {summary['letters_unmatched']:,} lettered pseudonyms not in the ward",
             highlight=False,
         )
 

@@ -371,7 +371,8 @@ def _selection_year(sel: pd.DataFrame, path: Path, year: int | None) -> int | No
 
 
 def letters_from_selection(path: Path, config, letter_year: int | None, letter_effect: float):
-    """``config`` with the selection's ``letter`` arm as ``letters`` (person_ids), and a summary.
+    """``config`` with the selection's ``letter`` arm as ``letters`` (person_ids) and its
+    see-a-doctor letters as ``doctor_letters`` (person_id, outcome), and a summary.
 
     The selection is keyed by pseudonym: the ward's person_ids (members by ``letter_year``) are
     pseudonymised with the same key (:mod:`data.pseudonym`) and matched.
@@ -393,11 +394,15 @@ def letters_from_selection(path: Path, config, letter_year: int | None, letter_e
             f"--letter-year {letter_year} is not a generated fiscal year "
             f"({config.fiscal_years.start}-{config.fiscal_years.stop - 1})"
         )
-    wanted = set(sel.loc[sel["arm"].astype("string").eq("letter").fillna(False), "pseudonym"])
+    sent = sel[sel["arm"].astype("string").eq("letter").fillna(False).to_numpy()]
+    wanted = set(sent["pseudonym"])
     if not wanted:
         raise BadInputError(f"{path}: no resident in the letter arm")
+    doctor = sent[sent["letter_type"].astype("string").eq("see_doctor").fillna(False).to_numpy()]
+    topic = dict(zip(doctor["pseudonym"], doctor["outcome"].astype(str), strict=True))
     ids = pd.Series(ward_person_ids(config, letter_year), dtype="string")
-    hit = pseudonymise(ids, load_key()).isin(wanted).to_numpy()
+    pseudonyms = pseudonymise(ids, load_key())
+    hit = pseudonyms.isin(wanted).to_numpy()
     if not hit.any():
         raise BadInputError(
             f"{path}: none of the {len(wanted):,} lettered pseudonyms is a resident of this ward "
@@ -408,8 +413,15 @@ def letters_from_selection(path: Path, config, letter_year: int | None, letter_e
         letters=frozenset(ids[hit].tolist()),
         letter_year=letter_year,
         letter_effect=letter_effect,
+        doctor_letters=frozenset(
+            (i, topic[p]) for i, p in zip(ids[hit], pseudonyms[hit], strict=True) if p in topic
+        ),
     )
-    return config, {"letters": int(hit.sum()), "letters_unmatched": len(wanted) - int(hit.sum())}
+    return config, {
+        "letters": int(hit.sum()),
+        "see_doctor_letters": len(config.doctor_letters),
+        "letters_unmatched": len(wanted) - int(hit.sum()),
+    }
 
 
 def run_evaluate(store: Path, year: int, scores: Path, config=None):

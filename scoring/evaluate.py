@@ -12,6 +12,12 @@ population has more than one) and arm:
   checkup (:func:`data.judgements.outcomes_met`; judgeable: :func:`outcome_evaluable` at both).
   ``see_doctor`` letters go to residents who already meet their outcome, so they have no
   incidence (n = 0);
+* ``treatment_started`` (治療開始率) — among FY+1 attendees who answered "no" to the medication
+  question of the letter's topic at the index checkup (糖尿病 ``q_med_glucose``, 高血圧
+  ``q_med_bp``, 脂質異常症 ``q_med_lipid``; other topics have none), the share answering "yes"
+  at the first FY+1 checkup: what a ``see_doctor`` letter (受診勧奨) aims at. The selection
+  holds ``see_doctor`` letters back only when ``control_for_see_doctor`` is set; without a
+  control arm the letter arm's rate is reported and the difference is empty;
 * ``change_<item>`` (変化量) — mean change index → first FY+1 checkup of HbA1c, SBP and weight
   among attendees with both values.
 
@@ -92,8 +98,8 @@ class EvaluationConfig:
 class EvaluationResult:
     """評価結果: tidy comparisons (:data:`COMPARISON_COLUMNS`) and the per-resident analysis rows.
 
-    ``persons``: pseudonym, arm, letter_type, outcome, attended, at_risk, event,
-    ``change_<item>`` — pseudonymised, one row per randomised resident.
+    ``persons``: pseudonym, arm, letter_type, outcome, attended, at_risk, event, untreated,
+    treatment_started, ``change_<item>`` — pseudonymised, one row per randomised resident.
     """
 
     fiscal_year: int
@@ -199,6 +205,12 @@ def study_population(selection: pd.DataFrame) -> pd.DataFrame:
     return study.reset_index(drop=True)
 
 
+#: The medication question (服薬) that shows treatment of a letter topic.
+TOPIC_MEDICATION = {
+    "diabetes": "q_med_glucose", "hypertension": "q_med_bp", "dyslipidemia": "q_med_lipid",
+}  # fmt: skip
+
+
 def _one_per_person(checkups: pd.DataFrame, keep: str) -> pd.DataFrame:
     if "pseudonym" not in checkups or "exam_date" not in checkups:
         if len(checkups):
@@ -240,6 +252,15 @@ def person_outcomes(
     out["attended"] = attended
     out["at_risk"] = at_risk
     out["event"] = at_risk & met1
+    med = study["outcome"].map(TOPIC_MEDICATION).to_numpy(dtype=object)
+    q0, q1 = np.full(len(study), np.nan), np.full(len(study), np.nan)
+    for col in set(TOPIC_MEDICATION.values()):
+        rows = med == col
+        q0[rows], q1[rows] = _values(now, col)[rows], _values(nxt, col)[rows]
+    # 1 yes / 2 no; an unanswered question at either checkup leaves the resident out
+    untreated = attended & has_index & (q0 == 2) & np.isin(q1, (1, 2))
+    out["untreated"] = untreated
+    out["treatment_started"] = untreated & (q1 == 1)
     for item in items:
         change = _values(nxt, item) - _values(now, item)
         out["change_" + item] = np.where(attended & has_index, change, np.nan)
@@ -267,6 +288,8 @@ def _arm_table(g: pd.DataFrame, items: tuple[str, ...]) -> pd.DataFrame:
         "attended": ("attended", "sum"),
         "at_risk": ("at_risk", "sum"),
         "events": ("event", "sum"),
+        "untreated": ("untreated", "sum"),
+        "started": ("treatment_started", "sum"),
     }
     for item in items:
         c = "change_" + item
@@ -276,7 +299,9 @@ def _arm_table(g: pd.DataFrame, items: tuple[str, ...]) -> pd.DataFrame:
     wide = table.unstack("arm")
     wide.columns = [f"{stat}_{arm}" for stat, arm in wide.columns]
     counts = [
-        c for c in wide.columns if c.split("_")[0] in ("n", "attended", "at", "events", "cnt")
+        c
+        for c in wide.columns
+        if c.split("_")[0] in ("n", "attended", "at", "events", "untreated", "started", "cnt")
     ]
     wide[counts] = wide[counts].fillna(0)
     return wide
@@ -301,6 +326,7 @@ def _comparisons(wide: pd.DataFrame, config: EvaluationConfig, fy: int) -> pd.Da
 
     props("attendance", "attended", "n")
     props("incidence", "events", "at_risk")
+    props("treatment_started", "started", "untreated")
     for item in config.items:
         m1, v1, n1, m0, v0, n0 = (
             wide[f"{s}_{item}_{a}"].to_numpy(float) for a in ARMS for s in ("mean", "var", "cnt")

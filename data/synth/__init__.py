@@ -66,6 +66,11 @@ class SynthConfig:
     (:data:`data.synth.model.LETTER_SHIFT` etc.). The default 0.3 gives about −0.4 kg weight,
     −0.02 % HbA1c and −0.7 mmHg SBP (mean change to ``letter_year + 1``, letter − control) and
     +2.5 points attendance; no letters or ``letter_effect = 0`` → no effect at all.
+
+    ``doctor_letters``: (person_id, outcome) of the letters among ``letters`` that urge a
+    doctor's visit (受診勧奨, letter type ``see_doctor``); the recipient also starts the
+    medication for that outcome (diabetes, hypertension, dyslipidemia) with probability
+    ``1 − exp(−0.5·effect)`` (:data:`data.synth.model.LETTER_TREAT`).
     """
 
     residents: int = 10_000
@@ -76,6 +81,7 @@ class SynthConfig:
     letter_effect: float = 0.3
     letters: frozenset[str] = field(default=frozenset(), repr=False)
     letter_year: int | None = None
+    doctor_letters: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
         if self.residents < 1:
@@ -87,6 +93,13 @@ class SynthConfig:
         if not (math.isfinite(self.letter_effect) and 0 <= self.letter_effect <= 20):
             raise ValueError("letter_effect must be in [0, 20]")
         object.__setattr__(self, "letters", frozenset(self.letters))
+        object.__setattr__(self, "doctor_letters", frozenset(self.doctor_letters))
+        outside = {pid for pid, _ in self.doctor_letters} - self.letters
+        if outside:
+            raise ValueError(f"{len(outside)} doctor_letters are not among letters")
+        unknown = {o for _, o in self.doctor_letters} - set(OUTCOMES)
+        if unknown:
+            raise ValueError(f"doctor_letters with unknown outcomes {sorted(unknown)}")
         if self.letter_year is not None and self.letter_year not in self.fiscal_years:
             raise ValueError(
                 f"letter_year {self.letter_year} is not a generated fiscal year "
@@ -137,7 +150,8 @@ def ward_person_ids(config: SynthConfig, through_fiscal_year: int | None = None)
     from data.synth.ward import Ward
 
     last = config.last_fiscal_year if through_fiscal_year is None else through_fiscal_year
-    ward = Ward(SynthConfig(**{**_plain(config), "letters": frozenset()}), calibration())
+    plain = {**_plain(config), "letters": frozenset(), "doctor_letters": frozenset()}
+    ward = Ward(SynthConfig(**plain), calibration())
     ward.measure = False
     for i, fy in enumerate(config.fiscal_years):
         if fy > last:

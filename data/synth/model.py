@@ -794,6 +794,12 @@ LETTER_HABIT = 0.25
 #: Per unit of ``letter_effect``: rate ``λ`` of the attendance uplift — a lettered resident who
 #: would not have attended the next checkup attends with probability ``1 − exp(−λ·effect)``.
 LETTER_ATTEND = 0.5
+#: Per unit of ``letter_effect``: rate ``λ`` of treatment after a see-a-doctor letter — a
+#: recipient not on medication for the letter's condition starts it (受診 → 治療開始) with
+#: probability ``1 − exp(−λ·effect)`` (0.3 → 14 %); it then stops at the usual yearly rate.
+LETTER_TREAT = 0.5
+#: The medication that treats each letter topic (outcomes without one get no treatment effect).
+TOPIC_MEDICATION = {"diabetes": "glu", "hypertension": "bp", "dyslipidemia": "lip"}
 
 
 def letter_response(st: dict, rows: np.ndarray, effect: float, rng: np.random.Generator) -> None:
@@ -825,6 +831,28 @@ def letter_response(st: dict, rows: np.ndarray, effect: float, rng: np.random.Ge
         x = st["x" + core].copy()
         x[rows] = x[rows] + np.float32(effect * shift / AR[core][1])
         st["x" + core] = x
+
+
+def doctor_response(
+    st: dict, rows: np.ndarray, meds: np.ndarray, effect: float, rng: np.random.Generator
+) -> None:
+    """Treatment started by see-a-doctor letters (a :func:`step` ``adjust`` hook).
+
+    ``rows``: lettered persons, ``meds``: the medication key (``glu``/``bp``/``lip``) of each
+    one's letter topic. Each starts that medication with probability
+    ``1 − exp(−LETTER_TREAT·effect)`` (uniforms from ``rng``, a stream of the letters' own);
+    replaces (never mutates) the ``m_*`` arrays. ``effect = 0`` leaves ``st`` unchanged.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if effect <= 0 or len(rows) == 0:
+        return
+    start = rng.random(len(rows)) < 1 - np.exp(-LETTER_TREAT * effect)
+    for m in MEDS:
+        hit = rows[start & (meds == m)]
+        if len(hit):
+            v = st["m_" + m].copy()
+            v[hit] = True
+            st["m_" + m] = v
 
 
 # ---------------------------------------------------------------------------------------------

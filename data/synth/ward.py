@@ -110,6 +110,9 @@ class Ward:
         )
         #: sorted person indices of the lettered residents (resolved after ``letter_year``)
         self.letter_idx = np.array([], dtype=np.int64)
+        #: person indices and medication keys of the see-a-doctor letters (same time)
+        self.doctor_idx = np.array([], dtype=np.int64)
+        self.doctor_meds = np.array([], dtype=object)
         #: counterfactual state (no letters), kept once the letters have acted
         self.st_cf: dict[str, np.ndarray] | None = None
         #: False: membership and attendance only (no checkup rows, no truth)
@@ -146,32 +149,41 @@ class Ward:
     def _letter_rng(self, fy: int, purpose: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, _LETTER_STREAM, fy, purpose])
 
-    def _resolve_letters(self) -> np.ndarray:
-        """Person indices of ``config.letters`` among everybody who was a member so far."""
-        pid = self.person_ids(copy.deepcopy(self.r_names))
+    def _resolve_letters(self) -> None:
+        """Person indices of ``config.letters`` (and of the see-a-doctor letters among them)
+        among everybody who was a member so far."""
+        pid = pd.Index(self.person_ids(copy.deepcopy(self.r_names)))
         wanted = np.array(sorted(self.cfg.letters), dtype=object)
-        pos = pd.Index(pid).get_indexer(wanted)
+        pos = pid.get_indexer(wanted)
         if (pos < 0).any():
             raise ValueError(
                 f"{int((pos < 0).sum())} of {len(wanted)} lettered person_ids were never members "
                 f"of the ward by FY{self.letter_year} (e.g. {wanted[pos < 0][0]!r})"
             )
-        return np.sort(pos).astype(np.int64)
+        self.letter_idx = np.sort(pos).astype(np.int64)
+        doctor = sorted(
+            (p, model.TOPIC_MEDICATION[o])
+            for p, o in getattr(self.cfg, "doctor_letters", ())
+            if o in model.TOPIC_MEDICATION
+        )
+        self.doctor_idx = pid.get_indexer([p for p, _ in doctor]).astype(np.int64)
+        self.doctor_meds = np.array([m for _, m in doctor], dtype=object)
 
     def _step_with_letters(self, fy: int, age_next: np.ndarray) -> None:
         """Advance the counterfactual and the actual state with the same draws."""
         if self.st_cf is None:
-            self.letter_idx = self._resolve_letters()
+            self._resolve_letters()
         base = self.st if self.st_cf is None else self.st_cf
         twin = copy.deepcopy(self.r_dyn)
         cf = model.step(base, age_next, twin, self.cal)
         adjust = None
         if fy == self.letter_year + 1:
-            rng = self._letter_rng(fy, 0)
+            rng, rng_doctor = self._letter_rng(fy, 0), self._letter_rng(fy, 3)
             rows, effect = self.letter_idx, self.cfg.letter_effect
 
             def adjust(st: dict) -> None:
                 model.letter_response(st, rows, effect, rng)
+                model.doctor_response(st, self.doctor_idx, self.doctor_meds, effect, rng_doctor)
 
         self.st = model.step(self.st, age_next, self.r_dyn, self.cal, adjust=adjust)
         if twin.bit_generator.state != self.r_dyn.bit_generator.state:  # pragma: no cover

@@ -209,11 +209,48 @@ def test_groups_per_letter_type_and_config():
     selection.loc[selection["pseudonym"].isin(["L5", "C5", "C4"]), "letter_type"] = "see_doctor"
     c = evaluate(selection, index, follow, 2023, EvaluationConfig(items=("weight_kg",))).comparisons
     assert c["group"].unique().tolist() == ["all", "advice", "see_doctor"]
-    assert c["measure"].unique().tolist() == ["attendance", "incidence", "change_weight_kg"]
+    assert c["measure"].unique().tolist() == [
+        "attendance", "incidence", "treatment_started", "change_weight_kg",
+    ]  # fmt: skip
     sd = c[(c["group"] == "see_doctor") & (c["measure"] == "attendance")].iloc[0]
     assert (sd["n_letter"], sd["n_control"]) == (1, 2)
     only = evaluate(selection, index, follow, 2023, EvaluationConfig(by_letter_type=False))
     assert only.comparisons["group"].unique().tolist() == ["all"]
+
+
+def test_treatment_started_counts_the_topics_medication():
+    """治療開始: "no" at the index checkup, "yes" at follow-up, for the topic's own question."""
+    arms = {"T1": "letter", "T2": "letter", "T3": "letter", "T4": "letter", "T5": "letter",
+            "T6": "letter", "U1": "control", "U2": "control", "U3": "control"}  # fmt: skip
+    topic = {p: "hypertension" for p in arms} | {"T6": "metabolic_syndrome"}
+    sel = pd.DataFrame(
+        {"pseudonym": list(arms), "arm": list(arms.values()), "outcome": list(topic.values())}
+    ).assign(letter_type="see_doctor")
+    before = {"T3": 1}  # already treated: not counted
+    after = {"T1": 1, "T2": 2, "T3": 1, "T4": np.nan, "T6": 1, "U1": 2, "U2": 1, "U3": 2}
+    index = pd.DataFrame([_checkup(p, "2023-06-01", q_med_bp=before.get(p, 2)) for p in arms])
+    follow = pd.DataFrame(  # T5 does not attend; T4 leaves the question blank
+        [_checkup(p, "2024-06-01", q_med_bp=q, q_med_glucose=1) for p, q in after.items()]
+    )
+    result = evaluate(sel, index, follow, 2023)
+    row = result.comparisons.set_index("measure").loc["treatment_started"]
+    assert (row["k_letter"], row["n_letter"], row["k_control"], row["n_control"]) == (1, 2, 1, 3)
+    assert row["difference"] == pytest.approx(1 / 2 - 1 / 3)
+    persons = result.persons.set_index("pseudonym")
+    assert persons["untreated"].to_dict() == {
+        "T1": True, "T2": True, "T3": False, "T4": False, "T5": False, "T6": False,
+        "U1": True, "U2": True, "U3": True,
+    }  # fmt: skip
+    # without a control arm (see_doctor letters are not held back by default): the letter
+    # arm's rate, and no difference
+    alone = sel.assign(arm=np.where(sel["arm"] == "control", "letter", "letter"))
+    alone = pd.concat(
+        [alone, sel.head(1).assign(pseudonym="Z", arm="control", letter_type="advice")]
+    )
+    c = evaluate(alone, index, follow, 2023).comparisons
+    sd = c[(c["group"] == "see_doctor") & (c["measure"] == "treatment_started")].iloc[0]
+    assert sd["n_control"] == 0 and sd["letter"] == pytest.approx(2 / 5)
+    assert np.isnan(sd["difference"])
 
 
 def test_bad_selection_is_rejected():
@@ -316,6 +353,24 @@ def test_letters_change_nothing_before_or_beside_them(base, lettered, letters):
     assert diff.mean() < -2.0
 
 
+def test_see_doctor_letters_start_treatment(base, selection, letters):
+    """A strong see-a-doctor effect shows as more treatment started, and only among them."""
+    rng = np.random.default_rng(4)
+    doctor = selection.assign(
+        letter_type="see_doctor",
+        outcome=rng.choice(["diabetes", "hypertension", "dyslipidemia"], len(selection)),
+    )
+    sent = doctor[doctor["arm"] == "letter"]
+    bundle = generate(
+        replace(CFG, letters=letters, letter_year=FY, letter_effect=3.0,
+                doctor_letters=frozenset(zip(sent["pseudonym"], sent["outcome"], strict=True)))
+    )  # fmt: skip
+    c = _evaluate(bundle, doctor).set_index("measure")
+    assert c.loc["treatment_started", "ci_low"] > 0.3, c.loc["treatment_started"]
+    advice = _evaluate(base, doctor).set_index("measure")  # the same residents, no letters
+    assert abs(advice.loc["treatment_started", "difference"]) < 0.05
+
+
 def test_letter_config_is_checked(letters):
     with pytest.raises(ValueError, match="letter_year"):
         SynthConfig(letters=letters)
@@ -328,6 +383,10 @@ def test_letter_config_is_checked(letters):
     assert isinstance(cfg.letters, frozenset)
     with pytest.raises(ValueError, match="never members"):
         generate(cfg)
+    with pytest.raises(ValueError, match="not among letters"):
+        replace(cfg, doctor_letters={("99-999999", "diabetes")})
+    with pytest.raises(ValueError, match="unknown outcomes"):
+        replace(cfg, doctor_letters={("00-000000", "gout")})
 
 
 def test_ward_person_ids_are_the_bundles(base):
@@ -362,12 +421,17 @@ def cli_run(tmp_path_factory):
         ps = np.sort(read_checkups(work / "s1", [FY])["pseudonym"].unique())
         rng = np.random.default_rng(3)
         arm = np.where(rng.random(len(ps)) < 0.5, "letter", "control")
+        doctor = rng.random(len(ps)) < 0.3  # see-a-doctor letters on a treatable topic
+        outcome = np.where(
+            doctor, rng.choice(["diabetes", "hypertension", "dyslipidemia"], len(ps)),
+            rng.choice(OUTCOMES, len(ps)),
+        )  # fmt: skip
         out = work / "out"
         out.mkdir()
         pd.DataFrame(
-            {"pseudonym": ps, "letter_type": "advice", "outcome": rng.choice(OUTCOMES, len(ps)),
-             "priority": 0.3, "rank": np.arange(1, len(ps) + 1), "arm": arm, "reason": "x",
-             "sent": arm == "letter", "fiscal_year": FY}
+            {"pseudonym": ps, "letter_type": np.where(doctor, "see_doctor", "advice"),
+             "outcome": outcome, "priority": 0.3, "rank": np.arange(1, len(ps) + 1), "arm": arm,
+             "reason": "x", "sent": arm == "letter", "fiscal_year": FY}
         ).to_parquet(out / "selection.parquet", index=False)  # fmt: skip
         synth = runner.invoke(
             app,
@@ -379,7 +443,9 @@ def cli_run(tmp_path_factory):
         args = ["evaluate", "--store", str(work / "s2"), "--year", str(FY), "--scores", str(out)]
         evaluation = _ok(runner.invoke(app, args))
     n_letter = int((arm == "letter").sum())
-    return {"work": work, "out": out, "synth": synth, "evaluate": evaluation, "n_letter": n_letter}
+    n_doctor = int(((arm == "letter") & doctor).sum())
+    return {"work": work, "out": out, "synth": synth, "evaluate": evaluation,
+            "n_letter": n_letter, "n_doctor": n_doctor}  # fmt: skip
 
 
 def test_cli_synth_letters_and_evaluate(cli_run):
@@ -388,10 +454,15 @@ def test_cli_synth_letters_and_evaluate(cli_run):
     out = cli_run["out"]
     table = pd.read_csv(out / f"evaluation_FY{FY}.csv")
     assert list(table.columns) == list(COMPARISON_COLUMNS)
-    table = table.set_index("measure")
-    assert table.loc["change_weight_kg", "ci_high"] < 0
-    assert table.loc["change_hba1c", "ci_high"] < 0
-    assert table.loc["attendance", "ci_low"] > 0
+    assert f"{cli_run['n_doctor']:,} see-a-doctor letters may start treatment" in " ".join(
+        cli_run["synth"].output.split()
+    )
+    groups = {g: t.set_index("measure") for g, t in table.groupby("group")}
+    assert sorted(groups) == ["advice", "all", "see_doctor"]
+    assert groups["all"].loc["change_weight_kg", "ci_high"] < 0
+    assert groups["all"].loc["change_hba1c", "ci_high"] < 0
+    assert groups["all"].loc["attendance", "ci_low"] > 0
+    assert groups["see_doctor"].loc["treatment_started", "ci_low"] > 0.2
     meta = json.loads((out / f"evaluation_FY{FY}.json").read_text())
     assert meta["follow_up_year"] == FY + 1
     assert meta["randomised"]["letter"] == cli_run["n_letter"]
