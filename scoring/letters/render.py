@@ -106,7 +106,7 @@ class LetterConfig:
 
     ``issue_date`` is printed on the letter and stamped as the PDF creation date (fixed, so the
     output is reproducible); default 1 April after the fiscal year of each request.
-    ``workers`` processes render in parallel (1 = in this process).
+    ``workers`` processes render in parallel (at least one; never this process).
     """
 
     issue_date: date | None = None
@@ -799,21 +799,18 @@ def render_letters(
 
 
 def _run(todo: list[tuple[dict, str]], cat_path: str, cfg: LetterConfig):
-    """Yield results chunk by chunk, in a pool of ``cfg.workers`` processes or in-process."""
+    """Yield results chunk by chunk from a pool of ``cfg.workers`` processes (at least one).
+
+    Typst runs only in the workers, never in this process: a process that has typeset holds
+    Typst's worker threads, and a child forked from it inherits their locks and hangs. So the
+    workers can be forked (instant start, and the caller's script needs no
+    ``if __name__ == "__main__"`` guard, which "spawn" and "forkserver" require).
+    """
     workers = max(1, min(cfg.workers, len(todo)))
-    if workers == 1:
-        _init_worker(cat_path, cfg)
-        for i in range(0, len(todo), 8):
-            yield _render_chunk(todo[i : i + 8])
-        return
     chunk = max(1, min(16, math.ceil(len(todo) / (workers * 4))))
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-    # Not "fork": a process that has rendered in-process holds Typst's threads, and a forked
-    # child inherits their locks (it hangs). The fork server starts clean, then forks quickly.
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if ctx.get_start_method() == "forkserver":  # workers then start without importing anything
-        ctx.set_forkserver_preload([__name__, "typst", "jinja2", "fontTools.ttLib"])
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cat_path, cfg)
     ) as pool:

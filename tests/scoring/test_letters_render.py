@@ -296,3 +296,29 @@ def test_data_is_never_read_as_typst_markup(tmp_path):
     t = " ".join(" ".join(pdf_text(tmp_path / "out" / m.frame["file"].iloc[0])).split())
     assert squash(hostile) in squash(t)
     assert squash("= 見出し - 箇条 #linebreak()") in squash(t)
+
+
+def test_a_plain_script_can_render_letters(tmp_path):
+    """An analyst's script without an ``if __name__ == "__main__"`` guard renders letters with
+    two workers (a "spawn" or "forkserver" pool would re-run the script in each worker)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "letters.py"
+    script.write_text(
+        textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+            from pathlib import Path
+            from scoring.letters import render_letters
+            from tests.scoring.letter_helpers import config, requests
+            m = render_letters(requests(), Path({str(tmp_path / "out")!r}), config(workers=2))
+            print("rendered", m.rendered)
+        """)
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["rendered", "6"]
