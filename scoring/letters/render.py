@@ -5,7 +5,8 @@ here reads the store, the model or the contacts. Layout: ``templates/letter.typ.
 writes a Typst document, every value escaped as plain text) and ``templates/letter-style.typ``
 (the look), typeset by Typst (the ``typst`` wheel: no system tool) with only the IPAex Gothic
 font bundled by the PyPI package ``matplotlib-fontja``, embedded (subset) in every PDF. The
-PDFs are tagged (headings, tables, reading order) for screen readers.
+PDFs are PDF/UA-1 (accessible: tagged headings, tables and reading order, title, language),
+which Typst checks as it writes them.
 
 Output folder (0700; every file 0600, written to a temp file and moved into place)::
 
@@ -65,7 +66,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 #: Bump when the rendering code changes what a letter looks like (part of the input hash).
-RENDERER_VERSION = "3"  # 3: Typst; the intro names the checkup's own fiscal year
+RENDERER_VERSION = "4"  # 4: PDF/UA-1; 3: Typst; the intro names the checkup's own fiscal year
 TEMPLATES = Path(__file__).with_name("templates")
 MANIFEST_COLUMNS = [
     "pseudonym", "letter_type", "requested_letter_type", "outcome", "language",
@@ -471,8 +472,11 @@ class _Renderer:
         missing = self.missing_glyphs(row)
         if missing:
             notes.append("characters outside the font: " + " ".join(missing))
-        # Tagged PDF (pdf_tags): headings, tables and reading order for screen readers.
-        pdf = self.compiler.compile(input=self.source(ctx).encode("utf-8"), pdf_tags=True)
+        # PDF/UA-1 (accessible PDF, checked by Typst): tagged headings, tables and reading
+        # order, document title and language, so that screen readers read the letter aloud.
+        pdf = self.compiler.compile(
+            input=self.source(ctx).encode("utf-8"), pdf_tags=True, pdf_standards=["ua-1"]
+        )
         return pdf, _page_count(pdf), notes, ctx["letter_type"]
 
 

@@ -174,6 +174,23 @@ def test_ipaex_font_is_embedded(rendered):
                 assert TTFont(io.BytesIO(data))["name"].getDebugName(1) == "IPAexGothic"
 
 
+def test_letters_are_accessible_pdf_ua(rendered):
+    """PDF/UA-1 (for screen readers): declared in the XMP metadata, tagged, with the letter's
+    language and its heading as the title shown by viewers."""
+    from pypdf import PdfReader
+
+    out, _ = rendered
+    for key, lang in (("ja", "ja"), ("en", "en"), ("doctor", "ja")):
+        pdf = PdfReader(str(letter(out, key)))
+        root = pdf.trailer["/Root"]
+        assert bool(root["/MarkInfo"]["/Marked"]) and "/StructTreeRoot" in root
+        assert root["/Lang"] == lang
+        assert b"<pdfuaid:part>1</pdfuaid:part>" in root["/Metadata"].get_object().get_data()
+        assert bool(root["/ViewerPreferences"]["/DisplayDocTitle"])
+        title = pdf.metadata.title
+        assert title and squash(title) in flat(letter(out, key))
+
+
 def test_owner_only_permissions(rendered):
     out, m = rendered
     for d in (out, out / "letters", out / "print"):
