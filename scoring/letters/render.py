@@ -21,7 +21,7 @@ sha256 and input hash recorded in the manifest (or in the journal a killed run l
 not rendered again; stale temp files are removed.
 
 Speed (bench/bench_letters.py, 2 cores): see README "Figures". Typst keeps the style module
-and the font between letters of a process; a letter costs ≈ 15-20 ms of CPU, against ≈ 130 ms
+and the font between letters of a process; a letter costs ≈ 15 ms of CPU, against ≈ 130 ms
 with the HTML/CSS renderer (WeasyPrint) used before.
 
 Safety (domain.md §8.4): an ``advice`` request with a 受診勧奨判定値-level value or blood pressure
@@ -61,7 +61,6 @@ __all__ = [
     "LetterManifest",
     "font_path",
     "render_letters",
-    "typst_text",
 ]
 
 _log = logging.getLogger(__name__)
@@ -382,7 +381,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
 _TYPST_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 
 
-def typst_text(value: object) -> str:
+def _typst_text(value: object) -> str:
     """``value`` as Typst markup that prints exactly as written (line breaks become spaces)."""
     return _TYPST_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
 
@@ -409,7 +408,7 @@ def _typst_value(value: object):
         if not math.isfinite(value):
             raise ValueError(f"a letter cannot show the number {value}")
         return f"{value:.3f}"
-    return typst_text(value)
+    return _typst_text(value)
 
 
 class _Renderer:
