@@ -385,6 +385,7 @@ def run_annual(
         "counts": counts,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "residents_per_second": round(n / seconds["score"], 1) if seconds["score"] else None,
+        "drift_reference_fiscal_year": getattr(ref, "fiscal_year", None),
         "finished_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         "files": {k: str(p.relative_to(out)) for k, p in paths.items() if p.is_relative_to(out)},
     }

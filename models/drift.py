@@ -1,8 +1,12 @@
 """Population drift (集団の変化): training-data bins kept with the model, PSI at scoring time.
 
-At training the engine keeps, per feature, decile edges of the training rows and the share of
-rows in each bin plus the share missing (:class:`FeatureReference`: aggregate shares only, never a
-row). At scoring the same bins are counted chunk by chunk (:meth:`FeatureReference.counts`), and
+At training the engine keeps, per feature, decile edges of the training rows of the latest
+training fiscal year and the share of rows in each bin plus the share missing
+(:class:`FeatureReference`: aggregate shares only, never a row). The latest year, not every
+training year: history features (change since the last checkup, 3-checkup slopes, number of
+earlier checkups) depend on how many years the store holds, so early training rows lack them
+and a reference over all years flags every history feature as shifted (demo ward: 28 features
+≥ 0.25 against 2 with the latest year — the questionnaire items that really changed in 2024). At scoring the same bins are counted chunk by chunk (:meth:`FeatureReference.counts`), and
 the population stability index compares the two:
 
     PSI = Σ_bins (a − e) · ln(a / e)      (missing values are one more bin; shares floored at 1e-4)
@@ -32,11 +36,15 @@ class FeatureReference:
     edges: dict[str, np.ndarray] = field(default_factory=dict)
     shares: dict[str, np.ndarray] = field(default_factory=dict)
     rows: int = 0
+    #: fiscal year of the reference rows (None: not recorded)
+    fiscal_year: int | None = None
 
     @classmethod
-    def fit(cls, X: np.ndarray, names: list[str], bins: int = 10) -> FeatureReference:
+    def fit(
+        cls, X: np.ndarray, names: list[str], bins: int = 10, fiscal_year: int | None = None
+    ) -> FeatureReference:
         """Reference bins from a float matrix (rows × features, NaN = missing)."""
-        ref = cls(list(names), rows=len(X))
+        ref = cls(list(names), rows=len(X), fiscal_year=fiscal_year)
         qs = np.linspace(0, 1, bins + 1)[1:-1]
         for j, name in enumerate(names):
             col = X[:, j]

@@ -352,6 +352,16 @@ class TrainingData:
     logistic: dict[str, object] = field(default_factory=dict)
 
 
+def drift_reference(features: pd.DataFrame, names: list[str], test_year: int) -> FeatureReference:
+    """PSI reference bins from the training rows of the latest training fiscal year
+    (``test_year − 2``; see :mod:`models.drift` for why not every training year)."""
+    fy = features["fiscal_year"].to_numpy(dtype="float64", na_value=np.nan)
+    train = fy <= test_year - 2
+    year = int(np.nanmax(fy[train] if train.any() else fy))
+    rows = fy == year
+    return FeatureReference.fit(to_matrix(features[rows], names), names, fiscal_year=year)
+
+
 def train_engine(
     features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig | None = None
 ) -> tuple[TrainedEngine, TrainingData]:
@@ -386,10 +396,7 @@ def train_engine(
         members=members, selection=pd.concat(tables, ignore_index=True) if tables else
         pd.DataFrame(),
     )  # fmt: skip
-    train_rows = features["fiscal_year"].to_numpy(dtype="float64", na_value=np.nan) <= T - 2
-    engine.feature_reference = FeatureReference.fit(
-        to_matrix(features[train_rows] if train_rows.any() else features, names), names
-    )
+    engine.feature_reference = drift_reference(features, names, T)
     fset = None
     if config.forecasts:
         fset = prepare_forecasts(features, T, config)

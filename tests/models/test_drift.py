@@ -53,3 +53,32 @@ def test_engine_without_reference_gives_na_rows():
     table = drift_table(None, {}, ["a", "b"], {"a": "エー"})
     assert table["feature"].tolist() == ["a", "b"] and set(table["status"]) == {"n/a"}
     assert table["label_ja"].tolist() == ["エー", "b"] and table["psi"].isna().all()
+
+
+def test_reference_is_the_latest_training_year():
+    """History features fill in as the store gains years: a reference over every training year
+    would flag them all; the latest training year (test year − 2) matches today's residents."""
+    import pandas as pd
+
+    from models.train import drift_reference, to_matrix
+
+    rng = np.random.default_rng(3)
+    years = np.repeat(np.arange(2019, 2025), 2_000)
+    # the share of rows with a previous checkup grows with the years in the store
+    has_history = rng.random(len(years)) < np.minimum(0.2 * (years - 2018), 0.8)
+    frame = pd.DataFrame(
+        {
+            "fiscal_year": years,
+            "age": rng.normal(60, 8, len(years)),
+            "weight_kg_change": np.where(has_history, rng.normal(0, 2, len(years)), np.nan),
+        }
+    )
+    names = ["age", "weight_kg_change"]
+    ref = drift_reference(frame, names, test_year=2024)
+    assert ref.fiscal_year == 2022 and ref.rows == 2_000
+    today = frame[frame["fiscal_year"] == 2024]
+    table = ref.table(ref.counts(to_matrix(today, names)), {}).set_index("feature")
+    assert table.loc["weight_kg_change", "status"] == "ok", table
+    everything = FeatureReference.fit(to_matrix(frame[frame["fiscal_year"] <= 2022], names), names)
+    shifted = everything.table(everything.counts(to_matrix(today, names)), {})
+    assert shifted.set_index("feature").loc["weight_kg_change", "psi"] > 0.1

@@ -7,6 +7,7 @@ for the last fiscal year with small letter budgets. Tests read its outputs; a fe
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 from dataclasses import dataclass, replace
@@ -228,10 +229,14 @@ def test_drift_table_compares_with_the_training_rows(annual):
     assert drift["psi"].notna().all()
     assert set(drift["status"]) <= {"ok", "watch", "shift"}
     status = drift.set_index("feature")["status"]
-    # Same ward a few years on: body measures stay put, but the scored residents have longer
-    # histories than the early training rows (fewer missing changes/slopes) — a real shift.
+    # Same ward a few years on, against the latest training year (whose residents have
+    # histories like today's): body measures and history features stay put; the question added
+    # to the questionnaire in FY2024 (特定保健指導の受診歴), never answered in training, is flagged.
     assert status[["sex", "height_cm", "sbp", "hba1c"]].eq("ok").all()
-    assert status["n_prior_checkups"] == "shift"
+    assert status[["weight_kg_change", "sbp_slope"]].ne("shift").all()
+    assert status["q_guidance_received"] == "shift"
+    run = json.loads(annual.result.paths["run"].read_text(encoding="utf-8"))
+    assert run["drift_reference_fiscal_year"] == FY - 3  # test year FY-1, trained up to FY-3
 
 
 # --- letters, reliability, privacy -----------------------------------------------------------
