@@ -46,13 +46,17 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from data.files import atomic_write
 from data.judgements import MHLW_R6, JudgementValue
+from scoring.typeset import environment, typst_text, typst_value
 
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
+from .ruby import ruby_segments
 from .schema import FORECAST_ITEMS, KEY_ITEMS, normalise_requests
 
 __all__ = [
@@ -376,59 +380,40 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
 # --------------------------------------------------------------------------------------------
 
 
-#: Typst's markup characters are all ASCII punctuation: each gets a backslash in every value
-#: written into a letter, so that data is never read as markup (``*``, ``#``, ``$``, ``//`` …).
-_TYPST_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+def _ruby_markup(text: str) -> Markup:
+    """``text`` as Typst markup with every 漢字(かな) as ふりがな (``#ruby[かな][漢字]``)."""
+    return Markup(
+        "".join(
+            typst_text(base)
+            if reading is None
+            else f"#ruby[{typst_text(reading)}][{typst_text(base)}]"
+            for base, reading in ruby_segments(text)
+        )
+    )
 
 
-def _typst_text(value: object) -> str:
-    """``value`` as Typst markup that prints exactly as written (line breaks become spaces)."""
-    return _TYPST_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
-
-
-def _typst_string(value: object):
-    """Jinja filter ``quote``: ``value`` as a Typst string literal (a function argument)."""
-    from markupsafe import Markup
-
-    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return Markup('"' + s.replace("\r", "").replace("\n", "\\n") + '"')
-
-
-def _typst_value(value: object):
-    """Jinja ``finalize``: what ``{{ value }}`` writes into the Typst source."""
-    from markupsafe import Markup
-
-    if isinstance(value, Markup):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"a letter cannot show the number {value}")
-        return f"{value:.3f}"
-    return _typst_text(value)
+@jinja2.pass_context
+def _finalize_with_ruby(context, value: object):
+    """:func:`scoring.typeset.typst_value`, and ふりがな for the texts of やさしい日本語 letters."""
+    if (
+        context.get("lang") == "ja-easy"
+        and isinstance(value, str)
+        and not isinstance(value, Markup)
+    ):
+        return _ruby_markup(value)
+    return typst_value(value)
 
 
 class _Renderer:
     def __init__(self, catalogue_path: str, cfg: LetterConfig) -> None:
-        import jinja2
         import typst
         from fontTools.ttLib import TTFont
 
         self.cfg = cfg
         self.cat = load_catalogue(catalogue_path)
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-            autoescape=False,  # _typst_value escapes every value for Typst instead
-            finalize=_typst_value,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
-        self.env.filters["quote"] = _typst_string
+        # Every value is escaped as plain Typst text (scoring.typeset), never read as markup.
+        self.env = environment(TEMPLATES)
+        self.env.finalize = _finalize_with_ruby  # before any template is compiled
         self.template = self.env.get_template("letter.typ.j2")
         # One compiler per process: Typst keeps the style module and the font between letters.
         # Only the bundled font is visible, so no letter depends on the machine's fonts.

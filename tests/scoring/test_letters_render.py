@@ -76,14 +76,43 @@ def test_page_numbers_in_the_footer(rendered):
 
 
 def test_easy_japanese_letter(rendered):
+    """やさしい日本語: the catalogue's 漢字(かな) readings print as ふりがな (the text layer reads
+    each kanji run, then its reading)."""
     out, _ = rendered
     t = flat(letter(out, "easy"))
     assert "渡邊一郎様" in t
-    assert squash("たばこを やめると、31% から 22% に 下(さ)がります。") in t
-    assert "高血圧(こうけつあつ)" in t
-    assert squash("たばこを やめると、体(からだ)が とても よく なります。") in t
-    assert squash("お酒(さけ)は 1日(にち) ビール 1本(ぽん)までに") in t
-    assert "健康推進課(けんこうすいしんか)" in t
+    assert squash("たばこを やめると、31% から 22% に 下さがります。") in t
+    assert "高血圧こうけつあつ" in t
+    assert squash("たばこを やめると、体からだが とても よく なります。") in t
+    assert squash("お酒さけは 1日にち ビール 1本ぽんまでに") in t
+    assert "健康推進課けんこうすいしんか" in t
+    assert "(こうけつあつ)" not in t and "(けんしん)" not in t  # no reading left in brackets
+
+
+def test_easy_japanese_readings_sit_small_above_their_kanji(rendered):
+    import pypdfium2 as pdfium
+
+    out, _ = rendered
+    pdf = pdfium.PdfDocument(str(letter(out, "easy")))
+    try:
+        page = pdf[0].get_textpage()
+        text = page.get_text_range()
+        checked = 0
+        for base, reading in (("高血圧", "こうけつあつ"), ("健診", "けんしん"), ("結果", "けっか")):
+            i = text.find(base)
+            j = text.find(reading, i)
+            assert i >= 0 and j > i, (base, reading)
+            b = [page.get_charbox(k) for k in range(i, i + len(base))]  # (left, bottom, right, top)
+            r = [page.get_charbox(k) for k in range(j, j + len(reading))]
+            assert min(x[1] for x in r) >= max(x[3] for x in b) - 0.5  # above the kanji
+            assert max(x[3] - x[1] for x in r) < 0.7 * max(x[3] - x[1] for x in b)  # smaller
+            centre_b = (b[0][0] + b[-1][2]) / 2
+            centre_r = (r[0][0] + r[-1][2]) / 2
+            assert abs(centre_b - centre_r) < 2.0  # centred over it
+            checked += 1
+        assert checked == 3
+    finally:
+        pdf.close()
 
 
 def test_english_letter(rendered):
