@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from functools import cache
 
-from markupsafe import Markup, escape
-
 from data.columns import OUTCOMES
 from features import declarations
 
@@ -75,12 +73,6 @@ def feature_ja(name: str) -> str:
         return declarations.get(name).ja
     except KeyError:
         return name
-
-
-@cache
-def feature_html(name: str) -> Markup:
-    """Escaped label for the per-resident markup."""
-    return escape(feature_ja(name))
 
 
 @cache

@@ -26,28 +26,25 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def render(md: str) -> Markup:
-    """HTML of the Markdown subset; headings start at <h4>."""
-    out: list[str] = []
+def blocks(md: str) -> list[tuple]:
+    """The Markdown subset as blocks of raw text: ``("h", level, text)`` (level 1-6),
+    ``("p", text)``, ``("ul", [item, …])``, ``("table", [[cell, …], …])`` (first row = header)."""
+    out: list[tuple] = []
     para: list[str] = []
     items: list[str] = []
     table: list[str] = []
 
     def flush() -> None:
         if para:
-            out.append(f"<p>{inline(' '.join(para))}</p>")
+            out.append(("p", " ".join(para)))
             para.clear()
         if items:
-            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            out.append(("ul", list(items)))
             items.clear()
         if table:
             rows = [_cells(r) for r in table if not re.fullmatch(r"\|?[\s:|-]+\|?", r.strip())]
             if rows:
-                head = "".join(f"<th>{inline(c)}</th>" for c in rows[0])
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
-                )
-                out.append(f'<table class="md"><tr>{head}</tr>{body}</table>')
+                out.append(("table", rows))
             table.clear()
 
     for raw in md.splitlines():
@@ -55,8 +52,7 @@ def render(md: str) -> Markup:
         h = re.match(r"^(#{1,6})\s+(.*)$", line)
         if h:
             flush()
-            level = min(len(h.group(1)) + 3, 6)
-            out.append(f"<h{level}>{inline(h.group(2))}</h{level}>")
+            out.append(("h", len(h.group(1)), h.group(2)))
         elif line.lstrip().startswith("|"):
             if para or items:
                 flush()
@@ -74,6 +70,40 @@ def render(md: str) -> Markup:
                 flush()
             para.append(line.strip())
     flush()
+    return out
+
+
+def spans(text: str) -> list[tuple[str, str]]:
+    """Inline Markdown as (kind, text) runs: kind "" (plain), "code" or "strong"."""
+    out: list[tuple[str, str]] = []
+    for i, part in enumerate(_CODE.split(text)):
+        if i % 2:
+            out.append(("code", part))
+            continue
+        for j, bit in enumerate(_BOLD.split(part)):
+            if bit:
+                out.append(("strong" if j % 2 else "", bit))
+    return out
+
+
+def render(md: str) -> Markup:
+    """HTML of the Markdown subset; headings start at <h4>."""
+    out: list[str] = []
+    for b in blocks(md):
+        if b[0] == "h":
+            level = min(b[1] + 3, 6)
+            out.append(f"<h{level}>{inline(b[2])}</h{level}>")
+        elif b[0] == "p":
+            out.append(f"<p>{inline(b[1])}</p>")
+        elif b[0] == "ul":
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in b[1]) + "</ul>")
+        else:
+            rows = b[1]
+            head = "".join(f"<th>{inline(c)}</th>" for c in rows[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
+            )
+            out.append(f'<table class="md"><tr>{head}</tr>{body}</table>')
     return Markup("\n".join(out))
 
 

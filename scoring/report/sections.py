@@ -128,6 +128,7 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
                 "p90": f"{100 * q90:.1f}",
                 "ge": [_pct((r >= c).sum(), len(r)) for c in (0.1, 0.2, 0.3)],
                 "hist": svg.histogram(counts_, font=font),
+                "counts": [int(x) for x in counts_],
                 "top": f"{100 * top:.0f}",
             }
         )
@@ -200,6 +201,7 @@ def model(p: Prepared, cfg: ReportConfig) -> dict:
         "limits_more": max(0, len(limits) - cfg.limitations),
         "intended": intended,
         "card": markdown.render(card) if card.strip() else Markup(""),
+        "card_blocks": markdown.blocks(card),
     }
 
 
@@ -217,9 +219,17 @@ def calibration(p: Prepared, font: str) -> dict:
         for col in ("ece", "cal_slope", "cal_intercept"):
             if o in m.index and col in m.columns:
                 facts.append((_METRIC_JA[col], _cell(m.at[o, col])))
+        top, pred, obs, rel = svg.reliability_points(
+            c["mean_predicted"].to_numpy(), c["observed"].to_numpy(), c["n"].to_numpy()
+        )
         charts.append(
             {
                 "label": outcome_ja(o),
+                "top": top,
+                "points": [
+                    (float(a), float(b), 0.0 if np.isnan(r) else float(r))
+                    for a, b, r in zip(pred, obs, rel, strict=True)
+                ],
                 "svg": svg.reliability(
                     c["mean_predicted"].to_numpy(),
                     c["observed"].to_numpy(),

@@ -1,8 +1,8 @@
-"""Small inline-SVG charts (no matplotlib, no external files): histogram sparklines and
-reliability diagrams. Coordinates are rounded so the same numbers give the same bytes.
-
-WeasyPrint does not apply the document's font to inline SVG text, so every chart takes the
-``font`` family to name on its ``<svg>`` element (the embedded IPAex font for the PDF).
+"""Small inline-SVG charts for the HTML (no matplotlib, no external files): histogram
+sparklines and reliability diagrams. Coordinates are rounded so the same numbers give the same
+bytes. Every chart names the ``font`` family on its ``<svg>`` element (the reader's Japanese
+fonts). The PDF draws the same charts natively in Typst (templates/report-style.typ) from the
+same numbers (:func:`reliability_points`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,25 @@ def histogram(counts: np.ndarray, *, width: int = 160, height: int = 28, font: s
     )
 
 
+def reliability_points(
+    predicted: np.ndarray, observed: np.ndarray, n: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """(axis top, predicted, observed, √(n / max n)) of the bins with both values (the last
+    is NaN when every bin is empty).
+
+    The axes run from 0 to the largest value rounded up to 10% (rare outcomes stay readable).
+    """
+    p = np.asarray(predicted, dtype=float)
+    o = np.asarray(observed, dtype=float)
+    k = np.asarray(n, dtype=float)
+    ok = ~np.isnan(p) & ~np.isnan(o)
+    p, o, k = p[ok], o[ok], k[ok]
+    top = float(np.ceil(max(p.max(initial=0), o.max(initial=0), 0.05) * 10 - 1e-9) / 10)
+    top = min(max(top, 0.1), 1.0)
+    rel = np.sqrt(k / k.max()) if len(k) and k.max() > 0 else np.full(len(k), np.nan)
+    return top, p, o, rel
+
+
 def reliability(
     predicted: np.ndarray,
     observed: np.ndarray,
@@ -48,13 +67,7 @@ def reliability(
 
     The axes run from 0 to the largest value rounded up to 10% (rare outcomes stay readable).
     """
-    p = np.asarray(predicted, dtype=float)
-    o = np.asarray(observed, dtype=float)
-    k = np.asarray(n, dtype=float)
-    ok = ~np.isnan(p) & ~np.isnan(o)
-    p, o, k = p[ok], o[ok], k[ok]
-    top = float(np.ceil(max(p.max(initial=0), o.max(initial=0), 0.05) * 10 - 1e-9) / 10)
-    top = min(max(top, 0.1), 1.0)
+    top, p, o, rel = reliability_points(predicted, observed, n)
     m, t, s = 40, 18, side  # left margin, top margin, plot side
     y0 = t + s
     width, height = m + s + 10, y0 + 30
@@ -65,7 +78,7 @@ def reliability(
     def Y(v):
         return y0 - np.asarray(v) / top * s
 
-    r = 1.5 + 3.5 * np.sqrt(k / k.max()) if len(k) and k.max() > 0 else np.zeros(len(k))
+    r = np.where(np.isnan(rel), 0.0, 1.5 + 3.5 * rel)  # no dots when every bin is empty
     pts = "".join(
         f'<circle cx="{_num(a)}" cy="{_num(b)}" r="{_num(c)}"/>'
         for a, b, c in zip(X(p), Y(o), r, strict=True)

@@ -1,6 +1,6 @@
 """Staff explanation report (scoring.report): sections, resident pages, waterfalls, drift flags,
-PDF (embedded IPAex), determinism and privacy, on seeded synthetic inputs (scoring.report.synthetic)
-that follow scoring.contracts."""
+PDF (Typst, embedded IPAex), determinism and privacy, on seeded synthetic inputs
+(scoring.report.synthetic) that follow scoring.contracts."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from pypdf import PdfReader
 from data.judgements import threshold_flags
 from scoring.contracts import DRIFT_SCHEMA, EXPLANATIONS_SCHEMA, scores_schema
 from scoring.report import ReportConfig, ReportInputError, ReportInputs, build_report
-from scoring.report.build import pdf_safe
+from scoring.report.pdf import pdf_safe
 from scoring.report.synthetic import SCENARIOS, make_inputs, make_model
 
 PDF_RESIDENTS = 4
-#: Two WeasyPrint passes of two resident pages each, joined with pypdf.
+#: The summary and two parts of two resident pages each (three Typst compilations, joined).
 CONFIG = ReportConfig(pdf_residents=PDF_RESIDENTS, pdf_chunk=2)
 
 
@@ -89,6 +89,20 @@ def parse_pages(html: str) -> _Pages:
 
 def pdf_text(data: bytes) -> str:
     return "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def resident_page_texts(data: bytes) -> dict[str, str]:
+    """Pseudonym → text of the page its bookmark leads to."""
+    reader = PdfReader(io.BytesIO(data))
+    (residents,) = [x for x in reader.outline if isinstance(x, list)]
+    return {
+        r.title: reader.pages[reader.get_destination_page_number(r)].extract_text()
+        for r in residents
+    }
 
 
 def pdf_fonts(data: bytes) -> set[str]:
@@ -302,7 +316,7 @@ def test_html_is_deterministic_and_row_order_free(inputs, built, tmp_path):
 
 
 def test_html_parses_without_errors(built):
-    from tinyhtml5.parser import HTMLParser as Html5  # WeasyPrint's HTML5 parser
+    from tinyhtml5.parser import HTMLParser as Html5  # a spec-following HTML5 parser
 
     parser = Html5()
     parser.parse(built[1])
@@ -322,45 +336,141 @@ def test_pdf_has_japanese_headings_and_only_the_bundled_font(built, pages):
     paths, _, pdf = built
     text = pdf_text(pdf)
     for heading in ("対象者の概要", "モデルの概要", "較正", "ドリフト", "個人別の説明",
-                    "選定理由別", "主な限界"):  # fmt: skip
+                    "選定理由別", "主な限界", "モデルカード全文", "仮名の一覧"):  # fmt: skip
         assert heading in text, heading
     assert f"最初の {PDF_RESIDENTS} 人のみ" in text
     assert paths.pdf_pages == len(PdfReader(io.BytesIO(pdf)).pages) > 5
     assert paths.pdf_residents == PDF_RESIDENTS
+    assert paths.pdf_parts == 3
     fonts = pdf_fonts(pdf)
-    assert fonts and all("KenshinIPAex" in f for f in fonts), fonts
+    # one subset of IPAex Gothic per part, nothing else (no system or fallback font)
+    assert fonts and all(re.fullmatch(r"/[A-Z]{6}\+IPAexGothic", f) for f in fonts), fonts
     # the first PDF_RESIDENTS pages (in page order) are in, the next one is not
     for ps in pages.order[:PDF_RESIDENTS]:
         assert ps in text
     assert pages.order[PDF_RESIDENTS] not in text
 
 
-def test_pdf_parts_are_joined_with_bookmarks_and_page_numbers(built, pages):
+def test_pdf_summary_shows_the_sections(inputs, built):
+    _, html, pdf = built
+    text = squash(pdf_text(pdf))
+    d = inputs.drift
+    flagged = int(d["status"].isin(["watch", "shift"]).sum())
+    assert squash(f"要確認 {flagged} 件") in text
+    # one chip per shifted feature, + the legend and the count line
+    assert text.count("変化大") == (d["status"] == "shift").sum() + 2
+    top = d.sort_values("psi", ascending=False).iloc[0]
+    assert squash(f"{top['label_ja']} {top['feature']} {top['psi']:.3f}") in text
+    for label in ("40-49歳", "65-74歳", "SENT_ADVICE", "CONTROL_ARM", "予測リスク", "実際の発症割合",
+                  "Model card: kenshin-risk", "大きく異なる特徴量があります"):  # fmt: skip
+        assert squash(label) in text, label
+    for o in inputs.model.outcomes:  # metrics and calibration facts of every outcome
+        m = inputs.model.metrics.set_index("outcome").loc[o]
+        assert f"{m['auc']:.3f}" in text and f"{m['cal_slope']:.3f}" in text
+
+
+def test_pdf_resident_pages_show_what_the_html_shows(inputs, built, pages):
+    _, _, pdf = built
+    texts = resident_page_texts(pdf)
+    assert list(texts) == pages.order[:PDF_RESIDENTS]
+    for ps, page in texts.items():
+        page = squash(page)
+        tables = pages.sections[ps]
+        assert [t["class"] for t in tables][:2] == ["rk", "kv"]
+        assert len(tables) == 2 + inputs.explanations.query("pseudonym == @ps")["outcome"].nunique()
+        for t in tables:
+            if t["caption"]:
+                assert squash(t["caption"]) in page, t["caption"]
+            for r in t["rows"]:
+                for cell in r["cells"]:
+                    assert squash(cell) in page, (ps, t["class"], cell)
+            if t["class"] == "wf":  # the total row, in reading order
+                total = t["rows"][-1]["cells"]
+                assert squash(" ".join(total[:3])) in page
+
+
+def test_pdf_bookmarks_and_page_numbers(built, pages):
     _, _, pdf = built
     reader = PdfReader(io.BytesIO(pdf))
     top = [x for x in reader.outline if not isinstance(x, list)]
     assert [t.title.split(" ")[0] for t in top] == ["1", "2", "3", "4", "5"]
     (residents,) = [x for x in reader.outline if isinstance(x, list)]
+    assert reader.outline.index(residents) == 5  # under section 5
     assert [r.title for r in residents] == pages.order[:PDF_RESIDENTS]
     at = [reader.get_destination_page_number(r) for r in residents]
-    assert at == sorted(at) and at[-1] == len(reader.pages) - 1
-    # page numbers continue in the second part (footer of the last page = page count)
-    last = reader.pages[-1].extract_text().split()
-    assert str(len(reader.pages)) in last
-    assert reader.metadata["/Title"].startswith("健診リスク予測")
-    assert reader.metadata["/CreationDate"] == "D:20250301"
+    # one page each, the last at the end; section 5 is on the page before the first
+    assert at == list(range(at[0], at[0] + PDF_RESIDENTS)) and at[-1] == len(reader.pages) - 1
+    assert reader.get_destination_page_number(top[-1]) < at[0]
+    # every page is numbered, across the parts (the footer ends a page's text)
+    for i, page in enumerate(reader.pages, start=1):
+        assert page.extract_text().split()[-1] == str(i)
+    assert reader.metadata["/Title"] == "健診リスク予測 説明資料 2024年度"
+    assert reader.metadata["/CreationDate"].startswith("D:20250301")
+
+
+def test_pdf_page_numbers_survive_a_page_that_overflows(inputs, tmp_path):
+    """A resident whose page runs over: the parts after it are numbered right all the same."""
+    long = dataclasses.replace(SCENARIOS[0], label_ja="とても長い名前のシナリオ" * 150)
+    r = build_report(
+        dataclasses.replace(inputs, scenarios=(long, *SCENARIOS[1:])),
+        tmp_path,
+        config=ReportConfig(pdf_residents=3, pdf_chunk=1),
+    )
+    reader = PdfReader(io.BytesIO(r.pdf.read_bytes()))
+    (residents,) = [x for x in reader.outline if isinstance(x, list)]
+    at = [reader.get_destination_page_number(x) for x in residents]
+    assert len(reader.pages) == r.pdf_pages and np.diff(at).min() > 1  # pages overflowed
+    for i, page in enumerate(reader.pages, start=1):
+        assert page.extract_text().split()[-1] == str(i)
 
 
 def test_pdf_is_byte_identical(inputs, built, tmp_path):
     _, _, pdf = built
-    again = build_report(inputs, tmp_path, config=CONFIG)
+    again = build_report(inputs, tmp_path, config=dataclasses.replace(CONFIG, pdf_workers=1))
     assert again.pdf.read_bytes() == pdf
 
 
-def test_pdf_safe_replaces_missing_glyphs():
+def test_pdf_prints_data_literally(inputs, tmp_path):
+    """Labels full of Typst's markup characters print exactly as written, never as markup."""
+    hostile = 'x*y*_z_ #panic("no") $m$ <l> @r // c /* d */ \\ [e] `f` ~ ... -- = g'
+    scenarios = (dataclasses.replace(SCENARIOS[0], label_ja="体重" + hostile), *SCENARIOS[1:])
+    e = inputs.explanations.copy()
+    e.loc[e["rank"] == 1, "feature"] = "要因" + hostile  # undeclared: shown by its name
+    d = inputs.drift.copy()
+    d.loc[0, "label_ja"] = "特徴量" + hostile
+    # the model card is Markdown (`code` and **bold** are its markup): all else prints as is
+    card = inputs.model.model_card + f"\n## Notes\n- 注意 {hostile.replace('`', '')}\n"
+    r = build_report(
+        dataclasses.replace(
+            inputs,
+            scenarios=scenarios,
+            explanations=e,
+            drift=d,
+            model=dataclasses.replace(inputs.model, model_card=card),
+        ),
+        tmp_path,
+        config=ReportConfig(pdf_residents=2),
+    )
+    text = squash(pdf_text(r.pdf.read_bytes()))
+    for label in ("体重", "要因", "特徴量"):
+        assert squash(label + hostile) in text, label
+    assert squash("注意" + hostile.replace("`", "")) in text
+    assert text.count(squash("要因" + hostile)) >= 2 * 6  # every waterfall of both residents
+
+
+def test_pdf_safe_replaces_missing_glyphs(inputs, tmp_path):
     assert pdf_safe("HbA1c ≥6.5 と ≤ 3") == "HbA1c >=6.5 と <= 3"
     assert pdf_safe("😀") == "〓"
     assert pdf_safe("糖尿病 γ-GT ±") == "糖尿病 γ-GT ±"
+    # in the PDF: a label with characters the font lacks
+    scenarios = (dataclasses.replace(SCENARIOS[0], label_ja="体重≥3kg減😀"), *SCENARIOS[1:])
+    r = build_report(
+        dataclasses.replace(inputs, scenarios=scenarios),
+        tmp_path,
+        config=ReportConfig(pdf_residents=1),
+    )
+    text = pdf_text(r.pdf.read_bytes())
+    assert "体重>=3kg減〓" in text and "≥" not in text
 
 
 # -------------------------------------------------------------------------------- privacy
@@ -445,6 +555,20 @@ def test_no_explained_residents_and_no_scenarios(inputs, tmp_path):
     assert "個人別の説明" in html
     with pytest.raises(ValueError, match="pdf_chunk"):
         ReportConfig(pdf_chunk=0)
+    with pytest.raises(ValueError, match="pdf_workers"):
+        ReportConfig(pdf_workers=0)
+
+
+def test_pdf_without_residents_or_calibration(inputs, tmp_path):
+    no_cal = dataclasses.replace(inputs.model, calibration=pd.DataFrame())
+    empty = dataclasses.replace(
+        inputs, explanations=inputs.explanations.iloc[:0], scenarios=(), model=no_cal
+    )
+    r = build_report(empty, tmp_path)
+    text = pdf_text(r.pdf.read_bytes())
+    assert r.pdf_residents == 0 and r.pdf_parts == 1
+    assert "個人別の説明" in text and "較正データがありません" in text
+    assert "最初の" not in text  # nothing left out
 
 
 def test_out_dir_is_created(inputs, tmp_path: Path):
