@@ -58,7 +58,7 @@ class AnnualRunConfig:
     report: bool = True
     letter_workers: int = 2
     #: Resident pages in the report's PDF (the HTML has every explained resident).
-    report_pdf_residents: int = 200
+    report_pdf_residents: int = 2000
     #: Earlier letters (pseudonym, letter_date), e.g. last year's ``letters_sent.csv``.
     letter_history: Path | None = None
     log_mlflow: bool = True
@@ -524,7 +524,7 @@ def run_scoring_command(
     report: bool,
     bar=None,
     letter_budget: int | None = None,
-    report_pdf_residents: int = 200,
+    report_pdf_residents: int = 2000,
 ) -> AnnualRunResult:
     """Parse the command's options into :class:`AnnualRunConfig` and run it with a progress bar.
 

@@ -233,7 +233,7 @@ def score(
     report: Annotated[bool, typer.Option(help="Write the staff report.")] = True,
     report_pdf_residents: Annotated[
         int, typer.Option(min=0, help="Resident pages in the report PDF (HTML has all).")
-    ] = 200,
+    ] = 2000,
 ) -> None:
     """Score FY's eligible residents, select letters (with a control arm), write letters + report."""
     from kenshin.annual import print_annual, run_scoring_command
@@ -283,7 +283,7 @@ def demo(
         annual = run_scoring_command(
             store, 2025, workdir / "annual_FY2025", "models:/kenshin-risk@champion", workdir,
             None, None, None, None, True, True, bar, letter_budget=demo_letters,
-            report_pdf_residents=30,
+            report_pdf_residents=2000,
         )  # fmt: skip
     print_annual(console, annual)
     console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}", highlight=False)
