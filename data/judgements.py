@@ -34,6 +34,7 @@ __all__ = [
     "METS_2005",
     "METS_CODES",
     "OUTCOMES",
+    "OUTCOME_MEDICATION",
     "GlucoseRule",
     "GuidanceLevel",
     "JudgementValue",
@@ -359,6 +360,11 @@ def guidance_code(levels: pd.Series) -> pd.Series:
 # Outcomes (spec §2)
 # --------------------------------------------------------------------------------------------
 
+#: The medication question (服薬, 1 yes / 2 no) whose "yes" meets an outcome: treatment of it.
+OUTCOME_MEDICATION = {
+    "diabetes": "q_med_glucose", "hypertension": "q_med_bp", "dyslipidemia": "q_med_lipid",
+}  # fmt: skip
+
 
 def outcomes_met(
     df: pd.DataFrame, *, nonfasting_tg_cut: float = 175.0, values: JudgementValues = MHLW_R6
@@ -385,13 +391,14 @@ def outcomes_met(
         return item.meets(_num(df, col), cut)
 
     tg_ref = _tg_cut(df, v.tg_fasting.referral or np.inf, v.tg_nonfasting.referral or np.inf)
+    med = {o: _is_yes(df, col) for o, col in OUTCOME_MEDICATION.items()}
     out = {
-        "diabetes": ref(v.hba1c, "hba1c") | ref(v.fpg, "fpg") | _is_yes(df, "q_med_glucose"),
-        "hypertension": ref(v.sbp, "sbp") | ref(v.dbp, "dbp") | _is_yes(df, "q_med_bp"),
+        "diabetes": ref(v.hba1c, "hba1c") | ref(v.fpg, "fpg") | med["diabetes"],
+        "hypertension": ref(v.sbp, "sbp") | ref(v.dbp, "dbp") | med["hypertension"],
         "dyslipidemia": ref(v.ldl, "ldl")
         | ref(v.tg_fasting, "tg", tg_ref)
         | ref(v.non_hdl, "non_hdl")
-        | _is_yes(df, "q_med_lipid"),
+        | med["dyslipidemia"],
         "metabolic_syndrome": (
             metabolic_syndrome(df, nonfasting_tg_cut=nonfasting_tg_cut, values=v) == 1
         ).to_numpy(dtype=bool, na_value=False),

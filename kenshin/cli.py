@@ -283,7 +283,6 @@ def demo(
         annual = run_scoring_command(
             store, 2025, workdir / "annual_FY2025", "models:/kenshin-risk@champion", workdir,
             None, None, None, None, True, True, bar, letter_budget=demo_letters,
-            report_pdf_residents=2000,
         )  # fmt: skip
     print_annual(console, annual)
     console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}", highlight=False)

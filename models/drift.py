@@ -6,7 +6,8 @@ training fiscal year and the share of rows in each bin plus the share missing
 training year: history features (change since the last checkup, 3-checkup slopes, number of
 earlier checkups) depend on how many years the store holds, so early training rows lack them
 and a reference over all years flags every history feature as shifted (demo ward: 28 features
-≥ 0.25 against 2 with the latest year — the questionnaire items that really changed in 2024). At scoring the same bins are counted chunk by chunk (:meth:`FeatureReference.counts`), and
+≥ 0.25 against 2 with the latest year — the questionnaire items that really changed in 2024).
+At scoring the same bins are counted chunk by chunk (:meth:`FeatureReference.counts`), and
 the population stability index compares the two:
 
     PSI = Σ_bins (a − e) · ln(a / e)      (missing values are one more bin; shares floored at 1e-4)

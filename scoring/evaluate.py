@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from data.columns import OUTCOMES
-from data.judgements import outcome_evaluable, outcomes_met
+from data.judgements import OUTCOME_MEDICATION, outcome_evaluable, outcomes_met
 
 __all__ = [
     "ARMS",
@@ -205,12 +205,6 @@ def study_population(selection: pd.DataFrame) -> pd.DataFrame:
     return study.reset_index(drop=True)
 
 
-#: The medication question (服薬) that shows treatment of a letter topic.
-TOPIC_MEDICATION = {
-    "diabetes": "q_med_glucose", "hypertension": "q_med_bp", "dyslipidemia": "q_med_lipid",
-}  # fmt: skip
-
-
 def _one_per_person(checkups: pd.DataFrame, keep: str) -> pd.DataFrame:
     if "pseudonym" not in checkups or "exam_date" not in checkups:
         if len(checkups):
@@ -252,9 +246,9 @@ def person_outcomes(
     out["attended"] = attended
     out["at_risk"] = at_risk
     out["event"] = at_risk & met1
-    med = study["outcome"].map(TOPIC_MEDICATION).to_numpy(dtype=object)
+    med = study["outcome"].map(OUTCOME_MEDICATION).to_numpy(dtype=object)
     q0, q1 = np.full(len(study), np.nan), np.full(len(study), np.nan)
-    for col in set(TOPIC_MEDICATION.values()):
+    for col in set(OUTCOME_MEDICATION.values()):
         rows = med == col
         q0[rows], q1[rows] = _values(now, col)[rows], _values(nxt, col)[rows]
     # 1 yes / 2 no; an unanswered question at either checkup leaves the resident out

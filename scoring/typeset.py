@@ -7,20 +7,37 @@ written, numbers are written as numbers. ``{{ x|quote }}`` writes a Typst string
 function argument; strings are never read as markup). Only :class:`markupsafe.Markup` passes
 through unchanged: it is for Typst source the code built itself.
 
+Also here: the one font both documents use (IPAex Gothic, bundled by ``matplotlib-fontja``) and
+the only font Typst is shown (:func:`fonts`), its character map, a PDF's page count, and
+ふりがな: ``environment(..., ruby=...)`` writes every 漢字(かな) of a text as
+``#ruby[かな][漢字]`` (the template's style module defines ``ruby``).
+
 (Not named ``typst.py``: that would shadow the ``typst`` package.)
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
-__all__ = ["environment", "typst_string", "typst_text", "typst_value"]
+__all__ = [
+    "environment",
+    "font_cmap",
+    "font_path",
+    "fonts",
+    "page_count",
+    "ruby_segments",
+    "typst_string",
+    "typst_text",
+    "typst_value",
+]
 
 #: Typst's markup characters are all ASCII punctuation: each gets a backslash in every value
 #: written into a document, so that data is never read as markup (``*``, ``#``, ``$``, ``//`` …).
@@ -53,24 +70,63 @@ def typst_value(value: object) -> str | Markup:
     return typst_text(value)
 
 
+#: A run of kanji (CJK ideographs, 々 and ヶ) directly followed by a reading in kana, in ASCII
+#: or full-width parentheses: ``区役所(くやくしょ)``, ``1日(にち)``, ``下(さ)がる``.
+_RUBY = re.compile(
+    r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff々ヶ]+)[(（]([\u3041-\u3096\u30a1-\u30faー]+)[)）]"
+)
+
+
+def ruby_segments(text: str) -> list[tuple[str, str | None]]:
+    """``text`` as (plain text, None) and (kanji, reading) pieces, in order: the catalogue
+    writes readings as plain text can (``健診(けんしん)``), print shows them as ふりがな."""
+    out: list[tuple[str, str | None]] = []
+    last = 0
+    for m in _RUBY.finditer(text):
+        if m.start() > last:
+            out.append((text[last : m.start()], None))
+        out.append((m.group(1), m.group(2)))
+        last = m.end()
+    if last < len(text):
+        out.append((text[last:], None))
+    return out
+
+
+def typst_ruby_text(value: object) -> Markup:
+    """:func:`typst_text`, with every 漢字(かな) written as ``#ruby[かな][漢字]``."""
+    return Markup(
+        "".join(
+            typst_text(base)
+            if reading is None
+            else f"#ruby[{typst_text(reading)}][{typst_text(base)}]"
+            for base, reading in ruby_segments(str(value))
+        )
+    )
+
+
 def environment(
-    folder: Path | str, *, clean: Callable[[str], str] | None = None
+    folder: Path | str,
+    *,
+    clean: Callable[[str], str] | None = None,
+    ruby: Callable[[Mapping[str, object]], bool] | None = None,
 ) -> jinja2.Environment:
     """A Jinja2 environment for the Typst templates in ``folder`` (escaping as above).
 
     ``clean``, if given, is applied to every text before it is escaped or quoted (the report
-    replaces characters its font lacks this way).
+    replaces characters its font lacks this way). ``ruby(context)``, if given and true for a
+    document's template context, prints the readings of its texts as ふりがな.
     """
-    finalize, quote = typst_value, typst_string
-    if clean is not None:
 
-        def finalize(value: object) -> str | Markup:
-            if isinstance(value, str) and not isinstance(value, Markup):
-                value = clean(value)
-            return typst_value(value)
+    @jinja2.pass_context
+    def finalize(context, value: object) -> str | Markup:
+        if isinstance(value, str) and not isinstance(value, Markup):
+            value = clean(value) if clean is not None else value
+            if ruby is not None and ruby(context):
+                return typst_ruby_text(value)
+        return typst_value(value)
 
-        def quote(value: object) -> Markup:
-            return typst_string(clean(str(value)))
+    def quote(value: object) -> Markup:
+        return typst_string(clean(str(value)) if clean is not None else value)
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
@@ -83,3 +139,42 @@ def environment(
     )
     env.filters["quote"] = quote
     return env
+
+
+def font_path() -> Path:
+    """The IPAex Gothic TrueType file shipped inside the ``matplotlib-fontja`` package."""
+    path = Path(str(importlib.resources.files("matplotlib_fontja") / "fonts" / "ipaexg.ttf"))
+    if not path.is_file():  # pragma: no cover - broken install
+        raise FileNotFoundError(f"IPAex font not found at {path}: reinstall matplotlib-fontja")
+    return path
+
+
+@cache
+def font_cmap() -> frozenset[int]:
+    """Code points the bundled font has a glyph for."""
+    from fontTools.ttLib import TTFont
+
+    return frozenset(TTFont(str(font_path()), lazy=True).getBestCmap())
+
+
+def fonts():
+    """The only fonts Typst may use: the bundled IPAex Gothic (no system font, none of Typst's
+    own), so no document depends on the machine and nothing falls back silently."""
+    import typst
+
+    return typst.Fonts(
+        include_system_fonts=False,
+        include_embedded_fonts=False,
+        font_paths=[str(font_path().parent)],
+    )
+
+
+def page_count(pdf: bytes) -> int:
+    """Pages of a PDF (PDFium: it does not parse every object, unlike pypdf)."""
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(pdf)
+    try:
+        return len(doc)
+    finally:
+        doc.close()

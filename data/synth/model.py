@@ -36,6 +36,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
+from data.judgements import OUTCOME_MEDICATION
 from data.synth import ndb
 
 AGES = np.arange(40, 77)  # table rows: FY-end age 40..76 (75/76 only used for look-ahead)
@@ -799,7 +800,10 @@ LETTER_ATTEND = 0.5
 #: probability ``1 − exp(−λ·effect)`` (0.3 → 14 %); it then stops at the usual yearly rate.
 LETTER_TREAT = 0.5
 #: The medication that treats each letter topic (outcomes without one get no treatment effect).
-TOPIC_MEDICATION = {"diabetes": "glu", "hypertension": "bp", "dyslipidemia": "lip"}
+TOPIC_MEDICATION = {
+    outcome: m for outcome, col in OUTCOME_MEDICATION.items() for m, c in MED_COLUMN.items()
+    if c == col
+}  # fmt: skip
 
 
 def letter_response(st: dict, rows: np.ndarray, effect: float, rng: np.random.Generator) -> None:

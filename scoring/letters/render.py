@@ -32,7 +32,6 @@ what-if section; only modifiable factors are advised on.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import logging
 import math
@@ -46,17 +45,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import jinja2
 import numpy as np
 import pandas as pd
-from markupsafe import Markup
 
 from data.files import atomic_write
 from data.judgements import MHLW_R6, JudgementValue
-from scoring.typeset import environment, typst_text, typst_value
+from scoring.typeset import environment, font_cmap, font_path, fonts, page_count
 
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
-from .ruby import ruby_segments
 from .schema import FORECAST_ITEMS, KEY_ITEMS, normalise_requests
 
 __all__ = [
@@ -93,15 +89,6 @@ _COMPARE = {
     "<": {"ja": "{v}未満", "ja-easy": "{v}未満", "en": "under {v}"},
     "<=": {"ja": "{v}以下", "ja-easy": "{v}以下", "en": "{v} or less"},
 }
-
-
-def font_path() -> Path:
-    """The IPAex Gothic TrueType file shipped inside the ``matplotlib-fontja`` package."""
-    p = importlib.resources.files("matplotlib_fontja") / "fonts" / "ipaexg.ttf"
-    path = Path(str(p))
-    if not path.is_file():  # pragma: no cover - broken install
-        raise FileNotFoundError(f"IPAex font not found at {path}: reinstall matplotlib-fontja")
-    return path
 
 
 @dataclass(frozen=True)
@@ -380,47 +367,20 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
 # --------------------------------------------------------------------------------------------
 
 
-def _ruby_markup(text: str) -> Markup:
-    """``text`` as Typst markup with every 漢字(かな) as ふりがな (``#ruby[かな][漢字]``)."""
-    return Markup(
-        "".join(
-            typst_text(base)
-            if reading is None
-            else f"#ruby[{typst_text(reading)}][{typst_text(base)}]"
-            for base, reading in ruby_segments(text)
-        )
-    )
-
-
-@jinja2.pass_context
-def _finalize_with_ruby(context, value: object):
-    """:func:`scoring.typeset.typst_value`, and ふりがな for the texts of やさしい日本語 letters."""
-    if (
-        context.get("lang") == "ja-easy"
-        and isinstance(value, str)
-        and not isinstance(value, Markup)
-    ):
-        return _ruby_markup(value)
-    return typst_value(value)
-
-
 class _Renderer:
     def __init__(self, catalogue_path: str, cfg: LetterConfig) -> None:
         import typst
-        from fontTools.ttLib import TTFont
 
         self.cfg = cfg
         self.cat = load_catalogue(catalogue_path)
         # Every value is escaped as plain Typst text (scoring.typeset), never read as markup.
-        self.env = environment(TEMPLATES)
-        self.env.finalize = _finalize_with_ruby  # before any template is compiled
+        # やさしい日本語 letters print the catalogue's readings as ふりがな.
+        self.env = environment(TEMPLATES, ruby=lambda ctx: ctx.get("lang") == "ja-easy")
         self.template = self.env.get_template("letter.typ.j2")
         # One compiler per process: Typst keeps the style module and the font between letters.
         # Only the bundled font is visible, so no letter depends on the machine's fonts.
-        self.compiler = typst.Compiler(
-            root=str(TEMPLATES), font_paths=[str(font_path().parent)], ignore_system_fonts=True
-        )
-        self.cmap = frozenset(TTFont(str(font_path()), lazy=True).getBestCmap())
+        self.compiler = typst.Compiler(root=str(TEMPLATES), font_paths=fonts())
+        self.cmap = font_cmap()
         fixed = json.dumps(self.cat.model_dump(), ensure_ascii=False) + "".join(
             str(v) for c in _COMPARE.values() for v in c.values()
         )
@@ -461,17 +421,7 @@ class _Renderer:
         pdf = self.compiler.compile(
             input=self.source(ctx).encode("utf-8"), pdf_tags=True, pdf_standards=["ua-1"]
         )
-        return pdf, _page_count(pdf), notes, ctx["letter_type"]
-
-
-def _page_count(pdf: bytes) -> int:
-    import pypdfium2 as pdfium
-
-    doc = pdfium.PdfDocument(pdf)
-    try:
-        return len(doc)
-    finally:
-        doc.close()
+        return pdf, page_count(pdf), notes, ctx["letter_type"]
 
 
 _WORKER: _Renderer | None = None

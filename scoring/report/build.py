@@ -8,7 +8,7 @@ twice:
 - HTML: ``templates/report.html.j2`` + ``templates/report.css`` (inlined), autoescaped.
 - PDF: Typst (:mod:`scoring.report.pdf`): ``templates/report.typ.j2`` (Jinja2 writes Typst, every
   value escaped as plain text) + ``templates/report-style.typ`` (the look), with only the IPAex
-  font bundled by ``matplotlib-fontja`` (:func:`scoring.letters.render.font_path`), embedded.
+  font bundled by ``matplotlib-fontja`` (:func:`scoring.typeset.font_path`), embedded.
   About 20 ms of CPU per resident page, 11-14 ms wall with two workers (bench/bench_report.py;
   WeasyPrint, used before, took 0.4 s a page).
 

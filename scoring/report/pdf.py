@@ -2,7 +2,7 @@
 
 Layout: ``templates/report.typ.j2`` (Jinja2 writes a Typst document, every value escaped as plain
 text by :mod:`scoring.typeset`) and ``templates/report-style.typ`` (the look). Typst sees only the
-IPAex Gothic font bundled by ``matplotlib-fontja`` (:func:`scoring.letters.render.font_path`;
+IPAex Gothic font bundled by ``matplotlib-fontja`` (:func:`scoring.typeset.font_path`;
 no system or Typst-embedded font, no fallback): characters the font lacks are replaced before
 typesetting (:func:`pdf_safe`).
 
@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 from markupsafe import Markup
 
-from scoring.letters.render import font_path
-from scoring.typeset import environment, typst_string, typst_text
+from scoring.typeset import environment, font_cmap, fonts, page_count, typst_string, typst_text
 
 from . import markdown, sections
 from .inputs import Prepared, ReportConfig
@@ -50,16 +49,9 @@ TEMPLATES = Path(__file__).with_name("templates")
 _PDF_CHARS = {"≥": ">=", "≤": "<=", "⩾": ">=", "⩽": "<=", "∼": "~"}
 
 
-@cache
-def _cmap() -> frozenset[int]:
-    from fontTools.ttLib import TTFont
-
-    return frozenset(TTFont(str(font_path()), lazy=True).getBestCmap())
-
-
 @lru_cache(maxsize=65536)
 def _safe(text: str) -> str:
-    cmap = _cmap()
+    cmap = font_cmap()
     table = {
         ord(c): _PDF_CHARS.get(c, "〓")
         for c in set(text)
@@ -215,16 +207,6 @@ def part_source(
 # ------------------------------------------------------------------------------ compiling
 
 
-def _fonts():
-    import typst
-
-    return typst.Fonts(
-        include_system_fonts=False,
-        include_embedded_fonts=False,
-        font_paths=[str(font_path().parent)],
-    )
-
-
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -250,7 +232,7 @@ def _compile(task: tuple[int, int, bool, int]) -> tuple[bytes, int, float]:
     except OSError:  # pragma: no cover - no /proc
         rss0 = float("nan")
     source = part_source(p, cfg, t, (a, b), head=head, first_page=first_page)
-    compiler = typst.Compiler(root=str(TEMPLATES), font_paths=_fonts())
+    compiler = typst.Compiler(root=str(TEMPLATES), font_paths=fonts())
     try:
         pdf = compiler.compile(input=source.encode("utf-8"), pdf_tags=False)
     except typst.TypstError as e:  # a plain error crosses the process boundary
@@ -258,7 +240,7 @@ def _compile(task: tuple[int, int, bool, int]) -> tuple[bytes, int, float]:
             f"Typst could not typeset the report: {e.message}\n{e.diagnostic}"
         ) from None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return pdf, _pages(pdf), peak - rss0
+    return pdf, page_count(pdf), peak - rss0
 
 
 @dataclass(frozen=True)
@@ -272,12 +254,6 @@ class PdfResult:
     #: The most memory one part's worker added (MB): what a compilation costs.
     part_mb: float
     join_seconds: float
-
-
-def _pages(pdf: bytes) -> int:
-    from pypdf import PdfReader
-
-    return len(PdfReader(io.BytesIO(pdf)).pages)
 
 
 def render_pdf(p: Prepared, cfg: ReportConfig, t: Tables) -> PdfResult:

@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_synth_entry_point_runs_in_the_project_environment(tmp_path):
     bin_dir = Path(sys.executable).parent
+    # Only this run's MLflow settings: an experiment or run id another test left in the
+    # environment would point into another tracking store.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # what ./run mlflow does
         "MLFLOW_TRACKING_URI": "sqlite:///" + (tmp_path / "mlflow.db").as_posix(),
     }

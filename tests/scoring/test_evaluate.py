@@ -367,8 +367,8 @@ def test_see_doctor_letters_start_treatment(base, selection, letters):
     )  # fmt: skip
     c = _evaluate(bundle, doctor).set_index("measure")
     assert c.loc["treatment_started", "ci_low"] > 0.3, c.loc["treatment_started"]
-    advice = _evaluate(base, doctor).set_index("measure")  # the same residents, no letters
-    assert abs(advice.loc["treatment_started", "difference"]) < 0.05
+    unlettered = _evaluate(base, doctor).set_index("measure")  # the same residents, no letters
+    assert abs(unlettered.loc["treatment_started", "difference"]) < 0.05
 
 
 def test_letter_config_is_checked(letters):

@@ -1,10 +1,10 @@
-"""ふりがな: readings written as 漢字(かな) in the catalogue become ruby pairs."""
+"""scoring.typeset: ふりがな pairs from readings written 漢字(かな)."""
 
 from __future__ import annotations
 
 import pytest
 
-from scoring.letters.ruby import ruby_segments
+from scoring.typeset import ruby_segments
 
 
 @pytest.mark.parametrize(
