@@ -16,10 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from data import store as store_mod
-from data.columns import CHECKUP_COLUMNS
+from data.columns import CHECKUP_COLUMNS, TABLES
+from data.normalise import QUESTIONNAIRE_CODINGS, QuestionnaireCoding
 from data.pseudonym import load_key, pseudonymise
 from data.readers import PROVENANCE, SOURCE_FILE, SOURCE_ROW, RawTable, read_bundle
 from data.validate import REJECT_COLUMNS, validate_checkups, validate_contacts, validate_enrollment
+from kenshin.errors import BadInputError
 
 STORE_VERSION = 1  # bump when the stored layout or normalisation changes
 
@@ -32,6 +34,22 @@ class IngestConfig:
     today: str | None = None  # ISO date that counts as "today" for future-date checks
     key_file: Path | None = None  # pseudonym key file when KENSHIN_PSEUDONYM_KEY is unset
     force: bool = False  # rewrite the store even when the bundle is unchanged
+    #: How pre-FY2024 questionnaire answers are coded: auto (detect per file and year),
+    #: by-year (each year its own version's codes) or current (all in the 2024 coding).
+    questionnaire_coding: QuestionnaireCoding = "auto"
+    #: Stop (exit 2) when more than this share of a table's rows is rejected ...
+    max_reject_share: float = 0.2
+    #: ... unless the user accepts it (``--accept-rejects``).
+    accept_rejects: bool = False
+
+    def __post_init__(self) -> None:
+        if self.questionnaire_coding not in QUESTIONNAIRE_CODINGS:
+            raise BadInputError(
+                f"questionnaire coding {self.questionnaire_coding!r} is not one of "
+                f"{', '.join(QUESTIONNAIRE_CODINGS)}"
+            )
+        if not 0.0 <= self.max_reject_share <= 1.0:
+            raise BadInputError(f"max reject share {self.max_reject_share} is not between 0 and 1")
 
 
 @dataclass
@@ -132,7 +150,15 @@ def ingest(
         for name, p in sources + [(str(p.relative_to(bundle)), p) for p in extra_sources]
     ]
     bundle_fingerprint = hashlib.sha256(
-        json_dumps([source_info, _key_check(key), STORE_VERSION, config.encoding]).encode()
+        json_dumps(
+            [
+                source_info,
+                _key_check(key),
+                STORE_VERSION,
+                config.encoding,
+                config.questionnaire_coding,
+            ]
+        ).encode()
     ).hexdigest()
     if (store / store_mod.MANIFEST).exists() and not config.force:
         old = store_mod.read_manifest(store)
@@ -148,7 +174,11 @@ def ingest(
     today = pd.Timestamp(config.today) if config.today else None
     acct = {name: TableAccounting(read=len(t.frame)) for name, t in raw.items()}
     on_step("validate")
-    v_chk = validate_checkups(raw["checkups"].frame, today=today)
+    if not len(raw["checkups"].frame):
+        raise BadInputError(f"{bundle}: the checkups table has no rows (header only?)")
+    v_chk = validate_checkups(
+        raw["checkups"].frame, today=today, coding=config.questionnaire_coding
+    )
     v_enr = validate_enrollment(raw["enrollment"].frame)
     v_con = validate_contacts(raw["contacts"].frame)
 
@@ -211,6 +241,14 @@ def ingest(
         if not acct[name].balanced:  # pragma: no cover - a bug, never bad input
             raise RuntimeError(f"row accounting does not add up for {name}: {acct[name]}")
 
+    if not len(checkups):
+        raise BadInputError(
+            f"{bundle}: no checkup row could be loaded ({acct['checkups'].rejected:,} rejected); "
+            f"{_top_reasons(rejects, 'checkups')}"
+        )
+    if not config.accept_rejects:
+        _reject_guard(acct, rejects, config.max_reject_share)
+
     extras = [
         _extra_columns(t, pseudonymise(t.frame["person_id"].astype("string"), key))
         for t in raw.values()
@@ -232,12 +270,50 @@ def ingest(
         "reader_notes": {t.name: t.notes for t in raw.values() if t.notes},
         "fiscal_years": sorted(int(y) for y in checkups["fiscal_year"].dropna().unique()),
         "reject_reasons": reasons.to_dict(orient="records"),
+        "missing_tables": [n for n in TABLES if not raw[n].sources and n != "checkups"],
+        "questionnaire_coding": {
+            "setting": config.questionnaire_coding,
+            "decisions": v_chk.report["questionnaire_coding"],
+        },
+        "invalid_codes": v_chk.report["invalid_codes"],
+        "derived_out_of_range": v_chk.report["derived_out_of_range"],
+        "reject_guard": {
+            "max_share": config.max_reject_share,
+            "accepted": config.accept_rejects,
+        },
     }
     on_step("write")
     manifest = store_mod.write_store(
         store, checkups, enrollment, rejects, contacts, extra_frame, manifest
     )
     return IngestResult(acct, rejects, manifest["extra_columns"], manifest, reject_reasons=reasons)
+
+
+def _top_reasons(rejects: pd.DataFrame, table: str, n: int = 3) -> str:
+    """The commonest reject reasons of ``table`` and one example row, for a one-line error."""
+    mine = rejects.loc[rejects["table"] == table]
+    if mine.empty:
+        return "no reason recorded"
+    top = mine.groupby("reason", sort=False).size().sort_values(ascending=False, kind="stable")
+    reasons = "; ".join(f"{reason} ({rows:,})" for reason, rows in top.head(n).items())
+    first = mine.loc[mine["reason"] == top.index[0]].iloc[0]
+    value = "" if pd.isna(first["value"]) else f" value {first['value']!r}"
+    return (
+        f"top reasons: {reasons}; e.g. {first['source_file']} row {first['source_row']}, "
+        f"column {first['column']}{value}"
+    )
+
+
+def _reject_guard(acct: dict[str, TableAccounting], rejects: pd.DataFrame, share: float) -> None:
+    """Stop before anything is written when a table lost more than ``share`` of its rows."""
+    for name, a in acct.items():
+        if a.read and a.rejected / a.read > share:
+            raise BadInputError(
+                f"{name}: {a.rejected:,} of {a.read:,} rows rejected "
+                f"({a.rejected / a.read:.0%} > {share:.0%}), nothing written; "
+                f"{_top_reasons(rejects, name)} (details: rerun with --accept-rejects and read "
+                "rejects.parquet)"
+            )
 
 
 def _with_person_id(rejects: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import re
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -40,9 +40,12 @@ __all__ = [
     "LAST_LEGACY_QUESTIONNAIRE_FY",
     "LEGACY_QUESTIONNAIRE_CODES",
     "QUESTIONNAIRE_CODES",
+    "QUESTIONNAIRE_CODINGS",
+    "QuestionnaireCoding",
     "age_at_fiscal_year_end",
     "coerce_int_code",
     "coerce_numeric",
+    "decide_questionnaire_coding",
     "derive_bmi",
     "derive_egfr",
     "fiscal_year",
@@ -425,17 +428,22 @@ def _legacy_rows(df: pd.DataFrame, last_legacy_fy: int) -> tuple[np.ndarray, np.
 
 
 def harmonise_questionnaire_with_problems(
-    df: pd.DataFrame, last_legacy_fy: int = LAST_LEGACY_QUESTIONNAIRE_FY
+    df: pd.DataFrame,
+    last_legacy_fy: int = LAST_LEGACY_QUESTIONNAIRE_FY,
+    legacy: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`harmonise_questionnaire` that also returns its problem mask.
 
     The mask is a bool DataFrame with one column per ``q_`` column present. It is True where a
     value was present but could not be used: not an integer, or not a valid code for the
-    questionnaire version of its fiscal year. The version-dependent items (smoking, alcohol,
+    questionnaire version of its row. The version-dependent items (smoking, alcohol,
     item 22) are also flagged on rows without a fiscal year. Those cells are missing in the
-    harmonised frame.
+    harmonised frame. ``legacy`` (bool per row) says which rows carry the FY2018–2023 codes
+    when the caller has decided it (:func:`decide_questionnaire_coding`); by default, every row
+    of a fiscal year up to ``last_legacy_fy``.
     """
-    legacy, unknown = _legacy_rows(df, last_legacy_fy)
+    by_year, unknown = _legacy_rows(df, last_legacy_fy)
+    legacy = by_year if legacy is None else np.asarray(legacy, dtype=bool) & ~unknown
     out = df.copy()
     problems = pd.DataFrame(index=df.index)
     for col in (c for c in QUESTIONNAIRE_COLUMNS if c in df):
@@ -488,6 +496,95 @@ def harmonise_questionnaire(
     (version unknown). Returns a new frame and does not change ``df``.
     """
     return harmonise_questionnaire_with_problems(df, last_legacy_fy)[0]
+
+
+#: How the questionnaire answers of a file's pre-FY2024 rows are coded (質問票のコード体系).
+#: ``by-year``: each fiscal year in its own version's codes; ``current``: every year already in
+#: the 2024 coding; ``auto``: decided per file and fiscal year from the codes present.
+QuestionnaireCoding = Literal["auto", "by-year", "current"]
+QUESTIONNAIRE_CODINGS: tuple[str, ...] = ("auto", "by-year", "current")
+
+#: Codes that exist only in the 2024 coding: seeing one in a pre-FY2024 row proves the file
+#: was converted (2 quit smoking is ambiguous, old 2 meant "no").
+_CURRENT_ONLY_CODES: dict[str, tuple[int, ...]] = {
+    "q_smoking": (3,),
+    "q_alcohol_freq": (4, 5, 6, 7, 8),
+    "q_alcohol_amount": (5,),
+}
+
+
+def decide_questionnaire_coding(
+    codes: pd.DataFrame,
+    group: pd.Series,
+    coding: QuestionnaireCoding = "auto",
+    last_legacy_fy: int = LAST_LEGACY_QUESTIONNAIRE_FY,
+    stated: pd.Series | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Decide which rows carry the FY2018–2023 questionnaire codes (旧コード体系の判定).
+
+    ``codes`` holds integer answers (Int64) and ``fiscal_year``; ``group`` names each row's
+    source file. Rows of FY2024 on are always in the current coding. For earlier rows,
+    ``coding`` decides: ``by-year`` (old codes), ``current`` (2024 codes), or ``auto``: per
+    source file and fiscal year, a group holding any code that exists only in the 2024 coding
+    (smoking 3, drinking frequency 4-8, amount 5) is current; a group with none is ambiguous
+    and read by year, which is what the old code list allows. ``stated`` (per row, optional)
+    is a reader's own knowledge (e.g. the XML answer OIDs): where set, it wins.
+
+    Returns the per-row ``legacy`` mask and one decision row per (file, fiscal year) of the
+    pre-FY2024 rows: ``source_file``, ``fiscal_year``, ``rows``, ``coding``, ``basis``
+    (``configured``, ``detected``, ``assumed`` when ambiguous, or ``stated by reader``).
+    """
+    fy = pd.to_numeric(codes["fiscal_year"], errors="coerce")
+    old_era = (fy <= last_legacy_fy).fillna(False).to_numpy(dtype=bool)
+    evidence = np.zeros(len(codes), dtype=bool)
+    for col, only in _CURRENT_ONLY_CODES.items():
+        if col in codes:
+            evidence |= codes[col].isin(only).fillna(False).to_numpy(dtype=bool)
+    keys = pd.DataFrame(
+        {"source_file": group.astype("string").to_numpy(), "fiscal_year": fy.to_numpy()}
+    ).loc[old_era]
+    keys["evidence"] = evidence[old_era]
+    stated_arr = (
+        pd.Series(stated, index=codes.index).astype("string").to_numpy(dtype=object)
+        if stated is not None
+        else np.full(len(codes), None, dtype=object)
+    )
+    keys["stated"] = stated_arr[old_era]
+    current = np.zeros(len(codes), dtype=bool)
+    if coding == "current":
+        current[old_era] = True
+        basis = "configured"
+    elif coding == "by-year":
+        basis = "configured"
+    else:
+        any_evidence = keys.groupby(["source_file", "fiscal_year"], dropna=False)[
+            "evidence"
+        ].transform("any")
+        current[old_era] = any_evidence.to_numpy(dtype=bool)
+        basis = None
+    stated_rows = pd.notna(stated_arr) & old_era
+    current[stated_rows] = stated_arr[stated_rows] == "current"
+    keys["current"] = current[old_era]
+    keys["is_stated"] = stated_rows[old_era]
+    decisions = (
+        keys.groupby(["source_file", "fiscal_year"], dropna=False, sort=True)
+        .agg(
+            rows=("current", "size"),
+            current=("current", "all"),
+            evidence=("evidence", "any"),
+            is_stated=("is_stated", "all"),
+        )
+        .reset_index()
+    )
+    decisions["coding"] = np.where(decisions["current"], "current", "by-year")
+    if basis is None:
+        decisions["basis"] = np.where(decisions["evidence"], "detected", "assumed")
+    else:
+        decisions["basis"] = basis
+    decisions.loc[decisions["is_stated"], "basis"] = "stated by reader"
+    decisions["fiscal_year"] = decisions["fiscal_year"].astype("int64")
+    decisions = decisions[["source_file", "fiscal_year", "rows", "coding", "basis"]]
+    return old_era & ~current, decisions
 
 
 def to_legacy_questionnaire(

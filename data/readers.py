@@ -31,6 +31,9 @@ PROVENANCE = (SOURCE_FILE, SOURCE_ROW)
 #: malformed XML) and the column concerned. Validation applies them before any other check.
 REJECT_REASON = "_reject_reason"
 REJECT_COLUMN = "_reject_column"
+#: Optional column of a non-tabular reader's rows: the questionnaire coding it knows its rows
+#: are in (``by-year`` or ``current``); it wins over detection and configuration.
+QUESTIONNAIRE_CODING = "_questionnaire_coding"
 ENCODINGS = ("utf-8-sig", "cp932")
 
 
@@ -158,7 +161,11 @@ def read_table(
         frame[SOURCE_FILE] = str(path.relative_to(relative_to) if relative_to else path.name)
         frame[SOURCE_ROW] = range(1, len(frame) + 1)
         frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*columns, *PROVENANCE], dtype=object)
+    )
     for col in columns:
         if col not in frame.columns:
             frame[col] = None
@@ -180,6 +187,9 @@ def read_bundle(bundle: Path, encoding: str | None = None) -> dict[str, RawTable
     if xml_frames:
         checkups = tables["checkups"]
         xml = pd.concat(xml_frames, ignore_index=True)
+        if QUESTIONNAIRE_CODING not in xml:
+            # The XML reader gives each answer in its fiscal year's coding (from the result OID).
+            xml[QUESTIONNAIRE_CODING] = "by-year"
         for finalise in CHECKUP_FINALISERS:
             xml, notes = finalise(xml)
             checkups.notes.update(notes)

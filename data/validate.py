@@ -8,14 +8,20 @@ merged. Hard-range failures are rejected; soft-range outliers are kept and liste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from data import normalise as nz
 from data.columns import CHECKUP_COLUMNS, END_REASONS
-from data.readers import REJECT_COLUMN, REJECT_REASON, SOURCE_FILE, SOURCE_ROW
+from data.readers import (
+    QUESTIONNAIRE_CODING,
+    REJECT_COLUMN,
+    REJECT_REASON,
+    SOURCE_FILE,
+    SOURCE_ROW,
+)
 
 #: (hard_low, hard_high, soft_low, soft_high) per item; engineering proposal of domain.md §1.5.
 RANGES: dict[str, tuple[float, float, float, float]] = {
@@ -50,6 +56,9 @@ CODES: dict[str, tuple[int, ...]] = {
     **nz.QUESTIONNAIRE_CODES,
 }
 
+#: Coded columns whose bad code rejects the row; any other bad code becomes missing + a flag.
+REJECTING_CODES = ("sex",)
+
 REJECT_COLUMNS = ("table", "source_file", "source_row", "column", "reason", "value")
 #: Raw values of these columns never reach the rejects table (PII or quasi-identifiers).
 WITHHELD = {"person_id", "birth_date", "name", "name_kana", "postal_code", "address"}
@@ -57,10 +66,12 @@ WITHHELD = {"person_id", "birth_date", "name", "name_kana", "postal_code", "addr
 
 @dataclass
 class Validated:
-    """Typed rows that passed, and the rejects (one reason each) with provenance."""
+    """Typed rows that passed, the rejects (one reason each) with provenance, and a report of
+    what was decided or set aside without rejecting (for the manifest)."""
 
     frame: pd.DataFrame
     rejects: pd.DataFrame
+    report: dict = field(default_factory=dict)
 
 
 class _Rejector:
@@ -131,8 +142,16 @@ def _person_ids(r: _Rejector, raw: pd.DataFrame) -> pd.Series:
     return pid.astype("string")
 
 
-def validate_checkups(raw: pd.DataFrame, today: pd.Timestamp | None = None) -> Validated:
-    """Type, normalise and check raw checkup rows; derive fiscal year, age, BMI and eGFR."""
+def validate_checkups(
+    raw: pd.DataFrame,
+    today: pd.Timestamp | None = None,
+    coding: nz.QuestionnaireCoding = "auto",
+) -> Validated:
+    """Type, normalise and check raw checkup rows; derive fiscal year, age, BMI and eGFR.
+
+    ``coding`` says how pre-FY2024 questionnaire answers are coded
+    (:func:`data.normalise.decide_questionnaire_coding`).
+    """
     r = _Rejector(raw, "checkups")
     out = pd.DataFrame(index=raw.index)
     out["person_id"] = _person_ids(r, raw)
@@ -156,27 +175,39 @@ def validate_checkups(raw: pd.DataFrame, today: pd.Timestamp | None = None) -> V
         r.fail(bad, col, f"{col} is not a number")
         out[col] = values.astype("float64")
 
-    # Codes: harmonise older questionnaire versions by fiscal year first (domain.md §3.4).
+    # Codes. A bad questionnaire answer, urine dipstick or blood-draw timing code never costs
+    # the row its measurements: it becomes missing and is flagged (sex stays a reject).
     codes = pd.DataFrame(index=raw.index)
+    code_bad: dict[str, np.ndarray] = {}
     for col in CODES:
         values, bad = nz.coerce_int_code(raw[col], allowed=None)
-        r.fail(bad, col, f"{col} is not an integer code")
+        if col in REJECTING_CODES:
+            r.fail(bad, col, f"{col} is not an integer code")
+        code_bad[col] = bad.to_numpy(dtype=bool)
         codes[col] = values
     codes["fiscal_year"] = out["fiscal_year"]
-    # Rows without a fiscal year are already rejected (exam_date); harmonise the rest only.
-    dated = codes["fiscal_year"].notna().to_numpy()
-    harmonised, problems = nz.harmonise_questionnaire_with_problems(codes.loc[dated])
-    harmonised = harmonised.reindex(codes.index)
-    problems = problems.reindex(codes.index, fill_value=False)
+    legacy, decisions = nz.decide_questionnaire_coding(
+        codes,
+        _coding_groups(raw),
+        coding,
+        stated=raw[QUESTIONNAIRE_CODING] if QUESTIONNAIRE_CODING in raw else None,
+    )
+    harmonised, problems = nz.harmonise_questionnaire_with_problems(codes, legacy=legacy)
+    flags: dict[str, np.ndarray] = {}
     for col, allowed in CODES.items():
         v = harmonised[col]
-        # A legacy code outside its old range comes back missing and marked as a problem.
-        wrong = (v.notna() & ~v.isin(allowed)).fillna(False)
+        wrong = (v.notna() & ~v.isin(allowed)).fillna(False).to_numpy(dtype=bool)
         if col in problems.columns:
-            wrong |= problems[col].fillna(False).to_numpy(dtype=bool)
-        r.fail(wrong, col, f"{col} code not allowed (allowed: {', '.join(map(str, allowed))})")
+            wrong |= problems[col].to_numpy(dtype=bool)
+        if col in REJECTING_CODES:
+            r.fail(wrong, col, f"{col} code not allowed (allowed: {', '.join(map(str, allowed))})")
+        else:
+            wrong |= code_bad[col]
+            flags[f"{col}_invalid"] = wrong
+            v = v.mask(wrong)
         out[col] = v.astype("Int8")
-
+    invalid = pd.DataFrame(flags, index=raw.index)
+    coding_of_row = np.where(legacy, "by-year", "current")
     out = nz.harmonise_hba1c(out)
     hba1c = out["hba1c"]
     r.fail(
@@ -190,11 +221,17 @@ def validate_checkups(raw: pd.DataFrame, today: pd.Timestamp | None = None) -> V
     r.fail(out["sbp"] <= out["dbp"], "sbp", "sbp is not above dbp")
 
     # Derived items where the export left them out.
+    # Derived items where the export left them out; a derived value outside the hard range of
+    # its item (e.g. eGFR 793 from a creatinine of 0.1) is left missing and flagged.
     bmi = nz.derive_bmi(out["height_cm"], out["weight_kg"])
     bmi_mismatch = (out["bmi"] - bmi).abs() > 0.3
+    bmi, bmi_out = _within_hard_range(bmi, "bmi")
+    bmi_out &= out["bmi"].isna().to_numpy(dtype=bool)
     out["bmi"] = out["bmi"].fillna(bmi)
     egfr = nz.derive_egfr(out["creatinine"], out["age"], out["sex"])
     egfr_mismatch = (out["egfr"] - egfr).abs() > 1.0
+    egfr, egfr_out = _within_hard_range(egfr, "egfr")
+    egfr_out &= out["egfr"].isna().to_numpy(dtype=bool)
     out["egfr"] = out["egfr"].fillna(egfr)
 
     soft = (
@@ -204,7 +241,10 @@ def validate_checkups(raw: pd.DataFrame, today: pd.Timestamp | None = None) -> V
                 "bmi_mismatch": bmi_mismatch,
                 "egfr_mismatch": egfr_mismatch,
                 "age_outside_40_74": ~out["age"].between(40, 74),
+                "bmi_derived_out_of_range": bmi_out,
+                "egfr_derived_out_of_range": egfr_out,
             }
+            | {c: invalid[c] for c in invalid.columns}
         )
         .fillna(False)
         .astype(bool)
@@ -218,7 +258,44 @@ def validate_checkups(raw: pd.DataFrame, today: pd.Timestamp | None = None) -> V
     out["fiscal_year"] = out["fiscal_year"].astype("Int16")
     out[SOURCE_FILE] = raw[SOURCE_FILE].to_numpy()
     out[SOURCE_ROW] = raw[SOURCE_ROW].to_numpy()
-    return r.result(out)
+    result = r.result(out)
+    kept = ~r.rejected
+    result.report = {
+        "questionnaire_coding": decisions.to_dict(orient="records"),
+        "invalid_codes": _invalid_code_counts(invalid.loc[kept], coding_of_row[kept]),
+        "derived_out_of_range": {
+            "bmi": int((bmi_out & kept).sum()),
+            "egfr": int((egfr_out & kept).sum()),
+        },
+    }
+    return result
+
+
+def _coding_groups(raw: pd.DataFrame) -> pd.Series:
+    """The unit of a coding decision: the source file; documents whose reader stated their
+    coding (XML, one file per checkup) are reported together."""
+    group = raw[SOURCE_FILE].astype("string")
+    if QUESTIONNAIRE_CODING in raw:
+        group = group.mask(raw[QUESTIONNAIRE_CODING].notna(), "(XML documents)")
+    return group
+
+
+def _within_hard_range(values: pd.Series, col: str) -> tuple[pd.Series, np.ndarray]:
+    lo, hi = RANGES[col][:2]
+    outside = ((values < lo) | (values > hi)).fillna(False).to_numpy(dtype=bool)
+    return values.mask(outside), outside
+
+
+def _invalid_code_counts(invalid: pd.DataFrame, coding: np.ndarray) -> list[dict]:
+    """Answers set to missing, per item and per coding the row was read in."""
+    rows = []
+    for flag in invalid.columns:
+        mask = invalid[flag].to_numpy(dtype=bool)
+        for name in ("by-year", "current"):
+            n = int((mask & (coding == name)).sum())
+            if n:
+                rows.append({"item": flag.removesuffix("_invalid"), "coding": name, "rows": n})
+    return rows
 
 
 def validate_enrollment(raw: pd.DataFrame) -> Validated:

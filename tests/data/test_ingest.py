@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from data.dirty import make_dirty, write_dirty
-from data.ingest import ingest
+from data.ingest import IngestConfig, ingest
 from data.store import read_checkups, read_contacts, read_enrollment, read_manifest, read_rejects
+from kenshin.errors import BadInputError
 from tests.conftest import TEST_KEY, checkup_row, write_bundle
 
 TODAY = "2026-11-27"
@@ -66,7 +67,6 @@ def test_clean_rows_load_normalised_and_pseudonymised(tmp_path):
         ({"weight_kg": "-60"}, "weight_kg", "hard range"),
         ({"ldl": "abc"}, "ldl", "not a number"),
         ({"exam_date": "2030-01-01"}, "exam_date", "future"),
-        ({"q_smoking": "7"}, "q_smoking", "code not allowed"),
         ({"person_id": ""}, "person_id", "missing"),
     ],
 )
@@ -93,7 +93,7 @@ def test_row_faults_are_rejected_with_file_row_column_and_reason(
 def _config():
     from data.ingest import IngestConfig
 
-    return IngestConfig(today=TODAY)
+    return IngestConfig(today=TODAY, accept_rejects=True)  # tests of reject reasons
 
 
 def test_two_birth_dates_reject_the_odd_row(tmp_path):
@@ -125,7 +125,8 @@ def test_enrollment_ending_before_it_starts_is_rejected(tmp_path):
         {"person_id": "12-000001", "enrolled_from": "2015-04-01"},
         {"person_id": "12-000009", "enrolled_from": "2020-04-01", "enrolled_until": "2019-03-31"},
     ]
-    result = ingest(write_bundle(tmp_path / "b", [checkup_row()], enrollment=enr), tmp_path / "s")
+    bundle = write_bundle(tmp_path / "b", [checkup_row()], enrollment=enr)
+    result = ingest(bundle, tmp_path / "s", _config())
     rej = result.rejects
     assert rej[["table", "source_row", "column"]].values.tolist() == [
         ["enrollment", 2, "enrolled_until"]
@@ -133,18 +134,107 @@ def test_enrollment_ending_before_it_starts_is_rejected(tmp_path):
     assert len(read_enrollment(tmp_path / "s")) == 1
 
 
-def test_legacy_questionnaire_codes_are_harmonised_by_fiscal_year(tmp_path):
-    rows = [
-        # FY2022 form: smoking 1 yes / 2 no; alcohol 1 daily / 2 sometimes / 3 hardly.
+def _coding_rows():
+    return [
+        # FY2022 file rows: smoking 1 yes / 2 no; alcohol 1 daily / 2 sometimes / 3 hardly.
         checkup_row(exam_date="2022-06-01", q_smoking="2", q_alcohol_freq="3"),
         checkup_row(exam_date="2024-06-01", q_smoking="2", q_alcohol_freq="3"),
-        checkup_row(exam_date="2023-06-01", q_smoking="3"),  # not a code of the old form
+        checkup_row(exam_date="2023-06-01", q_smoking="3", q_alcohol_freq="2"),  # 3: 2024 coding
     ]
-    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
-    assert result.rejects[["source_row", "column"]].values.tolist() == [[3, "q_smoking"]]
+
+
+def test_questionnaire_coding_by_year_reads_old_codes_and_never_rejects_a_row(tmp_path):
+    config = IngestConfig(today=TODAY, questionnaire_coding="by-year")
+    result = ingest(write_bundle(tmp_path / "b", _coding_rows()), tmp_path / "s", config)
+    assert result.rejects.empty
     chk = read_checkups(tmp_path / "s").set_index("fiscal_year")
     assert (chk.loc[2022, "q_smoking"], chk.loc[2022, "q_alcohol_freq"]) == (3, 8)
     assert (chk.loc[2024, "q_smoking"], chk.loc[2024, "q_alcohol_freq"]) == (2, 3)
+    # Smoking 3 is no code of the FY2023 form: the answer is missing and flagged, the row kept.
+    assert pd.isna(chk.loc[2023, "q_smoking"]) and chk.loc[2023, "ldl"] == 130
+    assert "q_smoking_invalid" in chk.loc[2023, "soft_flags"].split(";")
+    assert result.manifest["invalid_codes"] == [
+        {"item": "q_smoking", "coding": "by-year", "rows": 1}
+    ]
+    decisions = result.manifest["questionnaire_coding"]["decisions"]
+    assert {(d["fiscal_year"], d["coding"], d["basis"]) for d in decisions} == {
+        (2022, "by-year", "configured"),
+        (2023, "by-year", "configured"),
+    }
+
+
+def test_questionnaire_coding_auto_decides_per_file_and_year(tmp_path):
+    result = ingest(write_bundle(tmp_path / "b", _coding_rows()), tmp_path / "s", _config())
+    assert result.rejects.empty and result.manifest["invalid_codes"] == []
+    chk = read_checkups(tmp_path / "s").set_index("fiscal_year")
+    assert chk.loc[2022, "q_smoking"] == 3  # ambiguous year: old coding assumed, 2 no → 3
+    assert chk.loc[2023, "q_smoking"] == 3  # smoking 3 proves the 2024 coding
+    decisions = result.manifest["questionnaire_coding"]["decisions"]
+    assert [(d["source_file"], d["fiscal_year"], d["coding"], d["basis"]) for d in decisions] == [
+        ("checkups.csv", 2022, "by-year", "assumed"),
+        ("checkups.csv", 2023, "current", "detected"),
+    ]
+
+
+def test_questionnaire_coding_current_keeps_2024_codes_in_every_year(tmp_path):
+    config = IngestConfig(today=TODAY, questionnaire_coding="current")
+    result = ingest(write_bundle(tmp_path / "b", _coding_rows()), tmp_path / "s", config)
+    chk = read_checkups(tmp_path / "s").set_index("fiscal_year")
+    assert (chk.loc[2022, "q_smoking"], chk.loc[2022, "q_alcohol_freq"]) == (2, 3)
+    assert result.manifest["questionnaire_coding"]["setting"] == "current"
+
+
+def test_unknown_codes_become_missing_flagged_and_counted(tmp_path):
+    rows = [
+        checkup_row(person_id="A1", q_smoking="7", urine_protein="6", q_sleep="x"),
+        checkup_row(person_id="B2"),
+    ]
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    assert result.rejects.empty and result.accounting["checkups"].loaded == 2
+    chk = read_checkups(tmp_path / "s").set_index("pseudonym").loc[_pseudonym("A1")]
+    assert pd.isna(chk["q_smoking"]) and pd.isna(chk["urine_protein"]) and pd.isna(chk["q_sleep"])
+    assert chk["sbp"] == 132  # the measurements stay
+    assert set(chk["soft_flags"].split(";")) >= {
+        "q_smoking_invalid",
+        "urine_protein_invalid",
+        "q_sleep_invalid",
+    }
+    counts = {(c["item"], c["coding"]): c["rows"] for c in result.manifest["invalid_codes"]}
+    assert counts == {("q_smoking", "current"): 1, ("urine_protein", "current"): 1,
+                      ("q_sleep", "current"): 1}  # fmt: skip
+
+
+def test_derived_egfr_outside_its_range_is_missing_and_flagged(tmp_path):
+    # A real creatinine of 0.1 mg/dL gives an eGFR of about 800: never stored, never a crash.
+    rows = [checkup_row(person_id="A1", creatinine="0.1"), checkup_row(person_id="B2")]
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    assert result.rejects.empty
+    chk = read_checkups(tmp_path / "s").set_index("pseudonym").loc[_pseudonym("A1")]
+    assert pd.isna(chk["egfr"]) and chk["creatinine"] == 0.1
+    assert "egfr_derived_out_of_range" in chk["soft_flags"].split(";")
+    assert result.manifest["derived_out_of_range"] == {"bmi": 0, "egfr": 1}
+
+
+def test_reject_guard_stops_before_writing_unless_accepted(tmp_path):
+    rows = [checkup_row(person_id=f"P{i}", exam_date="不明" if i < 3 else "2024-06-10")
+            for i in range(10)]  # fmt: skip
+    bundle = write_bundle(tmp_path / "b", rows)
+    with pytest.raises(BadInputError) as err:
+        ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
+    message = str(err.value)
+    assert "3 of 10 rows rejected (30% > 20%)" in message and "exam_date is not a date" in message
+    assert "checkups.csv row 1" in message and "\n" not in message
+    assert not (tmp_path / "s").exists()
+    ok = ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY, max_reject_share=0.5))
+    assert ok.accounting["checkups"].loaded == 7
+    accepted = IngestConfig(today=TODAY, accept_rejects=True, force=True)
+    assert ingest(bundle, tmp_path / "s", accepted).manifest["reject_guard"]["accepted"]
+
+
+def test_no_loadable_checkup_is_bad_input_even_when_rejects_are_accepted(tmp_path):
+    bundle = write_bundle(tmp_path / "b", [checkup_row(exam_date="不明")])
+    with pytest.raises(BadInputError, match="no checkup row could be loaded"):
+        ingest(bundle, tmp_path / "s", _config())
 
 
 def test_soft_outliers_are_kept_and_flagged(tmp_path):
