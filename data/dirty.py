@@ -79,13 +79,19 @@ def make_dirty(
     contacts: pd.DataFrame,
     seed: int = 0,
     rate: float = 0.002,
+    legacy_codes: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], DirtyReport]:
-    """Return text tables with faults injected at ``rate`` each, and what was injected."""
+    """Return text tables with faults injected at ``rate`` each, and what was injected.
+
+    ``legacy_codes``: pre-FY2024 rows carry their own form's questionnaire codes (else 2024's).
+    """
     rng = np.random.default_rng(seed + 7919)
     report = DirtyReport()
     chk = checkups.copy()
     chk["fiscal_year"] = nz.fiscal_year(chk["exam_date"])
-    chk = nz.to_legacy_export(chk)
+    chk = (
+        nz.to_legacy_export(chk) if legacy_codes else nz.to_legacy_export(chk, questionnaire=False)
+    )
     dates = pd.to_datetime(chk["exam_date"])
     text = as_text(chk, CHECKUP_COLUMNS)
     n = len(text)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data import store as store_mod
 from data.columns import CHECKUP_COLUMNS, TABLES
@@ -50,6 +52,32 @@ class IngestConfig:
             )
         if not 0.0 <= self.max_reject_share <= 1.0:
             raise BadInputError(f"max reject share {self.max_reject_share} is not between 0 and 1")
+
+
+class IngestSettings(BaseModel):
+    """The division's ingest settings file (``ingest.toml``); command-line options win."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoding: str | None = None
+    questionnaire_coding: QuestionnaireCoding = "auto"
+    max_reject_share: float = Field(0.2, ge=0.0, le=1.0)
+    accept_rejects: bool = False
+
+
+def load_ingest_settings(path: Path) -> IngestSettings:
+    """Read and check ``ingest.toml``; a bad file is bad input naming the value."""
+    try:
+        with path.open("rb") as f:
+            return IngestSettings.model_validate(tomllib.load(f))
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such ingest settings file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not a TOML file ({exc})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadInputError(f"{path}: {where} = {first.get('input')!r}: {first['msg']}") from None
 
 
 @dataclass

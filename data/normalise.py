@@ -513,6 +513,10 @@ _CURRENT_ONLY_CODES: dict[str, tuple[int, ...]] = {
 }
 
 
+#: Share of a (file, year)'s answered rows with a 2024-only code that proves the 2024 coding.
+CURRENT_CODING_MIN_SHARE = 0.05
+
+
 def decide_questionnaire_coding(
     codes: pd.DataFrame,
     group: pd.Series,
@@ -525,9 +529,10 @@ def decide_questionnaire_coding(
     ``codes`` holds integer answers (Int64) and ``fiscal_year``; ``group`` names each row's
     source file. Rows of FY2024 on are always in the current coding. For earlier rows,
     ``coding`` decides: ``by-year`` (old codes), ``current`` (2024 codes), or ``auto``: per
-    source file and fiscal year, a group holding any code that exists only in the 2024 coding
-    (smoking 3, drinking frequency 4-8, amount 5) is current; a group with none is ambiguous
-    and read by year, which is what the old code list allows. ``stated`` (per row, optional)
+    source file and fiscal year, a group in which at least :data:`CURRENT_CODING_MIN_SHARE` of
+    the answered rows hold a code that exists only in the 2024 coding (smoking 3, drinking
+    frequency 4-8, amount 5) is current; a group with none (or a stray few, which are faults)
+    is ambiguous and read by year, which is what the old code list allows. ``stated`` (per row, optional)
     is a reader's own knowledge (e.g. the XML answer OIDs): where set, it wins.
 
     Returns the per-row ``legacy`` mask and one decision row per (file, fiscal year) of the
@@ -537,13 +542,16 @@ def decide_questionnaire_coding(
     fy = pd.to_numeric(codes["fiscal_year"], errors="coerce")
     old_era = (fy <= last_legacy_fy).fillna(False).to_numpy(dtype=bool)
     evidence = np.zeros(len(codes), dtype=bool)
+    answered = np.zeros(len(codes), dtype=bool)
     for col, only in _CURRENT_ONLY_CODES.items():
         if col in codes:
             evidence |= codes[col].isin(only).fillna(False).to_numpy(dtype=bool)
+            answered |= codes[col].notna().to_numpy(dtype=bool)
     keys = pd.DataFrame(
         {"source_file": group.astype("string").to_numpy(), "fiscal_year": fy.to_numpy()}
     ).loc[old_era]
     keys["evidence"] = evidence[old_era]
+    keys["answered"] = answered[old_era]
     stated_arr = (
         pd.Series(stated, index=codes.index).astype("string").to_numpy(dtype=object)
         if stated is not None
@@ -557,10 +565,13 @@ def decide_questionnaire_coding(
     elif coding == "by-year":
         basis = "configured"
     else:
-        any_evidence = keys.groupby(["source_file", "fiscal_year"], dropna=False)[
-            "evidence"
-        ].transform("any")
-        current[old_era] = any_evidence.to_numpy(dtype=bool)
+        # A stray 3 in an old-form file is a fault, not a conversion: in a converted file the
+        # 2024-only codes are common (never-smokers alone are most people aged 40-74).
+        grouped = keys.groupby(["source_file", "fiscal_year"], dropna=False)
+        share = grouped["evidence"].transform("sum") / grouped["answered"].transform("sum").clip(
+            lower=1
+        )
+        current[old_era] = (share >= CURRENT_CODING_MIN_SHARE).to_numpy(dtype=bool)
         basis = None
     stated_rows = pd.notna(stated_arr) & old_era
     current[stated_rows] = stated_arr[stated_rows] == "current"
@@ -578,7 +589,11 @@ def decide_questionnaire_coding(
     )
     decisions["coding"] = np.where(decisions["current"], "current", "by-year")
     if basis is None:
-        decisions["basis"] = np.where(decisions["evidence"], "detected", "assumed")
+        decisions["basis"] = np.select(
+            [decisions["current"], decisions["evidence"]],
+            ["detected", "assumed (stray 2024 codes flagged)"],
+            "assumed",
+        )
     else:
         decisions["basis"] = basis
     decisions.loc[decisions["is_stated"], "basis"] = "stated by reader"
@@ -718,14 +733,15 @@ def coerce_int_code(
     return v, bad.astype(bool)
 
 
-def to_legacy_export(df: pd.DataFrame) -> pd.DataFrame:
+def to_legacy_export(df: pd.DataFrame, questionnaire: bool = True) -> pd.DataFrame:
     """Encode canonical checkups as a municipal export of their year would carry them.
 
     The inverse of ingest's harmonisation: pre-2024 questionnaire codes for FY ≤ 2023
     (:func:`to_legacy_questionnaire`) and HbA1c in JDS units for FY ≤ 2012. Needs
-    ``fiscal_year``. Used by the synthetic-data writers.
+    ``fiscal_year``. Used by the synthetic-data writers. ``questionnaire=False`` keeps the
+    2024 answer codes in every year (an export that converted its history).
     """
-    out = to_legacy_questionnaire(df)
+    out = to_legacy_questionnaire(df) if questionnaire else df.copy()
     if "hba1c" in out:
         fy = pd.to_numeric(out["fiscal_year"], errors="coerce")
         old = (fy <= LAST_JDS_HBA1C_FY).fillna(False).to_numpy(dtype=bool)

@@ -8,8 +8,16 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
-from data.ingest import INGEST_STEPS, IngestConfig, IngestResult, ingest
+from data.ingest import (
+    INGEST_STEPS,
+    IngestConfig,
+    IngestResult,
+    IngestSettings,
+    ingest,
+    load_ingest_settings,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,12 +35,14 @@ def run_synth(
     letters: Path | None = None,
     letter_year: int | None = None,
     letter_effect: float = 0.3,
+    questionnaire_coding: str = "by-year",
 ) -> tuple[dict[str, Path], dict]:
     """Generate a synthetic ward and write its bundle; ``dirty`` injects export faults.
 
     ``letters``: a selection table (OUT/selection.parquet) whose ``letter`` arm is simulated
     to respond with strength ``letter_effect`` from ``letter_year + 1`` on
-    (:func:`letters_from_selection`).
+    (:func:`letters_from_selection`). ``questionnaire_coding``: ``by-year`` writes pre-FY2024
+    answers in their own form's codes, ``current`` in the 2024 codes (CSV/Parquet).
     """
     from data.dirty import make_dirty, write_dirty
     from data.synth import SynthConfig, generate, write_bundle
@@ -54,13 +64,23 @@ def run_synth(
         "truth": len(bundle.truth),
         **lettered,
     }
+    legacy = questionnaire_coding == "by-year"
+    if fmt == "xml" and not legacy:
+        from kenshin.errors import BadInputError
+
+        raise BadInputError(
+            "--questionnaire-coding current is for CSV/Parquet: XML answers name their form's "
+            "code list themselves"
+        )
     if dirty:
         if fmt != "csv":
             from kenshin.errors import BadInputError
 
             raise BadInputError(f"--dirty writes CSV exports; drop --format {fmt}")
-        paths = write_bundle(bundle, out, fmt="csv")
-        tables, report = make_dirty(bundle.checkups, bundle.enrollment, bundle.contacts, seed=seed)
+        paths = write_bundle(bundle, out, fmt="csv", legacy_codes=legacy)
+        tables, report = make_dirty(
+            bundle.checkups, bundle.enrollment, bundle.contacts, seed=seed, legacy_codes=legacy
+        )
         paths.update(write_dirty(tables, out))
         summary.update({name: len(t) for name, t in tables.items()})
         summary["faults"] = report.summary()
@@ -73,7 +93,7 @@ def run_synth(
             name = f"checkups FY{archive_fiscal_year(path)}"
             paths[name], summary[name] = path, _zip_documents(path)
     else:
-        paths = write_bundle(bundle, out, fmt=fmt)
+        paths = write_bundle(bundle, out, fmt=fmt, legacy_codes=legacy)
     if bar:
         bar.advance(task)
     return paths, summary
@@ -93,7 +113,21 @@ def run_ingest(
     force: bool = False,
     today: str | None = None,
     bar: Progress | None = None,
+    questionnaire_coding: str | None = None,
+    accept_rejects: bool | None = None,
+    max_reject_share: float | None = None,
+    settings_file: Path | None = None,
 ) -> IngestResult:
+    """Ingest with settings from ``settings_file`` (ingest.toml), overridden by the options."""
+    settings = load_ingest_settings(settings_file) if settings_file else IngestSettings()
+    chosen = {
+        "encoding": encoding,
+        "questionnaire_coding": questionnaire_coding,
+        "accept_rejects": accept_rejects,
+        "max_reject_share": max_reject_share,
+    }
+    merged = settings.model_dump() | {k: v for k, v in chosen.items() if v is not None}
+    config = IngestConfig(force=force, today=today, **merged)
     task = bar.add_task("ingest", total=len(INGEST_STEPS)) if bar else None
     seen: list[str] = []
 
@@ -104,9 +138,7 @@ def run_ingest(
             bar.update(task, description=f"ingest: {step}")
         seen.append(step)
 
-    result = ingest(
-        bundle, store, IngestConfig(encoding=encoding, force=force, today=today), on_step=on_step
-    )
+    result = ingest(bundle, store, config, on_step=on_step)
     if bar:
         bar.update(task, completed=len(INGEST_STEPS))
     return result
@@ -135,20 +167,76 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
         for col in ("table", "column", "reason", "rows"):
             rt.add_column(col)
         for r in reasons:
-            rt.add_row(r["table"], str(r["column"]), r["reason"], f"{r['rows']:,}")
+            rt.add_row(r["table"], Text(str(r["column"])), Text(r["reason"]), f"{r['rows']:,}")
         console.print(rt)
         first = result.rejects.head(5)
         for r in first.itertuples():
             console.print(
                 f"  e.g. {r.source_file} row {r.source_row}, column {r.column}: {r.reason}",
                 highlight=False,
+                markup=False,
             )
     for name, notes in result.manifest.get("reader_notes", {}).items():
         for source, report in notes.items():
-            console.print(f"{name} from {source}: {report}", highlight=False)
+            console.print(f"{name} from {source}: {report}", highlight=False, markup=False)
     for name, cols in result.extra_columns.items():
         console.print(
-            f"unknown columns in {name} kept aside (private/extra_columns.parquet): {cols}"
+            f"unknown columns in {name} kept aside (private/extra_columns.parquet): {cols}",
+            markup=False,
+            highlight=False,
+        )
+    print_questionnaire_coding(console, result.manifest)
+    for name in result.manifest.get("missing_tables", []):
+        console.print(
+            f"warning: no {name} table in the bundle: {MISSING_TABLE_EFFECT[name]}",
+            markup=False,
+            highlight=False,
+        )
+
+
+#: What a store without this table cannot do (ingest loads the rest with a warning).
+MISSING_TABLE_EFFECT = {
+    "enrollment": "eligibility on a scoring date cannot be judged; 'kenshin score' will stop "
+    "until enrollment (spec §1.2) is ingested",
+    "contacts": "letters cannot be addressed; 'kenshin score' writes no letters",
+}
+
+
+def print_questionnaire_coding(console: Console, manifest: dict) -> None:
+    """Which coding each file's pre-FY2024 answers were read in, and answers set aside."""
+    coding = manifest.get("questionnaire_coding", {})
+    decisions = coding.get("decisions", [])
+    if decisions:
+        t = Table(title=f"questionnaire coding before FY2024 (setting: {coding.get('setting')})")
+        for col in ("file", "fiscal year", "rows", "read as", "because"):
+            t.add_column(col)
+        for d in decisions:
+            t.add_row(
+                Text(str(d["source_file"])), str(d["fiscal_year"]), f"{d['rows']:,}",
+                d["coding"], d["basis"],
+            )  # fmt: skip
+        console.print(t)
+        if any(d["basis"].startswith("assumed") for d in decisions):
+            console.print(
+                "  'assumed': only codes both forms share; read in the old form's codes. If the "
+                "export converted earlier years to the 2024 codes, re-run with "
+                "--questionnaire-coding current.",
+                markup=False,
+                highlight=False,
+            )
+    invalid = manifest.get("invalid_codes", [])
+    if invalid:
+        text = ", ".join(f"{c['item']} {c['rows']:,} ({c['coding']})" for c in invalid)
+        console.print(
+            f"codes set to missing and flagged (row kept): {text}", markup=False, highlight=False
+        )
+    derived = {k: v for k, v in manifest.get("derived_out_of_range", {}).items() if v}
+    if derived:
+        text = ", ".join(f"{k} {v:,}" for k, v in derived.items())
+        console.print(
+            f"derived values outside their range, left missing and flagged: {text}",
+            markup=False,
+            highlight=False,
         )
 
 

@@ -184,18 +184,20 @@ def write_bundle(
 
     CSV: UTF-8, ISO dates, empty cell = missing. With ``legacy_codes`` checkups in FY ≤ 2023
     carry the pre-2024 questionnaire codes (:func:`data.normalise.to_legacy_questionnaire`), as
-    real exports do. Deterministic: the same bundle gives byte-identical files.
+    many real exports do; without, every year is in the 2024 coding, as exports that converted
+    their history are. HbA1c of FY ≤ 2012 is in JDS units either way. Deterministic: the same bundle gives byte-identical files.
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet': {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkups = bundle.checkups
-    if legacy_codes:
-        from data.normalise import fiscal_year, to_legacy_export
+    from data.normalise import fiscal_year, to_legacy_export
 
-        tmp = checkups.assign(fiscal_year=fiscal_year(checkups["exam_date"]))
-        checkups = to_legacy_export(tmp).drop(columns="fiscal_year")[list(CHECKUP_COLUMNS)]
+    # Real exports of FY ≤ 2012 carry HbA1c in JDS units whatever their questionnaire coding.
+    tmp = checkups.assign(fiscal_year=fiscal_year(checkups["exam_date"]))
+    checkups = to_legacy_export(tmp, questionnaire=legacy_codes)
+    checkups = checkups.drop(columns="fiscal_year")[list(CHECKUP_COLUMNS)]
     tables = {
         "checkups": checkups,
         "enrollment": bundle.enrollment,
