@@ -370,3 +370,14 @@ def test_synthetic_ward_round_trips_in_either_questionnaire_coding(tmp_path, sma
         got = both[item].astype("Int64")
         want = both[f"{item}_true"].astype("Int64")
         assert got.equals(want), item
+
+
+def test_bundle_without_enrollment_or_contacts_loads_checkups_and_says_so(tmp_path):
+    bundle = write_bundle(tmp_path / "b", [checkup_row()])
+    (bundle / "enrollment.csv").unlink()
+    (bundle / "contacts.csv").unlink()
+    result = ingest(bundle, tmp_path / "s", _config())
+    assert result.manifest["missing_tables"] == ["enrollment", "contacts"]
+    assert result.accounting["checkups"].loaded == 1
+    assert result.accounting["enrollment"].read == 0 and result.accounting["contacts"].read == 0
+    assert read_enrollment(tmp_path / "s").empty and read_contacts(tmp_path / "s").empty
