@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=100_000)
     parser.add_argument("--years", type=int, default=6)
     args = parser.parse_args()
-    os.environ.setdefault("KENSHIN_PSEUDONYM_KEY", "bench-key")
+    os.environ.setdefault("KENSHIN_PSEUDONYM_KEY", "bench-key-0123456789")
     with tempfile.TemporaryDirectory() as tmp:
         bundle, store = Path(tmp) / "bundle", Path(tmp) / "store"
         make_ward(Path(tmp), args.residents, args.years, fmt="csv", dirty=True, ingest=False)

@@ -94,7 +94,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     work = args.workdir.resolve()
-    env = {**os.environ, "KENSHIN_PSEUDONYM_KEY": "bench-key"}
+    env = {**os.environ, "KENSHIN_PSEUDONYM_KEY": "bench-key-0123456789"}
     env.pop("MLFLOW_TRACKING_URI", None)
     train = work / f"train_{args.train_residents}"
     if not (train / "work" / "mlflow.db").exists():

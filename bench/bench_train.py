@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=100_000)
     parser.add_argument("--years", type=int, default=6)
     args = parser.parse_args()
-    os.environ.setdefault("KENSHIN_PSEUDONYM_KEY", "bench-key")
+    os.environ.setdefault("KENSHIN_PSEUDONYM_KEY", "bench-key-0123456789")
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -40,6 +40,11 @@ CHECKUP_COLUMNS: dict[str, Kind] = {
     "egfr": "float",
     "uric_acid": "float",
     "hemoglobin": "float",
+    # The facility's own judgements (医師の判断), XML 9N501 / 9N506 / 9N511 where coded: kept
+    # beside kenshin's own (data.judgements), never used in their place.
+    "facility_mets": "int",  # メタボリックシンドローム判定: 1 基準該当 … 4 判定不能
+    "facility_guidance_level": "int",  # 保健指導レベル: 1 積極的 2 動機付け 3 なし 4 判定不能
+    "facility_doctor_judgement": "int",  # 医師の判断, only when the facility sends it coded
     "q_med_bp": "int",
     "q_med_glucose": "int",
     "q_med_lipid": "int",

@@ -28,6 +28,7 @@ class DirtyReport:
     rejected: dict[tuple[str, str], int] = field(default_factory=dict)
     merged_duplicates: dict[str, int] = field(default_factory=dict)
     soft_flagged: int = 0
+    bp_pairs_dropped: int = 0  # SBP/DBP swapped: both set aside and flagged, the row kept
     reformatted_dates: int = 0
     fullwidth_values: int = 0
     extra_columns: tuple[str, ...] = ("memo",)
@@ -109,13 +110,13 @@ def make_dirty(
 
     fault("exam_date", "不明")
     fault("sex", "3")
-    rows = next(picks)  # SBP below DBP: swap the two readings
+    rows = next(picks)  # SBP below DBP: swap the two readings (the pair is dropped and flagged)
     sbp, dbp = text["sbp"].to_numpy().copy(), text["dbp"].to_numpy().copy()
     ok = pd.notna(sbp[rows]) & pd.notna(dbp[rows])
     rows = rows[ok]
     text.iloc[rows, text.columns.get_loc("sbp")] = dbp[rows]
     text.iloc[rows, text.columns.get_loc("dbp")] = sbp[rows]
-    report.rejected[("checkups", "sbp")] = len(rows)
+    report.bp_pairs_dropped = len(rows)
     fault("hba1c", "48")
     fault("weight_kg", "-61.5")
     fault("fpg", "検査中")

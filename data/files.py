@@ -6,7 +6,36 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+import pandas as pd
+
+__all__ = ["atomic_write", "csv_bytes", "neutralise_formulas"]
+
+#: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading ``'`` (OWASP rule).
+
+    Only text columns are touched: a negative number stays a number.
+    """
+    out = frame.copy()
+    for col in out.columns:
+        s = out[col]
+        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
+            continue
+        text = s.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            out[col] = s.astype(object).where(~risky, "'" + text.astype(object))
+    return out
+
+
+def csv_bytes(frame: pd.DataFrame, **to_csv) -> bytes:
+    """A table as UTF-8 CSV that is safe to open in a spreadsheet."""
+    header = [("'" + c) if str(c).startswith(FORMULA_STARTS) else c for c in frame.columns]
+    safe = neutralise_formulas(frame).set_axis(header, axis=1)
+    return safe.to_csv(index=False, lineterminator="\n", **to_csv).encode("utf-8")
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

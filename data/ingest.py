@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,10 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data import store as store_mod
 from data.columns import CHECKUP_COLUMNS, TABLES
+from data.judgements import facility_agreement
 from data.normalise import QUESTIONNAIRE_CODINGS, QuestionnaireCoding
 from data.pseudonym import load_key, pseudonymise
 from data.readers import PROVENANCE, SOURCE_FILE, SOURCE_ROW, RawTable, read_bundle
-from data.validate import REJECT_COLUMNS, validate_checkups, validate_contacts, validate_enrollment
+from data.validate import (
+    FIRST_TOKUTEI_FY,
+    REJECT_COLUMNS,
+    validate_checkups,
+    validate_contacts,
+    validate_enrollment,
+)
 from kenshin.errors import BadInputError
 
 STORE_VERSION = 1  # bump when the stored layout or normalisation changes
@@ -43,6 +51,8 @@ class IngestConfig:
     max_reject_share: float = 0.2
     #: ... unless the user accepts it (``--accept-rejects``).
     accept_rejects: bool = False
+    #: Checkups before this fiscal year are rejected (特定健診 began in FY2008).
+    min_fiscal_year: int = FIRST_TOKUTEI_FY
 
     def __post_init__(self) -> None:
         if self.questionnaire_coding not in QUESTIONNAIRE_CODINGS:
@@ -63,6 +73,7 @@ class IngestSettings(BaseModel):
     questionnaire_coding: QuestionnaireCoding = "auto"
     max_reject_share: float = Field(0.2, ge=0.0, le=1.0)
     accept_rejects: bool = False
+    min_fiscal_year: int = Field(FIRST_TOKUTEI_FY, ge=1900, le=2100)
 
 
 def load_ingest_settings(path: Path) -> IngestSettings:
@@ -167,6 +178,28 @@ def ingest(
     """
     config = config or IngestConfig()
     key = load_key(config.key_file)
+    _check_writable(store)
+    with store_mod.store_lock(store):
+        store_mod.recover_store(store)
+        return _ingest_locked(bundle, store, config, key, on_step)
+
+
+def _check_writable(store: Path) -> None:
+    """Fail before reading anything when the store cannot be written."""
+    parent = store.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInputError(f"{store}: cannot write here (folder {parent} is not writable)")
+
+
+def _ingest_locked(
+    bundle: Path,
+    store: Path,
+    config: IngestConfig,
+    key: bytes,
+    on_step: Callable[[str], None],
+) -> IngestResult:
     on_step("read")
     raw = read_bundle(bundle, config.encoding)
     sources = sorted(
@@ -185,11 +218,15 @@ def ingest(
                 STORE_VERSION,
                 config.encoding,
                 config.questionnaire_coding,
+                config.min_fiscal_year,
             ]
         ).encode()
     ).hexdigest()
     if (store / store_mod.MANIFEST).exists() and not config.force:
-        old = store_mod.read_manifest(store)
+        try:
+            old = store_mod.read_manifest(store)
+        except BadInputError:
+            old = {}  # a damaged store is rewritten
         if old.get("bundle_fingerprint") == bundle_fingerprint:
             return IngestResult(
                 accounting={k: TableAccounting(**v) for k, v in old["accounting"].items()},
@@ -203,9 +240,12 @@ def ingest(
     acct = {name: TableAccounting(read=len(t.frame)) for name, t in raw.items()}
     on_step("validate")
     if not len(raw["checkups"].frame):
-        raise BadInputError(f"{bundle}: the checkups table has no rows (header only?)")
+        raise BadInputError(f"{bundle}: {_why_no_checkups(raw['checkups'])}")
     v_chk = validate_checkups(
-        raw["checkups"].frame, today=today, coding=config.questionnaire_coding
+        raw["checkups"].frame,
+        today=today,
+        coding=config.questionnaire_coding,
+        min_fiscal_year=config.min_fiscal_year,
     )
     v_enr = validate_enrollment(raw["enrollment"].frame)
     v_con = validate_contacts(raw["contacts"].frame)
@@ -298,6 +338,8 @@ def ingest(
         "reader_notes": {t.name: t.notes for t in raw.values() if t.notes},
         "fiscal_years": sorted(int(y) for y in checkups["fiscal_year"].dropna().unique()),
         "reject_reasons": reasons.to_dict(orient="records"),
+        # The facility's 9N501/9N506 beside kenshin's own: disagreement is a finding, not an error.
+        "facility_agreement": facility_agreement(checkups),
         "missing_tables": [n for n in TABLES if not raw[n].sources and n != "checkups"],
         "questionnaire_coding": {
             "setting": config.questionnaire_coding,
@@ -315,6 +357,14 @@ def ingest(
         store, checkups, enrollment, rejects, contacts, extra_frame, manifest
     )
     return IngestResult(acct, rejects, manifest["extra_columns"], manifest, reject_reasons=reasons)
+
+
+def _why_no_checkups(table: RawTable) -> str:
+    others = table.notes.get("xml", {}).get("non_checkup_files", {}) if table.notes else {}
+    if others:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(others.items()))
+        return f"no checkup document among the XML files (only other exchange files: {kinds})"
+    return "the checkups table has no rows (header only?)"
 
 
 def _top_reasons(rejects: pd.DataFrame, table: str, n: int = 3) -> str:

@@ -28,6 +28,7 @@ import pandas as pd
 
 __all__ = [
     "ELDERLY_AGE",
+    "FACILITY_JUDGEMENTS",
     "GUIDANCE_CODES",
     "GUIDANCE_LEVELS",
     "MHLW_R6",
@@ -41,6 +42,7 @@ __all__ = [
     "JudgementValues",
     "MetSCriteria",
     "egfr_jsn",
+    "facility_agreement",
     "guidance_code",
     "metabolic_syndrome",
     "outcome_evaluable",
@@ -354,6 +356,50 @@ def guidance_code(levels: pd.Series) -> pd.Series:
     """
     codes = levels.astype("object").map(GUIDANCE_CODES)
     return codes.astype("Int64").rename("guidance_code")
+
+
+#: kenshin's judgement → the column holding the facility's own code for it (9N501, 9N506).
+FACILITY_JUDGEMENTS = {
+    "metabolic_syndrome": "facility_mets",
+    "guidance_level": "facility_guidance_level",
+}
+
+
+def facility_agreement(checkups: pd.DataFrame) -> dict:
+    """How the facility's own judgements (健診機関の判定) compare with kenshin's.
+
+    9N501 メタボリックシンドローム判定 (``facility_mets``) against :func:`metabolic_syndrome`,
+    9N506 保健指導レベル (``facility_guidance_level``) against :func:`guidance_code` of
+    :func:`stratify`, on the rows where the facility gave a code. A disagreement is a finding
+    for health staff (other criteria such as the non-fasting TG cut, items kenshin lacks, a
+    slip at the facility), not an error. Per judgement: ``compared``, ``agree``, ``disagree``
+    and ``pairs`` ([{facility, kenshin, rows}], every code pair seen, sorted).
+    """
+    ours = {"metabolic_syndrome": metabolic_syndrome, "guidance_level": _guidance_code_of}
+    out = {}
+    for name, col in FACILITY_JUDGEMENTS.items():
+        facility = _num(checkups, col)
+        has = ~np.isnan(facility)
+        sub = checkups.loc[has]  # only rows the facility judged: no work on the rest
+        pairs = pd.DataFrame(
+            {"facility": facility[has].astype("int64"), "kenshin": ours[name](sub).to_numpy()}
+        )
+        counts = pairs.value_counts(dropna=False).sort_index()
+        agree = int((pairs["facility"] == pairs["kenshin"]).fillna(False).sum())
+        out[name] = {
+            "compared": int(has.sum()),
+            "agree": agree,
+            "disagree": int(has.sum()) - agree,
+            "pairs": [
+                {"facility": int(f), "kenshin": None if pd.isna(k) else int(k), "rows": int(n)}
+                for (f, k), n in counts.items()
+            ],
+        }
+    return out
+
+
+def _guidance_code_of(df: pd.DataFrame) -> pd.Series:
+    return guidance_code(stratify(df))
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,16 +15,34 @@ from pathlib import Path
 
 import pandas as pd
 
+from kenshin.errors import BadInputError
+
 PSEUDONYM_LENGTH = 16
 KEY_ENV = "KENSHIN_PSEUDONYM_KEY"
 KEY_FILE_ENV = "KENSHIN_PSEUDONYM_KEY_FILE"
 
 
+#: A key shorter than this (bytes) would let anyone recompute pseudonyms by brute force.
+MIN_KEY_BYTES = 16
+
+
+def _checked(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_KEY_BYTES:
+        raise BadInputError(
+            f"{where}: the pseudonym key has {len(key)} bytes, fewer than {MIN_KEY_BYTES} "
+            "(128 bits); use a long random key, e.g. 'openssl rand -hex 32'"
+        )
+    return key
+
+
 def load_key(key_file: Path | None = None) -> bytes:
-    """Return the pseudonym key: ``$KENSHIN_PSEUDONYM_KEY``, else the key file (created 0600)."""
+    """Return the pseudonym key: ``$KENSHIN_PSEUDONYM_KEY``, else the key file (created 0600).
+
+    A key under 128 bits, or a key file that group or others may read, is refused.
+    """
     env = os.environ.get(KEY_ENV)
-    if env:
-        return env.encode("utf-8")
+    if env is not None:
+        return _checked(env.encode("utf-8"), KEY_ENV)
     path = Path(
         os.environ.get(KEY_FILE_ENV) or key_file or Path.home() / ".kenshin" / "pseudonym.key"
     )
@@ -34,10 +52,20 @@ def load_key(key_file: Path | None = None) -> bytes:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return path.read_bytes().strip()
+            return _read_key_file(path)
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_hex(32).encode("ascii"))
-    return path.read_bytes().strip()
+    return _read_key_file(path)
+
+
+def _read_key_file(path: Path) -> bytes:
+    if not path.is_file():
+        raise BadInputError(f"{path}: the pseudonym key file is not a regular file")
+    if path.stat().st_mode & 0o077:
+        raise BadInputError(
+            f"{path}: the pseudonym key file may be read by others; run 'chmod 600 {path}'"
+        )
+    return _checked(path.read_bytes().strip(), str(path))
 
 
 def pseudonymise(person_ids: pd.Series, key: bytes) -> pd.Series:

@@ -12,11 +12,15 @@ frames (the MHLW XML reader registers itself there).
 from __future__ import annotations
 
 import csv
+import difflib
 import io
+import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +35,9 @@ PROVENANCE = (SOURCE_FILE, SOURCE_ROW)
 #: malformed XML) and the column concerned. Validation applies them before any other check.
 REJECT_REASON = "_reject_reason"
 REJECT_COLUMN = "_reject_column"
+#: Optional column of a non-tabular reader's rows: ``;``-joined flags it raised on the row (e.g.
+#: ``dbp_above_range``: the value was at or beyond the measuring range); kept in ``soft_flags``.
+READER_FLAGS = "_reader_flags"
 #: Optional column of a non-tabular reader's rows: the questionnaire coding it knows its rows
 #: are in (``by-year`` or ``current``); it wins over detection and configuration.
 QUESTIONNAIRE_CODING = "_questionnaire_coding"
@@ -62,9 +69,27 @@ def _register_plugins() -> None:
     import data.mhlw_xml  # noqa: F401
 
 
+#: Longest row a CSV may hold (bytes): a real checkup row is under 2 kB; a longer one is a
+#: damaged file, and pandas would need many times its size in memory.
+MAX_CSV_LINE_BYTES = 1 << 20
+
+
+def _check_line_lengths(raw: bytes, path: Path) -> None:
+    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+    bounds = np.concatenate(([-1], ends, [len(raw)]))
+    lengths = np.diff(bounds) - 1
+    longest = int(lengths.argmax()) if len(lengths) else 0
+    if len(lengths) and lengths[longest] > MAX_CSV_LINE_BYTES:
+        raise BadInputError(
+            f"{path.name}: line {longest + 1} is {int(lengths[longest]):,} bytes long (limit "
+            f"{MAX_CSV_LINE_BYTES:,}); a damaged or binary export?"
+        )
+
+
 def decode_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
     """Decode a CSV file as UTF-8 (BOM optional) or CP932, whichever is valid, in that order."""
     raw = path.read_bytes()
+    _check_line_lengths(raw, path)
     if b"\x00" in raw[:4096]:
         raise BadInputError(
             f"{path.name}: cannot decode as UTF-8 or CP932 text (NUL bytes: UTF-16 or binary?)"
@@ -84,8 +109,15 @@ def decode_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
     )
 
 
+#: Stands in for a NUL byte while pandas parses (its C parser ends a field at NUL); rows that
+#: held one are rejected with a reason (:func:`_nul_rejects`).
+_NUL_MARK = "\ufffe"
+
+
 def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
     text, enc = decode_text(path, encoding)
+    if "\x00" in text:
+        text = text.replace("\x00", _NUL_MARK)
     if not text.strip():
         raise BadInputError(f"{path.name}: file is empty")
     header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)])))
@@ -134,9 +166,83 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return out.astype(object).where(out.notna(), None)
 
 
+def fold_header(name: str) -> str:
+    """Header as compared (列名の照合): NFKC (full-width → half-width), lower case, trimmed."""
+    return unicodedata.normalize("NFKC", name).strip().lower()
+
+
+def canonical_headers(headers: list[str], columns: Iterable[str], file: str) -> list[str]:
+    """Rename headers that match a canonical column up to case and width (``SBP``, ``ｌｄｌ``).
+
+    Two headers that name the same column (``sbp`` twice, or ``sbp`` and ``SBP``) are a
+    file-level error: which one holds the value cannot be known.
+    """
+    by_fold = {fold_header(c): c for c in columns}
+    out = [by_fold.get(fold_header(h), h) for h in headers]
+    seen: dict[str, str] = {}
+    for original, name in zip(headers, out, strict=True):
+        key = fold_header(name)
+        if key in seen:
+            raise BadInputError(
+                f"{file}: duplicate column {original!r} (also {seen[key]!r}); keep one of them"
+            )
+        seen[key] = original
+    return out
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", fold_header(name))
+
+
+def _stop_on_near_miss(unknown: list[str], absent: list[str], file: str) -> None:
+    """Stop when a canonical column is absent and an unknown header looks like it (``LDL-C``):
+    loading on would silently drop a whole measurement."""
+    for col in absent:
+        target = _squash(col)
+        for header in unknown:
+            squashed = _squash(header)
+            if squashed and (
+                squashed == target or difflib.SequenceMatcher(None, squashed, target).ratio() >= 0.8
+            ):
+                raise BadInputError(
+                    f"{file}: no column {col!r}, but {header!r} looks like it; rename it to "
+                    f"{col!r} (spec §1) or rename it to something else if it is another item"
+                )
+
+
+def _mark_nul_rows(frame: pd.DataFrame, columns: list[str]) -> None:
+    """Give rows with a NUL byte in a field a reject reason (the field would be cut short)."""
+    if not columns or frame.empty:
+        return
+    texts = frame[columns].astype("string")
+    has = texts.apply(lambda s: s.str.contains(_NUL_MARK, regex=False, na=False))
+    if not has.to_numpy().any():
+        return
+    rows = has.any(axis=1)
+    first = has.loc[rows].idxmax(axis=1)
+    reason = pd.Series(None, index=frame.index, dtype=object)
+    reason[rows] = "NUL byte inside a field (a binary or damaged export?)"
+    column = pd.Series(None, index=frame.index, dtype=object)
+    column[rows] = first
+    frame[REJECT_REASON] = reason
+    frame[REJECT_COLUMN] = column
+    for col in columns:  # the mark never reaches a stored value or the rejects table
+        frame[col] = frame[col].where(~has[col], frame[col].str.replace(_NUL_MARK, "\\0"))
+
+
 def find_table_files(bundle: Path, name: str) -> list[Path]:
-    """The files that hold table ``name`` in a bundle folder (``NAME.csv`` / ``NAME.parquet``)."""
-    return [p for p in (bundle / f"{name}.csv", bundle / f"{name}.parquet") if p.exists()]
+    """The files that hold table ``name`` in a bundle folder (``NAME.csv`` / ``NAME.parquet``).
+
+    Only regular files are read: a FIFO would hang the reader and a link to a device would fill
+    memory, so either is bad input.
+    """
+    found = []
+    for p in (bundle / f"{name}.csv", bundle / f"{name}.parquet"):
+        if p.is_file():
+            found.append(p)
+        elif p.exists() or p.is_symlink():
+            raise BadInputError(f"{p.name}: not a regular file (a FIFO, device or broken link?)")
+    return found
 
 
 def read_table(
@@ -150,16 +256,21 @@ def read_table(
             frame = _read_parquet(path)
         else:
             frame, encodings[path.name] = _read_csv(path, encoding)
-        frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+        frame.columns = canonical_headers(
+            [str(c).strip().lstrip("\ufeff") for c in frame.columns], columns, path.name
+        )
         missing = [c for c in REQUIRED[name] if c not in frame.columns]
         if missing:
             raise BadInputError(
                 f"{path.name}: missing required column {', '.join(repr(m) for m in missing)} "
                 f"(table {name!r}, spec §1)"
             )
-        extras += [c for c in frame.columns if c not in columns and c not in extras]
+        unknown = [c for c in frame.columns if c not in columns]
+        _stop_on_near_miss(unknown, [c for c in columns if c not in frame.columns], path.name)
+        extras += [c for c in unknown if c not in extras]
         frame[SOURCE_FILE] = str(path.relative_to(relative_to) if relative_to else path.name)
         frame[SOURCE_ROW] = range(1, len(frame) + 1)
+        _mark_nul_rows(frame, [c for c in frame.columns if c not in PROVENANCE])
         frames.append(frame)
     frame = (
         pd.concat(frames, ignore_index=True)

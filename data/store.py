@@ -16,11 +16,13 @@ leaves half a store, and writing the same data twice gives byte-identical Parque
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -103,13 +105,139 @@ def fingerprint(store: Path) -> dict:
     return {"sha256": h.hexdigest(), "rows": rows}
 
 
+#: Stores whose files were checked against their manifest in this process (path, manifest stat).
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
 def read_manifest(store: Path) -> dict:
+    """The store's manifest, after checking that the data files are the ones it lists.
+
+    A store a crash left mid-swap is completed or rolled back first. A missing, extra, changed
+    or truncated data file (or a damaged manifest) is bad input naming the file and the fix;
+    the check runs once per process and manifest.
+    """
+    from kenshin.errors import BadInputError
+
+    store = Path(store)
     path = store / MANIFEST
     if not path.exists():
-        from kenshin.errors import BadInputError
-
+        recover_store(store)
+    if not path.exists():
         raise BadInputError(f"{store}: not a kenshin store (no {MANIFEST}); run 'kenshin ingest'")
-    return json.loads(path.read_text())
+    fix = f"re-create it with 'kenshin ingest BUNDLE --store {store} --force'"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: damaged manifest ({exc}); {fix}") from None
+    stat = path.stat()
+    key = (str(store.resolve()), stat.st_mtime_ns, stat.st_size)
+    expected = manifest.get("store_fingerprint")
+    if key not in _VERIFIED and isinstance(expected, dict) and "sha256" in expected:
+        problem = _verify_files(store, expected)
+        if problem:
+            raise BadInputError(f"{store}: {problem}; the store does not match its manifest: {fix}")
+        _VERIFIED.add(key)
+    return manifest
+
+
+def _verify_files(store: Path, expected: dict) -> str | None:
+    """What differs between the store's data files and its manifest's fingerprint, if any."""
+    files = {
+        p.relative_to(store).as_posix()
+        for p in store.rglob("*.parquet")
+        if PRIVATE not in p.relative_to(store).parts
+    }
+    listed = set(expected.get("rows", {}))
+    if listed - files:
+        return f"missing data file {sorted(listed - files)[0]}"
+    if files - listed:
+        return f"unexpected data file {sorted(files - listed)[0]}"
+    for rel in sorted(files):
+        try:
+            pq.ParquetFile(store / rel).metadata  # noqa: B018 - reading the footer checks it
+        except (pa.ArrowInvalid, OSError):
+            return f"unreadable data file {rel} (truncated or not Parquet)"
+    actual = fingerprint(store)
+    if actual["sha256"] != expected["sha256"]:
+        changed = [f for f, n in expected.get("rows", {}).items() if actual["rows"].get(f) != n]
+        return f"changed data file {changed[0] if changed else '(contents differ)'}"
+    if not (store / PRIVATE / "contacts.parquet").exists():
+        return "missing private/contacts.parquet"
+    return None
+
+
+def recover_store(store: Path) -> None:
+    """Finish or roll back a swap that a crash interrupted, and clear leftovers owner-only.
+
+    :func:`write_store` renames ``store`` → ``.NAME.old-PID`` and then ``.NAME.tmp-PID`` →
+    ``store``. A complete temporary store (its manifest is written last) wins; otherwise the old
+    store is put back. Leftover temporary and old copies (they hold private contacts) are
+    removed once a store is in place. Call it while holding the store's lock when writing.
+    """
+    store = Path(store).resolve()
+    parent = store.parent
+    if not parent.is_dir():
+        return
+    tmps = sorted(parent.glob(f".{store.name}.tmp-*"), key=lambda p: p.stat().st_mtime)
+    olds = sorted(parent.glob(f".{store.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not store.exists():
+        complete = [t for t in tmps if (t / MANIFEST).exists()]
+        if complete:
+            complete[-1].rename(store)
+        elif olds:
+            olds[-1].rename(store)
+    if store.exists():
+        for left in [*tmps, *olds]:
+            if left.exists() and _writer_gone(left):
+                shutil.rmtree(left, ignore_errors=True)
+
+
+def _writer_gone(path: Path) -> bool:
+    """True unless the process named in ``.NAME.tmp-PID`` is alive (and may be writing it)."""
+    try:
+        pid = int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextmanager
+def store_lock(store: Path) -> Iterator[None]:
+    """Hold the store's write lock (one ingest at a time); say who holds it otherwise.
+
+    ``flock`` on ``.NAME.lock`` beside the store: the kernel releases it when its holder dies,
+    so a killed ingest never leaves a stale lock.
+    """
+    from kenshin.errors import BadInputError
+
+    store = Path(store).resolve()
+    store.parent.mkdir(parents=True, exist_ok=True)
+    path = store.with_name(f".{store.name}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise BadInputError(
+                f"{store}: another ingest is writing this store (process {holder}); wait for it "
+                "to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from data import normalise as nz
 from data.columns import CHECKUP_COLUMNS, END_REASONS
 from data.readers import (
     QUESTIONNAIRE_CODING,
+    READER_FLAGS,
     REJECT_COLUMN,
     REJECT_REASON,
     SOURCE_FILE,
@@ -53,8 +54,14 @@ CODES: dict[str, tuple[int, ...]] = {
     "blood_draw_timing": (2, 3, 4),
     "urine_glucose": (1, 2, 3, 4, 5),
     "urine_protein": (1, 2, 3, 4, 5),
+    "facility_mets": (1, 2, 3, 4),  # 9N501 (OID …1008)
+    "facility_guidance_level": (1, 2, 3, 4),  # 9N506 (OID …3001)
+    "facility_doctor_judgement": tuple(range(10)),  # 9N511 coded: no national list, one digit
     **nz.QUESTIONNAIRE_CODES,
 }
+
+#: 特定健診 began in April 2008: an earlier exam date is a wrong date, not a checkup.
+FIRST_TOKUTEI_FY = 2008
 
 #: Coded columns whose bad code rejects the row; any other bad code becomes missing + a flag.
 REJECTING_CODES = ("sex",)
@@ -146,11 +153,13 @@ def validate_checkups(
     raw: pd.DataFrame,
     today: pd.Timestamp | None = None,
     coding: nz.QuestionnaireCoding = "auto",
+    min_fiscal_year: int = FIRST_TOKUTEI_FY,
 ) -> Validated:
     """Type, normalise and check raw checkup rows; derive fiscal year, age, BMI and eGFR.
 
     ``coding`` says how pre-FY2024 questionnaire answers are coded
-    (:func:`data.normalise.decide_questionnaire_coding`).
+    (:func:`data.normalise.decide_questionnaire_coding`); exams before fiscal year
+    ``min_fiscal_year`` are rejected.
     """
     r = _Rejector(raw, "checkups")
     out = pd.DataFrame(index=raw.index)
@@ -163,6 +172,12 @@ def validate_checkups(
         out["birth_date"] >= out["exam_date"], "birth_date", "birth_date is not before exam_date"
     )
     out["fiscal_year"] = nz.fiscal_year(out["exam_date"])
+    r.fail(
+        out["fiscal_year"] < min_fiscal_year,
+        "exam_date",
+        f"exam_date before FY{min_fiscal_year} (特定健診 began in FY{FIRST_TOKUTEI_FY}; "
+        "the floor is the setting min_fiscal_year)",
+    )
     out["age"] = nz.age_at_fiscal_year_end(out["birth_date"], out["fiscal_year"])
     r.fail(out["age"] < 18, "birth_date", "age at fiscal-year end is under 18")
 
@@ -218,7 +233,9 @@ def validate_checkups(
     for col, (hard_lo, hard_hi, _, _) in RANGES.items():
         v = out[col]
         r.fail((v < hard_lo) | (v > hard_hi), col, f"{col} outside hard range {hard_lo}-{hard_hi}")
-    r.fail(out["sbp"] <= out["dbp"], "sbp", "sbp is not above dbp")
+    # A pair that cannot be one reading (SBP not above DBP) loses the pair, not the row.
+    bp_pair_invalid = (out["sbp"] <= out["dbp"]).fillna(False).to_numpy(dtype=bool)
+    out.loc[bp_pair_invalid, ["sbp", "dbp"]] = np.nan
 
     # Derived items where the export left them out.
     # Derived items where the export left them out; a derived value outside the hard range of
@@ -243,6 +260,7 @@ def validate_checkups(
                 "age_outside_40_74": ~out["age"].between(40, 74),
                 "bmi_derived_out_of_range": bmi_out,
                 "egfr_derived_out_of_range": egfr_out,
+                "sbp_not_above_dbp": bp_pair_invalid,
             }
             | {c: invalid[c] for c in invalid.columns}
         )
@@ -251,7 +269,11 @@ def validate_checkups(
     )
     any_soft = soft.any(axis=1)
     flags = soft.loc[any_soft].dot(soft.columns + ";").str.rstrip(";")
-    out["soft_flags"] = flags.reindex(out.index).astype("string")
+    flags = flags.reindex(out.index).astype("string")
+    if READER_FLAGS in raw:  # e.g. an XML value at the edge of the measuring range
+        reader = raw[READER_FLAGS].astype("string").where(lambda f: f.str.len() > 0)
+        flags = (flags.fillna("") + ";" + reader.fillna("")).str.strip(";").replace("", pd.NA)
+    out["soft_flags"] = flags.astype("string")
     out["sbp"] = out["sbp"].round().astype("Int16")
     out["dbp"] = out["dbp"].round().astype("Int16")
     out["age"] = out["age"].astype("Int16")

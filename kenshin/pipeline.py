@@ -65,6 +65,12 @@ def run_synth(
         **lettered,
     }
     legacy = questionnaire_coding == "by-year"
+    if last_fiscal_year - years + 1 < 2008:
+        from kenshin.errors import BadInputError
+
+        raise BadInputError(
+            f"--years {years} up to FY{last_fiscal_year} starts before FY2008, when 特定健診 began"
+        )
     if fmt == "xml" and not legacy:
         from kenshin.errors import BadInputError
 

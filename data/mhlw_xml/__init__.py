@@ -4,21 +4,14 @@
 - :mod:`data.mhlw_xml.reader`: documents, folders and exchange archives → raw checkup rows;
 - :mod:`data.mhlw_xml.writer`: checkups → documents and exchange archives (schema-valid).
 
-Where the published schema (``shared/spec/mhlw/xsd``) disagrees with domain.md §6, the writer
-follows the schema (the reader tolerates both):
-
-- ``observation`` allows only ``id``, ``code``, ``value``, ``entryRelationship``: no
-  ``interpretationCode``, ``methodCode``, ``referenceRange`` or ``author`` (domain.md §6.4/§6.7
-  show them; the physician's name must travel as item 9N516, not as an observation author);
-- ``participant`` (自治体独自管理番号) holds only ``associatedEntity`` (+ ``typeCode``): no
-  ``functionCode`` or ``time`` as in the §6.7 sample;
-- the ix08 index is in the ``urn:hl7-org:v3`` namespace (not the mhlw.go.jp URL of §6.2) and
-  has sender, receiver, creationTime, serviceEventType, totalRecordCount only (no
-  interactionType); the receiver id's default root is 1.2.392.200119.6.105 (§6.2: …101);
-- an observation ``code``'s default codeSystem is 1.2.392.100495.100.1051; the writer always
-  states 1.2.392.200119.6.1005 (the item table's OID) explicitly;
-- ``author/time`` and an organisation ``name`` are required; ``addr`` needs a ``postalCode``
-  of the form ``NNN-NNNN``.
+The schemas are the official V08 set (``data/reference/mhlw/xsd``, a byte copy of
+``shared/spec/mhlw/xsd``): hc08 for checkup documents, ix08 / su08 for the archive's index and
+summary in the MHLW exchange namespace, cc08 / gc08 / co08 for settlement and hg08 for
+guidance. The reader recognises all of them and reads only checkups; the writer writes hc08
+documents, the ix08 index and, on request, an su08 summary, each valid against its schema. An
+earlier reduced copy of hc08 / ix08 was not official (it forbade ``interpretationCode``,
+``methodCode``, ``referenceRange``, ``observation/author``, ``participant/functionCode`` and
+put the index in ``urn:hl7-org:v3``); nothing here depends on those restrictions any more.
 
 Importing this package registers the reader in :data:`data.readers.CHECKUP_READERS` (``.xml``,
 ``.zip``) and its duplicate/notes pass in :data:`data.readers.CHECKUP_FINALISERS`.

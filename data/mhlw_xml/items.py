@@ -8,8 +8,8 @@ matters it is part of the key (1299 random vs 0000 fasting TG/glucose, 1601/1602
 method, 1616/1610 detailed-item target/reason); any other identification field of a known analyte
 falls back to the analyte's ``0000`` entry.
 
-The table is read once (cached) from ``shared/spec/mhlw/`` next to the repository
-(``KENSHIN_MHLW_SPEC_DIR`` overrides the folder).
+The table is read once (cached) from the shipped copy in ``data/reference/mhlw/`` (a byte copy
+of ``shared/spec/mhlw/``; ``KENSHIN_MHLW_SPEC_DIR`` overrides the folder).
 """
 
 from __future__ import annotations
@@ -103,6 +103,10 @@ ROLES: dict[tuple[str, str], str] = {
     ("8A065", "0000"): "egfr",
     ("3C020", "0000"): "uric_acid",
     ("2A030", "0000"): "hemoglobin",
+    # The facility's own judgements (医師の判断), kept beside kenshin's for comparison.
+    ("9N501", "0000"): "facility_mets",  # メタボリックシンドローム判定 (OID …1008)
+    ("9N506", "0000"): "facility_guidance_level",  # 保健指導レベル (OID …3001)
+    ("9N511", "0000"): "facility_doctor_judgement",  # 医師の診断(判定): ST; read only if coded
     # Standard questionnaire (標準的な質問票) items 1-22.
     ("9N701", "0000"): "q_med_bp",
     ("9N706", "0000"): "q_med_glucose",
@@ -140,8 +144,26 @@ LEGACY_ITEMS = (
     Item("9N761000000000011", "体重変化(±3kg)", "CD", None, "9N761", "1.2.392.200119.6.2003", True),
 )
 
-#: Result-code OIDs of old questionnaire answer versions (FY2018-2023 coding), by item.
 OID = "1.2.392.200119.6."
+#: HL7 ObservationInterpretation: a CD value "H"/"L" beside the PQ value marks a result at or
+#: beyond the item's input range (入力最大値以上 / 入力最小値以下; since FY2013 the measured value
+#: is given as well). Not the facility's reference-range flag, which is ``interpretationCode``.
+OID_INTERPRETATION = "2.16.840.1.113883.5.83"
+RANGE_FLAGS = {"H": "above", "L": "below"}
+
+#: Older code lists of coded items. Codes are read by their ``codeSystem``: role → (old result
+#: OID, {old code: current code, or None where the old meaning cannot be recovered}). A code
+#: that the current list lacks but the old one has is read by the old list whatever its OID.
+OLD_CODE_LISTS: dict[str, tuple[str, dict[str, str | None]]] = {
+    # 採血時間(食後) before the 3.5 h split: 1 食後10時間未満, 2 食後10時間以上 (…2201, inferred
+    # from the code-list names 随時血糖食後時間区分 / …区分2); now …2202: 2 ≥10 h, 3 3.5-10 h,
+    # 4 <3.5 h. "Under 10 h" is 3 or 4: not recoverable, so missing.
+    "blood_draw_timing": (OID + "2201", {"2": "2", "1": None}),
+}
+#: Current codes of the items that have an old list (the rest are checked by validation).
+CURRENT_CODES: dict[str, frozenset[str]] = {"blood_draw_timing": frozenset({"2", "3", "4"})}
+
+#: Result-code OIDs of old questionnaire answer versions (FY2018-2023 coding), by item.
 LEGACY_ANSWER_OIDS: dict[str, str] = {
     "q_smoking": OID + "2003",  # 1 yes, 2 no  (2024: 24060, 1 yes / 2 quit / 3 no)
     "q_alcohol_freq": OID + "2005",  # 1 daily, 2 sometimes, 3 hardly (2024: 24040, 1-8)

@@ -7,9 +7,20 @@ a CSV export of the same checkup would carry, plus provenance and the reader's o
   (番号) and branch (枝番), the ones present joined with ``-`` (``"12-000001"``, ``"12-000001-01"``).
   The insurer number (保険者番号) is not part of it: every member of one NHI shares it.
 - ``exam_date`` = ``documentationOf/serviceEvent/effectiveTime`` (受診日), ``YYYYMMDD``.
-- Body items of section 01010 (walked recursively, so grouped series and their
-  ``entryRelationship`` children count), matched by analyte + identification field
-  (:mod:`data.mhlw_xml.items`).
+- Body items of every section (01010 特定健診 first, then e.g. 01990 任意追加項目), walked
+  recursively so grouped series and their ``entryRelationship`` children count, matched by
+  analyte + identification field (:mod:`data.mhlw_xml.items`). An item given twice keeps its
+  first value (01010 wins) and is counted; one left missing may be given in another section.
+- Values: the PQ value of an observation is its measured value. A CD "H"/"L" beside it
+  (codeSystem 2.16.840.1.113883.5.83) says the result is at or beyond the item's input range
+  (入力最大値以上 / 入力最小値以下): it is kept as a flag (``<column>_above_range`` /
+  ``_below_range`` in :data:`READER_FLAGS` and the notes), never taken for the value.
+  ``negationInd="true"`` and ``nullFlavor`` → missing; free text (ST) is not read.
+- Codes are read by their ``codeSystem``: the item table's result OID (or none) is the current
+  list; an older list of the item (:data:`data.mhlw_xml.items.OLD_CODE_LISTS`, e.g. 採血時間
+  1 "<10 h" / 2 "≥10 h") is mapped to the current codes where the meaning is recoverable and
+  left missing (counted) where not; a code list the reader does not know → missing, counted.
+  A questionnaire answer or a code never costs the document.
 - BP: the "other" reading 9A755/9A765 when present, else the mean of the 1st and 2nd readings
   (9A751/9A752, 9A761/9A762) rounded half up, else whichever reading is there.
 - Waist: measured (1601) > self-measured (1602) > self-reported (1603).
@@ -17,6 +28,9 @@ a CSV export of the same checkup would carry, plus provenance and the reader's o
   says which. With both present, the one matching 9N141 wins (fasting when 9N141 is missing);
   a TG code that disagrees with 9N141 is kept and counted (``notes``).
 - Glucose: 3D010 0000 → ``fpg``, 3D010 1299 → ``random_glucose``.
+- The facility's judgements 9N501 (メタボリックシンドローム判定), 9N506 (保健指導レベル) and
+  9N511 (医師の判断, only when coded) → ``facility_mets``, ``facility_guidance_level``,
+  ``facility_doctor_judgement``.
 - Versioned answers follow the CSV convention of the row's fiscal year, because ingest
   harmonises by fiscal year (data.normalise): FY ≤ 2023 rows carry the FY2018-2023 codes,
   later rows the 2024 codes. The result OID tells the version of each answer (smoking 2003 vs
@@ -30,14 +44,20 @@ a CSV export of the same checkup would carry, plus provenance and the reader's o
   (+0.4, :func:`data.normalise.hba1c_jds_to_ngsp`) there. In FY ≤ 2012 rows the JDS value is
   what the CSV carries (ingest converts), so an NGSP value is converted back (−0.4, the exact
   inverse).
-- ``nullFlavor`` → missing; ST items are ignored.
+
+Files that are not checkup documents are recognised by their root element and namespace and
+counted in the notes (``non_checkup_files``), never as checkups: the archive's index (ix08
+``index``) and summary (su08 ``summary``), settlement files (cc08 ``checkupClaim``, gc08
+``healthGuidanceClaim``) and guidance documents (hg08: a ClinicalDocument of report category
+21-25). One of them that cannot even be parsed is recognised by its name.
 
 Bad documents become rows with ``_reject_reason`` (and ``_reject_column``), which validation
 honours before any other check, so they land in the rejects table with their file name and are
-counted in the row accounting: malformed XML, wrong namespace, not a checkup document, missing
-checkup date, a PQ value in the wrong unit. Unknown item codes do not reject: they are counted
-(``notes``). Duplicate documents (same person, date and content, which includes the same file
-twice) are rejected by :func:`finalise` across all files of a bundle.
+counted in the row accounting: malformed XML, wrong namespace, an XML file of unknown kind, a
+deletion request (report category 19), missing checkup date, a PQ value in the wrong unit.
+Unknown item codes do not reject: they are counted (``notes``). Duplicate documents (same
+person, date and content, which includes the same file twice) are rejected by :func:`finalise`
+across all files of a bundle.
 """
 
 from __future__ import annotations
@@ -49,7 +69,7 @@ import re
 import unicodedata
 import zipfile
 import zlib
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -62,15 +82,21 @@ from data import normalise as nz
 from data.columns import CHECKUP_COLUMNS
 from data.mhlw_xml.items import (
     CURRENT_ANSWER_OIDS,
+    CURRENT_CODES,
     LEGACY_ANSWER_OIDS,
+    OID_INTERPRETATION,
+    OLD_CODE_LISTS,
+    RANGE_FLAGS,
     SECTION_TOKUTEI,
     SIGNIFICANT_IDENT,
     load_items,
     role_table,
 )
-from data.readers import REJECT_COLUMN, REJECT_REASON, SOURCE_FILE, SOURCE_ROW
+from data.readers import READER_FLAGS, REJECT_COLUMN, REJECT_REASON, SOURCE_FILE, SOURCE_ROW
 
 HL7 = "urn:hl7-org:v3"
+#: Namespace of the exchange files that are not CDA (ix08, su08, cc08, gc08).
+MHLW_NS = "https://www.mhlw.go.jp/stf/seisakunitsuite/bunya/0000161103.html"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 OID_INSURER = "1.2.392.200119.6.101"
 OID_FACILITY = "1.2.392.200119.6.102"
@@ -89,8 +115,11 @@ T_GENDER, T_BIRTH, T_DOCOF = _t("administrativeGenderCode"), _t("birthTime"), _t
 T_EVENT, T_TIME, T_LOW = _t("serviceEvent"), _t("effectiveTime"), _t("low")
 T_COMPONENT, T_BODY, T_SECTION = _t("component"), _t("structuredBody"), _t("section")
 
+#: Per-row flags the reader found (``dbp_above_range;…``); kept in the frame for validation.
 #: Hidden helper columns; :func:`finalise` uses and drops them.
 DOC_KEY, NOTES, SOURCE_PATH = "_doc_key", "_xml_notes", "_source_path"
+NON_CHECKUP = "_non_checkup"  # the kind of a file that is not a checkup document (ix08, cc08, …)
+HELPERS = (DOC_KEY, NOTES, SOURCE_PATH, NON_CHECKUP)
 CANONICAL = tuple(CHECKUP_COLUMNS)
 OUT_COLUMNS = (
     *CANONICAL,
@@ -98,16 +127,29 @@ OUT_COLUMNS = (
     SOURCE_ROW,
     REJECT_REASON,
     REJECT_COLUMN,
-    DOC_KEY,
-    NOTES,
-    SOURCE_PATH,
+    READER_FLAGS,
+    *HELPERS,
 )
 _IDX = {c: i for i, c in enumerate(OUT_COLUMNS)}
 
-#: Index, summary and settlement files of an exchange archive: not checkup documents.
-_NOT_CHECKUP_FILE = re.compile(r"^(ix|su|cc|gc)\d{2}_V\d{2}\.xml$", re.IGNORECASE)
-#: Report categories (報告区分, OID …1001) that are not checkup results.
-_NOT_CHECKUP_CODES = {"19", "21", "22", "23", "24", "25"}
+#: Root elements of the exchange archive's other files (any namespace) → their kind.
+EXCHANGE_ROOTS = {
+    "index": "ix08",  # 交換用基本情報
+    "summary": "su08",  # 集計情報
+    "checkupClaim": "cc08",  # 健診決済情報
+    "healthGuidanceClaim": "gc08",  # 保健指導決済情報
+}
+#: Names of those files (and of guidance / settlement members: prefix g, c, p + 26 digits), to
+#: recognise one that cannot be parsed.
+_EXCHANGE_NAME = re.compile(
+    r"(?:^|[/\\:])(?:(?P<ix>ix|su|cc|gc)\d{2}_V\d{2}|(?P<pre>[cgp])\d{26})\.xml$"
+    r"|(?:^|[/\\:])(?P<dir>CLAIMS|GUIDANCE)[/\\][^/\\]+\.xml$",
+    re.IGNORECASE,
+)
+_NAME_KIND = {"c": "cc08", "g": "hg08", "p": "gc08", "claims": "cc08", "guidance": "hg08"}
+#: Report categories (報告区分, OID …1001) of 特定保健指導 documents (hg08).
+GUIDANCE_CATEGORIES = frozenset({"21", "22", "23", "24", "25"})
+DELETION_CATEGORY = "19"
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 PARALLEL_MIN_DOCS = 1_500
@@ -148,15 +190,37 @@ def _versioned_answer(col: str, code: str | None, oid: str | None, fy: int | Non
         is_legacy = True
     elif oid == CURRENT_ANSWER_OIDS[col] or oid is None:
         is_legacy = want_legacy if oid is None else False
-    else:
-        notes.append(f"unexpected_answer_oid:{col}:{oid}")
-        return code
+    else:  # a code list we do not know: its codes mean nothing to us
+        notes.append(f"unknown_code_system:{col}:{oid}")
+        return None
     if is_legacy == want_legacy:
         return code
     mapping = _OLD_TO_NEW[col] if is_legacy else _NEW_TO_OLD[col]
     value = mapping.get(_int(code))
     notes.append(f"answer_version_converted:{col}")
     return str(value) if value is not None else code
+
+
+def _old_code(role: str, code: str, mapping: dict[str, str | None], notes: list) -> str | None:
+    new = mapping.get(code)
+    notes.append(f"old_code_{'converted' if new is not None else 'unrecoverable'}:{role}")
+    return new
+
+
+def _interpret(role: str, code: str, oid: str | None, notes: list) -> str | None:
+    """A coded value in the current code list of its item, read by its ``codeSystem``."""
+    current = _CURRENT_OID.get(role)
+    old = OLD_CODE_LISTS.get(role)
+    if oid is None or oid == current or current is None:
+        if old is not None and code not in CURRENT_CODES[role] and code in old[1]:
+            # Only the old list has this code (e.g. 採血時間 1): its meaning is the old one.
+            notes.append(f"old_code_under_current_code_system:{role}")
+            return _old_code(role, code, old[1], notes)
+        return code
+    if old is not None and oid == old[0]:
+        return _old_code(role, code, old[1], notes)
+    notes.append(f"unknown_code_system:{role}:{oid}")
+    return None
 
 
 def _hba1c(ngsp: str | None, jds: str | None, fy: int | None, notes: list) -> str | None:
@@ -185,11 +249,35 @@ def _bp(other: str | None, first: str | None, second: str | None) -> str | None:
     return first if first is not None else second
 
 
+def _bp_sources(prefix: str, g) -> tuple[str, ...]:
+    """The readings :func:`_bp` used for ``sbp``/``dbp`` (roles)."""
+    if g(f"{prefix}_other") is not None:
+        return (f"{prefix}_other",)
+    return tuple(r for r in (f"{prefix}_1", f"{prefix}_2") if g(r) is not None)
+
+
 def _reject_row(source: str, path: str, reason: str, column: str | None = None) -> tuple:
     row = [None] * len(OUT_COLUMNS)
     row[_IDX[SOURCE_FILE]], row[_IDX[SOURCE_ROW]], row[_IDX[SOURCE_PATH]] = source, 1, path
     row[_IDX[REJECT_REASON]], row[_IDX[REJECT_COLUMN]] = reason, column
     return tuple(row)
+
+
+def _note_row(source: str, path: str, kind: str, note: str | None = None) -> tuple:
+    """A file that is not a checkup document: counted by :func:`finalise`, then dropped."""
+    row = [None] * len(OUT_COLUMNS)
+    row[_IDX[SOURCE_FILE]], row[_IDX[SOURCE_ROW]], row[_IDX[SOURCE_PATH]] = source, 1, path
+    row[_IDX[NON_CHECKUP]], row[_IDX[NOTES]] = kind, note
+    return tuple(row)
+
+
+def _exchange_kind_by_name(path: str) -> str | None:
+    m = _EXCHANGE_NAME.search(path)
+    if m is None:
+        return None
+    if m["ix"]:
+        return m["ix"].lower() + "08"
+    return _NAME_KIND[(m["pre"] or m["dir"]).lower()]
 
 
 def _text_id(s: str | None) -> str | None:
@@ -202,7 +290,8 @@ def _text_id(s: str | None) -> str | None:
 def read_checkup_xml(data: bytes | Path, source_name: str | None = None) -> dict:
     """Parse one CDA document into a raw canonical checkup row (a dict of :data:`OUT_COLUMNS`).
 
-    A bad document gives a row whose ``_reject_reason`` says why (the caller's rejects).
+    A bad document gives a row whose ``_reject_reason`` says why (the caller's rejects); a file
+    that is not a checkup document one whose ``_non_checkup`` names its kind.
     """
     if isinstance(data, Path):
         source_name = source_name or data.name
@@ -212,33 +301,49 @@ def read_checkup_xml(data: bytes | Path, source_name: str | None = None) -> dict
     return dict(zip(OUT_COLUMNS, parse_document(data, source_name or path, path), strict=True))
 
 
+def _not_cda(root, source: str, path: str) -> tuple:
+    """The row of a file whose root is not an HL7 ClinicalDocument."""
+    tag = root.tag if isinstance(root.tag, str) else ""
+    qn = etree.QName(root) if tag else None
+    local = qn.localname if qn is not None else "?"
+    ns = qn.namespace if qn is not None else None
+    if local == "ClinicalDocument":
+        return _reject_row(source, path, f"wrong XML namespace {ns or '(none)'} (expected {HL7})")
+    kind = EXCHANGE_ROOTS.get(local)
+    if kind is not None:
+        note = None if ns == MHLW_NS else f"exchange_file_namespace:{kind}:{ns or '(none)'}"
+        return _note_row(source, path, kind, note)
+    return _reject_row(source, path, f"not a checkup document (root element <{local}>)")
+
+
 def parse_document(data: bytes, source: str, path: str) -> tuple:
     """:func:`read_checkup_xml` as a tuple in :data:`OUT_COLUMNS` order (the fast path)."""
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
+        kind = _exchange_kind_by_name(path)
+        if kind is not None:  # a broken index or claim is still not a checkup
+            return _note_row(source, path, kind, f"unreadable_exchange_file:{kind}")
         msg = str(exc.msg if hasattr(exc, "msg") else exc).split("\n")[0][:160]
         return _reject_row(source, path, f"malformed XML: {msg}")
-    tag = root.tag if isinstance(root.tag, str) else ""
-    if tag != T_DOC:
-        qn = etree.QName(root) if tag else None
-        if qn is not None and qn.localname == "ClinicalDocument":
-            ns = qn.namespace or "(none)"
-            return _reject_row(source, path, f"wrong XML namespace {ns} (expected {HL7})")
-        name = qn.localname if qn is not None else "?"
-        return _reject_row(source, path, f"not a checkup document (root element <{name}>)")
+    if root.tag != T_DOC:
+        return _not_cda(root, source, path)
 
     row: list = [None] * len(OUT_COLUMNS)
     notes: list[str] = []
-    sections = []
+    sections: list[tuple[bool, str | None, etree._Element]] = []
     symbol = number = branch = None
     for child in root:
         ctag = child.tag
         if ctag == T_CODE:
             cat = child.get("code")
-            if cat in _NOT_CHECKUP_CODES:
+            if cat in GUIDANCE_CATEGORIES:
+                return _note_row(source, path, "hg08")
+            if cat == DELETION_CATEGORY:
                 return _reject_row(
-                    source, path, f"report category {cat} (OID …1001) is not a checkup result"
+                    source,
+                    path,
+                    "report category 19 (deletion request, OID …1001) is not a checkup result",
                 )
         elif ctag == T_RECORD:
             prole = child.find(T_ROLE)
@@ -276,11 +381,10 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
                 if sec is None:
                     continue
                 code = sec.find(T_CODE)
-                if code is not None and code.get("code") == SECTION_TOKUTEI:
-                    sections.append(sec)
-                else:
-                    n = sum(1 for _ in sec.iter(T_OBS))
-                    notes.extend(["other_section_item"] * n)
+                sc = code.get("code") if code is not None else None
+                sections.append((sc != SECTION_TOKUTEI, sc, sec))
+    if len(sections) > 1:
+        sections.sort(key=lambda s: s[0])  # 01010 first (stable): its values win
     parts = [p for p in (symbol, number, branch) if p]
     row[_IDX["person_id"]] = "-".join(parts) if parts else None
     row[_IDX[SOURCE_FILE]], row[_IDX[SOURCE_ROW]], row[_IDX[SOURCE_PATH]] = source, 1, path
@@ -289,15 +393,17 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
 
     found: dict[str, str | None] = {}
     found_oid: dict[str, str | None] = {}
+    ranged: dict[str, str] = {}  # role → "above" / "below" its input range
     error: tuple[str, str] | None = None
-    for section in sections:
+    for elsewhere, sc, section in sections:
         for obs in section.iter(T_OBS):
-            code_el = value_el = None
+            code_el = None
+            values = []
             for ch in obs:
-                if ch.tag == T_CODE and code_el is None:
+                if ch.tag == T_VALUE:
+                    values.append(ch)
+                elif ch.tag == T_CODE and code_el is None:
                     code_el = ch
-                elif ch.tag == T_VALUE and value_el is None:
-                    value_el = ch
             code = code_el.get("code") if code_el is not None else None
             if code is None:
                 continue  # a group parent (code nullFlavor="NA")
@@ -305,17 +411,34 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
             if kind >= _LEGACY:
                 notes.append(note)
                 continue
-            if role in found:
+            if found.get(role) is not None:  # a missing one may still be given elsewhere
                 notes.append(f"repeated_item:{code[:5]}")
                 continue
-            if value_el is None or value_el.get("nullFlavor") is not None:
+            if elsewhere:
+                notes.append(f"read_from_section:{sc}")
+            if not values or obs.get("negationInd") == "true":
                 found[role] = None
                 continue
             if kind == _PQ:
-                value = value_el.get("value")
-                unit = value_el.get("unit")
-                if value is not None and unit != item.unit and _unit_norm(unit) != unit_norm:
-                    if not error:
+                pq = values[0] if len(values) == 1 else None
+                if pq is None or pq.get("code") is not None:  # several values, or a flag
+                    pq = None
+                    for v in values:
+                        flag = v.get("code")
+                        if flag is not None:
+                            where = RANGE_FLAGS.get(flag)
+                            if where and v.get("codeSystem") in (OID_INTERPRETATION, None):
+                                ranged[role] = where
+                            else:
+                                notes.append(f"unknown_value_flag:{code[:5]}:{flag}")
+                        elif pq is None:
+                            pq = v
+                        elif v.get("value") is not None:
+                            notes.append(f"extra_value_ignored:{code[:5]}")
+                value = pq.get("value") if pq is not None else None
+                if value is not None:
+                    unit = pq.get("unit")
+                    if unit != item.unit and _unit_norm(unit) != unit_norm and not error:
                         col = _ROLE_COLUMN.get(role, role)
                         error = (
                             f"{code} ({item.name}): unit {unit!r} is not the expected "
@@ -324,22 +447,34 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
                         )
                 found[role] = value
             else:
-                found[role] = value_el.get("code")
-                found_oid[role] = value_el.get("codeSystem")
+                cv = values[0]
+                if len(values) > 1 or cv.get("codeSystem") == OID_INTERPRETATION:
+                    cv = next(
+                        (
+                            v
+                            for v in values
+                            if v.get("code") is not None
+                            and v.get("codeSystem") != OID_INTERPRETATION
+                        ),
+                        cv,
+                    )
+                value = cv.get("code")
+                found[role] = value
+                if value is not None:
+                    found_oid[role] = cv.get("codeSystem")
+
+    # Codes by their code system (questionnaire answer versions are resolved below).
+    for role, oid in found_oid.items():
+        if role not in LEGACY_ANSWER_OIDS and (oid is not None or role in OLD_CODE_LISTS):
+            found[role] = _interpret(role, found[role], oid, notes)
 
     # Resolve roles into canonical columns.
     for role, value in found.items():
         if role in _DIRECT:
             row[_IDX[role]] = value
     g = found.get
-    row[_IDX["waist_cm"]] = next(
-        (
-            g(r)
-            for r in ("waist_measured", "waist_self_measured", "waist_self_reported")
-            if g(r) is not None
-        ),
-        None,
-    )
+    waist_role = next((r for r in _WAIST if g(r) is not None), None)
+    row[_IDX["waist_cm"]] = g(waist_role) if waist_role else None
     row[_IDX["sbp"]] = _bp(g("sbp_other"), g("sbp_1"), g("sbp_2"))
     row[_IDX["dbp"]] = _bp(g("dbp_other"), g("dbp_1"), g("dbp_2"))
     timing = g("blood_draw_timing")
@@ -363,6 +498,10 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
             row[_IDX["q_guidance_received"]] = wish
     elif wish is not None:
         notes.append("legacy_item_ignored:9N806")
+    if ranged:
+        flags = _range_flags(ranged, row, g, waist_role, tg_role=f"tg_{kind}" if kind else None)
+        notes.extend(flags)
+        row[_IDX[READER_FLAGS]] = ";".join(flags) if flags else None
 
     if exam is None:
         error = ("checkup date missing (documentationOf/serviceEvent/effectiveTime)", "exam_date")
@@ -372,6 +511,21 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
     row[_IDX[DOC_KEY]] = digest.hexdigest()
     row[_IDX[NOTES]] = ";".join(notes) if notes else None
     return tuple(row)
+
+
+def _range_flags(ranged: dict, row: list, g, waist_role: str | None, tg_role: str | None):
+    """``<column>_above_range`` / ``_below_range`` for each column whose value came from a
+    flagged reading, or that stayed missing although a reading of it was flagged."""
+    used = {waist_role, tg_role, *_bp_sources("sbp", g), *_bp_sources("dbp", g)}
+    used |= {"hba1c" if g("hba1c") is not None else "hba1c_jds"}
+    flags = []
+    for role, where in ranged.items():
+        col = _ROLE_COLUMN.get(role, role)
+        if role in used or role in _DIRECT or row[_IDX[col]] is None:
+            flag = f"{col}_{where}_range"
+            if flag not in flags:
+                flags.append(flag)
+    return flags
 
 
 _PQ, _CODED, _LEGACY, _NOT_MAPPED, _UNKNOWN = range(5)
@@ -397,6 +551,7 @@ def _code_info(code: str) -> tuple:
     else:
         role, item = hit
         kind = _PQ if item.xml_type == "PQ" else _CODED
+        _CURRENT_OID[role] = item.result_oid
         info = (kind, role, item, _unit_norm(item.unit), None)
     if len(_CODE_INFO) < 10_000:
         _CODE_INFO[code] = info
@@ -411,7 +566,8 @@ _DIRECT = frozenset(
     and c not in LEGACY_ANSWER_OIDS
     and c != "person_id"
 )
-#: Column a variant role belongs to (for reject messages).
+_WAIST = ("waist_measured", "waist_self_measured", "waist_self_reported")
+#: Column a variant role belongs to (for reject messages and flags).
 _ROLE_COLUMN = {
     "waist_measured": "waist_cm",
     "waist_self_measured": "waist_cm",
@@ -425,7 +581,11 @@ _ROLE_COLUMN = {
     "tg_fasting": "tg",
     "tg_random": "tg",
     "hba1c_jds": "hba1c",
+    "q_guidance_wish_legacy": "q_guidance_received",
 }
+#: Result OID of the current code list of each mapped role (the item table's), filled by
+#: :func:`_code_info` as roles are met.
+_CURRENT_OID: dict[str, str | None] = {}
 
 
 # ------------------------------------------------------------------------------------------
@@ -433,16 +593,14 @@ _ROLE_COLUMN = {
 # ------------------------------------------------------------------------------------------
 
 
-def _is_data_member(name: str) -> bool:
-    if not name.lower().endswith(".xml") or name.endswith("/"):
-        return False
-    base = name.rsplit("/", 1)[-1]
-    return not _NOT_CHECKUP_FILE.match(base) and "/CLAIMS/" not in f"/{name}"
+def _is_xml_member(name: str) -> bool:
+    """Every XML member is parsed: what a file is comes from its content, not its name."""
+    return name.lower().endswith(".xml") and not name.endswith("/")
 
 
 def _loose_source_name(path: Path) -> str:
-    if path.parent.name == "DATA":
-        return f"{path.parent.parent.name}/DATA/{path.name}"
+    if path.parent.name in ("DATA", "CLAIMS", "GUIDANCE"):  # an unpacked exchange archive
+        return f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
     return path.name
 
 
@@ -495,11 +653,7 @@ def _tasks(path: Path) -> tuple[list[tuple[str | None, list[str]]], int, list[tu
     """Batches to parse for ``path`` (file, folder or archive), their document count, and rows
     for whole-source failures (an unreadable archive)."""
     if path.is_dir():
-        files = sorted(
-            str(p)
-            for p in path.rglob("*")
-            if p.suffix.lower() == ".xml" and not _NOT_CHECKUP_FILE.match(p.name)
-        )
+        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() == ".xml")
         archives = sorted(p for p in path.rglob("*.zip"))
         tasks = [(None, files[i : i + BATCH]) for i in range(0, len(files), BATCH)]
         n, bad = len(files), []
@@ -512,13 +666,11 @@ def _tasks(path: Path) -> tuple[list[tuple[str | None, list[str]]], int, list[tu
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                members = [i.filename for i in zf.infolist() if _is_data_member(i.filename)]
+                members = [i.filename for i in zf.infolist() if _is_xml_member(i.filename)]
         except (zipfile.BadZipFile, OSError) as exc:
             return [], 0, [_reject_row(path.name, str(path), f"unreadable ZIP archive: {exc}")]
         tasks = [(str(path), members[i : i + BATCH]) for i in range(0, len(members), BATCH)]
         return tasks, len(members), []
-    if _NOT_CHECKUP_FILE.match(path.name):
-        return [], 0, []
     return [(None, [str(path)])], 1, []
 
 
@@ -569,14 +721,18 @@ def read_xml_path(path: Path, workers: int | None = None) -> Iterator[pd.DataFra
 
 
 def finalise(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Reject duplicate documents across all XML read, make file names unique, count notes.
+    """Drop and count the files that are not checkups, reject duplicate documents across all
+    XML read, make file names unique, count notes.
 
-    Registered in :data:`data.readers.CHECKUP_FINALISERS`; returns the frame without the
-    helper columns and ``{"xml": {...}}`` notes for the ingest manifest.
+    Registered in :data:`data.readers.CHECKUP_FINALISERS`; returns the checkup rows without
+    the helper columns (possibly none) and ``{"xml": {...}}`` notes for the ingest manifest.
     """
     if DOC_KEY not in frame.columns:
         return frame, {}
-    frame = frame.reset_index(drop=True)
+    other = frame[NON_CHECKUP].notna()
+    kinds = frame.loc[other, NON_CHECKUP].value_counts().sort_index()
+    tokens = frame[NOTES].dropna().str.split(";").explode()
+    frame = frame.loc[~other].reset_index(drop=True)
     reason = frame[REJECT_REASON].copy()
     ok = frame[DOC_KEY].notna() & reason.isna()
     keys = frame.loc[ok, DOC_KEY]
@@ -600,24 +756,19 @@ def finalise(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         frame.loc[again, SOURCE_FILE] = (
             frame.loc[again, SOURCE_FILE] + "#" + (nth[again] + 1).astype(str)
         )
-    notes = Counter()
-    unknown = Counter()
-    for text in frame[NOTES].dropna():
-        for token in text.split(";"):
-            if token.startswith("unknown_item:"):
-                unknown[token.split(":", 1)[1]] += 1
-            else:
-                notes[token] += 1
-    rejected = frame[REJECT_REASON].notna()
+    is_unknown = tokens.str.startswith("unknown_item:")
+    unknown = tokens[is_unknown].str.slice(len("unknown_item:")).value_counts().sort_index()
+    notes = tokens[~is_unknown].value_counts().sort_index()
     report = {
         "documents": len(frame),
-        "documents_rejected": int(rejected.sum()),
+        "documents_rejected": int(frame[REJECT_REASON].notna().sum()),
         "duplicate_documents": int(dup.sum()),
-        "unknown_item_codes": dict(sorted(unknown.items())),
-        "unknown_item_documents": int(frame[NOTES].str.contains("unknown_item:", na=False).sum()),
-        **dict(sorted(notes.items())),
+        "non_checkup_files": {str(k): int(v) for k, v in kinds.items()},
+        "unknown_item_codes": {str(k): int(v) for k, v in unknown.items()},
+        "unknown_item_documents": int(tokens.index[is_unknown].nunique()),
+        **{str(k): int(v) for k, v in notes.items()},
     }
-    return frame.drop(columns=[DOC_KEY, NOTES, SOURCE_PATH]), {"xml": report}
+    return frame.drop(columns=list(HELPERS)), {"xml": report}
 
 
 def read_xml(paths: Path | Iterable[Path], workers: int | None = None) -> tuple[pd.DataFrame, dict]:
@@ -625,5 +776,5 @@ def read_xml(paths: Path | Iterable[Path], workers: int | None = None) -> tuple[
     paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     frames = [f for p in paths for f in read_xml_path(p, workers)]
     if not frames:
-        return _frame([]).drop(columns=[DOC_KEY, NOTES, SOURCE_PATH]), {}
+        return _frame([]).drop(columns=list(HELPERS)), {}
     return finalise(pd.concat(frames, ignore_index=True))

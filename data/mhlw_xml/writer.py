@@ -1,15 +1,22 @@
 """Write checkups as MHLW checkup XML (HL7 CDA R2) and exchange archives (送付用ファイルアーカイブ).
 
-One document per checkup, valid against ``hc08_V08.xsd``; one ZIP archive per fiscal year:
+One document per checkup, valid against the official ``hc08_V08.xsd``; one ZIP archive per
+fiscal year:
 
 ```
 {sender10}_{receiver8}_{yyyymmdd}{split1}_{type1}.zip
-└── {same name}/ ix08_V08.xml, DATA/h{sender10}{yyyymmdd}{split1}{type1}{serial6}.xml, XSD/…
+└── {same name}/ ix08_V08.xml, [su08_V08.xml,] DATA/h{sender10}{yyyymmdd}{split1}{type1}{serial6}.xml,
+                 XSD/… (the official V08 set)
 ```
+
+The index (ix08, 交換用基本情報) and the optional summary (su08, 集計情報) are in the MHLW
+exchange namespace (:data:`MHLW_NS`), valid against ``ix08_V08.xsd`` / ``su08_V08.xsd``. The
+summary is written only on request (:attr:`ArchiveSpec.summary`): it belongs with settlement
+files, which a synthetic ward does not have, so its amounts are 0.
 
 ``yyyymmdd`` is the archive's creation date, set to 31 May after the fiscal year (so archives of
 different years never share a name, and output is reproducible). The XSDs are copied from
-``shared/spec/mhlw/xsd`` at write time.
+the shipped official set (:func:`data.mhlw_xml.items.xsd_dir`) at write time.
 
 Header encoding of ``person_id`` (reversible, see :mod:`data.mhlw_xml.reader`): split at ``-``;
 one part → card number only; two → symbol, number; three or more → symbol, the middle parts
@@ -22,7 +29,9 @@ FY ≤ 2023 are written with the FY2018-2023 answer codes and result OIDs (smoki
 alcohol …2005 / …2006, item 22 as 9N806), rows of FY ≤ 2012 with JDS HbA1c (3D045). Pass
 ``legacy_coded=True`` when the frame already carries those codes. Missing values are left out,
 except the mandatory items (height, weight, waist, BP, medication items, smoking), which are
-written with ``nullFlavor="NI"`` as facilities do.
+written with ``nullFlavor="NI"`` as facilities do. Uric acid goes in section 01990 (任意追加項目,
+an insurer's optional item); the facility's 9N501 / 9N506 judgements are written when the row
+has them (9N511 is free text in the item table: the writer does not invent a coded form).
 """
 
 from __future__ import annotations
@@ -54,6 +63,10 @@ from data.mhlw_xml.items import (
 )
 
 INDEX_NAME = "ix08_V08.xml"
+SUMMARY_NAME = "su08_V08.xml"
+#: Namespace of the index, summary and settlement files (not CDA).
+MHLW_NS = "https://www.mhlw.go.jp/stf/seisakunitsuite/bunya/0000161103.html"
+INTERACTION_TYPE = "6"  # 種別 (別表1): 健診機関 → 保険者
 DEFAULT_INSURER = "00139999"  # fictitious 8-digit insurer number (保険者番号)
 DEFAULT_SENDER = "1399999999"  # fictitious 10-digit facility number (機関番号)
 FACILITIES = ("1311100011", "1311100029", "1311100037", "1311100045")
@@ -152,8 +165,14 @@ _BODY_ORDER = (
     ("hba1c", None),  # NGSP, or JDS in FY <= 2012
     ("urine_glucose", "urine_glucose"),
     ("urine_protein", "urine_protein"),
-    ("uric_acid", "uric_acid"),
 )
+#: The facility's judgements (医師の判断), after the detailed items as in the item table.
+_JUDGEMENTS = (
+    ("facility_mets", "facility_mets"),
+    ("facility_guidance_level", "facility_guidance_level"),
+)
+#: Section 01990 (任意追加項目): items an insurer adds to 特定健診.
+_OPTIONAL_ORDER = (("uric_acid", "uric_acid"),)
 
 
 def _group(members: str, reason_code: str | None = None, reason: str | None = None) -> str:
@@ -271,6 +290,9 @@ def write_checkup_xml(
     hb = g("hemoglobin")
     if hb is not None:
         body.append(_group(_comp("hemoglobin", hb), "2A020161001930149", "詳細な健診の基準に該当"))
+    for col, role in _JUDGEMENTS:
+        if (v := g(col)) is not None:
+            body.append(_entry(role, v))
     for col in QUESTIONNAIRE_COLUMNS:
         v = g(col)
         if v is None and col not in _MANDATORY:
@@ -282,6 +304,13 @@ def write_checkup_xml(
             body.append(_entry("q_guidance_wish_legacy", v))
         else:
             body.append(_entry(col, v))
+    optional = [_entry(role, g(col)) for col, role in _OPTIONAL_ORDER if g(col) is not None]
+    if optional:
+        body.append(
+            "</section></component><component><section>"
+            '<code code="01990" codeSystem="1.2.392.200119.6.1010"/>'
+            "<title>任意追加項目</title>" + "".join(optional)
+        )
     tail = "</section></component></structuredBody></component></ClinicalDocument>\n"
     return (head + "".join(body) + tail).encode("utf-8")
 
@@ -334,25 +363,44 @@ def export_text(checkups: pd.DataFrame, legacy_coded: bool = False) -> pd.DataFr
 
 @dataclass(frozen=True)
 class ArchiveSpec:
+    """Sender (機関番号, 10 digits) and receiver (保険者番号, 8 digits) of the archives."""
+
     sender: str = DEFAULT_SENDER
     insurer: str = DEFAULT_INSURER
-    receiver_name: str = "架空区国民健康保険"
-    sender_name: str = "架空健診センター"
+    summary: bool = False  # also write su08_V08.xml (集計情報; amounts 0: no settlement here)
+
+
+def _exchange_head(element: str, xsd: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<{element} xmlns="{MHLW_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:schemaLocation="{MHLW_NS} XSD/{xsd}">'
+    )
 
 
 def _index_xml(spec: ArchiveSpec, created: str, n: int) -> bytes:
+    """交換用基本情報 (ix08): facility (…102) → insurer (…101), 実施区分 1 特定健診."""
     return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<index xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        'xsi:schemaLocation="urn:hl7-org:v3 XSD/ix08_V08.xsd">'
-        f'<sender><id root="1.2.392.200119.6.102" extension="{spec.sender}"/>'
-        f"<name>{escape(spec.sender_name)}</name></sender>"
-        f'<receiver><id root="1.2.392.200119.6.105" extension="{spec.insurer}"/>'
-        f"<name>{escape(spec.receiver_name)}</name></receiver>"
+        _exchange_head("index", "ix08_V08.xsd") + f'<interactionType code="{INTERACTION_TYPE}"/>'
         f'<creationTime value="{created}"/>'
+        f'<sender><id root="1.2.392.200119.6.102" extension="{spec.sender}"/></sender>'
+        f'<receiver><id root="1.2.392.200119.6.101" extension="{spec.insurer}"/></receiver>'
         f'<serviceEventType code="{SERVICE_TYPE}"/>'
         f'<totalRecordCount value="{n}"/>'
         "</index>\n"
+    ).encode()
+
+
+def _summary_xml(n: int) -> bytes:
+    """集計情報 (su08): ``n`` subjects; cost, payment and claim totals 0 (no settlement)."""
+    amounts = "".join(
+        f'<{e} value="0"/>' for e in ("totalCostAmount", "totalPaymentAmount", "totalClaimAmount")
+    )
+    return (
+        _exchange_head("summary", "su08_V08.xsd")
+        + f'<serviceEventType code="{SERVICE_TYPE}"/><totalSubjectCount value="{n}"/>'
+        + amounts
+        + "</summary>\n"
     ).encode()
 
 
@@ -365,6 +413,8 @@ def _write_archive(args) -> Path:
         tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
     ) as zf:
         zf.writestr(f"{root}/{INDEX_NAME}", _index_xml(spec, created, len(rows)))
+        if spec.summary:
+            zf.writestr(f"{root}/{SUMMARY_NAME}", _summary_xml(len(rows)))
         for serial, row in enumerate(rows, start=1):
             pid = row["person_id"]
             facility = FACILITIES[sum(map(ord, str(pid))) % len(FACILITIES)]
@@ -427,6 +477,6 @@ def write_exchange_archive(
 
 
 def copy_xsd(dest: Path) -> Path:
-    """Copy the published schemas (hc08, ix08, coreschemas) into ``dest``."""
+    """Copy the official V08 schema set (hc08 … su08, coreschemas) into ``dest``."""
     shutil.copytree(xsd_dir(), dest, dirs_exist_ok=True)
     return dest

@@ -426,7 +426,8 @@ class Ward:
         ch = ch.sort_values(["exam_date", "person_id"], kind="stable").reset_index(drop=True)
         out = pd.DataFrame(index=ch.index)
         for col, kind in CHECKUP_COLUMNS.items():
-            s = ch[col]
+            # Items the ward does not simulate (the facility's own judgements) stay missing.
+            s = ch[col] if col in ch else pd.Series(np.nan, index=ch.index)
             if kind == "int":
                 out[col] = pd.array(np.where(np.isnan(s), 0, s).astype(np.int64), dtype="Int64")
                 out.loc[s.isna().to_numpy(), col] = pd.NA

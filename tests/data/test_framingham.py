@@ -51,7 +51,7 @@ def test_ingest_and_labels(tmp_path, monkeypatch):
     from data.store import read_checkups
     from features import build_labels
 
-    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", "test")
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", "framingham-test-key")
     write_framingham_bundle(tmp_path / "bundle")
     res = ingest(tmp_path / "bundle", tmp_path / "store")
     assert res.accounting["checkups"].loaded >= 11_500  # a few SBP ≤ DBP rows may be rejected

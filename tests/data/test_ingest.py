@@ -63,7 +63,6 @@ def test_clean_rows_load_normalised_and_pseudonymised(tmp_path):
         ({"exam_date": "不明"}, "exam_date", "not a date"),
         ({"exam_date": ""}, "exam_date", "missing"),
         ({"sex": "3"}, "sex", "code not allowed"),
-        ({"sbp": "70", "dbp": "90"}, "sbp", "not above dbp"),
         ({"hba1c": "48"}, "hba1c", "mmol/mol"),
         ({"weight_kg": "-60"}, "weight_kg", "hard range"),
         ({"ldl": "abc"}, "ldl", "not a number"),
@@ -270,6 +269,7 @@ def test_dirty_synthetic_bundle_accounting_adds_up(tmp_path, small_ward):
     assert man["encodings"]["checkups.csv"] == "cp932"
     chk = read_checkups(tmp_path / "store")
     assert chk["soft_flags"].str.contains("ggt").sum() >= report.soft_flagged
+    assert chk["soft_flags"].str.contains("sbp_not_above_dbp").sum() == report.bp_pairs_dropped
     # The reformatted and full-width rows all loaded: clean rows = read - faults - duplicates.
     clean = len(small_ward.checkups) - sum(
         n for (t, _), n in report.rejected.items() if t == "checkups"
@@ -381,3 +381,68 @@ def test_bundle_without_enrollment_or_contacts_loads_checkups_and_says_so(tmp_pa
     assert result.accounting["checkups"].loaded == 1
     assert result.accounting["enrollment"].read == 0 and result.accounting["contacts"].read == 0
     assert read_enrollment(tmp_path / "s").empty and read_contacts(tmp_path / "s").empty
+
+
+def test_headers_match_ignoring_case_and_width(tmp_path):
+    row = checkup_row()
+    renamed = {"sbp": "SBP", "hba1c": "HbA1c", "ldl": "ｌｄｌ", "exam_date": "Exam_Date"}
+    bundle = write_bundle(tmp_path / "b", [{renamed.get(k, k): v for k, v in row.items()}])
+    result = ingest(bundle, tmp_path / "s", _config())
+    chk = read_checkups(tmp_path / "s")
+    assert (chk["sbp"].iloc[0], chk["hba1c"].iloc[0], chk["ldl"].iloc[0]) == (132, 5.7, 130)
+    assert result.extra_columns == {}
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [("LDL-C", "no column 'ldl', but 'LDL-C' looks like it"), ("sbp_", "looks like it")],
+)
+def test_a_near_miss_header_for_an_absent_item_stops_the_ingest(tmp_path, header, message):
+    row = checkup_row()
+    column = "ldl" if header == "LDL-C" else "sbp"
+    row[header] = row.pop(column)
+    with pytest.raises(BadInputError, match=message):
+        ingest(write_bundle(tmp_path / "b", [row]), tmp_path / "s", _config())
+
+
+def test_duplicate_column_names_are_a_file_error(tmp_path):
+    bundle = write_bundle(tmp_path / "b", [checkup_row()])
+    text = (bundle / "checkups.csv").read_text()
+    header, rest = text.split("\n", 1)
+    lines = [line + ",140" for line in rest.strip().split("\n")]
+    (bundle / "checkups.csv").write_text(header + ",SBP\n" + "\n".join(lines) + "\n")
+    with pytest.raises(BadInputError, match="duplicate column 'SBP'"):
+        ingest(bundle, tmp_path / "s", _config())
+
+
+def test_nul_byte_anywhere_rejects_the_row_with_a_reason(tmp_path):
+    rows = [checkup_row(person_id=f"P{i:02d}") for i in range(40)]
+    bundle = write_bundle(tmp_path / "b", rows)
+    text = (bundle / "checkups.csv").read_text()
+    at = text.index("P39,")
+    assert at > 4096  # past the first 4 kB, where binary files are caught
+    (bundle / "checkups.csv").write_text(text.replace("P39,", "P3\x009,", 1))
+    result = ingest(bundle, tmp_path / "s", _config())
+    rej = result.rejects
+    assert rej[["column", "reason"]].values.tolist() == [
+        ["person_id", "NUL byte inside a field (a binary or damaged export?)"]
+    ]
+    assert result.accounting["checkups"].loaded == 39
+    assert result.rejects["value"].isna().all()  # person_id is never copied to the rejects
+
+
+def test_exam_dates_before_fy2008_are_rejected_unless_the_floor_is_moved(tmp_path):
+    rows = [checkup_row(person_id="A1"), checkup_row(person_id="B2", exam_date="1900-06-01",
+                                                     birth_date="1850-01-01")]  # fmt: skip
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    assert result.rejects["reason"].str.contains("before FY2008").tolist() == [True]
+    assert result.manifest["fiscal_years"] == [2024]
+
+
+def test_sbp_not_above_dbp_loses_the_pair_not_the_row(tmp_path):
+    rows = [checkup_row(person_id="A1", sbp="70", dbp="90"), checkup_row(person_id="B2")]
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    assert result.rejects.empty
+    chk = read_checkups(tmp_path / "s").set_index("pseudonym").loc[_pseudonym("A1")]
+    assert pd.isna(chk["sbp"]) and pd.isna(chk["dbp"]) and chk["ldl"] == 130
+    assert "sbp_not_above_dbp" in chk["soft_flags"].split(";")

@@ -11,9 +11,16 @@ import pytest
 from lxml import etree
 
 from data.ingest import IngestConfig, ingest
-from data.mhlw_xml import read_checkup_xml, read_xml, write_checkup_xml, write_exchange_archive
+from data.mhlw_xml import (
+    ArchiveSpec,
+    read_checkup_xml,
+    read_xml,
+    write_checkup_xml,
+    write_exchange_archive,
+)
 from data.mhlw_xml import reader as xml_reader
 from data.mhlw_xml.items import xsd_dir
+from data.mhlw_xml.writer import MHLW_NS
 from data.store import read_checkups, read_manifest, read_rejects
 from tests.conftest import checkup_row, write_bundle
 
@@ -26,7 +33,7 @@ CONTACT = {
 
 
 def _config() -> IngestConfig:
-    return IngestConfig(today=TODAY)
+    return IngestConfig(today=TODAY, accept_rejects=True)  # tests of reject reasons
 
 
 def _row(**overrides) -> dict:
@@ -41,9 +48,10 @@ def _doc(**overrides) -> bytes:
 
 @pytest.fixture(scope="module")
 def schemas():
-    return (
-        etree.XMLSchema(etree.parse(str(xsd_dir() / "hc08_V08.xsd"))),
-        etree.XMLSchema(etree.parse(str(xsd_dir() / "ix08_V08.xsd"))),
+    """The official V08 schemas of the checkup document, the index and the summary."""
+    return tuple(
+        etree.XMLSchema(etree.parse(str(xsd_dir() / f"{name}_V08.xsd")))
+        for name in ("hc08", "ix08", "su08")
     )
 
 
@@ -69,8 +77,8 @@ def _stored(store: Path) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------
 
 
-def test_written_documents_and_index_validate_against_the_published_schema(bundles, schemas):
-    hc, ix = schemas
+def test_every_written_file_validates_against_the_official_schemas(bundles, schemas):
+    hc, ix, _ = schemas
     _, _, archives = bundles
     assert len(archives) == 4  # one archive per fiscal year FY2022-2025
     for archive in archives:
@@ -78,24 +86,44 @@ def test_written_documents_and_index_validate_against_the_published_schema(bundl
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
             assert f"{root}/ix08_V08.xml" in names
-            assert f"{root}/XSD/hc08_V08.xsd" in names
-            assert f"{root}/XSD/coreschemas/voc_hcgv08.xsd" in names
+            official = {p.relative_to(xsd_dir()).as_posix() for p in xsd_dir().rglob("*.xsd")}
+            assert {n.split("/XSD/", 1)[1] for n in names if "/XSD/" in n} == official
             index = etree.fromstring(zf.read(f"{root}/ix08_V08.xml"))
+            assert etree.QName(index).namespace == MHLW_NS  # its own namespace, not HL7's
             assert ix.validate(index), ix.error_log
             data = sorted(n for n in names if "/DATA/" in n)
-            total = index.find("{urn:hl7-org:v3}totalRecordCount").get("value")
-            assert int(total) == len(data)
+            assert int(index.find(f"{{{MHLW_NS}}}totalRecordCount").get("value")) == len(data)
             assert all(Path(n).name.startswith("h") and len(Path(n).stem) == 27 for n in data)
-            for name in data[:: max(1, len(data) // 40)]:  # a sample of about 40 per archive
+            assert set(names) == {*data, f"{root}/ix08_V08.xml"} | {
+                n for n in names if "/XSD/" in n
+            }
+            for name in data:  # every document, not a sample
                 doc = etree.fromstring(zf.read(name))
                 assert hc.validate(doc), (name, hc.error_log)
 
 
+def test_summary_file_on_request_validates_and_counts_the_documents(small_ward, tmp_path, schemas):
+    _, ix, su = schemas
+    one_year = small_ward.checkups.iloc[:50]
+    (archive,) = write_exchange_archive(
+        one_year, None, tmp_path, spec=ArchiveSpec(summary=True), workers=1
+    )
+    with zipfile.ZipFile(archive) as zf:
+        summary = etree.fromstring(zf.read(f"{archive.stem}/su08_V08.xml"))
+        index = etree.fromstring(zf.read(f"{archive.stem}/ix08_V08.xml"))
+    assert su.validate(summary), su.error_log
+    assert ix.validate(index), ix.error_log
+    assert summary.find(f"{{{MHLW_NS}}}totalSubjectCount").get("value") == "50"
+
+
 def test_hand_written_documents_validate_in_every_questionnaire_version(schemas):
-    hc, _ = schemas
+    hc, _, _ = schemas
     for exam in ("20240610", "20220610", "20120610"):
         doc = write_checkup_xml(
-            {**_row(egfr="70.1", hemoglobin="14.2", q_guidance_received="2"), "exam_date": exam},
+            {
+                **_row(egfr="70.1", hemoglobin="14.2", q_guidance_received="2", uric_acid="5.9"),
+                **{"facility_mets": "1", "facility_guidance_level": "2", "exam_date": exam},
+            },
             CONTACT,
         )
         assert hc.validate(etree.fromstring(doc)), hc.error_log

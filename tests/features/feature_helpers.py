@@ -59,7 +59,9 @@ def fake_checkups(persons: int, years: int = 5, seed: int = 0, first_fy: int = 2
             )
         else:
             frame[c] = v
-    for c in ("blood_draw_timing", "urine_glucose", "urine_protein", *QUESTIONNAIRE_COLUMNS):
+    codes = ("blood_draw_timing", "urine_glucose", "urine_protein", *QUESTIONNAIRE_COLUMNS)
+    facility = ("facility_mets", "facility_guidance_level", "facility_doctor_judgement")
+    for c in (*codes, *facility):  # every coded column of the store
         allowed = np.asarray(CODES[c])
         v = rng.choice(allowed, n).astype("float64")
         v[rng.random(n) < 0.1] = np.nan

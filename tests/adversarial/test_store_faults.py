@@ -1,0 +1,132 @@
+"""Faults around the store: killed swaps, concurrent writers, damaged files, weak keys."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from data.ingest import IngestConfig, ingest
+from data.pseudonym import load_key
+from data.store import MANIFEST, read_checkups, read_manifest, store_lock
+from kenshin.errors import BadInputError
+from tests.conftest import checkup_row, write_bundle
+
+TODAY = "2026-11-27"
+
+
+@pytest.fixture
+def store(tmp_path):
+    rows = [checkup_row(person_id=f"P{i}") for i in range(5)]
+    bundle = write_bundle(tmp_path / "bundle", rows)
+    ingest(bundle, tmp_path / "store", IngestConfig(today=TODAY))
+    return tmp_path / "store"
+
+
+def test_a_swap_killed_after_the_first_rename_is_completed(store, tmp_path):
+    # write_store renames store → .store.old-PID, then .store.tmp-PID → store; die in between.
+    new = tmp_path / ".store.tmp-999999"
+    shutil.copytree(store, new)
+    store.rename(tmp_path / ".store.old-999999")
+    assert not store.exists()
+    assert read_manifest(store)["accounting"]["checkups"]["loaded"] == 5
+    assert store.is_dir() and len(read_checkups(store)) == 5
+    assert not list(tmp_path.glob(".store.tmp-*")) and not list(tmp_path.glob(".store.old-*"))
+
+
+def test_a_swap_killed_before_the_new_store_was_complete_is_rolled_back(store, tmp_path):
+    half = tmp_path / ".store.tmp-999998"
+    shutil.copytree(store, half)
+    (half / MANIFEST).unlink()  # the manifest is written last: this copy is incomplete
+    store.rename(tmp_path / ".store.old-999998")
+    assert read_manifest(store)["accounting"]["checkups"]["loaded"] == 5
+    assert not list(tmp_path.glob(".store.*-99999*"))
+
+
+def test_a_second_ingest_into_a_locked_store_says_who_holds_it(store, tmp_path):
+    bundle = tmp_path / "bundle"
+    with store_lock(store):
+        with pytest.raises(BadInputError, match=rf"another ingest .* \(process {os.getpid()}\)"):
+            ingest(bundle, store, IngestConfig(today=TODAY, force=True))
+    ingest(bundle, store, IngestConfig(today=TODAY, force=True))  # free again
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("delete_part", "missing data file checkups/fiscal_year=2024/part-0.parquet"),
+        ("truncate_part", "checkups/fiscal_year=2024/part-0.parquet"),
+        ("truncate_manifest", "damaged manifest"),
+        ("extra_part", "unexpected data file checkups/fiscal_year=2030/part-0.parquet"),
+    ],
+)
+def test_a_damaged_store_is_refused_with_one_line_naming_the_file_and_fix(store, damage, message):
+    part = store / "checkups" / "fiscal_year=2024" / "part-0.parquet"
+    if damage == "delete_part":
+        part.unlink()
+    elif damage == "truncate_part":
+        part.write_bytes(part.read_bytes()[:100])
+    elif damage == "truncate_manifest":
+        text = (store / MANIFEST).read_text()
+        (store / MANIFEST).write_text(text[: len(text) // 2])
+    else:
+        extra = store / "checkups" / "fiscal_year=2030"
+        extra.mkdir()
+        shutil.copy(part, extra / "part-0.parquet")
+    with pytest.raises(BadInputError) as err:
+        read_checkups(store)
+    text = str(err.value)
+    assert message in text and "kenshin ingest" in text and "--force" in text
+    assert "\n" not in text
+
+
+def test_a_damaged_store_is_rewritten_by_the_next_ingest(store, tmp_path):
+    (store / "checkups" / "fiscal_year=2024" / "part-0.parquet").unlink()
+    result = ingest(tmp_path / "bundle", store, IngestConfig(today=TODAY))
+    assert not result.unchanged and len(read_checkups(store)) == 5
+
+
+@pytest.mark.parametrize("key", ["", "x", "short-key-15byt"])
+def test_weak_keys_are_refused(monkeypatch, key):
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", key)
+    with pytest.raises(BadInputError, match="fewer than 16"):
+        load_key()
+
+
+def test_a_key_file_others_can_read_is_refused(monkeypatch, tmp_path):
+    monkeypatch.delenv("KENSHIN_PSEUDONYM_KEY", raising=False)
+    path = tmp_path / "pseudonym.key"
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY_FILE", str(path))
+    key = load_key()  # created owner-only
+    assert len(key) == 64 and (path.stat().st_mode & 0o777) == 0o600
+    path.chmod(0o644)
+    with pytest.raises(BadInputError, match="chmod 600"):
+        load_key()
+    path.chmod(0o600)
+    path.write_text("tiny")
+    with pytest.raises(BadInputError, match="fewer than 16"):
+        load_key()
+
+
+# --- hostile table files -------------------------------------------------------------------
+
+
+def test_a_fifo_or_device_named_like_a_table_is_refused_not_read(tmp_path):
+    bundle = write_bundle(tmp_path / "b", [checkup_row()])
+    (bundle / "enrollment.csv").unlink()
+    os.mkfifo(bundle / "enrollment.csv")  # reading it would block forever
+    with pytest.raises(BadInputError, match="enrollment.csv: not a regular file"):
+        ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
+    os.unlink(bundle / "enrollment.csv")
+    os.symlink("/dev/zero", bundle / "enrollment.csv")  # reading it would fill memory
+    with pytest.raises(BadInputError, match="enrollment.csv: not a regular file"):
+        ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
+
+
+def test_a_giant_csv_line_is_refused_before_parsing(tmp_path):
+    bundle = write_bundle(tmp_path / "b", [checkup_row()])
+    with (bundle / "checkups.csv").open("a") as f:
+        f.write("12-000009," + "9" * (2 << 20) + "\n")
+    with pytest.raises(BadInputError, match=r"checkups.csv: line 3 is 2,097,162 bytes long"):
+        ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
