@@ -93,6 +93,7 @@ from data.mhlw_xml.items import (
     role_table,
 )
 from data.readers import READER_FLAGS, REJECT_COLUMN, REJECT_REASON, SOURCE_FILE, SOURCE_ROW
+from data.workers import die_with_parent
 
 HL7 = "urn:hl7-org:v3"
 #: Namespace of the exchange files that are not CDA (ix08, su08, cc08, gc08).
@@ -688,7 +689,7 @@ def _run(tasks: list, n_docs: int, workers: int | None) -> Iterator[list[tuple]]
     # would re-import the caller's main module, which breaks unguarded scripts.) Pages a
     # worker inherits from a large caller are shared copy-on-write, not copied.
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent) as pool:
         pending: deque = deque()
         it = iter(tasks)
         for task in it:  # keep a bounded number of batches in flight: memory stays flat
