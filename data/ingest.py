@@ -6,9 +6,11 @@ checked here (a mismatch is a bug and raises), printed by the CLI and stored in 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import hmac
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -55,6 +57,18 @@ class IngestConfig:
     min_fiscal_year: int = FIRST_TOKUTEI_FY
 
     def __post_init__(self) -> None:
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise BadInputError(f"unknown encoding {self.encoding!r}") from None
+        if self.today is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.today):
+            raise BadInputError(f"--today {self.today!r} is not a date in YYYY-MM-DD form")
+        if self.today is not None:
+            try:
+                pd.Timestamp(self.today)
+            except ValueError:
+                raise BadInputError(f"--today {self.today!r} is not a valid date") from None
         if self.questionnaire_coding not in QUESTIONNAIRE_CODINGS:
             raise BadInputError(
                 f"questionnaire coding {self.questionnaire_coding!r} is not one of "

@@ -120,7 +120,10 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
         text = text.replace("\x00", _NUL_MARK)
     if not text.strip():
         raise BadInputError(f"{path.name}: file is empty")
-    header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)])))
+    try:
+        header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)])))
+    except csv.Error as exc:
+        raise BadInputError(f"{path.name}: malformed CSV header ({exc})") from None
     try:
         frame = pd.read_csv(
             io.StringIO(text),

@@ -134,7 +134,7 @@ def read_manifest(store: Path) -> dict:
     stat = path.stat()
     key = (str(store.resolve()), stat.st_mtime_ns, stat.st_size)
     expected = manifest.get("store_fingerprint")
-    if key not in _VERIFIED and isinstance(expected, dict) and "sha256" in expected:
+    if key not in _VERIFIED and isinstance(expected, dict) and {"sha256", "rows"} <= set(expected):
         problem = _verify_files(store, expected)
         if problem:
             raise BadInputError(f"{store}: {problem}; the store does not match its manifest: {fix}")
@@ -240,6 +240,23 @@ def store_lock(store: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _validated(schema, frame: pd.DataFrame, store: Path, table: str) -> pd.DataFrame:
+    """Check a table read from the store; a store of another layout is bad input (re-ingest)."""
+    from pandera.errors import SchemaError, SchemaErrors
+
+    from kenshin.errors import BadInputError
+
+    try:
+        return schema.validate(frame)
+    except (SchemaError, SchemaErrors) as exc:
+        column = getattr(exc, "column_name", None) or getattr(exc, "schema", None)
+        what = f"column {column}" if isinstance(column, str) else "its layout"
+        raise BadInputError(
+            f"{store}: the stored {table} do not match this version of kenshin ({what}); "
+            f"re-create the store with 'kenshin ingest BUNDLE --store {store} --force'"
+        ) from None
+
+
 def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.DataFrame:
     """Stored checkups (optionally some fiscal years), schema-checked, sorted by person and date."""
     read_manifest(store)
@@ -253,7 +270,7 @@ def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.
         parts.append(part)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
-    return StoredCheckups.validate(frame)
+    return _validated(StoredCheckups, frame, store, "checkups")
 
 
 def _checkup_dataset(store: Path):
@@ -293,11 +310,13 @@ def read_checkup_history(
     fy = frame.pop("fiscal_year").astype("int64")
     frame.insert(2, "fiscal_year", pd.array(fy.to_numpy(), dtype="Int16"))
     frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
-    return StoredCheckups.validate(frame)
+    return _validated(StoredCheckups, frame, store, "checkups")
 
 
 def read_enrollment(store: Path) -> pd.DataFrame:
-    return StoredEnrollment.validate(pd.read_parquet(store / "enrollment.parquet"))
+    return _validated(
+        StoredEnrollment, pd.read_parquet(store / "enrollment.parquet"), store, "enrollment"
+    )
 
 
 def read_rejects(store: Path) -> pd.DataFrame:

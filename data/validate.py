@@ -221,6 +221,7 @@ def validate_checkups(
             flags[f"{col}_invalid"] = wrong
             v = v.mask(wrong)
         out[col] = v.astype("Int8")
+    r.fail(out["sex"].isna(), "sex", "sex is missing")
     invalid = pd.DataFrame(flags, index=raw.index)
     coding_of_row = np.where(legacy, "by-year", "current")
     out = nz.harmonise_hba1c(out)
@@ -274,10 +275,8 @@ def validate_checkups(
         reader = raw[READER_FLAGS].astype("string").where(lambda f: f.str.len() > 0)
         flags = (flags.fillna("") + ";" + reader.fillna("")).str.strip(";").replace("", pd.NA)
     out["soft_flags"] = flags.astype("string")
-    out["sbp"] = out["sbp"].round().astype("Int16")
-    out["dbp"] = out["dbp"].round().astype("Int16")
-    out["age"] = out["age"].astype("Int16")
-    out["fiscal_year"] = out["fiscal_year"].astype("Int16")
+    for col in ("sbp", "dbp", "age", "fiscal_year"):
+        out[col] = _as_int16(out[col])
     out[SOURCE_FILE] = raw[SOURCE_FILE].to_numpy()
     out[SOURCE_ROW] = raw[SOURCE_ROW].to_numpy()
     result = r.result(out)
@@ -291,6 +290,13 @@ def validate_checkups(
         },
     }
     return result
+
+
+def _as_int16(values: pd.Series) -> pd.Series:
+    """Round to Int16; a value beyond Int16 belongs to a rejected row (its range check failed)
+    and becomes missing instead of failing the cast."""
+    v = pd.to_numeric(values, errors="coerce").astype("float64").round()
+    return v.where(v.abs() < 2**15).astype("Int16")
 
 
 def _coding_groups(raw: pd.DataFrame) -> pd.Series:

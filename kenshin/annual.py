@@ -3,6 +3,12 @@
 Reads the store and the registered model, calls the pure cores of :mod:`scoring`, and writes
 the output folder of :mod:`scoring.contracts`. Only :func:`_letter_requests` reads contact
 details, and only for residents whose letter is sent; everything else is keyed by pseudonym.
+
+All or nothing: the run writes into ``.<out>.partial`` next to the output folder, validating
+every table against its contract, and moves its outputs into the output folder only once all of
+them (letters and report included) are made. A failed run leaves the output folder as it was;
+the letters it rendered are kept in the staging folder, so running it again renders only the
+missing ones. A damaged store is bad input (exit 2), not a crash.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,9 +29,17 @@ import pyarrow.parquet as pq
 
 from data.columns import OUTCOMES
 from data.files import atomic_write
-from kenshin.errors import BadInputError
+from kenshin.errors import BadInputError, one_line, safe_message
 from models.drift import drift_table
-from scoring.contracts import EXPLANATIONS_SCHEMA, SCORE_STAMPS, ModelSummary, scores_schema
+from scoring.contracts import (
+    DRIFT_SCHEMA,
+    EXPLANATIONS_SCHEMA,
+    LETTERS_SENT_SCHEMA,
+    SCORE_STAMPS,
+    SELECTION_SCHEMA,
+    ModelSummary,
+    scores_schema,
+)
 from scoring.score import ScoringConfig, eligible_residents, explain, score_chunk
 from scoring.select import SelectionConfig, select
 
@@ -184,6 +199,26 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write(path, frame.to_csv(index=False, date_format="%Y-%m-%d").encode("utf-8"))
 
 
+@contextmanager
+def store_readable(store: Path) -> Iterator[None]:
+    """A damaged or incomplete store (unreadable Parquet, broken manifest, missing part, a table
+    that no longer matches its schema) is bad input naming the store, not a crash."""
+    from pandera.errors import SchemaError, SchemaErrors
+
+    try:
+        yield
+    except BadInputError:
+        raise
+    except (
+        pa.ArrowException, json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError,
+        NotADirectoryError, IsADirectoryError, SchemaError, SchemaErrors,
+    ) as e:  # fmt: skip
+        raise BadInputError(
+            f"the store {store} is damaged or incomplete ({type(e).__name__}: "
+            f"{one_line(safe_message(e), 160)}); run 'kenshin ingest' again"
+        ) from None
+
+
 def _opted_out(store: Path) -> pd.Series:
     """Opt-out flag per pseudonym: only these two columns of the private contacts are read."""
     from data.store import PRIVATE
@@ -200,9 +235,19 @@ def _letter_history(path: Path | None) -> pd.Series | None:
     if path is None:
         return None
     path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"letter history {path} does not exist")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    if not path.is_file():
+        raise BadInputError(f"letter history {path} does not exist or is not a file")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+    except (OSError, ValueError, pd.errors.ParserError, pa.ArrowException) as e:
+        raise BadInputError(
+            f"letter history {path} is not a readable "
+            f"{'Parquet' if path.suffix == '.parquet' else 'UTF-8 CSV'} file "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     if not {"pseudonym", "letter_date"} <= set(df.columns):
         raise BadInputError(f"letter history {path} needs columns pseudonym, letter_date")
     when = pd.to_datetime(df["letter_date"], errors="coerce")
@@ -212,35 +257,162 @@ def _letter_history(path: Path | None) -> pd.Series | None:
 def run_annual(
     cfg: AnnualRunConfig, on_step: Callable[[str, int, int], None] | None = None
 ) -> AnnualRunResult:
-    """Score, select, explain, write letters and the staff report for ``cfg.fiscal_year``."""
-    from data.store import (
-        read_checkup_columns,
-        read_checkup_history,
-        read_enrollment,
-        read_manifest,
-    )
-    from features.declarations import DECLARATIONS
+    """Score, select, explain, write letters and the staff report for ``cfg.fiscal_year``.
 
-    step = on_step or (lambda name, done, total: None)
-    seconds: dict[str, float] = {}
+    All or nothing: every output is written into a staging folder next to ``cfg.out``
+    (:func:`staging_folder`), each table validated against its contract as it is made, and
+    moved into ``cfg.out`` only when the whole run has succeeded. A failed run leaves the output
+    folder as it was; the letters it had rendered stay in the staging folder, so running again
+    renders only the missing ones (as do letters of a finished run in ``cfg.out``).
+    """
+    from data.store import read_checkup_columns, read_enrollment, read_manifest
+
     t0 = time.perf_counter()
     store, out, fy = Path(cfg.store), Path(cfg.out), int(cfg.fiscal_year)
-    manifest = read_manifest(store)
-    store_sha = manifest.get("store_fingerprint", {}).get("sha256", "unknown")
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file, not a folder")
+    with store_readable(store):
+        manifest = read_manifest(store)
     model = load_model(cfg.model_uri, cfg.workdir)
-    engine, sc = model.engine, cfg.scoring
-    seconds["load_model"] = time.perf_counter() - t0
+    sc = cfg.scoring
+    load_seconds = time.perf_counter() - t0
 
-    candidates = read_checkup_columns(store, ["pseudonym", "exam_date", "age", "sex"], [fy, fy - 1])
+    with store_readable(store):
+        candidates = read_checkup_columns(
+            store, ["pseudonym", "exam_date", "age", "sex"], [fy, fy - 1]
+        )
+        enrollment = read_enrollment(store)
     if not (candidates["fiscal_year"].astype(int) == fy).any() and not (
         sc.fallback_previous_year and len(candidates)
     ):
         raise BadInputError(f"the store {store} has no checkups in FY{fy}")
-    elig = eligible_residents(candidates, read_enrollment(store), fy, cfg.day, sc)
+    elig = eligible_residents(candidates, enrollment, fy, cfg.day, sc)
     del candidates
     if elig.index.empty:
         raise BadInputError(f"nobody is eligible for scoring in FY{fy} on {cfg.day.date()}")
+
+    work = staging_folder(out, seed_letters=cfg.letters)
+    try:
+        result = _write_outputs(cfg, work, model, elig, manifest, on_step, t0, load_seconds)
+    except BaseException:
+        discard_staging(work)
+        raise
+    produced = {p.relative_to(work).parts[0] for p in result.paths.values()}
+    swap_in(work, out, produced)
+    result.out = out
+    result.paths = {k: out / p.relative_to(work) for k, p in result.paths.items()}
+    return result
+
+
+#: Suffix of the staging folder next to the output folder (``.<name>.partial``).
+STAGING_SUFFIX = ".partial"
+
+
+def staging_folder(out: Path, seed_letters: bool = True) -> Path:
+    """The folder a run writes into before its outputs are moved into ``out``.
+
+    ``.<out name>.partial`` next to ``out`` (inside ``out`` if its parent cannot be written).
+    What an earlier failed run left there is removed, except its ``letters/`` (resume). Without
+    those, the letters of a finished run in ``out`` are linked in (same files, no copy), so
+    :func:`scoring.letters.render_letters` reuses them.
+    """
+    target = Path(out).resolve()
+    stage = target.parent / f".{target.name}{STAGING_SUFFIX}"
+    try:
+        stage.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        target.mkdir(parents=True, exist_ok=True)
+        stage = target / f".kenshin{STAGING_SUFFIX}"
+        stage.mkdir(exist_ok=True)
+    for p in stage.iterdir():
+        if p.name != "letters":
+            _remove(p)
+    letters = stage / "letters"
+    if seed_letters and not letters.exists() and (target / "letters" / "manifest.csv").exists():
+        _seed_letters(target / "letters", letters)
+    return stage
+
+
+def _seed_letters(src: Path, dst: Path) -> None:
+    """Hard-link the PDFs of a finished letters folder, copy its manifest (and journal)."""
+    import shutil
+
+    (dst / "letters").mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(dst, 0o700)
+    for name in ("manifest.csv", "manifest.journal.jsonl"):
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)  # rewritten in place: never shared
+    for pdf in (src / "letters").glob("*.pdf"):
+        try:
+            os.link(pdf, dst / "letters" / pdf.name)  # render_letters replaces, never rewrites
+        except OSError:
+            shutil.copy2(pdf, dst / "letters" / pdf.name)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def discard_staging(stage: Path) -> None:
+    """After a failed run: remove the staging folder except the letters it rendered."""
+    try:
+        for p in stage.iterdir():
+            if p.name != "letters":
+                _remove(p)
+        if not any(stage.iterdir()):
+            stage.rmdir()
+    except OSError:
+        pass
+
+
+def swap_in(stage: Path, out: Path, names: set[str]) -> None:
+    """Move the top-level entries ``names`` of ``stage`` into ``out``; remove ``stage``.
+
+    Folders (letters/, report/) replace the earlier ones whole; ``run.json`` comes last. Files
+    in ``out`` that this run does not produce are left alone.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    order = sorted(names, key=lambda n: (n == "run.json", not (stage / n).is_dir(), n))
+    for name in order:
+        src, dst = stage / name, out / name
+        old = None
+        if src.is_dir() and (dst.exists() or dst.is_symlink()):
+            old = out / f".{name}.old-{os.getpid()}"
+            if old.exists():
+                _remove(old)
+            os.replace(dst, old)
+        elif dst.is_dir() and not dst.is_symlink():
+            _remove(dst)
+        os.replace(src, dst)
+        if old is not None:
+            _remove(old)
+    _remove(stage)
+
+
+def _write_outputs(
+    cfg: AnnualRunConfig,
+    out: Path,
+    model: LoadedModel,
+    elig,
+    manifest: dict,
+    on_step: Callable[[str, int, int], None] | None,
+    t0: float,
+    load_seconds: float,
+) -> AnnualRunResult:
+    """Every output of the run, written into ``out`` (the staging folder)."""
+    from data.store import read_checkup_history
+    from features.declarations import DECLARATIONS
+
+    step = on_step or (lambda name, done, total: None)
+    seconds: dict[str, float] = {"load_model": load_seconds}
+    store, fy = Path(cfg.store), int(cfg.fiscal_year)
+    store_sha = manifest.get("store_fingerprint", {}).get("sha256", "unknown")
+    engine, sc = model.engine, cfg.scoring
 
     # --- scores, chunk by chunk -------------------------------------------------------------
     t1 = time.perf_counter()
@@ -264,7 +436,8 @@ def run_annual(
     try:
         for start in range(0, n, sc.chunk_size):
             index = elig.index.iloc[start : start + sc.chunk_size].reset_index(drop=True)
-            history = read_checkup_history(store, index["pseudonym"], fy)
+            with store_readable(store):
+                history = read_checkup_history(store, index["pseudonym"], fy)
             scores, X = score_chunk(engine, history, index, sc, model.feature_config)
             scores = schema.validate(scores.assign(fiscal_year=fy, **stamps))
             if ref is not None:
@@ -293,10 +466,12 @@ def run_annual(
 
     # --- selection ---------------------------------------------------------------------------
     t2 = time.perf_counter()
+    with store_readable(store):
+        opted_out = _opted_out(store)
     selection = select(
         scored,
         cfg.selection,
-        opted_out=_opted_out(store),
+        opted_out=opted_out,
         last_lettered=_letter_history(cfg.letter_history),
         scoring_date=cfg.day,
     )
@@ -314,7 +489,8 @@ def run_annual(
     if len(who):
         from scoring.score import index_features
 
-        history = read_checkup_history(store, who["pseudonym"], fy)
+        with store_readable(store):
+            history = read_checkup_history(store, who["pseudonym"], fy)
         feats = index_features(history, who, model.feature_config)
         explanations, factors = explain(engine, feats, top=sc.explain_top)
         explanations = EXPLANATIONS_SCHEMA.validate(explanations)
@@ -325,15 +501,23 @@ def run_annual(
         selection[f"factor_{i}"] = topic[f"factor_{i}"].astype("string").to_numpy()
     seconds["explain"] = time.perf_counter() - t3
 
+    labels = {d.name: d.ja for d in DECLARATIONS}
+    drift = drift_table(ref, drift_counts, list(engine.feature_names), labels)
+    sent = selection.loc[selection["sent"], ["pseudonym"]].assign(
+        letter_date=cfg.day.date().isoformat()
+    )
+    # Every table against its contract before it is written (checked, not coerced: the bytes
+    # written stay those of the frames).
+    SELECTION_SCHEMA.validate(selection, lazy=True)
+    DRIFT_SCHEMA.validate(drift, lazy=True)
+    LETTERS_SENT_SCHEMA.validate(sent, lazy=True)
+
     paths["selection"] = out / "selection.parquet"
     paths["selection_csv"] = out / "selection.csv"
     paths["explanations"] = out / "explanations.parquet"
     _write_parquet(selection, paths["selection"])
     _write_csv(selection, paths["selection_csv"])
     _write_parquet(explanations, paths["explanations"])
-
-    labels = {d.name: d.ja for d in DECLARATIONS}
-    drift = drift_table(ref, drift_counts, list(engine.feature_names), labels)
     paths["drift"] = out / "drift.csv"
     _write_csv(drift, paths["drift"])
 
@@ -362,9 +546,6 @@ def run_annual(
             paths["letters_manifest"] = manifest_letters.manifest_path
             counts["letters_rendered"] = manifest_letters.rendered
             counts["letters_reused"] = manifest_letters.skipped
-        sent = selection.loc[selection["sent"], ["pseudonym"]].assign(
-            letter_date=cfg.day.date().isoformat()
-        )
         paths["letters_sent"] = out / "letters_sent.csv"
         _write_csv(sent, paths["letters_sent"])
         seconds["letters"] = time.perf_counter() - t4
@@ -373,7 +554,7 @@ def run_annual(
     if cfg.report:
         t5 = time.perf_counter()
         step("report", 0, 1)
-        paths.update(_report(cfg, selection, explanations, drift, model.summary, counts))
+        paths.update(_report(cfg, out, selection, explanations, drift, model.summary, counts))
         step("report", 1, 1)
         seconds["report"] = time.perf_counter() - t5
 
@@ -392,7 +573,7 @@ def run_annual(
     paths["run"] = out / "run.json"
     atomic_write(paths["run"], (json.dumps(run_info, indent=2, ensure_ascii=False) + "\n").encode())
     if cfg.log_mlflow:
-        result.mlflow_run_id = _log_scoring_run(cfg, run_info, drift, paths["run"])
+        result.mlflow_run_id = _log_scoring_run(cfg, run_info, drift, paths["run"], paths["drift"])
     return result
 
 
@@ -430,7 +611,8 @@ def _letter_requests(
     after = pd.to_numeric(pd.Series(pick["risk_after"]), errors="coerce").to_numpy()
     scenario = pd.Series(pick["best_scenario"], dtype="string")
     advice = df["letter_type"].eq("advice").to_numpy()
-    contacts = read_contacts(store)
+    with store_readable(store):
+        contacts = read_contacts(store)
     df = df.merge(
         contacts[
             ["pseudonym", "person_id", "name", "name_kana", "postal_code", "address", "language"]
@@ -455,12 +637,12 @@ def _letter_requests(
     return df.loc[~no_address].reset_index(drop=True)
 
 
-def _report(cfg, selection, explanations, drift, summary, counts) -> dict[str, Path]:
-    """The staff report (scoring.report): HTML with every explained resident, and its PDF."""
+def _report(cfg, out: Path, selection, explanations, drift, summary, counts) -> dict[str, Path]:
+    """The staff report (scoring.report) in ``out``: HTML with every explained resident, PDF."""
     from scoring.report import ReportConfig, ReportInputs, Scenario, build_report
 
     inputs = ReportInputs(
-        scores=pd.read_parquet(cfg.out / "scores.parquet"),
+        scores=pd.read_parquet(out / "scores.parquet"),
         selection=selection,
         explanations=explanations,
         drift=drift,
@@ -472,7 +654,7 @@ def _report(cfg, selection, explanations, drift, summary, counts) -> dict[str, P
     )
     built = build_report(
         inputs,
-        Path(cfg.out) / "report",
+        Path(out) / "report",
         config=ReportConfig(pdf_residents=cfg.report_pdf_residents),
     )
     paths = {"report_html": Path(built.html)}
@@ -481,7 +663,9 @@ def _report(cfg, selection, explanations, drift, summary, counts) -> dict[str, P
     return paths
 
 
-def _log_scoring_run(cfg: AnnualRunConfig, info: dict, drift: pd.DataFrame, run_json: Path) -> str:
+def _log_scoring_run(
+    cfg: AnnualRunConfig, info: dict, drift: pd.DataFrame, run_json: Path, drift_path: Path
+) -> str:
     """An MLflow run of kind ``score``: parameters, counts and drift; no resident rows."""
     import mlflow
 
@@ -499,7 +683,6 @@ def _log_scoring_run(cfg: AnnualRunConfig, info: dict, drift: pd.DataFrame, run_
         metrics["drift.features_watch"] = float((drift["status"] == "watch").sum())
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(run_json))
-        drift_path = Path(cfg.out) / "drift.csv"
         if drift_path.exists():
             mlflow.log_artifact(str(drift_path))
         return run.info.run_id
@@ -576,9 +759,10 @@ def run_scoring_command(
 def print_annual(console, result: AnnualRunResult) -> None:
     """Counts (scored, selected by reason, letters) and where every output is."""
     from rich.table import Table
+    from rich.text import Text
 
     c = result.counts
-    t = Table(title=f"annual run → {result.out}")
+    t = Table(title=Text(f"annual run → {result.out}"))
     t.add_column("what")
     t.add_column("residents", justify="right")
     for key in (
@@ -598,12 +782,14 @@ def print_annual(console, result: AnnualRunResult) -> None:
         f"model {result.model.uri} (version {result.model.version or '?'}); scoring "
         f"{s.get('score', 0):.1f} s ({rate:,.0f} residents/s); total {s.get('total', 0):.1f} s",
         highlight=False,
+        markup=False,
     )
     for key in ("scores", "selection", "explanations", "drift", "report_html", "report_pdf", "run"):
         if key in result.paths:
-            console.print(f"  {key:<13} {result.paths[key]}", highlight=False)
+            console.print(f"  {key:<13} {result.paths[key]}", highlight=False, markup=False)
     if "letters" in result.paths:
         console.print(
             f"  letters       {result.paths['letters']}  (names and addresses: owner-only)",
             highlight=False,
+            markup=False,
         )

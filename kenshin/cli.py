@@ -1,7 +1,8 @@
 """The ``kenshin`` command line (spec §4): a thin edge over the stage packages.
 
-Every command exits 0 on success and 2 on bad input with a one-line reason on stderr, and prints
-a summary of what it read, wrote and rejected.
+Every command exits 0 on success, 2 on bad input with a one-line reason on stderr, and 3 on an
+internal error (a bug): one line on stderr naming a log file with the traceback, which never
+reaches the terminal. It prints a summary of what it read, wrote and rejected.
 """
 
 from __future__ import annotations
@@ -12,32 +13,85 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from kenshin.errors import BadInputError
+from kenshin.errors import (
+    BadInputError,
+    error_kind,
+    one_line,
+    short_message,
+    write_error_log,
+)
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="kenshin: lifestyle-disease risk from 特定健診 checkups, explained, with advice letters.",
+    # Internal errors are caught by handles_bad_input; should anything slip through, never
+    # print local variables (they hold residents' rows).
+    pretty_exceptions_show_locals=False,
 )
 console = Console()
 err_console = Console(stderr=True)
 
 
+#: Exit codes (spec §4).
+EXIT_BAD_INPUT, EXIT_INTERNAL = 2, 3
+
+
+def _log_folders(kwargs: dict) -> list[Path]:
+    """Where a command's error log goes: its work folder, else the parent of --out / --store."""
+    folders: list[Path] = []
+    if kwargs.get("workdir") is not None:
+        folders.append(Path(kwargs["workdir"]))
+    for key in ("out", "store", "scores"):
+        if kwargs.get(key) is not None:
+            folders.append(Path(kwargs[key]).parent)
+    return folders
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` as one line on stderr, printed literally (no console markup)."""
+    text = Text("error:", style="bold red")
+    text.append(" " + one_line(message))
+    err_console.print(text, highlight=False, soft_wrap=True)
+
+
 def handles_bad_input(func: Callable) -> Callable:
-    """Turn :class:`BadInputError` into exit code 2 with a one-line reason on stderr."""
+    """Exit codes of spec §4 for a command.
+
+    :class:`BadInputError` → exit 2 with its one-line reason on stderr. Any other exception is a
+    bug → exit 3 with one line on stderr naming a log file (in the command's work folder) that
+    holds the traceback; the traceback never reaches the terminal. typer/click's own exits and
+    usage errors pass through (exit 2 for usage errors).
+    """
+    command = func.__name__.split("_")[0]
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except BadInputError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            print_error(str(exc))
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            kind = error_kind(exc)
+            try:
+                log = write_error_log(exc, _log_folders(kwargs), command, kwargs)
+                where = f"details in {log}"
+            except Exception as log_exc:  # pragma: no cover - nowhere to write
+                where = f"no log could be written ({type(log_exc).__name__})"
+            text = Text("internal error:", style="bold red")
+            text.append(f" {kind}: {short_message(exc)} — {where}; please report it")
+            err_console.print(text, highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
 
@@ -69,6 +123,12 @@ def synth(
         ),
     ] = "csv",
     dirty: Annotated[bool, typer.Option(help="Inject the faults real exports have.")] = False,
+    questionnaire_coding: Annotated[
+        Literal["by-year", "current"],
+        typer.Option(
+            help="Pre-FY2024 answers in their own form's codes (by-year) or the 2024 codes."
+        ),
+    ] = "by-year",
     letters: Annotated[
         Path | None,
         typer.Option(
@@ -89,12 +149,13 @@ def synth(
         paths, summary = run_synth(
             out, residents, years, seed, last_fiscal_year, fmt, dirty, bar=bar,
             letters=letters, letter_year=letter_year, letter_effect=letter_effect,
+            questionnaire_coding=questionnaire_coding,
         )  # fmt: skip
-    table = Table(title=f"synthetic bundle → {out}")
+    table = Table(title=Text(f"synthetic bundle → {out}"))
     for col in ("table", "rows", "file"):
         table.add_column(col)
     for name, path in paths.items():
-        table.add_row(name, f"{summary.get(name, ''):,}", str(path.name))
+        table.add_row(name, f"{summary.get(name, ''):,}", Text(str(path.name)))
     console.print(table)
     if dirty:
         console.print(f"injected faults: {summary['faults']}")
@@ -122,7 +183,7 @@ def evaluate_letters(
     result, paths = run_evaluate(store, year, scores)
     print_evaluation(console, result)
     for path in paths.values():
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 @app.command()
@@ -135,12 +196,36 @@ def ingest(
     ] = None,
     force: Annotated[bool, typer.Option(help="Rewrite even if the bundle is unchanged.")] = False,
     today: Annotated[str | None, typer.Option(help="Date that counts as today (ISO).")] = None,
+    questionnaire_coding: Annotated[
+        Literal["auto", "by-year", "current"] | None,
+        typer.Option(
+            help="How pre-FY2024 questionnaire answers are coded: auto (detect per file and "
+            "year; default), by-year (each year its own form's codes), current (2024 codes)."
+        ),
+    ] = None,
+    accept_rejects: Annotated[
+        bool | None,
+        typer.Option(
+            "--accept-rejects", help="Load even when more than the allowed share is rejected."
+        ),
+    ] = None,
+    max_reject_share: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Stop when a table loses more (default 0.2)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="ingest.toml with defaults for the options above.")
+    ] = None,
 ) -> None:
     """Validate a bundle and load it into the pseudonymised Parquet store."""
     from kenshin.pipeline import print_ingest_summary, run_ingest
 
     with progress() as bar:
-        result = run_ingest(bundle, store, encoding=encoding, force=force, today=today, bar=bar)
+        result = run_ingest(
+            bundle, store, encoding=encoding, force=force, today=today, bar=bar,
+            questionnaire_coding=questionnaire_coding, accept_rejects=accept_rejects,
+            max_reject_share=max_reject_share, settings_file=config,
+        )  # fmt: skip
     print_ingest_summary(console, result, store)
 
 
@@ -159,7 +244,7 @@ def features(
     result = run_features(store, out, truth)
     print_follow_up(console, result["follow_up"])
     for name, path in result["paths"].items():
-        console.print(f"{name}: {path}", highlight=False)
+        console.print(f"{name}: {path}", highlight=False, markup=False)
     console.print(f"{result['rows']:,} index rows")
 
 
@@ -285,9 +370,10 @@ def demo(
             None, None, None, None, True, True, bar, letter_budget=demo_letters,
         )  # fmt: skip
     print_annual(console, annual)
-    console.print(f"[bold]demo done.[/] bundle: {bundle}  store: {store}", highlight=False)
-    console.print(f"MLflow: {run.tracking_uri}  — browse with: {mlflow_ui_hint(workdir)}",
+    console.print(Text("demo done.", style="bold") + Text(f" bundle: {bundle}  store: {store}"),
                   highlight=False)  # fmt: skip
+    console.print(f"MLflow: {run.tracking_uri}  — browse with: {mlflow_ui_hint(workdir)}",
+                  highlight=False, markup=False)  # fmt: skip
 
 
 def main() -> None:  # pragma: no cover

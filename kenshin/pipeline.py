@@ -152,7 +152,7 @@ def run_ingest(
 
 def print_ingest_summary(console: Console, result: IngestResult, store: Path) -> None:
     """Row accounting per table, reject reasons, and extras: what was read, written, rejected."""
-    table = Table(title=f"row accounting → {store}")
+    table = Table(title=Text(f"row accounting → {store}"))
     for col in ("table", "read", "loaded", "rejected", "merged duplicates", "adds up"):
         table.add_column(col, justify="right" if col != "table" else "left")
     for name, a in result.accounting.items():

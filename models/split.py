@@ -39,7 +39,12 @@ def last_labelled_year(labels: pd.DataFrame) -> int:
     y = [c for c in labels.columns if c.startswith("y_")]
     known = labels["in_window"].to_numpy(dtype=bool) & labels[y].notna().any(axis=1).to_numpy()
     if not known.any():
-        raise ValueError("labels have no known outcome in any index year: nothing to train on")
+        from models.train import NotEnoughDataError
+
+        raise NotEnoughDataError(
+            "labels have no known outcome in any index year: nothing to train on "
+            "(the store needs checkups in at least two consecutive fiscal years)"
+        )
     return int(labels.loc[known, "fiscal_year"].max())
 
 

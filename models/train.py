@@ -33,6 +33,7 @@ from features.declarations import (
     monotone_constraints,
 )
 from features.labels import training_set
+from kenshin.errors import BadInputError
 from models.baselines import fit_logistic
 from models.calibration import Calibrator, fit_calibrator
 from models.config import ModelConfig, SplitConfig
@@ -43,8 +44,10 @@ from models.targets import next_year_values
 
 __all__ = [
     "ForecastSet",
+    "NotEnoughDataError",
     "OutcomeSet",
     "TrainedEngine",
+    "clip_to_physical_range",
     "prepare_forecasts",
     "prepare_outcome",
     "to_matrix",
@@ -135,6 +138,24 @@ def prepare_forecasts(features: pd.DataFrame, test_year: int, config: ModelConfi
     return ForecastSet(X, targets.loc[use].reset_index(drop=True), keys, split)
 
 
+class NotEnoughDataError(BadInputError, ValueError):
+    """The store holds too few rows or events to train a model: bad input (exit code 2)."""
+
+
+def clip_to_physical_range(item: str, values: np.ndarray) -> np.ndarray:
+    """``values`` of ``item`` clipped to its hard range (data.validate.RANGES), NaN kept.
+
+    Clipping is monotone, so quantiles that were ordered (p10 ≤ p50 ≤ p90) stay ordered. Items
+    without a declared range are returned unchanged.
+    """
+    from data.validate import RANGES
+
+    if item not in RANGES:
+        return values
+    lo, hi = RANGES[item][:2]
+    return np.clip(values, lo, hi)
+
+
 @dataclass
 class TrainedEngine:
     """All fitted models of one run; picklable (LightGBM boosters pickle as model strings)."""
@@ -213,7 +234,9 @@ class TrainedEngine:
     def predict_values(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         """``<item>_p10/_p50/_p90``: next year's value with an 80% interval (non-crossing).
 
-        NaN where this year's value is missing and the engine forecasts the change.
+        NaN where this year's value is missing and the engine forecasts the change. Every
+        quantile lies inside the item's hard range (:func:`clip_to_physical_range`): a change
+        forecast added to a low value can otherwise fall below zero (γ-GT −3 U/L).
         """
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
@@ -230,6 +253,7 @@ class TrainedEngine:
             q[:, 0] -= off
             q[:, -1] += off
             q.sort(axis=1)
+            q = clip_to_physical_range(item, q)
             for j, a in enumerate(self.quantiles):
                 cols[f"{item}_p{round(a * 100):02d}"] = q[:, j]
         return pd.DataFrame(cols, index=index)
@@ -270,8 +294,10 @@ def fit_outcome(
     Xva, yva = data.part("val")
     for part, yy in (("train", ytr), ("val", yva)):
         if len(yy) == 0 or yy.min() == yy.max():
-            raise ValueError(
-                f"{data.outcome}: the {part} split needs both classes, has {len(yy)} rows"
+            raise NotEnoughDataError(
+                f"{data.outcome}: the {part} split needs residents with and without the "
+                f"outcome, has {len(yy)} rows; the store is too small to train on (more "
+                "residents or fiscal years are needed)"
             )
     p = config.lgbm
     params = p.native("binary", metric="binary_logloss")

@@ -21,7 +21,8 @@ SCORES columns
     the index checkup's values under their feature names (:data:`INDEX_VALUE_COLUMNS`: every
     measurement and coded answer, e.g. ``hba1c``, ``sbp``, ``q_med_bp``, ``blood_draw_timing``);
     ``risk_<outcome>`` — calibrated probability of meeting the outcome by the next checkup;
-    ``<item>_p10`` / ``_p50`` / ``_p90`` — next year's value and its 80% interval;
+    ``<item>_p10`` / ``_p50`` / ``_p90`` — next year's value and its 80% interval (inside the
+    item's hard range of data.validate.RANGES, p10 ≤ p50 ≤ p90);
     ``risk_<outcome>__<scenario>`` — the risk re-scored with the what-if scenario applied
     (NaN where the scenario does not apply to the resident);
     ``best_scenario_<outcome>`` / ``risk_after_<outcome>`` — the applicable scenario that lowers
@@ -34,6 +35,13 @@ EXPLANATIONS columns (long: per resident × outcome, bias + top ``k`` features +
     ``feature`` (declared name, ``bias`` or ``other``), ``value`` (the feature's value; NaN for
     bias/other), ``contribution`` (log-odds; the rows of one resident × outcome add up to the
     model's raw score), ``modifiable`` (declared modifiable by the resident).
+
+SELECTION columns (one row per scored resident)
+    ``pseudonym``, ``fiscal_year``, ``letter_type`` (``advice`` / ``see_doctor`` / empty),
+    ``outcome`` (the letter's topic), ``priority``, ``rank``, ``arm`` (``letter`` / ``control`` /
+    empty), ``reason`` (scoring.select.REASONS), ``sent``, ``factor_1`` … ``factor_3``.
+
+LETTERS_SENT columns: ``pseudonym``, ``letter_date`` (next year's ``--letter-history``).
 
 DRIFT columns
     ``feature``, ``label_ja``, ``psi``, ``status`` (``ok`` < 0.1 ≤ ``watch`` < 0.25 ≤ ``shift``),
@@ -49,12 +57,16 @@ import pandera.pandas as pa
 
 from data.columns import MEASUREMENT_COLUMNS, OUTCOMES, QUESTIONNAIRE_COLUMNS
 from data.pseudonym import PSEUDONYM_LENGTH
+from data.validate import RANGES
+from scoring.select import REASONS
 
 __all__ = [
     "DRIFT_SCHEMA",
     "EXPLANATIONS_SCHEMA",
     "INDEX_VALUE_COLUMNS",
+    "LETTERS_SENT_SCHEMA",
     "SCORE_STAMPS",
+    "SELECTION_SCHEMA",
     "ModelSummary",
     "scores_schema",
 ]
@@ -79,6 +91,18 @@ _PSEUDONYM = pa.Column(
     "string", pa.Check.str_matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True
 )
 _PROB = pa.Check.in_range(0.0, 1.0)
+_QUANTILES = ("p10", "p50", "p90")
+
+
+def _forecasts_ordered(df: pd.DataFrame) -> pd.Series:
+    """Rows whose forecast quantiles are ordered (p10 ≤ p50 ≤ p90) wherever all three exist."""
+    ok = pd.Series(True, index=df.index)
+    for item in RANGES:
+        cols = [f"{item}_{q}" for q in _QUANTILES]
+        if all(c in df.columns for c in cols):
+            lo, mid, hi = (pd.to_numeric(df[c], errors="coerce") for c in cols)
+            ok &= ~(lo.notna() & mid.notna() & hi.notna() & ~((lo <= mid) & (mid <= hi)))
+    return ok
 
 
 def scores_schema(
@@ -102,8 +126,22 @@ def scores_schema(
         **{f"risk_after_{o}": pa.Column("float64", _PROB, coerce=True) for o in outcomes},
         **{f"best_scenario_{o}": pa.Column("string", nullable=True) for o in outcomes},
         **{c: pa.Column("string", coerce=True) for c in SCORE_STAMPS},
+        # Value forecasts (when the engine has them): inside the item's physical range.
+        **{
+            f"{item}_{q}": pa.Column(
+                "float64", pa.Check.in_range(lo, hi), nullable=True, required=False, coerce=True
+            )
+            for item, (lo, hi, _, _) in RANGES.items()
+            for q in _QUANTILES
+        },
     }
-    return pa.DataFrameSchema(cols, strict=False, unique=["pseudonym"], name="Scores")
+    return pa.DataFrameSchema(
+        cols,
+        checks=[pa.Check(_forecasts_ordered, error="forecast quantiles: p10 ≤ p50 ≤ p90")],
+        strict=False,
+        unique=["pseudonym"],
+        name="Scores",
+    )
 
 
 EXPLANATIONS_SCHEMA = pa.DataFrameSchema(
@@ -119,6 +157,38 @@ EXPLANATIONS_SCHEMA = pa.DataFrameSchema(
     strict=True,
     unique=["pseudonym", "outcome", "rank"],
     name="Explanations",
+)
+
+SELECTION_SCHEMA = pa.DataFrameSchema(
+    {
+        "pseudonym": _PSEUDONYM,
+        "fiscal_year": pa.Column("int64", pa.Check.in_range(2008, 2100), coerce=True),
+        "letter_type": pa.Column(
+            "string", pa.Check.isin(["advice", "see_doctor"]), nullable=True, coerce=True
+        ),
+        "outcome": pa.Column("string", pa.Check.isin(OUTCOMES), nullable=True, coerce=True),
+        "priority": pa.Column("float64", nullable=True, coerce=True),
+        "rank": pa.Column("Int64", pa.Check.ge(1), nullable=True, coerce=True),
+        "arm": pa.Column(
+            "string", pa.Check.isin(["letter", "control"]), nullable=True, coerce=True
+        ),
+        "reason": pa.Column("string", pa.Check.isin(REASONS), coerce=True),
+        "sent": pa.Column("bool"),
+        **{f"factor_{i}": pa.Column("string", nullable=True, coerce=True) for i in (1, 2, 3)},
+    },
+    strict=True,
+    unique=["pseudonym"],
+    name="Selection",
+)
+
+LETTERS_SENT_SCHEMA = pa.DataFrameSchema(
+    {
+        "pseudonym": _PSEUDONYM,
+        "letter_date": pa.Column("string", pa.Check.str_matches(r"^\d{4}-\d{2}-\d{2}$")),
+    },
+    strict=True,
+    unique=["pseudonym"],
+    name="LettersSent",
 )
 
 DRIFT_SCHEMA = pa.DataFrameSchema(

@@ -160,7 +160,8 @@ def select(
         if series is None:
             return pd.Series([default] * n)
         mapped = pid.map(series)
-        return mapped.where(mapped.notna(), default)
+        # numpy, not Series.where: no silent downcast of the object column (FutureWarning).
+        return pd.Series(np.where(mapped.notna(), mapped.to_numpy(dtype=object), default))
 
     flag(~lookup(enrolled, True).astype(bool).to_numpy(), "NOT_ENROLLED")
     flag(lookup(opted_out, False).astype(bool).to_numpy(), "OPTED_OUT")

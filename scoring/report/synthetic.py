@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from data.columns import OUTCOMES, QUESTIONNAIRE_COLUMNS
+from data.validate import RANGES
 from features import declarations
 from scoring.contracts import ModelSummary
 from scoring.select import Budget, SelectionConfig, select
@@ -90,9 +91,10 @@ def make_scores(n: int, rng: np.random.Generator, fiscal_year: int = 2024) -> pd
         x = np.asarray(c[item], dtype=float)
         sd = np.nanstd(x) * 0.15
         mid = x + rng.normal(0, sd, n)
-        c[f"{item}_p10"] = (mid - 1.28 * sd).round(2)
-        c[f"{item}_p50"] = mid.round(2)
-        c[f"{item}_p90"] = (mid + 1.28 * sd).round(2)
+        lo, hi = RANGES[item][:2]  # inside the item's physical range, as the engine's
+        c[f"{item}_p10"] = np.clip(mid - 1.28 * sd, lo, hi).round(2)
+        c[f"{item}_p50"] = np.clip(mid, lo, hi).round(2)
+        c[f"{item}_p90"] = np.clip(mid + 1.28 * sd, lo, hi).round(2)
     df = pd.DataFrame(c)
     df["model_uri"] = "models:/kenshin-risk/3"
     df["model_version"] = "3"

@@ -446,3 +446,38 @@ def test_sbp_not_above_dbp_loses_the_pair_not_the_row(tmp_path):
     chk = read_checkups(tmp_path / "s").set_index("pseudonym").loc[_pseudonym("A1")]
     assert pd.isna(chk["sbp"]) and pd.isna(chk["dbp"]) and chk["ldl"] == 130
     assert "sbp_not_above_dbp" in chk["soft_flags"].split(";")
+
+
+@pytest.mark.parametrize(
+    ("override", "column", "reason"),
+    [({"sex": ""}, "sex", "sex is missing"), ({"sbp": "99999"}, "sbp", "hard range")],
+)
+def test_rows_the_fuzzer_found_are_rejected_not_crashing(tmp_path, override, column, reason):
+    rows = [checkup_row(person_id=f"P{i}") for i in range(6)]
+    rows.append(checkup_row(person_id="X", **override))
+    result = ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", _config())
+    assert result.rejects[["column"]].values.tolist() == [[column]]
+    assert reason in result.rejects["reason"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"encoding": "no-such-codec"}, "unknown encoding"),
+        ({"today": "R8.4.1"}, "YYYY-MM-DD"),
+        ({"today": "2026-02-30"}, "not a valid date"),
+        ({"questionnaire_coding": "sometimes"}, "questionnaire coding"),
+    ],
+)
+def test_bad_settings_are_bad_input(config, message):
+    with pytest.raises(BadInputError, match=message):
+        IngestConfig(**config)
+
+
+def test_a_bare_cr_in_the_header_is_a_malformed_file(tmp_path):
+    bundle = write_bundle(tmp_path / "b", [checkup_row()])
+    (bundle / "checkups.csv").write_bytes(
+        b"person_id,exam_date,sex,birth_date,memo\r0\n12-000000,2024-06-10,1,1970-05-01,x\n"
+    )
+    with pytest.raises(BadInputError, match="malformed CSV"):
+        ingest(bundle, tmp_path / "s", _config())

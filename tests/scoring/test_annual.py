@@ -376,3 +376,114 @@ def test_letters_of_a_real_selection_are_evaluated_a_year_later(annual, tmp_path
     weight = rows.loc[("all", "change_weight_kg")]
     assert weight["ci_high"] < 0, weight.to_dict()
     assert paths["csv"].exists()
+
+
+# --- value forecasts, all-or-nothing outputs -------------------------------------------------
+
+
+def test_forecasts_stay_inside_the_physical_range_and_ordered(annual):
+    from data.validate import RANGES
+    from kenshin.annual import load_model
+
+    scores = _read(annual, "scores")
+    m = load_model("models:/kenshin-risk@champion", annual.workdir)
+    assert m.engine.forecast_items
+    for item in m.engine.forecast_items:
+        lo, hi = RANGES[item][:2]
+        q = scores[[f"{item}_p10", f"{item}_p50", f"{item}_p90"]].dropna()
+        assert len(q) and q.ge(lo).all().all() and q.le(hi).all().all(), item
+        assert (q.iloc[:, 0] <= q.iloc[:, 1]).all() and (q.iloc[:, 1] <= q.iloc[:, 2]).all()
+    # A resident at the bottom of the range: the change forecast would take γ-GT below zero.
+    X = np.full((3, len(m.engine.feature_names)), np.nan)
+    X[:, m.engine.feature_names.index("ggt")] = [1.0, 2.0, 2999.0]
+    got = m.engine.predict_values(X)
+    assert got["ggt_p10"].min() >= 1.0 and got["ggt_p90"].max() <= 3000.0
+    assert (got["ggt_p10"] <= got["ggt_p50"]).all() and (got["ggt_p50"] <= got["ggt_p90"]).all()
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_run_that_fails_writes_nothing(annual, tmp_path, monkeypatch):
+    """A table refused by its contract (here: drift) stops the run before any output exists."""
+    import pandera.pandas as pa
+
+    import kenshin.annual as ka
+
+    refuse = pa.DataFrameSchema(checks=[pa.Check(lambda df: False, error="injected")])
+    monkeypatch.setattr(ka, "DRIFT_SCHEMA", refuse)
+    out = tmp_path / "fresh"
+    with pytest.raises(Exception, match="injected"):
+        ka.run_annual(replace(annual.cfg, out=out, log_mlflow=False))
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*partial*"))  # nothing left beside it either
+
+
+def test_a_run_that_fails_late_leaves_the_last_outputs_untouched_and_resumes(
+    annual, tmp_path, monkeypatch
+):
+    """The report fails after scores, selection and letters were made: the output folder of the
+    previous run is left byte for byte; the next run reuses the letters already rendered."""
+    import shutil
+
+    import kenshin.annual as ka
+
+    out = tmp_path / "again"
+    shutil.copytree(annual.cfg.out, out)
+    min((out / "letters" / "letters").glob("*.pdf")).unlink()  # one letter lost since
+    before = _listing(out)
+
+    def broken_report(*args, **kwargs):
+        raise RuntimeError("typesetter died")
+
+    monkeypatch.setattr(ka, "_report", broken_report)
+    with pytest.raises(RuntimeError, match="typesetter died"):
+        ka.run_annual(replace(annual.cfg, out=out, log_mlflow=False))
+    assert _listing(out) == before
+    stage = tmp_path / ".again.partial"
+    assert sorted(p.name for p in stage.iterdir()) == ["letters"]  # kept for the next run
+    monkeypatch.undo()
+    res = ka.run_annual(replace(annual.cfg, out=out, log_mlflow=False))
+    # The lost letter was rendered by the failed run; the rerun renders nothing.
+    assert res.counts["letters_rendered"] == 0
+    assert res.counts["letters_reused"] == res.counts["letters_requested"]
+    assert not stage.exists()
+    sel = pd.read_parquet(out / "selection.parquet")
+    assert {p.stem for p in (out / "letters" / "letters").glob("*.pdf")} == set(
+        sel.loc[sel["sent"], "pseudonym"]
+    )
+    assert res.paths["scores"] == out / "scores.parquet"
+
+
+def test_cli_score_refused_by_a_contract_exits_3_without_partial_scores(
+    annual, tmp_path, monkeypatch
+):
+    """What `kenshin score` did on a 2,000-resident ward when a forecast broke a contract: now one
+    line, exit 3, a log in the work folder, and no partial outputs."""
+    from typer.testing import CliRunner
+
+    import kenshin.annual as ka
+    from kenshin.cli import app
+    from scoring.score import score_chunk
+
+    def negative_p10(*args, **kwargs):
+        scores, X = score_chunk(*args, **kwargs)
+        return scores.assign(ggt_p10=-3.0), X
+
+    monkeypatch.setattr(ka, "score_chunk", negative_p10)
+    work = tmp_path / "work"  # the model comes from MLFLOW_TRACKING_URI; the log goes here
+    work.mkdir()
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        ["score", "--store", str(annual.store), "--year", str(FY), "--out", str(out),
+         "--workdir", str(work), "--no-letters", "--no-report"],
+    )  # fmt: skip
+    assert res.exit_code == 3, (res.output, res.exception)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output + res.stderr
+    assert lines[0].startswith("internal error: SchemaError") and "'ggt_p10'" in lines[0]
+    assert not out.exists()
+    logs = list(work.glob("kenshin-error-*.log"))
+    assert len(logs) == 1 and "ggt_p10" in logs[0].read_text()
