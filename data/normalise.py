@@ -460,13 +460,6 @@ def harmonise_questionnaire_with_problems(
         invalid = present & ~ok
         out[col] = value.mask(invalid).astype("Int64")
         problems[col] = bad.to_numpy(dtype=bool) | invalid
-    n_bad = problems.sum()
-    n_bad = n_bad[n_bad > 0]
-    if len(n_bad):
-        log.warning(
-            "questionnaire answers set to missing (invalid code for their version): %s",
-            ", ".join(f"{c}={n}" for c, n in n_bad.items()),
-        )
     return out, problems
 
 
@@ -490,9 +483,9 @@ def harmonise_questionnaire(
       guidance, 9N806), so the value is set to missing.
 
     Every ``q_`` column is coerced to Int64 (``"２"`` → 2). Codes that are not valid for their row's
-    version (``q_smoking`` 3 in FY2022, 9 anywhere) or not integers become missing and are
-    reported in a warning. :func:`harmonise_questionnaire_with_problems` also returns the
-    per-cell mask. On rows without a fiscal year the four version-dependent items become missing
+    version (``q_smoking`` 3 in FY2022, 9 anywhere) or not integers become missing;
+    :func:`harmonise_questionnaire_with_problems` also returns the per-cell mask (ingest counts
+    them in the manifest). On rows without a fiscal year the four version-dependent items become missing
     (version unknown). Returns a new frame and does not change ``df``.
     """
     return harmonise_questionnaire_with_problems(df, last_legacy_fy)[0]
