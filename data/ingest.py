@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -199,12 +200,19 @@ def ingest(
 
 
 def _check_writable(store: Path) -> None:
-    """Fail before reading anything when the store cannot be written."""
-    parent = store.resolve().parent
-    while not parent.exists():
+    """Fail before reading anything when the store cannot be written (tried with a file:
+    ``os.access`` says yes to root and on read-only mounts)."""
+    parent = Path(os.path.abspath(store)).parent
+    while not os.path.lexists(parent) and parent.parent != parent:
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInputError(f"{store}: cannot write here (folder {parent} is not writable)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kenshin-write-check-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BadInputError(
+            f"{store}: cannot write here ({parent}: {exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def _ingest_locked(
@@ -219,7 +227,9 @@ def _ingest_locked(
     sources = sorted(
         {str(p.relative_to(bundle)): p for t in raw.values() for p in t.sources}.items()
     )
-    extra_sources = sorted(p for p in bundle.rglob("*") if p.suffix in (".xml", ".zip"))
+    extra_sources = sorted(  # regular files only: a FIFO or device is never opened
+        p for p in bundle.rglob("*") if p.suffix.lower() in (".xml", ".zip") and p.is_file()
+    )
     source_info = [
         {"file": name, "sha256": store_mod.sha256_file(p), "bytes": p.stat().st_size}
         for name, p in sources + [(str(p.relative_to(bundle)), p) for p in extra_sources]
@@ -375,6 +385,13 @@ def _ingest_locked(
 
 def _why_no_checkups(table: RawTable) -> str:
     others = table.notes.get("xml", {}).get("non_checkup_files", {}) if table.notes else {}
+    skipped = table.notes.get("xml", {}).get("skipped_files", {}) if table.notes else {}
+    if skipped and not others:
+        files = ", ".join(f"{n} ({kind})" for n, kind in list(skipped["files"].items())[:5])
+        return (
+            f"no checkup document: {skipped['count']:,} XML/ZIP entries are not regular files "
+            f"and were skipped unopened: {files}"
+        )
     if others:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(others.items()))
         return f"no checkup document among the XML files (only other exchange files: {kinds})"

@@ -296,7 +296,8 @@ def read_bundle(bundle: Path, encoding: str | None = None) -> dict[str, RawTable
         tables[name] = read_table(name, paths, encoding)
     _register_plugins()
     # Each reader is called once with the whole folder, so it can parse its files in parallel.
-    wanted = {r: None for s, r in CHECKUP_READERS.items() if next(bundle.rglob(f"*{s}"), None)}
+    suffixes = {p.suffix.lower() for p in bundle.rglob("*")}
+    wanted = {r: None for s, r in CHECKUP_READERS.items() if s in suffixes}
     xml_frames = [frame for reader in wanted for frame in reader(bundle)]
     if xml_frames:
         checkups = tables["checkups"]

@@ -27,6 +27,7 @@ from kenshin.errors import (
     short_message,
     write_error_log,
 )
+from kenshin.printable import data_text, printable
 
 app = typer.Typer(
     add_completion=False,
@@ -58,8 +59,29 @@ def _log_folders(kwargs: dict) -> list[Path]:
 def print_error(message: str) -> None:
     """``error: <message>`` as one line on stderr, printed literally (no console markup)."""
     text = Text("error:", style="bold red")
-    text.append(" " + one_line(message))
+    text.append(" " + printable(one_line(message)))
     err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def say(line: object) -> None:
+    """Print a line that holds data (paths, names): literally, control characters removed."""
+    console.print(data_text(line), highlight=False)
+
+
+def prepare_tracking(workdir: Path) -> None:
+    """Before a command that writes to MLflow does any work: the work folder and tracking store
+    must be writable (else exit 2), and runs a killed kenshin left RUNNING are marked FAILED."""
+    from models.registry import prepare_tracking as prepare
+
+    for run in prepare(workdir):
+        note = Text("note:", style="yellow")
+        note.append(
+            printable(
+                f" MLflow run {run['run_id']} ({run['name']}) was left RUNNING by process "
+                f"{run['pid']}, which has ended: marked FAILED"
+            )
+        )
+        err_console.print(note, highlight=False, soft_wrap=True)
 
 
 def handles_bad_input(func: Callable) -> Callable:
@@ -89,7 +111,7 @@ def handles_bad_input(func: Callable) -> Callable:
             except Exception as log_exc:  # pragma: no cover - nowhere to write
                 where = f"no log could be written ({type(log_exc).__name__})"
             text = Text("internal error:", style="bold red")
-            text.append(f" {kind}: {short_message(exc)} — {where}; please report it")
+            text.append(printable(f" {kind}: {short_message(exc)} — {where}; please report it"))
             err_console.print(text, highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL) from None
 
@@ -99,7 +121,7 @@ def handles_bad_input(func: Callable) -> Callable:
 def progress() -> Progress:
     return Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
@@ -151,20 +173,19 @@ def synth(
             letters=letters, letter_year=letter_year, letter_effect=letter_effect,
             questionnaire_coding=questionnaire_coding,
         )  # fmt: skip
-    table = Table(title=Text(f"synthetic bundle → {out}"))
+    table = Table(title=data_text(f"synthetic bundle → {out}"))
     for col in ("table", "rows", "file"):
         table.add_column(col)
     for name, path in paths.items():
-        table.add_row(name, f"{summary.get(name, ''):,}", Text(str(path.name)))
+        table.add_row(data_text(name), f"{summary.get(name, ''):,}", data_text(path.name))
     console.print(table)
     if dirty:
-        console.print(f"injected faults: {summary['faults']}")
+        say(f"injected faults: {summary['faults']}")
     if letters is not None:
-        console.print(
+        say(
             f"letters: {summary['letters']:,} residents of the letter arm respond (effect "
             f"{letter_effect}; {summary['see_doctor_letters']:,} see-a-doctor letters may start "
-            f"treatment); {summary['letters_unmatched']:,} lettered pseudonyms not in the ward",
-            highlight=False,
+            f"treatment); {summary['letters_unmatched']:,} lettered pseudonyms not in the ward"
         )
 
 
@@ -183,7 +204,7 @@ def evaluate_letters(
     result, paths = run_evaluate(store, year, scores)
     print_evaluation(console, result)
     for path in paths.values():
-        console.print(f"wrote {path}", highlight=False, markup=False)
+        say(f"wrote {path}")
 
 
 @app.command()
@@ -244,8 +265,8 @@ def features(
     result = run_features(store, out, truth)
     print_follow_up(console, result["follow_up"])
     for name, path in result["paths"].items():
-        console.print(f"{name}: {path}", highlight=False, markup=False)
-    console.print(f"{result['rows']:,} index rows")
+        say(f"{name}: {path}")
+    say(f"{result['rows']:,} index rows")
 
 
 @app.command()
@@ -262,6 +283,7 @@ def train(
     """Train, evaluate, log to MLflow and register kenshin-risk@challenger."""
     from kenshin.pipeline import print_train_summary, run_train
 
+    prepare_tracking(workdir)
     with progress() as bar:
         _engine, report, run = run_train(store, workdir, truth, bar=bar)
     print_train_summary(console, report, run)
@@ -286,6 +308,7 @@ def promote(
     from models.registry import PromotionPolicy
 
     policy = PromotionPolicy(auc_tolerance, ece_max, slope_tolerance)
+    prepare_tracking(workdir)
     print_promotion(console, run_promote(workdir, store, force, policy))
 
 
@@ -323,6 +346,7 @@ def score(
     """Score FY's eligible residents, select letters (with a control arm), write letters + report."""
     from kenshin.annual import print_annual, run_scoring_command
 
+    prepare_tracking(workdir)
     with progress() as bar:
         result = run_scoring_command(
             store, year, out, model, workdir, scoring_config, selection_config, scoring_date,
@@ -356,6 +380,7 @@ def demo(
     )
 
     bundle, store = workdir / "bundle", workdir / "store"
+    prepare_tracking(workdir)
     with progress() as bar:
         run_synth(bundle, residents, 6, seed, 2025, "csv", dirty=True, bar=bar)
         result = run_ingest(bundle, store, force=True, bar=bar)
@@ -370,10 +395,9 @@ def demo(
             None, None, None, None, True, True, bar, letter_budget=demo_letters,
         )  # fmt: skip
     print_annual(console, annual)
-    console.print(Text("demo done.", style="bold") + Text(f" bundle: {bundle}  store: {store}"),
+    console.print(Text("demo done.", style="bold") + data_text(f" bundle: {bundle}  store: {store}"),
                   highlight=False)  # fmt: skip
-    console.print(f"MLflow: {run.tracking_uri}  — browse with: {mlflow_ui_hint(workdir)}",
-                  highlight=False, markup=False)  # fmt: skip
+    say(f"MLflow: {run.tracking_uri}  — browse with: {mlflow_ui_hint(workdir)}")
 
 
 def main() -> None:  # pragma: no cover

@@ -18,6 +18,7 @@ from data.ingest import (
     ingest,
     load_ingest_settings,
 )
+from kenshin.printable import data_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,17 +153,17 @@ def run_ingest(
 
 def print_ingest_summary(console: Console, result: IngestResult, store: Path) -> None:
     """Row accounting per table, reject reasons, and extras: what was read, written, rejected."""
-    table = Table(title=Text(f"row accounting → {store}"))
+    table = Table(title=data_text(f"row accounting → {store}"))
     for col in ("table", "read", "loaded", "rejected", "merged duplicates", "adds up"):
         table.add_column(col, justify="right" if col != "table" else "left")
     for name, a in result.accounting.items():
         table.add_row(
-            name,
+            data_text(name),
             f"{a.read:,}",
             f"{a.loaded:,}",
             f"{a.rejected:,}",
             f"{a.merged_duplicates:,}",
-            "yes" if a.balanced else "[red]NO[/]",
+            Text("yes") if a.balanced else Text("NO", style="red"),
         )
     console.print(table)
     if result.unchanged:
@@ -173,31 +174,43 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
         for col in ("table", "column", "reason", "rows"):
             rt.add_column(col)
         for r in reasons:
-            rt.add_row(r["table"], Text(str(r["column"])), Text(r["reason"]), f"{r['rows']:,}")
+            rt.add_row(
+                data_text(r["table"]), data_text(r["column"]), data_text(r["reason"]),
+                f"{r['rows']:,}",
+            )  # fmt: skip
         console.print(rt)
         first = result.rejects.head(5)
         for r in first.itertuples():
-            console.print(
-                f"  e.g. {r.source_file} row {r.source_row}, column {r.column}: {r.reason}",
-                highlight=False,
-                markup=False,
-            )
+            _say(console, f"  e.g. {r.source_file} row {r.source_row}, column {r.column}: "
+                 f"{r.reason}")  # fmt: skip
     for name, notes in result.manifest.get("reader_notes", {}).items():
         for source, report in notes.items():
-            console.print(f"{name} from {source}: {report}", highlight=False, markup=False)
+            _say(console, f"{name} from {source}: {report}")
+            skipped = report.get("skipped_files") if isinstance(report, dict) else None
+            if skipped:
+                _say(console, f"warning: {name}: {_skipped_line(skipped)}")
     for name, cols in result.extra_columns.items():
-        console.print(
-            f"unknown columns in {name} kept aside (private/extra_columns.parquet): {cols}",
-            markup=False,
-            highlight=False,
-        )
+        _say(console, f"unknown columns in {name} kept aside (private/extra_columns.parquet): "
+             f"{cols}")  # fmt: skip
     print_questionnaire_coding(console, result.manifest)
     for name in result.manifest.get("missing_tables", []):
-        console.print(
-            f"warning: no {name} table in the bundle: {MISSING_TABLE_EFFECT[name]}",
-            markup=False,
-            highlight=False,
-        )
+        _say(console, f"warning: no {name} table in the bundle: {MISSING_TABLE_EFFECT.get(name)}")
+
+
+def _say(console: Console, line: object) -> None:
+    """Print a line holding data: never read as markup, control characters removed."""
+    console.print(data_text(line), highlight=False, soft_wrap=False)
+
+
+def _skipped_line(skipped: dict) -> str:
+    """``skipped N files that are not regular files (…): name (FIFO), …`` (reader notes)."""
+    files = skipped.get("files", {})
+    shown = ", ".join(f"{name} ({kind})" for name, kind in list(files.items())[:10])
+    more = skipped.get("count", len(files)) - min(len(files), 10)
+    return (
+        f"skipped {skipped.get('count', len(files)):,} XML/ZIP entries that are not regular "
+        f"files (never opened): {shown}" + (f" and {more:,} more" if more > 0 else "")
+    )
 
 
 #: What a store without this table cannot do (ingest loads the rest with a warning).
@@ -213,37 +226,34 @@ def print_questionnaire_coding(console: Console, manifest: dict) -> None:
     coding = manifest.get("questionnaire_coding", {})
     decisions = coding.get("decisions", [])
     if decisions:
-        t = Table(title=f"questionnaire coding before FY2024 (setting: {coding.get('setting')})")
+        t = Table(
+            title=data_text(
+                f"questionnaire coding before FY2024 (setting: {coding.get('setting')})"
+            )
+        )
         for col in ("file", "fiscal year", "rows", "read as", "because"):
             t.add_column(col)
         for d in decisions:
             t.add_row(
-                Text(str(d["source_file"])), str(d["fiscal_year"]), f"{d['rows']:,}",
-                d["coding"], d["basis"],
+                data_text(d["source_file"]), data_text(d["fiscal_year"]), f"{d['rows']:,}",
+                data_text(d["coding"]), data_text(d["basis"]),
             )  # fmt: skip
         console.print(t)
-        if any(d["basis"].startswith("assumed") for d in decisions):
-            console.print(
+        if any(str(d["basis"]).startswith("assumed") for d in decisions):
+            _say(
+                console,
                 "  'assumed': only codes both forms share; read in the old form's codes. If the "
                 "export converted earlier years to the 2024 codes, re-run with "
                 "--questionnaire-coding current.",
-                markup=False,
-                highlight=False,
             )
     invalid = manifest.get("invalid_codes", [])
     if invalid:
         text = ", ".join(f"{c['item']} {c['rows']:,} ({c['coding']})" for c in invalid)
-        console.print(
-            f"codes set to missing and flagged (row kept): {text}", markup=False, highlight=False
-        )
+        _say(console, f"codes set to missing and flagged (row kept): {text}")
     derived = {k: v for k, v in manifest.get("derived_out_of_range", {}).items() if v}
     if derived:
         text = ", ".join(f"{k} {v:,}" for k, v in derived.items())
-        console.print(
-            f"derived values outside their range, left missing and flagged: {text}",
-            markup=False,
-            highlight=False,
-        )
+        _say(console, f"derived values outside their range, left missing and flagged: {text}")
 
 
 # ------------------------------------------------------------------ features / train / promote
@@ -280,7 +290,9 @@ def run_features(store: Path, out: Path, truth: Path | None = None) -> dict:
     }
     features.to_parquet(paths["features"], index=False)
     labels.to_parquet(paths["labels"], index=False)
-    report.to_csv(paths["follow_up"], index=False)
+    from data.files import csv_bytes  # spreadsheet-safe CSV (no cell runs as a formula)
+
+    paths["follow_up"].write_bytes(csv_bytes(report))
     return {"paths": paths, "rows": len(features), "follow_up": report}
 
 
@@ -338,7 +350,7 @@ def print_train_summary(console: Console, report, run) -> None:
     from rich import box
 
     table = Table(
-        title=f"kenshin-risk v{run.version} (challenger), test year {report.test_year}",
+        title=data_text(f"kenshin-risk v{run.version} (challenger), test year {report.test_year}"),
         caption="ratio: AUC ÷ AUC of the true probabilities (synthetic truth); LR, points: "
         "baselines' AUC; drivers: rows with ≥1 true driver in the top 3 / constant guess",
         box=box.SIMPLE_HEAD,
@@ -359,23 +371,23 @@ def print_train_summary(console: Console, report, run) -> None:
         if member != "lightgbm":
             members.append(f"{o}: {member} (weight {_f(r.get('member_weight'), '{:.2f}')})")
         table.add_row(
-            str(o), _f(r.get("engine_auc", r.get("lightgbm_auc"))), _f(r.get("auc_ratio")),
+            data_text(o), _f(r.get("engine_auc", r.get("lightgbm_auc"))), _f(r.get("auc_ratio")),
             _f(r.get("ece")), _f(r.get("cal_slope"), "{:.2f}")[:6], _f(r.get("logistic_auc")),
             _f(r.get("points_auc")), drivers,
         )  # fmt: skip
     console.print(table)
     if members:
-        console.print("not LightGBM alone (chosen on validation): " + "; ".join(members),
-                      highlight=False)  # fmt: skip
+        _say(console, "not LightGBM alone (chosen on validation): " + "; ".join(members))
     if len(report.forecasts):
         ft = Table(title="value forecasts, next year (80% interval)")
         for c in ("item", "coverage", "mean width", "MAE p50", "MAE same as now"):
             ft.add_column(c, justify="left" if c == "item" else "right")
         for r in report.forecasts.to_dict("records"):
-            ft.add_row(r["item"], _f(r["coverage_80"], "{:.0%}"), _f(r["mean_width"], "{:.2f}"),
+            ft.add_row(data_text(r["item"]), _f(r["coverage_80"], "{:.0%}"),
+                       _f(r["mean_width"], "{:.2f}"),
                        _f(r["mae_p50"], "{:.2f}"), _f(r["mae_persistence"], "{:.2f}"))  # fmt: skip
         console.print(ft)
-    console.print(f"MLflow run {run.run_id} → {run.tracking_uri}", highlight=False)
+    _say(console, f"MLflow run {run.run_id} → {run.tracking_uri}")
 
 
 def print_promotion(console: Console, decision) -> None:
@@ -387,17 +399,21 @@ def print_promotion(console: Console, decision) -> None:
             t.add_column(c, justify="left" if c == "outcome" else "right", no_wrap=c == "outcome")
         for r in fig.to_dict("records"):
             ok = r["auc_ok"] and r["ece_ok"] and r["slope_ok"]
-            t.add_row(r["outcome"], f"{r['n']:,}", _f(r["challenger_auc"]),
+            t.add_row(data_text(r["outcome"]), f"{r['n']:,}", _f(r["challenger_auc"]),
                       _f(r["champion_auc"]), _f(r["auc_drop"], "{:+.3f}"),
                       _f(r["challenger_ece"]), _f(r["challenger_cal_slope"], "{:.2f}"),
-                      "yes" if ok else "[red]no[/]")  # fmt: skip
+                      Text("yes") if ok else Text("no", style="red"))  # fmt: skip
         console.print(t)
     before = decision.champion_version and f"v{decision.champion_version}" or "none"
-    verdict = "[bold green]promoted[/]" if decision.promoted else "[bold yellow]not promoted[/]"
-    console.print(
-        f"challenger v{decision.challenger_version} {verdict} (champion before: {before}): "
-        f"{decision.reason}"
+    verdict = (
+        Text("promoted", style="bold green")
+        if decision.promoted
+        else Text("not promoted", style="bold yellow")
     )
+    line = data_text(f"challenger v{decision.challenger_version} ")
+    line.append_text(verdict)
+    line.append_text(data_text(f" (champion before: {before}): {decision.reason}"))
+    console.print(line, highlight=False)
 
 
 def mlflow_ui_hint(workdir: Path) -> str:
@@ -417,7 +433,7 @@ def print_follow_up(console: Console, report: pd.DataFrame) -> None:
     for c in cols:
         t.add_column(c, justify="left" if c == "outcome" else "right", no_wrap=c == "outcome")
     for r in report.to_dict("records"):
-        row = [r["outcome"], f"{r['at_risk']:,}", f"{r['with_follow_up']:,}",
+        row = [data_text(r["outcome"]), f"{r['at_risk']:,}", f"{r['with_follow_up']:,}",
                f"{r['without_follow_up']:,}", _f(r["share_without_follow_up"], "{:.1%}"),
                _f(r["event_rate"], "{:.1%}")]  # fmt: skip
         if extra:
@@ -546,7 +562,9 @@ def run_evaluate(store: Path, year: int, scores: Path, config=None):
         "csv": Path(scores) / f"evaluation_FY{year}.csv",
         "json": Path(scores) / f"evaluation_FY{year}.json",
     }
-    result.comparisons.to_csv(paths["csv"], index=False, lineterminator="\n")
+    from data.files import csv_bytes  # spreadsheet-safe CSV (no cell runs as a formula)
+
+    paths["csv"].write_bytes(csv_bytes(result.comparisons))
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return result, paths
 
@@ -556,8 +574,10 @@ def print_evaluation(console: Console, result) -> None:
     from scoring.evaluate import format_estimate
 
     t = Table(
-        title=f"介入効果の評価: FY{result.fiscal_year} letters at FY{result.follow_up_year} "
-        f"checkups (ITT, {result.config.confidence:.0%} CI)",
+        title=data_text(
+            f"介入効果の評価: FY{result.fiscal_year} letters at FY{result.follow_up_year} "
+            f"checkups (ITT, {result.config.confidence:.0%} CI)"
+        ),
         caption="shares: letter − control in percentage points (Newcombe); "
         "changes: mean change, letter − control (Welch)",
     )
@@ -569,6 +589,7 @@ def print_evaluation(console: Console, result) -> None:
         def cell(v, n, share=share):
             return f"{_f(v, '{:.1%}' if share else '{:+.2f}')} ({n:,})"
 
-        t.add_row(r["group"], r["measure"], cell(r["letter"], r["n_letter"]),
-                  cell(r["control"], r["n_control"]), format_estimate(r))  # fmt: skip
+        t.add_row(data_text(r["group"]), data_text(r["measure"]),
+                  cell(r["letter"], r["n_letter"]), cell(r["control"], r["n_control"]),
+                  data_text(format_estimate(r)))  # fmt: skip
     console.print(t)

@@ -7,6 +7,15 @@
   fingerprint (sha256 + row counts), feature-set version and declarations, every metric,
   slice / synthetic / forecast tables, ROC / calibration / SHAP plots, a model card and the git
   commit — and the whole engine as one pyfunc registered as ``kenshin-risk@challenger``.
+* :func:`check_writable`: before any work, a command that writes to the tracking store tries
+  to create a file in the work folder and the local store's folders, or in their nearest
+  existing ancestors (``os.access`` says yes to root and on read-only mounts); a folder that
+  cannot be written is exit 2 with one line, and nothing is created.
+* Runs left ``RUNNING`` by a killed process: every run records its process (``kenshin.pid``,
+  ``kenshin.host``, ``kenshin.process`` = boot id and start time); :func:`sweep_stale_runs`
+  (run when a command first uses a tracking store) marks a RUNNING run of the kenshin
+  experiments ``FAILED`` when that process is gone. SIGTERM / SIGHUP / SIGINT during a run end
+  it as ``KILLED`` before the process exits (exit code 128 + signal for SIGTERM / SIGHUP).
 * :func:`promote`: re-scores challenger and champion on the challenger's test rows (rebuilt
   from the store the challenger was trained on, checked against its fingerprint) and moves
   ``champion`` only if no outcome's AUC drops by more than ``auc_tolerance`` and the
@@ -20,11 +29,15 @@ synthetic (per-column quantiles, see models.engine.input_example); tables are ag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import socket
 import subprocess
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -41,12 +54,15 @@ __all__ = [
     "PromotionDecision",
     "PromotionPolicy",
     "TrainingRun",
+    "check_writable",
     "configure_tracking",
     "flatten_config",
     "git_commit",
     "log_training_run",
+    "prepare_tracking",
     "promote",
     "outcome_test_rows",
+    "sweep_stale_runs",
     "tracking_uri",
 ]
 
@@ -90,6 +106,8 @@ def configure_tracking(workdir: Path | str = "work", experiment: str = EXPERIMEN
         Path(workdir).mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri not in _SWEPT:
+        sweep_stale_runs(workdir)
     exp = mlflow.get_experiment_by_name(experiment)
     exp_id = (
         exp.experiment_id
@@ -103,18 +121,237 @@ def configure_tracking(workdir: Path | str = "work", experiment: str = EXPERIMEN
 @contextmanager
 def _own_run(experiment_id: str, run_name: str):
     """A run of its own in the kenshin experiment, also under ``mlflow run`` (which exports
-    ``MLFLOW_RUN_ID`` for its project run): the project run's id is kept as a tag."""
+    ``MLFLOW_RUN_ID`` for its project run): the project run's id is kept as a tag.
+
+    The run records its process (:func:`_process_tags`, for :func:`sweep_stale_runs`) and is
+    ended ``KILLED`` when SIGTERM, SIGHUP or SIGINT interrupts it."""
     import mlflow
 
     outer = os.environ.pop("MLFLOW_RUN_ID", None)
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-            if outer:
-                mlflow.set_tag("kenshin.project_run_id", outer)
-            yield run
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=_process_tags()
+        ) as run:
+            with _killed_on_signal():
+                if outer:
+                    mlflow.set_tag("kenshin.project_run_id", outer)
+                yield run
     finally:
         if outer is not None:
             os.environ["MLFLOW_RUN_ID"] = outer
+
+
+# ------------------------------------------------------------ writable store, stale runs
+
+
+class RunInterrupted(SystemExit):
+    """SIGTERM / SIGHUP during an MLflow run: unwinds (temporary folders are removed), the run
+    is ended ``KILLED``, and the process exits with 128 + the signal number."""
+
+
+#: Signals that end an open run as KILLED (SIGINT arrives as KeyboardInterrupt).
+_RUN_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextmanager
+def _killed_on_signal():
+    """End the active MLflow run as ``KILLED`` if SIGTERM / SIGHUP / SIGINT interrupts the
+    block. Handlers are installed only in the main thread and only where the signal is not
+    ignored (``nohup``); the previous handlers are restored afterwards."""
+    import mlflow
+
+    def interrupted(signum, _frame):
+        raise RunInterrupted(128 + signum)
+
+    previous: dict = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in _RUN_SIGNALS:
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, interrupted)
+    try:
+        yield
+    except (KeyboardInterrupt, RunInterrupted):
+        for sig in (*previous, signal.SIGINT):  # a second signal must not cut the ending short
+            with contextlib.suppress(ValueError, OSError):
+                if threading.current_thread() is threading.main_thread():
+                    previous.setdefault(sig, signal.getsignal(sig))
+                    signal.signal(sig, signal.SIG_IGN)
+        with contextlib.suppress(Exception):
+            mlflow.set_tag("kenshin.ended", "interrupted by a signal")
+            mlflow.end_run("KILLED")
+        raise
+    finally:
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (Linux clock ticks since boot), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _process_identity(pid: int) -> str | None:
+    """``boot id/start time`` of a process: a reused pid or a reboot gives another one."""
+    boot, start = _boot_id(), _start_time(pid)
+    return f"{boot}/{start}" if boot and start else None
+
+
+def _process_tags() -> dict[str, str]:
+    tags = {"kenshin.pid": str(os.getpid()), "kenshin.host": socket.gethostname()}
+    ident = _process_identity(os.getpid())
+    if ident:
+        tags["kenshin.process"] = ident
+    return tags
+
+
+def _process_gone(tags: dict) -> bool:
+    """True when the process a run's tags name has ended (only for runs of this host)."""
+    try:
+        pid = int(tags.get("kenshin.pid", ""))
+    except ValueError:
+        return False
+    if tags.get("kenshin.host") != socket.gethostname() or pid <= 0:
+        return False  # another machine's process: cannot tell
+    recorded = tags.get("kenshin.process")
+    if recorded and (boot := _boot_id()) and not recorded.startswith(f"{boot}/"):
+        return True  # the machine restarted since
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, someone else's
+    except OSError:
+        return False
+    now = _process_identity(pid)
+    return bool(recorded and now and now != recorded)  # the pid was reused
+
+
+#: Tracking URIs swept in this process.
+_SWEPT: set[str] = set()
+
+
+def sweep_stale_runs(workdir: Path | str = "work") -> list[dict]:
+    """Mark ``FAILED`` every RUNNING run of the kenshin experiments whose process is gone.
+
+    A run records its process (``kenshin.pid``, ``kenshin.host``, ``kenshin.process``); a
+    ``kill -9`` or a crash leaves it RUNNING. Only runs of this host are judged. Returns what
+    was marked (run id, pid). A store that does not exist yet is left alone (not created);
+    housekeeping never stops a command, so a store that cannot be searched is skipped.
+    """
+    uri = tracking_uri(workdir)
+    _SWEPT.add(uri)
+    if uri.startswith("sqlite:") and not _sqlite_path(uri).is_file():
+        return []
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        ids = [
+            e.experiment_id
+            for e in client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT}%'")
+        ]
+        if not ids:
+            return []
+        runs = client.search_runs(ids, "attributes.status = 'RUNNING'", max_results=1000)
+        swept = []
+        for run in runs:
+            tags = run.data.tags
+            if not _process_gone(tags):
+                continue
+            pid = tags.get("kenshin.pid")
+            client.set_tag(
+                run.info.run_id, "kenshin.ended",
+                f"process {pid} on {tags.get('kenshin.host')} ended without closing the run; "
+                f"marked FAILED by process {os.getpid()}",
+            )  # fmt: skip
+            client.set_terminated(run.info.run_id, "FAILED")
+            swept.append({"run_id": run.info.run_id, "pid": pid, "name": run.info.run_name})
+        return swept
+    except Exception as exc:  # housekeeping only
+        logging.getLogger(__name__).warning("stale-run sweep skipped: %s", exc)
+        return []
+
+
+def _sqlite_path(uri: str) -> Path:
+    return Path(uri.split("sqlite:///", 1)[-1])
+
+
+def _try_write(folder: Path, what: str) -> None:
+    """Stop with a one-line reason unless a file can be created in ``folder`` — or, while it
+    does not exist yet, in its nearest existing ancestor, which must be a folder. The probe
+    file is removed; nothing is left behind."""
+    from kenshin.errors import BadInputError
+
+    def refuse(reason: str):
+        return BadInputError(
+            f"{folder}: cannot write {what} ({reason}); nothing was done — choose a writable "
+            "--workdir (or MLFLOW_TRACKING_URI)"
+        )
+
+    here = Path(os.path.abspath(folder))
+    while not os.path.lexists(here) and here.parent != here:
+        here = here.parent
+    if not here.is_dir():
+        raise refuse(f"{here} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kenshin-write-check-", dir=here)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise refuse(exc.strerror or type(exc).__name__) from None
+
+
+def check_writable(workdir: Path | str = "work") -> None:
+    """Stop with :class:`~kenshin.errors.BadInputError` (exit 2) unless the work folder and the
+    local tracking store (SQLite file and its folder, artifact folder) can be written.
+
+    Tried by creating a file: ``os.access`` says yes to root and on read-only mounts. A remote
+    tracking server is not checked here.
+    """
+    from kenshin.errors import BadInputError
+
+    workdir = Path(workdir)
+    _try_write(workdir, "the work folder")
+    uri = tracking_uri(workdir)
+    if not uri.startswith("sqlite:"):
+        return
+    db = _sqlite_path(uri)
+    _try_write(db.parent, "the MLflow tracking store's folder")
+    artifacts = _artifact_root(uri, workdir)
+    if artifacts:
+        from urllib.parse import unquote, urlparse
+
+        _try_write(Path(unquote(urlparse(artifacts).path)), "the MLflow artifact folder")
+    if db.exists():
+        try:
+            fd = os.open(db, os.O_RDWR)
+            os.close(fd)
+        except OSError as exc:
+            raise BadInputError(
+                f"{db}: cannot write the MLflow tracking store ({exc.strerror or exc}); "
+                "nothing was done"
+            ) from None
+
+
+def prepare_tracking(workdir: Path | str = "work") -> list[dict]:
+    """What a command that writes to MLflow does first: :func:`check_writable`, then
+    :func:`sweep_stale_runs` (returns the runs marked FAILED)."""
+    check_writable(workdir)
+    return sweep_stale_runs(workdir)
 
 
 def git_commit() -> str:
@@ -410,10 +647,12 @@ def log_training_run(
             t = Path(tmp)
             (t / "data").mkdir()
             (t / "data" / "store_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
+            from data.files import csv_bytes  # spreadsheet-safe CSV (no cell runs as a formula)
+
             if follow_up is not None:
-                follow_up.to_csv(t / "data" / "follow_up.csv", index=False)
+                (t / "data" / "follow_up.csv").write_bytes(csv_bytes(follow_up))
             (t / "features").mkdir()
-            declarations_frame().to_csv(t / "features" / "declarations.csv", index=False)
+            (t / "features" / "declarations.csv").write_bytes(csv_bytes(declarations_frame()))
             (t / "features" / "feature_set_version.txt").write_text(
                 engine.feature_set_version + "\n"
             )
@@ -425,14 +664,14 @@ def log_training_run(
                       "selection": getattr(report, "selection", pd.DataFrame())}  # fmt: skip
             for name, df in tables.items():
                 if len(df):
-                    df.to_csv(ev / f"{name}.csv", index=False)
+                    (ev / f"{name}.csv").write_bytes(csv_bytes(df))
                     df.to_html(ev / f"{name}.html", index=False, float_format="%.4f")
             rows = outcome_test_rows(features, labels, engine)
             shap, calib = _plots(engine, rows, t / "plots")
             if len(shap):
-                shap.to_csv(ev / "shap_mean_abs.csv", index=False)
+                (ev / "shap_mean_abs.csv").write_bytes(csv_bytes(shap))
             if len(calib):
-                calib.to_csv(ev / "calibration_bins.csv", index=False)
+                (ev / "calibration_bins.csv").write_bytes(csv_bytes(calib))
             (t / "model_card.md").write_text(
                 model_card(engine, report, fingerprint, follow_up, commit, truth_used)
             )

@@ -54,7 +54,13 @@ counted in the notes (``non_checkup_files``), never as checkups: the archive's i
 Bad documents become rows with ``_reject_reason`` (and ``_reject_column``), which validation
 honours before any other check, so they land in the rejects table with their file name and are
 counted in the row accounting: malformed XML, wrong namespace, an XML file of unknown kind, a
-deletion request (report category 19), missing checkup date, a PQ value in the wrong unit.
+deletion request (report category 19), missing checkup date, a PQ value in the wrong unit, a
+document larger than :data:`MAX_DOCUMENT_BYTES` (a file by its size, before it is opened; an
+archive member by the bytes counted as it is inflated, or by a compression ratio over
+:data:`MAX_COMPRESSION_RATIO`: a zip bomb), an archive member that cannot be read (encrypted,
+unknown compression, bad CRC). Only regular files are opened (links followed): a FIFO, device,
+socket or broken link named ``*.xml`` / ``*.zip`` is skipped unopened and listed in the notes
+(``skipped_files``).
 Unknown item codes do not reject: they are counted (``notes``). Duplicate documents (same
 person, date and content, which includes the same file twice) are rejected by :func:`finalise`
 across all files of a bundle.
@@ -66,9 +72,9 @@ import hashlib
 import multiprocessing as mp
 import os
 import re
+import stat
 import unicodedata
 import zipfile
-import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -120,6 +126,8 @@ T_COMPONENT, T_BODY, T_SECTION = _t("component"), _t("structuredBody"), _t("sect
 #: Hidden helper columns; :func:`finalise` uses and drops them.
 DOC_KEY, NOTES, SOURCE_PATH = "_doc_key", "_xml_notes", "_source_path"
 NON_CHECKUP = "_non_checkup"  # the kind of a file that is not a checkup document (ix08, cc08, …)
+#: :data:`NON_CHECKUP` of a path that is not a regular file (FIFO, device …): never opened.
+SKIPPED = "not_regular_file"
 HELPERS = (DOC_KEY, NOTES, SOURCE_PATH, NON_CHECKUP)
 CANONICAL = tuple(CHECKUP_COLUMNS)
 OUT_COLUMNS = (
@@ -155,6 +163,19 @@ DELETION_CATEGORY = "19"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 PARALLEL_MIN_DOCS = 1_500
 BATCH = 500
+#: Largest checkup document read, in bytes: a loose file (checked before it is opened) or an
+#: archive member (counted while it is inflated). Real documents are a few kB (the synthetic
+#: ward's largest: 23 kB); a larger one is rejected with its reason and never held in memory
+#: whole. Parsing costs up to ~35× the document in memory (32 MiB of empty elements: 1.1 GiB),
+#: so 8 MiB bounds one parse to ≈ 300 MiB per worker.
+MAX_DOCUMENT_BYTES = 8 * 2**20
+#: Largest inflated ÷ compressed size of an archive member once it passes
+#: :data:`RATIO_FLOOR` bytes. Checkup XML compresses 2-12:1; a zip bomb about 1000:1.
+MAX_COMPRESSION_RATIO = 100
+RATIO_FLOOR = 2**20
+READ_CHUNK = 2**18
+#: Non-regular paths named in the notes (all are counted).
+SKIPPED_LISTED = 50
 
 
 def _unit_norm(u: str | None) -> str:
@@ -296,7 +317,7 @@ def read_checkup_xml(data: bytes | Path, source_name: str | None = None) -> dict
     """
     if isinstance(data, Path):
         source_name = source_name or data.name
-        path, data = str(data), data.read_bytes()
+        path, data = str(data), read_regular_file(data)
     else:
         path = source_name or "<bytes>"
     return dict(zip(OUT_COLUMNS, parse_document(data, source_name or path, path), strict=True))
@@ -605,73 +626,230 @@ def _loose_source_name(path: Path) -> str:
     return path.name
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def _too_large(n: int | str, limit: int) -> str:
+    got, cap = (n, _size(limit)) if isinstance(n, str) else (_size(n), _size(limit))
+    if got == cap:  # just over: the rounded sizes would read the same
+        got, cap = f"{n:,} bytes", f"{limit:,} bytes"
+    return (
+        f"document too large: {got} (limit {cap} per checkup document; real ones are a few "
+        "kB) — not read"
+    )
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, for the notes."""
+    for test, kind in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "directory"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _regular(path: Path) -> tuple[os.stat_result | None, str | None]:
+    """``(stat, None)`` for a regular file (after following links), else ``(None, kind)``: what
+    it is instead (FIFO, device, broken link …). Nothing is opened."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None, "broken symbolic link"
+    except OSError as exc:
+        return None, f"cannot be examined ({exc.strerror or type(exc).__name__})"
+    if not stat.S_ISREG(st.st_mode):
+        return None, _file_kind(st.st_mode)
+    return st, None
+
+
+def read_regular_file(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (default
+    :data:`MAX_DOCUMENT_BYTES`).
+
+    Raises :class:`NotRegularFile` for a FIFO, device, socket or directory (never blocks on
+    one: the file is opened non-blocking and checked again on the open descriptor, so a file
+    swapped after listing is caught too) and :class:`DocumentTooLarge` beyond the limit (the
+    size is checked before reading and the read stops one byte past it).
+    """
+    limit = MAX_DOCUMENT_BYTES if limit is None else limit
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(_file_kind(st.st_mode))
+        if st.st_size > limit:
+            raise DocumentTooLarge(_too_large(st.st_size, limit))
+        data = f.read(limit + 1)  # a regular file's read returns what is there, up to that
+        while len(data) <= limit and (more := f.read(limit + 1 - len(data))):
+            data += more
+    if len(data) > limit:
+        raise DocumentTooLarge(_too_large(f"more than {_size(limit)}", limit))
+    return data
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (FIFO, device, socket, directory)."""
+
+
+class DocumentTooLarge(ValueError):
+    """A document (file or archive member) beyond :data:`MAX_DOCUMENT_BYTES`."""
+
+
+def read_member(
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    limit: int | None = None,
+    max_ratio: float | None = None,
+    ratio_floor: int | None = None,
+) -> bytes:
+    """One archive member, streamed: at most ``limit`` bytes (default
+    :data:`MAX_DOCUMENT_BYTES`) uncompressed, and at most ``max_ratio``
+    (:data:`MAX_COMPRESSION_RATIO`) times its compressed size once past ``ratio_floor``
+    (:data:`RATIO_FLOOR`) bytes (a zip bomb).
+
+    The bytes are counted as they are inflated (the header's declared size is checked first
+    but not trusted); :class:`DocumentTooLarge` is raised as soon as either limit is passed, so
+    a member is never inflated into memory whole.
+    """
+    limit = MAX_DOCUMENT_BYTES if limit is None else limit
+    max_ratio = MAX_COMPRESSION_RATIO if max_ratio is None else max_ratio
+    ratio_floor = RATIO_FLOOR if ratio_floor is None else ratio_floor
+    if info.file_size > limit:
+        raise DocumentTooLarge(_too_large(f"{_size(info.file_size)} declared", limit))
+    ratio_cap = max(ratio_floor, max_ratio * max(info.compress_size, 1))
+    chunks, n = [], 0
+    with zf.open(info) as f:
+        while chunk := f.read(READ_CHUNK):
+            n += len(chunk)
+            if n > limit:
+                raise DocumentTooLarge(_too_large(f"more than {_size(limit)}", limit))
+            if n > ratio_cap:
+                raise DocumentTooLarge(
+                    f"compression ratio over {max_ratio:g}:1 ({_size(n)} so far from "
+                    f"{_size(info.compress_size)} compressed; a zip bomb?) — not read"
+                )
+            chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 #: Per-process cache of the open archive (workers parse many batches of one archive). Keyed by
 #: process id too: a forked worker must never share the parent's file offset.
-_ZIP_CACHE: dict[tuple[int, str], zipfile.ZipFile] = {}
+_ZIP_CACHE: dict[tuple[int, str], tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]] = {}
 
 
-def _open_zip(path: str) -> zipfile.ZipFile:
+def _open_zip(path: str) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
     key = (os.getpid(), path)
-    zf = _ZIP_CACHE.get(key)
-    if zf is None:
+    hit = _ZIP_CACHE.get(key)
+    if hit is None:
         for k in list(_ZIP_CACHE):
             if k[0] == key[0]:
-                _ZIP_CACHE.pop(k).close()
+                _ZIP_CACHE.pop(k)[0].close()
             else:
                 del _ZIP_CACHE[k]  # inherited from the parent: not ours to close
-        zf = _ZIP_CACHE[key] = zipfile.ZipFile(path)
-    return zf
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # swapped since it was listed
+            raise NotRegularFile(_file_kind(st.st_mode))
+        zf = zipfile.ZipFile(path)
+        hit = _ZIP_CACHE[key] = (zf, zf.infolist())
+    return hit
 
 
-def _parse_batch(task: tuple[str | None, list[str]]) -> list[tuple]:
-    """Parse one batch: members of archive ``task[0]``, or loose files when it is None."""
-    archive, names = task
+def _parse_batch(task: tuple[str | None, list]) -> list[tuple]:
+    """Parse one batch: members (by index) of archive ``task[0]``, or loose files when None."""
+    archive, items = task
     rows = []
     if archive is None:
-        for name in names:
+        for name in items:
             p = Path(name)
             try:
-                data = p.read_bytes()
+                data = read_regular_file(name)
+            except NotRegularFile as exc:  # swapped since it was listed: still never read
+                rows.append(_skipped_row(_loose_source_name(p), name, str(exc)))
+                continue
+            except DocumentTooLarge as exc:
+                rows.append(_reject_row(_loose_source_name(p), name, str(exc)))
+                continue
             except OSError as exc:
                 rows.append(_reject_row(_loose_source_name(p), name, f"unreadable file: {exc}"))
                 continue
             rows.append(parse_document(data, _loose_source_name(p), name))
         return rows
-    zf = _open_zip(archive)
     zname = Path(archive).name
-    for member in names:
-        source = f"{zname}:{member}"
+    try:
+        zf, infos = _open_zip(archive)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        return [_reject_row(zname, archive, f"unreadable ZIP archive: {exc}")]
+    for i in items:
+        info = infos[i]
+        source = f"{zname}:{info.filename}"
+        where = f"{archive}:{info.filename}"
         try:
-            data = zf.read(member)
-        except (zipfile.BadZipFile, OSError, ValueError, zlib.error) as exc:
-            rows.append(_reject_row(source, f"{archive}:{member}", f"unreadable member: {exc}"))
+            data = read_member(zf, info)
+        except DocumentTooLarge as exc:
+            rows.append(_reject_row(source, where, str(exc)))
             continue
-        rows.append(parse_document(data, source, f"{archive}:{member}"))
+        except Exception as exc:  # any member that cannot be read rejects only itself
+            reason = f"unreadable member: {type(exc).__name__}: {exc}"
+            rows.append(_reject_row(source, where, reason[:300]))
+            continue
+        rows.append(parse_document(data, source, where))
     return rows
 
 
-def _tasks(path: Path) -> tuple[list[tuple[str | None, list[str]]], int, list[tuple]]:
+def _skipped_row(source: str, path: str, kind: str) -> tuple:
+    """A path that is not a regular file: never opened, listed in the notes."""
+    return _note_row(source, path, SKIPPED, kind)
+
+
+def _tasks(path: Path) -> tuple[list[tuple[str | None, list]], int, list[tuple]]:
     """Batches to parse for ``path`` (file, folder or archive), their document count, and rows
-    for whole-source failures (an unreadable archive)."""
+    settled without parsing: an unreadable archive, an oversized file (rejects), a FIFO or
+    device (skipped, never opened)."""
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() == ".xml")
-        archives = sorted(p for p in path.rglob("*.zip"))
+        files, archives, settled = [], [], []
+        for p in sorted(path.rglob("*"), key=str):
+            suffix = ".zip" if p.suffix == ".zip" else p.suffix.lower()
+            if suffix not in (".xml", ".zip"):
+                continue
+            st, kind = _regular(p)
+            if st is None:
+                if kind != "directory":  # a folder named *.xml is walked, not read
+                    settled.append(_skipped_row(_loose_source_name(p), str(p), kind))
+            elif suffix == ".zip":
+                archives.append(p)
+            elif st.st_size > MAX_DOCUMENT_BYTES:
+                reason = _too_large(st.st_size, MAX_DOCUMENT_BYTES)
+                settled.append(_reject_row(_loose_source_name(p), str(p), reason))
+            else:
+                files.append(str(p))
         tasks = [(None, files[i : i + BATCH]) for i in range(0, len(files), BATCH)]
-        n, bad = len(files), []
-        for a in archives:
+        n = len(files)
+        for a in sorted(archives):
             t, k, b = _tasks(a)
             tasks += t
             n += k
-            bad += b
-        return tasks, n, bad
+            settled += b
+        return tasks, n, settled
+    st, kind = _regular(path)
+    if st is None:
+        return [], 0, [_skipped_row(_loose_source_name(path), str(path), kind)]
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                members = [i.filename for i in zf.infolist() if _is_xml_member(i.filename)]
-        except (zipfile.BadZipFile, OSError) as exc:
+                members = [i for i, z in enumerate(zf.infolist()) if _is_xml_member(z.filename)]
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
             return [], 0, [_reject_row(path.name, str(path), f"unreadable ZIP archive: {exc}")]
         tasks = [(str(path), members[i : i + BATCH]) for i in range(0, len(members), BATCH)]
         return tasks, len(members), []
+    if st.st_size > MAX_DOCUMENT_BYTES:
+        reason = _too_large(st.st_size, MAX_DOCUMENT_BYTES)
+        return [], 0, [_reject_row(_loose_source_name(path), str(path), reason)]
     return [(None, [str(path)])], 1, []
 
 
@@ -730,6 +908,12 @@ def finalise(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """
     if DOC_KEY not in frame.columns:
         return frame, {}
+    skipped = frame[NON_CHECKUP].eq(SKIPPED).fillna(False).to_numpy(dtype=bool)
+    skipped_files = dict(
+        zip(frame.loc[skipped, SOURCE_FILE], frame.loc[skipped, NOTES], strict=True)
+    )
+    n_skipped = int(skipped.sum())
+    frame = frame.loc[~skipped].reset_index(drop=True)
     other = frame[NON_CHECKUP].notna()
     kinds = frame.loc[other, NON_CHECKUP].value_counts().sort_index()
     tokens = frame[NOTES].dropna().str.split(";").explode()
@@ -769,6 +953,11 @@ def finalise(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         "unknown_item_documents": int(tokens.index[is_unknown].nunique()),
         **{str(k): int(v) for k, v in notes.items()},
     }
+    if skipped_files:  # FIFOs, devices, broken links: never opened
+        report["skipped_files"] = {
+            "count": n_skipped,
+            "files": dict(list(sorted(skipped_files.items()))[:SKIPPED_LISTED]),
+        }
     return frame.drop(columns=list(HELPERS)), {"xml": report}
 
 

@@ -130,3 +130,19 @@ def test_a_giant_csv_line_is_refused_before_parsing(tmp_path):
         f.write("12-000009," + "9" * (2 << 20) + "\n")
     with pytest.raises(BadInputError, match=r"checkups.csv: line 3 is 2,097,162 bytes long"):
         ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
+
+
+def test_upper_case_xml_archives_are_read_and_fingerprinted(tmp_path):
+    from data.mhlw_xml import write_exchange_archive
+    from data.synth import SynthConfig, generate
+    from data.synth import write_bundle as write_synth
+
+    ward = generate(SynthConfig(residents=100, years=2, seed=5))
+    bundle = tmp_path / "b"
+    write_synth(ward, bundle)
+    (bundle / "checkups.csv").unlink()
+    for path in write_exchange_archive(ward.checkups, ward.contacts, bundle):
+        path.rename(path.with_suffix(".ZIP"))
+    result = ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
+    assert result.accounting["checkups"].loaded == len(ward.checkups)
+    assert all(src["file"].endswith(".ZIP") for src in result.manifest["sources"][-2:])
