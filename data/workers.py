@@ -4,6 +4,11 @@ A ``kill -9`` of the parent skips every clean-up, so pools of forked workers (XM
 letters, the report PDF) would live on holding memory. Each worker asks the kernel to send it
 SIGKILL when its parent dies (Linux ``PR_SET_PDEATHSIG``); elsewhere a watcher thread notices
 the parent is gone.
+
+Trap: the kernel ties the signal to the *thread* that forked the worker. A pool that forks
+replacement workers from a helper thread (``multiprocessing.Pool(maxtasksperchild=…)``) gets
+workers killed when that thread ends; fork workers from the calling thread (as
+``ProcessPoolExecutor`` with a fork context does, all at start).
 """
 
 from __future__ import annotations

@@ -4,6 +4,14 @@ Reads the store and the registered model, calls the pure cores of :mod:`scoring`
 the output folder of :mod:`scoring.contracts`. Only :func:`_letter_requests` reads contact
 details, and only for residents whose letter is sent; everything else is keyed by pseudonym.
 
+What the run needs is checked before any work (:func:`check_store`): a store without enrollment,
+without checkups or without checkups of the scoring year is bad input (exit 2, one line); a
+store without contacts is scored and selected with letters switched off (a note says so).
+Residents whose contact cannot address a letter (no contacts row, or a name, postal code or
+address that breaks the letter contract) get no letter: ``NO_CONTACT`` / ``CONTACT_INVALID`` in
+the selection (with the fields at fault, never their values), so the selection,
+``letters_sent.csv`` and the letters printed always agree.
+
 All or nothing: the run writes into ``.<out>.partial`` next to the output folder, validating
 every table against its contract, and moves its outputs into the output folder only once all of
 them (letters and report included) are made. A failed run leaves the output folder as it was;
@@ -15,10 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.columns import OUTCOMES
-from data.files import atomic_write
+from data.files import atomic_write, csv_bytes
 from kenshin.errors import BadInputError, one_line, safe_message
 from models.drift import drift_table
 from scoring.contracts import (
@@ -91,6 +100,8 @@ class AnnualRunResult:
     seconds: dict[str, float]
     model: ModelSummary
     mlflow_run_id: str | None = None
+    #: What the run decided on its own (e.g. letters switched off: no contacts table).
+    notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------
@@ -196,7 +207,8 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, frame.to_csv(index=False, date_format="%Y-%m-%d").encode("utf-8"))
+    """A spreadsheet-safe CSV (data.files.csv_bytes: no cell is run as a formula)."""
+    atomic_write(path, csv_bytes(frame, date_format="%Y-%m-%d"))
 
 
 @contextmanager
@@ -217,6 +229,63 @@ def store_readable(store: Path) -> Iterator[None]:
             f"the store {store} is damaged or incomplete ({type(e).__name__}: "
             f"{one_line(safe_message(e), 160)}); run 'kenshin ingest' again"
         ) from None
+
+
+NO_CONTACTS_NOTE = (
+    "letters are switched off: the store has no contacts table (the bundle had none), so no "
+    "letter can be addressed; ingest contacts (spec §1.3) to send letters"
+)
+
+
+def check_store(store: Path, manifest: dict, fiscal_year: int) -> list[str]:
+    """What ``kenshin score`` needs from the store, checked before any work.
+
+    Raises :class:`BadInputError` (one line) when the store has no enrollment table, no
+    checkups, or no checkups of ``fiscal_year``; returns the tables it lacks but can do without
+    (``contacts``: the run goes on without letters).
+    """
+    missing = set(manifest.get("missing_tables") or [])
+    if "enrollment" in missing:
+        raise BadInputError(
+            f"the store {store} has no enrollment table (the bundle had none), so membership on "
+            "the scoring date cannot be judged; ingest enrollment (spec §1.2)"
+        )
+    years = manifest.get("fiscal_years")
+    if years is None:  # an older manifest: the partitions say it
+        years = [
+            int(d.name.split("=", 1)[1])
+            for d in (Path(store) / "checkups").glob("fiscal_year=*")
+            if d.name.split("=", 1)[1].isdigit()
+        ]
+    loaded = manifest.get("accounting", {}).get("checkups", {}).get("loaded")
+    if not years or loaded == 0:
+        raise BadInputError(
+            f"the store {store} has no checkups; ingest a bundle with checkups (spec §1.1)"
+        )
+    if int(fiscal_year) not in {int(y) for y in years}:
+        have = sorted(int(y) for y in years)
+        span = f"FY{have[0]}" if len(have) == 1 else f"FY{have[0]}-FY{have[-1]}"
+        raise BadInputError(
+            f"the store {store} has no checkups in FY{fiscal_year} (it holds {span}); score a "
+            "year the store holds, or ingest that year's checkups"
+        )
+    return sorted(missing & {"contacts"})
+
+
+def contact_status(store: Path) -> pd.Series:
+    """Per pseudonym with a contacts row: ``""`` when a letter can be addressed, else the
+    fields at fault (scoring.letters.schema.contact_problems: codes, never values)."""
+    from data.store import read_contacts
+    from scoring.letters.schema import contact_problems
+
+    contacts = read_contacts(store)
+    if contacts.empty:
+        return pd.Series(dtype=object)
+    for col in ("name", "postal_code", "address"):
+        if col not in contacts:
+            contacts[col] = pd.NA
+    problems = contact_problems(contacts)
+    return pd.Series(problems.to_numpy(), index=contacts["pseudonym"].astype(str).to_numpy())
 
 
 def _opted_out(store: Path) -> pd.Series:
@@ -255,9 +324,14 @@ def _letter_history(path: Path | None) -> pd.Series | None:
 
 
 def run_annual(
-    cfg: AnnualRunConfig, on_step: Callable[[str, int, int], None] | None = None
+    cfg: AnnualRunConfig,
+    on_step: Callable[[str, int, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> AnnualRunResult:
     """Score, select, explain, write letters and the staff report for ``cfg.fiscal_year``.
+
+    The store is checked first (:func:`check_store`); ``on_note(line)`` hears what the run
+    decided on its own (letters switched off for want of contacts), before any work.
 
     All or nothing: every output is written into a staging folder next to ``cfg.out``
     (:func:`staging_folder`), each table validated against its contract as it is made, and
@@ -273,6 +347,12 @@ def run_annual(
         raise BadInputError(f"--out {out} is a file, not a folder")
     with store_readable(store):
         manifest = read_manifest(store)
+    notes: list[str] = []
+    if "contacts" in check_store(store, manifest, fy) and cfg.letters:
+        cfg = replace(cfg, letters=False)
+        notes.append(NO_CONTACTS_NOTE)
+        if on_note is not None:
+            on_note(NO_CONTACTS_NOTE)
     model = load_model(cfg.model_uri, cfg.workdir)
     sc = cfg.scoring
     load_seconds = time.perf_counter() - t0
@@ -293,7 +373,7 @@ def run_annual(
 
     work = staging_folder(out, seed_letters=cfg.letters)
     try:
-        result = _write_outputs(cfg, work, model, elig, manifest, on_step, t0, load_seconds)
+        result = _write_outputs(cfg, work, model, elig, manifest, on_step, t0, load_seconds, notes)
     except BaseException:
         discard_staging(work)
         raise
@@ -403,6 +483,7 @@ def _write_outputs(
     on_step: Callable[[str, int, int], None] | None,
     t0: float,
     load_seconds: float,
+    notes: list[str] | None = None,
 ) -> AnnualRunResult:
     """Every output of the run, written into ``out`` (the staging folder)."""
     from data.store import read_checkup_history
@@ -450,8 +531,8 @@ def _write_outputs(
             if writer is None:
                 writer = pq.ParquetWriter(tmp_pq, table.schema, compression="zstd")
             writer.write_table(table)
-            scores.to_csv(tmp_csv, index=False, header=start == 0, mode="w" if start == 0 else "a",
-                          date_format="%Y-%m-%d")  # fmt: skip
+            with open(tmp_csv, "wb" if start == 0 else "ab") as f:  # spreadsheet-safe cells
+                f.write(csv_bytes(scores, header=start == 0, date_format="%Y-%m-%d"))
             cols = [*_SELECTION_INPUTS, *[c for c in scores if c.startswith("risk_")]]
             keep.append(scores[[c for c in dict.fromkeys(cols) if "__" not in c]])
             step("score", min(start + sc.chunk_size, n), n)
@@ -468,12 +549,16 @@ def _write_outputs(
     t2 = time.perf_counter()
     with store_readable(store):
         opted_out = _opted_out(store)
+        # Whether a letter can be addressed (codes only): checked before the selection, so a
+        # resident who cannot be written to takes no letter or control place.
+        contacts = contact_status(store) if cfg.letters else None
     selection = select(
         scored,
         cfg.selection,
         opted_out=opted_out,
         last_lettered=_letter_history(cfg.letter_history),
         scoring_date=cfg.day,
+        contact_problems=contacts,
     )
     selection.insert(1, "fiscal_year", fy)
     seconds["select"] = time.perf_counter() - t2
@@ -533,6 +618,7 @@ def _write_outputs(
         requests = _letter_requests(store, selection, paths["scores"], cfg)
         counts["letters_requested"] = len(requests)
         counts["letters_rendered"] = counts["letters_reused"] = 0
+        printed: set[str] = set()
         if len(requests):
             requests["horizon_years"] = model.horizon_years
             letters_dir = out / "letters"
@@ -546,6 +632,16 @@ def _write_outputs(
             paths["letters_manifest"] = manifest_letters.manifest_path
             counts["letters_rendered"] = manifest_letters.rendered
             counts["letters_reused"] = manifest_letters.skipped
+            counts["letters_characters_replaced"] = int(
+                manifest_letters.frame["replaced_characters"].sum()
+            )
+            printed = set(manifest_letters.frame["pseudonym"])
+        # The selection, letters_sent.csv and the letters printed name the same residents.
+        if printed != set(sent["pseudonym"]):
+            raise RuntimeError(
+                f"{len(set(sent['pseudonym']) - printed)} resident(s) marked sent have no letter "
+                f"and {len(printed - set(sent['pseudonym']))} letter(s) were not selected"
+            )
         paths["letters_sent"] = out / "letters_sent.csv"
         _write_csv(sent, paths["letters_sent"])
         seconds["letters"] = time.perf_counter() - t4
@@ -559,10 +655,12 @@ def _write_outputs(
         seconds["report"] = time.perf_counter() - t5
 
     seconds["total"] = time.perf_counter() - t0
-    result = AnnualRunResult(out, paths, counts, seconds, model.summary)
+    result = AnnualRunResult(out, paths, counts, seconds, model.summary, notes=list(notes or []))
     run_info = {
         "fiscal_year": fy,
         **stamps,
+        "letters": cfg.letters,
+        "notes": list(notes or []),
         "counts": counts,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "residents_per_second": round(n / seconds["score"], 1) if seconds["score"] else None,
@@ -589,6 +687,7 @@ def _letter_requests(
 ) -> pd.DataFrame:
     """LetterRequest rows for the letters being sent: scores + factors + contacts (PII)."""
     from data.store import read_contacts
+    from scoring.letters.schema import contact_problems, normalise_postal_code
 
     sent = selection.loc[selection["sent"]].reset_index(drop=True)
     if sent.empty:
@@ -613,14 +712,12 @@ def _letter_requests(
     advice = df["letter_type"].eq("advice").to_numpy()
     with store_readable(store):
         contacts = read_contacts(store)
-    df = df.merge(
-        contacts[
-            ["pseudonym", "person_id", "name", "name_kana", "postal_code", "address", "language"]
-        ],
-        on="pseudonym",
-        how="left",
-        validate="one_to_one",
-    )
+    cols = ["pseudonym", "person_id", "name", "name_kana", "postal_code", "address", "language"]
+    for col in cols:
+        if col not in contacts:
+            contacts[col] = pd.NA
+    contacts = contacts[cols].assign(postal_code=normalise_postal_code(contacts["postal_code"]))
+    df = df.merge(contacts, on="pseudonym", how="left", validate="one_to_one")
     df["risk"] = np.where(advice, risk, np.nan)
     df["risk_band"] = np.where(advice, cfg.scoring.risk_bands.band(risk), None)
     has = advice & scenario.notna().to_numpy()
@@ -631,10 +728,12 @@ def _letter_requests(
     df["whatif_risk_after"] = np.where(has, after, np.nan)
     df["tg_fasting"] = pd.to_numeric(df["blood_draw_timing"], errors="coerce").fillna(2).eq(2)
     df["fiscal_year"] = cfg.fiscal_year
-    # A sent letter without a name or address cannot be posted: it is left out and counted
-    # (letters_requested < sent) rather than failing the run.
-    no_address = df["name"].isna() | df["address"].isna()
-    return df.loc[~no_address].reset_index(drop=True)
+    # The selection gave a letter only to residents whose contact meets the letter contract
+    # (contact_status): every row here can be addressed.
+    bad = contact_problems(df[["name", "postal_code", "address"]]) != ""
+    if bad.any():
+        raise RuntimeError(f"{int(bad.sum())} selected resident(s) cannot be addressed")
+    return df
 
 
 def _report(cfg, out: Path, selection, explanations, drift, summary, counts) -> dict[str, Path]:
@@ -753,7 +852,17 @@ def run_scoring_command(
             tasks[name] = bar.add_task(name, total=total)
         bar.update(tasks[name], completed=done)
 
-    return run_annual(cfg, on_step)
+    def on_note(line: str) -> None:
+        from rich.text import Text
+
+        text = Text("note:", style="bold yellow")
+        text.append(" " + line)
+        if bar is not None:
+            bar.console.print(text, highlight=False, soft_wrap=True)
+        else:
+            print(f"note: {line}", file=sys.stderr)
+
+    return run_annual(cfg, on_step, on_note)
 
 
 def print_annual(console, result: AnnualRunResult) -> None:
@@ -772,7 +881,7 @@ def print_annual(console, result: AnnualRunResult) -> None:
         t.add_row(key.replace("_", " "), f"{c.get(key, 0):,}")
     for key in sorted(k for k in c if k.startswith("reason_")):
         t.add_row("  " + key.removeprefix("reason_"), f"{c[key]:,}")
-    for key in ("explained", "letters_rendered", "letters_reused"):
+    for key in ("explained", "letters_rendered", "letters_reused", "letters_characters_replaced"):
         if key in c:
             t.add_row(key.replace("_", " "), f"{c[key]:,}")
     console.print(t)

@@ -24,7 +24,8 @@ SCORES columns
     ``<item>_p10`` / ``_p50`` / ``_p90`` — next year's value and its 80% interval (inside the
     item's hard range of data.validate.RANGES, p10 ≤ p50 ≤ p90);
     ``risk_<outcome>__<scenario>`` — the risk re-scored with the what-if scenario applied
-    (NaN where the scenario does not apply to the resident);
+    (NaN where the scenario does not apply to the resident, or does not lower this risk by at
+    least the scoring config's ``scenario_min_drop``: it is never offered as advice);
     ``best_scenario_<outcome>`` / ``risk_after_<outcome>`` — the applicable scenario that lowers
     the risk most and the risk under it (no scenario: empty / the risk itself);
     stamps: ``model_uri``, ``model_version``, ``feature_set_version``, ``config_hash``,
@@ -39,7 +40,9 @@ EXPLANATIONS columns (long: per resident × outcome, bias + top ``k`` features +
 SELECTION columns (one row per scored resident)
     ``pseudonym``, ``fiscal_year``, ``letter_type`` (``advice`` / ``see_doctor`` / empty),
     ``outcome`` (the letter's topic), ``priority``, ``rank``, ``arm`` (``letter`` / ``control`` /
-    empty), ``reason`` (scoring.select.REASONS), ``sent``, ``factor_1`` … ``factor_3``.
+    empty), ``reason`` (scoring.select.REASONS), ``reason_detail`` (``CONTACT_INVALID``: the
+    contact fields at fault as codes such as ``address:too_long``, never values), ``sent``,
+    ``factor_1`` … ``factor_3``.
 
 LETTERS_SENT columns: ``pseudonym``, ``letter_date`` (next year's ``--letter-history``).
 
@@ -173,6 +176,12 @@ SELECTION_SCHEMA = pa.DataFrameSchema(
             "string", pa.Check.isin(["letter", "control"]), nullable=True, coerce=True
         ),
         "reason": pa.Column("string", pa.Check.isin(REASONS), coerce=True),
+        "reason_detail": pa.Column(
+            "string",
+            pa.Check.str_matches(r"^[a-z_]+:[a-z_]+(,[a-z_]+:[a-z_]+)*$"),
+            nullable=True,
+            coerce=True,
+        ),
         "sent": pa.Column("bool"),
         **{f"factor_{i}": pa.Column("string", nullable=True, coerce=True) for i in (1, 2, 3)},
     },

@@ -2,7 +2,12 @@
 
 Pure functions on the scores table. Rules, in order, per resident (one letter at most):
 
-1. ``NOT_ENROLLED`` / ``OPTED_OUT`` / ``RECENTLY_LETTERED`` — never lettered.
+1. ``NOT_ENROLLED`` / ``OPTED_OUT`` / ``NO_CONTACT`` / ``CONTACT_INVALID`` /
+   ``RECENTLY_LETTERED`` — never lettered. ``NO_CONTACT``: no contacts row; ``CONTACT_INVALID``:
+   a name, postal code or address a letter cannot be addressed with (the letter contract,
+   scoring.letters.schema), the fields at fault in ``reason_detail`` (codes such as
+   ``address:too_long``, never values). Both are checked only when letters are written, and
+   before the ranking, so such a resident takes no letter or control place.
 2. For each outcome: on medication for it → no letter about it (the doctor is already involved);
    met by this year's values (at or over a 受診勧奨判定値) → ``see_doctor`` candidate; not met
    and predicted risk ≥ ``min_risk`` → ``advice`` candidate.
@@ -55,6 +60,8 @@ REASONS = (
     "RECENTLY_LETTERED",
     "OPTED_OUT",
     "NOT_ENROLLED",
+    "NO_CONTACT",
+    "CONTACT_INVALID",
 )
 AGE_BANDS = (40, 50, 60, 65, 75)
 
@@ -140,13 +147,17 @@ def select(
     opted_out: pd.Series | None = None,
     last_lettered: pd.Series | None = None,
     scoring_date: pd.Timestamp | None = None,
+    contact_problems: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """One row per scored resident: ``letter_type``, ``outcome``, ``arm``, ``reason``, rank.
+    """One row per scored resident: ``letter_type``, ``outcome``, ``arm``, ``reason``
+    (``reason_detail``), rank.
 
     ``scores`` holds pseudonym, age, sex, ``risk_<outcome>`` (and optionally
     ``risk_after_<outcome>`` for expected benefit) and this year's checkup values + medication
     answers. ``enrolled``/``opted_out`` are booleans and ``last_lettered`` dates, each indexed
-    by pseudonym (missing → enrolled, not opted out, never lettered).
+    by pseudonym (missing → enrolled, not opted out, never lettered). ``contact_problems``
+    (when letters are written) holds, per pseudonym with a contacts row, ``""`` or the contact
+    fields at fault; a resident missing from it has no contact (``NO_CONTACT``).
     """
     s = scores.reset_index(drop=True)
     pid = s["pseudonym"]
@@ -165,6 +176,13 @@ def select(
 
     flag(~lookup(enrolled, True).astype(bool).to_numpy(), "NOT_ENROLLED")
     flag(lookup(opted_out, False).astype(bool).to_numpy(), "OPTED_OUT")
+    detail = np.full(n, None, dtype=object)
+    if contact_problems is not None:
+        problem = pid.map(contact_problems)
+        flag(problem.isna().to_numpy(), "NO_CONTACT")
+        invalid = (problem.fillna("") != "").to_numpy() & (reason == None)  # noqa: E711
+        detail[invalid] = problem.to_numpy(dtype=object)[invalid]
+        flag(invalid, "CONTACT_INVALID")
     if last_lettered is not None:
         when = pd.to_datetime(pid.map(last_lettered))
         cutoff = (scoring_date or pd.Timestamp.today()) - pd.DateOffset(
@@ -242,5 +260,6 @@ def select(
         out.loc[sent, "arm"] = "letter"
 
     out["reason"] = pd.Categorical(reason, categories=REASONS)
+    out["reason_detail"] = pd.array(detail, dtype="string")
     out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
     return out.drop(columns=["age", "sex"])

@@ -12,6 +12,13 @@ the only font Typst is shown (:func:`fonts`), its character map, a PDF's page co
 ふりがな: ``environment(..., ruby=...)`` writes every 漢字(かな) of a text as
 ``#ruby[かな][漢字]`` (the template's style module defines ``ruby``).
 
+Text from outside (names, addresses) goes through :func:`printable` first: Typst refuses to
+write an accessible (PDF/UA) document holding a character its font cannot show, so such a
+character is replaced by 〓 (:data:`PLACEHOLDER`, the 下駄記号 municipal systems print for a
+外字), and invisible characters (control characters, direction overrides and marks, zero-width
+and other format characters, variation selectors) are removed. :func:`breakable` lets a long
+run of Latin letters or digits wrap.
+
 (Not named ``typst.py``: that would shadow the ``typst`` package.)
 """
 
@@ -20,7 +27,9 @@ from __future__ import annotations
 import importlib.resources
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -28,11 +37,16 @@ import jinja2
 from markupsafe import Markup
 
 __all__ = [
+    "PLACEHOLDER",
+    "Printable",
+    "breakable",
     "environment",
     "font_cmap",
     "font_path",
     "fonts",
+    "has_visible",
     "page_count",
+    "printable",
     "ruby_segments",
     "typst_string",
     "typst_text",
@@ -178,3 +192,103 @@ def page_count(pdf: bytes) -> int:
         return len(doc)
     finally:
         doc.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Text from outside: only what the font can show
+# --------------------------------------------------------------------------------------------
+
+#: Printed for a character the font cannot show (U+3013 GETA MARK 〓, as municipal systems print
+#: a 外字 their font lacks).
+PLACEHOLDER = "\u3013"
+#: Direction embeddings, overrides, isolates and marks (U+202A-202E, U+2066-2069, U+200E/F,
+#: U+061C): removed, so that no text is shown reordered.
+BIDI_CONTROLS = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x61C])
+#: Variation selectors (an IVS after a kanji, VS16 after an emoji): removed, the base is printed.
+_SELECTORS = frozenset([*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), *range(0x180B, 0x1810)])
+#: Whitespace that may stand in a line: tab, line breaks and separators print as a space.
+_BREAKS = frozenset("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _invisible(c: str) -> bool:
+    """A character that is removed: control, format (incl. direction marks), selector."""
+    o = ord(c)
+    return (
+        o in BIDI_CONTROLS
+        or o in _SELECTORS
+        or (unicodedata.category(c) in ("Cc", "Cf") and c not in _BREAKS)
+    )
+
+
+def has_visible(text: object) -> bool:
+    """``text`` holds something that prints (not only spaces and invisible characters)."""
+    if not isinstance(text, str):
+        return False
+    return any(not c.isspace() and not _invisible(c) for c in text)
+
+
+@dataclass(frozen=True)
+class Printable:
+    """A text as printed, and what was changed to print it."""
+
+    text: str
+    #: Code points replaced by :data:`PLACEHOLDER` (``U+20BB7``), in order of appearance.
+    replaced: tuple[str, ...] = ()
+    #: Invisible characters removed (controls, direction marks, format characters, selectors).
+    removed: int = 0
+
+
+def printable(text: str, cmap: frozenset[int] | None = None) -> Printable:
+    """``text`` reduced to what the font (default: the bundled IPAex) can show.
+
+    Line breaks, tabs and spaces the font lacks become a space; invisible characters (see
+    :func:`has_visible`) are removed; a combining mark is composed with the character before it
+    when the composition is in the font (``e`` + U+0301 → ``é``, NFC); any other
+    character the font lacks (𠮷 U+20BB7, emoji, scripts it does not cover, private-use 外字,
+    lone surrogates) becomes :data:`PLACEHOLDER`. Leading and trailing spaces are dropped.
+    """
+    cmap = font_cmap() if cmap is None else cmap
+    if text.isascii() and all(" " <= c <= "~" for c in text):
+        return Printable(text.strip())
+    out: list[str] = []
+    replaced: list[str] = []
+    removed = 0
+    for c in text:
+        o = ord(c)
+        if c in _BREAKS:
+            out.append(" ")
+            continue
+        if _invisible(c):
+            removed += 1
+            continue
+        if out and unicodedata.category(c).startswith("M"):
+            composed = unicodedata.normalize("NFC", out[-1] + c)
+            if len(composed) == 1 and ord(composed) in cmap:
+                out[-1] = composed
+                continue
+        if o in cmap:
+            out.append(c)
+        elif c.isspace():
+            out.append(" ")
+        else:
+            out.append(PLACEHOLDER)
+            replaced.append(f"U+{o:04X}")
+    return Printable("".join(out).strip(), tuple(replaced), removed)
+
+
+#: Longest run without a line-break opportunity that :func:`breakable` leaves as it is.
+_RUN = 16
+#: Characters that break anywhere (CJK, kana, full-width forms) and spaces end a run.
+_BREAKS_ANYWHERE = r"\s\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff"
+_UNBROKEN = re.compile(f"[^{_BREAKS_ANYWHERE}]{{{_RUN + 1},}}")
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space (a line-break opportunity, U+200B) every 16 characters
+    of a run that has none (Latin letters, digits and signs without spaces), so that a long
+    name or address wraps inside its box instead of running over its neighbours. Japanese text
+    breaks between any two characters already."""
+    return _UNBROKEN.sub(
+        lambda m: "\u200b".join(m.group(0)[i : i + _RUN] for i in range(0, len(m.group(0)), _RUN)),
+        text,
+    )

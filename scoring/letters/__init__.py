@@ -6,7 +6,7 @@ The contract with the scoring/selection step is :mod:`scoring.letters.schema`; w
 
 from .catalogue import Catalogue, CatalogueError, load_catalogue
 from .render import LetterConfig, LetterManifest, font_path, render_letters
-from .schema import LETTER_REQUEST_SCHEMA, normalise_requests
+from .schema import LETTER_REQUEST_SCHEMA, LetterRequestError, normalise_requests
 
 __all__ = [
     "LETTER_REQUEST_SCHEMA",
@@ -14,6 +14,7 @@ __all__ = [
     "CatalogueError",
     "LetterConfig",
     "LetterManifest",
+    "LetterRequestError",
     "font_path",
     "load_catalogue",
     "normalise_requests",

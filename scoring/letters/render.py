@@ -13,7 +13,15 @@ Output folder (0700; every file 0600, written to a temp file and moved into plac
     out_dir/letters/<pseudonym>.pdf   one letter per resident (never named after the person)
     out_dir/print/print_0001.pdf      merged print files in postal-code order (batches)
     out_dir/manifest.csv              pseudonym, letter_type, outcome, language, file, pages,
-                                      sha256, … (sorted like the print files)
+                                      sha256, replaced_characters, notes … (sorted like the
+                                      print files; a spreadsheet-safe CSV, data.files.csv_bytes)
+
+Names and addresses print as given, except what the font cannot show (scoring.typeset.printable):
+a character outside the bundled IPAex font (𠮷 U+20BB7, emoji, scripts it lacks, 外字 in the
+private-use area) prints as 〓 and is counted in ``replaced_characters`` (the code points are in
+``notes``); control characters, direction overrides and marks (U+202A-202E, U+2066-2069,
+U+200E/F) and other invisible characters are removed. So one resident's name never stops the
+other letters (Typst refuses an accessible PDF holding a character its font lacks).
 
 Deterministic: the same requests, catalogue, templates, Typst version and ``issue_date`` give
 byte-identical PDFs, print files and manifest. Resumable: a letter whose PDF exists with the
@@ -48,12 +56,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.files import atomic_write
+from data.files import FORMULA_STARTS, atomic_write, csv_bytes
 from data.judgements import MHLW_R6, JudgementValue
-from scoring.typeset import environment, font_cmap, font_path, fonts, page_count
+from data.workers import worker_initializer
+from scoring.typeset import (
+    breakable,
+    environment,
+    font_cmap,
+    font_path,
+    fonts,
+    page_count,
+    printable,
+)
 
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
-from .schema import FORECAST_ITEMS, KEY_ITEMS, normalise_requests
+from .schema import FORECAST_ITEMS, KEY_ITEMS, NAME_MAX, normalise_requests
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -65,12 +82,18 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 #: Bump when the rendering code changes what a letter looks like (part of the input hash).
-RENDERER_VERSION = "4"  # 4: PDF/UA-1; 3: Typst; the intro names the checkup's own fiscal year
+#: 5: address block grows; 4: PDF/UA-1; 3: Typst; the intro names the checkup's own fiscal year
+RENDERER_VERSION = "5"
 TEMPLATES = Path(__file__).with_name("templates")
 MANIFEST_COLUMNS = [
     "pseudonym", "letter_type", "requested_letter_type", "outcome", "language",
-    "requested_language", "file", "pages", "sha256", "input_sha256", "notes",
+    "requested_language", "file", "pages", "sha256", "input_sha256", "replaced_characters",
+    "notes",
 ]  # fmt: skip
+#: Fields of a request printed as given (after :func:`scoring.typeset.printable`).
+CONTACT_TEXT = ("name", "name_kana", "address")
+#: Address lines the window of a 長形3号 envelope shows (10.5 pt in 88 mm, about 23 kanji a line).
+WINDOW_ADDRESS_LINES = 4
 _MONTHS = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September",
     "October", "November", "December",
@@ -397,31 +420,92 @@ class _Renderer:
                 f"(they would print as boxes): {outside}"
             )
 
-    def missing_glyphs(self, row: dict) -> list[str]:
-        text = "".join(str(row.get(k) or "") for k in ("name", "name_kana", "address"))
-        return sorted(
-            {
-                f"U+{ord(c):04X}"
-                for c in text
-                if ord(c) not in self.cmap and c.isprintable() and not c.isspace()
-            }
-        )
+    def printable_row(self, row: dict) -> tuple[dict, int, list[str]]:
+        """``row`` with its name, kana and address as printed (:func:`printable`, then
+        :func:`breakable`), the number of characters replaced by 〓, and notes."""
+        return printable_contact(row, self.cmap)
 
     def source(self, ctx: dict) -> str:
         """The Typst source of one letter."""
         return self.template.render(**ctx)
 
-    def render(self, row: dict) -> tuple[bytes, int, list[str], str]:
-        ctx, notes = build_context(row, self.cat, self.cfg)
-        missing = self.missing_glyphs(row)
-        if missing:
-            notes.append("characters outside the font: " + " ".join(missing))
+    def render(self, row: dict) -> tuple[bytes, int, list[str], str, int]:
+        printed, replaced, contact_notes = self.printable_row(row)
+        ctx, notes = build_context(printed, self.cat, self.cfg)
+        notes += contact_notes
         # PDF/UA-1 (accessible PDF, checked by Typst): tagged headings, tables and reading
         # order, document title and language, so that screen readers read the letter aloud.
-        pdf = self.compiler.compile(
-            input=self.source(ctx).encode("utf-8"), pdf_tags=True, pdf_standards=["ua-1"]
+        try:
+            pdf = self.compiler.compile(
+                input=self.source(ctx).encode("utf-8"), pdf_tags=True, pdf_standards=["ua-1"]
+            )
+        except Exception as e:  # typst.TypstError: its message may quote the name or address
+            raise LetterRenderError(
+                f"the letter for {row['pseudonym']} could not be typeset "
+                f"({type(e).__name__}: {_redacted(getattr(e, 'message', None) or str(e))})"
+            ) from None
+        return pdf, page_count(pdf), notes, ctx["letter_type"], replaced
+
+
+class LetterRenderError(RuntimeError):
+    """Typst refused a letter (a bug: the text it was given should always be printable). The
+    message names the pseudonym and Typst's complaint with every quoted text withheld."""
+
+
+_QUOTED = re.compile(r"`[^`]*`|\"[^\"]*\"|'[^']*'")
+
+
+def _redacted(message: str) -> str:
+    """Typst's message on one line, without the texts it quotes (a name, a part of an address)."""
+    return _QUOTED.sub("…", " ".join(str(message).split()))[:300]
+
+
+def _east_asian_ems(text: str) -> float:
+    """Width of ``text`` in ems, roughly: wide characters 1, others ½."""
+    import unicodedata
+
+    return sum(1.0 if unicodedata.east_asian_width(c) in "WF" else 0.5 for c in text)
+
+
+def printable_contact(row: dict, cmap: frozenset[int]) -> tuple[dict, int, list[str]]:
+    """The row with :data:`CONTACT_TEXT` as printed, characters replaced by 〓, notes.
+
+    Notes say which code points were replaced (no other character of the name or address), how
+    many invisible characters were removed, a kana reading too long to print (dropped), and an
+    address likely taller than the envelope window.
+    """
+    out = dict(row)
+    notes: list[str] = []
+    replaced: list[str] = []
+    removed = 0
+    for key in CONTACT_TEXT:
+        value = row.get(key)
+        if not isinstance(value, str):
+            continue
+        p = printable(value, cmap)
+        replaced += p.replaced
+        removed += p.removed
+        out[key] = p.text
+    if len(out.get("name_kana") or "") > NAME_MAX:
+        out["name_kana"] = ""
+        notes.append(f"name_kana longer than {NAME_MAX} characters: not printed")
+    if replaced:
+        notes.append(
+            f"{len(replaced)} character(s) outside the font printed as 〓: "
+            + " ".join(sorted(set(replaced)))
         )
-        return pdf, page_count(pdf), notes, ctx["letter_type"]
+    if removed:
+        notes.append(f"{removed} invisible character(s) removed (control, direction, format)")
+    lines = math.ceil(_east_asian_ems(out.get("address") or "") * 10.5 / (88 / 25.4 * 72))
+    if lines > WINDOW_ADDRESS_LINES:
+        notes.append(
+            f"address takes about {lines} lines, more than the {WINDOW_ADDRESS_LINES} the "
+            "envelope window shows: check the envelope"
+        )
+    for key in ("name", "name_kana", "address"):
+        if isinstance(out.get(key), str):
+            out[key] = breakable(out[key])
+    return out, len(replaced), notes
 
 
 _WORKER: _Renderer | None = None
@@ -438,7 +522,7 @@ def _render_chunk(tasks: list[tuple[dict, str]]) -> list[dict]:
     out = []
     for row, path in tasks:
         c0 = time.process_time()
-        pdf, pages, notes, letter_type = _WORKER.render(row)
+        pdf, pages, notes, letter_type, replaced = _WORKER.render(row)
         _atomic_write(Path(path), pdf)
         out.append(
             {
@@ -446,6 +530,7 @@ def _render_chunk(tasks: list[tuple[dict, str]]) -> list[dict]:
                 "letter_type": letter_type,
                 "pages": pages,
                 "sha256": hashlib.sha256(pdf).hexdigest(),
+                "replaced_characters": replaced,
                 "notes": "; ".join(notes),
                 "cpu": time.process_time() - c0,
             }
@@ -524,7 +609,11 @@ def _input_hash(row: dict, static: str, cfg: LetterConfig) -> str:
         ensure_ascii=False,
         sort_keys=True,
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _neutralised(s: pd.Series) -> pd.Series:
+    return s.str.startswith("'") & s.str[1:].str.startswith(FORMULA_STARTS)
 
 
 def _previous(out_dir: Path) -> dict[str, dict]:
@@ -533,6 +622,8 @@ def _previous(out_dir: Path) -> dict[str, dict]:
     mpath = out_dir / "manifest.csv"
     if mpath.exists():
         m = pd.read_csv(mpath, dtype=str, keep_default_na=False)
+        # csv_bytes wrote a ' before a text a spreadsheet would run as a formula: take it off.
+        m = m.apply(lambda s: s.where(~_neutralised(s), s.str[1:]))
         prev = {r["pseudonym"]: r for r in m.to_dict("records")}
     jpath = out_dir / "manifest.journal.jsonl"
     if jpath.exists():
@@ -680,6 +771,7 @@ def render_letters(
             entries[row["pseudonym"]] = {
                 **base, "letter_type": old["letter_type"], "pages": int(old["pages"]),
                 "sha256": old["sha256"], "notes": old.get("notes", ""),
+                "replaced_characters": int(old.get("replaced_characters") or 0),
             }  # fmt: skip
         else:
             entries[row["pseudonym"]] = base
@@ -714,6 +806,7 @@ def render_letters(
 
     frame = pd.DataFrame([entries[r["pseudonym"]] for r in rows], columns=MANIFEST_COLUMNS)
     frame["pages"] = frame["pages"].astype("int64")
+    frame["replaced_characters"] = frame["replaced_characters"].astype("int64")
     print_files: list[Path] = []
     if cfg.merge and len(frame):
         n = cfg.print_batch_size
@@ -727,7 +820,7 @@ def render_letters(
         if p not in print_files:
             p.unlink()
     mpath = out_dir / "manifest.csv"
-    _atomic_write(mpath, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    _atomic_write(mpath, csv_bytes(frame))
     journal.unlink(missing_ok=True)
     return LetterManifest(
         out_dir=out_dir, manifest_path=mpath, frame=frame, print_files=print_files,
@@ -749,7 +842,12 @@ def _run(todo: list[tuple[dict, str]], cat_path: str, cfg: LetterConfig):
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # Workers die with this process (data.workers): a kill -9 of the run leaves no renderer
+    # (≈ 550 MB each) behind.
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(cat_path, cfg)
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=worker_initializer(_init_worker),
+        initargs=(cat_path, cfg),
     ) as pool:
         yield from pool.map(_render_chunk, chunks)

@@ -10,13 +10,23 @@ Columns (``?`` = optional column; every value column may be missing/NaN unless s
 Identity and address (PII; never written to a manifest or log)
     ``pseudonym``      str, required, unique, ``^[0-9a-f]{16,}$`` (data.pseudonym). Names the PDF.
     ``person_id``      str, required. Kept for the municipality's trace; not printed.
-    ``name``           str, required. Printed as given (髙, 﨑 … are in the bundled IPAex font;
-                       characters outside it are reported in the manifest ``notes``).
-    ``name_kana``      str, may be empty.
-    ``postal_code``    str, 7 digits, with or without a hyphen (printed as 〒123-4567).
-    ``address``        str, required.
+    ``name``           str, required, 1-100 characters, not blank. Printed as given (髙, 﨑 … are
+                       in the bundled IPAex font); a character outside the font prints as 〓
+                       (counted in the manifest's ``replaced_characters``), control and
+                       direction characters are removed (scoring.typeset.printable).
+    ``name_kana``      str, may be empty (not printed when longer than 100 characters).
+    ``postal_code``    str, 7 ASCII digits, with or without a hyphen (printed as 〒123-4567).
+    ``address``        str, required, 1-300 characters, not blank; printed like the name.
+                       The address block grows with the address (never over the name and
+                       title); one longer than the envelope window (≈ 4 lines) is noted.
     ``language``       ``ja`` | ``ja-easy`` | ``en``; anything else (or missing) → ``ja``, with a
-                       note in the manifest.
+                       note in the manifest (a value that is not a language code at all is
+                       recorded as ``(invalid)``, never copied).
+
+A contact that breaks these rules is refused by :func:`normalise_requests` with an error that
+names columns, checks and row numbers, never values (:class:`LetterRequestError`). The annual
+run checks contacts first (:func:`contact_problems`) and gives such a resident no letter and the
+reason ``CONTACT_INVALID`` with the fields at fault.
 
 What the letter is about
     ``letter_type``    ``advice`` (below referral levels, high predicted risk) |
@@ -58,23 +68,38 @@ When
 
 from __future__ import annotations
 
+import unicodedata
+
 import pandas as pd
 import pandera.pandas as pa
 
 from data.columns import OUTCOMES
 from data.pseudonym import PSEUDONYM_LENGTH
+from scoring.typeset import has_visible
 
 __all__ = [
+    "ADDRESS_MAX",
     "BANDS",
     "FORECAST_ITEMS",
     "KEY_ITEMS",
     "LANGUAGES",
     "LETTER_REQUEST_SCHEMA",
     "LETTER_TYPES",
+    "NAME_MAX",
+    "LetterRequestError",
+    "contact_problems",
+    "normalise_postal_code",
     "normalise_requests",
 ]
 
 LANGUAGES = ("ja", "ja-easy", "en")
+#: Longest name and address a letter prints (characters).
+NAME_MAX, ADDRESS_MAX = 100, 300
+_POSTAL = r"^[0-9]{3}-?[0-9]{4}$"
+#: What a language code looks like (ISO 639 with subtags); anything else is not copied anywhere.
+_LANGUAGE_CODE = r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}$"
+
+
 LETTER_TYPES = ("advice", "see_doctor")
 BANDS = ("low", "moderate", "high", "very_high")
 #: Latest values shown against the judgement values, in the order of the letter's table.
@@ -85,6 +110,12 @@ KEY_ITEMS = (
 #: Items that may carry a next-year forecast (p10/p50/p90).
 FORECAST_ITEMS = KEY_ITEMS
 QUANTILES = ("p10", "p50", "p90")
+
+
+class LetterRequestError(ValueError):
+    """A LetterRequest table breaks its contract. The message names the columns, checks and
+    rows (by number) at fault and never a value: the table holds names and addresses."""
+
 
 _PROB = [pa.Check.in_range(0.0, 1.0)]
 
@@ -109,6 +140,13 @@ def _forecast_ordered(df: pd.DataFrame) -> pd.Series:
     return ok
 
 
+def _visible(s: pd.Series) -> pd.Series:
+    return s.map(has_visible).astype(bool)
+
+
+_NOT_BLANK = pa.Check(_visible, element_wise=False, name="not_blank", error="blank")
+
+
 def letter_request_schema() -> pa.DataFrameSchema:
     """The pandera schema of a ``LetterRequest`` table (see the module docstring)."""
     cols: dict[str, pa.Column] = {
@@ -116,10 +154,12 @@ def letter_request_schema() -> pa.DataFrameSchema:
             "string", pa.Check.str_matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True
         ),
         "person_id": pa.Column("string", coerce=True),
-        "name": pa.Column("string", pa.Check.str_length(1, 100), coerce=True),
+        "name": pa.Column("string", [pa.Check.str_length(1, NAME_MAX), _NOT_BLANK], coerce=True),
         "name_kana": _opt("string"),
-        "postal_code": pa.Column("string", pa.Check.str_matches(r"^\d{3}-?\d{4}$"), coerce=True),
-        "address": pa.Column("string", pa.Check.str_length(1, 300), coerce=True),
+        "postal_code": pa.Column("string", pa.Check.str_matches(_POSTAL), coerce=True),
+        "address": pa.Column(
+            "string", [pa.Check.str_length(1, ADDRESS_MAX), _NOT_BLANK], coerce=True
+        ),
         "language": _opt("string"),
         "letter_type": pa.Column("string", pa.Check.isin(LETTER_TYPES), coerce=True),
         "outcome": pa.Column("string", pa.Check.isin(OUTCOMES), coerce=True),
@@ -157,17 +197,37 @@ def letter_request_schema() -> pa.DataFrameSchema:
 LETTER_REQUEST_SCHEMA = letter_request_schema()
 
 
+def _summary(exc) -> str:
+    """Columns, checks and row numbers of a pandera error; never the failing values."""
+    fc = getattr(exc, "failure_cases", None)
+    if fc is None or not len(fc):
+        return "LetterRequest: validation failed"
+    parts = []
+    for (col, check), g in fc.groupby(["column", "check"], dropna=False, sort=True):
+        rows = sorted({int(i) for i in g["index"].dropna() if isinstance(i, int | float)})
+        where = f" (rows {rows[:10]}{' …' if len(rows) > 10 else ''})" if rows else ""
+        parts.append(f"column {col!r} failed {check}{where}")
+    return "LetterRequest: " + "; ".join(parts)
+
+
 def normalise_requests(requests: pd.DataFrame) -> pd.DataFrame:
     """Validate against :data:`LETTER_REQUEST_SCHEMA` and fill optional columns.
 
-    Adds ``requested_language`` (as given) and sets ``language`` to a supported one (``ja`` when
-    the given one is not supported). Raises ``pandera.errors.SchemaErrors`` naming every bad
-    column and row (lazy validation).
+    Adds ``requested_language`` (as given when it looks like a language code, else
+    ``(invalid)``) and sets ``language`` to a supported one (``ja`` when the given one is not
+    supported). Raises :class:`LetterRequestError` naming every bad column, check and row, but
+    no value (lazy validation).
     """
-    df = LETTER_REQUEST_SCHEMA.validate(requests.copy(), lazy=True)
+    from pandera.errors import SchemaError, SchemaErrors
+
+    try:
+        df = LETTER_REQUEST_SCHEMA.validate(requests.copy(), lazy=True)
+    except (SchemaErrors, SchemaError) as e:
+        raise LetterRequestError(_summary(e)) from None
     df = df.reset_index(drop=True)
     given = df["language"].astype("string").str.strip().str.lower()
-    df["requested_language"] = given.fillna("")
+    code = given.str.fullmatch(_LANGUAGE_CODE).fillna(False).astype(bool)
+    df["requested_language"] = given.where(code | given.isna(), "(invalid)").fillna("")
     df["language"] = given.where(given.isin(LANGUAGES), "ja").astype("string")
     if "horizon_years" not in df.columns:
         df["horizon_years"] = pd.array([1] * len(df), dtype="Int64")
@@ -184,3 +244,35 @@ def normalise_requests(requests: pd.DataFrame) -> pd.DataFrame:
                 df[c] = float("nan")
     df["postal_code"] = df["postal_code"].str.replace("-", "", regex=False)
     return df
+
+
+def normalise_postal_code(codes: pd.Series) -> pd.Series:
+    """Postal codes as the letters print them: full-width digits and hyphens made ASCII (NFKC),
+    spaces and a leading 〒 dropped. Anything else is left for :func:`contact_problems`."""
+    s = codes.astype("string")
+    s = s.map(lambda v: unicodedata.normalize("NFKC", v) if isinstance(v, str) else v)
+    return s.astype("string").str.strip().str.removeprefix("〒").str.strip()
+
+
+def contact_problems(contacts: pd.DataFrame) -> pd.Series:
+    """Per contact row: ``""`` when name, postal code and address meet the LetterRequest
+    contract, else the fields at fault as codes, comma-separated — ``name:blank``,
+    ``name:too_long``, ``postal_code:missing``, ``postal_code:malformed``, ``address:blank``,
+    ``address:too_long``. The codes never carry a value (they go into the selection table)."""
+    out = pd.Series([""] * len(contacts), index=contacts.index, dtype=object)
+
+    def add(mask: pd.Series, code: str) -> None:
+        m = mask.fillna(False).to_numpy(dtype=bool)
+        out[m] = [f"{v},{code}" if v else code for v in out[m]]
+
+    for field, limit in (("name", NAME_MAX), ("postal_code", None), ("address", ADDRESS_MAX)):
+        if field == "postal_code":
+            code = normalise_postal_code(contacts[field])
+            missing = code.isna() | (code == "")
+            add(missing, "postal_code:missing")
+            add(~missing & ~code.str.fullmatch(_POSTAL).fillna(False), "postal_code:malformed")
+            continue
+        text = contacts[field].astype("string")
+        add(~_visible(text), f"{field}:blank")
+        add(text.str.len() > limit, f"{field}:too_long")
+    return out

@@ -32,6 +32,8 @@ REASON_JA: dict[str, str] = {
     "RECENTLY_LETTERED": "最近送付済み",
     "OPTED_OUT": "送付停止の申出",
     "NOT_ENROLLED": "国保資格なし",
+    "NO_CONTACT": "連絡先なし",
+    "CONTACT_INVALID": "連絡先の不備(氏名・郵便番号・住所)",
 }
 LETTER_JA: dict[str, str] = {
     "advice": "予防通知(生活習慣)",

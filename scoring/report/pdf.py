@@ -8,7 +8,8 @@ typesetting (:func:`pdf_safe`).
 
 The PDF is made in parts: the summary (sections 1-5 and the index of residents), then runs of
 ``ReportConfig.pdf_chunk`` resident pages, each part one Typst compilation in a forked worker
-process that exits after it (``ReportConfig.pdf_workers`` at a time). A compilation keeps every
+process that exits after it (``ReportConfig.pdf_workers`` at a time, each forked by the calling
+thread and dying with it, data.workers: :func:`_run_parts`). A compilation keeps every
 page it lays out in memory (≈ 3.3 MB per resident page), so parts bound the memory whatever the
 number of pages, and Typst never runs in the calling process (a process that has typeset holds
 Typst's threads, and a child it forks later would hang: see :func:`scoring.letters.render._run`).
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from markupsafe import Markup
 
+from data.workers import worker_initializer
 from scoring.typeset import environment, font_cmap, fonts, page_count, typst_string, typst_text
 
 from . import markdown, sections
@@ -256,29 +258,89 @@ class PdfResult:
     join_seconds: float
 
 
+def _part_process(conn, task: tuple[int, int, bool, int], state) -> None:
+    """A worker process: one part, its result (or its error) sent back, then exit."""
+    worker_initializer(_init)(state)  # dies with the process that forked it
+    try:
+        result = ("ok", _compile(task))
+    except BaseException as e:  # sent as text: it crosses the process boundary
+        result = ("error", str(e) or type(e).__name__)
+    try:
+        conn.send(result)
+    finally:
+        conn.close()
+
+
+def _run_parts(
+    state: tuple[Prepared, ReportConfig, Tables], tasks: list[tuple], workers: int
+) -> list[tuple[bytes, int, float]]:
+    """Each part in a fresh worker process (Typst's memory goes with it), ``workers`` at a
+    time, in the order of ``tasks``.
+
+    Every worker is forked by the calling thread, never by a pool's helper thread: a worker
+    asks to die with the thread that forked it (data.workers, ``PR_SET_PDEATHSIG``), and the
+    workers a ``multiprocessing.Pool(maxtasksperchild=1)`` starts from its handler thread were
+    killed when that thread ended at the pool's close — one holding the pool's queue lock, so
+    the pool hung for ever.
+    """
+    from multiprocessing.connection import wait
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    results: list = [None] * len(tasks)
+    pending = list(enumerate(tasks))
+    running: dict = {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                i, task = pending.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_part_process, args=(send, task, state), daemon=True)
+                proc.start()
+                send.close()
+                running[recv] = (i, proc)
+            for conn in wait(list(running)):
+                i, proc = running.pop(conn)
+                try:
+                    kind, value = conn.recv()
+                except EOFError:
+                    proc.join()
+                    kind, value = "error", f"a report PDF worker died (exit code {proc.exitcode})"
+                conn.close()
+                proc.join()
+                if kind != "ok":
+                    raise RuntimeError(value)
+                results[i] = value
+    finally:
+        for conn, (_, proc) in running.items():
+            proc.kill()
+            proc.join()
+            conn.close()
+    return results
+
+
 def render_pdf(p: Prepared, cfg: ReportConfig, t: Tables) -> PdfResult:
     """The PDF: the summary and the first ``cfg.pdf_residents`` resident pages."""
     n = min(cfg.pdf_residents, t.n)
     step = cfg.pdf_chunk
     runs = [(a, min(a + step, n)) for a in range(0, n, step)]
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     workers = max(1, min(cfg.pdf_workers, len(runs)))
-    # One worker process per part (maxtasksperchild=1): Typst's memory goes with it.
-    with ctx.Pool(workers, initializer=_init, initargs=((p, cfg, t),), maxtasksperchild=1) as pool:
-        head, head_pages, head_mb = pool.apply(_compile, ((0, 0, True, 1),))
-        # Every resident fills one page, so each part knows its first page number …
-        starts = [head_pages + 1 + a for a, _ in runs]
-        tasks = [(a, b, False, s) for (a, b), s in zip(runs, starts, strict=True)]
-        done = pool.map(_compile, tasks, chunksize=1)
-        counts = [pages for _, pages, _ in done]
-        # … unless a page overflowed: the parts after it are typeset again, numbered right.
-        actual = list(np.cumsum([head_pages + 1, *counts[:-1]])) if counts else []
-        redo = [k for k, (s, a) in enumerate(zip(starts, actual, strict=True)) if s != a]
-        if redo:
-            again = pool.map(_compile, [(*tasks[k][:3], int(actual[k])) for k in redo], 1)
-            for k, res in zip(redo, again, strict=True):
-                done[k] = res
+    # One worker process per part: Typst's memory goes with it. Workers die with this process
+    # (data.workers): a kill -9 of the run leaves none behind.
+    state = (p, cfg, t)
+    [(head, head_pages, head_mb)] = _run_parts(state, [(0, 0, True, 1)], 1)
+    # Every resident fills one page, so each part knows its first page number …
+    starts = [head_pages + 1 + a for a, _ in runs]
+    tasks = [(a, b, False, s) for (a, b), s in zip(runs, starts, strict=True)]
+    done = _run_parts(state, tasks, workers)
+    counts = [pages for _, pages, _ in done]
+    # … unless a page overflowed: the parts after it are typeset again, numbered right.
+    actual = list(np.cumsum([head_pages + 1, *counts[:-1]])) if counts else []
+    redo = [k for k, (s, a) in enumerate(zip(starts, actual, strict=True)) if s != a]
+    if redo:
+        again = _run_parts(state, [(*tasks[k][:3], int(actual[k])) for k in redo], workers)
+        for k, res in zip(redo, again, strict=True):
+            done[k] = res
     parts = [head] + [pdf for pdf, _, _ in done]
     t0 = time.perf_counter()
     data, pages = _join(parts)

