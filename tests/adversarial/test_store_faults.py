@@ -146,3 +146,12 @@ def test_upper_case_xml_archives_are_read_and_fingerprinted(tmp_path):
     result = ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
     assert result.accounting["checkups"].loaded == len(ward.checkups)
     assert all(src["file"].endswith(".ZIP") for src in result.manifest["sources"][-2:])
+
+
+def test_a_header_only_bundle_is_bad_input_at_ingest(tmp_path):
+    bundle = write_bundle(tmp_path / "b", [checkup_row()])
+    header = (bundle / "checkups.csv").read_text().split("\n", 1)[0]
+    (bundle / "checkups.csv").write_text(header + "\n")
+    with pytest.raises(BadInputError, match="checkups table has no rows"):
+        ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
+    assert not (tmp_path / "s").exists()
