@@ -10,7 +10,7 @@ trained on these rows sees exactly what a scorer would see on the day of the che
   least-squares slope per year over the last ``slope_window`` (≤3) checkups' non-missing values,
   against ``exam_date`` in years (≥2 points with distinct dates, else missing);
   ``n_prior_checkups``, ``years_since_previous``;
-* judgements (data.judgements): メタボ判定 code, 階層化 level, 判定値 flags;
+* judgements (data.judgements): メタボ判定 and 階層化 as ordered levels, 判定値 flags;
 * derived: 純アルコール g/day (domain.md §3.3), risky drinking, current smoker.
 
 Index rows: when a person has two checkups in one fiscal year, both enter the history but only
@@ -36,6 +36,7 @@ __all__ = [
     "ALCOHOL_DAYS_PER_WEEK",
     "FeatureConfig",
     "GUIDANCE_LEVEL_CODES",
+    "METS_LEVELS",
     "alcohol_g_per_day",
     "as_float",
     "build_features",
@@ -62,14 +63,18 @@ GRAMS_PER_GO = 20.0
 #: Health Japan 21 risky drinking, g pure alcohol per day (men, women).
 RISKY_G_PER_DAY = {1: 40.0, 2: 20.0}
 
-#: data.judgements.stratify level → feature code (`guidance_level`).
-GUIDANCE_LEVEL_CODES: dict[str, int] = {
-    "active": 1,  # 積極的支援
-    "motivational": 2,  # 動機付け支援
-    "information": 3,  # 情報提供
-    "excluded_medication": 4,  # 服薬中のため対象外
-    "undeterminable": 5,  # 判定不能
+#: data.judgements.stratify level → feature level (`guidance_intensity`): ordered by the
+#: intensity of the support; excluded (on medication) and undeterminable are not on that scale
+#: and stay missing (features.declarations: a monotone feature needs an order).
+GUIDANCE_LEVEL_CODES: dict[str, float] = {
+    "active": 2.0,  # 積極的支援
+    "motivational": 1.0,  # 動機付け支援
+    "information": 0.0,  # 情報提供
+    "excluded_medication": np.nan,  # 服薬中のため対象外
+    "undeterminable": np.nan,  # 判定不能
 }
+#: メタボ判定 9N501 code → feature level (`mets_level`); 4 判定不能 stays missing.
+METS_LEVELS: dict[int, float] = {1: 2.0, 2: 1.0, 3: 0.0, 4: np.nan}
 
 _CODED_INPUTS = ("blood_draw_timing", "urine_glucose", "urine_protein", *QUESTIONNAIRE_COLUMNS)
 
@@ -278,11 +283,10 @@ def build_features(checkups: pd.DataFrame, config: FeatureConfig | None = None) 
         cols[f"{item}_change"] = y - _lag(y, 1, same[1])
         cols[f"{item}_slope"] = _slope(y_lags, x_lags)
 
-    cols["mets_code"] = as_float(
-        jd.metabolic_syndrome(df, nonfasting_tg_cut=config.nonfasting_tg_cut)
-    )
+    mets = as_float(jd.metabolic_syndrome(df, nonfasting_tg_cut=config.nonfasting_tg_cut))
+    cols["mets_level"] = pd.Series(mets).map(METS_LEVELS).to_numpy(dtype="float64")
     level = jd.stratify(df, config.glucose_rule)
-    cols["guidance_level"] = (
+    cols["guidance_intensity"] = (
         level.astype("object").map(GUIDANCE_LEVEL_CODES).to_numpy(dtype="float64")
     )
     flags = jd.threshold_flags(df)

@@ -12,8 +12,30 @@ Decisions recorded here:
   lever, not the lab value. Age, sex, history (既往歴), medication (服薬) and the checkup history
   are not modifiable. History-derived features (change, slope) are not modifiable either, but
   carry the ``scenario_tags`` of their item so a scenario engine knows they move with it.
-* ``monotone`` is +1 only for the *latest* value of HbA1c, 空腹時血糖, 収縮期/拡張期血圧, BMI, 腹囲,
-  中性脂肪 and LDL: risk never falls as these rise, all else equal. Every other feature is 0.
+* ``monotone`` is the declared **medical direction** (+1: risk never falls as the value rises,
+  all else equal; −1: risk never rises as the value rises; 0: no declared direction). LightGBM's
+  ``monotone_constraints`` and the logistic member's clipped coefficients (models.select) enforce
+  it for every outcome, and a what-if scenario (scoring.score) may only move a feature in its
+  risk-lowering direction (−monotone). Declared:
+
+  - latest HbA1c, 空腹時血糖, 収縮期/拡張期血圧, 中性脂肪, LDL: +1 (not levers, but medically clear);
+  - body size — 体重, BMI, 腹囲, their change since the previous checkup and yearly slope (a
+    weight-loss scenario moves all of them), the BMI and 腹囲 判定値 flags, the メタボ判定 level and
+    the 保健指導 intensity: +1;
+  - every lifestyle answer, **in its code order** (2024 codes): 喫煙 1 smokes > 2 quit > 3 never
+    (−1); 飲酒頻度 1 daily … 6 <1 day/month > 7 quit > 8 never (−1: less drinking never raises
+    risk; quit and never both drink nothing); 飲酒量 (+1), 純アルコール g/day (+1), risky drinking
+    (+1), current smoker (+1); 就寝前の夕食 1 yes (−1), 間食 1 daily > 2 sometimes > 3 hardly (−1),
+    朝食欠食 1 yes (−1), 食べる速度 1 fast > 2 normal > 3 slow (−1); 運動習慣, 歩行, 歩く速度 and
+    睡眠で休養, 2 no (+1).
+
+  Questionnaire associations are confounded (smokers who quit gain weight, light drinkers have
+  higher HDL, …): without the declaration the models learned, on the demo ward, that quitting
+  smoking raises the diabetes risk. Codes with a declared direction are therefore *ordinal*,
+  never LightGBM categoricals (a categorical split has no order to constrain). Judgement codes
+  whose XML code list is not an order (メタボ判定 9N501 4 判定不能; 階層化 "excluded, on
+  medication" and "undeterminable") are re-encoded as ordered levels with those codes missing
+  (medication is a feature of its own, ``q_med_*``).
 * Codes are the canonical 2024 questionnaire / XML codes (data.columns); they are kept as
   integer codes (nullable ``Int8``), never pandas ``category``. Missing stays missing.
 """
@@ -80,6 +102,8 @@ class FeatureDecl:
             object.__setattr__(self, "dtype", _DEFAULT_DTYPE[self.kind])
         if self.monotone not in (-1, 0, 1):
             raise ValueError(f"{self.name}: monotone must be -1, 0 or +1, got {self.monotone}")
+        if self.monotone and self.kind == "categorical":
+            raise ValueError(f"{self.name}: a categorical code has no order to be monotone in")
         if not self.ja.strip():
             raise ValueError(f"{self.name}: Japanese label is empty")
 
@@ -97,7 +121,7 @@ class FeatureDecl:
 # (name, description, 日本語, unit, modifiable, monotone, scenario tags)
 _MEASUREMENTS: list[tuple[str, str, str, str, bool, int, tuple[str, ...]]] = [
     ("height_cm", "Height", "身長", "cm", False, 0, ()),
-    ("weight_kg", "Body weight", "体重", "kg", True, 0, ("weight_loss",)),
+    ("weight_kg", "Body weight", "体重", "kg", True, 1, ("weight_loss",)),
     ("bmi", "Body-mass index", "BMI", "kg/m²", True, 1, ("weight_loss",)),
     ("waist_cm", "Waist circumference", "腹囲", "cm", True, 1, ("weight_loss",)),
     ("sbp", "Systolic blood pressure", "収縮期血圧", "mmHg", False, 1, ()),
@@ -141,7 +165,7 @@ _CODED: list[tuple[str, str, str, Kind, bool, tuple[str, ...], tuple[int, ...]]]
      "慢性腎臓病・腎不全の既往", "binary", False, (), (1, 2)),
     ("q_anemia", "Q7 told anaemic: 1 yes, 2 no", "貧血の既往", "binary", False, (), (1, 2)),
     ("q_smoking", "Q8 smoking: 1 smokes, 2 quit (not in the last month), 3 no", "喫煙",
-     "categorical", True, ("quit_smoking",), (1, 2, 3)),
+     "ordinal", True, ("quit_smoking",), (1, 2, 3)),
     ("q_weight_gain", "Q9 gained ≥10 kg since age 20: 1 yes, 2 no",
      "20歳時から10kg以上の体重増加", "binary", False, (), (1, 2)),
     ("q_exercise", "Q10 exercise ≥30 min ≥2 days/week for ≥1 year: 1 yes, 2 no", "運動習慣",
@@ -161,7 +185,7 @@ _CODED: list[tuple[str, str, str, Kind, bool, tuple[str, ...], tuple[int, ...]]]
     ("q_skip_breakfast", "Q17 skips breakfast ≥3 times/week: 1 yes, 2 no", "朝食の欠食",
      "binary", True, ("diet",), (1, 2)),
     ("q_alcohol_freq", "Q18 drinking frequency: 1 daily … 6 <1 day/month, 7 quit, 8 never",
-     "飲酒頻度", "categorical", True, ("alcohol_reduction",), (1, 2, 3, 4, 5, 6, 7, 8)),
+     "飲酒頻度", "ordinal", True, ("alcohol_reduction",), (1, 2, 3, 4, 5, 6, 7, 8)),
     ("q_alcohol_amount", "Q19 amount per drinking day: 1 <1 合 … 5 ≥5 合 (1 合 = 180 mL sake)",
      "飲酒量(1日あたり)", "ordinal", True, ("alcohol_reduction",), (1, 2, 3, 4, 5)),
     ("q_sleep", "Q20 rested by sleep: 1 yes, 2 no", "睡眠で休養が十分とれている", "binary", True,
@@ -172,6 +196,28 @@ _CODED: list[tuple[str, str, str, Kind, bool, tuple[str, ...], tuple[int, ...]]]
      "特定保健指導の受診歴", "binary", False, (), (1, 2)),
 ]
 # fmt: on
+
+#: Declared direction of the coded answers, in their code order (module docstring): −1 where a
+#: higher code is the healthier answer, +1 where it is the less healthy one.
+_CODED_MONOTONE: dict[str, int] = {
+    "q_smoking": -1,  # 1 smokes > 2 quit > 3 never
+    "q_exercise": 1,  # 1 yes < 2 no
+    "q_walking": 1,
+    "q_walk_fast": 1,
+    "q_eating_speed": -1,  # 1 fast > 2 normal > 3 slow
+    "q_late_dinner": -1,  # 1 yes > 2 no
+    "q_snacks": -1,  # 1 daily > 2 sometimes > 3 hardly ever
+    "q_skip_breakfast": -1,  # 1 yes > 2 no
+    "q_alcohol_freq": -1,  # 1 daily > … > 6 <1 day/month > 7 quit > 8 never
+    "q_alcohol_amount": 1,  # 1 <1 合 < … < 5 ≥5 合
+    "q_sleep": 1,  # 1 rested < 2 not rested
+}
+
+#: Items whose change and slope carry the item's own direction (a scenario moves them).
+_CHANGE_MONOTONE: dict[str, int] = {"weight_kg": 1, "bmi": 1, "waist_cm": 1}
+
+#: Judgement flags whose item a scenario moves (weight loss): severity level 0 < 1 < 2.
+_FLAG_MONOTONE: dict[str, int] = {"waist_cm": 1, "bmi": 1}
 
 #: Items with history features (前回からの変化, 年間変化率).
 CHANGE_ITEMS = (
@@ -225,7 +271,7 @@ def _build() -> tuple[FeatureDecl, ...]:
         out.append(
             FeatureDecl(
                 name, f"{desc}, latest", ja, "code", kind, modifiable, (name,),
-                scenario_tags=tags, allowed=allowed,
+                monotone=_CODED_MONOTONE.get(name, 0), scenario_tags=tags, allowed=allowed,
             )
         )  # fmt: skip
     for item in CHANGE_ITEMS:
@@ -233,7 +279,8 @@ def _build() -> tuple[FeatureDecl, ...]:
         out.append(
             FeatureDecl(
                 f"{item}_change", f"{desc}: latest minus previous checkup", f"{ja}の前回からの変化",
-                unit, "numeric", False, (item, "exam_date"), scenario_tags=tags, group="change",
+                unit, "numeric", False, (item, "exam_date"), monotone=_CHANGE_MONOTONE.get(item, 0),
+                scenario_tags=tags, group="change",
             )
         )  # fmt: skip
         out.append(
@@ -241,22 +288,24 @@ def _build() -> tuple[FeatureDecl, ...]:
                 f"{item}_slope",
                 f"{desc}: least-squares slope per year over the last ≤3 checkups",
                 f"{ja}の年間変化(直近3回)", f"{unit}/year", "numeric", False, (item, "exam_date"),
-                scenario_tags=tags, group="slope",
+                monotone=_CHANGE_MONOTONE.get(item, 0), scenario_tags=tags, group="slope",
             )
         )  # fmt: skip
     out += [
-        FeatureDecl("mets_code", "Metabolic syndrome judgement (9N501): 1 基準該当, 2 予備群, "
-                    "3 非該当, 4 判定不能", "メタボリックシンドローム判定", "code", "categorical",
-                    False, ("waist_cm", "sbp", "dbp", "tg", "hdl", "fpg", "hba1c", "q_med_bp",
-                            "q_med_glucose", "q_med_lipid"),
-                    scenario_tags=("weight_loss",), group="judgement", allowed=(1, 2, 3, 4)),
-        FeatureDecl("guidance_level", "特定保健指導 stratification: 1 active (積極的支援), "
-                    "2 motivational (動機付け支援), 3 information, 4 excluded (on medication), "
-                    "5 undeterminable", "保健指導レベル(階層化)", "code", "categorical", False,
+        FeatureDecl("mets_level", "Metabolic syndrome judgement (9N501) as a level: 0 非該当, "
+                    "1 予備群, 2 基準該当; missing when 判定不能 (9N501 code 4)",
+                    "メタボリックシンドローム判定", "level", "ordinal", False,
+                    ("waist_cm", "sbp", "dbp", "tg", "hdl", "fpg", "hba1c", "q_med_bp",
+                     "q_med_glucose", "q_med_lipid"), monotone=1,
+                    scenario_tags=("weight_loss",), group="judgement", allowed=(0, 1, 2)),
+        FeatureDecl("guidance_intensity", "特定保健指導 stratification as a level: 0 information "
+                    "(情報提供), 1 motivational (動機付け支援), 2 active (積極的支援); missing when "
+                    "excluded (on medication: see q_med_*) or undeterminable",
+                    "保健指導レベル(階層化)", "level", "ordinal", False,
                     ("waist_cm", "bmi", "sbp", "dbp", "tg", "hdl", "fpg", "hba1c", "q_smoking",
-                     "q_med_bp", "q_med_glucose", "q_med_lipid", "age"),
+                     "q_med_bp", "q_med_glucose", "q_med_lipid", "age"), monotone=1,
                     scenario_tags=("weight_loss", "quit_smoking"), group="judgement",
-                    allowed=(1, 2, 3, 4, 5)),
+                    allowed=(0, 1, 2)),
     ]  # fmt: skip
     for item, ja, sources in _FLAGS:
         tags = ("weight_loss",) if item in ("waist_cm", "bmi") else ()
@@ -264,21 +313,22 @@ def _build() -> tuple[FeatureDecl, ...]:
             FeatureDecl(
                 f"flag_{item}", f"{item} vs judgement values: 0 normal, 1 ≥ guidance (保健指導判定値), "
                 "2 ≥ referral (受診勧奨判定値)", f"{ja}の判定", "level", "ordinal", False, sources,
-                scenario_tags=tags, group="judgement", allowed=(0, 1, 2),
+                monotone=_FLAG_MONOTONE.get(item, 0), scenario_tags=tags, group="judgement",
+                allowed=(0, 1, 2),
             )
         )  # fmt: skip
     out += [
         FeatureDecl("alcohol_g_per_day", "Estimated pure alcohol per day (Q18 frequency midpoint "
                     "× Q19 amount midpoint × 20 g per 合 / 7); 0 for quit / never",
                     "純アルコール摂取量(1日平均)", "g/day", "numeric", True,
-                    ("q_alcohol_freq", "q_alcohol_amount"), scenario_tags=("alcohol_reduction",),
-                    group="derived"),
+                    ("q_alcohol_freq", "q_alcohol_amount"), monotone=1,
+                    scenario_tags=("alcohol_reduction",), group="derived"),
         FeatureDecl("risky_drinking", "Alcohol ≥40 g/day (men) or ≥20 g/day (women), Health "
                     "Japan 21: 1 yes, 0 no", "生活習慣病のリスクを高める飲酒", "flag", "binary",
-                    True, ("q_alcohol_freq", "q_alcohol_amount", "sex"),
+                    True, ("q_alcohol_freq", "q_alcohol_amount", "sex"), monotone=1,
                     scenario_tags=("alcohol_reduction",), group="derived", allowed=(0, 1)),
         FeatureDecl("current_smoker", "Smokes now (Q8 = 1): 1 yes, 0 no", "現在の喫煙", "flag",
-                    "binary", True, ("q_smoking",), scenario_tags=("quit_smoking",),
+                    "binary", True, ("q_smoking",), monotone=1, scenario_tags=("quit_smoking",),
                     group="derived", allowed=(0, 1)),
     ]  # fmt: skip
     names = [d.name for d in out]

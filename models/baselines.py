@@ -63,11 +63,21 @@ POINT_ITEMS: dict[str, tuple[str, ...]] = {
 
 
 def fit_logistic(
-    X: np.ndarray, y: np.ndarray, names: list[str], categorical: list[str], seed: int = 0
+    X: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    categorical: list[str],
+    seed: int = 0,
+    C: float = 1.0,
+    items: tuple[str, ...] | None = None,
 ) -> Pipeline:
-    """Fitted sklearn pipeline; ``predict_proba(X)[:, 1]`` gives the risk."""
-    cat_idx = [names.index(c) for c in categorical]
-    num_idx = [i for i in range(len(names)) if i not in cat_idx]
+    """Fitted sklearn pipeline; ``predict_proba(X)[:, 1]`` gives the risk.
+
+    ``C``: inverse L2 strength; ``items``: use only these declared features (default: all).
+    """
+    use = set(range(len(names))) if items is None else {names.index(n) for n in items}
+    cat_idx = [names.index(c) for c in categorical if names.index(c) in use]
+    num_idx = [i for i in range(len(names)) if i not in cat_idx and i in use]
     pre = ColumnTransformer(
         [
             ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
@@ -78,7 +88,7 @@ def fit_logistic(
                                   OneHotEncoder(handle_unknown="ignore")), cat_idx),
         ]
     )  # fmt: skip
-    lr = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
+    lr = LogisticRegression(C=C, max_iter=2000, random_state=seed)
     return Pipeline([("pre", pre), ("lr", lr)]).fit(X, y)
 
 

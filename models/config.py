@@ -147,6 +147,17 @@ class ModelConfig:
     select_margin: float = 0.0  # validation-AUC gain a challenger needs over LightGBM
     #: Test rows per outcome on which driver agreement is computed (0 = all rows).
     driver_sample: int = 20_000
+    #: Honest small wards: an outcome with fewer training events (outcome met, ``train`` split)
+    #: than ``min_events`` gets no LightGBM model. ``small_outcome = "logistic"``: it is scored
+    #: by a simpler, stronger-regularised member — an L2 logistic regression (``C =
+    #: fallback_c``) on the outcome's few clinical items (models.baselines.POINT_ITEMS) — when
+    #: it has ≥ ``min_events_fallback`` training events and validation rows with and without
+    #: the outcome; otherwise, or with ``"off"``, the outcome is switched off for the run (no
+    #: risk, no what-if, no letter), with the reason in the training report and model card.
+    min_events: int = 100
+    small_outcome: Literal["logistic", "off"] = "logistic"
+    min_events_fallback: int = 20
+    fallback_c: float = 0.1
 
     def __post_init__(self) -> None:
         bad = [o for o in self.outcomes if o not in OUTCOMES]
@@ -160,6 +171,12 @@ class ModelConfig:
             raise ValueError("top_k (letter budget) must be ≥ 1")
         if not all(0 < w < 1 for w in self.blend_weights) or self.select_margin < 0:
             raise ValueError("blend_weights must lie in (0, 1) and select_margin be ≥ 0")
+        if self.min_events < 0 or self.min_events_fallback < 1:
+            raise ValueError("min_events must be ≥ 0 and min_events_fallback ≥ 1")
+        if self.small_outcome not in ("logistic", "off"):
+            raise ValueError(f"small_outcome must be 'logistic' or 'off': {self.small_outcome!r}")
+        if not self.fallback_c > 0:
+            raise ValueError("fallback_c (inverse L2 strength) must be > 0")
 
     def with_seed(self, seed: int) -> ModelConfig:
         """The same config with every LightGBM seed set to ``seed``."""

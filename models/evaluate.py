@@ -18,7 +18,7 @@ Synthetic cohorts (``truth`` given), per outcome on the same test rows:
 * ``mae_p_true``: mean |predicted − true probability|;
 * driver agreement: each row's native SHAP values (log-odds) are summed per *source canonical
   column* (a declared feature maps to its first source: ``hba1c_slope`` → ``hba1c``,
-  ``alcohol_g_per_day`` → ``q_alcohol_freq``, ``mets_code`` → ``waist_cm``…). The model's drivers
+  ``alcohol_g_per_day`` → ``q_alcohol_freq``, ``mets_level`` → ``waist_cm``…). The model's drivers
   are the ≤3 source columns with the largest *positive* sums. ``weight_kg``, ``bmi`` and
   ``waist_cm`` count as one column (:data:`DRIVER_ALIASES`): the generator has one adiposity
   latent and names it ``weight_kg`` (``waist_cm`` for MetS). With the generator's 3 true
@@ -108,6 +108,10 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """AUC, PR-AUC, Brier, calibration slope / intercept and ECE of probabilities ``p``."""
     y = np.asarray(y, dtype="float64")
     p = np.asarray(p, dtype="float64")
+    if len(p) and np.isnan(p).all():  # no such model (e.g. no LightGBM for a small outcome)
+        return {"n": len(y), "events": int(y.sum()), "event_rate": float(y.mean()),
+                **dict.fromkeys(("mean_p", "auc", "pr_auc", "brier", "cal_slope",
+                                 "cal_intercept", "ece"), np.nan)}  # fmt: skip
     both = len(y) > 0 and y.min() != y.max()
     slope, intercept = calibration_slope_intercept(y, p)
     return {
@@ -237,7 +241,9 @@ class EvaluationReport:
     precision_top_k. ``synthetic``: per outcome oracle AUC, ratio, MAE to p_true, driver
     agreement (empty without truth). ``forecasts``: per item coverage and errors.
     ``splits``: rows and events per outcome and split. ``timings``: seconds per step.
-    ``selection``: validation AUC of every candidate member per outcome, ``chosen`` flag.
+    ``selection``: validation AUC of every candidate member per outcome, ``chosen`` flag,
+    training events and a ``note`` for small outcomes (fallback member ``logistic`` or
+    ``off``: switched off for the run, models.train.small_outcome_plan).
     """
 
     test_year: int
@@ -248,8 +254,20 @@ class EvaluationReport:
     timings: dict[str, float] = field(default_factory=dict)
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
 
+    @property
+    def notes(self) -> list[str]:
+        """Messages about small outcomes (fallback member or switched off), one line each."""
+        sel = self.selection
+        if not len(sel) or "note" not in sel:
+            return []
+        return [str(n) for n in sel.loc[sel["chosen"].astype(bool), "note"] if n and n == n]
+
     def summary(self) -> pd.DataFrame:
-        """One row per outcome: the headline figures (overall slice)."""
+        """One row per outcome: the headline figures (overall slice).
+
+        Switched-off outcomes (too few events) get a row too: member ``off``, no metrics, and
+        the reason in ``note``.
+        """
         m = self.metrics[self.metrics["slice"] == "all"]
         wide = m.pivot(index="outcome", columns="model", values="auc").add_suffix("_auc")
         lead = "engine" if (m["model"] == "engine").any() else "lightgbm"
@@ -257,8 +275,14 @@ class EvaluationReport:
         out = pd.concat([wide, gbm[["ece", "cal_slope", "cal_intercept", "brier"]]], axis=1)
         if len(self.selection) and "chosen" in self.selection:
             chosen = self.selection[self.selection["chosen"]].set_index("outcome")
+            off = [o for o in chosen.index if o not in out.index]
+            out = out.reindex([*out.index, *off])
+            out.index.name = "outcome"
             out["member"] = chosen["member"].reindex(out.index).fillna("lightgbm")
-            out["member_weight"] = chosen["weight"].reindex(out.index).fillna(1.0)
+            weight = chosen["weight"].reindex(out.index).fillna(1.0)
+            out["member_weight"] = weight.where(out["member"] != "off", np.nan)
+            if "note" in chosen:
+                out["note"] = chosen["note"].reindex(out.index).fillna("")
         if len(self.synthetic):
             s = self.synthetic.set_index("outcome")
             cols = ["auc_ratio", "mae_p_true", "driver_any", "driver_mean_overlap",

@@ -16,8 +16,10 @@ The kept member's score is then calibrated on the validation year like LightGBM'
 
 **Monotonicity.** LightGBM carries monotone constraints. The logistic member is the run's LR
 baseline (models.baselines.fit_logistic, fitted on the training rows) with every coefficient of
-a monotone-increasing feature's *value* column clipped at 0 (a negative coefficient would let
-risk fall as, e.g., SBP rises; missing-indicator and one-hot columns are not value columns).
+a monotone feature's *value* column that goes against the declared direction clipped at 0 (a
+negative coefficient would let risk fall as, e.g., SBP rises; a positive one on ``q_smoking``,
+−1, would let it rise as a smoker quits; missing-indicator and one-hot columns are not value
+columns).
 Clipping is a projection, not a refit: the calibrator fitted afterwards on the validation year
 repairs the calibration. A positive-weight sum of two non-decreasing scores followed by a
 monotone calibrator is non-decreasing, so the property holds for every member.
@@ -58,7 +60,7 @@ class LinearScore:
     center: np.ndarray  # mean of each transformed column on the training rows
     owner: np.ndarray  # declared-feature index of each transformed column
     n_features: int
-    clipped: tuple[str, ...] = ()  # monotone features whose negative coefficient was clipped
+    clipped: tuple[str, ...] = ()  # monotone features whose coefficient was clipped
 
     def _z(self, X: np.ndarray) -> np.ndarray:
         Z = self.pre.transform(X)
@@ -86,10 +88,10 @@ def linear_score(
     owner = np.array([int(_COL.match(c.split("__", 1)[1]).group(1)) for c in cols])
     value_col = np.array([c.startswith("num__x") for c in cols])
     coef = lr.coef_[0].astype("float64").copy()
-    inc = np.array([monotone[k] > 0 for k in owner]) & value_col
-    neg = inc & (coef < 0)
-    clipped = tuple(sorted({names[k] for k in owner[neg]}))
-    coef[neg] = 0.0
+    direction = np.array([monotone[k] for k in owner]) * value_col
+    wrong = direction * coef < 0  # a coefficient against the declared direction
+    clipped = tuple(sorted({names[k] for k in owner[wrong]}))
+    coef[wrong] = 0.0
     Z = pre.transform(X_train)
     center = np.asarray(Z.mean(axis=0)).ravel()
     return LinearScore(pre, coef, float(lr.intercept_[0]), center, owner, len(names), clipped)

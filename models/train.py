@@ -1,9 +1,13 @@
 """Per-outcome LightGBM risk models, calibration and quantile value forecasts (学習).
 
 * One binary LightGBM classifier per outcome on the at-risk index rows with a known label
-  (features.training_set), monotone constraints from the declarations (+1 on the latest HbA1c,
-  FPG, SBP, DBP, BMI, waist, TG, LDL), nominal integer codes as LightGBM categoricals, early
-  stopping on the validation year (models.split).
+  (features.training_set), monotone constraints from the declarations (the medical direction
+  of the key lab values, of body size and its change, and of every lifestyle answer: see
+  features.declarations), nominal integer codes as LightGBM categoricals, early stopping on the
+  validation year (models.split).
+* Honest small wards: an outcome with fewer than ``ModelConfig.min_events`` training events
+  gets no LightGBM model — a regularised logistic regression on its clinical items instead, or
+  it is switched off for the run (:func:`small_outcome_plan`; ``TrainedEngine.small_outcomes``).
 * A monotone calibrator (models.calibration) fitted on the validation year's raw log-odds.
 * Model selection on the validation year (models.select): LightGBM alone, the logistic
   regression baseline (fitted here once on the training rows and reused by the evaluation) or a
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from features.declarations import (
     FEATURE_SET_VERSION,
@@ -34,7 +39,7 @@ from features.declarations import (
 )
 from features.labels import training_set
 from kenshin.errors import BadInputError
-from models.baselines import fit_logistic
+from models.baselines import POINT_ITEMS, fit_logistic
 from models.calibration import Calibrator, fit_calibrator
 from models.config import ModelConfig, SplitConfig
 from models.drift import FeatureReference
@@ -50,6 +55,7 @@ __all__ = [
     "clip_to_physical_range",
     "prepare_forecasts",
     "prepare_outcome",
+    "small_outcome_plan",
     "to_matrix",
     "train_engine",
 ]
@@ -184,6 +190,20 @@ class TrainedEngine:
     #: ``change``: the forecasts predict next year's value minus this year's (added back in
     #: predict_values; no forecast without this year's value); ``level`` (older engines).
     forecast_target: str = "level"
+    #: Outcomes with too few training events (models.config ``min_events``): outcome → the
+    #: message (fallback member, or switched off: then not in ``outcomes``).
+    small_outcomes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def switched_off(self) -> tuple[str, ...]:
+        """Outcomes the run was configured for but does not score (too few events)."""
+        small = getattr(self, "small_outcomes", None) or {}
+        return tuple(o for o in small if o not in self.outcomes)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per small outcome (fallback or switched off), for the console and cards."""
+        return list((getattr(self, "small_outcomes", None) or {}).values())
 
     def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         if isinstance(features, np.ndarray):
@@ -191,6 +211,13 @@ class TrainedEngine:
                 raise ValueError(f"expected {len(self.feature_names)} feature columns")
             return features
         return to_matrix(features, self.feature_names)
+
+    def _scored(self, outcome: str) -> None:
+        if outcome not in self.outcomes:
+            why = (getattr(self, "small_outcomes", None) or {}).get(outcome)
+            raise KeyError(
+                why or f"{outcome!r} is not an outcome of this engine ({', '.join(self.outcomes)})"
+            )
 
     def member(self, outcome: str) -> str:
         """``lightgbm``, ``blend`` or ``logistic``: what the risk of ``outcome`` comes from."""
@@ -206,6 +233,7 @@ class TrainedEngine:
 
     def predict_raw(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
         """Uncalibrated log-odds of ``outcome`` of the selected member (models.select)."""
+        self._scored(outcome)
         X = self._matrix(features)
         m = self.members.get(outcome)
         if m is None or m.weight == 1.0 or m.linear is None:
@@ -215,13 +243,18 @@ class TrainedEngine:
 
     def predict_outcome(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
         """Calibrated probability of ``outcome`` next year (the selected member)."""
+        self._scored(outcome)
         m = self.members.get(outcome)
         cal = self.calibrators[outcome] if m is None else m.calibrator
         return cal(self.predict_raw(features, outcome))
 
     def predict_lightgbm(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
-        """Calibrated probability of ``outcome`` from LightGBM alone (whatever was selected)."""
-        return self.calibrators[outcome](self._gbm_raw(self._matrix(features), outcome))
+        """Calibrated probability of ``outcome`` from LightGBM alone (whatever was selected);
+        NaN for an outcome without a LightGBM model (too few events: a fallback member)."""
+        X = self._matrix(features)
+        if outcome not in self.boosters:
+            return np.full(len(X), np.nan)
+        return self.calibrators[outcome](self._gbm_raw(X, outcome))
 
     def predict_proba(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         """``risk_<outcome>`` for every outcome (calibrated), same index as ``features``."""
@@ -265,6 +298,7 @@ class TrainedEngine:
         w·SHAP + (1 − w)·the logistic member's exact linear contributions; logistic member:
         the linear contributions alone (models.select). Rows add up to :meth:`predict_raw`.
         """
+        self._scored(outcome)
         X = self._matrix(features)
         m = self.members.get(outcome)
         w = 1.0 if m is None or m.linear is None else m.weight
@@ -388,18 +422,99 @@ def drift_reference(features: pd.DataFrame, names: list[str], test_year: int) ->
     return FeatureReference.fit(to_matrix(features[rows], names), names, fiscal_year=year)
 
 
+def _events(data: OutcomeSet, part: str) -> tuple[int, int]:
+    """(rows, events) of one split of an outcome."""
+    m = data.split == part
+    return int(m.sum()), int(data.y[m].sum())
+
+
+def small_outcome_plan(data: OutcomeSet, config: ModelConfig) -> tuple[str, str]:
+    """``("lightgbm" | "logistic" | "off", message)`` for one outcome (issue 12, part 5).
+
+    LightGBM needs ≥ ``min_events`` training events; below that the fallback logistic member
+    needs ≥ ``min_events_fallback`` of them; every member needs training rows without the
+    outcome and validation rows with and without it (early stopping, calibration). The
+    message is '' for LightGBM.
+    """
+    n_tr, e_tr = _events(data, "train")
+    n_va, e_va = _events(data, "val")
+    usable = 0 < e_va < n_va and e_tr < n_tr
+    if e_tr >= config.min_events and usable:
+        return "lightgbm", ""
+    why = []
+    if e_tr < config.min_events:
+        why.append(f"{e_tr} training events < min_events {config.min_events}")
+    if not 0 < e_va < n_va:
+        why.append(f"the validation year has {e_va} events in {n_va} rows")
+    if e_tr >= n_tr:
+        why.append("no training rows without the outcome")
+    if config.small_outcome == "logistic" and usable and e_tr >= config.min_events_fallback:
+        return "logistic", (
+            f"{data.outcome}: {'; '.join(why)}: no LightGBM model, scored by a regularised "
+            f"logistic regression on {len(POINT_ITEMS[data.outcome])} clinical items"
+        )
+    if config.small_outcome == "logistic" and e_tr < config.min_events_fallback:
+        why.append(f"too few for the fallback model too (< {config.min_events_fallback})")
+    return "off", (
+        f"{data.outcome}: {'; '.join(why)}: switched off for this run (no risk, no what-if, "
+        "no letter)"
+    )
+
+
+def fit_fallback(
+    data: OutcomeSet, config: ModelConfig, names: list[str], cats: list[str], mono: list[int]
+) -> tuple[Member, float]:
+    """The small outcome's member: monotone-clipped L2 logistic regression on its clinical
+    items (models.baselines.POINT_ITEMS), calibrated on the validation year; its val AUC."""
+    Xtr, ytr = data.part("train")
+    Xva, yva = data.part("val")
+    pipe = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed, C=config.fallback_c,
+                        items=POINT_ITEMS[data.outcome])  # fmt: skip
+    linear = linear_score(pipe, Xtr, names, mono)
+    z = linear.raw(Xva)
+    member = Member("logistic", 0.0, fit_calibrator(z, yva, config.calibration), linear)
+    auc = float(roc_auc_score(yva, z)) if 0 < yva.sum() < len(yva) else np.nan
+    return member, auc
+
+
 def train_engine(
     features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig | None = None
 ) -> tuple[TrainedEngine, TrainingData]:
-    """Fit every outcome model, calibrator and forecast; return the engine and its data."""
+    """Fit every outcome model, calibrator and forecast; return the engine and its data.
+
+    Outcomes with too few training events get the fallback member or are switched off
+    (:func:`small_outcome_plan`); they are listed in ``TrainedEngine.small_outcomes`` and in
+    the selection table (``note``). Switched-off outcomes are not in ``engine.outcomes`` nor in
+    the returned data; if every outcome is switched off, :class:`NotEnoughDataError`.
+    """
     config = config or ModelConfig()
     names = feature_names()
     cats = categorical_features()
     mono = monotone_constraints(names) if config.monotone else [0] * len(names)
     T = config.split.test_year or last_labelled_year(labels)
     sets, boosters, best, cals, members, tables, lrs = {}, {}, {}, {}, {}, [], {}
+    small: dict[str, str] = {}
     for o in config.outcomes:
-        sets[o] = prepare_outcome(features, labels, o, T, config)
+        data = prepare_outcome(features, labels, o, T, config)
+        plan, note = small_outcome_plan(data, config)
+        events = _events(data, "train")[1]
+        if plan == "off":
+            small[o] = note
+            tables.append(pd.DataFrame([{"outcome": o, "member": "off", "weight": np.nan,
+                                         "val_auc": np.nan, "chosen": True,
+                                         "train_events": events, "note": note}]))  # fmt: skip
+            continue
+        sets[o] = data
+        if plan == "logistic":
+            small[o] = note
+            members[o], auc = fit_fallback(data, config, names, cats, mono)
+            if config.baselines:
+                Xtr, ytr = data.part("train")
+                lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
+            tables.append(pd.DataFrame([{"outcome": o, "member": "logistic", "weight": 0.0,
+                                         "val_auc": auc, "chosen": True,
+                                         "train_events": events, "note": note}]))  # fmt: skip
+            continue
         boosters[o], best[o], cals[o], z_val = fit_outcome(sets[o], config, names, cats, mono)
         linear = None
         if config.baselines or config.select:
@@ -415,12 +530,16 @@ def train_engine(
             )  # fmt: skip
             if members[o].name == "lightgbm":
                 members.pop(o)
-            tables.append(table)
+            tables.append(table.assign(train_events=_events(sets[o], "train")[1], note=""))
+    if not sets:
+        raise NotEnoughDataError(
+            "no outcome has enough events to train on: " + "; ".join(small.values())
+        )
     engine = TrainedEngine(
-        feature_names=names, categorical=cats, monotone=mono, outcomes=tuple(config.outcomes),
+        feature_names=names, categorical=cats, monotone=mono, outcomes=tuple(sets),
         boosters=boosters, best_iteration=best, calibrators=cals, test_year=T, config=config,
         members=members, selection=pd.concat(tables, ignore_index=True) if tables else
-        pd.DataFrame(),
+        pd.DataFrame(), small_outcomes=small,
     )  # fmt: skip
     engine.feature_reference = drift_reference(features, names, T)
     fset = None

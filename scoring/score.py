@@ -11,7 +11,12 @@ and writes the files of :mod:`scoring.contracts`.
 * **What-if** (もしも): each scenario of ``scoring.toml`` edits the index checkup as the resident
   would (e.g. weight −3 kg, quit smoking), only where its ``when`` conditions hold; the edited
   history is rebuilt into features (so BMI, メタボ判定, 階層化 and flags follow) and re-scored
-  through the same model.
+  through the same model. The declarations drive it: a scenario may only edit modifiable
+  items with a declared direction (features.declarations ``monotone``), only in their
+  risk-lowering direction, and applies only where it moves the resident that way. The models
+  are monotone in the same declarations, so a scenario never raises a risk; a scenario that
+  does not lower the risk by at least ``scenario_min_drop`` is not offered (its column is
+  missing for that resident and outcome, it is never the best scenario).
 * **Explanations**: LightGBM's native SHAP (``pred_contrib``) for the residents who get a letter
   or a report page; the top modifiable factors that raise the risk.
 
@@ -48,7 +53,9 @@ __all__ = [
     "eligible_residents",
     "explain",
     "load_scoring_config",
+    "scenario_risks",
     "score_chunk",
+    "whatif_direction",
 ]
 
 DEFAULT_CONFIG = Path(__file__).with_name("scoring.toml")
@@ -57,6 +64,8 @@ MIN_AGE, MAX_AGE = 40, 74
 SCENARIO_COLUMNS = (*MEASUREMENT_COLUMNS, *QUESTIONNAIRE_COLUMNS)
 _ALLOWED = {d.name: d.allowed for d in DECLARATIONS if d.allowed}
 _MODIFIABLE = {d.name: d.modifiable for d in DECLARATIONS}
+#: Declared medical direction of the checkup items a scenario may edit (risk-lowering = −d).
+_DIRECTION = {d.name: d.monotone for d in DECLARATIONS if d.modifiable and d.monotone}
 
 _WEIGHT = (("bmi", "ge", 23.0),)
 _DRINKING = (("alcohol_g_per_day", "ge", 20.0),)
@@ -145,6 +154,25 @@ class Scenario(BaseModel):
                 raise ValueError(
                     f"scenario {self.key!r}: {col} = {v:g} is not an allowed code {_ALLOWED[col]}"
                 )
+        edited = [*self.set, *self.add, *self.multiply]
+        undirected = sorted({c for c in edited if c not in _DIRECTION})
+        if undirected:
+            raise ValueError(
+                f"scenario {self.key!r}: {undirected} are not modifiable items with a declared "
+                "direction (features.declarations), so a what-if may not change them"
+            )
+        for col, v in self.add.items():
+            if v == 0 or np.sign(v) == _DIRECTION[col]:
+                raise ValueError(
+                    f"scenario {self.key!r}: add {col} {v:+g} moves it towards higher risk (or "
+                    f"nowhere); its declared direction is {_DIRECTION[col]:+d}"
+                )
+        for col, v in self.multiply.items():
+            if not v > 0 or v == 1 or np.sign(v - 1) == _DIRECTION[col]:
+                raise ValueError(
+                    f"scenario {self.key!r}: multiply {col} by {v:g} moves it towards higher "
+                    f"risk (or nowhere); its declared direction is {_DIRECTION[col]:+d}"
+                )
         return self
 
     @property
@@ -182,6 +210,9 @@ class ScoringConfig(BaseModel):
     fallback_previous_year: bool = True
     chunk_size: int = Field(50_000, ge=100)
     explain_top: int = Field(10, ge=1, le=50)
+    #: A scenario is offered (report, letters, best scenario) only where it lowers the risk by
+    #: at least this much (probability; 0.001 = 0.1 percentage point).
+    scenario_min_drop: float = Field(0.001, ge=0, lt=1)
     risk_bands: RiskBands = RiskBands()
     scenarios: tuple[Scenario, ...] = Field((), alias="scenario")
 
@@ -310,8 +341,28 @@ def apply_scenario(checkups: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64") * v
     if "weight_kg" in scenario.columns and "height_cm" in out:
         bmi = pd.Series(derive_bmi(out["height_cm"], out["weight_kg"]), index=out.index)
-        out["bmi"] = bmi.where(bmi.notna(), out["bmi"]).astype("float64")
+        bmi = bmi.where(bmi.notna(), out["bmi"]).astype("float64").to_numpy()
+        # BMI follows weight: a stored BMI that disagrees with height and weight (a soft flag
+        # at ingest) must not rise when weight falls, or the scenario would raise the risk.
+        old = pd.to_numeric(checkups["bmi"], errors="coerce").to_numpy(dtype="float64")
+        w0 = pd.to_numeric(checkups["weight_kg"], errors="coerce").to_numpy(dtype="float64")
+        dw = pd.to_numeric(out["weight_kg"], errors="coerce").to_numpy(dtype="float64") - w0
+        bmi = np.where(dw < 0, np.fmin(bmi, old), np.where(dw > 0, np.fmax(bmi, old), bmi))
+        out["bmi"] = bmi
     return out
+
+
+def _moves_towards_lower_risk(base: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    """Rows where every ``set`` item is answered and the new code is on its risk-lowering side
+    (declared direction), and at least one item changes."""
+    ok = np.ones(len(base), dtype=bool)
+    changes = np.full(len(base), bool(scenario.add or scenario.multiply))
+    for col, v in scenario.set.items():
+        x = pd.to_numeric(base[col], errors="coerce").to_numpy(dtype="float64")
+        with np.errstate(invalid="ignore"):
+            ok &= ~np.isnan(x) & ((v - x) * _DIRECTION[col] <= 0)
+            changes |= x != v
+    return ok & changes
 
 
 def scenario_features(
@@ -327,7 +378,7 @@ def scenario_features(
     most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
     the unchanged features.
     """
-    applies = np.ones(len(index), dtype=bool)
+    applies = _moves_towards_lower_risk(base, scenario)
     for cond in scenario.when:
         applies &= cond.holds(base)
     for col in scenario.columns:  # nothing to change where the value is missing
@@ -353,6 +404,56 @@ def scenario_features(
 # ------------------------------------------------------------------------------------------
 
 
+def scenario_risks(
+    engine,
+    history: pd.DataFrame,
+    index: pd.DataFrame,
+    base: pd.DataFrame,
+    scenarios: tuple[Scenario, ...],
+    feature_config: FeatureConfig,
+):
+    """Per scenario: ``(scenario, rows of index it applies to, their risks with it applied)``;
+    the risks (:meth:`predict_proba` frame) are None where it applies to nobody."""
+    for sc in scenarios:
+        applies, feats = scenario_features(history, index, base, sc, feature_config)
+        rows = np.flatnonzero(applies)
+        p = engine.predict_proba(to_matrix(feats, engine.feature_names)) if len(rows) else None
+        yield sc, rows, p
+
+
+def whatif_direction(
+    engine,
+    history: pd.DataFrame,
+    index: pd.DataFrame,
+    config: ScoringConfig,
+    feature_config: FeatureConfig,
+    tolerance: float = 0.001,
+) -> pd.DataFrame:
+    """Direction check of the what-if scenarios, before any filtering: per scenario × outcome,
+    residents it applies to (``n``), the share whose risk rises (``raised``), rises by more
+    than ``tolerance`` (``raised_over_tolerance``), falls (``lowered``) and the largest rise."""
+    base = index_features(history, index, feature_config)
+    risk = engine.predict_proba(to_matrix(base, engine.feature_names))
+    rows_out = []
+    for sc, rows, p in scenario_risks(engine, history, index, base, config.scenarios,
+                                      feature_config):  # fmt: skip
+        for o in engine.outcomes:
+            d = (
+                p[f"risk_{o}"].to_numpy() - risk[f"risk_{o}"].to_numpy()[rows]
+                if p is not None
+                else np.zeros(0)
+            )
+            n = len(d)
+            rows_out.append(
+                {"scenario": sc.key, "outcome": o, "n": n,
+                 "raised": float((d > 0).mean()) if n else np.nan,
+                 "raised_over_tolerance": float((d > tolerance).mean()) if n else np.nan,
+                 "lowered": float((d < 0).mean()) if n else np.nan,
+                 "max_rise": float(max(d.max(), 0.0)) if n else np.nan}
+            )  # fmt: skip
+    return pd.DataFrame(rows_out)
+
+
 def score_chunk(
     engine,
     history: pd.DataFrame,
@@ -375,14 +476,15 @@ def score_chunk(
         cols.update({c: forecast[c].to_numpy() for c in forecast.columns})
     after = {o: risk[f"risk_{o}"].to_numpy(copy=True) for o in engine.outcomes}
     best = {o: np.full(len(index), None, dtype=object) for o in engine.outcomes}
-    for sc in config.scenarios:
-        applies, feats = scenario_features(history, index, base, sc, feature_config)
-        p = engine.predict_proba(to_matrix(feats, engine.feature_names)) if applies.any() else None
-        rows = np.flatnonzero(applies)
+    for sc, rows, p in scenario_risks(engine, history, index, base, config.scenarios,
+                                      feature_config):  # fmt: skip
         for o in engine.outcomes:
             v = np.full(len(index), np.nan)
             if p is not None:
-                v[rows] = p[f"risk_{o}"].to_numpy()
+                now = risk[f"risk_{o}"].to_numpy()[rows]
+                new = p[f"risk_{o}"].to_numpy()
+                # Offered only where it lowers the risk (never shown as advice otherwise).
+                v[rows] = np.where(now - new >= max(config.scenario_min_drop, 1e-12), new, np.nan)
                 better = v[rows] < after[o][rows]
                 after[o][rows[better]] = v[rows][better]
                 best[o][rows[better]] = sc.key

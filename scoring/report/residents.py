@@ -166,6 +166,9 @@ def _risks(R: pd.DataFrame, p: Prepared) -> dict:
             ],
             axis=1,
         )  # n × outcome × scenario
+        # Only scenarios that lower the risk are advice (scoring.score already leaves the others
+        # out; kept here too so no input can show a what-if that raises or keeps the risk).
+        scen = np.where(scen < risk[:, :, None], scen, np.nan)
     else:
         scen = np.full((len(R), len(outcomes), 0), np.nan)
     best = np.column_stack([_s(R[f"best_scenario_{o}"]) for o in outcomes])

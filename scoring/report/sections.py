@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from markupsafe import Markup
@@ -144,6 +146,29 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
     }
 
 
+def small_outcome_warnings(metrics: pd.DataFrame, scored: tuple[str, ...]) -> list[str]:
+    """Lines for outcomes with too few training events (the training summary's ``member`` and
+    ``note``, models.train.small_outcome_plan): switched off, or a simpler fallback model."""
+    if not len(metrics) or not {"outcome", "member"} <= set(metrics.columns):
+        return []
+    out = []
+    for r in metrics.to_dict("records"):
+        o, member = str(r["outcome"]), str(r.get("member") or "")
+        note = r.get("note")
+        note = "" if note is None or (isinstance(note, float) and math.isnan(note)) else str(note)
+        if member == "off" or (o not in scored and note):
+            out.append(
+                f"{outcome_ja(o)}: 学習データの発症数が少ないため、今回はリスクを算出していません"
+                f"(手紙・もしもの対象外)。{note}"
+            )
+        elif member == "logistic" and note:
+            out.append(
+                f"{outcome_ja(o)}: 学習データの発症数が少ないため、LightGBM ではなく簡易な"
+                f"ロジスティック回帰で算出しています。{note}"
+            )
+    return out
+
+
 def model(p: Prepared, cfg: ReportConfig) -> dict:
     ms = p.model
     card = ms.model_card or ""
@@ -172,6 +197,7 @@ def model(p: Prepared, cfg: ReportConfig) -> dict:
                 "と一致しません"
             )
     metrics = p.metrics
+    warnings += small_outcome_warnings(metrics, ms.outcomes)
     main_cols = [c for c in _METRIC_JA if c in metrics.columns]
     rows = []
     if len(metrics) and "outcome" in metrics.columns:

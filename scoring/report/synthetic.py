@@ -80,7 +80,9 @@ def make_scores(n: int, rng: np.random.Generator, fiscal_year: int = 2024) -> pd
         after = r.copy()
         for s in SCENARIOS:
             applies = rng.random(n) < 0.5
-            v = np.where(applies, (r * rng.uniform(0.55, 1.0, n)).round(4), np.nan)
+            v = (r * rng.uniform(0.55, 1.0, n)).round(4)
+            applies &= v < r  # a what-if is offered only where it lowers the risk
+            v = np.where(applies, v, np.nan)
             c[f"risk_{o}__{s.key}"] = v
             better = applies & (v < after)
             after = np.where(better, v, after)

@@ -260,7 +260,7 @@ def scoring_ward(tmp_path_factory):
     small = LGBMParams(n_estimators=20, early_stopping_rounds=5, min_child_samples=20)
     cfg = ModelConfig(
         lgbm=small, forecast=ForecastConfig(items=("ggt", "hba1c"), lgbm=small),
-        baselines=False, select=False,
+        baselines=False, select=False, min_events=0,  # every outcome, however few events
     )  # fmt: skip
     engine, _ = train_engine(features, labels, cfg)
     return tmp, engine

@@ -50,6 +50,7 @@ def _weak_config():
 
     fields = ModelConfig.__dataclass_fields__
     extra = {"select": False} if "select" in fields else {}
+    extra |= {"min_events": 0} if "min_events" in fields else {}  # stumps on every outcome
     return ModelConfig(
         lgbm=LGBMParams(n_estimators=1, num_leaves=2, max_depth=1, early_stopping_rounds=1),
         forecasts=False, baselines=False, **extra,
@@ -74,7 +75,14 @@ def registry(tmp_path_factory) -> Registry:
         bundle = generate(SynthConfig(residents=RESIDENTS, years=YEARS, seed=SEED))
         write_bundle(bundle, tmp / "bundle", fmt="csv")
         ingest(tmp / "bundle", tmp / "store")
-        engine, report, run = run_train(tmp / "store", tmp / "work", tmp / "bundle" / "truth.csv")
+        # LightGBM on every outcome of this 2,000-resident ward (registry mechanics, not the
+        # small-ward fallback of tests/models/test_small_ward.py).
+        from models.config import ModelConfig
+
+        engine, report, run = run_train(
+            tmp / "store", tmp / "work", tmp / "bundle" / "truth.csv",
+            config=ModelConfig(min_events=0),
+        )  # fmt: skip
         res = CliRunner().invoke(app, ["promote", "--workdir", str(tmp / "work")])
         assert res.exit_code == 0, res.output
         from mlflow import MlflowClient

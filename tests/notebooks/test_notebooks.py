@@ -64,7 +64,9 @@ def _two_training_runs(tmp: Path) -> tuple[Path, Path]:
     write_bundle(bundle, tmp / "bundle", fmt="parquet")
     ingest(tmp / "bundle", tmp / "store")
     for seed in (0, 1):
-        run_train(tmp / "store", tmp / "work", config=ModelConfig(forecasts=False).with_seed(seed))
+        # min_events=0: LightGBM on every outcome of this small ward (no small-ward fallback)
+        config = ModelConfig(forecasts=False, min_events=0).with_seed(seed)
+        run_train(tmp / "store", tmp / "work", config=config)
         if seed == 0:
             assert promote(tmp / "work").promoted
     return tmp / "work", tmp / "store"

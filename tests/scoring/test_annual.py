@@ -40,6 +40,7 @@ def annual(tmp_path_factory) -> Annual:
     from data.synth import SynthConfig, generate, write_bundle
     from kenshin.annual import AnnualRunConfig, run_annual
     from kenshin.pipeline import run_train
+    from models.config import ModelConfig
     from models.registry import promote
     from scoring.score import load_scoring_config
     from scoring.select import Budget, load_config
@@ -52,7 +53,9 @@ def annual(tmp_path_factory) -> Annual:
         )
         write_bundle(bundle, tmp / "bundle", fmt="csv")
         ingest(tmp / "bundle", tmp / "store")
-        run_train(tmp / "store", tmp / "work")
+        # LightGBM on every outcome of this small ward (the small-ward fallback is tested in
+        # tests/models/test_small_ward.py).
+        run_train(tmp / "store", tmp / "work", config=ModelConfig(min_events=0))
         promote(tmp / "work")
         selection = load_config().model_copy(update={"budget": Budget(advice=12, see_doctor=6)})
         cfg = AnnualRunConfig(
@@ -127,7 +130,11 @@ def test_what_if_applies_only_where_it_makes_sense(annual):
     quit_cols = [c for c in scores if c.endswith("__quit_smoking")]
     assert quit_cols
     assert scores.loc[~smoker, quit_cols].isna().all().all()
-    assert scores.loc[smoker, quit_cols].notna().all().all()
+    # Offered only where it lowers the risk (scoring.score): never at or above the risk itself.
+    for col in quit_cols:
+        shown = scores[col].notna()
+        risk = scores.loc[shown, col.split("__")[0]]
+        assert (scores.loc[shown, col] < risk).all(), col
     lose = scores["risk_diabetes__weight_loss_3kg"]
     assert lose[scores["bmi"] < 23].isna().all()
     applied = lose.notna()
@@ -135,7 +142,11 @@ def test_what_if_applies_only_where_it_makes_sense(annual):
     assert (lose[applied] <= scores.loc[applied, "risk_diabetes"] + 1e-12).all()
     assert (scores["risk_after_diabetes"] <= scores["risk_diabetes"] + 1e-12).all()
     has_best = scores["best_scenario_diabetes"].notna()
-    assert has_best.mean() > 0.3
+    assert has_best.any()
+    # Some scenario lowers some risk for many residents (diabetes alone: few — its risk is
+    # small and monotone in lifestyle, so most drops are under scenario_min_drop).
+    best = [c for c in scores if c.startswith("best_scenario_")]
+    assert scores[best].notna().any(axis=1).mean() > 0.3
 
 
 def test_scores_do_not_depend_on_the_chunk_size(annual, tmp_path):

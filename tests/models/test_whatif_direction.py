@@ -1,0 +1,147 @@
+"""Issue 12 part 1: the declared medical direction is enforced, and what-if never raises risk.
+
+One demo-sized ward (3,000 residents × 6 years), LightGBM on every outcome (``min_events=0``,
+so the boosters' monotone constraints are what is tested, blends and the logistic member
+included where validation picks them), scored in its last fiscal year with the shipped
+scenarios of ``scoring/scoring.toml``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.declarations import DECLARATIONS
+
+pytestmark = pytest.mark.xdist_group("whatif_ward")
+
+#: Calibrators are monotone non-decreasing (sigmoid b ≥ 0, isotonic), so the calibrated risk
+#: keeps the booster's order; the tolerance only absorbs ties and float noise (0.1 point).
+TOLERANCE = 0.001
+
+
+@pytest.fixture(scope="module")
+def ward_engine(tmp_path_factory):
+    from models.config import ModelConfig
+    from models.train import train_engine
+    from tests.models.ward_helpers import make_ward
+
+    ward = make_ward(tmp_path_factory.mktemp("whatif"), residents=3_000, years=6, seed=7)
+    config = ModelConfig(forecasts=False, min_events=0)
+    engine, _ = train_engine(ward.features, ward.labels, config)
+    return ward, engine
+
+
+def test_no_scenario_raises_any_outcome_risk(ward_engine):
+    from features.build import FeatureConfig
+    from scoring.score import load_scoring_config, whatif_direction
+
+    ward, engine = ward_engine
+    assert set(engine.boosters) == set(engine.outcomes)  # LightGBM for every outcome
+    table = whatif_direction(
+        engine, ward.history, ward.index, load_scoring_config(), FeatureConfig(), TOLERANCE
+    )
+    assert set(table["scenario"]) == set(load_scoring_config().scenario_keys)
+    assert (table.groupby("scenario")["n"].first() > 20).all(), table  # each applies to many
+    bad = table[table["raised_over_tolerance"] > 0]
+    assert bad.empty, bad.to_string()
+    assert table["max_rise"].max() <= TOLERANCE
+    # …and the scenarios do lower risk for many: the models did not go flat.
+    lowered = table.groupby("scenario")["lowered"].max()
+    assert lowered["weight_loss_3kg"] > 0.5 and (lowered > 0.2).sum() >= 3, lowered
+
+
+def test_boosters_are_monotone_in_every_declared_feature(ward_engine):
+    ward, engine = ward_engine
+    names = engine.feature_names
+    X = ward.features[names].head(150).to_numpy(dtype="float64", na_value=np.nan)
+    for d in DECLARATIONS:
+        if not d.monotone:
+            continue
+        j = names.index(d.name)
+        col = X[:, j][~np.isnan(X[:, j])]
+        grid = (
+            np.asarray(d.allowed, dtype=float)
+            if d.allowed
+            else np.quantile(col, np.linspace(0, 1, 9)) if len(col) else np.array([0.0, 1.0])
+        )  # fmt: skip
+        rows = np.repeat(X, len(grid), axis=0)
+        rows[:, j] = np.tile(grid, len(X))
+        for o in engine.outcomes:
+            raw = engine.predict_raw(rows, o).reshape(len(X), len(grid))
+            step = np.diff(raw, axis=1) * d.monotone
+            assert (step >= -1e-9).all(), (d.name, o, step.min())
+
+
+def test_scores_offer_only_scenarios_that_lower_the_risk(ward_engine):
+    from features.build import FeatureConfig
+    from scoring.score import load_scoring_config, score_chunk
+
+    ward, engine = ward_engine
+    config = load_scoring_config()
+    scores, _ = score_chunk(engine, ward.history, ward.index, config, FeatureConfig())
+    shown = 0
+    for o in engine.outcomes:
+        risk = scores[f"risk_{o}"].to_numpy()
+        for key in config.scenario_keys:
+            v = scores[f"risk_{o}__{key}"].to_numpy()
+            ok = ~np.isnan(v)
+            shown += int(ok.sum())
+            assert (v[ok] <= risk[ok] - config.scenario_min_drop + 1e-12).all(), (o, key)
+        after = scores[f"risk_after_{o}"].to_numpy()
+        best = scores[f"best_scenario_{o}"]
+        assert (after <= risk).all()
+        has = best.notna().to_numpy()
+        assert (after[has] <= risk[has] - config.scenario_min_drop + 1e-12).all()
+        assert (after[~has] == risk[~has]).all()
+    assert shown > 0
+    # A scenario with no minimum drop still never shows a raised risk.
+    loose = config.model_copy(update={"scenario_min_drop": 0.0})
+    again, _ = score_chunk(engine, ward.history, ward.index, loose, FeatureConfig())
+    for o in engine.outcomes:
+        for key in config.scenario_keys:
+            v = again[f"risk_{o}__{key}"].to_numpy()
+            ok = ~np.isnan(v)
+            assert (v[ok] < again[f"risk_{o}"].to_numpy()[ok]).all(), (o, key)
+
+
+def test_scenarios_move_every_feature_towards_lower_risk(ward_engine):
+    """The edits of each shipped scenario, rebuilt into features (BMI, changes, slopes, flags,
+    メタボ判定, 階層化 and the derived drinking/smoking features follow), move only features with
+    a declared direction, and each only in its risk-lowering direction."""
+    from features.build import FeatureConfig
+    from scoring.score import index_features, load_scoring_config, scenario_features
+
+    ward, engine = ward_engine
+    fc = FeatureConfig()
+    base = index_features(ward.history, ward.index, fc)
+    direction = {d.name: d.monotone for d in DECLARATIONS}
+    for sc in load_scoring_config().scenarios:
+        applies, feats = scenario_features(ward.history, ward.index, base, sc, fc)
+        assert applies.any(), sc.key
+        before = base.loc[applies, engine.feature_names].reset_index(drop=True)
+        after = feats[engine.feature_names].reset_index(drop=True)
+        for name in engine.feature_names:
+            a = before[name].to_numpy(dtype="float64", na_value=np.nan)
+            b = after[name].to_numpy(dtype="float64", na_value=np.nan)
+            moved = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+            if not moved.any():
+                continue
+            assert direction[name] != 0, (sc.key, name)
+            assert not (np.isnan(a) | np.isnan(b))[moved].any(), (sc.key, name, "missingness")
+            assert ((b - a)[moved] * direction[name] < 0).all(), (sc.key, name)
+
+
+def test_set_scenarios_apply_only_where_they_lower_risk(ward_engine):
+    """A ``set`` without ``when`` applies only to residents it moves towards lower risk: "quit
+    smoking" never turns a never-smoker into an ex-smoker."""
+    from features.build import FeatureConfig
+    from scoring.score import Scenario, index_features, scenario_features
+
+    ward, _ = ward_engine
+    fc = FeatureConfig()
+    base = index_features(ward.history, ward.index, fc)
+    sc = Scenario(key="q", label_ja="q", set={"q_smoking": 2})
+    applies, _ = scenario_features(ward.history, ward.index, base, sc, fc)
+    smoking = base["q_smoking"].to_numpy(dtype="float64", na_value=np.nan)
+    np.testing.assert_array_equal(applies, smoking == 1)
