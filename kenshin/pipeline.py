@@ -378,6 +378,8 @@ def print_train_summary(console: Console, report, run) -> None:
     console.print(table)
     if members:
         _say(console, "not LightGBM alone (chosen on validation): " + "; ".join(members))
+    for note in getattr(report, "notes", []):  # small outcomes: fallback member or switched off
+        _say(console, f"note: {note}")
     if len(report.forecasts):
         ft = Table(title="value forecasts, next year (80% interval)")
         for c in ("item", "coverage", "mean width", "MAE p50", "MAE same as now"):
