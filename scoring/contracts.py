@@ -61,6 +61,8 @@ import pandera.pandas as pa
 from data.columns import MEASUREMENT_COLUMNS, OUTCOMES, QUESTIONNAIRE_COLUMNS
 from data.pseudonym import PSEUDONYM_LENGTH
 from data.validate import RANGES
+from scoring.letters.schema import QUANTILES as _QUANTILES
+from scoring.letters.schema import forecast_quantiles_ordered
 from scoring.select import REASONS
 
 __all__ = [
@@ -94,18 +96,10 @@ _PSEUDONYM = pa.Column(
     "string", pa.Check.str_matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True
 )
 _PROB = pa.Check.in_range(0.0, 1.0)
-_QUANTILES = ("p10", "p50", "p90")
 
 
 def _forecasts_ordered(df: pd.DataFrame) -> pd.Series:
-    """Rows whose forecast quantiles are ordered (p10 ≤ p50 ≤ p90) wherever all three exist."""
-    ok = pd.Series(True, index=df.index)
-    for item in RANGES:
-        cols = [f"{item}_{q}" for q in _QUANTILES]
-        if all(c in df.columns for c in cols):
-            lo, mid, hi = (pd.to_numeric(df[c], errors="coerce") for c in cols)
-            ok &= ~(lo.notna() & mid.notna() & hi.notna() & ~((lo <= mid) & (mid <= hi)))
-    return ok
+    return forecast_quantiles_ordered(df, RANGES)
 
 
 def scores_schema(

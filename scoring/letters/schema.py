@@ -129,9 +129,10 @@ def _rows_ok_for_advice(df: pd.DataFrame) -> pd.Series:
     return ~adv | (df["risk"].notna() & df["risk_band"].notna())
 
 
-def _forecast_ordered(df: pd.DataFrame) -> pd.Series:
+def forecast_quantiles_ordered(df: pd.DataFrame, items=None) -> pd.Series:
+    """Rows whose forecast quantiles are ordered (p10 ≤ p50 ≤ p90) wherever all three exist."""
     ok = pd.Series(True, index=df.index)
-    for item in FORECAST_ITEMS:
+    for item in FORECAST_ITEMS if items is None else items:
         cols = [f"{item}_{q}" for q in QUANTILES]
         if all(c in df.columns for c in cols):
             lo, mid, hi = (pd.to_numeric(df[c], errors="coerce") for c in cols)
@@ -185,7 +186,9 @@ def letter_request_schema() -> pa.DataFrameSchema:
         cols,
         checks=[
             pa.Check(_rows_ok_for_advice, error="advice rows need risk and risk_band"),
-            pa.Check(_forecast_ordered, error="forecast quantiles must satisfy p10 ≤ p50 ≤ p90"),
+            pa.Check(
+                forecast_quantiles_ordered, error="forecast quantiles must satisfy p10 ≤ p50 ≤ p90"
+            ),
         ],
         strict=False,
         unique=["pseudonym"],

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.adversarial.processes import alive
+
 REPO = Path(__file__).resolve().parents[2]
 
 HANG = """
@@ -65,18 +67,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return not stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
-
-
 def _kill_parent_and_wait(script: str, tmp_path: Path, workers: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script), str(tmp_path / "out")],
@@ -95,9 +85,9 @@ def _kill_parent_and_wait(script: str, tmp_path: Path, workers: int) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        while any(alive(p) for p in children) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = [p for p in children if _alive(p)]
+        left = [p for p in children if alive(p)]
         for p in left:  # clean up before failing: these are the orphans the test is about
             os.kill(p, signal.SIGKILL)
         assert not left, f"workers outlived their parent: {left}"
