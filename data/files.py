@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_write", "csv_bytes", "neutralise_formulas"]
+__all__ = ["atomic_write", "csv_bytes", "neutralise_formulas", "unwritable_reason"]
 
 #: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -59,3 +60,24 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (or, while it does not exist, in its nearest
+    existing ancestor, which must be a folder); ``None`` when one can.
+
+    Tried with a probe file, removed at once: ``os.access`` says yes to root and on read-only
+    mounts.
+    """
+    here = Path(os.path.abspath(folder))
+    while not os.path.lexists(here) and here.parent != here:
+        here = here.parent
+    if not here.is_dir():
+        return f"{here} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kenshin-write-check-", dir=here)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None

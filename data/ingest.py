@@ -9,9 +9,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import hmac
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data import store as store_mod
 from data.columns import CHECKUP_COLUMNS, TABLES
+from data.files import unwritable_reason
 from data.judgements import facility_agreement
 from data.normalise import QUESTIONNAIRE_CODINGS, QuestionnaireCoding
 from data.pseudonym import load_key, pseudonymise
@@ -200,19 +199,10 @@ def ingest(
 
 
 def _check_writable(store: Path) -> None:
-    """Fail before reading anything when the store cannot be written (tried with a file:
-    ``os.access`` says yes to root and on read-only mounts)."""
-    parent = Path(os.path.abspath(store)).parent
-    while not os.path.lexists(parent) and parent.parent != parent:
-        parent = parent.parent
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".kenshin-write-check-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise BadInputError(
-            f"{store}: cannot write here ({parent}: {exc.strerror or type(exc).__name__})"
-        ) from None
+    """Fail before reading anything when the store cannot be written."""
+    reason = unwritable_reason(Path(store).parent)
+    if reason:
+        raise BadInputError(f"{store}: cannot write here ({reason})")
 
 
 def _ingest_locked(

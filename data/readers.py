@@ -229,7 +229,7 @@ def _mark_nul_rows(frame: pd.DataFrame, columns: list[str]) -> None:
     column[rows] = first
     frame[REJECT_REASON] = reason
     frame[REJECT_COLUMN] = column
-    for col in columns:  # the mark never reaches a stored value or the rejects table
+    for col in has.columns[has.any().to_numpy()]:  # the mark never reaches a stored value
         frame[col] = frame[col].where(~has[col], frame[col].str.replace(_NUL_MARK, "\\0"))
 
 

@@ -291,28 +291,17 @@ def _sqlite_path(uri: str) -> Path:
 
 
 def _try_write(folder: Path, what: str) -> None:
-    """Stop with a one-line reason unless a file can be created in ``folder`` — or, while it
-    does not exist yet, in its nearest existing ancestor, which must be a folder. The probe
-    file is removed; nothing is left behind."""
+    """Stop with a one-line reason unless a file can be created in ``folder`` (or its nearest
+    existing ancestor): :func:`data.files.unwritable_reason`."""
+    from data.files import unwritable_reason
     from kenshin.errors import BadInputError
 
-    def refuse(reason: str):
-        return BadInputError(
+    reason = unwritable_reason(folder)
+    if reason:
+        raise BadInputError(
             f"{folder}: cannot write {what} ({reason}); nothing was done — choose a writable "
             "--workdir (or MLFLOW_TRACKING_URI)"
         )
-
-    here = Path(os.path.abspath(folder))
-    while not os.path.lexists(here) and here.parent != here:
-        here = here.parent
-    if not here.is_dir():
-        raise refuse(f"{here} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".kenshin-write-check-", dir=here)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise refuse(exc.strerror or type(exc).__name__) from None
 
 
 def check_writable(workdir: Path | str = "work") -> None:
