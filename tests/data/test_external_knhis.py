@@ -136,6 +136,6 @@ def test_knhis_derived_values_stay_in_range(knhis_store):
     stored = read_checkups(store)
     assert stored["egfr"].dropna().between(1, 250).all()
     low_cr = stored["creatinine"] <= 0.1
-    if low_cr.any():
-        assert stored.loc[low_cr, "egfr"].isna().all()
-        assert result.manifest["derived_out_of_range"]["egfr"] >= int(low_cr.sum())
+    assert low_cr.any()  # the sample holds such rows: the check below is never vacuous
+    assert stored.loc[low_cr, "egfr"].isna().all()
+    assert result.manifest["derived_out_of_range"]["egfr"] >= int(low_cr.sum())
