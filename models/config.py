@@ -150,7 +150,8 @@ class ModelConfig:
     #: Honest small wards: an outcome with fewer training events (outcome met, ``train`` split)
     #: than ``min_events`` gets no LightGBM model. ``small_outcome = "logistic"``: it is scored
     #: by a simpler, stronger-regularised member — an L2 logistic regression (``C =
-    #: fallback_c``) on the outcome's few clinical items (models.baselines.POINT_ITEMS) — when
+    #: fallback_c``) on the outcome's clinical items (models.baselines.POINT_ITEMS) or on every
+    #: feature, whichever has the better validation AUC (models.train.fit_fallback) — when
     #: it has ≥ ``min_events_fallback`` training events and validation rows with and without
     #: the outcome; otherwise, or with ``"off"``, the outcome is switched off for the run (no
     #: risk, no what-if, no letter), with the reason in the training report and model card.

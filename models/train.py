@@ -451,7 +451,7 @@ def small_outcome_plan(data: OutcomeSet, config: ModelConfig) -> tuple[str, str]
     if config.small_outcome == "logistic" and usable and e_tr >= config.min_events_fallback:
         return "logistic", (
             f"{data.outcome}: {'; '.join(why)}: no LightGBM model, scored by a regularised "
-            f"logistic regression on {len(POINT_ITEMS[data.outcome])} clinical items"
+            "logistic regression"
         )
     if config.small_outcome == "logistic" and e_tr < config.min_events_fallback:
         why.append(f"too few for the fallback model too (< {config.min_events_fallback})")
@@ -463,18 +463,32 @@ def small_outcome_plan(data: OutcomeSet, config: ModelConfig) -> tuple[str, str]
 
 def fit_fallback(
     data: OutcomeSet, config: ModelConfig, names: list[str], cats: list[str], mono: list[int]
-) -> tuple[Member, float]:
-    """The small outcome's member: monotone-clipped L2 logistic regression on its clinical
-    items (models.baselines.POINT_ITEMS), calibrated on the validation year; its val AUC."""
+) -> tuple[Member, float, str]:
+    """The small outcome's member: monotone-clipped L2 logistic regression, calibrated on the
+    validation year; its val AUC and which inputs it uses.
+
+    Two candidates, the better validation AUC wins: the outcome's clinical items
+    (models.baselines.POINT_ITEMS) and every feature. The clinical items are steadier where
+    the ward measures them; a cohort that lacks some of them (no HbA1c, no waist) does better
+    on every feature, as the Framingham benchmark shows.
+    """
     Xtr, ytr = data.part("train")
     Xva, yva = data.part("val")
-    pipe = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed, C=config.fallback_c,
-                        items=POINT_ITEMS[data.outcome])  # fmt: skip
-    linear = linear_score(pipe, Xtr, names, mono)
-    z = linear.raw(Xva)
+    best = None
+    for label, items in (
+        (f"{len(POINT_ITEMS[data.outcome])} clinical items", POINT_ITEMS[data.outcome]),
+        ("every feature", None),
+    ):
+        pipe = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed, C=config.fallback_c,
+                            items=items)  # fmt: skip
+        linear = linear_score(pipe, Xtr, names, mono)
+        z = linear.raw(Xva)
+        auc = float(roc_auc_score(yva, z))  # small_outcome_plan: val has both classes
+        if best is None or auc > best[1]:
+            best = (linear, auc, label, z)
+    linear, auc, label, z = best
     member = Member("logistic", 0.0, fit_calibrator(z, yva, config.calibration), linear)
-    auc = float(roc_auc_score(yva, z)) if 0 < yva.sum() < len(yva) else np.nan
-    return member, auc
+    return member, auc, label
 
 
 def train_engine(
@@ -507,7 +521,8 @@ def train_engine(
         sets[o] = data
         if plan == "logistic":
             small[o] = note
-            members[o], auc = fit_fallback(data, config, names, cats, mono)
+            members[o], auc, inputs = fit_fallback(data, config, names, cats, mono)
+            small[o] = note = f"{note} ({inputs})"
             if config.baselines:
                 Xtr, ytr = data.part("train")
                 lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)

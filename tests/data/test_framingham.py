@@ -64,6 +64,15 @@ def test_ingest_and_labels(tmp_path, monkeypatch):
         assert 2_000 < len(known) and lo < rate < hi, (o, len(known), rate)
 
 
+def hanley_mcneil_se(auc, n_pos, n_neg):
+    """Standard error of a paired AUC difference with correlation 0.5 (= one AUC's SE)."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (
+        n_pos * n_neg
+    )
+    return np.sqrt(var)
+
+
 def test_benchmark_engine_does_not_lose_to_logistic_regression():
     from data.framingham import framingham_benchmark
 
@@ -71,6 +80,11 @@ def test_benchmark_engine_does_not_lose_to_logistic_regression():
     t = res.table()
     assert list(t.index) == ["hypertension", "diabetes"]
     assert (t["engine"] > 0.65).all() and (t["logistic"] > 0.65).all()
-    # Selection is by validation, so on test the engine may trail LR by noise only.
-    assert (t["engine"] >= t["logistic"] - 0.01).all(), t
+    # Selection is by validation, so on test the engine may trail LR by noise only: one
+    # standard error of a paired AUC difference (Hanley & McNeil 1982, r = 0.5) on the test
+    # split, about 0.017 for hypertension; a real loss (the item-only diabetes fallback lost
+    # 0.08) fails.
+    test = res.splits[res.splits["split"] == "test"].set_index("outcome").reindex(t.index)
+    se = hanley_mcneil_se(t["logistic"], test["events"], test["rows"] - test["events"])
+    assert (t["engine"] >= t["logistic"] - se).all(), (t, se)
     assert set(t["member"]) <= {"lightgbm", "blend", "logistic"}

@@ -2,7 +2,7 @@
 
 On a tiny ward (1,500 residents × 5 years: about 10-35 training events per outcome) an outcome with
 fewer than ``min_events`` training events gets no LightGBM model: a regularised logistic
-regression on its clinical items scores it, or — below ``min_events_fallback`` — it is switched
+regression (on its clinical items or every feature) scores it, or — below ``min_events_fallback`` — it is switched
 off for the run. The reason reaches the training report (console), the model card, the staff
 report, and a switched-off outcome never has a risk, a what-if or a letter.
 """
