@@ -47,6 +47,7 @@ __all__ = [
     "ece",
     "forecast_metrics",
     "metrics_by_slice",
+    "ReportTable",
 ]
 
 _EPS = 1e-6
@@ -232,6 +233,16 @@ def forecast_metrics(
 
 
 @dataclass
+class ReportTable:
+    """An extra evaluation table of a training run: logged as ``evaluation/<name>.csv`` and
+    shown in the model card under ``title`` with its ``note``."""
+
+    title: str
+    table: pd.DataFrame
+    note: str = ""
+
+
+@dataclass
 class EvaluationReport:
     """Tidy results of one run on the test year.
 
@@ -243,7 +254,8 @@ class EvaluationReport:
     ``splits``: rows and events per outcome and split. ``timings``: seconds per step.
     ``selection``: validation AUC of every candidate member per outcome, ``chosen`` flag,
     training events and a ``note`` for small outcomes (fallback member ``logistic`` or
-    ``off``: switched off for the run, models.train.small_outcome_plan).
+    ``off``: switched off for the run, models.train.small_outcome_plan). ``extra``: further
+    tables by name (:class:`ReportTable`); ``extra_metrics``: further scalars for MLflow.
     """
 
     test_year: int
@@ -253,6 +265,8 @@ class EvaluationReport:
     splits: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    extra: dict[str, ReportTable] = field(default_factory=dict)
+    extra_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:

@@ -514,6 +514,10 @@ def model_card(engine, report, fingerprint: dict, follow_up: pd.DataFrame | None
         parts += ["", "## Value forecasts (80% interval)", "", _md_table(report.forecasts)]
     if len(report.synthetic):
         parts += ["", "## Synthetic truth", "", _md_table(report.synthetic)]
+    for extra in getattr(report, "extra", {}).values():
+        if len(extra.table):
+            parts += ["", f"## {extra.title}", *(["", extra.note] if extra.note else []), "",
+                      _md_table(extra.table)]  # fmt: skip
     parts += [
         "",
         "## Limitations",
@@ -521,8 +525,11 @@ def model_card(engine, report, fingerprint: dict, follow_up: pd.DataFrame | None
         "skip the follow-up checkup may differ (see the follow-up table).",
         "- Calibrated on one validation year; recalibrate when attendance, coding or the "
         "population changes. Slices with few events have wide uncertainty.",
-        "- Monotone constraints encode clinical direction for key items only; associations are "
-        "not causes, and SHAP drivers explain the model, not the person's biology.",
+        "- Monotone constraints enforce the declared medical direction of every modifiable "
+        "item (habits, weight, waist, BMI) and of the core laboratory values "
+        "(features.declarations, ``monotone``); age, sex, history counts and the other "
+        "features are free. Associations are not causes, and SHAP drivers explain the model, "
+        "not the person's biology.",
         "- Questionnaire answers before FY2024 are harmonised; some categories (ex-smokers, "
         "≥5 合) cannot be recovered from old answers.",
     ]
@@ -579,6 +586,7 @@ def _overall_metrics(report) -> dict[str, float]:
                 out[f"forecast.{r['item']}.{k}"] = v
     for k, v in report.timings.items():
         out[f"time.{k}"] = v
+    out.update(getattr(report, "extra_metrics", {}))
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(float(v))}
 
 
@@ -650,7 +658,8 @@ def log_training_run(
             tables = {"metrics_by_slice": report.metrics, "synthetic": report.synthetic,
                       "forecasts": report.forecasts, "splits": report.splits,
                       "summary": report.summary(),
-                      "selection": getattr(report, "selection", pd.DataFrame())}  # fmt: skip
+                      "selection": getattr(report, "selection", pd.DataFrame()),
+                      **{k: t.table for k, t in getattr(report, "extra", {}).items()}}  # fmt: skip
             for name, df in tables.items():
                 if len(df):
                     (ev / f"{name}.csv").write_bytes(csv_bytes(df))
