@@ -40,6 +40,7 @@ from data.columns import OUTCOMES
 from data.files import atomic_write, csv_bytes
 from kenshin.errors import BadInputError, one_line, safe_message
 from models.drift import drift_table
+from scoring.coherence import conflict_counts, conflicts
 from scoring.contracts import (
     DRIFT_SCHEMA,
     EXPLANATIONS_SCHEMA,
@@ -509,6 +510,10 @@ def _write_outputs(
     ref = getattr(engine, "feature_reference", None)
     drift_counts: dict[str, np.ndarray] = {}
     keep: list[pd.DataFrame] = []
+    # Per outcome: residents whose risk and value forecasts disagree (scoring.coherence); per
+    # scenario and outcome: residents the what-if is offered to (it lowers their risk).
+    forecast_conflicts: dict[str, dict[str, int]] = {}
+    whatif_offered: dict[str, dict[str, int]] = {}
     paths = {"scores": out / "scores.parquet", "scores_csv": out / "scores.csv"}
     tmp_pq = paths["scores"].with_name(".scores.parquet.tmp")
     tmp_csv = paths["scores_csv"].with_name(".scores.csv.tmp")
@@ -533,6 +538,13 @@ def _write_outputs(
             writer.write_table(table)
             with open(tmp_csv, "wb" if start == 0 else "ab") as f:  # spreadsheet-safe cells
                 f.write(csv_bytes(scores, header=start == 0, date_format="%Y-%m-%d"))
+            for o, kinds in conflict_counts(conflicts(scores)).items():
+                for k, v in kinds.items():
+                    forecast_conflicts.setdefault(o, dict.fromkeys(kinds, 0))[k] += v
+            for c in scores.columns[scores.columns.str.contains("__", regex=False)]:
+                outcome, key = c.removeprefix("risk_").split("__", 1)
+                offered = whatif_offered.setdefault(key, {})
+                offered[outcome] = offered.get(outcome, 0) + int(scores[c].notna().sum())
             cols = [*_SELECTION_INPUTS, *[c for c in scores if c.startswith("risk_")]]
             keep.append(scores[[c for c in dict.fromkeys(cols) if "__" not in c]])
             step("score", min(start + sc.chunk_size, n), n)
@@ -635,6 +647,11 @@ def _write_outputs(
             counts["letters_characters_replaced"] = int(
                 manifest_letters.frame["replaced_characters"].sum()
             )
+            # Advice letters whose forecast table contradicted the risk (scoring.coherence).
+            notes_col = manifest_letters.frame["notes"].fillna("").astype(str)
+            counts["letters_forecast_withheld"] = int(
+                notes_col.str.contains("forecast table withheld", regex=False).sum()
+            )
             printed = set(manifest_letters.frame["pseudonym"])
         # The selection, letters_sent.csv and the letters printed name the same residents.
         if printed != set(sent["pseudonym"]):
@@ -662,6 +679,8 @@ def _write_outputs(
         "letters": cfg.letters,
         "notes": list(notes or []),
         "counts": counts,
+        "forecast_conflicts": forecast_conflicts,
+        "whatif_offered": whatif_offered,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "residents_per_second": round(n / seconds["score"], 1) if seconds["score"] else None,
         "drift_reference_fiscal_year": getattr(ref, "fiscal_year", None),
@@ -727,6 +746,14 @@ def _letter_requests(
     df["whatif_risk_before"] = np.where(has, risk, np.nan)
     df["whatif_risk_after"] = np.where(has, after, np.nan)
     df["tg_fasting"] = pd.to_numeric(df["blood_draw_timing"], errors="coerce").fillna(2).eq(2)
+    # Where the letter's risk and its outcome's value forecasts disagree, the letter keeps the
+    # risk (it chose the resident) and withholds the forecast table (scoring.coherence).
+    kinds = conflicts(df)
+    withheld = np.full(len(df), "", dtype=object)
+    for o in kinds.columns:
+        rows = advice & (topic == o)
+        withheld[rows] = kinds.loc[rows, o].to_numpy(dtype=object)
+    df["forecast_withheld"] = pd.array(withheld, dtype="string")
     df["fiscal_year"] = cfg.fiscal_year
     # The selection gave a letter only to residents whose contact meets the letter contract
     # (contact_status): every row here can be addressed.

@@ -59,6 +59,7 @@ __all__ = [
     "flatten_config",
     "git_commit",
     "log_training_run",
+    "promotion_gate",
     "prepare_tracking",
     "promote",
     "outcome_test_rows",
@@ -758,6 +759,30 @@ def _figures(chal, champ, rows, policy: PromotionPolicy) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def promotion_gate(
+    figures: pd.DataFrame, policy: PromotionPolicy, dropped: dict[str, str] | None = None
+) -> list[str]:
+    """Why the challenger fails the gate, one line per failure (empty: it passes).
+
+    ``figures``: :func:`_figures` rows (``auc_ok``, ``ece_ok``, ``slope_ok`` per outcome);
+    ``dropped``: outcomes the champion scores and the challenger does not (switched off for
+    too few events), with the challenger's reason. Pure: no registry, no MLflow.
+    """
+    fails = []
+    for o, why in (dropped or {}).items():
+        fails.append(f"{o} is scored by the champion but not by the challenger"
+                     + (f" ({why})" if why else ""))  # fmt: skip
+    for r in figures.to_dict("records"):
+        if not r["auc_ok"]:
+            fails.append(f"{r['outcome']} AUC drops {r['auc_drop']:.3f} > {policy.auc_tolerance}")
+        if not r["ece_ok"]:
+            fails.append(f"{r['outcome']} ECE {r['challenger_ece']:.3f} > {policy.ece_max}")
+        if not r["slope_ok"]:
+            fails.append(f"{r['outcome']} calibration slope {r['challenger_cal_slope']:.2f} "
+                         f"outside 1 ± {policy.slope_tolerance}")  # fmt: skip
+    return fails
+
+
 def promote(
     workdir: Path | str = "work",
     policy: PromotionPolicy | None = None,
@@ -826,17 +851,10 @@ def promote(
             "the same rows; use --force to promote anyway"
         )
     else:
-        fails = []
-        for r in figures.to_dict("records"):
-            if not r["auc_ok"]:
-                fails.append(f"{r['outcome']} AUC drops {r['auc_drop']:.3f} > "
-                             f"{policy.auc_tolerance}")  # fmt: skip
-            if not r["ece_ok"]:
-                fails.append(f"{r['outcome']} ECE {r['challenger_ece']:.3f} > {policy.ece_max}")
-            if not r["slope_ok"]:
-                fails.append(f"{r['outcome']} calibration slope "
-                             f"{r['challenger_cal_slope']:.2f} outside 1 ± "
-                             f"{policy.slope_tolerance}")  # fmt: skip
+        small = getattr(chal, "small_outcomes", None) or {}
+        dropped = {o: small.get(o, "") for o in champ.outcomes
+                   if o not in chal.outcomes}  # fmt: skip
+        fails = promotion_gate(figures, policy, dropped)
         promoted = not fails
         reason = (
             f"passes the gate against champion v{champ_mv.version}"

@@ -345,7 +345,10 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         "people": ui["risk_people"].format(n=pct),
         "band": cat.bands[row["risk_band"]][lang],
     }
-    for item in FORECAST_ITEMS:
+    withheld = row.get("forecast_withheld") or ""
+    if withheld:
+        notes.append(f"forecast table withheld ({withheld}: it contradicts the risk)")
+    for item in () if withheld else FORECAST_ITEMS:
         q = [_num(row.get(f"{item}_{s}")) for s in ("p10", "p50", "p90")]
         if any(math.isnan(v) for v in q):
             continue

@@ -50,6 +50,8 @@ Key values at the latest checkup (units as in data.columns)
 Next year's forecasts (optional, any subset of the key items above)
     ``<item>_p10``, ``<item>_p50``, ``<item>_p90``: quantiles of next year's value; a forecast is
     shown only when all three are present and p10 ≤ p50 ≤ p90.
+    ``forecast_withheld``? ``""`` (default) or why the table is left out: the forecasts of the
+    letter's outcome contradict its risk (scoring.coherence); the renderer notes it.
 
 Explanation (canonical feature names of features.declarations)
     ``factor_1`` … ``factor_3``: top drivers by SHAP, strongest first. Only features declared
@@ -176,6 +178,7 @@ def letter_request_schema() -> pa.DataFrameSchema:
             for q in QUANTILES
         },
         **{f"factor_{i}": _opt("string") for i in (1, 2, 3)},
+        "forecast_withheld": _opt("string", required=False),
         "whatif_scenario": _opt("string"),
         "whatif_risk_before": _opt("float64", _PROB),
         "whatif_risk_after": _opt("float64", _PROB),
@@ -237,6 +240,9 @@ def normalise_requests(requests: pd.DataFrame) -> pd.DataFrame:
     df["horizon_years"] = df["horizon_years"].fillna(1)
     if "sex" not in df.columns:
         df["sex"] = pd.array([pd.NA] * len(df), dtype="Int64")
+    if "forecast_withheld" not in df.columns:
+        df["forecast_withheld"] = pd.array([""] * len(df), dtype="string")
+    df["forecast_withheld"] = df["forecast_withheld"].fillna("")
     if "tg_fasting" not in df.columns:
         df["tg_fasting"] = pd.array([True] * len(df), dtype="boolean")
     df["tg_fasting"] = df["tg_fasting"].fillna(True)

@@ -291,3 +291,19 @@ def test_train_summary_prints_every_outcome(registry):
     for o in registry.engine.outcomes:
         assert o in out
     assert "coverage" in out and registry.run.run_id in out
+
+
+def test_the_gate_is_a_pure_function_of_figures_and_policy():
+    from models.registry import PromotionPolicy, promotion_gate
+
+    ok = {"outcome": "diabetes", "auc_drop": 0.0, "challenger_ece": 0.01,
+          "challenger_cal_slope": 1.0, "auc_ok": True, "ece_ok": True, "slope_ok": True}  # fmt: skip
+    policy = PromotionPolicy()
+    assert promotion_gate(pd.DataFrame([ok]), policy) == []
+    worse = {**ok, "outcome": "liver", "auc_drop": 0.05, "auc_ok": False}
+    assert promotion_gate(pd.DataFrame([ok, worse]), policy) == ["liver AUC drops 0.050 > 0.01"]
+    # A challenger that switched off an outcome the champion scores never passes quietly.
+    dropped = {"ckd": "ckd: 12 training events < min_events 100: switched off for this run"}
+    fails = promotion_gate(pd.DataFrame([ok]), policy, dropped)
+    assert len(fails) == 1 and fails[0].startswith("ckd is scored by the champion but not")
+    assert "12 training events" in fails[0]

@@ -253,6 +253,23 @@ def test_drift_table_compares_with_the_training_rows(annual):
 # --- letters, reliability, privacy -----------------------------------------------------------
 
 
+def test_run_json_counts_what_if_offers_and_forecast_conflicts(annual):
+    from scoring.coherence import conflict_counts, conflicts
+
+    scores = _read(annual, "scores")
+    run = json.loads((annual.result.out / "run.json").read_text(encoding="utf-8"))
+    offered = run["whatif_offered"]
+    assert set(offered) == {s.key for s in annual.cfg.scoring.scenarios}
+    for key, per_outcome in offered.items():
+        for outcome, n in per_outcome.items():
+            assert n == scores[f"risk_{outcome}__{key}"].notna().sum(), (key, outcome)
+    assert sum(offered["weight_loss_3kg"].values()) > 0
+    assert run["forecast_conflicts"] == conflict_counts(conflicts(scores))
+    manifest = pd.read_csv(annual.result.paths["letters_manifest"]).fillna("")
+    withheld = manifest["notes"].str.contains("forecast table withheld")
+    assert run["counts"]["letters_forecast_withheld"] == withheld.sum()
+
+
 def test_letters_for_sent_residents_only_owner_readable(annual):
     sel = _read(annual, "selection")
     letters = annual.result.paths["letters"] / "letters"
