@@ -14,7 +14,7 @@ Conventions shared by every function here:
 * The waist cut-off is sex-specific (85 cm men / 90 cm women). When ``sex`` is missing a waist
   is still judged if the answer is the same for both sexes (<85 or ≥90); a waist in [85, 90)
   with unknown sex is treated as not judgeable (like a missing waist).
-* Thresholds are the 令和6年度版 保健指導判定値 / 受診勧奨判定値 (domain.md §2) and live in
+* Thresholds are the 令和6年度版 保健指導判定値 / 受診勧奨判定値 (docs/domain.md §Judgement values) and live in
   :data:`MHLW_R6`; the 2005 メタボリックシンドローム criteria live in :data:`METS_2005`.
 """
 
@@ -36,6 +36,8 @@ __all__ = [
     "METS_CODES",
     "OUTCOMES",
     "OUTCOME_MEDICATION",
+    "REFERRAL_ITEMS",
+    "URGENT_BP",
     "GlucoseRule",
     "GuidanceLevel",
     "JudgementValue",
@@ -47,6 +49,7 @@ __all__ = [
     "metabolic_syndrome",
     "outcome_evaluable",
     "outcomes_met",
+    "referral_values",
     "stratify",
     "threshold_flags",
 ]
@@ -90,7 +93,7 @@ class JudgementValue:
 
 @dataclass(frozen=True, slots=True)
 class JudgementValues:
-    """保健指導判定値 / 受診勧奨判定値 per item, 令和6年度版 (domain.md §2).
+    """保健指導判定値 / 受診勧奨判定値 per item, 令和6年度版 (docs/domain.md §Judgement values).
 
     Waist and BMI have only the 階層化 cut (stored as ``guidance``). Urine protein (± guidance,
     + referral) is from a secondary source and UNVERIFIED against the MHLW table.
@@ -124,7 +127,7 @@ MHLW_R6 = JudgementValues()
 
 @dataclass(frozen=True, slots=True)
 class MetSCriteria:
-    """メタボリックシンドローム判定 component cut-offs (2005 eight-society criteria, §4.1).
+    """メタボリックシンドローム判定 component cut-offs (2005 eight-society criteria, docs/domain.md §MetS).
 
     The waist cut is taken from :class:`JudgementValues` (85 cm men / 90 cm women).
     """
@@ -146,7 +149,7 @@ ELDERLY_AGE = 65
 #: XML 9N501 メタボリックシンドローム判定 codes.
 METS_CODES = {1: "基準該当", 2: "予備群該当", 3: "非該当", 4: "判定不能"}
 
-#: Outcomes of spec §2 (same order as ``data.columns.OUTCOMES``).
+#: Outcomes of docs/contract.md §Outcomes (same order as ``data.columns.OUTCOMES``).
 OUTCOMES = ("diabetes", "hypertension", "dyslipidemia", "metabolic_syndrome", "ckd", "liver")
 
 GlucoseRule = Literal["precedence", "literal_or"]
@@ -280,7 +283,7 @@ def stratify(
     *,
     values: JudgementValues = MHLW_R6,
 ) -> pd.Series:
-    """特定保健指導の階層化 (令和6年度版, domain.md §4.2 pseudo-code), vectorised.
+    """特定保健指導の階層化 (令和6年度版, docs/domain.md §Stratification), vectorised.
 
     Returns a categorical Series with categories :data:`GUIDANCE_LEVELS`:
     ``"active"`` 積極的支援, ``"motivational"`` 動機付け支援, ``"information"`` 情報提供,
@@ -299,7 +302,7 @@ def stratify(
     ④ smoking (``q_smoking == 1``) counts only if ≥1 of ①-③.
     Step 3: group (1) ≥2 active, 1 motivational; group (2) ≥3 active, 1-2 motivational.
     Step 4: 年度末年齢 ``age`` ≥65 turns active into motivational (missing age: no cap).
-    Missing risk values count as "no risk", as in the pseudo-code.
+    Missing risk values count as "no risk".
     """
     if glucose_rule not in get_args(GlucoseRule):
         raise ValueError(f"glucose_rule must be one of {get_args(GlucoseRule)}: {glucose_rule!r}")
@@ -403,7 +406,7 @@ def _guidance_code_of(df: pd.DataFrame) -> pd.Series:
 
 
 # --------------------------------------------------------------------------------------------
-# Outcomes (spec §2)
+# Outcomes (docs/domain.md §Outcomes)
 # --------------------------------------------------------------------------------------------
 
 #: The medication question (服薬, 1 yes / 2 no) whose "yes" meets an outcome: treatment of it.
@@ -415,7 +418,9 @@ OUTCOME_MEDICATION = {
 def outcomes_met(
     df: pd.DataFrame, *, nonfasting_tg_cut: float = 175.0, values: JudgementValues = MHLW_R6
 ) -> pd.DataFrame:
-    """Whether each spec §2 outcome is met at the checkup (bool columns :data:`OUTCOMES`).
+    """Whether each outcome is met at the checkup (bool columns :data:`OUTCOMES`).
+
+    Definitions: docs/domain.md §Outcomes.
 
     * diabetes: HbA1c ≥6.5 or 空腹時血糖 ≥126 or on glucose medication;
     * hypertension: SBP ≥140 or DBP ≥90 or on BP medication;
@@ -452,6 +457,28 @@ def outcomes_met(
         "liver": ref(v.alt, "alt") | ref(v.ggt, "ggt"),
     }
     return pd.DataFrame(out, index=df.index, columns=list(OUTCOMES))
+
+
+#: Items whose 受診勧奨判定値 turns any letter into a see-a-doctor letter (受診勧奨).
+REFERRAL_ITEMS = ("hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "alt", "ggt", "egfr")
+#: Blood pressure at or above which seeing a doctor is urgent (SBP, DBP mmHg; Ⅱ度高血圧).
+URGENT_BP = (160.0, 100.0)
+
+
+def referral_values(df: pd.DataFrame, values: JudgementValues = MHLW_R6) -> pd.DataFrame:
+    """Per checkup row: which :data:`REFERRAL_ITEMS` are at their 受診勧奨判定値 (bool columns
+    named by item) and ``bp_urgent`` (SBP ≥160 or DBP ≥100). TG uses the fasting or random
+    cut by the blood-draw timing; missing values are never at a referral level."""
+    out = {}
+    for item in REFERRAL_ITEMS:
+        if item == "tg":
+            cut = _tg_cut(df, values.tg_fasting.referral, values.tg_nonfasting.referral)
+            out[item] = values.tg_fasting.meets(_num(df, "tg"), cut)
+        else:
+            jv = getattr(values, item)
+            out[item] = jv.meets(_num(df, item), jv.referral)
+    out["bp_urgent"] = (_num(df, "sbp") >= URGENT_BP[0]) | (_num(df, "dbp") >= URGENT_BP[1])
+    return pd.DataFrame(out, index=df.index)
 
 
 def outcome_evaluable(

@@ -1,4 +1,6 @@
-"""The ``kenshin`` command line (spec §4): a thin edge over the stage packages.
+"""The ``kenshin`` command line: a thin edge over the stage packages.
+
+The commands, options and exit codes: docs/contract.md §Command line, §Exit codes.
 
 Every command exits 0 on success, 2 on bad input with a one-line reason on stderr, and 3 on an
 internal error (a bug): one line on stderr naming a log file with the traceback, which never
@@ -8,6 +10,7 @@ reaches the terminal. It prints a summary of what it read, wrote and rejected.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +42,12 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+# MLflow's own artifact-download bars would write tqdm lines into stderr, which carries only
+# the command's one-line errors; kenshin shows its own progress.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-#: Exit codes (spec §4).
+#: Exit codes (docs/contract.md §Exit codes).
 EXIT_BAD_INPUT, EXIT_INTERNAL = 2, 3
 
 
@@ -85,7 +91,7 @@ def prepare_tracking(workdir: Path) -> None:
 
 
 def handles_bad_input(func: Callable) -> Callable:
-    """Exit codes of spec §4 for a command.
+    """Exit codes of docs/contract.md §Exit codes for a command.
 
     :class:`BadInputError` → exit 2 with its one-line reason on stderr. Any other exception is a
     bug → exit 3 with one line on stderr naming a log file (in the command's work folder) that

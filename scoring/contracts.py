@@ -41,7 +41,8 @@ SELECTION columns (one row per scored resident)
     ``pseudonym``, ``fiscal_year``, ``letter_type`` (``advice`` / ``see_doctor`` / empty),
     ``outcome`` (the letter's topic), ``priority``, ``rank``, ``arm`` (``letter`` / ``control`` /
     empty), ``reason`` (scoring.select.REASONS), ``reason_detail`` (``CONTACT_INVALID``: the
-    contact fields at fault as codes such as ``address:too_long``, never values), ``sent``,
+    contact fields at fault as codes such as ``address:too_long``, never values; a
+    ``see_doctor`` letter chosen for referral-level values: the items, ``referral:sbp``), ``sent``,
     ``factor_1`` … ``factor_3``.
 
 LETTERS_SENT columns: ``pseudonym``, ``letter_date`` (next year's ``--letter-history``).
@@ -172,7 +173,7 @@ SELECTION_SCHEMA = pa.DataFrameSchema(
         "reason": pa.Column("string", pa.Check.isin(REASONS), coerce=True),
         "reason_detail": pa.Column(
             "string",
-            pa.Check.str_matches(r"^[a-z_]+:[a-z_]+(,[a-z_]+:[a-z_]+)*$"),
+            pa.Check.str_matches(r"^[a-z_]+:[a-z0-9_]+(,[a-z_]+:[a-z0-9_]+)*$"),
             nullable=True,
             coerce=True,
         ),

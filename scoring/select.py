@@ -11,9 +11,14 @@ Pure functions on the scores table. Rules, in order, per resident (one letter at
 2. For each outcome: on medication for it → no letter about it (the doctor is already involved);
    met by this year's values (at or over a 受診勧奨判定値) → ``see_doctor`` candidate; not met
    and predicted risk ≥ ``min_risk`` → ``advice`` candidate.
-3. A ``see_doctor`` candidate always wins over advice (domain.md §8.4: a referral-level value
-   overrides the prediction message); among several, the outcome order of spec §2 decides.
+3. A ``see_doctor`` candidate always wins over advice (a referral-level value overrides the
+   prediction message); among several, the outcome order of data.columns.OUTCOMES decides.
    Among advice candidates the highest risk (or expected benefit) outcome is the letter's topic.
+   An advice candidate with any value at its 受診勧奨判定値 or blood pressure ≥160/100
+   (data.judgements.referral_values: e.g. high blood pressure while on its medication) gets a
+   ``see_doctor`` letter on the same topic instead, the items in ``reason_detail``
+   (``referral:sbp``, ``referral:bp_urgent``). This is the only place a letter type is
+   decided: the letter renderer refuses an advice request with a referral-level value.
 4. Advice candidates are ranked; the top ``budget.advice / (1 − control_rate)`` form the study
    population, of which a seeded, stratified (outcome × sex × age band) random ``control_rate``
    is held back (``CONTROL_ARM``: scored, recorded, not sent) so next year's effect can be
@@ -37,7 +42,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from data.columns import OUTCOMES
-from data.judgements import outcomes_met
+from data.judgements import outcomes_met, referral_values
 
 DEFAULT_CONFIG = Path(__file__).with_name("selection.toml")
 
@@ -215,9 +220,13 @@ def select(
 
     any_doctor, any_advice = doctor.any(axis=1), advise.any(axis=1)
     letter = np.where(any_doctor, "see_doctor", np.where(any_advice, "advice", None))
+    referral = referral_values(s)
+    hit = referral.to_numpy(dtype=bool)
+    upgraded = (letter == "advice") & hit.any(axis=1)
+    letter = np.where(upgraded, "see_doctor", letter)
     topic_idx = np.where(any_doctor, doctor.argmax(axis=1), benefit.argmax(axis=1))
     outcome = np.where(letter != None, np.asarray(OUTCOMES)[topic_idx], None)  # noqa: E711
-    score = np.where(any_advice & ~any_doctor, benefit.max(axis=1), np.nan)
+    score = np.where(any_advice & ~any_doctor & ~upgraded, benefit.max(axis=1), np.nan)
     flag((letter == None) & on_med_any, "ON_MEDICATION")  # noqa: E711
     flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
 
@@ -259,6 +268,12 @@ def select(
         out.loc[study[control], "arm"] = "control"
         out.loc[sent, "arm"] = "letter"
 
+    why = np.full(n, "", dtype=object)
+    for j, item in enumerate(referral.columns):
+        code = f"referral:{item}"
+        why = np.where(hit[:, j], np.where(why == "", code, why + "," + code), why)
+    explain = upgraded & (detail == None)  # noqa: E711  (contact problems keep their detail)
+    detail[explain] = why[explain]
     out["reason"] = pd.Categorical(reason, categories=REASONS)
     out["reason_detail"] = pd.array(detail, dtype="string")
     out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])

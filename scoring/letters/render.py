@@ -28,13 +28,15 @@ byte-identical PDFs, print files and manifest. Resumable: a letter whose PDF exi
 sha256 and input hash recorded in the manifest (or in the journal a killed run left behind) is
 not rendered again; stale temp files are removed.
 
-Speed (bench/bench_letters.py, 2 cores): see README "Figures". Typst keeps the style module
-and the font between letters of a process; a letter costs ≈ 15 ms of CPU, against ≈ 130 ms
-with the HTML/CSS renderer (WeasyPrint) used before.
+Speed: Typst keeps the style module and the font between letters of a process, so a letter
+costs a small fraction of the CPU the HTML/CSS renderer (WeasyPrint) used before needed
+(figures: bench/README.md, ``bench/bench_letters.py``).
 
-Safety (domain.md §8.4): an ``advice`` request with a 受診勧奨判定値-level value or blood pressure
-≥160/100 is rendered as ``see_doctor``; ``see_doctor`` letters carry no risk, forecast, factor or
-what-if section; only modifiable factors are advised on.
+Safety (docs/domain.md §Letter safety): the letter type is decided by the selection
+(scoring.select) alone; an ``advice`` request with a 受診勧奨判定値-level value or blood pressure
+≥160/100 breaks the request contract (LetterRequestError). ``see_doctor`` letters carry no
+risk, forecast, factor or what-if section and list the referral-level items; only modifiable
+factors are advised on.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from data.files import FORMULA_STARTS, atomic_write, csv_bytes
-from data.judgements import MHLW_R6, JudgementValue
+from data.judgements import MHLW_R6, REFERRAL_ITEMS, URGENT_BP, JudgementValue
 from data.workers import worker_initializer
 from scoring.typeset import (
     breakable,
@@ -70,7 +72,7 @@ from scoring.typeset import (
 )
 
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
-from .schema import FORECAST_ITEMS, KEY_ITEMS, NAME_MAX, normalise_requests
+from .schema import FORECAST_ITEMS, KEY_ITEMS, NAME_MAX, LetterRequestError, normalise_requests
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -105,7 +107,6 @@ _SCALE = {
     "bmi": (16, 35), "alt": (5, 100), "ggt": (5, 200), "egfr": (20, 120),
 }  # fmt: skip
 #: Items whose 受診勧奨判定値 turns an advice letter into a see-a-doctor letter.
-_REFERRAL_ITEMS = ("hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "alt", "ggt", "egfr")
 _COMPARE = {
     # ≥ and ≤ are not in IPAex: words, so that no glyph falls back to a system font
     ">=": {"ja": "{v}以上", "ja-easy": "{v}以上", "en": "{v} or more"},
@@ -184,15 +185,18 @@ def _level(jv: JudgementValue, x: float) -> int:
 
 
 def referral_items(row: dict) -> tuple[list[str], bool]:
-    """Items at a 受診勧奨判定値, and whether blood pressure is ≥160/100 (immediate tier)."""
+    """Items at a 受診勧奨判定値, and whether blood pressure is ≥160/100 (immediate tier): one
+    letter's view of data.judgements.referral_values (a test keeps the two in step)."""
     hits = []
-    for item in _REFERRAL_ITEMS:
+    for item in REFERRAL_ITEMS:
         jv = _judgement(item, row)
         x = _num(row.get(item))
         if jv is not None and not math.isnan(x) and _level(jv, x) == 2:
             hits.append(item)
     sbp, dbp = _num(row.get("sbp")), _num(row.get("dbp"))
-    urgent = (not math.isnan(sbp) and sbp >= 160) or (not math.isnan(dbp) and dbp >= 100)
+    urgent = (not math.isnan(sbp) and sbp >= URGENT_BP[0]) or (
+        not math.isnan(dbp) and dbp >= URGENT_BP[1]
+    )
     return hits, urgent
 
 
@@ -255,10 +259,11 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         notes.append(f"language {row.get('requested_language') or '(missing)'!r} not supported: ja")
     outcome = cat.outcomes[row["outcome"]][lang]
     hits, urgent = referral_items(row)
-    see_doctor = row["letter_type"] == "see_doctor" or bool(hits) or urgent
-    if see_doctor and row["letter_type"] != "see_doctor":
-        why = ",".join(hits + (["bp>=160/100"] if urgent else []))
-        notes.append(f"safety override advice->see_doctor ({why})")
+    # The letter type is the selection's (scoring.select); the request contract refuses an
+    # advice row with a referral-level value, so this is a check, not a decision.
+    see_doctor = row["letter_type"] == "see_doctor"
+    if not see_doctor and (hits or urgent):
+        raise LetterRequestError("an advice request holds a referral-level value")
     issued = _issue_date(cfg, row["fiscal_year"])
     exam = pd.Timestamp(row["exam_date"]).date()
 
@@ -671,9 +676,9 @@ def _pin_pdfium_stamps(pdf: bytes, created: date) -> bytes:
 def _merge(files: list[Path], target: Path, created: date) -> None:
     """Concatenate letter PDFs into one print file.
 
-    PDFium (pypdfium2) copies the pages in about 2 ms a letter, against 22 ms for pypdf, which
-    parses every object. Its stamps (time of saving, random identifier) are pinned by
-    :func:`_pin_pdfium_stamps`, so that the same letters give the same bytes. pypdf is the
+    PDFium (pypdfium2) copies the pages without parsing every object as pypdf does, so the
+    merge is much faster (bench/README.md). Its stamps (time of saving, random identifier) are
+    pinned by :func:`_pin_pdfium_stamps`, so that the same letters give the same bytes. pypdf is the
     fallback should PDFium's output ever look different.
     """
     import io
@@ -846,7 +851,7 @@ def _run(todo: list[tuple[dict, str]], cat_path: str, cfg: LetterConfig):
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     # Workers die with this process (data.workers): a kill -9 of the run leaves no renderer
-    # (≈ 550 MB each) behind.
+    # behind.
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,

@@ -76,6 +76,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from data.columns import OUTCOMES
+from data.judgements import referral_values
 from data.pseudonym import PSEUDONYM_LENGTH
 from scoring.typeset import has_visible
 
@@ -129,6 +130,14 @@ def _opt(dtype: str, checks=None, required: bool = True) -> pa.Column:
 def _rows_ok_for_advice(df: pd.DataFrame) -> pd.Series:
     adv = df["letter_type"] == "advice"
     return ~adv | (df["risk"].notna() & df["risk_band"].notna())
+
+
+def _advice_rows_below_referral(df: pd.DataFrame) -> pd.Series:
+    """Advice rows hold no value at its 受診勧奨判定値 and no blood pressure ≥160/100: such a
+    resident gets a see-a-doctor letter, and only the selection decides that (scoring.select)."""
+    values = df[[c for c in KEY_ITEMS if c in df.columns]].apply(pd.to_numeric, errors="coerce")
+    hit = referral_values(values).any(axis=1)
+    return ~(df["letter_type"] == "advice") | ~hit
 
 
 def forecast_quantiles_ordered(df: pd.DataFrame, items=None) -> pd.Series:
@@ -189,6 +198,10 @@ def letter_request_schema() -> pa.DataFrameSchema:
         cols,
         checks=[
             pa.Check(_rows_ok_for_advice, error="advice rows need risk and risk_band"),
+            pa.Check(
+                _advice_rows_below_referral,
+                error="advice rows may not hold a referral-level value (a see_doctor letter)",
+            ),
             pa.Check(
                 forecast_quantiles_ordered, error="forecast quantiles must satisfy p10 ≤ p50 ≤ p90"
             ),

@@ -157,12 +157,50 @@ def test_referral_levels(change, hits, urgent):
     assert referral_items(row) == (hits, urgent)
 
 
-def test_referral_value_overrides_the_prediction():
+def test_an_advice_request_with_a_referral_value_is_refused():
+    """The selection alone decides the letter type: the renderer never upgrades a letter."""
+    df = requests()
+    df.loc[0, "sbp"] = 162.0
+    with pytest.raises(LetterRequestError, match="referral-level value"):
+        normalise_requests(df)
     row = _rows(requests())[0] | {"sbp": 162.0}
-    ctx, notes = build_context(row, load_catalogue(), config())
-    assert ctx["see_doctor"] and ctx["bp_urgent"] and ctx["letter_type"] == "see_doctor"
+    with pytest.raises(LetterRequestError, match="referral-level value"):
+        build_context(row, load_catalogue(), config())
+    doctor = row | {"letter_type": "see_doctor"}
+    ctx, _ = build_context(doctor, load_catalogue(), config())
+    assert ctx["see_doctor"] and ctx["bp_urgent"] and ctx["doctor_items"]
     assert ctx["risk"] is None and ctx["whatif"] is None and ctx["factors"] == []
-    assert any("safety override" in n for n in notes)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_letters_referral_view_matches_the_selections(seed):
+    import numpy as np
+    import pandas as pd
+
+    from data.judgements import REFERRAL_ITEMS, referral_values
+
+    rng = np.random.default_rng(seed)
+    base = _rows(requests())[0]
+    rows = []
+    for _ in range(200):
+        row = dict(base)
+        for item, (lo, hi) in {
+            "hba1c": (5, 8),
+            "fpg": (80, 160),
+            "sbp": (100, 175),
+            "dbp": (60, 110),
+            "ldl": (80, 190),
+            "tg": (50, 400),
+            "alt": (10, 80),
+            "ggt": (10, 150),
+            "egfr": (30, 100),
+        }.items():
+            row[item] = float(np.round(rng.uniform(lo, hi), 1))  # fmt: skip
+        rows.append(row)
+    table = referral_values(pd.DataFrame(rows))
+    for row, (_, expect) in zip(rows, table.iterrows(), strict=True):
+        hits, urgent = referral_items(row)
+        assert hits == [i for i in REFERRAL_ITEMS if expect[i]] and urgent == expect["bp_urgent"]
 
 
 def test_whatif_omitted_when_it_does_not_lower_the_shown_risk():

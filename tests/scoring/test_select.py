@@ -76,6 +76,27 @@ def test_rules_give_each_resident_one_letter_type_and_a_reason():
     assert sel["sent"].sum() == 3
 
 
+def test_the_selection_alone_turns_advice_into_a_doctor_letter_for_referral_values():
+    scores = pd.DataFrame(
+        [
+            # On BP medication, so hypertension is in a doctor's hands, yet SBP 165 / AST-free:
+            # the diabetes advice candidate gets a see-a-doctor letter on the same topic.
+            resident("a", sbp=165, dbp=95, q_med_bp=1, risk_diabetes=0.4),
+            # On lipid medication with LDL 150: a referral value of a treated outcome.
+            resident("b", ldl=150.0, q_med_lipid=1, risk_hypertension=0.3),
+            resident("c", risk_diabetes=0.3),  # below every referral value: advice
+        ]
+    )
+    sel = select(scores, SelectionConfig(control_rate=0.0)).set_index("pseudonym")
+    assert sel.loc["a", ["letter_type", "outcome", "reason"]].tolist() == [
+        "see_doctor", "diabetes", "SENT_SEE_DOCTOR"
+    ]  # fmt: skip
+    assert sel.loc["a", "reason_detail"] == "referral:sbp,referral:dbp,referral:bp_urgent"
+    assert sel.loc["b", ["letter_type", "outcome"]].tolist() == ["see_doctor", "hypertension"]
+    assert sel.loc["b", "reason_detail"] == "referral:ldl"
+    assert sel.loc["c", "letter_type"] == "advice" and pd.isna(sel.loc["c", "reason_detail"])
+
+
 def _cohort(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = [
