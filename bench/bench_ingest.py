@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_ingest.py [--residents 100000] [--years 6]
 
 Generation runs in a child process first, so the peak RSS printed is ingest's alone.
-Target (issue #2): ≤ 30 s and ≤ 2 GB peak on 2 cores.
+Target (bench/README.md): ≤ 30 s and ≤ 2 GB peak on 2 cores.
 """
 
 from __future__ import annotations

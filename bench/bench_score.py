@@ -1,4 +1,4 @@
-"""Annual scoring throughput and peak memory (issue #5 targets).
+"""Annual scoring throughput and peak memory against the targets of bench/README.md.
 
     .venv/bin/python bench/bench_score.py [--residents 100000] [--train-residents 100000]
                                           [--workdir DIR] [--letters N]

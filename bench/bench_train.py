@@ -4,7 +4,7 @@
 
 Generation and ingest run in a child process; this process builds the features, then runs
 models.run.train_and_evaluate (all outcomes + forecasts + baselines + evaluation with truth).
-Target (issue #3): ≤ 5 min for all outcomes and forecasts, ≤ 4 GB peak on 2 cores.
+Target (bench/README.md): ≤ 5 min for all outcomes and forecasts, ≤ 4 GB peak on 2 cores.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Benchmark: ingest of the MHLW XML form of a synthetic cohort (issue 4).
+"""Benchmark: ingest of the MHLW XML form of a synthetic cohort.
 
 Writes the cohort (default 100,000 residents × 6 fiscal years) as a CSV bundle and as an XML
 bundle (exchange archives, one per fiscal year, + the same enrollment/contacts CSVs), then, each

@@ -1,4 +1,4 @@
-"""Canonical column names and kinds of the input bundle (spec §1).
+"""Canonical column names and kinds of the input bundle (docs/contract.md §Bundle).
 
 One place that says what each column of `checkups`, `enrollment` and `contacts` is, so readers,
 schemas, the generator and the XML mapping agree. Kinds: ``str``, ``date``, ``int`` (nullable
@@ -11,7 +11,8 @@ from typing import Literal
 
 Kind = Literal["str", "date", "int", "float", "bool"]
 
-#: 特定健診 results and questionnaire answers, one row per person per checkup (spec §1.1).
+#: 特定健診 results and questionnaire answers, one row per person per checkup
+#: (docs/contract.md §Checkups).
 CHECKUP_COLUMNS: dict[str, Kind] = {
     "person_id": "str",
     "exam_date": "date",
@@ -77,7 +78,7 @@ MEASUREMENT_COLUMNS = tuple(
 #: Questionnaire items 1-22 (標準的な質問票), canonical 2024 coding.
 QUESTIONNAIRE_COLUMNS = tuple(c for c in CHECKUP_COLUMNS if c.startswith("q_"))
 
-#: NHI membership periods (spec §1.2).
+#: NHI membership periods (docs/contract.md §Enrollment).
 ENROLLMENT_COLUMNS: dict[str, Kind] = {
     "person_id": "str",
     "enrolled_from": "date",
@@ -87,7 +88,7 @@ ENROLLMENT_COLUMNS: dict[str, Kind] = {
 ENROLLMENT_REQUIRED = ("person_id", "enrolled_from")
 END_REASONS = ("moved_out", "deceased", "changed_insurer", "turned_75", "other")
 
-#: Contact details; only the letter step reads these (spec §1.3).
+#: Contact details; only the letter step reads these (docs/contract.md §Contacts).
 CONTACT_COLUMNS: dict[str, Kind] = {
     "person_id": "str",
     "name": "str",
@@ -110,7 +111,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "contacts": CONTACT_REQUIRED,
 }
 
-#: Outcomes judged at a checkup (spec §2).
+#: Outcomes judged at a checkup (docs/contract.md §Outcomes).
 OUTCOMES = ("diabetes", "hypertension", "dyslipidemia", "metabolic_syndrome", "ckd", "liver")
 
 #: Columns ingest derives (added to the stored checkups table).

@@ -2,7 +2,7 @@
 
 Used by ``kenshin synth --dirty`` and by the ingest tests: every injected fault is counted in a
 :class:`DirtyReport`, so a test can check that ingest rejects, merges or normalises exactly what
-was injected and nothing else. Faults of issue #2 §4 that stop a run (missing column, truncated
+was injected and nothing else. Faults that stop a run (missing column, truncated
 file, wrong encoding) are file-level and made separately by the tests.
 """
 

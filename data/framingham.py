@@ -1,6 +1,6 @@
 """Framingham teaching dataset → the checkup contract, and a benchmark on it (実データ検証).
 
-Issue #3 §4: run the same pipeline (bundle → ingest → features → labels → models) on a real
+Purpose: run the same pipeline (bundle → ingest → features → labels → models) on a real
 longitudinal cohort and report LightGBM against logistic regression. The data are the NHLBI
 Framingham Heart Study **teaching** dataset ``frmgham2.csv`` (11,627 exams of 4,434 persons,
 exam periods 1-3 about 6 years apart). The NHLBI documentation calls it *"inappropriate for
@@ -42,12 +42,12 @@ of ~6 (age at periods 2 and 3 is understated by ~5 and ~10 years). Two labelled 
 (1→2, 2→3) are too few index years for the temporal split, so the benchmark uses the
 person-grouped split (``SplitConfig(group="person")``): persons, not years, are held out.
 
-**Outcomes.** Hypertension uses the spec §2 judgement unchanged (SBP ≥140 or DBP ≥90 or on BP
-medication). Diabetes in spec §2 needs HbA1c or fasting glucose, which Framingham lacks, so the
-adapter judges it itself (:func:`relabel_diabetes`): met when DIABETES = 1 (mapped to
-``q_med_glucose`` = 1, the teaching dataset's "diabetic according to criteria of first exam
-treated or first exam with casual glucose of 200 mg/dL or more") or casual glucose ≥ 200 mg/dL;
-judgeable when either is known.
+**Outcomes.** Hypertension uses the judgement of docs/contract.md §Outcomes unchanged (SBP ≥140 or
+DBP ≥90 or on BP medication). Diabetes there needs HbA1c or fasting glucose, which Framingham lacks,
+so the adapter judges it itself (:func:`relabel_diabetes`): met when DIABETES = 1 (mapped to
+``q_med_glucose`` = 1, the teaching dataset's "diabetic according to criteria of first exam treated
+or first exam with casual glucose of 200 mg/dL or more") or casual glucose ≥ 200 mg/dL; judgeable
+when either is known.
 """
 
 from __future__ import annotations
@@ -103,7 +103,10 @@ def _yes_no(x: pd.Series) -> pd.Series:
 
 
 def adapt(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(checkups, enrollment) in the contract columns (spec §1.1 / §1.2), as strings/numbers."""
+    """(checkups, enrollment) in the contract columns, as strings/numbers.
+
+    Columns: docs/contract.md §Checkups, §Enrollment.
+    """
     df = raw.sort_values(["RANDID", "PERIOD"]).reset_index(drop=True)
     fy = BASE_FISCAL_YEAR + df["PERIOD"].astype(int) - 1
     start = pd.to_datetime(fy.astype(str) + "-05-01")

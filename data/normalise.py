@@ -323,8 +323,8 @@ def _to_float(x: Any) -> Any:
 def hba1c_jds_to_ngsp(x: Any) -> Any:
     """HbA1c JDS % → NGSP % (国際標準値), rounded to 0.1.
 
-    Uses NGSP = JDS + 0.4, the JDS's practical rule (domain.md §2). It maps the old checkup
-    thresholds exactly onto the new ones (JDS 5.2/6.1 → NGSP 5.6/6.5), and
+    Uses NGSP = JDS + 0.4, the JDS's practical rule (docs/domain.md §HbA1c units). It maps the old
+    checkup thresholds exactly onto the new ones (JDS 5.2/6.1 → NGSP 5.6/6.5), and
     :func:`hba1c_ngsp_to_jds` inverts it exactly. The formal equation NGSP = 1.02 × JDS + 0.25
     differs from it by less than 0.1 over 4.0–9.9 % JDS; it is deliberately not used, because it
     is not an exact inverse after rounding. Scalar → float; Series → float64 for numpy input,
@@ -363,7 +363,7 @@ def harmonise_hba1c(df: pd.DataFrame, last_jds_fy: int = LAST_JDS_HBA1C_FY) -> p
 LAST_LEGACY_QUESTIONNAIRE_FY = 2023
 
 _YES_NO = (1, 2)
-#: Allowed codes per item, canonical (2024) coding of spec §1.1.
+#: Allowed codes per item, canonical (2024) coding of docs/contract.md §Checkups.
 QUESTIONNAIRE_CODES: dict[str, tuple[int, ...]] = {
     "q_med_bp": _YES_NO,
     "q_med_glucose": _YES_NO,
@@ -389,7 +389,8 @@ QUESTIONNAIRE_CODES: dict[str, tuple[int, ...]] = {
     "q_guidance_received": _YES_NO,  # ever received 特定保健指導 (9N808)
 }
 
-#: Items whose codes differ before FY2024, with their old (FY2018–2023) codes (domain §3.2).
+#: Items whose codes differ before FY2024, with their old (FY2018–2023) codes
+#: (docs/domain.md §Questionnaire versions).
 LEGACY_QUESTIONNAIRE_CODES: dict[str, tuple[int, ...]] = {
     "q_smoking": (1, 2),  # 1 yes, 2 no
     "q_alcohol_freq": (1, 2, 3),  # 1 daily, 2 sometimes, 3 hardly ever (cannot drink)

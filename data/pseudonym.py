@@ -1,4 +1,4 @@
-"""Pseudonymisation of insured persons (仮名化), spec §1.4.
+"""Pseudonymisation of insured persons (仮名化), docs/contract.md §Pseudonyms.
 
 ``pseudonym = hex(HMAC-SHA256(key, person_id))[:16]``. The key comes from the environment
 variable ``KENSHIN_PSEUDONYM_KEY`` or, failing that, from a key file that kenshin creates on first

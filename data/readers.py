@@ -1,4 +1,4 @@
-"""Readers for the input bundle (spec §1): CSV (UTF-8 / CP932) and Parquet.
+"""Readers for the input bundle (docs/contract.md §Bundle): CSV (UTF-8 / CP932) and Parquet.
 
 Every reader returns the table as *raw text* columns plus provenance (``_source_file``,
 ``_source_row``), so that normalisation and validation are one code path whatever the source.
@@ -209,7 +209,8 @@ def _stop_on_near_miss(unknown: list[str], absent: list[str], file: str) -> None
             ):
                 raise BadInputError(
                     f"{file}: no column {col!r}, but {header!r} looks like it; rename it to "
-                    f"{col!r} (spec §1) or rename it to something else if it is another item"
+                    f"{col!r} (docs/contract.md §Bundle) or rename it to something else if it is "
+                    "another item"
                 )
 
 
@@ -266,7 +267,7 @@ def read_table(
         if missing:
             raise BadInputError(
                 f"{path.name}: missing required column {', '.join(repr(m) for m in missing)} "
-                f"(table {name!r}, spec §1)"
+                f"(table {name!r}, docs/contract.md §Bundle)"
             )
         unknown = [c for c in frame.columns if c not in columns]
         _stop_on_near_miss(unknown, [c for c in columns if c not in frame.columns], path.name)

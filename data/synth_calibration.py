@@ -2,8 +2,8 @@
 
 :func:`calibration_report` evaluates all attended checkups of a bundle by sex × 5-year age band
 (年度末年齢) and lines them up with the national means and threshold prevalences of
-``shared/data/external/ndb_japan/``. :func:`incidence_report` gives the year-to-year incidence
-of outcomes among people free of them (for the CALIBRATION_SOURCES §3 anchors).
+``data/reference/ndb_japan/``. :func:`incidence_report` gives the year-to-year incidence
+of outcomes among people free of them (for the anchors of docs/domain.md §Calibration anchors).
 """
 
 from __future__ import annotations

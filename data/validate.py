@@ -1,4 +1,6 @@
-"""Row-level validation of raw tables (domain.md §1.5): typed frames out, rejects with reasons.
+"""Row-level validation of raw tables: typed frames out, rejects with reasons.
+
+The rules: docs/contract.md §Validation and rejects.
 
 Every raw row ends either in the typed frame or in the rejects frame with exactly one reason (the
 first check it fails), so ``rows read = loaded + rejected`` holds per table before duplicates are
@@ -24,7 +26,8 @@ from data.readers import (
     SOURCE_ROW,
 )
 
-#: (hard_low, hard_high, soft_low, soft_high) per item; engineering proposal of domain.md §1.5.
+#: (hard_low, hard_high, soft_low, soft_high) per item; an engineering choice
+#: (docs/domain.md §Plausible ranges).
 RANGES: dict[str, tuple[float, float, float, float]] = {
     "height_cm": (100, 220, 130, 200),
     "weight_kg": (20, 250, 30, 160),
@@ -48,7 +51,7 @@ RANGES: dict[str, tuple[float, float, float, float]] = {
     "hemoglobin": (3, 25, 8, 20),
 }
 
-#: Allowed codes of the coded checkup columns (spec §1.1).
+#: Allowed codes of the coded checkup columns (docs/contract.md §Codes).
 CODES: dict[str, tuple[int, ...]] = {
     "sex": (1, 2),
     "blood_draw_timing": (2, 3, 4),

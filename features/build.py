@@ -11,7 +11,7 @@ trained on these rows sees exactly what a scorer would see on the day of the che
   against ``exam_date`` in years (≥2 points with distinct dates, else missing);
   ``n_prior_checkups``, ``years_since_previous``;
 * judgements (data.judgements): メタボ判定 and 階層化 as ordered levels, 判定値 flags;
-* derived: 純アルコール g/day (domain.md §3.3), risky drinking, current smoker.
+* derived: 純アルコール g/day (docs/domain.md §Alcohol and smoking), risky drinking, current smoker.
 
 Index rows: when a person has two checkups in one fiscal year, both enter the history but only
 the last one is an index row, so rows are unique on (pseudonym, fiscal_year).
@@ -192,7 +192,7 @@ def _slope(ys: list[np.ndarray], xs: list[np.ndarray]) -> np.ndarray:
 
 
 def alcohol_g_per_day(freq: object, amount: object) -> np.ndarray:
-    """純アルコール g/day from Q18 frequency and Q19 amount codes (domain.md §3.3).
+    """純アルコール g/day from Q18 frequency and Q19 amount codes (docs/domain.md §Alcohol and smoking).
 
     days/week (band midpoint) × 合/day (band midpoint) × 20 g / 7. Quit (7) or never (8) → 0
     whatever the amount; a drinker with no amount answer → NaN.

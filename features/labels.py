@@ -1,6 +1,6 @@
 """Outcome labels (発症ラベル) per index checkup, training sets, and the follow-up report.
 
-For the index row of person *p* in fiscal year *t* and each outcome of spec §2
+For the index row of person *p* in fiscal year *t* and each outcome of docs/contract.md §Outcomes
 (data.columns.OUTCOMES), with horizon *h* (1-3 fiscal years):
 
 * ``y_<outcome>`` = 1 if the outcome is met at any checkup in fiscal years t+1 … t+h;
@@ -44,7 +44,7 @@ class LabelConfig:
     """How labels are judged.
 
     ``horizon_years``: fiscal years after the index year in which the outcome counts (1-3;
-    default 1 = next year's checkup, spec §2).
+    default 1 = next year's checkup; docs/domain.md §Labels).
     ``require_full_follow_up``: a 0 needs an evaluable checkup in the horizon's last year.
     ``at_risk_requires_evaluable``: an index row that cannot judge the outcome is not at risk.
     ``nonfasting_tg_cut``: passed to data.judgements (MetS judgement).

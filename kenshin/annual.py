@@ -234,7 +234,7 @@ def store_readable(store: Path) -> Iterator[None]:
 
 NO_CONTACTS_NOTE = (
     "letters are switched off: the store has no contacts table (the bundle had none), so no "
-    "letter can be addressed; ingest contacts (spec §1.3) to send letters"
+    "letter can be addressed; ingest contacts (docs/contract.md §Contacts) to send letters"
 )
 
 
@@ -249,7 +249,7 @@ def check_store(store: Path, manifest: dict, fiscal_year: int) -> list[str]:
     if "enrollment" in missing:
         raise BadInputError(
             f"the store {store} has no enrollment table (the bundle had none), so membership on "
-            "the scoring date cannot be judged; ingest enrollment (spec §1.2)"
+            "the scoring date cannot be judged; ingest enrollment (docs/contract.md §Enrollment)"
         )
     years = manifest.get("fiscal_years")
     if years is None:  # an older manifest: the partitions say it
@@ -261,7 +261,8 @@ def check_store(store: Path, manifest: dict, fiscal_year: int) -> list[str]:
     loaded = manifest.get("accounting", {}).get("checkups", {}).get("loaded")
     if not years or loaded == 0:
         raise BadInputError(
-            f"the store {store} has no checkups; ingest a bundle with checkups (spec §1.1)"
+            f"the store {store} has no checkups; ingest a bundle with checkups "
+            "(docs/contract.md §Checkups)"
         )
     if int(fiscal_year) not in {int(y) for y in years}:
         have = sorted(int(y) for y in years)

@@ -1,4 +1,4 @@
-"""How a command ends when something goes wrong (spec §4).
+"""How a command ends when something goes wrong (docs/contract.md §Exit codes).
 
 * :class:`BadInputError` — a file-level or argument problem: exit code 2 and a one-line reason.
 * Anything else that reaches the command line is a bug: exit code 3 and one line on stderr naming

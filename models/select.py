@@ -1,6 +1,6 @@
 """Model selection per outcome on the validation year: LightGBM, logistic regression or a blend.
 
-Issue #3: the engine must not lose to its own logistic-regression baseline. For each outcome
+The rule: the engine must not lose to its own logistic-regression baseline. For each outcome
 the candidates are scored on the **validation year** (never the test year):
 
 * ``lightgbm`` — the monotone LightGBM booster alone (weight ``w = 1``);

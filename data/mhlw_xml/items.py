@@ -2,14 +2,14 @@
 
 Items are matched by the analyte part of the code (its first 5 characters) plus the 4-character
 identification field (characters 6-9), never by all 17 characters: specimen, method and
-result-type digits vary by laboratory (domain.md §6.5). The table's 同一性項目コード groups
+result-type digits vary by laboratory (docs/domain.md §XML format). The table's 同一性項目コード groups
 variants of one quantity (9A750 = SBP 1st / 2nd / other reading). Where the identification field
 matters it is part of the key (1299 random vs 0000 fasting TG/glucose, 1601/1602/1603 waist
 method, 1616/1610 detailed-item target/reason); any other identification field of a known analyte
 falls back to the analyte's ``0000`` entry.
 
 The table is read once (cached) from the shipped copy in ``data/reference/mhlw/`` (a byte copy
-of ``shared/spec/mhlw/``; ``KENSHIN_MHLW_SPEC_DIR`` overrides the folder).
+of the MHLW files, see data/reference/README.md; ``KENSHIN_MHLW_SPEC_DIR`` overrides the folder).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ SIGNIFICANT_IDENT = ("1299", "1601", "1602", "1603", "1607", "1608", "1610", "16
 def spec_dir() -> Path:
     """Item table and ``xsd/``: ``KENSHIN_MHLW_SPEC_DIR``, else the copy in ``data/reference``.
 
-    The shipped files are byte copies of ``shared/spec/mhlw`` (checked by a test when shared/ is
-    present).
+    The shipped files are byte copies of the MHLW files (data/reference/README.md; a test checks
+    them against the originals when those are beside the checkout).
     """
     env = os.environ.get("KENSHIN_MHLW_SPEC_DIR")
     if env:
@@ -130,13 +130,14 @@ ROLES: dict[tuple[str, str], str] = {
     ("9N796", "0000"): "q_sleep",
     ("9N801", "0000"): "q_intention",
     ("9N808", "0000"): "q_guidance_received",
-    # Older questionnaire items (domain.md §3.4).
+    # Older questionnaire items (docs/domain.md §Questionnaire versions).
     ("9N806", "0000"): "q_guidance_wish_legacy",  # old item 22: wish for health guidance
     ("9N776", "0000"): "legacy_ignored",  # pre-2018 late-night meals (yes/no)
     ("9N761", "0000"): "legacy_ignored",  # pre-2018 weight change ±3 kg in a year
 }
 
-#: Items the V4 table no longer lists but older files carry (domain.md §3.4, §6.9).
+#: Items the V4 table no longer lists but older files carry
+#: (docs/domain.md §Questionnaire versions, §XML format).
 LEGACY_ITEMS = (
     Item("3D045000001906202", "HbA1c(JDS値)", "PQ", "%", "3D045", None, legacy=True),
     Item("9N806000000000011", "保健指導の希望", "CD", None, "9N806", "1.2.392.200119.6.2003", True),

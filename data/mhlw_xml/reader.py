@@ -1,7 +1,8 @@
 """Read MHLW checkup XML (HL7 CDA R2, 特定健診情報ファイル) into raw canonical checkup rows.
 
-One document → one row of the canonical checkup columns (spec §1.1) as *raw text*, exactly what
-a CSV export of the same checkup would carry, plus provenance and the reader's own verdict:
+One document → one row of the canonical checkup columns (docs/contract.md §Checkups) as *raw
+text*, exactly what a CSV export of the same checkup would carry, plus provenance and the
+reader's own verdict:
 
 - ``person_id`` = the card symbol (被保険者証記号, NFKC: full-width → half-width), number
   (番号) and branch (枝番), the ones present joined with ``-`` (``"12-000001"``, ``"12-000001-01"``).
@@ -164,10 +165,10 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=Fal
 PARALLEL_MIN_DOCS = 1_500
 BATCH = 500
 #: Largest checkup document read, in bytes: a loose file (checked before it is opened) or an
-#: archive member (counted while it is inflated). Real documents are a few kB (the synthetic
-#: ward's largest: 23 kB); a larger one is rejected with its reason and never held in memory
-#: whole. Parsing costs up to ~35× the document in memory (32 MiB of empty elements: 1.1 GiB),
-#: so 8 MiB bounds one parse to ≈ 300 MiB per worker.
+#: archive member (counted while it is inflated). Real documents are a few kB; a larger one is
+#: rejected with its reason and never held in memory whole. Parsing costs many times the
+#: document's size in memory (measured: bench/README.md), so the cap also bounds the memory of
+#: one parse in a worker.
 MAX_DOCUMENT_BYTES = 8 * 2**20
 #: Largest inflated ÷ compressed size of an archive member once it passes
 #: :data:`RATIO_FLOOR` bytes. Checkup XML compresses 2-12:1; a zip bomb about 1000:1.

@@ -1,6 +1,6 @@
 """NDB FY2021 calibration targets for the synthetic ward (厚生労働省 第9回NDBオープンデータ).
 
-Reads the derived national tables in ``shared/data/external/ndb_japan/`` (no network) and turns
+Reads the derived national tables in ``data/reference/ndb_japan/`` (no network) and turns
 them into what the generator needs:
 
 * :func:`quantile_tables` — for every calibrated measurement and each sex × 5-year age band, a
@@ -40,8 +40,8 @@ _SEX = {"男": 1, "女": 2, "M": 1, "F": 2}
 def ndb_dir() -> Path:
     """Folder of the NDB CSVs: ``KENSHIN_NDB_DIR``, else the copy shipped in ``data/reference``.
 
-    The shipped files are byte copies of ``shared/data/external/ndb_japan/*.csv`` (a test checks
-    them against shared/ when it is present), so a fresh clone needs nothing beside it.
+    The shipped files are byte copies of the project's NDB tables (data/reference/README.md; a
+    test checks them against the originals when present), so a fresh clone needs nothing beside it.
     """
     env = os.environ.get("KENSHIN_NDB_DIR")
     if env:

@@ -7,7 +7,7 @@ Rules enforced here, so that a wording edit cannot break a letter or a safety ru
 * every outcome, risk band, letter type and key item has its texts;
 * every feature that features.declarations marks ``modifiable`` maps to an advice topic;
 * a factor (or what-if scenario) on a feature that is **not** modifiable — age, sex, history,
-  lab values — is dropped with a warning, never advised on (domain.md §8.4).
+  lab values — is dropped with a warning, never advised on (docs/domain.md §Letter safety).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Data never reaches the terminal as console markup or control characters (issue 11, item 1).
+"""Data never reaches the terminal as console markup or control characters.
 
 File names, ZIP member names, XML item codes, CSV headers and paths are data: a ``[/]`` in
 one crashed the command with rich's MarkupError after the store was written (and on every

@@ -1,4 +1,4 @@
-"""Hostile contact data in the letters (issue 11): characters outside the font, direction
+"""Hostile contact data in the letters: characters outside the font, direction
 overrides and control characters, addresses at the length limit, formula-looking values, and
 contract breaches whose messages must not quote names or addresses.
 

@@ -1,4 +1,4 @@
-"""The MLflow store under faults (issue 11, items 5-6): a work folder that cannot be written is
+"""The MLflow store under faults: a work folder that cannot be written is
 refused before any work; a run left RUNNING by a killed process is marked FAILED by the next
 command, and a run interrupted by SIGTERM / SIGINT ends KILLED."""
 

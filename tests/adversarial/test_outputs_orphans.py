@@ -1,4 +1,4 @@
-"""A kill -9 of ``kenshin score`` leaves no letter renderer or report-PDF worker behind (issue 11).
+"""A kill -9 of ``kenshin score`` leaves no letter renderer or report-PDF worker behind.
 
 Each test starts a process that runs the real pool (its real initializer) with the work itself
 replaced by a long sleep, kills that process with SIGKILL once its workers are up, and waits

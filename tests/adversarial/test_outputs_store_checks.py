@@ -1,4 +1,4 @@
-"""``kenshin score`` checks what it needs from the store before any work (issue 11): no
+"""``kenshin score`` checks what it needs from the store before any work: no
 enrollment table, no checkups, no checkups of the scoring year → exit 2 with one line; no
 contacts table → the run goes on without letters and says so."""
 
@@ -38,7 +38,9 @@ def _score(tmp_path, store, year: int = 2024):
 
 def test_a_store_without_enrollment_stops_before_any_work(tmp_path):
     res = _score(tmp_path, _store(tmp_path, drop="enrollment"))
-    assert_one_line_error(res, "has no enrollment table", "ingest enrollment (spec §1.2)")
+    assert_one_line_error(
+        res, "has no enrollment table", "ingest enrollment (docs/contract.md §Enrollment)"
+    )
     assert not (tmp_path / "work" / "mlflow.db").exists()
 
 

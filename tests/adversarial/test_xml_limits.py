@@ -1,4 +1,4 @@
-"""Hostile XML sources (issue 11, items 2-4): zip bombs, FIFOs and devices, huge documents.
+"""Hostile XML sources: zip bombs, FIFOs and devices, huge documents.
 
 Every fixture is built at test time (the bombs are deflate streams assembled by hand, so a
 1.9 GB member costs a couple of MB and no compression time). Memory claims are measured in a

@@ -1,4 +1,6 @@
-"""Property-based tests of the command line (spec §4): whatever the input, no traceback.
+"""Property-based tests of the command line: whatever the input, no traceback.
+
+Exit codes: docs/contract.md §Exit codes.
 
 Hypothesis throws bundles built from random bytes, codes, dates, numbers, encodings (UTF-8,
 CP932, UTF-16, binary) and missing tables at ``kenshin ingest``, and broken stores, years, model

@@ -1,5 +1,6 @@
-"""Nothing ends in a traceback (spec §4): bad input → exit 2 and one line; a bug → exit 3, one
-line naming a log file in the work folder, the traceback only in that log (no locals, no data)."""
+"""Nothing ends in a traceback (docs/contract.md §Exit codes): bad input → exit 2 and one
+line; a bug → exit 3, one line naming a log file in the work folder, the traceback only in
+that log (no locals, no data)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """NDB FY2021 calibration of the synthetic ward on a 100k-resident × 6-year cohort.
 
 Every sex × 5-year age band cell of the NDB means and threshold prevalences
-(``shared/data/external/ndb_japan``) is compared with all attended checkups of the cohort
+(``data/reference/ndb_japan``) is compared with all attended checkups of the cohort
 (≈ 220k checkups) through :func:`data.synth_calibration.calibration_report`; year-to-year
-incidence is compared with the published anchors of CALIBRATION_SOURCES.md §3.
+incidence is compared with the published anchors of docs/domain.md §Calibration anchors.
 
 Tolerances (asserted for every cell):
 
@@ -22,13 +22,13 @@ men 45-54 (−2.4 pp), eGFR <60 in women 70-74 (−2.2 pp), TG mean in women 40-
 young bands are the noisiest: a 100k ward has only ~4-6k checkups per cell there, from ~1.5k
 persons.
 
-Incidence (CALIBRATION_SOURCES §3): the sex × age-specific anchors are met (hypertension in
-male workers 40-59, MetS by sex in the 40s, diabetes in working-age men). Overall rates are
-higher than the anchors because the NHI ward is older (≈ 60 % of checkups at 65-74) and because
-the NDB cross-section itself rises steeply with age — the HbA1c ≥6.5-or-treated share of men
-grows by ~0.8 pp per year of age, which alone implies ~0.9 %/y incidence: overall diabetes
-≈ 2.1 %/y (anchor 0.9-1.5 %), overall MetS ≈ 4.7 %/y (anchor 1-2 %, from younger cohorts).
-These are asserted against widened ranges documented below.
+Incidence (docs/domain.md §Calibration anchors): the sex × age-specific anchors are met
+(hypertension in male workers 40-59, MetS by sex in the 40s, diabetes in working-age men). Overall
+rates are higher than the anchors because the NHI ward is older (≈ 60 % of checkups at 65-74) and
+because the NDB cross-section itself rises steeply with age — the HbA1c ≥6.5-or-treated share of men
+grows by ~0.8 pp per year of age, which alone implies ~0.9 %/y incidence: overall diabetes ≈ 2.1 %/y
+(anchor 0.9-1.5 %), overall MetS ≈ 4.7 %/y (anchor 1-2 %, from younger cohorts). These are asserted
+against widened ranges documented below.
 """
 
 from __future__ import annotations

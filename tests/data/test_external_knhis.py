@@ -1,4 +1,5 @@
-"""Real data we did not write: the Korean NHIS checkup sample, mapped onto spec §1.1 here.
+"""Real data we did not write: the Korean NHIS checkup sample, mapped onto the contract
+(docs/contract.md §Checkups).
 
 The mapping lives in the test on purpose: it is what a municipality's analyst would do with a
 foreign export, and the reader must take the result as it comes (2024 questionnaire codes in a
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason="no ../shared knhis
 
 
 def knhis_as_spec_checkups(raw: pd.DataFrame) -> pd.DataFrame:
-    """The sample's rows as spec §1.1 checkups (one checkup each; ages 20-85, all kept so that
+    """The sample's rows as contract checkups (one checkup each; ages 20-85, all kept so that
     the sample's sentinel values, which sit outside ages 40-74, are in)."""
     # 5-year age bands: put each person in the middle of the band at the exam.
     birth = EXAM_DATE - pd.to_timedelta((raw["age"] + 2) * 365.25, unit="D")

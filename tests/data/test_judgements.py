@@ -1,8 +1,8 @@
 """Tests for data.judgements: 判定値, メタボリックシンドローム判定, 階層化, outcomes, eGFR.
 
 Each hand-worked case is a one-row DataFrame with the reasoning in a comment. The last tests
-compare the vectorised functions with a scalar reference that mirrors domain.md §4.2's
-pseudo-code on a random frame.
+compare the vectorised functions with a scalar reference that mirrors the steps of
+docs/domain.md §Stratification on a random frame.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def test_mets_nonfasting_tg_parameter() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Outcomes (spec §2)
+# Outcomes (docs/domain.md §Outcomes)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -416,7 +416,7 @@ def test_threshold_flags() -> None:
     [(0.86, 60, 1, 70.7), (0.70, 58, 2, 66.0), (1.00, 70, 1, 57.3)],
 )
 def test_egfr_worked_checks(cr: float, age: int, sex: int, expected: float) -> None:
-    # 194 × Cr^-1.094 × age^-0.287 (× 0.739 for women), domain.md §5.
+    # 194 × Cr^-1.094 × age^-0.287 (× 0.739 for women), docs/domain.md §eGFR.
     assert round(float(egfr_jsn(cr, age, sex)), 1) == expected
 
 
@@ -436,7 +436,7 @@ def test_egfr_vectorised_and_missing() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Vectorisation vs a scalar reference (domain.md §4.1, §4.2 pseudo-code, spec §2)
+# Vectorisation vs a scalar reference (docs/domain.md §MetS, §Stratification, §Outcomes)
 # ---------------------------------------------------------------------------------------------
 
 

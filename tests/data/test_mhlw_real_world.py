@@ -1,4 +1,4 @@
-"""MHLW XML as real systems write it (issue 10, part 4): several values per observation, items
+"""MHLW XML as real systems write it: several values per observation, items
 outside section 01010, old code lists, the facility's own judgements, the archive's other files
 and stray XML that must never crash ingest."""
 

@@ -1,4 +1,4 @@
-"""Labels on hand-made histories (spec §2), training sets and the follow-up report."""
+"""Labels on hand-made histories, training sets, the follow-up report (docs/domain.md §Labels)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12 part 5: honest small wards.
+"""Honest small wards.
 
 On a tiny ward (1,500 residents × 5 years: about 10-35 training events per outcome) an outcome with
 fewer than ``min_events`` training events gets no LightGBM model: a regularised logistic

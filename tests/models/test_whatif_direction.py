@@ -1,4 +1,4 @@
-"""Issue 12 part 1: the declared medical direction is enforced, and what-if never raises risk.
+"""The declared medical direction is enforced, and what-if never raises risk.
 
 One demo-sized ward (3,000 residents × 6 years), LightGBM on every outcome (``min_events=0``,
 so the boosters' monotone constraints are what is tested, blends and the logistic member

@@ -517,7 +517,7 @@ def test_cli_score_refused_by_a_contract_exits_3_without_partial_scores(
     assert len(logs) == 1 and "ggt_p10" in logs[0].read_text()
 
 
-# --- contacts that cannot address a letter; a store without contacts (issue 11) --------------
+# --- contacts that cannot address a letter; a store without contacts ------------------------
 
 SECRET_NAME, SECRET_ADDRESS = "秘密漏子", "架空県漏洩市秘密町"
 
