@@ -24,7 +24,7 @@ from data.columns import CHECKUP_COLUMNS, TABLES
 from data.files import unwritable_reason
 from data.judgements import facility_agreement
 from data.normalise import QUESTIONNAIRE_CODINGS, QuestionnaireCoding
-from data.pseudonym import load_key, pseudonymise
+from data.pseudonym import load_or_create_key, pseudonymise
 from data.readers import PROVENANCE, SOURCE_FILE, SOURCE_ROW, RawTable, read_bundle
 from data.validate import (
     FIRST_TOKUTEI_FY,
@@ -127,6 +127,8 @@ class IngestResult:
     manifest: dict
     unchanged: bool = False
     reject_reasons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The pseudonym key file this ingest created (the first run without a key), else None.
+    key_created: Path | None = None
 
 
 def _key_check(key: bytes) -> str:
@@ -191,11 +193,13 @@ def ingest(
     ``on_step`` is called with each name of :data:`INGEST_STEPS` as it starts (progress display).
     """
     config = config or IngestConfig()
-    key = load_key(config.key_file)
+    key, created = load_or_create_key(config.key_file)
     _check_writable(store)
     with store_mod.store_lock(store):
         store_mod.recover_store(store)
-        return _ingest_locked(bundle, store, config, key, on_step)
+        result = _ingest_locked(bundle, store, config, key, on_step)
+    result.key_created = created
+    return result
 
 
 def _check_writable(store: Path) -> None:

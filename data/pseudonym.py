@@ -40,9 +40,15 @@ def load_key(key_file: Path | None = None) -> bytes:
 
     A key under 128 bits, or a key file that group or others may read, is refused.
     """
+    return load_or_create_key(key_file)[0]
+
+
+def load_or_create_key(key_file: Path | None = None) -> tuple[bytes, Path | None]:
+    """:func:`load_key`, and the key file's path if this call created it (else None): the
+    caller tells the user where the new key is and to back it up."""
     env = os.environ.get(KEY_ENV)
     if env is not None:
-        return _checked(env.encode("utf-8"), KEY_ENV)
+        return _checked(env.encode("utf-8"), KEY_ENV), None
     path = Path(
         os.environ.get(KEY_FILE_ENV) or key_file or Path.home() / ".kenshin" / "pseudonym.key"
     )
@@ -52,10 +58,11 @@ def load_key(key_file: Path | None = None) -> bytes:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return _read_key_file(path)
+            return _read_key_file(path), None
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_hex(32).encode("ascii"))
-    return _read_key_file(path)
+        return _read_key_file(path), path
+    return _read_key_file(path), None
 
 
 def _read_key_file(path: Path) -> bytes:

@@ -34,6 +34,9 @@ from kenshin.printable import data_text, printable
 
 app = typer.Typer(
     add_completion=False,
+    # Plain click help: it wraps at the terminal width instead of truncating option names and
+    # defaults in a table (readable at 80 columns).
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="kenshin: lifestyle-disease risk from 特定健診 checkups, explained, with advice letters.",
     # Internal errors are caught by handles_bad_input; should anything slip through, never
@@ -90,6 +93,18 @@ def prepare_tracking(workdir: Path) -> None:
         err_console.print(note, highlight=False, soft_wrap=True)
 
 
+def fiscal_year(value: int | None) -> int | None:
+    """A fiscal year option: four digits, 2008 (the first year of 特定健診) to 2100; a two-digit
+    year gets a suggestion (``--year 25`` → did you mean 2025?)."""
+    if value is None or 2008 <= value <= 2100:
+        return value
+    if 8 <= value < 100:
+        raise typer.BadParameter(
+            f"{value} is not a fiscal year: give four digits (did you mean {2000 + value}?)"
+        )
+    raise typer.BadParameter(f"{value} is not a fiscal year of 特定健診 (2008-2100)")
+
+
 def handles_bad_input(func: Callable) -> Callable:
     """Exit codes of docs/contract.md §Exit codes for a command.
 
@@ -143,7 +158,9 @@ def synth(
     residents: Annotated[int, typer.Option(min=100, help="NHI members aged 40-74.")] = 10_000,
     years: Annotated[int, typer.Option(min=2, max=20, help="Fiscal years of checkups.")] = 6,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bundle.")] = 0,
-    last_fiscal_year: Annotated[int, typer.Option(help="Last fiscal year generated.")] = 2025,
+    last_fiscal_year: Annotated[
+        int, typer.Option(callback=fiscal_year, help="Last fiscal year generated.")
+    ] = 2025,
     fmt: Annotated[
         Literal["csv", "parquet", "xml"],
         typer.Option(
@@ -164,7 +181,10 @@ def synth(
         ),
     ] = None,
     letter_year: Annotated[
-        int | None, typer.Option(help="Scoring FY of --letters (default: its fiscal_year).")
+        int | None,
+        typer.Option(
+            callback=fiscal_year, help="Scoring FY of --letters (default: its fiscal_year)."
+        ),
     ] = None,
     letter_effect: Annotated[
         float, typer.Option(min=0.0, max=20.0, help="Strength of the letters' effect (0 = none).")
@@ -199,12 +219,18 @@ def synth(
 @handles_bad_input
 def evaluate_letters(
     store: Annotated[Path, typer.Option(help="Store folder holding next year's checkups.")],
-    year: Annotated[int, typer.Option(help="Scoring fiscal year whose letters are evaluated.")],
+    year: Annotated[
+        int,
+        typer.Option(callback=fiscal_year, help="Scoring fiscal year whose letters are evaluated."),
+    ],
     scores: Annotated[
         Path, typer.Option(help="That year's scoring output folder (selection.parquet).")
     ],
 ) -> None:
-    """介入効果の評価: letter vs control arm at the next year's checkups (ITT, with CIs)."""
+    """Letter vs control arm at next year's checkups: ITT effects with CIs.
+
+    介入効果の評価 (evaluation of the letters).
+    """
     from kenshin.pipeline import print_evaluation, run_evaluate
 
     result, paths = run_evaluate(store, year, scores)
@@ -322,7 +348,10 @@ def promote(
 @handles_bad_input
 def score(
     store: Annotated[Path, typer.Option(help="Store folder written by 'kenshin ingest'.")],
-    year: Annotated[int, typer.Option(help="Fiscal year to score (its checkups, or FY-1's).")],
+    year: Annotated[
+        int,
+        typer.Option(callback=fiscal_year, help="Fiscal year to score (its checkups, or FY-1's)."),
+    ],
     out: Annotated[Path, typer.Option(help="Output folder (scores, selection, letters, report).")],
     model: Annotated[str, typer.Option(help="Model URI.")] = "models:/kenshin-risk@champion",
     workdir: Annotated[Path, typer.Option(help="Work folder (MLflow store lives here).")] = Path(

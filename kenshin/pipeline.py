@@ -195,6 +195,16 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
     print_questionnaire_coding(console, result.manifest)
     for name in result.manifest.get("missing_tables", []):
         _say(console, f"warning: no {name} table in the bundle: {MISSING_TABLE_EFFECT.get(name)}")
+    if getattr(result, "key_created", None) is not None:
+        _say(console, KEY_CREATED.format(path=result.key_created))
+
+
+#: What the first ingest without a key says (the key is the only way back to real IDs).
+KEY_CREATED = (
+    "new pseudonym key created at {path} (readable by you alone). Back it up somewhere safe: "
+    "without it no pseudonym can ever be traced back to a resident, and a new key gives every "
+    "resident a new pseudonym, so this store, its models and letter histories no longer match."
+)
 
 
 def _say(console: Console, line: object) -> None:
@@ -216,7 +226,7 @@ def _skipped_line(skipped: dict) -> str:
 #: What a store without this table cannot do (ingest loads the rest with a warning).
 MISSING_TABLE_EFFECT = {
     "enrollment": "eligibility on a scoring date cannot be judged; 'kenshin score' will stop "
-    "until enrollment (spec §1.2) is ingested",
+    "until enrollment (docs/contract.md §Enrollment) is ingested",
     "contacts": "letters cannot be addressed; 'kenshin score' writes no letters",
 }
 
