@@ -31,3 +31,25 @@ def test_synth_entry_point_runs_in_the_project_environment(tmp_path):
     checkups = pd.read_csv(out / "checkups.csv")
     assert len(checkups) > 100 and checkups["person_id"].nunique() > 50
     assert "succeeded" in done.stderr
+
+
+def test_run_mlflow_records_in_the_work_store_and_writes_nothing_into_the_checkout(tmp_path):
+    """`./run mlflow run` uses the tracking store `kenshin --workdir work` uses (so `./run mlflow
+    ui` shows the same runs), in the kenshin experiment, with artifacts beside the store."""
+    import mlflow
+
+    strays = ("mlartifacts", "mlruns", "mlflow.db")
+    before = {name: (ROOT / name).exists() for name in strays}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [str(ROOT / "run"), "mlflow", "run", str(ROOT), "-e", "synth", "--env-manager", "local",
+         "-P", f"out={tmp_path / 'bundle'}", "-P", "residents=200", "-P", "years=2"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {name: (ROOT / name).exists() for name in strays} == before
+    client = mlflow.MlflowClient("sqlite:///" + (tmp_path / "work" / "mlflow.db").as_posix())
+    exp = client.get_experiment_by_name("kenshin")
+    assert exp.artifact_location == (tmp_path / "work" / "mlartifacts").as_uri()
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
