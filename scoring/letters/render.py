@@ -205,6 +205,29 @@ def referral_items(row: dict) -> tuple[list[str], bool]:
 # --------------------------------------------------------------------------------------------
 
 
+#: Where an address may break besides its spaces: after 丁目, 番地 or 号 (so a line never ends
+#: inside a block number or a building name).
+_ADDRESS_BREAK = re.compile(r"(?<=丁目)|(?<=番地)|(?<=号)")
+#: Longer pieces may break anywhere (one piece must never run past the address window).
+ADDRESS_PIECE_MAX = 20
+
+
+def address_parts(address: str) -> list[dict]:
+    """The address as pieces that stay whole on a line: ``text``, ``keep`` (print unbroken;
+    false for a piece over :data:`ADDRESS_PIECE_MAX` characters) and ``sep`` (``" "`` where
+    the address had a space, ``""`` where it may break without one)."""
+    parts: list[dict] = []
+    for word in address.split():
+        pieces = [p for p in _ADDRESS_BREAK.split(word) if p]
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            parts.append({"text": piece, "keep": len(piece) <= ADDRESS_PIECE_MAX,
+                          "sep": " " if last else ""})  # fmt: skip
+    if parts:
+        parts[-1]["sep"] = ""
+    return parts
+
+
 def _fmt(x: float, decimals: int) -> str:
     return f"{x:.{decimals}f}"
 
@@ -306,6 +329,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         "title": ui["title_see_doctor"] if see_doctor else ui["title_advice"],
         "postal": f"{row['postal_code'][:3]}-{row['postal_code'][3:]}",
         "address": row["address"],
+        "address_parts": address_parts(row["address"]),
         "name": row["name"],
         "name_kana": row.get("name_kana") or "",
         "issued": ui["issued"].format(date=_date_text(cat, lang, issued)),

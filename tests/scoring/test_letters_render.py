@@ -368,3 +368,53 @@ def test_a_plain_script_can_render_letters(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["rendered", "6"]
+
+
+def test_address_parts_break_only_at_spaces_and_block_numbers():
+    from scoring.letters.render import ADDRESS_PIECE_MAX, address_parts
+
+    parts = address_parts("架空区中央二丁目3番4号架空ハイツ101 205号室")
+    assert [(p["text"], p["sep"]) for p in parts] == [
+        ("架空区中央二丁目", ""), ("3番4号", ""), ("架空ハイツ101", " "), ("205号", ""), ("室", "")
+    ]  # fmt: skip
+    assert all(p["keep"] for p in parts)
+    long = "ア" * (ADDRESS_PIECE_MAX + 1)
+    assert address_parts(long) == [{"text": long, "keep": False, "sep": ""}]
+
+
+def test_a_long_address_wraps_between_words_never_inside_a_building_name(tmp_path):
+    building = "グランドメゾン架空リバーサイドタワー東棟"
+    req = requests().iloc[:1].copy()
+    req["address"] = f"架空県架空郡架空町大字架空字中央1234番地 {building} 1203号室"
+    render_letters(req, tmp_path, config(workers=1))
+    lines = pdf_text(tmp_path / "letters" / f"{req['pseudonym'].iloc[0]}.pdf")[0].splitlines()
+    address = [squash(line) for line in lines[1:4]]  # after the postal code
+    assert address == ["架空県架空郡架空町大字架空字中央1234番地", building, "1203号室"]
+
+
+def test_easy_japanese_readings_never_overlap_the_line_above(rendered):
+    """Every ふりがな glyph (under 6 pt) keeps clear of every body-text glyph (6-12 pt)."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    out, _ = rendered
+    doc = pdfium.PdfDocument(str(letter(out, "easy")))
+    readings = clashes = 0
+    for page in doc:
+        tp = page.get_textpage()
+        small, body = [], []
+        for i in range(tp.count_chars()):
+            if not tp.get_text_range(i, 1).strip():
+                continue
+            size = raw.FPDFText_GetFontSize(tp.raw, i)
+            box = tp.get_charbox(i)
+            if size < 6:
+                small.append(box)
+            elif size < 12:
+                body.append(box)
+        readings += len(small)
+        for left, bottom, right, top in small:
+            clashes += sum(
+                left < r and lo < right and bottom < t and b < top for lo, b, r, t in body
+            )
+    assert readings > 100 and clashes == 0
