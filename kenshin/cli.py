@@ -93,16 +93,17 @@ def prepare_tracking(workdir: Path) -> None:
         err_console.print(note, highlight=False, soft_wrap=True)
 
 
-def fiscal_year(value: int | None) -> int | None:
+def fiscal_year(option: str, value: int | None) -> int | None:
     """A fiscal year option: four digits, 2008 (the first year of 特定健診) to 2100; a two-digit
-    year gets a suggestion (``--year 25`` → did you mean 2025?)."""
+    year gets a suggestion (``--year 25`` → did you mean 2025?). Bad input: exit 2, one line."""
     if value is None or 2008 <= value <= 2100:
         return value
     if 8 <= value < 100:
-        raise typer.BadParameter(
-            f"{value} is not a fiscal year: give four digits (did you mean {2000 + value}?)"
+        raise BadInputError(
+            f"{option} {value} is not a fiscal year: give four digits (did you mean "
+            f"{2000 + value}?)"
         )
-    raise typer.BadParameter(f"{value} is not a fiscal year of 特定健診 (2008-2100)")
+    raise BadInputError(f"{option} {value} is not a fiscal year of 特定健診 (2008-2100)")
 
 
 def handles_bad_input(func: Callable) -> Callable:
@@ -158,9 +159,7 @@ def synth(
     residents: Annotated[int, typer.Option(min=100, help="NHI members aged 40-74.")] = 10_000,
     years: Annotated[int, typer.Option(min=2, max=20, help="Fiscal years of checkups.")] = 6,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bundle.")] = 0,
-    last_fiscal_year: Annotated[
-        int, typer.Option(callback=fiscal_year, help="Last fiscal year generated.")
-    ] = 2025,
+    last_fiscal_year: Annotated[int, typer.Option(help="Last fiscal year generated.")] = 2025,
     fmt: Annotated[
         Literal["csv", "parquet", "xml"],
         typer.Option(
@@ -182,9 +181,7 @@ def synth(
     ] = None,
     letter_year: Annotated[
         int | None,
-        typer.Option(
-            callback=fiscal_year, help="Scoring FY of --letters (default: its fiscal_year)."
-        ),
+        typer.Option(help="Scoring FY of --letters (default: its fiscal_year)."),
     ] = None,
     letter_effect: Annotated[
         float, typer.Option(min=0.0, max=20.0, help="Strength of the letters' effect (0 = none).")
@@ -192,6 +189,9 @@ def synth(
 ) -> None:
     """Write a synthetic ward's input bundle (+ truth.csv)."""
     from kenshin.pipeline import run_synth
+
+    fiscal_year("--last-fiscal-year", last_fiscal_year)
+    fiscal_year("--letter-year", letter_year)
 
     with progress() as bar:
         paths, summary = run_synth(
@@ -221,7 +221,7 @@ def evaluate_letters(
     store: Annotated[Path, typer.Option(help="Store folder holding next year's checkups.")],
     year: Annotated[
         int,
-        typer.Option(callback=fiscal_year, help="Scoring fiscal year whose letters are evaluated."),
+        typer.Option(help="Scoring fiscal year whose letters are evaluated."),
     ],
     scores: Annotated[
         Path, typer.Option(help="That year's scoring output folder (selection.parquet).")
@@ -233,6 +233,7 @@ def evaluate_letters(
     """
     from kenshin.pipeline import print_evaluation, run_evaluate
 
+    fiscal_year("--year", year)
     result, paths = run_evaluate(store, year, scores)
     print_evaluation(console, result)
     for path in paths.values():
@@ -350,7 +351,7 @@ def score(
     store: Annotated[Path, typer.Option(help="Store folder written by 'kenshin ingest'.")],
     year: Annotated[
         int,
-        typer.Option(callback=fiscal_year, help="Fiscal year to score (its checkups, or FY-1's)."),
+        typer.Option(help="Fiscal year to score (its checkups, or FY-1's)."),
     ],
     out: Annotated[Path, typer.Option(help="Output folder (scores, selection, letters, report).")],
     model: Annotated[str, typer.Option(help="Model URI.")] = "models:/kenshin-risk@champion",
@@ -381,6 +382,7 @@ def score(
     """Score FY's eligible residents, select letters (with a control arm), write letters + report."""
     from kenshin.annual import print_annual, run_scoring_command
 
+    fiscal_year("--year", year)
     prepare_tracking(workdir)
     with progress() as bar:
         result = run_scoring_command(
