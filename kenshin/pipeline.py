@@ -332,6 +332,17 @@ def run_train(
     follow_up = follow_up_report(labels, truth_df, read_enrollment(store))
     step(1)
     engine, report = train_and_evaluate(features, labels, config or ModelConfig(), truth_df)
+    if truth_df is not None:  # synthetic ward: what-if against the true counterfactual
+        from data.store import read_checkups
+        from scoring.whatif_truth import whatif_truth_report
+
+        whatif = whatif_truth_report(
+            engine, read_checkups(store), labels, truth_df, report.test_year,
+            config or ModelConfig(), tables_config.features,
+        )  # fmt: skip
+        if whatif is not None:
+            report.extra["whatif_truth"] = whatif[0]
+            report.extra_metrics.update(whatif[1])
     step(2)
     run = log_training_run(
         engine, report, features, labels, store, workdir, tables_config=tables_config,
@@ -354,6 +365,13 @@ def _f(v, fmt: str = "{:.3f}") -> str:
         return str(v)
 
 
+def _pair(share, baseline) -> str:
+    """A share and its constant-guess baseline as "73/86%" (the share alone without one)."""
+    if baseline is None or baseline != baseline or share is None or share != share:
+        return _f(share, "{:.0%}")
+    return f"{share * 100:.0f}/{baseline * 100:.0f}%"
+
+
 def print_train_summary(console: Console, report, run) -> None:
     """Per outcome: AUC, oracle ratio, ECE, LR / points AUC, driver agreement; forecasts."""
     s = report.summary().set_index("outcome")
@@ -362,28 +380,27 @@ def print_train_summary(console: Console, report, run) -> None:
     table = Table(
         title=data_text(f"kenshin-risk v{run.version} (challenger), test year {report.test_year}"),
         caption="ratio: AUC ÷ AUC of the true probabilities (synthetic truth); LR, points: "
-        "baselines' AUC; drivers: rows with ≥1 true driver in the top 3 / constant guess",
+        "baselines' AUC; drivers: rows with ≥1 true driver among the top 3 clinical items / "
+        "constant guess (all test rows; high: the top 10% of predicted risk)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    cols = ["outcome", "AUC", "ratio", "ECE", "slope", "LR", "points", "drivers"]
+    cols = ["outcome", "AUC", "ratio", "ECE", "slope", "LR", "points", "drivers", "high"]
     for c in cols:
         table.add_column(c, justify="left" if c == "outcome" else "right",
                          no_wrap=True)  # fmt: skip
     members = []
     for o, r in s.iterrows():
-        drivers = _f(r.get("driver_any"), "{:.0%}")
-        base = r.get("driver_any_baseline")
-        if base is not None and base == base:
-            drivers += f"/{_f(base, '{:.0%}')}"
+        drivers, high = (_pair(r.get(k), r.get(k + "_baseline"))
+                         for k in ("driver_any", "driver_high_any"))  # fmt: skip
         member = str(r.get("member", "lightgbm"))
         if member != "lightgbm":
             members.append(f"{o}: {member} (weight {_f(r.get('member_weight'), '{:.2f}')})")
         table.add_row(
             data_text(o), _f(r.get("engine_auc", r.get("lightgbm_auc"))), _f(r.get("auc_ratio")),
             _f(r.get("ece")), _f(r.get("cal_slope"), "{:.2f}")[:6], _f(r.get("logistic_auc")),
-            _f(r.get("points_auc")), drivers,
+            _f(r.get("points_auc")), drivers, high,
         )  # fmt: skip
     console.print(table)
     if members:

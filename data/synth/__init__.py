@@ -41,16 +41,31 @@ __all__ = [
     "SynthBundle",
     "SynthConfig",
     "TRUTH_COLUMNS",
+    "WHATIF_KEYS",
     "generate",
     "ward_person_ids",
     "write_bundle",
 ]
 
-#: Columns of ``truth`` (spec §1.5).
+#: What-if scenarios whose true counterfactual the ward knows (:mod:`data.synth.whatif`; the
+#: same keys as the ``[[scenario]]`` tables of the scoring configuration).
+WHATIF_KEYS = (
+    "weight_loss_3kg",
+    "quit_smoking",
+    "exercise",
+    "no_late_dinner",
+    "less_alcohol",
+    "no_snacks",
+    "eat_breakfast",
+)
+
+#: Columns of ``truth``: ``p_true_<outcome>``, ``drivers_<outcome>`` and the counterfactual
+#: ``p_true_<outcome>__<scenario>`` (:data:`WHATIF_KEYS`).
 TRUTH_COLUMNS = (
     ("person_id", "fiscal_year")
     + tuple("p_true_" + o for o in OUTCOMES)
     + tuple("drivers_" + o for o in OUTCOMES)
+    + tuple(f"p_true_{o}__{s}" for s in WHATIF_KEYS for o in OUTCOMES)
 )
 
 
@@ -67,6 +82,11 @@ class SynthConfig:
     −0.02 % HbA1c and −0.7 mmHg SBP (mean change to ``letter_year + 1``, letter − control) and
     +2.5 points attendance; no letters or ``letter_effect = 0`` → no effect at all.
 
+    ``whatif_years``: the last fiscal years whose truth rows carry the what-if counterfactuals
+    ``p_true_<outcome>__<scenario>`` (:mod:`data.synth.whatif`; earlier rows: NaN). Two by
+    default — the test year of a training run and the year after, scored by the annual run —
+    because each year costs about two more Monte-Carlo truths (:func:`data.synth.truth.p_true`).
+
     ``doctor_letters``: (person_id, outcome) of the letters among ``letters`` that urge a
     doctor's visit (受診勧奨, letter type ``see_doctor``); the recipient also starts the
     medication for that outcome (diabetes, hypertension, dyslipidemia) with probability
@@ -82,8 +102,11 @@ class SynthConfig:
     letters: frozenset[str] = field(default=frozenset(), repr=False)
     letter_year: int | None = None
     doctor_letters: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
+    whatif_years: int = 2
 
     def __post_init__(self) -> None:
+        if self.whatif_years < 0:
+            raise ValueError("whatif_years must be ≥ 0")
         if self.residents < 1:
             raise ValueError("residents must be ≥ 1")
         if self.years < 1:
@@ -115,7 +138,7 @@ class SynthConfig:
 
 @dataclass
 class SynthBundle:
-    """The generated tables (spec §1.1-1.3, §1.5), canonical 2024 questionnaire coding."""
+    """The generated tables, canonical 2024 questionnaire coding (docs/contract.md §Truth)."""
 
     checkups: pd.DataFrame
     enrollment: pd.DataFrame

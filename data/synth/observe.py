@@ -6,6 +6,8 @@ outcome probabilities use exactly the same measurement process as the real next-
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from data.synth import model, ndb
@@ -31,7 +33,8 @@ OUTCOME_INPUTS = (
     "q_med_glucose",
     "q_med_lipid",
 )
-#: Items that spec §2 outcomes are judged on (also used by the Monte-Carlo truth).
+#: Items the outcomes (docs/contract.md §Outcomes) are judged on (also used by the Monte-Carlo
+#: truth).
 OUTCOME_ITEMS = (
     "waist_cm",
     "sbp",
@@ -67,7 +70,7 @@ def _regime_p(trait: np.ndarray, p: float, b: float = 1.0) -> np.ndarray:
 
 
 #: measurement-regime probabilities shared by :func:`observe` and the Monte-Carlo truth
-P_TG, P_HDL, P_LIVER, P_WAIST, P_URINE, P_UP, P_FPG, P_A1C_NONFAST = (
+P_TG, P_HDL, P_LIVER, P_WAIST, P_URINE, P_UP, P_FPG = (
     0.997,
     0.997,
     0.996,
@@ -75,16 +78,54 @@ P_TG, P_HDL, P_LIVER, P_WAIST, P_URINE, P_UP, P_FPG, P_A1C_NONFAST = (
     0.97,
     0.995,
     0.985,
-    0.97,
 )
 P_LDL_TG400, P_NHDL_EXTRA, P_CRE_TRIGGER, P_QMED = 0.3, 0.2, 0.35, 0.997
 
+#: Glucose panels of the checkup facilities (健診機関): 0 both fasting glucose (when the draw is
+#: fasting) and HbA1c, 1 fasting glucose only, 2 HbA1c only. The glucose rule needs one of
+#: the two, so a fasting-glucose-only facility takes HbA1c when the draw is not fasting (or
+#: the glucose failed). NDB FY2021 records fasting glucose for 82 % and HbA1c for 79 % of
+#: examinees (about 60 % both, 20 % / 18 % one only); with 85 % fasting draws these shares give
+#: about 59 % both, 12 % fasting glucose only and 29 % HbA1c only (half of it non-fasting).
+FACILITY_SHARES = (0.72, 0.13, 0.15)
+#: a checkup at another facility than the person's usual one (its panel drawn from the shares)
+P_OTHER_FACILITY = 0.1
+#: HbA1c at a fasting draw of a facility measuring both
+P_A1C_BOTH = 0.98
+
+
+def facility_panel(u: np.ndarray) -> np.ndarray:
+    """Facility glucose panel (0 both, 1 FPG only, 2 HbA1c only) of uniform draws ``u``."""
+    c = np.cumsum(FACILITY_SHARES)
+    return ((u >= c[0]).astype(np.int8) + (u >= c[1])).astype(np.int8)
+
+
+def glucose_measured(
+    fasting: np.ndarray, pp: dict[str, np.ndarray], uniform: Callable[[], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fasting glucose measured, HbA1c measured) at one checkup of each row.
+
+    The checkup's facility is the person's usual one (``pp["facility"]``), or another one with
+    probability :data:`P_OTHER_FACILITY`; its panel decides what is measured. ``uniform()``
+    returns one U(0,1) draw per row; it is called exactly four times, whatever the inputs (the
+    Monte-Carlo truth replays draws). Missingness depends on the facility and the draw's
+    timing, never on the person's glucose.
+    """
+    other = uniform() < P_OTHER_FACILITY
+    fac = np.where(other, facility_panel(uniform()), pp["facility"])
+    fpg_ok = fasting & (fac != 2) & (uniform() < P_FPG)
+    a1c_ok = (fac == 2) | ((fac == 0) & (uniform() < P_A1C_BOTH)) | ~fpg_ok
+    return fpg_ok, a1c_ok
+
 
 def presence_probs(st: dict) -> dict[str, np.ndarray]:
-    """Per-person measurement probabilities that depend on the person's clinic regime."""
+    """Per-person measurement law: probability of a fasting draw, the usual facility's glucose
+    panel (:func:`facility_panel` of the stable regime trait ``t_a1c``, independent of every
+    health latent) and the probabilities of the facility's optional items (LDL, creatinine,
+    uric acid, haemoglobin)."""
     return {
         "fast": model.p_fasting(st),
-        "a1c": _regime_p(st["t_a1c"], 0.89),
+        "facility": facility_panel(ndb.cdf(st["t_a1c"])),
         "ldl": _regime_p(st["t_ldl"], 0.95, b=1.5),
         "cre": _regime_p(st["t_cre"], 0.74),
         "ua": _regime_p(st["t_ua"], 0.6),
@@ -156,10 +197,8 @@ def observe(
     liver_ok = _present(rng, n, P_LIVER)
     for k in ("alt", "ggt") + (() if outcomes_only else ("ast",)):
         out[k] = np.where(liver_ok, np.round(v[k]), np.nan)
-    # glucose: FPG when fasting, HbA1c for most (always when there is no FPG)
-    fpg_ok = fasting & _present(rng, n, P_FPG)
-    a1c_ok = np.where(fasting, _present(rng, n, pp["a1c"]), _present(rng, n, P_A1C_NONFAST))
-    a1c_ok |= ~fpg_ok
+    # glucose: what the facility's panel measures (FPG only when fasting; HbA1c when no FPG)
+    fpg_ok, a1c_ok = glucose_measured(fasting, pp, lambda: rng.random(n))
     out["hba1c"] = np.where(a1c_ok, np.round(v["hba1c"], 1), np.nan)
     out["fpg"] = np.where(fpg_ok, np.round(v["fpg"]), np.nan)
     # urine

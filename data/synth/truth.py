@@ -1,4 +1,6 @@
-"""Ground truth of the synthetic ward (spec §1.5): next-year outcome probabilities and drivers.
+"""Ground truth of the synthetic ward: next-year outcome probabilities and drivers.
+
+The truth.csv columns: docs/contract.md §Truth.
 
 ``p_true_<outcome>`` — the probability that the outcome is met at a checkup in the next fiscal
 year, conditional on attending, given the person's full latent state at this year's checkup.
@@ -6,10 +8,15 @@ Computed by Monte Carlo with ``K = 64`` replicates per person: the state is adva
 with :func:`data.synth.model.step` (the same function the ward uses; independent noise per
 replicate: lifestyle transitions, AR(1) innovations, medication start/stop) and judged by
 :func:`judge_next`, which applies the measurement law of :func:`data.synth.observe.observe`
-(noise, fasting status, missingness) and the spec §2 rules of
+(noise, fasting status, missingness) and the outcome rules of
 :func:`data.judgements.outcomes_met` directly on the raw latent values (tests check it against
 ``outcomes_met`` on generated checkups). It is computed for everybody, including people who
 already meet the outcome.
+
+``p_true_<outcome>__<scenario>`` — the same probability had the person made a what-if
+scenario's change at this checkup (:mod:`data.synth.whatif`), from the same 64 futures (common
+random numbers, :func:`p_true_with_counterfactuals`): the difference to ``p_true_<outcome>`` is
+the change's true effect on next year's risk.
 
 ``drivers_<outcome>`` — the generator's top-3 true drivers, ``;``-joined canonical column names.
 Definition (first-order attribution of the next-year risk):
@@ -65,20 +72,63 @@ def p_true(
     result does not depend on ``workers``); chunks run on a small thread pool (numpy releases
     the GIL in the heavy array work).
     """
+    base, _ = p_true_with_counterfactuals(
+        st, age_fy, exam_age, birth_year, seed, cal, {}, k, workers
+    )
+    return base
+
+
+def p_true_with_counterfactuals(
+    st: dict,
+    age_fy: np.ndarray,
+    exam_age: np.ndarray,
+    birth_year: np.ndarray,
+    seed: np.random.SeedSequence,
+    cal: model.Calibration,
+    counterfactuals: dict[str, tuple[np.ndarray, dict]],
+    k: int = K_DEFAULT,
+    workers: int = 2,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`p_true`, and the same probabilities under each counterfactual.
+
+    ``counterfactuals``: name → (sorted rows of ``st``, the state of those persons with an
+    intervention applied; :func:`data.synth.whatif.counterfactual_states`). Each is advanced
+    and judged with **common random numbers**: replicate ``r`` of person ``i`` under the
+    intervention uses exactly the random draws of replicate ``r`` of person ``i`` in the
+    baseline (every draw of :func:`model.step` and :func:`judge_next` is one value per
+    replicate row and their number does not depend on the state, so the baseline's draws of a
+    chunk are recorded and replayed row by row). The difference to the baseline is therefore
+    the intervention's effect on the same 64 futures, not Monte-Carlo noise between two sets
+    of futures; an intervention that changes nothing gives exactly the baseline. The baseline
+    is exactly :func:`p_true`'s. Returns (baseline ``(n, 6)``, name → ``(len(rows), 6)``).
+    """
     n = len(st["sex"])
     out = np.zeros((n, len(OUTCOMES)))
+    cf_out = {
+        name: np.zeros((len(rows), len(OUTCOMES))) for name, (rows, _) in counterfactuals.items()
+    }
     per = max(1, _CHUNK_ROWS // k)
     starts = list(range(0, n, per))
     seeds = seed.spawn(len(starts))
 
     def run(j: int) -> None:
+        lo, hi = starts[j], min(n, starts[j] + per)
         rng = np.random.default_rng(seeds[j])
-        idx = np.arange(starts[j], min(n, starts[j] + per))
+        tape = _Tape(rng) if counterfactuals else rng
+        idx = np.arange(lo, hi)
         sub = {key: v[idx] for key, v in st.items() if not key.startswith("_")}
-        a1 = age_fy[idx] + 1
-        nxt = model.step(sub, a1, rng, cal, outcomes_only=True, k=k)
-        met = judge_next(nxt, sub, a1, exam_age[idx] + 1, k, rng, cal)
-        out[idx] = met.reshape(len(idx), k, len(OUTCOMES)).mean(axis=1)
+        out[idx] = _advance_and_judge(sub, age_fy[idx], exam_age[idx], k, tape, cal)
+        for name, (rows, cf_st) in counterfactuals.items():
+            a, b = np.searchsorted(rows, [lo, hi])
+            if a == b:
+                continue
+            local = rows[a:b] - lo
+            replay = _Replay(tape.draws, (local[:, None] * k + np.arange(k)).ravel())
+            cf_sub = {key: v[a:b] for key, v in cf_st.items() if not key.startswith("_")}
+            cf_out[name][a:b] = _advance_and_judge(
+                cf_sub, age_fy[rows[a:b]], exam_age[rows[a:b]], k, replay, cal
+            )
+            replay.done()
 
     if workers > 1 and len(starts) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -86,7 +136,63 @@ def p_true(
     else:
         for j in range(len(starts)):
             run(j)
-    return out
+    return out, cf_out
+
+
+def _advance_and_judge(sub, age_fy, exam_age, k, rng, cal) -> np.ndarray:
+    a1 = age_fy + 1
+    nxt = model.step(sub, a1, rng, cal, outcomes_only=True, k=k)
+    met = judge_next(nxt, sub, a1, exam_age + 1, k, rng, cal)
+    return met.reshape(len(age_fy), k, len(OUTCOMES)).mean(axis=1)
+
+
+class _Tape:
+    """A generator that records every array it draws (the baseline of a chunk)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.draws: list[tuple[str, np.ndarray]] = []
+
+    def random(self, size, dtype=np.float64):
+        a = self.rng.random(size, dtype=dtype)
+        self.draws.append(("random", a))
+        return a
+
+    def standard_normal(self, size, dtype=np.float64):
+        a = self.rng.standard_normal(size, dtype=dtype)
+        self.draws.append(("standard_normal", a))
+        return a
+
+
+class _Replay:
+    """Replays a :class:`_Tape`'s draws in order, restricted to replicate ``rows``; any other
+    call sequence (another method, size or dtype) is an error, never silently new draws."""
+
+    def __init__(self, draws: list[tuple[str, np.ndarray]], rows: np.ndarray):
+        self.draws, self.rows, self.i = draws, rows, 0
+
+    def _next(self, kind: str, size, dtype) -> np.ndarray:
+        if self.i >= len(self.draws):
+            raise RuntimeError("counterfactual drew more random numbers than the baseline")
+        got, a = self.draws[self.i]
+        self.i += 1
+        shape = (len(self.rows), *a.shape[1:])
+        if got != kind or a.dtype != np.dtype(dtype) or tuple(np.atleast_1d(size)) != shape:
+            raise RuntimeError(
+                f"counterfactual draw {self.i} ({kind}, {size}, {np.dtype(dtype)}) differs from "
+                f"the baseline's ({got}, {a.shape}, {a.dtype})"
+            )
+        return a[self.rows]
+
+    def random(self, size, dtype=np.float64):
+        return self._next("random", size, dtype)
+
+    def standard_normal(self, size, dtype=np.float64):
+        return self._next("standard_normal", size, dtype)
+
+    def done(self) -> None:
+        if self.i != len(self.draws):
+            raise RuntimeError("counterfactual drew fewer random numbers than the baseline")
 
 
 _THRESHOLDS = (
@@ -153,8 +259,7 @@ def judge_next(
     ldl_ok = (u() < pp["ldl"]) & (~tg400 | (u() < obs_mod.P_LDL_TG400))
     nhdl_ok = (~ldl_ok | tg400 | (u() < obs_mod.P_NHDL_EXTRA)) & hdl_ok
     liver_ok = u() < obs_mod.P_LIVER
-    fpg_ok = fasting & (u() < obs_mod.P_FPG)
-    a1c_ok = np.where(fasting, u() < pp["a1c"], u() < obs_mod.P_A1C_NONFAST) | ~fpg_ok
+    fpg_ok, a1c_ok = obs_mod.glucose_measured(fasting, pp, u)
     urine_ok = (u() < obs_mod.P_URINE) & (u() < obs_mod.P_UP)
     trig = (sbp_w >= thr["sbp", 129.5]) | (
         (dbp_w >= thr["dbp", 84.5]) & (sbp_w >= thr["sbp", 99.5])

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from data.columns import CHECKUP_COLUMNS, OUTCOMES
-from data.synth import model, names, truth
+from data.synth import WHATIF_KEYS, model, names, truth, whatif
 from data.synth.observe import observe
 
 _BAND_WEIGHTS = np.array([7, 8, 8, 9, 14, 24, 30], dtype=float)  # NHI 40-74 pool by 5-y band
@@ -373,10 +373,20 @@ class Ward:
             if col in obs:
                 frame[col] = obs[col]
         self.checkups.append(pd.DataFrame(frame))
-        pt = truth.p_true(sub, age[idx], exam_age, by, seed, self.cal)
-        tr = pd.DataFrame({"person_idx": idx, "fiscal_year": fy})
+        cfs = {}
+        if fy > self.cfg.last_fiscal_year - getattr(self.cfg, "whatif_years", 0):
+            cfs = whatif.counterfactual_states(sub, obs, age[idx], self.cal)
+        pt, cf = truth.p_true_with_counterfactuals(sub, age[idx], exam_age, by, seed, self.cal, cfs)
+        cols = {"person_idx": idx, "fiscal_year": np.full(len(idx), fy)}
         for j, o in enumerate(OUTCOMES):
-            tr["p_true_" + o] = pt[:, j]
+            cols["p_true_" + o] = pt[:, j]
+        for key in WHATIF_KEYS:  # NaN: the scenario does not apply (or no counterfactual year)
+            for j, o in enumerate(OUTCOMES):
+                col = np.full(len(idx), np.nan)
+                if key in cf:
+                    col[cfs[key][0]] = cf[key][:, j]
+                cols[f"p_true_{o}__{key}"] = col
+        tr = pd.DataFrame(cols)
         if self.st_cf is None:
             drv = truth.drivers(sub, age[idx], self.cal)
             for o in OUTCOMES:

@@ -1,0 +1,144 @@
+"""What-if against the true counterfactual (scoring.whatif_truth).
+
+The metric definitions on constructed changes, then one small ward (3,000 residents × 6
+years, LightGBM on every outcome) judged on its test year: the table's shape, the sign
+target (met), a stated floor for the size of the change, and the size target (not met: the
+model's what-if holds this year's laboratory values fixed, so it misses the part of a habit's
+effect that works through them — see the xfail reason).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoring.whatif_truth import COLUMNS, TARGETS, _cell, whatif_truth_metrics
+
+pytestmark = pytest.mark.xdist_group("whatif_truth_ward")
+
+K = 64
+
+
+def test_sign_agreement_counts_only_material_true_changes():
+    true = np.array([-1, -2, 2, -3, 0, 0]) / K  # −1/64 and 0 are below the truth's resolution
+    model = np.full(6, -0.01)
+    c = _cell(model, true, 2 / K)
+    assert c["n_material"] == 3
+    assert c["sign_agreement"] == pytest.approx(2 / 3)
+    assert c["true_rise_share"] == pytest.approx(1 / 6)
+    assert c["mean_true_change"] == pytest.approx(true.mean())
+
+
+def test_a_perfect_model_has_no_error_and_an_offset_shows_in_both_maes():
+    rng = np.random.default_rng(0)
+    true = -rng.integers(0, 10, 1000) / K
+    c = _cell(true.copy(), true, 2 / K)
+    assert c["mae_change"] == 0 and c["mae_ratio"] == 0 and c["mae_ratio_binned"] == 0
+    c = _cell(true - 0.01, true, 2 / K)
+    assert c["mae_ratio"] == pytest.approx(0.01 / abs(true.mean()))
+    assert c["mae_ratio_binned"] == pytest.approx(0.01 / abs(true.mean()))
+
+
+def test_monte_carlo_noise_inflates_the_per_resident_error_not_the_binned_one():
+    """A model that knows every resident's true change exactly (0.5 point), judged against a
+    truth counted over 64 futures: per resident the error is larger than the change itself,
+    over groups it is small — why the size target is judged on the binned ratio."""
+    rng = np.random.default_rng(1)
+    p = np.full(5000, 0.005)
+    true = -rng.binomial(K, p) / K
+    c = _cell(-p, true, 2 / K)
+    assert c["mae_ratio"] > 1.0
+    assert c["mae_ratio_binned"] < TARGETS["mae_ratio_binned"]
+
+
+@pytest.fixture(scope="module")
+def whatif_table(tmp_path_factory):
+    from data.store import read_checkups
+    from features.build import FeatureConfig
+    from kenshin.pipeline import read_truth
+    from models.config import ModelConfig
+    from models.train import train_engine
+    from scoring.whatif_truth import whatif_truth_report
+    from tests.conftest import TEST_KEY, temporary_env
+    from tests.models.ward_helpers import make_ward
+
+    tmp = tmp_path_factory.mktemp("whatif_truth")
+    ward = make_ward(tmp, residents=3_000, years=6, seed=7)
+    config = ModelConfig(forecasts=False, min_events=0)
+    engine, _ = train_engine(ward.features, ward.labels, config)
+    with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY):
+        truth = read_truth(tmp / "bundle" / "truth.csv")
+    report = whatif_truth_report(
+        engine, read_checkups(ward.store), ward.labels, truth, engine.test_year, config,
+        FeatureConfig(),
+    )  # fmt: skip
+    assert report is not None
+    table, metrics = report
+    return table.table, metrics
+
+
+def test_table_has_every_scenario_and_outcome(whatif_table):
+    from data.columns import OUTCOMES
+    from scoring.score import load_scoring_config
+
+    table, metrics = whatif_table
+    assert tuple(table.columns) == COLUMNS
+    keys = load_scoring_config().scenario_keys
+    assert len(table) == len(keys) * len(OUTCOMES)
+    assert set(zip(table["scenario"], table["outcome"], strict=True)) == {
+        (s, o) for s in keys for o in OUTCOMES
+    }
+    assert (table["n_offered"] <= table["n_applicable"]).all()
+    assert (table.groupby("scenario")["n_applicable"].max() > 20).all()  # truth found for all
+    offered = table[table["n_offered"] > 0]
+    assert len(offered) >= 10
+    assert (offered["mean_model_change"] <= -0.001).all()  # offered = lowered by ≥ min_drop
+    assert metrics == whatif_truth_metrics(table)
+    assert metrics["whatif.cells_judged"] >= 5
+
+
+#: Scenarios whose latent effects point both ways in the ward (medically so): quitting smoking
+#: brings the post-cessation weight gain (BP, waist, ALT up for some), drinking less lowers HDL
+#: (MetS lipid criterion). The model, monotone in both by declaration, cannot say so.
+MIXED = ("quit_smoking", "less_alcohol")
+
+
+def test_sign_target_is_met_where_the_true_effect_points_one_way(whatif_table):
+    """Sign agreement ≥ 0.95 in every cell with ≥ 10 material true changes, for every scenario
+    whose latent effects all lower risk (not :data:`MIXED`; on the demo and a 30,000-resident
+    ward those miss it in quit_smoking × hypertension / MetS / liver and less_alcohol × MetS)."""
+    table, _ = whatif_table
+    judged = table[(table["n_material"] >= 10) & ~table["scenario"].isin(MIXED)]
+    assert len(judged) >= 5, table
+    bad = judged[judged["sign_agreement"] < TARGETS["sign_agreement"]]
+    assert bad.empty, bad.to_string()
+    assert (judged["true_rise_share"] <= 0.05).all()
+
+
+def test_size_floor_weight_loss_and_metabolic_syndrome(whatif_table):
+    """A stated floor, not the target: where the lever is part of the outcome's definition
+    (waist in メタボ) the model's change is of the right size — binned error below the mean
+    true change itself — and every offered cell's mean true change is negative (the model
+    never offers a change the truth says is harmful on average) outside :data:`MIXED`."""
+    table, _ = whatif_table
+    t = table.set_index(["scenario", "outcome"])
+    assert t.loc[("weight_loss_3kg", "metabolic_syndrome"), "mae_ratio_binned"] <= 1.0
+    offered = table[(table["n_offered"] >= 30) & ~table["scenario"].isin(MIXED)]
+    assert len(offered) >= 5
+    assert (offered["mean_true_change"] < 0).all(), offered.to_string()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: the what-if edits the lever (habit, weight) and keeps this year's "
+    "laboratory values, so it misses the part of the effect that works through them (in the "
+    "ward a habit moves glycaemia, BP and lipids within the year); the model's change is 2-10× "
+    "smaller than the true change in most cells",
+)
+def test_size_target_is_met(whatif_table):
+    table, _ = whatif_table
+    judged = table.dropna(subset=["mae_ratio_binned"])
+    judged = judged[judged["n_offered"] >= 30]
+    share = (judged["mae_ratio_binned"] <= TARGETS["mae_ratio_binned"]).mean()
+    assert share >= 0.8, pd.Series(judged["mae_ratio_binned"].to_numpy()).describe()
