@@ -45,20 +45,29 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
     "CHANGE_ITEMS",
+    "CODE_JA",
     "DECLARATIONS",
     "FEATURE_SET_VERSION",
+    "ITEMS",
+    "ITEM_KEYS",
     "KEYS",
+    "ClinicalItem",
     "FeatureDecl",
     "categorical_features",
     "declarations_frame",
     "feature_names",
     "get",
+    "item",
+    "item_matrix",
+    "item_of",
     "modifiable_features",
     "monotone_constraints",
 ]
@@ -389,3 +398,185 @@ def _version() -> str:
 
 #: Stable identifier of the feature set: changes whenever any declaration changes.
 FEATURE_SET_VERSION: str = _version()
+
+
+# --------------------------------------------------------------------------------------------
+# Clinical items (説明の項目): how explanations are grouped
+# --------------------------------------------------------------------------------------------
+#
+# A nurse reads "HbA1c 6.3, +0.2 since the last checkup" as one thing, not as four features
+# (latest, change, slope, 判定). Every feature belongs to exactly one item; an item's
+# contribution is the exact sum of its features' contributions (log-odds), so the items of a
+# resident plus the bias add up to the model's raw score. Decisions:
+#
+# * a measured item owns its latest value, its change, its yearly slope and its 判定値 flag;
+# * adiposity is one item (体重・BMI・腹囲 and their changes and flags): one latent, one lever
+#   (weight loss moves all of them), and the synthetic generator names it ``weight_kg``;
+# * blood pressure is one item (収縮期/拡張期, read together as "142/88");
+# * LDL and Non-HDL cholesterol are one item (Non-HDL replaces LDL when TG is high or the draw
+#   is not fasting, MHLW 令和6年度版); fasting and random glucose are one item (血糖), and so
+#   are creatinine and eGFR (腎機能);
+# * smoking (Q8 and "smokes now") and drinking (Q18, Q19, g/day, risky drinking) are one item
+#   each; every other questionnaire answer is its own item, as are age, sex, height, the
+#   checkup history, the メタボ判定 and the 保健指導 level.
+#
+# The grouping is presentation, not model input: it is not part of FEATURE_SET_VERSION.
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicalItem:
+    """One line of an explanation: a clinical item and the features summed into it.
+
+    ``members``: feature names or canonical checkup columns that belong to it explicitly;
+    ``<member>_change``, ``<member>_slope`` and ``flag_<member>`` follow their member.
+    ``show``: features whose latest values the explanation prints (first = main value),
+    ``joint``: printed as one reading ("142/88 mmHg") rather than each with its label;
+    ``change``: the feature whose change since the previous checkup is printed.
+    """
+
+    key: str
+    en: str
+    ja: str
+    members: tuple[str, ...]
+    show: tuple[str, ...] = ()
+    change: str | None = None
+    joint: bool = False
+
+
+def _q(name: str, en: str) -> ClinicalItem:
+    """A questionnaire answer as an item of its own (label from its declaration)."""
+    return ClinicalItem(name, en, _BY_NAME[name].ja, (name,), show=(name,))
+
+
+# fmt: off
+ITEMS: tuple[ClinicalItem, ...] = (
+    ClinicalItem("age", "Age", "年齢", ("age",), show=("age",)),
+    ClinicalItem("sex", "Sex", "性別", ("sex",), show=("sex",)),
+    ClinicalItem("history", "Checkup history", "健診の受診歴",
+                 ("n_prior_checkups", "years_since_previous"), show=("n_prior_checkups",)),
+    ClinicalItem("hba1c", "HbA1c", "HbA1c", ("hba1c",), show=("hba1c",), change="hba1c_change"),
+    ClinicalItem("glucose", "Blood glucose", "血糖", ("fpg", "random_glucose", "flag_glucose"),
+                 show=("fpg", "random_glucose"), change="fpg_change"),
+    ClinicalItem("blood_pressure", "Blood pressure", "血圧", ("sbp", "dbp"),
+                 show=("sbp", "dbp"), change="sbp_change", joint=True),
+    ClinicalItem("adiposity", "Weight, BMI, waist", "体重・BMI・腹囲",
+                 ("weight_kg", "bmi", "waist_cm"), show=("bmi", "waist_cm"),
+                 change="weight_kg_change"),
+    ClinicalItem("tg", "Triglycerides", "中性脂肪", ("tg",), show=("tg",), change="tg_change"),
+    ClinicalItem("hdl", "HDL cholesterol", "HDLコレステロール", ("hdl",), show=("hdl",),
+                 change="hdl_change"),
+    ClinicalItem("ldl", "LDL / non-HDL cholesterol", "LDL・Non-HDLコレステロール",
+                 ("ldl", "non_hdl"), show=("ldl", "non_hdl"), change="ldl_change"),
+    ClinicalItem("ast", "AST", "AST(GOT)", ("ast",), show=("ast",)),
+    ClinicalItem("alt", "ALT", "ALT(GPT)", ("alt",), show=("alt",), change="alt_change"),
+    ClinicalItem("ggt", "gamma-GT", "γ-GT", ("ggt",), show=("ggt",), change="ggt_change"),
+    ClinicalItem("kidney", "Kidney function (eGFR)", "腎機能(eGFR)", ("egfr", "creatinine"),
+                 show=("egfr",), change="egfr_change"),
+    ClinicalItem("urine_protein", "Urine protein", "尿蛋白", ("urine_protein",),
+                 show=("urine_protein",)),
+    ClinicalItem("urine_glucose", "Urine glucose", "尿糖", ("urine_glucose",),
+                 show=("urine_glucose",)),
+    ClinicalItem("uric_acid", "Uric acid", "血清尿酸", ("uric_acid",), show=("uric_acid",)),
+    ClinicalItem("hemoglobin", "Haemoglobin", "血色素量", ("hemoglobin",), show=("hemoglobin",)),
+    ClinicalItem("height", "Height", "身長", ("height_cm",), show=("height_cm",)),
+    ClinicalItem("blood_draw_timing", "Blood draw timing", "採血時間(食後)",
+                 ("blood_draw_timing",), show=("blood_draw_timing",)),
+    ClinicalItem("mets_level", "Metabolic syndrome judgement", "メタボ判定", ("mets_level",),
+                 show=("mets_level",)),
+    ClinicalItem("guidance_intensity", "Health guidance level", "保健指導レベル",
+                 ("guidance_intensity",), show=("guidance_intensity",)),
+    ClinicalItem("smoking", "Smoking", "喫煙", ("q_smoking", "current_smoker"),
+                 show=("q_smoking",)),
+    ClinicalItem("alcohol", "Drinking", "飲酒",
+                 ("q_alcohol_freq", "q_alcohol_amount", "alcohol_g_per_day", "risky_drinking"),
+                 show=("alcohol_g_per_day",)),
+    _q("q_med_bp", "Blood-pressure medication"),
+    _q("q_med_glucose", "Glucose-lowering medication"),
+    _q("q_med_lipid", "Lipid-lowering medication"),
+    _q("q_hist_stroke", "History of stroke"),
+    _q("q_hist_heart", "History of heart disease"),
+    _q("q_hist_kidney", "History of kidney disease"),
+    _q("q_anemia", "Told anaemic"),
+    _q("q_weight_gain", "Gained 10 kg since age 20"),
+    _q("q_exercise", "Exercise habit"),
+    _q("q_walking", "Walking 1 h a day"),
+    _q("q_walk_fast", "Walks fast"),
+    _q("q_chewing", "Chewing"),
+    _q("q_eating_speed", "Eating speed"),
+    _q("q_late_dinner", "Late dinner"),
+    _q("q_snacks", "Snacks, sugary drinks"),
+    _q("q_skip_breakfast", "Skips breakfast"),
+    _q("q_sleep", "Rested by sleep"),
+    _q("q_intention", "Intention to improve"),
+    _q("q_guidance_received", "Had health guidance"),
+)
+
+#: Short Japanese answers of coded features: the explanation's value text and the staff
+#: report's questionnaire answers (scoring.report).
+_YES_NO = {1: "はい", 2: "いいえ"}
+CODE_JA: dict[str, dict[int, str]] = {
+    "sex": {1: "男性", 2: "女性"},
+    "q_smoking": {1: "吸う", 2: "やめた", 3: "吸わない"},
+    "q_chewing": {1: "何でも", 2: "かみにくい", 3: "ほとんどかめない"},
+    "q_eating_speed": {1: "速い", 2: "ふつう", 3: "遅い"},
+    "q_snacks": {1: "毎日", 2: "時々", 3: "ほとんどない"},
+    "q_alcohol_freq": {1: "毎日", 2: "週5〜6日", 3: "週3〜4日", 4: "週1〜2日", 5: "月1〜3日",
+                       6: "月1日未満", 7: "やめた", 8: "飲まない(飲めない)"},
+    "q_alcohol_amount": {1: "1合未満", 2: "1〜2合", 3: "2〜3合", 4: "3〜5合", 5: "5合以上"},
+    "q_intention": {1: "改善するつもりはない", 2: "6か月以内に", 3: "近いうちに",
+                    4: "取り組み中(6か月未満)", 5: "取り組み中(6か月以上)"},
+    "blood_draw_timing": {2: "空腹時", 3: "食後3.5-10時間", 4: "食後3.5時間未満"},
+    "urine_protein": {1: "−", 2: "±", 3: "+", 4: "2+", 5: "3+"},
+    "urine_glucose": {1: "−", 2: "±", 3: "+", 4: "2+", 5: "3+"},
+    "mets_level": {0: "非該当", 1: "予備群", 2: "基準該当"},
+    "guidance_intensity": {0: "情報提供", 1: "動機付け支援", 2: "積極的支援"},
+    **{d.name: _YES_NO for d in DECLARATIONS
+       if d.name.startswith("q_") and d.kind == "binary"},
+}
+# fmt: on
+ITEM_KEYS: tuple[str, ...] = tuple(i.key for i in ITEMS)
+_ITEM_BY_KEY = {i.key: i for i in ITEMS}
+_ITEM_OF_MEMBER = {m: i.key for i in ITEMS for m in i.members}
+
+
+def item_of(name: str) -> str:
+    """The clinical item (:data:`ITEMS` key) of a feature or canonical checkup column.
+
+    ``hba1c``, ``hba1c_change``, ``hba1c_slope`` and ``flag_hba1c`` → ``hba1c``; ``weight_kg``,
+    ``bmi_slope``, ``flag_waist_cm`` → ``adiposity``; ``alcohol_g_per_day`` → ``alcohol``.
+    KeyError for a name that belongs to no item.
+    """
+    if name in _ITEM_OF_MEMBER:
+        return _ITEM_OF_MEMBER[name]
+    base = name.removeprefix("flag_").removesuffix("_change").removesuffix("_slope")
+    if base != name and base in _ITEM_OF_MEMBER:
+        return _ITEM_OF_MEMBER[base]
+    raise KeyError(f"{name!r} belongs to no clinical item; see features.declarations.ITEMS")
+
+
+def item(key: str) -> ClinicalItem:
+    """One clinical item by key (KeyError names the unknown key)."""
+    try:
+        return _ITEM_BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"unknown clinical item {key!r}; see features.declarations.ITEMS") from None
+
+
+def item_matrix(names: list[str] | tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(F × G 0/1 matrix, item keys): feature ``names`` → the items they belong to.
+
+    Items in :data:`ITEMS` order, only those with a feature in ``names``. ``contributions @ M``
+    sums each resident's feature contributions per item exactly (one matrix product).
+    """
+    return _item_matrix(tuple(names))
+
+
+@cache
+def _item_matrix(names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    of = [item_of(n) for n in names]
+    keys = tuple(k for k in ITEM_KEYS if k in set(of))
+    col = {k: j for j, k in enumerate(keys)}
+    M = np.zeros((len(names), len(keys)))
+    M[np.arange(len(names)), [col[k] for k in of]] = 1.0
+    M.setflags(write=False)
+    return M, keys

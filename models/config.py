@@ -1,16 +1,16 @@
 """Typed configuration of the models step (ハイパーパラメータ): plain frozen dataclasses.
 
-Defaults are tuned for 2 cores and 10⁴-10⁵ training rows: shallow trees (15 leaves, depth 5)
-keep training and native SHAP cheap (see shared/notes/tooling.md), early stopping picks the
-number of trees on the validation year.
+Defaults are sized for 2 cores and 10⁴-10⁵ training rows: shallow trees (15 leaves, depth 5)
+keep training and native SHAP cheap, and early stopping picks the number of trees on the
+validation year.
 
-Threads: one OpenMP thread per booster (``n_jobs=1``). On the shared 2-core machine the
-boosters are small (10⁴-10⁵ rows, 15 leaves), so a round is a few milliseconds and two threads
-mostly spin-wait at OpenMP barriers whenever another process holds a core: the same three
-outcome models took 223 CPU-s with 2 threads and 4.5 CPU-s with 1 (identical trees, load ≈ 5).
+Threads: one OpenMP thread per booster (``n_jobs=1``). The boosters are small (10⁴-10⁵ rows,
+15 leaves), so a round is a few milliseconds and extra threads mostly spin-wait at OpenMP
+barriers whenever another process holds a core; the trees are the same with any thread count.
 Value forecasts (33 quantile boosters, most of the training time) use a higher learning rate
-(0.15, ≤ 200 rounds, patience 20, ≥ 200 rows per leaf): 2.3× less CPU than 0.1 / 300 / 30 / 100
-for the same 80 % interval coverage, which the conformal offset restores anyway.
+than the outcome models (0.15, ≤ 200 rounds, patience 20, ≥ 200 rows per leaf instead of
+0.1 / 300 / 30 / 100): less CPU for the same 80 % interval coverage, which the conformal offset
+restores anyway. Measured figures for both choices: bench/README.md.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from data.columns import OUTCOMES
+from data.columns import OUTCOMES, QUESTIONNAIRE_COLUMNS
 
 __all__ = [
     "FORECAST_ITEMS",
     "ForecastConfig",
     "LGBMParams",
+    "MaskingConfig",
     "ModelConfig",
     "SplitConfig",
 ]
@@ -126,6 +127,57 @@ class SplitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MaskingConfig:
+    """Robustness to items a facility did not measure (未測定項目): models.train.
+
+    * **Glucose pattern sub-models.** For each outcome of ``submodels`` and each glucose
+      pattern of ``patterns`` (features.masking.GLUCOSE_PATTERNS: ``fpg_only`` lacks HbA1c,
+      ``hba1c_only`` lacks fasting glucose, ``neither`` lacks both) the outcome's whole member
+      (LightGBM / blend / logistic, calibrator) is trained again on every index row that can
+      be brought to that pattern, with the pattern's items masked as the feature builder
+      would build such a checkup. A scored row whose checkup has the pattern gets the
+      pattern's member; a row with both items the main one. ``anchor``: each pattern
+      member's calibration-in-the-large is anchored to the main member on the fully measured
+      training and validation rows (models.train.anchor_pattern_engines).
+    * **Optional-item copies.** A share ``share`` of the training rows (drawn with the run's
+      seed) is added once more without every named group of ``optional_items`` (share
+      ``joint_share`` of the copies: another insurer's export, a foreign sample) or without
+      one of them, so a missing urine dipstick, creatinine, medication answer or questionnaire
+      reads as "not known", not as a signal.
+
+    ``enabled = False`` switches both off.
+    """
+
+    enabled: bool = True
+    submodels: tuple[str, ...] = ("diabetes", "metabolic_syndrome")
+    patterns: tuple[str, ...] = ("fpg_only", "hba1c_only", "neither")
+    anchor: bool = True
+    share: float = 0.4
+    joint_share: float = 0.5
+    optional_items: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("urine_glucose", ("urine_glucose",)), ("urine_protein", ("urine_protein",)),
+        ("creatinine", ("creatinine", "egfr")), ("uric_acid", ("uric_acid",)),
+        ("hemoglobin", ("hemoglobin",)),
+        ("medication", ("q_med_bp", "q_med_glucose", "q_med_lipid")),
+        ("questionnaire", tuple(q for q in QUESTIONNAIRE_COLUMNS if not q.startswith("q_med_"))),
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        from features.masking import GLUCOSE_PATTERNS, MASKABLE_ITEMS
+
+        if not (0 <= self.share <= 1 and 0 <= self.joint_share <= 1):
+            raise ValueError("masking share and joint_share must lie in [0, 1]")
+        bad = [p for p in self.patterns if p not in GLUCOSE_PATTERNS or p == "both"]
+        if bad:
+            raise ValueError(f"masking patterns must be among {tuple(GLUCOSE_PATTERNS)[1:]}")
+        if any(o not in OUTCOMES for o in self.submodels):
+            raise ValueError(f"masking submodels must be outcomes of {OUTCOMES}")
+        odd = [i for _, g in self.optional_items for i in g if i not in MASKABLE_ITEMS]
+        if odd or any(not g for _, g in self.optional_items):
+            raise ValueError(f"masking cannot remove {odd or 'an empty group'}")
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Everything the models step needs; ``horizon_years`` must match the labels' horizon."""
 
@@ -159,6 +211,8 @@ class ModelConfig:
     small_outcome: Literal["logistic", "off"] = "logistic"
     min_events_fallback: int = 20
     fallback_c: float = 0.1
+    #: Robustness to items a facility did not measure (``MaskingConfig(enabled=False)``: off).
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
 
     def __post_init__(self) -> None:
         bad = [o for o in self.outcomes if o not in OUTCOMES]

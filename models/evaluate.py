@@ -16,16 +16,17 @@ Synthetic cohorts (``truth`` given), per outcome on the same test rows:
 
 * ``oracle_auc``: AUC of truth's ``p_true_<outcome>``; ``auc_ratio`` = model AUC / oracle AUC;
 * ``mae_p_true``: mean |predicted − true probability|;
-* driver agreement: each row's native SHAP values (log-odds) are summed per *source canonical
-  column* (a declared feature maps to its first source: ``hba1c_slope`` → ``hba1c``,
-  ``alcohol_g_per_day`` → ``q_alcohol_freq``, ``mets_level`` → ``waist_cm``…). The model's drivers
-  are the ≤3 source columns with the largest *positive* sums. ``weight_kg``, ``bmi`` and
-  ``waist_cm`` count as one column (:data:`DRIVER_ALIASES`): the generator has one adiposity
-  latent and names it ``weight_kg`` (``waist_cm`` for MetS). With the generator's 3 true
-  drivers: ``driver_any`` = share of rows where ≥1 model driver is a true driver;
-  ``driver_mean_overlap`` = mean number of shared drivers (0-3). ``driver_any_baseline`` is the
-  same share for a constant guess (the 3 most frequent true drivers of the test year) — the
-  level a model without per-person explanations would reach.
+* driver agreement, by clinical item (features.declarations ``ITEMS``): each row's
+  contributions (log-odds) are summed per item (``hba1c``, its change, slope and flag →
+  ``hba1c``; weight, BMI, waist → ``adiposity``; SBP, DBP → ``blood_pressure``; …), and the
+  generator's true driver columns are mapped to the same items (``weight_kg`` and ``waist_cm`` →
+  ``adiposity``, ``q_alcohol_amount`` → ``alcohol``). The model's drivers are the ≤3 items with
+  the largest *positive* sums. With the generator's 3 true drivers: ``driver_any`` = share of
+  rows where ≥1 model driver is a true driver; ``driver_mean_overlap`` = mean number of shared
+  items (0-3). ``driver_any_baseline`` is the same share for a constant guess (the 3 items most
+  often among the true drivers of the rows scored) — the level a model without per-person
+  explanations would reach. ``driver_high_*``: the same among the high-risk rows, the top
+  ``high_share`` (10%) of the engine's predicted risk, with their own constant guess.
 """
 
 from __future__ import annotations
@@ -36,25 +37,22 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.declarations import get
+from features.declarations import item_matrix, item_of
 
 __all__ = [
     "EvaluationReport",
     "binary_metrics",
     "calibration_slope_intercept",
-    "DRIVER_ALIASES",
     "driver_agreement",
     "ece",
     "forecast_metrics",
     "metrics_by_slice",
+    "missing_item_shift",
+    "pattern_metrics",
     "ReportTable",
 ]
 
 _EPS = 1e-6
-
-#: Source columns compared as one driver (the generator's single adiposity latent).
-DRIVER_ALIASES: dict[str, str] = {"weight_kg": "adiposity", "bmi": "adiposity",
-                                  "waist_cm": "adiposity"}  # fmt: skip
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -169,41 +167,101 @@ def metrics_by_slice(
     return pd.DataFrame(rows)
 
 
-def driver_agreement(
-    contrib: np.ndarray, feature_names: list[str], truth_drivers: pd.Series
-) -> dict[str, float]:
-    """Agreement of the top-3 positive SHAP source columns with the generator's drivers.
+#: Items no advice can change: left out of the actionable driver agreement.
+NON_ACTIONABLE_ITEMS = ("age", "sex", "height", "history")
 
-    ``contrib``: (n, F[+1]) native contributions (a trailing bias column is ignored);
-    ``truth_drivers``: ';'-joined canonical column names per row (same rows).
-    """
-    F = len(feature_names)
-    sources = [DRIVER_ALIASES.get(get(n).source, get(n).source) for n in feature_names]
-    t = truth_drivers.fillna("").astype(str).reset_index(drop=True)
-    exploded = t.str.split(";").explode()
-    exploded = exploded[exploded != ""].replace(DRIVER_ALIASES)
-    pairs = pd.DataFrame({"row": exploded.index, "col": exploded.to_numpy()}).drop_duplicates()
-    vocab = sorted(set(sources) | set(exploded))
-    col = {s: i for i, s in enumerate(vocab)}
-    M = np.zeros((F, len(vocab)))
-    M[np.arange(F), [col[s] for s in sources]] = 1.0
-    per_source = np.asarray(contrib)[:, :F] @ M
-    n = len(per_source)
-    truth = np.zeros((n, len(vocab)), dtype=bool)
-    truth[pairs["row"].to_numpy(), pairs["col"].map(col).to_numpy(dtype=int)] = True
-    top = np.argsort(-per_source, axis=1, kind="stable")[:, :3]
-    positive = np.take_along_axis(per_source, top, axis=1) > 0
-    hit = np.take_along_axis(truth, top, axis=1) & positive
-    overlap = hit.sum(axis=1)
+
+def _item_or_name(column: str) -> str:
+    """The clinical item of a true-driver column (its own name if it belongs to none)."""
+    try:
+        return item_of(column)
+    except KeyError:
+        return column
+
+
+def _agreement(per_item: np.ndarray, truth: np.ndarray, vocab: list[str]) -> dict[str, object]:
+    """Top-3 positive items of ``per_item`` (n × V) against boolean ``truth`` (n × V)."""
+    n = len(per_item)
+    if not n:
+        return {"any": np.nan, "overlap": np.nan, "any_baseline": np.nan,
+                "overlap_baseline": np.nan, "baseline_items": ""}  # fmt: skip
+    top = np.argsort(-per_item, axis=1, kind="stable")[:, :3]
+    positive = np.take_along_axis(per_item, top, axis=1) > 0
+    overlap = (np.take_along_axis(truth, top, axis=1) & positive).sum(axis=1)
     common = np.argsort(-truth.sum(axis=0), kind="stable")[:3]
     base = truth[:, common].sum(axis=1)
-    return {
-        "driver_any": float((overlap >= 1).mean()) if n else np.nan,
-        "driver_mean_overlap": float(overlap.mean()) if n else np.nan,
-        "driver_any_baseline": float((base >= 1).mean()) if n else np.nan,
-        "driver_mean_overlap_baseline": float(base.mean()) if n else np.nan,
-        "driver_baseline_columns": ";".join(vocab[i] for i in common),
+    return {"any": float((overlap >= 1).mean()), "overlap": float(overlap.mean()),
+            "any_baseline": float((base >= 1).mean()), "overlap_baseline": float(base.mean()),
+            "baseline_items": ";".join(vocab[i] for i in common)}  # fmt: skip
+
+
+def driver_agreement(
+    contrib: np.ndarray,
+    feature_names: list[str],
+    truth_drivers: pd.Series,
+    risk: np.ndarray | None = None,
+    high_share: float = 0.1,
+) -> dict[str, float | str]:
+    """Agreement of the top-3 positive clinical items with the generator's drivers (module doc).
+
+    ``contrib``: (n, F[+1]) contributions (a trailing bias column is ignored);
+    ``truth_drivers``: ';'-joined canonical column names per row (same rows); ``risk``: the
+    engine's predicted risk of the same rows — the top ``high_share`` of it are the high-risk
+    rows of the ``driver_high_*`` figures (NaN without ``risk``).
+    """
+    F = len(feature_names)
+    M, items = item_matrix(feature_names)
+    t = truth_drivers.fillna("").astype(str).reset_index(drop=True)
+    exploded = t.str.split(";").explode()
+    exploded = exploded[exploded != ""].map(_item_or_name)
+    pairs = pd.DataFrame({"row": exploded.index, "col": exploded.to_numpy()}).drop_duplicates()
+    vocab = [*items, *sorted(set(exploded) - set(items))]
+    col = {s: i for i, s in enumerate(vocab)}
+    per_item = np.asarray(contrib, dtype="float64")[:, :F] @ M
+    n = len(per_item)
+    per_item = np.column_stack([per_item, np.full((n, len(vocab) - len(items)), -np.inf)])
+    truth = np.zeros((n, len(vocab)), dtype=bool)
+    truth[pairs["row"].to_numpy(), pairs["col"].map(col).to_numpy(dtype=int)] = True
+    every = _agreement(per_item, truth, vocab)
+    out: dict[str, float | str] = {
+        "driver_any": every["any"],
+        "driver_mean_overlap": every["overlap"],
+        "driver_any_baseline": every["any_baseline"],
+        "driver_mean_overlap_baseline": every["overlap_baseline"],
+        "driver_baseline_items": every["baseline_items"],
     }
+    high = np.zeros(n, dtype=bool)
+    if risk is not None and n:
+        r = np.asarray(risk, dtype="float64")
+        k = max(1, int(np.ceil(high_share * n)))
+        high[np.argsort(-r, kind="stable")[:k]] = True
+    h = _agreement(per_item[high], truth[high], vocab)
+    out |= {
+        "driver_high_n": int(high.sum()),
+        "driver_high_any": h["any"],
+        "driver_high_mean_overlap": h["overlap"],
+        "driver_high_any_baseline": h["any_baseline"],
+        "driver_high_baseline_items": h["baseline_items"],
+    }
+    # What a nurse can act on: the same comparison without the items nobody can change (age,
+    # sex, height, checkup history) on either side, over residents with an actionable true
+    # driver. The generator credits age and sex (its thresholds move with them) for most
+    # high-risk residents, so with them a constant guess is nearly always right.
+    fixed = np.isin(vocab, NON_ACTIONABLE_ITEMS)
+    act_item = np.where(fixed, -np.inf, per_item)
+    act_truth = truth & ~fixed
+    has = act_truth.any(axis=1)
+    a = _agreement(act_item[has], act_truth[has], vocab)
+    ah = _agreement(act_item[has & high], act_truth[has & high], vocab)
+    out |= {
+        "driver_actionable_any": a["any"],
+        "driver_actionable_any_baseline": a["any_baseline"],
+        "driver_high_actionable_n": int((has & high).sum()),
+        "driver_high_actionable_any": ah["any"],
+        "driver_high_actionable_any_baseline": ah["any_baseline"],
+        "driver_high_actionable_baseline_items": ah["baseline_items"],
+    }
+    return out
 
 
 def forecast_metrics(
@@ -230,6 +288,89 @@ def forecast_metrics(
         if cur_ok.any()
         else np.nan,
     }
+
+
+#: Glucose patterns of an index checkup, in report order (features.masking.GLUCOSE_PATTERNS).
+PATTERN_ORDER = ("both", "fpg_only", "hba1c_only", "neither")
+
+
+def pattern_metrics(
+    y: np.ndarray,
+    natural: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    p_true: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """AUC and calibration-in-the-large of one outcome per glucose pattern (未測定項目).
+
+    ``y``: labels of the test rows; ``natural``: each row's own pattern
+    (features.masking.glucose_pattern); ``predictions``: pattern → the risk of every row
+    with that pattern's items masked (``"both"``: as measured); ``p_true``: truth's
+    probabilities of the same rows (synthetic wards) or None.
+
+    ``evaluation = "masked"``: the rows measured with both glucose items, under each
+    pattern's predictions — every pattern on the same residents, so ``auc_drop`` (AUC as
+    measured − AUC of the pattern) is what the missing items cost. ``"natural"``: every row
+    under its own pattern, as measured. Columns: evaluation, pattern, n, events, event_rate,
+    mean_p, ``mean_p_over_observed`` (calibration-in-the-large as a ratio, 1 = calibrated),
+    ``cal_intercept`` (the logistic one of :func:`calibration_slope_intercept`, 0 =
+    calibrated), auc, auc_drop, and ``mean_p_over_p_true`` with ``p_true`` (a low-noise check
+    of the same ratio).
+    """
+    y = np.asarray(y, dtype="float64")
+    natural = np.asarray(natural).astype(str)
+    full = natural == "both"
+    base = np.asarray(predictions["both"], dtype="float64")
+    groups = [("masked", p, full, predictions[p]) for p in PATTERN_ORDER if p in predictions]
+    groups += [("natural", p, natural == p, base) for p in PATTERN_ORDER]
+    auc_full = np.nan
+    rows = []
+    for evaluation, pattern, m, p in groups:
+        p = np.asarray(p, dtype="float64")[m]
+        yy = y[m]
+        both = len(yy) > 0 and yy.min() != yy.max()
+        auc = float(roc_auc_score(yy, p)) if both else np.nan
+        if evaluation == "masked" and pattern == "both":
+            auc_full = auc
+        row = {
+            "evaluation": evaluation,
+            "pattern": pattern,
+            "n": int(m.sum()),
+            "events": int(yy.sum()),
+            "event_rate": float(yy.mean()) if len(yy) else np.nan,
+            "mean_p": float(p.mean()) if len(p) else np.nan,
+            "mean_p_over_observed": float(p.mean() / yy.mean()) if yy.sum() else np.nan,
+            "cal_intercept": calibration_slope_intercept(yy, p)[1],
+            "auc": auc,
+            "auc_drop": auc_full - auc if evaluation == "masked" else np.nan,
+        }
+        if p_true is not None:
+            t = np.asarray(p_true, dtype="float64")[m]
+            ok = ~np.isnan(t)
+            row["mean_p_over_p_true"] = (
+                float(p[ok].mean() / t[ok].mean()) if ok.any() and t[ok].mean() > 0 else np.nan
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def missing_item_shift(p: np.ndarray, masked: dict[str, np.ndarray]) -> pd.DataFrame:
+    """How much leaving an item unmeasured moves the risk of the same rows.
+
+    ``p``: risks as measured; ``masked``: item (group) → the risks with it masked. Per item:
+    n, ``mean_dlogit`` (mean change of the log-odds), ``mean_abs_dlogit`` and ``risk_ratio``
+    (mean masked risk / mean risk). An item whose absence means "not known" moves individual
+    risks (it carried information) but hardly the mean: a large mean shift means the model
+    reads the missing value itself as a signal.
+    """
+    p = np.asarray(p, dtype="float64")
+    rows = []
+    for item, q in masked.items():
+        d = _logit(q) - _logit(p)
+        rows.append({"item": item, "n": len(p),
+                     "mean_dlogit": float(d.mean()) if len(d) else np.nan,
+                     "mean_abs_dlogit": float(np.abs(d).mean()) if len(d) else np.nan,
+                     "risk_ratio": float(np.mean(q) / p.mean()) if len(p) else np.nan})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 @dataclass
@@ -299,7 +440,15 @@ class EvaluationReport:
                 out["note"] = chosen["note"].reindex(out.index).fillna("")
         if len(self.synthetic):
             s = self.synthetic.set_index("outcome")
-            cols = ["auc_ratio", "mae_p_true", "driver_any", "driver_mean_overlap",
-                    "driver_any_baseline"]  # fmt: skip
+            cols = [
+                "auc_ratio",
+                "mae_p_true",
+                "driver_any",
+                "driver_mean_overlap",
+                "driver_any_baseline",
+                "driver_high_any",
+                "driver_high_any_baseline",
+            ]
+            cols = [c for c in cols if c in s]
             out = out.join(s[cols])
         return out.reset_index()

@@ -33,6 +33,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -407,18 +408,28 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return "\n".join(lines)
 
 
-def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """ROC and calibration curves, SHAP bars per outcome; return (mean |SHAP|, reliability bins)."""
+def _plots(
+    engine, rows, out: Path, shap_rows: int = 2000
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """ROC and calibration curves, SHAP bars per outcome, and per outcome the shap views by
+    clinical item (models.explain): a beeswarm (``shap_beeswarm_<outcome>.png``) and dependence
+    plots of the 3 strongest items (``shap_dependence_<outcome>_<k>.png``), built on a
+    ``shap.Explanation`` of the grouped contributions of the first ``shap_rows`` test rows.
+
+    Returns (mean |SHAP| per feature, reliability bins, mean |SHAP| per clinical item).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
+    from models.explain import shap_explanation, shap_plots
+
     out.mkdir(parents=True, exist_ok=True)
     fig_roc, ax_roc = plt.subplots(figsize=(6, 6))
     fig_cal, ax_cal = plt.subplots(figsize=(6, 6))
-    shap_tables, calibration = [], []
+    shap_tables, calibration, item_tables = [], [], []
     for o, (X, y, _keys) in rows.items():
         if len(y) == 0:
             continue
@@ -450,6 +461,15 @@ def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> tuple[pd.DataFrame
         fig.tight_layout()
         fig.savefig(out / f"shap_{o}.png", dpi=90)
         plt.close(fig)
+        expl = shap_explanation(engine, X[: min(shap_rows, len(X))], o)
+        shap_plots(expl, o, out)
+        keys = list(_item_keys(engine))
+        strength = np.abs(expl.values).mean(axis=0)
+        item_tables.append(
+            pd.DataFrame({"outcome": o, "item": keys, "label": expl.feature_names,
+                          "mean_abs_shap": strength}).sort_values(
+                "mean_abs_shap", ascending=False, kind="stable")
+        )  # fmt: skip
     ax_roc.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test year)")
     ax_roc.legend(fontsize=8)
@@ -466,7 +486,15 @@ def _plots(engine, rows, out: Path, shap_rows: int = 2000) -> tuple[pd.DataFrame
     plt.close(fig_cal)
     shap = pd.concat(shap_tables, ignore_index=True) if shap_tables else pd.DataFrame()
     calib = pd.concat(calibration, ignore_index=True) if calibration else pd.DataFrame()
-    return shap, calib
+    items = pd.concat(item_tables, ignore_index=True) if item_tables else pd.DataFrame()
+    return shap, calib, items
+
+
+def _item_keys(engine) -> tuple[str, ...]:
+    """Clinical items of the engine's features, in the order of models.explain's columns."""
+    from features.declarations import item_matrix
+
+    return item_matrix(list(engine.feature_names))[1]
 
 
 def model_card(engine, report, fingerprint: dict, follow_up: pd.DataFrame | None, commit: str,
@@ -588,7 +616,12 @@ def _overall_metrics(report) -> dict[str, float]:
     for k, v in report.timings.items():
         out[f"time.{k}"] = v
     out.update(getattr(report, "extra_metrics", {}))
-    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(float(v))}
+    # MLflow accepts letters, digits, "_-. /" in metric names ("creatinine+egfr" would fail).
+    return {
+        re.sub(r"[^\w\-. /]", "_", k): float(v)
+        for k, v in out.items()
+        if v is not None and np.isfinite(float(v))
+    }
 
 
 def log_training_run(
@@ -666,9 +699,11 @@ def log_training_run(
                     (ev / f"{name}.csv").write_bytes(csv_bytes(df))
                     df.to_html(ev / f"{name}.html", index=False, float_format="%.4f")
             rows = outcome_test_rows(features, labels, engine)
-            shap, calib = _plots(engine, rows, t / "plots")
+            shap, calib, shap_items = _plots(engine, rows, t / "plots")
             if len(shap):
                 (ev / "shap_mean_abs.csv").write_bytes(csv_bytes(shap))
+            if len(shap_items):
+                (ev / "shap_items_mean_abs.csv").write_bytes(csv_bytes(shap_items))
             if len(calib):
                 (ev / "calibration_bins.csv").write_bytes(csv_bytes(calib))
             (t / "model_card.md").write_text(

@@ -8,6 +8,25 @@
 * Honest small wards: an outcome with fewer than ``ModelConfig.min_events`` training events
   gets no LightGBM model — a regularised logistic regression on its clinical items instead, or
   it is switched off for the run (:func:`small_outcome_plan`; ``TrainedEngine.small_outcomes``).
+* Items a facility did not measure (未測定項目; ``ModelConfig.masking``), two mechanisms:
+
+  - *glucose pattern sub-models* (:func:`train_pattern_engines`): for diabetes and MetS, the
+    whole member is trained again per pattern (no HbA1c / no fasting glucose / neither) on
+    every row with the pattern's items masked as the feature builder would build such a
+    checkup (features.masking), and scores the rows of that pattern
+    (``TrainedEngine.pattern_engines``). One model with missing values did worse: LightGBM
+    sends a missing value down one side of each split (with monotone constraints it cannot
+    sit in between), and the few rows that lack an item naturally come from facilities that
+    also measure less next year, so masking fasting glucose cut the mean diabetes risk of
+    fully measured residents by a third, even with masked copies in training;
+  - *optional-item copies* (:func:`missing_item_copies`): a share of the training and
+    validation rows is added once more with some optional item groups (urine dipsticks,
+    creatinine, uric acid, haemoglobin, medication answers, the questionnaire) not measured,
+    so their absence reads as "not known" rather than as a signal (without them, a missing
+    medication answer lowered the demo ward's diabetes log-odds by 2, and the Korean NHIS
+    sample — no questionnaire, no HbA1c — got a median diabetes risk of 0.02 %).
+
+  models.run reports AUC and calibration-in-the-large per glucose pattern on the test year.
 * A monotone calibrator (models.calibration) fitted on the validation year's raw log-odds.
 * Model selection on the validation year (models.select): LightGBM alone, the logistic
   regression baseline (fitted here once on the training rows and reused by the evaluation) or a
@@ -24,13 +43,14 @@ Everything ends up in :class:`TrainedEngine`, a picklable bundle a pyfunc wrappe
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from features.build import as_float
 from features.declarations import (
     FEATURE_SET_VERSION,
     categorical_features,
@@ -38,10 +58,11 @@ from features.declarations import (
     monotone_constraints,
 )
 from features.labels import training_set
+from features.masking import GLUCOSE_PATTERNS, affected_features, glucose_pattern, masked_columns
 from kenshin.errors import BadInputError
 from models.baselines import POINT_ITEMS, fit_logistic
 from models.calibration import Calibrator, fit_calibrator
-from models.config import ModelConfig, SplitConfig
+from models.config import MaskingConfig, ModelConfig, SplitConfig
 from models.drift import FeatureReference
 from models.select import Member, linear_score, select_member
 from models.split import assign_split, last_labelled_year, person_hash
@@ -52,7 +73,11 @@ __all__ = [
     "NotEnoughDataError",
     "OutcomeSet",
     "TrainedEngine",
+    "add_missing_item_copies",
+    "anchor_pattern_engines",
     "clip_to_physical_range",
+    "masked_matrix",
+    "missing_item_copies",
     "prepare_forecasts",
     "prepare_outcome",
     "small_outcome_plan",
@@ -62,9 +87,9 @@ __all__ = [
 
 
 #: Threads for prediction and SHAP (rows are independent: results do not depend on it).
-#: Default 1: on a shared 2-core machine OpenMP threads spin against other work and a 20k-row
-#: chunk scored 1.7x slower with 2 threads than with 1; set KENSHIN_PREDICT_THREADS on an idle
-#: machine with more cores.
+#: Default 1: on a machine shared with other work, OpenMP threads spin at barriers and a chunk
+#: scores slower with 2 threads than with 1 (bench/README.md); set KENSHIN_PREDICT_THREADS on
+#: an idle machine with more cores.
 PREDICT_THREADS = int(os.environ.get("KENSHIN_PREDICT_THREADS", "1"))
 
 
@@ -78,17 +103,28 @@ def to_matrix(features: pd.DataFrame, names: list[str]) -> np.ndarray:
 
 @dataclass
 class OutcomeSet:
-    """Rows of one outcome: matrix, labels, keys (+age, sex) and split names."""
+    """Rows of one outcome: matrix, labels, keys (+age, sex) and split names.
+
+    ``rows``: each row's position in the features frame it was prepared from. ``copies``:
+    masked copies of training / validation rows (X, y, split; :func:`add_missing_item_copies`),
+    used by ``part(name, copies=True)`` — every fit and calibration, never the test year.
+    """
 
     outcome: str
     X: np.ndarray
     y: np.ndarray
     keys: pd.DataFrame
     split: np.ndarray
+    rows: np.ndarray | None = None
+    copies: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def part(self, name: str, copies: bool = False) -> tuple[np.ndarray, np.ndarray]:
         m = self.split == name
-        return self.X[m], self.y[m]
+        if not copies or self.copies is None:
+            return self.X[m], self.y[m]
+        Xc, yc, sc = self.copies
+        c = sc == name
+        return np.vstack([self.X[m], Xc[c]]), np.concatenate([self.y[m], yc[c]])
 
 
 @dataclass
@@ -130,7 +166,78 @@ def prepare_outcome(
     keys = keys.assign(age=X["age"].to_numpy(dtype="float64", na_value=np.nan),
                        sex=X["sex"].to_numpy(dtype="float64", na_value=np.nan))  # fmt: skip
     split = _split(keys, test_year, config.horizon_years, config.split)
-    return OutcomeSet(outcome, to_matrix(X, feature_names()), y.to_numpy("float64"), keys, split)
+    rows = _positions(features, keys)
+    return OutcomeSet(
+        outcome, to_matrix(X, feature_names()), y.to_numpy("float64"), keys, split, rows
+    )
+
+
+def _positions(features: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray:
+    """Position in ``features`` of each (pseudonym, fiscal_year) of ``keys``."""
+    on = ["pseudonym", "fiscal_year"]
+    pos = features[on].reset_index(drop=True).assign(_pos=np.arange(len(features)))
+    return keys[on].merge(pos, on=on, how="left", validate="m:1")["_pos"].to_numpy("int64")
+
+
+def missing_item_copies(
+    features: pd.DataFrame, config: MaskingConfig, seed: int
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which index rows get a masked copy, and the copy's masked feature columns.
+
+    Each row of ``features`` is drawn with probability ``config.share`` (generator seeded with
+    ``seed``: deterministic). A drawn row's copy lacks every group of
+    ``config.optional_items`` with probability ``config.joint_share`` (a foreign export: no
+    questionnaire, no dipstick, …), else one group chosen uniformly — and is kept only if it
+    lost a measured value (else it would merely duplicate the row). Single groups teach the
+    trees each item's absence; the joint copies keep the logistic member's missing indicators
+    from fitting the few events of one group's copies (on the 10,000-resident demo ward, copies
+    lacking a few groups each gave a missing urine dipstick −0.3 log-odds). The masked columns
+    are exactly what the feature builder gives for such a checkup
+    (features.masking.masked_columns) — the copy's values on copied rows, the row's own
+    elsewhere. Returns (copied: bool per row, masked columns aligned with ``features``).
+    """
+    n = len(features)
+    groups = [items for _, items in config.optional_items]
+    rng = np.random.default_rng([seed, 0x6D61736B])  # its own stream ("mask")
+    drawn = (rng.random(n) < config.share) & (len(groups) > 0)
+    joint = rng.random(n) < config.joint_share
+    group = np.where(joint, -1, rng.integers(0, max(len(groups), 1), size=n))
+    everything = tuple(i for g in groups for i in g)
+    out = pd.DataFrame({c: as_float(features[c]) for c in affected_features(everything)},
+                       index=features.index)  # fmt: skip
+    copied = np.zeros(n, dtype=bool)
+    for j, items in [(-1, everything), *enumerate(groups)]:
+        measured = np.zeros(n, dtype=bool)
+        for item in items:
+            measured |= ~np.isnan(as_float(features[item]))
+        r = drawn & (group == j) & measured
+        if r.any():
+            m = masked_columns(features, items, r)
+            out.loc[r, m.columns] = m.loc[r].to_numpy()
+            copied |= r
+    return copied, out
+
+
+def add_missing_item_copies(
+    data: OutcomeSet, copied: np.ndarray, masked: pd.DataFrame, names: list[str]
+) -> None:
+    """Attach to ``data`` the masked copies of its copied training rows.
+
+    Training rows only: early stopping, model selection and calibration stay on the
+    validation year as measured (copies there doubled a third of its ~20 events on a
+    10,000-resident ward and moved the calibration of complete rows by a quarter).
+    """
+    use = (data.split == "train") & copied[data.rows]
+    X = data.X[use].copy()
+    X[:, [names.index(c) for c in masked.columns]] = masked.to_numpy()[data.rows[use]]
+    data.copies = (X, data.y[use].copy(), data.split[use].copy())
+
+
+def masked_matrix(X: np.ndarray, rows: np.ndarray, masked: pd.DataFrame, names: list[str]):
+    """``X`` (rows ``rows`` of the features frame) with the columns of ``masked`` replaced."""
+    out = X.copy()
+    out[:, [names.index(c) for c in masked.columns]] = masked.to_numpy()[rows]
+    return out
 
 
 def prepare_forecasts(features: pd.DataFrame, test_year: int, config: ModelConfig) -> ForecastSet:
@@ -193,6 +300,13 @@ class TrainedEngine:
     #: Outcomes with too few training events (models.config ``min_events``): outcome → the
     #: message (fallback member, or switched off: then not in ``outcomes``).
     small_outcomes: dict[str, str] = field(default_factory=dict)
+    #: Glucose pattern (features.masking.GLUCOSE_PATTERNS) → the engine trained on rows with
+    #: that pattern's items masked (``MaskingConfig.submodels``): it scores the rows whose
+    #: checkup has the pattern, for its outcomes (every predict method routes them).
+    pattern_engines: dict[str, TrainedEngine] = field(default_factory=dict)
+    #: Log-odds added to the calibrated risk of an outcome (a pattern sub-model's anchor to
+    #: the main member: :func:`anchor_pattern_engines`); absent = 0.
+    risk_shift: dict[str, float] = field(default_factory=dict)
 
     @property
     def switched_off(self) -> tuple[str, ...]:
@@ -224,6 +338,34 @@ class TrainedEngine:
         m = self.members.get(outcome)
         return "lightgbm" if m is None else m.name
 
+    def _routed(self, X: np.ndarray, outcome: str, method: str) -> np.ndarray | None:
+        """``method`` per row by the engine of its glucose pattern; None if no row is routed.
+
+        Rows whose checkup lacks HbA1c and/or fasting glucose go to the pattern's sub-model
+        when it scores ``outcome``; every other row to this engine's own member.
+        """
+        subs = getattr(self, "pattern_engines", None) or {}
+        subs = {p: e for p, e in subs.items() if outcome in e.outcomes}
+        if method == "predict_lightgbm":  # LightGBM alone: only where the sub-model has one
+            subs = {p: e for p, e in subs.items() if outcome in e.boosters}
+        if not subs or not len(X):
+            return None
+        names = self.feature_names
+        pattern = glucose_pattern(X[:, names.index("fpg")], X[:, names.index("hba1c")])
+        parts = [(e, pattern == p) for p, e in subs.items() if (pattern == p).any()]
+        if not parts:
+            return None
+        own = ~np.logical_or.reduce([m for _, m in parts])
+        out = None
+        for engine, m in [(self, own), *parts]:
+            if m.any():
+                v = getattr(engine, method)(X[m], outcome, route=False)
+                v = v.to_numpy() if isinstance(v, pd.DataFrame) else np.asarray(v)
+                if out is None:
+                    out = np.full((len(X), *v.shape[1:]), np.nan)
+                out[m] = v
+        return out
+
     def _gbm_raw(self, X: np.ndarray, outcome: str) -> np.ndarray:
         b = self.boosters[outcome]
         return b.predict(
@@ -231,27 +373,48 @@ class TrainedEngine:
             num_threads=PREDICT_THREADS,
         )  # fmt: skip
 
-    def predict_raw(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
-        """Uncalibrated log-odds of ``outcome`` of the selected member (models.select)."""
+    def predict_raw(
+        self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
+    ) -> np.ndarray:
+        """Uncalibrated log-odds of ``outcome`` of the selected member (models.select).
+
+        ``route``: rows of a glucose pattern with a sub-model get its member (``False``: this
+        engine's own member for every row)."""
         self._scored(outcome)
         X = self._matrix(features)
+        if route and (r := self._routed(X, outcome, "predict_raw")) is not None:
+            return r
         m = self.members.get(outcome)
         if m is None or m.weight == 1.0 or m.linear is None:
             return self._gbm_raw(X, outcome)
         z = (1 - m.weight) * m.linear.raw(X)
         return z if m.weight == 0.0 else z + m.weight * self._gbm_raw(X, outcome)
 
-    def predict_outcome(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
-        """Calibrated probability of ``outcome`` next year (the selected member)."""
+    def predict_outcome(
+        self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
+    ) -> np.ndarray:
+        """Calibrated probability of ``outcome`` next year (the selected member; ``route``:
+        as :meth:`predict_raw`)."""
         self._scored(outcome)
+        X = self._matrix(features)
+        if route and (r := self._routed(X, outcome, "predict_outcome")) is not None:
+            return r
         m = self.members.get(outcome)
         cal = self.calibrators[outcome] if m is None else m.calibrator
-        return cal(self.predict_raw(features, outcome))
+        p = cal(self.predict_raw(X, outcome, route=False))
+        shift = (getattr(self, "risk_shift", None) or {}).get(outcome, 0.0)
+        return _shifted(p, shift) if shift else p
 
-    def predict_lightgbm(self, features: pd.DataFrame | np.ndarray, outcome: str) -> np.ndarray:
+    def predict_lightgbm(
+        self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
+    ) -> np.ndarray:
         """Calibrated probability of ``outcome`` from LightGBM alone (whatever was selected);
-        NaN for an outcome without a LightGBM model (too few events: a fallback member)."""
+        NaN for an outcome without a LightGBM model (too few events: a fallback member).
+        ``route``: as :meth:`predict_raw`."""
         X = self._matrix(features)
+        if route and outcome in self.outcomes:
+            if (r := self._routed(X, outcome, "predict_lightgbm")) is not None:
+                return r
         if outcome not in self.boosters:
             return np.full(len(X), np.nan)
         return self.calibrators[outcome](self._gbm_raw(X, outcome))
@@ -291,15 +454,21 @@ class TrainedEngine:
                 cols[f"{item}_p{round(a * 100):02d}"] = q[:, j]
         return pd.DataFrame(cols, index=index)
 
-    def contributions(self, features: pd.DataFrame | np.ndarray, outcome: str) -> pd.DataFrame:
+    def contributions(
+        self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
+    ) -> pd.DataFrame:
         """Per-feature contributions to :meth:`predict_raw` (log-odds), plus ``bias``.
 
         LightGBM: its native SHAP values (``pred_contrib``). Blend with weight w:
         w·SHAP + (1 − w)·the logistic member's exact linear contributions; logistic member:
-        the linear contributions alone (models.select). Rows add up to :meth:`predict_raw`.
+        the linear contributions alone (models.select). Rows add up to :meth:`predict_raw`
+        (``route``: each row from the member of its glucose pattern, as there).
         """
         self._scored(outcome)
         X = self._matrix(features)
+        index = features.index if isinstance(features, pd.DataFrame) else None
+        if route and (r := self._routed(X, outcome, "contributions")) is not None:
+            return pd.DataFrame(r, columns=[*self.feature_names, "bias"], index=index)
         m = self.members.get(outcome)
         w = 1.0 if m is None or m.linear is None else m.weight
         c = 0.0
@@ -315,6 +484,12 @@ class TrainedEngine:
         return pd.DataFrame(c, columns=[*self.feature_names, "bias"], index=index)
 
 
+def _shifted(p: np.ndarray, shift: float) -> np.ndarray:
+    """Probabilities ``p`` with ``shift`` added to their log-odds."""
+    p = np.clip(np.asarray(p, dtype="float64"), 1e-12, 1 - 1e-12)
+    return 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + shift)))
+
+
 def _dataset(X: np.ndarray, y: np.ndarray, names: list[str], cats: list[str], ref=None):
     return lgb.Dataset(X, label=y, feature_name=names, categorical_feature=cats,
                        reference=ref, free_raw_data=True)  # fmt: skip
@@ -323,9 +498,12 @@ def _dataset(X: np.ndarray, y: np.ndarray, names: list[str], cats: list[str], re
 def fit_outcome(
     data: OutcomeSet, config: ModelConfig, names: list[str], cats: list[str], mono: list[int]
 ) -> tuple[lgb.Booster, int, Calibrator, np.ndarray]:
-    """Booster (early-stopped on ``val``), its calibrator and raw log-odds on ``val``."""
-    Xtr, ytr = data.part("train")
-    Xva, yva = data.part("val")
+    """Booster (early-stopped on ``val``), its calibrator and raw log-odds on ``val``.
+
+    Training, early stopping and calibration include the masked copies (``data.copies``).
+    """
+    Xtr, ytr = data.part("train", copies=True)
+    Xva, yva = data.part("val", copies=True)
     for part, yy in (("train", ytr), ("val", yva)):
         if len(yy) == 0 or yy.min() == yy.max():
             raise NotEnoughDataError(
@@ -410,6 +588,11 @@ class TrainingData:
     forecast: ForecastSet | None
     #: LR baseline per outcome fitted on the training rows (reused by the evaluation).
     logistic: dict[str, object] = field(default_factory=dict)
+    #: Glucose pattern (features.masking.GLUCOSE_PATTERNS) → its masked feature columns for
+    #: every index row (as the builder gives them had the pattern's items not been measured).
+    pattern_masks: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The same for each named optional item group of ``MaskingConfig.optional_items``.
+    item_masks: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def drift_reference(features: pd.DataFrame, names: list[str], test_year: int) -> FeatureReference:
@@ -429,7 +612,7 @@ def _events(data: OutcomeSet, part: str) -> tuple[int, int]:
 
 
 def small_outcome_plan(data: OutcomeSet, config: ModelConfig) -> tuple[str, str]:
-    """``("lightgbm" | "logistic" | "off", message)`` for one outcome (issue 12, part 5).
+    """``("lightgbm" | "logistic" | "off", message)`` for one outcome (small wards).
 
     LightGBM needs ≥ ``min_events`` training events; below that the fallback logistic member
     needs ≥ ``min_events_fallback`` of them; every member needs training rows without the
@@ -470,10 +653,10 @@ def fit_fallback(
     Two candidates, the better validation AUC wins: the outcome's clinical items
     (models.baselines.POINT_ITEMS) and every feature. The clinical items are steadier where
     the ward measures them; a cohort that lacks some of them (no HbA1c, no waist) does better
-    on every feature, as the Framingham benchmark shows.
+    on every feature, as the Framingham benchmark shows. Masked copies included (``copies``).
     """
-    Xtr, ytr = data.part("train")
-    Xva, yva = data.part("val")
+    Xtr, ytr = data.part("train", copies=True)
+    Xva, yva = data.part("val", copies=True)
     best = None
     for label, items in (
         (f"{len(POINT_ITEMS[data.outcome])} clinical items", POINT_ITEMS[data.outcome]),
@@ -508,9 +691,14 @@ def train_engine(
     T = config.split.test_year or last_labelled_year(labels)
     sets, boosters, best, cals, members, tables, lrs = {}, {}, {}, {}, {}, [], {}
     small: dict[str, str] = {}
+    copied = None
+    if config.masking.enabled and config.masking.share > 0:
+        copied, masked = missing_item_copies(features, config.masking, config.lgbm.seed)
     for o in config.outcomes:
         data = prepare_outcome(features, labels, o, T, config)
-        plan, note = small_outcome_plan(data, config)
+        plan, note = small_outcome_plan(data, config)  # on the measured rows, not the copies
+        if copied is not None:
+            add_missing_item_copies(data, copied, masked, names)
         events = _events(data, "train")[1]
         if plan == "off":
             small[o] = note
@@ -524,7 +712,7 @@ def train_engine(
             members[o], auc, inputs = fit_fallback(data, config, names, cats, mono)
             small[o] = note = f"{note} ({inputs})"
             if config.baselines:
-                Xtr, ytr = data.part("train")
+                Xtr, ytr = data.part("train", copies=True)
                 lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
             tables.append(pd.DataFrame([{"outcome": o, "member": "logistic", "weight": 0.0,
                                          "val_auc": auc, "chosen": True,
@@ -533,12 +721,12 @@ def train_engine(
         boosters[o], best[o], cals[o], z_val = fit_outcome(sets[o], config, names, cats, mono)
         linear = None
         if config.baselines or config.select:
-            Xtr, ytr = sets[o].part("train")
+            Xtr, ytr = sets[o].part("train", copies=True)
             lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
             if config.select:
                 linear = linear_score(lrs[o], Xtr, names, mono)
         if config.select:
-            Xva, yva = sets[o].part("val")
+            Xva, yva = sets[o].part("val", copies=True)
             members[o], table = select_member(
                 o, z_val, yva, cals[o], linear, Xva, config.calibration,
                 config.blend_weights, config.select_margin,
@@ -557,6 +745,11 @@ def train_engine(
         pd.DataFrame(), small_outcomes=small,
     )  # fmt: skip
     engine.feature_reference = drift_reference(features, names, T)
+    patterns = {p: masked_columns(features, items) for p, items in GLUCOSE_PATTERNS.items()
+                if items}  # fmt: skip
+    engine.pattern_engines = train_pattern_engines(features, labels, config, T)
+    if config.masking.anchor:
+        anchor_pattern_engines(engine, sets, patterns)
     fset = None
     if config.forecasts:
         fset = prepare_forecasts(features, T, config)
@@ -566,4 +759,87 @@ def train_engine(
         engine.forecast_items = tuple(config.forecast.items)
         engine.forecast_target = "change"
         engine.quantiles = tuple(config.forecast.quantiles)
-    return engine, TrainingData(T, sets, fset, lrs)
+    items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
+    return engine, TrainingData(T, sets, fset, lrs, patterns, items)
+
+
+def anchor_pattern_engines(
+    engine: TrainedEngine, sets: dict[str, OutcomeSet], masks: dict[str, pd.DataFrame]
+) -> None:
+    """Anchor each pattern sub-model's calibration-in-the-large to the main member.
+
+    On the training and validation rows measured with both glucose items the sub-model,
+    scoring them with its pattern's items masked, gets the log-odds shift (``risk_shift``)
+    that makes its mean risk equal the main member's mean risk as measured: what an item adds
+    is who is at risk, not how many — the mean over a population stays (law of total
+    expectation). The shift needs no labels, so it replaces the noise of a second
+    calibration-in-the-large on the same few validation events (a 10,000-resident ward has
+    about 20) by the main one's. Training rows are included because a mean risk rests on its
+    few high-risk residents: the validation year alone gave shifts that did not hold a year
+    later.
+    """
+    names = engine.feature_names
+    for p, sub in engine.pattern_engines.items():
+        for o in sub.outcomes:
+            s = sets.get(o)
+            if s is None or s.rows is None or o not in engine.outcomes:
+                continue
+            fit = np.isin(s.split, ("train", "val"))
+            X = s.X[fit]
+            full = ~np.isnan(X[:, names.index("fpg")]) & ~np.isnan(X[:, names.index("hba1c")])
+            if not full.any():
+                continue
+            rows = s.rows[fit][full]
+            target = engine.predict_outcome(X[full], o, route=False).mean()
+            p_sub = np.clip(sub.predict_outcome(masked_matrix(X[full], rows, masks[p], names), o),
+                            1e-12, 1 - 1e-12)  # fmt: skip
+            z, shift = np.log(p_sub / (1 - p_sub)), 0.0
+            for _ in range(50):  # Newton on mean σ(z + shift) = target
+                q = 1.0 / (1.0 + np.exp(-(z + shift)))
+                step = (target - q.mean()) / max((q * (1 - q)).mean(), 1e-12)
+                shift += step
+                if abs(step) < 1e-10:
+                    break
+            sub.risk_shift[o] = float(shift)
+
+
+def train_pattern_engines(
+    features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig, test_year: int
+) -> dict[str, TrainedEngine]:
+    """One engine per glucose pattern of ``config.masking.patterns`` for the outcomes of
+    ``config.masking.submodels`` (pattern sub-models; models.config.MaskingConfig).
+
+    The engine of a pattern is trained — members, selection, calibration, small-outcome
+    rules as for the main engine, no forecasts — on every index row that measured the items
+    the pattern keeps, with the items it lacks masked (features.masking.masked_columns:
+    exactly the feature row of a checkup without them; the history before it is kept). So it
+    learns the risk given what such a checkup measures from the whole ward, labels as they
+    are, instead of from the few rows that happen to lack an item. A pattern without enough
+    events for any outcome gets no engine (its rows keep the main one).
+    """
+    m = config.masking
+    outcomes = tuple(o for o in config.outcomes if o in m.submodels)
+    if not (m.enabled and outcomes and m.patterns):
+        return {}
+    sub_config = replace(
+        config, outcomes=outcomes, forecasts=False,
+        split=replace(config.split, test_year=test_year), masking=replace(m, submodels=()),
+    )  # fmt: skip
+    measured = {i: ~np.isnan(as_float(features[i])) for i in ("fpg", "hba1c")}
+    out: dict[str, TrainedEngine] = {}
+    for p in m.patterns:
+        lacks = GLUCOSE_PATTERNS[p]
+        keep = np.ones(len(features), dtype=bool)
+        for item, has in measured.items():
+            if item not in lacks:
+                keep &= has
+        masked = masked_columns(features, lacks).loc[keep]
+        f = features.loc[keep].copy()
+        for c in masked.columns:
+            f[c] = masked[c].to_numpy()
+        try:
+            out[p], _ = train_engine(f, labels.loc[keep], sub_config)
+        except NotEnoughDataError:
+            continue
+        out[p].feature_reference = None
+    return out

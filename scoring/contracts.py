@@ -31,11 +31,17 @@ SCORES columns
     stamps: ``model_uri``, ``model_version``, ``feature_set_version``, ``config_hash``,
     ``store_sha256``, ``scoring_date``.
 
-EXPLANATIONS columns (long: per resident × outcome, bias + top ``k`` features + the rest)
-    ``pseudonym``, ``outcome``, ``rank`` (0 = ``bias``, 1…k by |contribution|, k+1 = ``other``),
-    ``feature`` (declared name, ``bias`` or ``other``), ``value`` (the feature's value; NaN for
-    bias/other), ``contribution`` (log-odds; the rows of one resident × outcome add up to the
-    model's raw score), ``modifiable`` (declared modifiable by the resident).
+EXPLANATIONS columns (long: per resident × outcome, bias + top ``k`` clinical items + the rest
++ the calibration step)
+    ``pseudonym``, ``outcome``, ``rank`` (0 = ``bias``, 1…k by |contribution|, k+1 = ``other``,
+    k+2 = ``calibration``), ``item`` (a clinical item of features.declarations ``ITEMS``:
+    ``hba1c`` sums HbA1c now, its change, slope and 判定; or ``bias``, ``other``,
+    ``calibration``), ``value`` (the item's main value, e.g. the latest HbA1c; NaN for the
+    others), ``value_text`` (what staff read, e.g. ``6.3%(前回比 +0.2)``; empty for the
+    others), ``contribution`` (log-odds: bias + items + other = the model's raw score;
+    ``calibration`` = logit(``risk_<outcome>``) − raw score, so the rows of one resident ×
+    outcome add up to the logit of the calibrated risk: :func:`explanations_add_up`),
+    ``modifiable`` (the item has a feature the resident can change).
 
 SELECTION columns (one row per scored resident)
     ``pseudonym``, ``fiscal_year``, ``letter_type`` (``advice`` / ``see_doctor`` / empty),
@@ -56,12 +62,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
 from data.columns import MEASUREMENT_COLUMNS, OUTCOMES, QUESTIONNAIRE_COLUMNS
 from data.pseudonym import PSEUDONYM_LENGTH
 from data.validate import RANGES
+from features.declarations import ITEM_KEYS
 from scoring.letters.schema import QUANTILES as _QUANTILES
 from scoring.letters.schema import forecast_quantiles_ordered
 from scoring.select import REASONS
@@ -69,11 +77,13 @@ from scoring.select import REASONS
 __all__ = [
     "DRIFT_SCHEMA",
     "EXPLANATIONS_SCHEMA",
+    "EXPLANATION_ROWS",
     "INDEX_VALUE_COLUMNS",
     "LETTERS_SENT_SCHEMA",
     "SCORE_STAMPS",
     "SELECTION_SCHEMA",
     "ModelSummary",
+    "explanations_add_up",
     "scores_schema",
 ]
 
@@ -142,20 +152,62 @@ def scores_schema(
     )
 
 
+#: Explanation rows that are not a clinical item.
+EXPLANATION_ROWS = ("bias", "other", "calibration")
+
 EXPLANATIONS_SCHEMA = pa.DataFrameSchema(
     {
         "pseudonym": _PSEUDONYM,
         "outcome": pa.Column("string", pa.Check.isin(OUTCOMES), coerce=True),
         "rank": pa.Column("int64", pa.Check.ge(0), coerce=True),
-        "feature": pa.Column("string", coerce=True),
+        "item": pa.Column("string", pa.Check.isin([*ITEM_KEYS, *EXPLANATION_ROWS]), coerce=True),
         "value": pa.Column("float64", nullable=True, coerce=True),
-        "contribution": pa.Column("float64", coerce=True),
+        "value_text": pa.Column("string", nullable=True, coerce=True),
+        "contribution": pa.Column("float64", pa.Check(np.isfinite), coerce=True),
         "modifiable": pa.Column("bool", coerce=True),
     },
     strict=True,
     unique=["pseudonym", "outcome", "rank"],
     name="Explanations",
 )
+
+
+def explanations_add_up(
+    explanations: pd.DataFrame, scores: pd.DataFrame, tol: float = 1e-6
+) -> pd.DataFrame:
+    """Resident × outcome groups whose explanation rows do not add up to the logit of the
+    scores' ``risk_<outcome>`` within ``tol`` (empty when all do), or that lack their
+    ``bias`` (rank 0) or ``calibration`` (last rank) row.
+
+    Columns: pseudonym, outcome, total (sum of contributions), logit_risk, problem.
+    """
+    e = explanations
+    g = e.groupby(["pseudonym", "outcome"], sort=False, observed=True)
+    out = g["contribution"].sum().rename("total").reset_index()
+    ordered = e.sort_values("rank", kind="stable").groupby(
+        ["pseudonym", "outcome"], sort=False, observed=True
+    )
+    keys = pd.MultiIndex.from_frame(out[["pseudonym", "outcome"]])
+    first = ordered["item"].first().reindex(keys)
+    last = ordered["item"].last().reindex(first.index)
+    risk = pd.Series(np.nan, index=out.index)
+    pos = pd.Index(scores["pseudonym"].astype("string")).get_indexer(out["pseudonym"])
+    for o in out["outcome"].unique():
+        m = (out["outcome"] == o).to_numpy()
+        col = f"risk_{o}"
+        if col in scores:
+            r = scores[col].to_numpy(dtype="float64")
+            risk[m] = np.where(pos[m] >= 0, r[pos[m]], np.nan)
+    p = np.clip(risk.to_numpy(dtype="float64"), 1e-12, 1 - 1e-12)
+    out["logit_risk"] = np.log(p / (1 - p))
+    problem = np.full(len(out), "", dtype=object)
+    problem[np.abs(out["total"] - out["logit_risk"]).to_numpy() > tol] = "sum"
+    problem[np.isnan(out["logit_risk"].to_numpy())] = "no risk"
+    problem[last.to_numpy(dtype=object) != "calibration"] = "no calibration row"
+    problem[first.to_numpy(dtype=object) != "bias"] = "no bias row"
+    out["problem"] = problem
+    return out[out["problem"] != ""].reset_index(drop=True)
+
 
 SELECTION_SCHEMA = pa.DataFrameSchema(
     {

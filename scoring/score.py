@@ -17,8 +17,11 @@ and writes the files of :mod:`scoring.contracts`.
   are monotone in the same declarations, so a scenario never raises a risk; a scenario that
   does not lower the risk by at least ``scenario_min_drop`` is not offered (its column is
   missing for that resident and outcome, it is never the best scenario).
-* **Explanations**: LightGBM's native SHAP (``pred_contrib``) for the residents who get a letter
-  or a report page; the top modifiable factors that raise the risk.
+* **Explanations**: for the residents who get a letter or a report page, the engine's
+  contributions (LightGBM's native SHAP, ``pred_contrib``: the same numbers as shap's
+  TreeExplainer) summed per clinical item (HbA1c now, its change, slope and 判定 are one line),
+  with the calibration step as a line of its own so the lines add up to the risk; the top
+  modifiable items that raise the risk are the letter's factors.
 
 Everything is vectorised per chunk of residents; chunks are independent, so the results do not
 depend on the chunk size.
@@ -40,9 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
 from data.normalise import derive_bmi
 from features.build import FeatureConfig, build_features
-from features.declarations import DECLARATIONS
+from features.declarations import DECLARATIONS, item, item_matrix
+from models.explain import group_contributions
 from models.train import to_matrix
 from scoring.contracts import INDEX_VALUE_COLUMNS
+from scoring.items import item_values
 
 __all__ = [
     "Eligibility",
@@ -496,52 +501,79 @@ def score_chunk(
     return out, X
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype="float64"), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
 def explain(
     engine, features: pd.DataFrame, top: int = 10, factors: int = 3
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """SHAP rows (the explanations contract) and the top modifiable factors per outcome.
+    """Explanation rows by clinical item (the explanations contract) and the top modifiable
+    factors per outcome.
 
-    ``features``: as-of feature rows (with ``pseudonym``). A factor is a feature declared
+    ``features``: as-of feature rows (with ``pseudonym``). The engine's contributions
+    (log-odds: native SHAP for LightGBM) are summed per clinical item of
+    features.declarations ``ITEMS`` (one matrix product, models.explain); per resident ×
+    outcome the rows are the bias, the ``top`` items by |contribution|, the other items
+    together and the calibration step (logit of the calibrated risk − the raw score), so they
+    add up to the logit of ``risk_<outcome>``. A factor is an item with a feature declared
     modifiable whose contribution raises the risk and whose :data:`FACTOR_RULES` hold for the
-    resident (something to change); strongest first, at most ``factors``.
+    resident (something to change), named by its first modifiable feature (``weight_kg`` for
+    adiposity, ``q_smoking``, ``q_alcohol_freq`` …); strongest first, at most ``factors``.
     Returns (explanations, factors table: pseudonym, outcome, factor_1…factor_n).
     """
     names = list(engine.feature_names)
     X = to_matrix(features, names)
     pid = features["pseudonym"].astype("string").to_numpy()
-    n, k = len(features), min(top, len(names))
-    modifiable = np.array([_MODIFIABLE.get(f, False) for f in names])
-    can_advise = advisable(features, names)
+    M, keys = item_matrix(names)
+    n, G = len(features), len(keys)
+    k = min(top, G)
+    shown = [item_values(features, key) for key in keys]
+    values = np.column_stack([v for v, _ in shown]) if G else np.zeros((n, 0))
+    texts = np.column_stack([t for _, t in shown]) if G else np.zeros((n, 0), dtype=object)
+    feat_mod = np.array([_MODIFIABLE.get(f, False) for f in names])
+    item_mod = (feat_mod @ M) > 0
+    # the lever a letter names: the item's first modifiable feature (catalogue topics)
+    lever = np.array(
+        [next((f for f in item(key).members if _MODIFIABLE.get(f)), key) for key in keys],
+        dtype=object,
+    )
+    can_advise = (advisable(features, names).astype("float64") @ M) > 0
     frames, factor_frames = [], []
     for o in engine.outcomes:
-        c = engine.contributions(X, o).to_numpy()
-        phi, bias = c[:, :-1], c[:, -1]
+        g = group_contributions(engine.contributions(X, o).to_numpy(), names)
+        phi, bias = g.values, g.bias
+        calibration = _logit(engine.predict_outcome(X, o)) - g.raw
         order = np.argsort(-np.abs(phi), axis=1, kind="stable")[:, :k]
         picked = np.take_along_axis(phi, order, axis=1)
         other = phi.sum(axis=1) - picked.sum(axis=1)
-        feat = np.asarray(names, dtype=object)[order]
-        val = np.take_along_axis(X, order, axis=1)
+        col = lambda first, mid, *rest: np.column_stack([first, mid, *rest]).ravel()  # noqa: E731
+        none = np.full(n, None, dtype=object)
         frames.append(
             pd.DataFrame(
                 {
-                    "pseudonym": np.repeat(pid, k + 2),
+                    "pseudonym": np.repeat(pid, k + 3),
                     "outcome": o,
-                    "rank": np.tile(np.arange(k + 2), n),
-                    "feature": np.column_stack(
-                        [np.full(n, "bias", dtype=object), feat, np.full(n, "other", dtype=object)]
-                    ).ravel(),
-                    "value": np.column_stack([np.full(n, np.nan), val, np.full(n, np.nan)]).ravel(),
-                    "contribution": np.column_stack([bias, picked, other]).ravel(),
-                    "modifiable": np.column_stack(
-                        [np.zeros(n, bool), modifiable[order], np.zeros(n, bool)]
-                    ).ravel(),
+                    "rank": np.tile(np.arange(k + 3), n),
+                    "item": col(np.full(n, "bias", dtype=object),
+                                np.asarray(keys, dtype=object)[order],
+                                np.full(n, "other", dtype=object),
+                                np.full(n, "calibration", dtype=object)),
+                    "value": col(np.full(n, np.nan), np.take_along_axis(values, order, axis=1),
+                                 np.full(n, np.nan), np.full(n, np.nan)),
+                    "value_text": col(none, np.take_along_axis(texts, order, axis=1), none,
+                                      none),
+                    "contribution": col(bias, picked, other, calibration),
+                    "modifiable": col(np.zeros(n, bool), item_mod[order], np.zeros(n, bool),
+                                      np.zeros(n, bool)),
                 }
             )
-        )
-        raising = np.where(can_advise & (phi > 0), phi, -np.inf)
+        )  # fmt: skip
+        raising = np.where(can_advise & item_mod & (phi > 0), phi, -np.inf)
         top_f = np.argsort(-raising, axis=1, kind="stable")[:, :factors]
         ok = np.take_along_axis(raising, top_f, axis=1) > -np.inf
-        fnames = np.where(ok, np.asarray(names, dtype=object)[top_f], None)
+        fnames = np.where(ok, lever[top_f], None)
         factor_frames.append(
             pd.DataFrame(
                 {
@@ -555,6 +587,6 @@ def explain(
             )
         )
     explanations = pd.concat(frames, ignore_index=True)
-    explanations["outcome"] = explanations["outcome"].astype("string")
-    explanations["feature"] = explanations["feature"].astype("string")
+    for c in ("outcome", "item", "value_text"):
+        explanations[c] = explanations[c].astype("string")
     return explanations, pd.concat(factor_frames, ignore_index=True)

@@ -9,21 +9,26 @@ twice:
 - PDF: Typst (:mod:`scoring.report.pdf`): ``templates/report.typ.j2`` (Jinja2 writes Typst, every
   value escaped as plain text) + ``templates/report-style.typ`` (the look), with only the IPAex
   font bundled by ``matplotlib-fontja`` (:func:`scoring.typeset.font_path`), embedded.
-  About 20 ms of CPU per resident page, 11-14 ms wall with two workers (bench/bench_report.py;
-  WeasyPrint, used before, took 0.4 s a page).
+  Time per resident page, and against WeasyPrint used before: bench/README.md.
 
 Output (``out_dir``, written atomically: temp file + rename)::
 
-    report.html   cohort summary, model card summary, calibration, drift, and a page for every
+    report.html   cohort summary, model summary, calibration, drift, and a page for every
                   resident in ``explanations`` (searchable by pseudonym; index of anchors
-                  without JavaScript). No external files, no network.
-    report.pdf    the same for printing (A4), with at most ``ReportConfig.pdf_residents``
-                  resident pages (said so in the PDF when capped), one page each; bookmarks
+                  without JavaScript); the training run's model card (English, for model
+                  staff) folded at the end of the model summary. No external files, no network.
+    report.pdf    the same for printing (A4) but the model card, with at most
+                  ``ReportConfig.pdf_residents`` resident pages (said so in the PDF when
+                  capped), one page each; bookmarks
                   lead to each section and resident, pages are numbered. Typeset in parts of
                   ``ReportConfig.pdf_chunk`` resident pages, each in a short-lived worker
                   process (memory bounded by the part, not the report; Typst never runs in the
                   calling process), joined with pypdf. Removed when ``pdf=False`` so that it
                   never goes stale.
+
+Japanese throughout (the model card aside): every key, code and figure name the inputs carry is
+printed by its label (:mod:`scoring.report.labels`), questionnaire answers as words, and a
+resident page prints each fact once.
 
 Deterministic: the same inputs give a byte-identical HTML (the only date in it is the given
 scoring date; input row order does not matter) and PDF (its date is the scoring date; Typst

@@ -22,6 +22,7 @@ from scoring.contracts import (
     DRIFT_SCHEMA,
     EXPLANATIONS_SCHEMA,
     ModelSummary,
+    explanations_add_up,
     scores_schema,
 )
 from scoring.select import REASONS
@@ -80,12 +81,13 @@ class ReportConfig:
 
     ``pdf_residents``: at most this many per-resident pages go into the PDF (first by letter
     type — advice, see_doctor, none —, then rank); the HTML always has every explained resident.
-    2,000 resident pages take ≈ 25 s with two workers and make a ≈ 17 MB PDF
-    (bench/bench_report.py). ``pdf_chunk``: resident pages typeset per Typst compilation, each
-    in a worker process of its own (bounds memory: ≈ 100 MB + 3.3 MB per page, ≈ 430 MB for
-    100); ``pdf_workers``: such processes at a time.
-    ``risk_bins``: histogram bins of the risk distribution; ``limitations``: how many bullet
-    points of the model card's limitations the summary shows (the whole card is in a fold-out).
+    Time and size per resident page: bench/README.md (``bench/bench_report.py``).
+    ``pdf_chunk``: resident pages typeset per Typst compilation, each in a worker process of
+    its own (a compilation's memory grows with its pages, so this bounds it);
+    ``pdf_workers``: such processes at a time.
+    ``risk_bins``: histogram bins of the risk distribution; ``limitations``: how many of the
+    model's limitations (scoring.report.labels ``MODEL_LIMITS_JA``, in Japanese) the summary
+    shows; the model card itself (English, for model staff) is folded in the HTML only.
     """
 
     pdf_residents: int = 2000
@@ -285,9 +287,17 @@ def prepare(inputs: ReportInputs) -> Prepared:
         raise ReportInputError(f"'explanations' has outcomes the model does not score: {other}")
     bias = expl[expl["rank"] == 0]
     groups = expl[["pseudonym", "outcome"]].drop_duplicates()
-    if len(bias) != len(groups) or not (bias["feature"] == "bias").all():
+    if len(bias) != len(groups) or not (bias["item"] == "bias").all():
         raise ReportInputError(
-            "'explanations': every pseudonym × outcome needs its rank-0 row with feature 'bias'"
+            "'explanations': every pseudonym × outcome needs its rank-0 row with item 'bias'"
+        )
+    # A page prints the rows on the risk scale and they must reach the risk it prints.
+    bad = explanations_add_up(expl, scores)
+    if len(bad):
+        head = bad.head(3).to_string(index=False)
+        raise ReportInputError(
+            f"'explanations': {len(bad)} pseudonym × outcome group(s) do not add up to the logit "
+            f"of the scores' risk (bias + items + other + calibration), first:\n{head}"
         )
 
     cal = model.calibration

@@ -9,13 +9,13 @@ typesetting (:func:`pdf_safe`).
 The PDF is made in parts: the summary (sections 1-5 and the index of residents), then runs of
 ``ReportConfig.pdf_chunk`` resident pages, each part one Typst compilation in a forked worker
 process that exits after it (``ReportConfig.pdf_workers`` at a time, each forked by the calling
-thread and dying with it, data.workers: :func:`_run_parts`). A compilation keeps every
-page it lays out in memory (≈ 3.3 MB per resident page), so parts bound the memory whatever the
-number of pages, and Typst never runs in the calling process (a process that has typeset holds
-Typst's threads, and a child it forks later would hang: see :func:`scoring.letters.render._run`).
-The parts are joined with pypdf, bookmarks kept (sections, and each resident under section 5)
-and page numbers continuous: every part is typeset knowing the number of its first page (one page
-per resident is assumed; a part after a resident whose page overflowed is typeset again).
+thread and dying with it, data.workers: :func:`_run_parts`). A compilation keeps every page it lays
+out in memory (per resident page: bench/README.md), so parts bound the memory whatever the number of
+pages, and Typst never runs in the calling process (a process that has typeset holds Typst's
+threads, and a child it forks later would hang: see :func:`scoring.letters.render._run`). The parts
+are joined with pypdf, bookmarks kept (sections, and each resident under section 5) and page numbers
+continuous: every part is typeset knowing the number of its first page (one page per resident is
+assumed; a part after a resident whose page overflowed is typeset again).
 
 The joined PDF is not tagged (pypdf cannot join structure trees, and the tags would make it
 about 14 times larger); it is made for printing; the HTML is the accessible document.
@@ -35,12 +35,11 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
-from markupsafe import Markup
 
 from data.workers import worker_initializer
-from scoring.typeset import environment, font_cmap, fonts, page_count, typst_string, typst_text
+from scoring.typeset import environment, font_cmap, fonts, page_count
 
-from . import markdown, sections
+from . import sections
 from .inputs import Prepared, ReportConfig
 from .residents import Tables
 
@@ -70,24 +69,9 @@ def pdf_safe(text: str) -> str:
     return text if text.isascii() else _safe(text)
 
 
-def spans(text: str) -> Markup:
-    """Inline Markdown of the model card (``code``, **bold**) as Typst markup, text escaped."""
-    out = []
-    for kind, s in markdown.spans(text):
-        s = pdf_safe(s)
-        if kind == "code":
-            out.append(f"#raw({typst_string(s)})")
-        elif kind == "strong":
-            out.append(f"#strong[{typst_text(s)}]")
-        else:
-            out.append(typst_text(s))
-    return Markup("".join(out))
-
-
 @cache
 def _template():
     env = environment(TEMPLATES, clean=pdf_safe)
-    env.globals["spans"] = spans
     return env.get_template("report.typ.j2")
 
 
@@ -124,14 +108,13 @@ def _residents(t: Tables, a: int, b: int) -> list[dict]:
                     "outcome": g["outcome_ja"][first],
                     "topic": bool(g["topic"][first]),
                     "risk": g["risk"][first],
-                    "prob": g["prob"][first],
+                    "raw": g["raw"][first],
                     "final": g["final"][first],
                     "final_left": final_left[first],
                     "rows": [
                         (
                             bool(w["lifestyle"][r]),
                             w["label"][r],
-                            w["value"][r],
                             w["contrib"][r],
                             w["kind"][r],
                             left[r],
@@ -149,6 +132,8 @@ def _residents(t: Tables, a: int, b: int) -> list[dict]:
                 "scenarios": [t.scenario_ja[k] for k in cols],
                 "risk": risk,
                 "value_rows": values,
+                "notes": t.notes[i],
+                "answers": t.answers[i],
                 "waterfalls": wfs,
             }
         )

@@ -5,21 +5,26 @@ text: :class:`Tables`); the HTML (:func:`build_residents`, here) and the PDF
 (:mod:`scoring.report.pdf`, Typst) only lay it out, each escaping text for its own markup.
 
 The HTML markup is deliberately terse (omitted optional end tags, one-letter classes, unquoted
-attributes, CSS custom properties for the bars, no indentation): about 7 kB per resident with
-six outcomes × top 5 features (bench/bench_report.py). Every text that reaches the
+attributes, CSS custom properties for the bars, no indentation; size per resident:
+bench/README.md). Every text that reaches the
 markup is either a number formatted here, a validated pseudonym / code, or a label from
 :mod:`scoring.report.labels` that is HTML-escaped.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from markupsafe import escape
 
-from data.judgements import MHLW_R6, threshold_flags
+from data.columns import QUESTIONNAIRE_COLUMNS
+from data.judgements import MHLW_R6, JudgementValue, threshold_flags
+from features.declarations import CODE_JA, ITEM_KEYS, get
+from features.declarations import item as clinical_item
+from scoring.contracts import EXPLANATION_ROWS
 
 from .inputs import Prepared
 from .labels import (
@@ -28,15 +33,27 @@ from .labels import (
     FLAG_JA,
     KEY_ITEMS,
     LETTER_JA,
+    NO_ANSWER_JA,
     OP_JA,
+    OPTIONAL_ITEMS,
     REASON_JA,
     SEX_JA,
-    feature_ja,
+    item_ja,
     item_label,
     outcome_ja,
 )
 
 _TYPE_ORDER = {"advice": 0, "see_doctor": 1, "": 2}
+#: Reasons the letter and arm already say (a sent letter, the control arm): not repeated.
+_REASON_SAID = {"SENT_ADVICE": "letter", "SENT_SEE_DOCTOR": "letter", "CONTROL_ARM": "control"}
+#: Items whose value the page's first line prints (age, sex).
+_HEAD_ITEMS = ("age", "sex")
+#: Items whose answers the questionnaire line prints (smoking, drinking, every q_ answer).
+_ANSWER_ITEMS = tuple(
+    k for k in ITEM_KEYS if set(clinical_item(k).members) & set(QUESTIONNAIRE_COLUMNS)
+)
+#: The change since the last checkup in an item's value text (scoring.items.item_values).
+_CHANGE = re.compile(r"(前回比 [^()]*)\)$")
 #: Item → flag column of data.judgements.threshold_flags.
 _FLAG_COL = {
     "hba1c": "flag_hba1c", "fpg": "flag_glucose", "sbp": "flag_sbp", "dbp": "flag_dbp",
@@ -114,7 +131,8 @@ class Tables:
 
     n: int
     pseudonym: np.ndarray  # (n,)
-    #: age, sex, exam, fallback, letter, arm, reason, reason_ja, topic, rank: (n,) each
+    #: age, sex, exam, fallback, letter, arm, status (letter, arm, a reason they do not say,
+    #: topic, rank, as one line), topic, rank: (n,) each
     head: dict[str, np.ndarray]
     outcome_ja: list[str]  # (O)
     risk: np.ndarray  # (n, O) "%.1f"
@@ -126,10 +144,18 @@ class Tables:
     value_cells: np.ndarray  # (n, I, 8): label, value, 保健指導, 受診勧奨, 判定, p10, p50, p90
     value_level: np.ndarray  # (n, I) int: -1 none, 0 normal, 1 保健指導, 2 受診勧奨
     value_shown: np.ndarray  # (n, I) bool
-    #: per waterfall row: label, value, contrib, kind, left, width (% of the bar), lifestyle
+    #: per resident: the questionnaire answers in words (「喫煙「吸わない」 ・ 飲酒「毎日・1〜2合」
+    #: …」), and the values of explained items the value table does not have ('' if none)
+    answers: np.ndarray  # (n,)
+    notes: np.ndarray  # (n,)
+    #: per waterfall row: label, contrib (percentage points; the baseline row: its risk in %),
+    #: logodds, kind, left, width (% of the bar), lifestyle. Values are printed once per page,
+    #: in the value table, the questionnaire line or the notes, never in a waterfall.
+    #: A table's printed contribs add up to its printed risk (:func:`_waterfalls`).
     wf: dict[str, np.ndarray]
     wf_starts: np.ndarray  # first row of each waterfall table
-    #: per waterfall table: resident, outcome_ja, topic, risk, prob, final, final_left
+    #: per waterfall table: resident, outcome_ja, topic, risk (calibrated, "%.1f"), raw (the
+    #: raw model's risk σ(raw score)), final (the printed sum = risk), final_left
     wf_table: dict[str, np.ndarray]
     #: per resident: letter, arm, topic, risk, rank (the index)
     index: dict[str, np.ndarray]
@@ -138,18 +164,32 @@ class Tables:
 def _heads(R: pd.DataFrame, fiscal_year: int) -> dict[str, np.ndarray]:
     exam = pd.to_datetime(R["exam_date"]).dt.strftime("%Y-%m-%d").fillna("—").to_numpy(object)
     older = R["index_fiscal_year"].to_numpy() < fiscal_year
-    reason = R["sel_reason"].to_numpy(dtype=object)
+    letter = np.array([LETTER_JA.get(t, t) for t in R["sel_letter_type"]], dtype=object)
+    arm = np.array([ARM_JA.get(a, a) for a in R["sel_arm"]], dtype=object)
+    topic = np.array([outcome_ja(o) if o else "—" for o in R["sel_outcome"]], dtype=object)
+    rank = fmt(R["sel_rank"].astype("Float64").to_numpy(dtype=float, na_value=np.nan), "%d")
+    status = []  # one line, every fact once: the reason only where letter and arm do not say it
+    for t, a, r, raw_a, o, k in zip(
+        letter, arm, R["sel_reason"], R["sel_arm"], R["sel_outcome"], rank, strict=True
+    ):
+        parts = [f"{t}・{a}" if raw_a else t]
+        if r and _REASON_SAID.get(r) != raw_a:
+            parts.append(f"理由: {REASON_JA.get(r, r)}")
+        if o:
+            parts.append(f"テーマ: {outcome_ja(o)}")
+        if k != "—":
+            parts.append(f"順位 {k}")
+        status.append(" / ".join(parts))
     return {
         "age": R["age"].astype(int).astype(str).to_numpy(dtype=object),
         "sex": R["sex"].map(SEX_JA).fillna("—").to_numpy(dtype=object),
         "exam": exam,
         "fallback": np.where(older, "(前年度の健診)", "").astype(object),
-        "letter": np.array([LETTER_JA.get(t, t) for t in R["sel_letter_type"]], dtype=object),
-        "arm": np.array([ARM_JA.get(a, a) for a in R["sel_arm"]], dtype=object),
-        "reason": reason,
-        "reason_ja": np.array([REASON_JA.get(r, r or "—") for r in reason], dtype=object),
-        "topic": np.array([outcome_ja(o) if o else "—" for o in R["sel_outcome"]], dtype=object),
-        "rank": fmt(R["sel_rank"].astype("Float64").to_numpy(dtype=float, na_value=np.nan), "%d"),
+        "letter": letter,
+        "arm": arm,
+        "status": np.array(status, dtype=object),
+        "topic": topic,
+        "rank": rank,
     }
 
 
@@ -237,9 +277,17 @@ def _thresholds(item: str, R: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.full(n, g, dtype=object), np.full(n, r, dtype=object)
 
 
+def value_items(p: Prepared) -> list[str]:
+    """Rows of the value table: the key items (always), each optional item after the key item
+    it stands in for, then the other forecast items (optional and forecast rows: when known)."""
+    after = {k: o for o, k in OPTIONAL_ITEMS.items()}
+    rows = [x for k in KEY_ITEMS for x in ((k, after[k]) if k in after else (k,))]
+    return rows + [i for i in p.forecast_items if i not in rows]
+
+
 def _values(R: pd.DataFrame, p: Prepared) -> dict:
     n = len(R)
-    items = list(KEY_ITEMS) + [i for i in p.forecast_items if i not in KEY_ITEMS]
+    items = value_items(p)
     flags = threshold_flags(R)
     cells = []
     levels = []
@@ -253,9 +301,13 @@ def _values(R: pd.DataFrame, p: Prepared) -> dict:
         else:
             q = [np.full(n, np.nan)] * 3
         has_q = ~np.isnan(q[1])
+        jv = getattr(MHLW_R6, item, None)
         if item in _FLAG_COL:
             lvl = flags[_FLAG_COL[item]].to_numpy(dtype=float, na_value=np.nan)
             lvl[np.isnan(x)] = np.nan
+            g, r = _thresholds(item, R)
+        elif isinstance(jv, JudgementValue):  # an optional item: its own judgement values
+            lvl = jv.level(x)
             g, r = _thresholds(item, R)
         else:
             lvl = np.full(n, np.nan)
@@ -281,6 +333,80 @@ def _values(R: pd.DataFrame, p: Prepared) -> dict:
     }
 
 
+def _words(R: pd.DataFrame, q: str) -> np.ndarray:
+    """Answer ``q`` of every resident in words (features.declarations.CODE_JA), 未回答 if none."""
+    words = CODE_JA[q]
+    table = np.full(max(words) + 2, "—", dtype=object)  # last slot: a code with no word
+    table[list(words)] = list(words.values())
+    x = pd.to_numeric(R[q], errors="coerce").to_numpy(dtype=float)  # required by the contract
+    codes = np.nan_to_num(x, nan=-1).astype(int)
+    out = table[np.where((codes >= 0) & (codes <= max(words)), codes, -1)]
+    return np.where(np.isnan(x), NO_ANSWER_JA, out)
+
+
+def _answers(R: pd.DataFrame) -> np.ndarray:
+    """The questionnaire line: every answer as words, in the questionnaire's order; drinking
+    frequency and amount as one answer (「毎日・1〜2合」: the amount is asked only of those who
+    drink, so it is left out after やめた / 飲まない or when blank)."""
+    n = len(R)
+    line = np.full(n, "", dtype=object)
+    for q in QUESTIONNAIRE_COLUMNS:
+        if q == "q_alcohol_amount":
+            continue
+        words = _words(R, q)
+        label = get(q).ja
+        if q == "q_alcohol_freq":
+            label = clinical_item("alcohol").ja
+            freq = pd.to_numeric(R[q], errors="coerce").to_numpy(dtype=float)
+            amount = _words(R, "q_alcohol_amount")
+            drinks = (freq <= 6) & (amount != NO_ANSWER_JA)
+            words = np.where(drinks, words + "・" + amount, words)
+        part = label + "「" + words + "」"
+        line = np.where(line == "", part, line + " ・ " + part)
+    return line
+
+
+def _notes(R: pd.DataFrame, p: Prepared, shown: set[str]) -> np.ndarray:
+    """Values of the items the waterfalls explain that no other part of the page prints, once
+    per resident, in the order of features.declarations.ITEMS: an item whose values are rows of
+    the value table (``shown``) adds only its change since the last checkup (「HbA1c 前回比
+    +0.2」); age and sex are in the page's first line, the answers in the questionnaire line."""
+    n = len(R)
+    E = p.explanations
+    skip = set(EXPLANATION_ROWS) | set(_HEAD_ITEMS) | set(_ANSWER_ITEMS)
+    E = E.loc[~E["item"].isin(skip), ["pseudonym", "outcome", "rank", "item", "value_text"]]
+    o_idx = E["outcome"].map({o: j for j, o in enumerate(p.outcomes)})
+    first = np.lexsort((E["rank"].to_numpy(), o_idx.to_numpy(), E["pseudonym"].to_numpy(str)))
+    E = E.iloc[first].drop_duplicates(["pseudonym", "item"])  # the first in page order
+    if not len(E):
+        return np.full(n, "", dtype=object)
+    pos = pd.Series(np.arange(n), index=R["pseudonym"].to_numpy())
+    order = {k: i for i, k in enumerate(ITEM_KEYS)}
+    f = pd.DataFrame(
+        {
+            "r": E["pseudonym"].map(pos).to_numpy(),
+            "o": E["item"].map(order).to_numpy(),
+            "item": E["item"].to_numpy(dtype=object),
+            "text": E["value_text"].fillna("").to_numpy(dtype=object),
+        }
+    )
+    in_table = {k: set(clinical_item(k).show) <= shown for k in f["item"].unique()}
+    in_table = f["item"].map(in_table).to_numpy(dtype=bool)
+    change = f["text"].str.extract(_CHANGE, expand=False).fillna("").to_numpy(dtype=object)
+    f["text"] = np.where(in_table, change, f["text"])
+    f = f[f["text"] != ""].sort_values(["r", "o"], kind="stable")
+    if not len(f):
+        return np.full(n, "", dtype=object)
+    entry = f["item"].map(item_ja).to_numpy(dtype=object) + " " + f["text"].to_numpy(dtype=object)
+    r = f["r"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    out = np.full(n, "", dtype=object)
+    ends = np.r_[starts[1:], len(r)]
+    seq = entry.tolist()
+    out[r[starts]] = [" ・ ".join(seq[a:b]) for a, b in zip(starts, ends, strict=True)]
+    return out
+
+
 def _value_tables(t: Tables) -> np.ndarray:
     c = t.value_cells
     tr = np.array(["<tr>", "<tr>", "<tr class=f1>", "<tr class=f2>"], dtype=object)
@@ -290,15 +416,43 @@ def _value_tables(t: Tables) -> np.ndarray:
         rows = rows + "<td>" + c[:, :, k]
     head = (
         "<table class=kv><tr><th>項目<th>今回<th>保健指導判定値<th>受診勧奨判定値<th>判定"
-        "<th>予測p10<th>p50<th>p90"
+        "<th>次回予測 下限<th>中央<th>上限"
     )
     rows = np.where(t.value_shown, rows, "")
     body = np.array(["".join(r) for r in rows], dtype=object)
     return head + body + "</table>"
 
 
+def _cumulative_texts(parts: np.ndarray, starts: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Printed parts (one decimal) whose printed sums are exact: each table's running total is
+    rounded and the parts are the differences of the rounded totals; the last total is forced
+    to ``last`` (the printed figure the table must reach)."""
+    size = np.diff(np.r_[starts, len(parts)])
+    cum = np.cumsum(parts)
+    cum = cum - np.repeat(cum[starts] - parts[starts], size)  # running total within a table
+    r = np.round(cum, 1)
+    r[np.r_[starts[1:], len(parts)] - 1] = last
+    shown = np.diff(np.r_[0.0, r])
+    shown[starts] = r[starts]
+    return np.round(shown, 1)
+
+
 def _waterfalls(R: pd.DataFrame, p: Prepared) -> dict:
-    """Waterfall rows (bias → contributions → other) and tables (one per resident × outcome)."""
+    """Waterfall rows and tables (one per resident × outcome), in percentage points.
+
+    The explanation rows are log-odds (bias, items, other, calibration; they add up to the
+    logit of the calibrated risk, scoring.contracts.explanations_add_up). The page shows them
+    on the risk scale, so that what it prints adds up to the risk it prints:
+
+    * the baseline is σ(bias), the raw model's risk for an average resident;
+    * the items and "other" share the raw model's distance σ(raw) − σ(bias) in proportion to
+      their log-odds (one factor per table, so every sign and order is kept);
+    * the calibration line is the calibrated risk − σ(raw): what the calibrator (fitted on the
+      validation year) adds to or takes from the raw model's risk.
+
+    Printed with one decimal, rounded on the running total, so the printed lines sum exactly
+    to the printed risk.
+    """
     n = len(R)
     pos = pd.Series(np.arange(n), index=R["pseudonym"].to_numpy())
     o_idx = {o: j for j, o in enumerate(p.outcomes)}
@@ -308,68 +462,82 @@ def _waterfalls(R: pd.DataFrame, p: Prepared) -> dict:
     order = np.lexsort((E["rank"].to_numpy(), oi, pi))
     pi, oi = pi[order], oi[order]
     rank = E["rank"].to_numpy()[order]
-    feat = E["feature"].to_numpy(dtype=object)[order]
+    item = E["item"].to_numpy(dtype=object)[order]
     c = E["contribution"].to_numpy(dtype=float)[order]
-    val = E["value"].to_numpy(dtype=float)[order]
     modif = E["modifiable"].to_numpy(dtype=bool)[order]
     gid = pi * len(p.outcomes) + oi
     starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
     size = np.diff(np.r_[starts, len(gid)])
-    cum = np.cumsum(c)
-    base = np.repeat(cum[starts] - c[starts], size)  # cumsum before the group
-    cum = cum - base
-    final = np.add.reduceat(c, starts)
-    lo = np.minimum.reduceat(cum, starts)
+    g_pi, g_oi = pi[starts], oi[starts]
+    o_names = np.array(p.outcomes, dtype=object)[g_oi]
+    risk = np.array(
+        [R[f"risk_{o}"].to_numpy(dtype=float)[i] for i, o in zip(g_pi, o_names, strict=True)]
+    )
+    is_bias = rank == 0
+    is_cal = item == "calibration"
+    # log-odds → percentage points (docstring)
+    bias = c[starts]
+    raw = np.add.reduceat(np.where(is_cal, 0.0, c), starts)
+    p0, p_raw = 1 / (1 + np.exp(-bias)), 1 / (1 + np.exp(-raw))
+    dz = raw - bias
+    scale = np.where(np.abs(dz) > 1e-9, (p_raw - p0) / np.where(dz == 0, 1, dz), p0 * (1 - p0))
+    pts = np.repeat(scale, size) * c * 100
+    pts = np.where(is_bias, np.repeat(p0, size) * 100, pts)
+    pts = np.where(is_cal, np.repeat(risk - p_raw, size) * 100, pts)
+    risk_s = fmt(risk * 100, "%.1f")
+    shown = _cumulative_texts(pts, starts, risk_s.astype(float))  # reaches the printed risk
+    cum = np.cumsum(shown)
+    cum = cum - np.repeat(cum[starts] - shown[starts], size)
+    lo = np.minimum(np.minimum.reduceat(cum, starts), 0.0)
     hi = np.maximum.reduceat(cum, starts)
     span = np.where(hi - lo > 1e-9, hi - lo, 1.0) * 1.08
     lo = lo - 0.04 * span / 1.08
     lo_r, span_r = np.repeat(lo, size), np.repeat(span, size)
-    before = cum - c
-    is_bias = rank == 0
-    left = np.where(is_bias, cum, np.minimum(before, cum))
+    before = cum - shown
+    left = np.where(is_bias, lo_r + 0.04 * span_r / 1.08, np.minimum(before, cum))
     left_pct = np.clip((left - lo_r) / span_r * 100, 0, 100)
-    width = np.where(is_bias, 1.0, np.maximum(np.abs(c) / span_r * 100, 1.0))
-    kind = np.where(is_bias, "m", np.where(feat == "other", "o", np.where(c >= 0, "p", "n")))
-    codes, uniq = pd.factorize(feat)
-    labels = np.array([feature_ja(f) for f in uniq], dtype=object)[codes]
-    g_pi, g_oi = pi[starts], oi[starts]
+    width = np.where(is_bias, np.abs(shown) / span_r * 100, np.abs(shown) / span_r * 100)
+    width = np.maximum(width, 1.0)
+    kind = np.where(is_bias, "m", np.where(np.isin(item, ("other", "calibration")), "o",
+                                           np.where(c >= 0, "p", "n")))  # fmt: skip
+    codes, uniq = pd.factorize(item)
+    labels = np.array([item_ja(f) for f in uniq], dtype=object)[codes]
     topic = R["sel_outcome"].to_numpy(dtype=object)[g_pi]
-    o_names = np.array(p.outcomes, dtype=object)[g_oi]
-    prob = 1.0 / (1.0 + np.exp(-final))
-    risk = np.array(
-        [R[f"risk_{o}"].to_numpy(dtype=float)[i] for i, o in zip(g_pi, o_names, strict=True)]
-    )
+    contrib = fmt(shown, "%+.1f")
+    contrib[is_bias] = fmt(shown[is_bias], "%.1f")
+    final = cum[np.r_[starts[1:], len(cum)] - 1]
     return {
         "wf": {
             "label": labels,
-            "value": fmt_value(val),
-            "contrib": fmt(c, "%+.2f"),
+            "contrib": contrib,
+            "logodds": fmt(c, "%+.2f"),
             "kind": kind.astype(object),
             "left": left_pct,
             "width": width,
-            "lifestyle": modif & ~is_bias & (feat != "other"),
+            "lifestyle": modif & ~is_bias & ~np.isin(item, ("other", "calibration")),
         },
         "wf_starts": starts,
         "wf_table": {
             "resident": g_pi,
             "outcome_ja": np.array([outcome_ja(o) for o in o_names], dtype=object),
             "topic": topic == o_names,
-            "risk": fmt(risk * 100, "%.1f"),
-            "prob": fmt(prob * 100, "%.1f"),
-            "final": fmt(final, "%+.2f"),
+            "risk": risk_s,
+            "raw": fmt(p_raw * 100, "%.1f"),
+            "final": fmt(final, "%.1f"),
             "final_left": np.clip((final - lo) / span * 100, 0, 100),
         },
     }
 
 
 def _waterfall_html(t: Tables) -> np.ndarray:
-    """One waterfall table per resident × outcome: bias → contributions → other → total."""
+    """One waterfall table per resident × outcome: baseline → items → other → calibration →
+    the calibrated risk (percentage points, :func:`_waterfalls`)."""
     w, g, starts = t.wf, t.wf_table, t.wf_starts
     codes, uniq = pd.factorize(w["label"])
     labels = np.array([str(escape(x)) for x in uniq], dtype=object)[codes]
     tr = np.where(w["lifestyle"], "<tr class=l>", "<tr>")
     row = (
-        tr + "<td>" + labels + "<td>" + w["value"] + "<td>" + w["contrib"] + "<td><i class="
+        tr + "<td>" + labels + "<td>" + w["contrib"] + "<td><i class="
         + w["kind"] + " style=--l:" + fmt(w["left"], "%.0f") + "%;--w:"
         + fmt(w["width"], "%.0f") + "%></i>"
     )  # fmt: skip
@@ -378,8 +546,8 @@ def _waterfall_html(t: Tables) -> np.ndarray:
     caption = np.where(g["topic"], caption + " ◎通知テーマ", caption)
     tables = (
         "<table class=wf><caption>" + caption + " <small>較正後リスク " + g["risk"]
-        + "%</small></caption><tr><th>要因<th>値<th>寄与<th>" + body
-        + "<tr class=f><td>合計 → 確率<td>" + g["prob"] + "%<td>" + g["final"]
+        + "%(モデル出力 " + g["raw"] + "%)</small></caption><tr><th>項目<th>寄与(%)<th>"
+        + body + "<tr class=f><td>合計 = 較正後リスク<td>" + g["final"]
         + "<td><i class=m style=--l:" + fmt(g["final_left"], "%.0f") + "%;--w:1%></i></table>"
     )  # fmt: skip
     g_pi = g["resident"]
@@ -406,6 +574,8 @@ def _no_tables(p: Prepared) -> Tables:
         value_cells=np.empty((0, 0, 8), dtype=object),
         value_level=np.empty((0, 0), dtype=int),
         value_shown=np.empty((0, 0), dtype=bool),
+        answers=e,
+        notes=e,
         wf={},
         wf_starts=np.array([], dtype=int),
         wf_table={},
@@ -436,10 +606,18 @@ def resident_tables(p: Prepared) -> Tables:
         pseudonym=R["pseudonym"].to_numpy(dtype=object),
         head=head,
         index=index,
+        answers=_answers(R),
+        notes=_notes(R, p, set(value_items(p))),
         **_risks(R, p),
         **_values(R, p),
         **_waterfalls(R, p),
     )
+
+
+def _escaped(texts: np.ndarray) -> np.ndarray:
+    """HTML-escaped texts (each distinct text escaped once)."""
+    codes, uniq = pd.factorize(np.asarray(texts, dtype=object))
+    return np.array([str(escape(x)) for x in uniq], dtype=object)[codes]
 
 
 def build_residents(p: Prepared, t: Tables | None = None) -> Residents:
@@ -448,17 +626,18 @@ def build_residents(p: Prepared, t: Tables | None = None) -> Residents:
     if not t.n:
         return Residents([], [], [])
     ps, h = t.pseudonym, t.head
-    reason_ja = np.array([str(escape(r)) for r in h["reason_ja"]], dtype=object)
     heads = (
         '<section class=r id=p-' + ps + "><h3>" + ps + '</h3><p class=m>' + h["age"] + "歳 "
-        + h["sex"] + " 健診日 " + h["exam"] + h["fallback"] + "<br>" + h["letter"] + " / "
-        + h["arm"] + " / 理由: " + reason_ja + " <small>" + h["reason"] + "</small> / テーマ: "
-        + h["topic"] + " / 順位 " + h["rank"] + "</p>"
+        + h["sex"] + " 健診日 " + h["exam"] + h["fallback"] + "<br>" + _escaped(h["status"])
+        + "</p>"
     )  # fmt: skip
     risks = np.array(_risk_tables(t), dtype=object)
     values = _value_tables(t)
+    notes = _escaped(t.notes)
+    notes = np.where(notes != "", "<p class=x><b>上の表にない値</b> " + notes + "</p>", "")
+    answers = "<p class=x><b>問診</b> " + _escaped(t.answers) + "</p>"
     wfs = _waterfall_html(t)
-    pages = heads + risks + values + "<div class=wfs>" + wfs + "</div></section>"
+    pages = heads + risks + values + notes + answers + "<div class=wfs>" + wfs + "</div></section>"
     ix = t.index
     index_rows = (
         "<tr><td><a href=#p-" + ps + ">" + ps + "</a><td>" + ix["letter"] + "<td>" + ix["arm"]

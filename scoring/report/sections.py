@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,13 +13,34 @@ from scoring.select import AGE_BANDS, REASONS
 
 from . import markdown, svg
 from .inputs import Prepared, ReportConfig
-from .labels import AGE_BAND_JA, ARM_JA, LETTER_JA, REASON_JA, SEX_JA, STATUS_JA, outcome_ja
+from .labels import (
+    AGE_BAND_JA,
+    ARM_JA,
+    LETTER_JA,
+    MEMBER_JA,
+    METRIC_NOT_SHOWN,
+    MODEL_LIMITS_JA,
+    MODEL_USE_JA,
+    REASON_JA,
+    RUN_COUNT_JA,
+    RUN_COUNTS_SHOWN_ELSEWHERE,
+    SEX_JA,
+    STAMP_JA,
+    STATUS_JA,
+    SYNTHETIC_JA,
+    SYNTHETIC_METRICS,
+    metric_ja,
+    outcome_ja,
+    run_count_ja,
+)
 
-_METRIC_JA = {
-    "auc": "AUC", "pr_auc": "PR-AUC", "brier": "Brier", "ece": "ECE",
-    "cal_slope": "較正傾き", "cal_intercept": "較正切片", "precision_top_k": "上位k適合率",
-    "event_rate": "発症率", "mean_p": "平均予測", "n": "人数", "events": "発症数",
-}  # fmt: skip
+#: The headline figures of the model summary, in order (the first AUC column present is the
+#: model's own: ``auc`` in a test-year table, ``engine_auc`` / ``lightgbm_auc`` in the training
+#: summary).
+_AUC_COLUMNS = ("auc", "engine_auc", "lightgbm_auc")
+_MAIN_METRICS = (
+    "member", "pr_auc", "brier", "ece", "cal_slope", "cal_intercept", "precision_top_k",
+)  # fmt: skip
 
 
 def _int(n: int | float) -> str:
@@ -50,9 +72,7 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
     reason = m["reason"].fillna("").astype(str)
     sent = reason.isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
 
-    overview = [
-        ("対象年度", f"{p.fiscal_year}年度"),
-        ("採点日", p.scoring_date.isoformat()),
+    overview = [  # the fiscal year and the scoring date are in the title lines
         ("採点対象者(スコア算出)", _int(n)),
         ("うち前年度の健診で採点", _int((S["index_fiscal_year"] < p.fiscal_year).sum())),
         ("通知送付", _int(sent.sum())),
@@ -61,12 +81,12 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
     ]
     counts = reason.value_counts()
     reasons = [
-        (code, REASON_JA[code], _int(counts.get(code, 0)), _pct(counts.get(code, 0), n))
+        (REASON_JA[code], _int(counts.get(code, 0)), _pct(counts.get(code, 0), n))
         for code in REASONS
     ]
     if (reason == "").any():
         k = int((reason == "").sum())
-        reasons.append(("—", "選定表に行なし", _int(k), _pct(k, n)))
+        reasons.append(("選定表に行なし", _int(k), _pct(k, n)))
 
     ct = pd.crosstab(lt, arm)
     arms = ["letter", "control", ""]
@@ -136,7 +156,7 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
         )
     return {
         "overview": overview,
-        "run": [(k, _int(v)) for k, v in p.summary],
+        "run": run_counts(p.summary),
         "reasons": reasons,
         "arms": [ARM_JA[a] if a else "なし" for a in arms],
         "letter_arm": letter_arm,
@@ -146,9 +166,25 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
     }
 
 
+def run_counts(summary: tuple[tuple[str, int], ...]) -> list[tuple[str, str]]:
+    """(label, count) of the run's counts that no other table of the summary shows, in the
+    order of :data:`~scoring.report.labels.RUN_COUNT_JA` (unknown keys last, as given)."""
+    order = {k: i for i, k in enumerate(RUN_COUNT_JA)}
+    rows = [(k, v) for k, v in summary if k not in RUN_COUNTS_SHOWN_ELSEWHERE]
+    rows.sort(key=lambda kv: order.get(kv[0], len(order)))
+    return [(run_count_ja(k), _int(v)) for k, v in rows]
+
+
+def _events(note: str) -> str:
+    """「(学習データの発症 75 件)」 from the training note's event count ('' if none)."""
+    m = re.search(r"(\d[\d,]*) training events", note)
+    return f"(学習データの発症 {m.group(1)} 件)" if m else ""
+
+
 def small_outcome_warnings(metrics: pd.DataFrame, scored: tuple[str, ...]) -> list[str]:
     """Lines for outcomes with too few training events (the training summary's ``member`` and
-    ``note``, models.train.small_outcome_plan): switched off, or a simpler fallback model."""
+    ``note``, models.train.small_outcome_plan): switched off, or a simpler fallback model.
+    In Japanese: of the (English) note only its event count is kept."""
     if not len(metrics) or not {"outcome", "member"} <= set(metrics.columns):
         return []
     out = []
@@ -159,75 +195,100 @@ def small_outcome_warnings(metrics: pd.DataFrame, scored: tuple[str, ...]) -> li
         if member == "off" or (o not in scored and note):
             out.append(
                 f"{outcome_ja(o)}: 学習データの発症数が少ないため、今回はリスクを算出していません"
-                f"(手紙・もしもの対象外)。{note}"
+                f"(手紙・もしもの対象外){_events(note)}。"
             )
         elif member == "logistic" and note:
             out.append(
                 f"{outcome_ja(o)}: 学習データの発症数が少ないため、LightGBM ではなく簡易な"
-                f"ロジスティック回帰で算出しています。{note}"
+                f"ロジスティック回帰で算出しています{_events(note)}。"
             )
     return out
 
 
+def _metric_cell(col: str, v) -> str:
+    if col == "member":
+        return MEMBER_JA.get(str(v), _cell(v))
+    return _cell(v)
+
+
+def _metric_table(metrics: pd.DataFrame, cols: list[str], labels: list[str]) -> tuple:
+    """(header labels, rows of (outcome label, cells)) of ``cols`` of the metrics table."""
+    rows = [
+        (outcome_ja(str(r["outcome"])), [_metric_cell(c, r[c]) for c in cols])
+        for r in metrics.to_dict("records")
+    ]
+    return labels, rows
+
+
 def model(p: Prepared, cfg: ReportConfig) -> dict:
+    """The model section: facts (each once), warnings, figures and notes, in Japanese.
+
+    The model card (the training run's ``model_card.md``, in English, for model staff) is
+    shown whole only in the HTML, folded; the summary says what staff need in Japanese
+    (:data:`~scoring.report.labels.MODEL_USE_JA`, ``MODEL_LIMITS_JA``)."""
     ms = p.model
     card = ms.model_card or ""
     S = p.scores
-    stamps = []
     warnings = []
-    for col, label in (
-        ("model_uri", "モデルURI"), ("model_version", "モデル版"),
-        ("feature_set_version", "特徴量セット版"), ("config_hash", "設定ハッシュ"),
-        ("store_sha256", "データストア sha256"), ("scoring_date", "採点日(スタンプ)"),
-    ):  # fmt: skip
+    for col in ("model_uri", "model_version", "feature_set_version", "config_hash",
+                "store_sha256", "scoring_date"):  # fmt: skip
         vals = sorted(S[col].dropna().astype(str).unique())
-        stamps.append((label, ", ".join(vals[:3]) + (" …" if len(vals) > 3 else "")))
         if len(vals) > 1:
-            warnings.append(f"スコア表の {col} が複数あります: {', '.join(vals[:3])}")
+            warnings.append(f"スコア表の{STAMP_JA[col]}が複数あります: {', '.join(vals[:3])}")
     checks = (
+        ("model_uri", str(ms.uri)),
         ("model_version", str(ms.version)),
         ("feature_set_version", str(ms.feature_set_version)),
         ("scoring_date", p.scoring_date.isoformat()),
     )
     for col, want in checks:
         vals = set(S[col].dropna().astype(str).unique())
-        if vals and vals != {want}:
+        if vals and want and vals != {want}:
             warnings.append(
-                f"スコア表の {col} ({', '.join(sorted(vals)[:3])}) がモデル情報/指定値 ({want}) "
-                "と一致しません"
+                f"スコア表の{STAMP_JA[col]}({', '.join(sorted(vals)[:3])})がモデル情報・指定値"
+                f"({want})と一致しません"
             )
+
+    def stamp(col: str) -> str:
+        vals = sorted(S[col].dropna().astype(str).unique())
+        return ", ".join(vals[:3]) + (" …" if len(vals) > 3 else "") if vals else "—"
+
     metrics = p.metrics
     warnings += small_outcome_warnings(metrics, ms.outcomes)
-    main_cols = [c for c in _METRIC_JA if c in metrics.columns]
-    rows = []
-    if len(metrics) and "outcome" in metrics.columns:
-        for r in metrics.to_dict("records"):
-            rows.append((outcome_ja(str(r["outcome"])), [_cell(r[c]) for c in main_cols]))
-    all_cols = [c for c in metrics.columns]
-    all_rows = [[_cell(r[c]) for c in all_cols] for r in metrics.to_dict("records")]
-    limits = markdown.bullets(markdown.section(card, "limitation", "限界", "制約", "注意"))
-    intended = markdown.first_paragraph(markdown.section(card, "intended use", "用途", "目的"))
+    have = set(metrics.columns) if len(metrics) and "outcome" in metrics.columns else set()
+    auc = next((c for c in _AUC_COLUMNS if c in have), None)
+    main = [c for c in _MAIN_METRICS if c in have]
+    if auc:
+        main.insert(1 if "member" in main else 0, auc)
+    labels = ["識別能(AUC)" if c == auc else metric_ja(c) for c in main]
+    cols, rows = _metric_table(metrics, main, labels) if have else ([], [])
+    # the other columns (comparison AUCs, synthetic-truth figures): folded, in the HTML only
+    every = [c for c in metrics.columns if c not in METRIC_NOT_SHOWN and c not in main]
+    all_cols, all_rows = (
+        _metric_table(metrics, every, [metric_ja(c) for c in every]) if have and every else ([], [])
+    )
+    synthetic = any(c in have and metrics[c].notna().any() for c in SYNTHETIC_METRICS)
+    limits = ([SYNTHETIC_JA] if synthetic else []) + list(MODEL_LIMITS_JA)
     return {
         "facts": [
             ("モデル名", ms.name),
-            ("URI", ms.uri),
             ("版", ms.version),
-            ("run id", ms.run_id),
-            ("特徴量セット", ms.feature_set_version),
-            ("テスト年度", f"{ms.test_year}年度"),
+            ("登録名(URI)", ms.uri),
+            ("学習の記録(MLflow run)", ms.run_id),
+            ("特徴量セットの版", ms.feature_set_version),
+            ("性能を測った年度", f"{ms.test_year}年度"),
             ("予測する疾患", "、".join(outcome_ja(o) for o in ms.outcomes)),
+            (STAMP_JA["config_hash"], stamp("config_hash")),
+            (STAMP_JA["store_sha256"], stamp("store_sha256")),
         ],  # fmt: skip
-        "stamps": stamps,
         "warnings": warnings,
-        "metric_cols": [_METRIC_JA[c] for c in main_cols],
+        "metric_cols": cols,
         "metric_rows": rows,
         "all_cols": all_cols,
         "all_rows": all_rows,
         "limits": limits[: cfg.limitations],
-        "limits_more": max(0, len(limits) - cfg.limitations),
-        "intended": intended,
+        "intended": MODEL_USE_JA,
         "card": markdown.render(card) if card.strip() else Markup(""),
-        "card_blocks": markdown.blocks(card),
     }
 
 
@@ -244,7 +305,7 @@ def calibration(p: Prepared, font: str) -> dict:
         facts = []
         for col in ("ece", "cal_slope", "cal_intercept"):
             if o in m.index and col in m.columns:
-                facts.append((_METRIC_JA[col], _cell(m.at[o, col])))
+                facts.append((metric_ja(col), _cell(m.at[o, col])))
         top, pred, obs, rel = svg.reliability_points(
             c["mean_predicted"].to_numpy(), c["observed"].to_numpy(), c["n"].to_numpy()
         )
@@ -288,7 +349,6 @@ def drift(p: Prepared) -> dict:
         rows.append(
             {
                 "label": r["label_ja"],
-                "feature": r["feature"],
                 "psi": "—" if na else f"{psi:.3f}",
                 "bar": "0" if na else f"{min(psi / 0.5, 1.0) * 100:.0f}",
                 "status": r["status"],

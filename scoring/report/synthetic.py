@@ -2,7 +2,8 @@
 
 Nothing here is real: pseudonyms are random hex, values are drawn from plausible ranges, the
 selection is made by the real :func:`scoring.select.select`, and the SHAP rows of every
-resident × outcome add up to the logit of the resident's risk (bias + top k + other).
+resident × outcome add up to the logit of the resident's risk (bias + top k items + other +
+calibration).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from data.columns import OUTCOMES, QUESTIONNAIRE_COLUMNS
 from data.validate import RANGES
 from features import declarations
 from scoring.contracts import ModelSummary
-from scoring.select import Budget, SelectionConfig, select
+from scoring.select import REASONS, Budget, SelectionConfig, select
 
 from .inputs import ReportInputs, Scenario
 
@@ -27,11 +28,11 @@ SCENARIOS = (
     Scenario("less_alcohol", "節酒", "cut down on alcohol"),
 )
 FORECAST = ("hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "hdl", "waist_cm", "bmi", "weight_kg")
-#: Features the synthetic SHAP rows draw from.
+#: Clinical items (features.declarations ITEMS) the synthetic explanation rows draw from.
 _POOL = (
-    "age", "sex", "hba1c", "fpg", "sbp", "dbp", "bmi", "waist_cm", "weight_kg", "tg", "hdl",
-    "ldl", "alt", "ggt", "egfr", "hba1c_change", "sbp_slope", "q_smoking", "q_exercise",
-    "q_late_dinner", "q_alcohol_freq", "current_smoker", "alcohol_g_per_day", "flag_hba1c",
+    "age", "sex", "hba1c", "glucose", "blood_pressure", "adiposity", "tg", "hdl", "ldl", "alt",
+    "ggt", "kidney", "smoking", "q_exercise", "q_late_dinner", "alcohol", "history",
+    "urine_protein", "uric_acid",
 )  # fmt: skip
 _MEAS = {  # mean, sd, decimals
     "height_cm": (162, 8, 1), "weight_kg": (62, 11, 1), "waist_cm": (84, 9, 1),
@@ -110,40 +111,56 @@ def make_scores(n: int, rng: np.random.Generator, fiscal_year: int = 2024) -> pd
 def make_explanations(
     scores: pd.DataFrame, pseudonyms: list[str], rng: np.random.Generator, k: int = 5
 ) -> pd.DataFrame:
-    """bias + top-``k`` + other per resident × outcome, adding up to logit(risk)."""
+    """bias + top-``k`` items + other + calibration per resident × outcome, adding up to
+    logit(risk) (scoring.contracts.explanations_add_up)."""
+    from scoring.items import item_values
+
     s = scores.set_index("pseudonym").loc[pseudonyms]
     n = len(s)
     pool = np.array(_POOL)
+    # what the explanation prints: the index values, and a history (changes, prior checkups)
+    feats = s.reset_index()
+    hist = np.random.default_rng(rng.integers(2**32))
+    feats["n_prior_checkups"] = hist.integers(0, 6, n)
+    for c in declarations.CHANGE_ITEMS:
+        sd = 0.1 if c == "hba1c" else 1.0 if c in ("weight_kg", "bmi") else 6.0
+        change = hist.normal(0, sd, n).round(1 if c in ("hba1c", "weight_kg", "bmi") else 0)
+        feats[f"{c}_change"] = np.where(feats["n_prior_checkups"] > 0, change, np.nan)
+    shown = {key: item_values(feats, key) for key in pool}
+    modifiable = {key: any(declarations.get(f).modifiable for f in declarations.item(key).members
+                           if f in declarations.feature_names()) for key in pool}  # fmt: skip
     frames = []
     for o in OUTCOMES:
-        raw = _logit(s[f"risk_{o}"].to_numpy(dtype=float))
+        logit = _logit(s[f"risk_{o}"].to_numpy(dtype=float))
         bias = np.full(n, _logit(np.array([s[f"risk_{o}"].mean()]))[0])
+        calibration = rng.normal(0, 0.3, n)
         contrib = rng.normal(0, 0.6, (n, k))
         order = np.argsort(-np.abs(contrib), axis=1)
         contrib = np.take_along_axis(contrib, order, axis=1)
-        feats = np.array([rng.choice(pool, k, replace=False) for _ in range(n)])
-        other = raw - bias - contrib.sum(axis=1)
+        items = np.array([rng.choice(pool, k, replace=False) for _ in range(n)])
+        other = logit - calibration - bias - contrib.sum(axis=1)
         vals = np.empty((n, k))
+        texts = np.empty((n, k), dtype=object)
         for j in range(k):
-            col = feats[:, j]
-            vals[:, j] = [
-                float(s[f].iloc[i]) if f in s.columns else float(rng.integers(0, 3))
-                for i, f in enumerate(col)
-            ]
-        ps = np.repeat(np.asarray(pseudonyms, dtype=object), k + 2)
-        rank = np.tile(np.arange(k + 2), n)
-        feature = np.column_stack([np.full(n, "bias"), feats, np.full(n, "other")]).ravel()
-        value = np.column_stack([np.full(n, np.nan), vals, np.full(n, np.nan)]).ravel()
-        c = np.column_stack([bias, contrib, other]).ravel()
+            for key in pool:
+                m = items[:, j] == key
+                vals[m, j] = shown[key][0][m]
+                texts[m, j] = shown[key][1][m]
+        none = np.full(n, None, dtype=object)
         frames.append(
             pd.DataFrame(
-                {"pseudonym": ps, "outcome": o, "rank": rank, "feature": feature, "value": value,
-                 "contribution": c}
+                {"pseudonym": np.repeat(np.asarray(pseudonyms, dtype=object), k + 3),
+                 "outcome": o, "rank": np.tile(np.arange(k + 3), n),
+                 "item": np.column_stack([np.full(n, "bias"), items, np.full(n, "other"),
+                                          np.full(n, "calibration")]).ravel(),
+                 "value": np.column_stack([np.full(n, np.nan), vals, np.full(n, np.nan),
+                                           np.full(n, np.nan)]).ravel(),
+                 "value_text": np.column_stack([none, texts, none, none]).ravel(),
+                 "contribution": np.column_stack([bias, contrib, other, calibration]).ravel()}
             )
         )  # fmt: skip
     e = pd.concat(frames, ignore_index=True)
-    modifiable = set(declarations.modifiable_features())
-    e["modifiable"] = e["feature"].isin(modifiable)
+    e["modifiable"] = e["item"].isin([key for key, m in modifiable.items() if m])
     return e
 
 
@@ -202,6 +219,7 @@ def make_model(rng: np.random.Generator, *, calibration: bool = True) -> ModelSu
             "cal_slope": rng.uniform(0.9, 1.1, len(OUTCOMES)).round(3),
             "cal_intercept": rng.normal(0, 0.05, len(OUTCOMES)).round(3),
             "logistic_auc": rng.uniform(0.65, 0.8, len(OUTCOMES)).round(3),
+            "member": "lightgbm",
         }
     )
     rows = []
@@ -260,10 +278,34 @@ def make_inputs(
         fiscal_year=2024,
         scoring_date=date(2025, 3, 1),
         scenarios=SCENARIOS,
-        summary={
-            "checkups_read": n_scored * 3,
-            "eligible": n_scored,
-            "scored": n_scored,
-            "letters": int(sel["sent"].sum()),
-        },  # fmt: skip
+        summary=_run_counts(scores, sel, len(chosen)),
     )
+
+
+def _run_counts(scores: pd.DataFrame, sel: pd.DataFrame, explained: int) -> dict[str, int]:
+    """Counts as the annual run writes them (kenshin.annual, ``run.json``), made consistent."""
+    n = len(scores)
+    fallback = int((scores["index_fiscal_year"] < scores["fiscal_year"]).sum())
+    with_checkup, not_enrolled, too_old = n + 30, 20, 10
+    enrolled = 2 * n
+    sent = int(sel["sent"].sum())
+    reasons = sel["reason"].astype("string").value_counts()
+    return {
+        "enrolled_on_scoring_date": enrolled,
+        "with_checkup": with_checkup,
+        "checkup_in_fy": with_checkup - fallback - 5,
+        "checkup_in_previous_fy": fallback + 5,
+        "not_enrolled": not_enrolled,
+        "age_out_of_range": too_old,
+        "enrolled_without_recent_checkup": enrolled - (with_checkup - not_enrolled),
+        "eligible": n,
+        "eligible_by_fallback": fallback,
+        "scored": n,
+        **{f"reason_{k}": int(reasons.get(k, 0)) for k in REASONS},
+        "explained": explained,
+        "letters_requested": sent,
+        "letters_rendered": sent,
+        "letters_reused": 0,
+        "letters_characters_replaced": 2,
+        "letters_forecast_withheld": 1,
+    }

@@ -19,7 +19,11 @@ pytestmark = pytest.mark.xdist_group("trained_engine")
 CAL_SLOPE_TOL = 0.45  # |calibration slope − 1|
 ECE_MAX = 0.05
 ORACLE_RATIO_MIN = 0.85  # each outcome's AUC / oracle AUC (ckd: 0.80, see below)
-DRIVER_ANY_MIN = 0.35  # share of rows with ≥1 of the model's top-3 drivers among the true 3
+DRIVER_ANY_MIN = 0.35  # share of rows with ≥1 of the model's top-3 items among the true 3
+#: The same among the high-risk rows (top decile of predicted risk), per outcome. Measured on
+#: this cohort: diabetes 0.99, hypertension 0.88, dyslipidemia 0.77, MetS 0.83, CKD 0.99,
+#: liver 0.99 (constant guess 1.00, 0.99, 0.92, 1.00, 0.97, 0.97).
+DRIVER_HIGH_MIN = 0.7
 COVERAGE = (0.70, 0.90)
 
 
@@ -101,6 +105,54 @@ def test_driver_agreement(trained):
     s = trained.report.synthetic.set_index("outcome")
     assert (s["driver_any"] >= DRIVER_ANY_MIN).all(), s["driver_any"]
     assert (s["driver_mean_overlap"] >= 0.4).all(), s["driver_mean_overlap"]
+    # High-risk residents (top decile): ≥1 true driver among the top-3 items for most of them,
+    # more often than among all rows (where small contributions rank the items).
+    assert (s["driver_high_n"] >= 50).all(), s["driver_high_n"]
+    assert (s["driver_high_any"] >= DRIVER_HIGH_MIN).all(), s["driver_high_any"]
+    assert s["driver_high_any"].median() >= 0.85, s["driver_high_any"]
+    assert (s["driver_high_any"] > s["driver_any"]).all()
+    # Not asserted: beating the constant guess. The generator credits an item's level to its
+    # upstream causes (age, sex, habits, adiposity), the model to the measured item they act
+    # through; among high-risk rows a constant "the outcome's own item + adiposity + age or
+    # sex" is right for 0.92-1.00 of them (README, "Explanations by clinical item").
+
+
+def test_grouped_contributions_add_up_for_every_member(trained):
+    """Items + bias = the raw score of every row, for LightGBM, blend and logistic members."""
+    from models.explain import grouped_contributions
+
+    e = trained.engine
+    for o, s in trained.data.outcomes.items():
+        X = s.part("test")[0][:1500]
+        g = grouped_contributions(e, X, o)
+        np.testing.assert_allclose(g.raw, e.predict_raw(X, o), rtol=0, atol=1e-9)
+        assert g.values.shape == (len(X), len(g.items)) and "hba1c" in g.items
+
+
+def test_engine_contributions_are_shaps_tree_explainer(trained):
+    """The trained boosters' native contributions (bulk scoring) = shap's own TreeSHAP."""
+    import warnings
+
+    shap = pytest.importorskip("shap")
+    e = trained.engine
+    assert e.boosters
+    for o, b in e.boosters.items():
+        X = trained.data.outcomes[o].part("test")[0][:300]
+        it = e.best_iteration[o]
+        native = b.predict(X, pred_contrib=True, num_iteration=it)
+        ex = shap.TreeExplainer(b)
+        ex.model.model_type = "internal"  # shap's C++ TreeSHAP, not its pred_contrib shortcut
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = ex.shap_values(X, tree_limit=it, check_additivity=False)
+        np.testing.assert_allclose(values, native[:, :-1], rtol=0, atol=1e-6)
+        # the engine's own contributions are these numbers (rows it scores itself: HbA1c and
+        # fasting glucose measured; others may go to a glucose-pattern model)
+        names = e.feature_names
+        own = ~np.isnan(X[:, [names.index("hba1c"), names.index("fpg")]]).any(axis=1)
+        if e.member(o) == "lightgbm":
+            c = e.contributions(X[own], o).to_numpy()
+            np.testing.assert_allclose(c[:, :-1], values[own], rtol=0, atol=1e-6)
 
 
 def test_forecast_interval_coverage(trained):

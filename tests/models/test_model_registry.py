@@ -157,6 +157,11 @@ def test_first_model_is_promoted_and_logged(tracking):
     assert {"roc.png", "calibration.png"} | {f"shap_{o}.png" for o in r.engine.outcomes} <= plots
     text = mlflow.artifacts.load_text(f"runs:/{r.run.run_id}/model_card.md")
     assert "Intended use" in text and "Limitations" in text and "Synthetic-truth" in text
+    # a synthetic ward's run judges the what-if against the true counterfactual
+    assert "What-if against the true counterfactual" in text
+    assert "whatif.cells_judged" in m and m["whatif.cells_judged"] > 0
+    evaluation = {Path(a.path).name for a in client.list_artifacts(r.run.run_id, "evaluation")}
+    assert "whatif_truth.csv" in evaluation
 
 
 def test_weaker_challenger_is_not_promoted_and_decision_is_logged(tracking):

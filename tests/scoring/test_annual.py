@@ -212,16 +212,31 @@ def test_explanations_add_up_to_the_model_score(annual):
     sel = _read(annual, "selection")
     assert set(ex["pseudonym"]) == set(sel.loc[sel["arm"].notna(), "pseudonym"])
     total = ex.groupby(["pseudonym", "outcome"])["contribution"].sum()
+    raw = ex[ex["item"] != "calibration"].groupby(["pseudonym", "outcome"])["contribution"].sum()
     m = load_model("models:/kenshin-risk@champion", annual.workdir)
     scores = _read(annual, "scores").set_index("pseudonym")
-    # log-odds → calibrated risk must reproduce the scores of the same residents
     for o in ("diabetes", "hypertension"):
-        z = total.xs(o, level="outcome")
+        risk = scores.loc[total.xs(o, level="outcome").index, f"risk_{o}"].to_numpy()
+        # bias + items + other + calibration = the logit of the calibrated risk
+        np.testing.assert_allclose(
+            total.xs(o, level="outcome").to_numpy(), np.log(risk / (1 - risk)), atol=1e-6
+        )
+        # bias + items + other = the raw score; the calibrator maps it to the same risk (rows
+        # with HbA1c and fasting glucose: the others may be scored by a glucose-pattern model)
+        z = raw.xs(o, level="outcome")
+        both = scores.loc[z.index, ["hba1c", "fpg"]].notna().all(axis=1).to_numpy()
         cal = m.engine.members.get(o)
         calibrator = m.engine.calibrators[o] if cal is None else cal.calibrator
-        np.testing.assert_allclose(
-            calibrator(z.to_numpy()), scores.loc[z.index, f"risk_{o}"].to_numpy(), rtol=1e-6
-        )
+        assert both.sum() >= 5
+        np.testing.assert_allclose(calibrator(z.to_numpy()[both]), risk[both], rtol=1e-6)
+    # one line per clinical item: HbA1c now, its change and slope are never separate lines
+    from scoring.contracts import explanations_add_up
+
+    assert explanations_add_up(ex, scores.reset_index()).empty
+    assert not ex["item"].isin(["hba1c_change", "hba1c_slope", "flag_hba1c", "bmi"]).any()
+    assert ex.groupby(["pseudonym", "outcome"])["item"].apply(lambda s: s.is_unique).all()
+    hba1c = ex[ex["item"] == "hba1c"]
+    assert hba1c["value_text"].str.match(r"^(\d+\.\d%(\(前回比 [+-]\d+\.\d\))?|未測定)$").all()
     # Factors are modifiable and raise the risk.
     fac = sel.dropna(subset=["factor_1"])
     from features.declarations import get
@@ -232,7 +247,7 @@ def test_explanations_add_up_to_the_model_score(annual):
     long = long.merge(scores[["bmi", "q_smoking"]], left_on="pseudonym", right_index=True)
     weight = long["value"].isin(["weight_kg", "bmi", "waist_cm"])
     assert (long.loc[weight, "bmi"] >= 23).all() and weight.any()
-    assert (long.loc[long["value"] == "current_smoker", "q_smoking"] == 1).all()
+    assert (long.loc[long["value"] == "q_smoking", "q_smoking"] == 1).all()
 
 
 def test_drift_table_compares_with_the_training_rows(annual):
@@ -361,11 +376,11 @@ def test_cli_score_bad_year_exits_2(annual, tmp_path):
 
     res = CliRunner().invoke(
         app,
-        ["score", "--store", str(annual.store), "--year", "2001", "--out", str(tmp_path / "x"),
+        ["score", "--store", str(annual.store), "--year", "2030", "--out", str(tmp_path / "x"),
          "--workdir", str(annual.workdir)],
     )  # fmt: skip
     assert res.exit_code == 2
-    assert "no checkups in FY2001" in res.output
+    assert "no checkups in FY2030" in res.output
 
 
 def test_staff_report_has_a_page_for_every_explained_resident(annual):

@@ -160,8 +160,8 @@ def test_sections_and_self_contained(built):
         assert f'<h2 id="{anchor}"' in html
         assert heading in html
     for label in ("選定理由別", "通知種別 × 群", "性別 × 年齢階級", "疾患別の予測リスク分布",
-                  "40-49歳", "65-74歳", "SENT_ADVICE", "CONTROL_ARM", "主な限界・注意点",
-                  "モデルカード全文", "<details>", "<svg"):  # fmt: skip
+                  "40-49歳", "65-74歳", "予防通知を送付", "対照群(今年度は送付せず)",
+                  "想定する用途", "主な限界・注意点", "モデルカード原文", "<details>", "<svg"):  # fmt: skip
         assert label in html, label
     # nothing fetched from anywhere: no links, images, external scripts, imports or URLs
     for bad in ("<link", "<img", "<script src", "@import", "url(", "http://", "https://"):
@@ -187,8 +187,13 @@ def test_every_explained_resident_has_a_page_and_an_index_anchor(inputs, built, 
 
 
 def test_waterfalls_add_up(inputs, pages):
+    """What a page prints adds up to the risk it prints: baseline + items + other +
+    calibration = the total line = the calibrated risk in the caption and the risk table
+    (read from the page's HTML tables, as printed)."""
     e = inputs.explanations
-    raw = e.groupby(["pseudonym", "outcome"])["contribution"].sum()
+    logodds = e.groupby(["pseudonym", "outcome"])["contribution"]
+    raw = e[e["item"] != "calibration"].groupby(["pseudonym", "outcome"])["contribution"].sum()
+    scores = inputs.scores.set_index("pseudonym")
     checked = 0
     from scoring.report.labels import outcome_ja
 
@@ -196,20 +201,51 @@ def test_waterfalls_add_up(inputs, pages):
     for ps, tables in pages.sections.items():
         wfs = [t for t in tables if t["class"] == "wf"]
         assert len(wfs) == e.loc[e["pseudonym"] == ps, "outcome"].nunique()
+        (rk,) = [t for t in tables if t["class"] == "rk"]
+        risk_table = {r["cells"][0]: r["cells"][1] for r in rk["rows"][1:]}
         for t in wfs:
-            o = by_label[t["caption"].split(" ")[0]]
+            label = t["caption"].split(" ")[0]
+            o = by_label[label]
+            m = re.search(r"較正後リスク ([0-9.]+)%\(モデル出力 ([0-9.]+)%\)", t["caption"])
+            assert m, t["caption"]
+            printed_risk, printed_raw = m.group(1), m.group(2)
             rows = [r["cells"] for r in t["rows"][1:]]  # skip the header row
-            assert rows[0][0] == "ベースライン" and rows[-1][0].startswith("合計")
-            assert rows[-2][0] == "その他の要因"
-            contribs = [float(r[2]) for r in rows[:-1]]
-            final = float(rows[-1][2])
-            # rendered with 2 decimals: bias + Σ contributions = total, up to rounding
-            assert sum(contribs) == pytest.approx(final, abs=0.005 * len(rows))
-            assert final == pytest.approx(raw[(ps, o)], abs=0.005)
-            prob = float(rows[-1][1].rstrip("%"))
-            assert prob == pytest.approx(100 / (1 + math.exp(-raw[(ps, o)])), abs=0.051)
+            assert rows[0][0].startswith("ベースライン") and rows[-1][0].startswith("合計")
+            assert rows[-3][0] == "その他の項目" and rows[-2][0].startswith("較正")
+            parts = [float(r[1]) for r in rows[:-1]]
+            total = rows[-1][1]
+            # the printed parts sum exactly to the printed total, which is the printed risk
+            assert round(sum(parts), 1) == float(total)
+            assert total == printed_risk == risk_table[label]
+            risk = 100 * scores.at[ps, f"risk_{o}"]
+            assert float(printed_risk) == pytest.approx(risk, abs=0.0501)
+            # baseline + items + other = the raw model's risk; calibration = risk − raw risk
+            z = raw[(ps, o)]
+            assert float(printed_raw) == pytest.approx(100 / (1 + math.exp(-z)), abs=0.0501)
+            assert round(sum(parts[:-1]), 1) == pytest.approx(float(printed_raw), abs=0.11)
+            assert logodds.sum()[(ps, o)] == pytest.approx(
+                math.log(scores.at[ps, f"risk_{o}"] / (1 - scores.at[ps, f"risk_{o}"])), abs=1e-6
+            )
+            # every item line keeps the sign of its log-odds contribution
+            signs = np.sign(e[(e["pseudonym"] == ps) & (e["outcome"] == o)].sort_values("rank")[
+                "contribution"].to_numpy()[1:-1])  # fmt: skip
+            shown = np.sign(parts[1:-1])
+            assert ((shown == signs) | (shown == 0)).all()
             checked += 1
     assert checked == len(raw)
+
+
+def test_waterfall_rounding_keeps_the_sum():
+    """Printed parts are rounded on the running total: their printed sum is the printed
+    risk even where rounding each part alone would miss it by 0.1 or more."""
+    from scoring.report.residents import _cumulative_texts
+
+    parts = np.array([10.04, 0.04, 0.04, 0.04, 0.04, 5.0, 1.26, 0.05, 0.05, -0.05])
+    starts = np.array([0, 5])
+    last = np.array([10.2, 6.3])
+    shown = _cumulative_texts(parts, starts, last)
+    assert round(shown[:5].sum(), 1) == 10.2 and round(shown[5:].sum(), 1) == 6.3
+    assert round(np.round(parts[:5], 1).sum(), 1) != 10.2  # rounding each part alone misses
 
 
 def test_values_against_judgement_values(inputs, pages):
@@ -336,7 +372,7 @@ def test_pdf_has_japanese_headings_and_only_the_bundled_font(built, pages):
     paths, _, pdf = built
     text = pdf_text(pdf)
     for heading in ("対象者の概要", "モデルの概要", "較正", "ドリフト", "個人別の説明",
-                    "選定理由別", "主な限界", "モデルカード全文", "仮名の一覧"):  # fmt: skip
+                    "選定理由別", "主な限界", "仮名の一覧"):  # fmt: skip
         assert heading in text, heading
     assert f"最初の {PDF_RESIDENTS} 人のみ" in text
     assert paths.pdf_pages == len(PdfReader(io.BytesIO(pdf)).pages) > 5
@@ -360,10 +396,12 @@ def test_pdf_summary_shows_the_sections(inputs, built):
     # one chip per shifted feature, + the legend and the count line
     assert text.count("変化大") == (d["status"] == "shift").sum() + 2
     top = d.sort_values("psi", ascending=False).iloc[0]
-    assert squash(f"{top['label_ja']} {top['feature']} {top['psi']:.3f}") in text
-    for label in ("40-49歳", "65-74歳", "SENT_ADVICE", "CONTROL_ARM", "予測リスク", "実際の発症割合",
-                  "Model card: kenshin-risk", "大きく異なる特徴量があります"):  # fmt: skip
+    assert squash(f"{top['label_ja']} {top['psi']:.3f}") in text
+    for label in ("40-49歳", "65-74歳", "予防通知を送付", "対照群(今年度は送付せず)", "予測リスク",
+                  "実際の発症割合", "想定する用途", "大きく異なる特徴量があります",
+                  "原文(英語、モデル担当者向け)はHTML版に収録"):  # fmt: skip
         assert squash(label) in text, label
+    assert "Model card" not in text  # the English card is in the HTML only
     for o in inputs.model.outcomes:  # metrics and calibration facts of every outcome
         m = inputs.model.metrics.set_index("outcome").loc[o]
         assert f"{m['auc']:.3f}" in text and f"{m['cal_slope']:.3f}" in text
@@ -435,27 +473,23 @@ def test_pdf_prints_data_literally(inputs, tmp_path):
     hostile = 'x*y*_z_ #panic("no") $m$ <l> @r // c /* d */ \\ [e] `f` ~ ... -- = g'
     scenarios = (dataclasses.replace(SCENARIOS[0], label_ja="体重" + hostile), *SCENARIOS[1:])
     e = inputs.explanations.copy()
-    e.loc[e["rank"] == 1, "feature"] = "要因" + hostile  # undeclared: shown by its name
+    # the value text of items the page prints in its notes line (not in the value table)
+    notes = e["item"].isin(["history", "urine_protein", "uric_acid"])
+    e.loc[notes, "value_text"] = "要因" + hostile
     d = inputs.drift.copy()
     d.loc[0, "label_ja"] = "特徴量" + hostile
-    # the model card is Markdown (`code` and **bold** are its markup): all else prints as is
-    card = inputs.model.model_card + f"\n## Notes\n- 注意 {hostile.replace('`', '')}\n"
     r = build_report(
-        dataclasses.replace(
-            inputs,
-            scenarios=scenarios,
-            explanations=e,
-            drift=d,
-            model=dataclasses.replace(inputs.model, model_card=card),
-        ),
+        dataclasses.replace(inputs, scenarios=scenarios, explanations=e, drift=d),
         tmp_path,
         config=ReportConfig(pdf_residents=2),
     )
     text = squash(pdf_text(r.pdf.read_bytes()))
     for label in ("体重", "要因", "特徴量"):
         assert squash(label + hostile) in text, label
-    assert squash("注意" + hostile.replace("`", "")) in text
-    assert text.count(squash("要因" + hostile)) >= 2 * 6  # every waterfall of both residents
+    first_two = parse_pages(r.html.read_text(encoding="utf-8")).order[:2]
+    with_notes = e.loc[notes & e["pseudonym"].isin(first_two), ["pseudonym", "item"]]
+    # printed once per item and resident, never once per waterfall
+    assert text.count(squash("要因" + hostile)) == len(with_notes.drop_duplicates()) >= 1
 
 
 def test_pdf_safe_replaces_missing_glyphs(inputs, tmp_path):
@@ -525,6 +559,15 @@ def test_contract_violations_are_refused_before_writing(inputs, tmp_path):
     with pytest.raises(ReportInputError, match="bias"):
         build_report(dataclasses.replace(inputs, explanations=no_bias), tmp_path, pdf=False)
 
+    # rows that do not reach the scores' risk (here: without their calibration step)
+    no_cal = inputs.explanations[inputs.explanations["item"] != "calibration"]
+    with pytest.raises(ReportInputError, match="do not add up"):
+        build_report(dataclasses.replace(inputs, explanations=no_cal), tmp_path, pdf=False)
+    off = inputs.explanations.copy()
+    off.loc[off.index[1], "contribution"] += 0.01
+    with pytest.raises(ReportInputError, match="do not add up"):
+        build_report(dataclasses.replace(inputs, explanations=off), tmp_path, pdf=False)
+
     d = inputs.drift.copy()
     d.loc[0, "status"] = "bad"
     with pytest.raises(ReportInputError, match="'drift'"):
@@ -543,8 +586,9 @@ def test_contract_violations_are_refused_before_writing(inputs, tmp_path):
 def test_model_stamp_mismatch_is_warned(inputs, tmp_path):
     other = dataclasses.replace(make_model(np.random.default_rng(1)), version="4")
     r = build_report(dataclasses.replace(inputs, model=other), tmp_path, pdf=False)
-    assert "model_version" in r.html.read_text(encoding="utf-8")
-    assert 'class="warn">スコア表の model_version' in r.html.read_text(encoding="utf-8")
+    html = r.html.read_text(encoding="utf-8")
+    assert 'class="warn">スコア表のモデルの版(3)がモデル情報・指定値(4)と一致しません' in html
+    assert "model_version" not in html
 
 
 def test_no_explained_residents_and_no_scenarios(inputs, tmp_path):
@@ -574,3 +618,265 @@ def test_pdf_without_residents_or_calibration(inputs, tmp_path):
 def test_out_dir_is_created(inputs, tmp_path: Path):
     r = build_report(inputs, tmp_path / "x" / "report", pdf=False)
     assert r.html == tmp_path / "x" / "report" / "report.html"
+
+
+# -------------------------------------------------------------------------------- Japanese
+
+
+def visible_text(html: str) -> str:
+    """What a reader sees of the report's HTML, without the English model card (folded, for
+    model staff) and the model's identifiers (names, hashes: data, not words)."""
+    from html import unescape
+
+    for pattern in (r"<style>.*?</style>", r"<script>.*?</script>", r"<svg.*?</svg>",
+                    r'<div class="card">.*?</div>', r'<dl class="facts">.*?</dl>'):  # fmt: skip
+        html = re.sub(pattern, " ", html, flags=re.S)
+    html = re.sub(r"<p>採点日 .*?</p>", " ", html)  # the title line: the model's name
+    return unescape(re.sub(r"<[^>]+>", " ", html))
+
+
+#: ASCII words a nurse reads in the report: units, and the names of items and figures.
+ASCII_WORDS = {
+    "g", "mg", "dL", "kg", "cm", "m", "mmHg", "U", "L", "mL", "min",
+    "BMI", "HbA1c", "HDL", "LDL", "Non", "GT", "GTP", "eGFR", "ALT", "GPT", "AST", "GOT",
+    "AUC", "PR", "Brier", "ECE", "SHAP", "PSI", "LightGBM", "n", "pseudonym",
+    "URI", "MLflow", "run", "sha256",  # in parentheses after the Japanese name of a model fact
+}  # fmt: skip
+
+
+def raw_keys(text: str) -> set[str]:
+    """Program keys and English words in ``text``: snake_case and UPPER_CASE codes, and any
+    ASCII word that is not a unit or an item's usual name (hex pseudonyms are data)."""
+    words = set(re.findall(r"[A-Za-z][A-Za-z0-9_]*", text))
+    return {w for w in words if not re.fullmatch(r"[0-9a-f]+", w) and w not in ASCII_WORDS}
+
+
+def test_html_has_no_program_keys_or_english(inputs, built):
+    """Counts, reasons, metrics, drift items, stamps, outcomes and the resident pages are in
+    Japanese: no count key (``reason_…``, ``letters_forecast_withheld``), no code
+    (``SENT_ADVICE``), no metric key (``cal_slope``), no English heading."""
+    text = visible_text(built[1])
+    assert raw_keys(text) == set()
+    for key in inputs.summary:
+        assert key not in text
+    assert "reason_" not in built[1] and "SENT_ADVICE" not in built[1]
+
+
+def test_an_unlabelled_key_would_be_caught(inputs, tmp_path):
+    """The check above can fail: a run count without its label prints as its key, and is seen."""
+    r = build_report(
+        dataclasses.replace(inputs, summary={**inputs.summary, "brand_new_count": 3}),
+        tmp_path,
+        pdf=False,
+    )
+    assert raw_keys(visible_text(r.html.read_text(encoding="utf-8"))) == {"brand_new_count"}
+
+
+def _annual_count_keys() -> set[str]:
+    """Every count key the annual run writes (kenshin.annual ``counts``; run.json)."""
+    from scoring.score import eligible_residents, load_scoring_config
+    from scoring.select import REASONS
+
+    candidates = pd.DataFrame(
+        {"pseudonym": ["a" * 16], "fiscal_year": [2024], "exam_date": [pd.Timestamp("2024-06-01")],
+         "age": [50], "sex": [1]}
+    )  # fmt: skip
+    enrollment = pd.DataFrame(
+        {"pseudonym": ["a" * 16], "enrolled_from": [pd.Timestamp("2000-01-01")],
+         "enrolled_until": [pd.NaT]}
+    )  # fmt: skip
+    elig = eligible_residents(
+        candidates, enrollment, 2024, pd.Timestamp("2025-03-01"), load_scoring_config()
+    )
+    src = (Path(__file__).parents[2] / "kenshin" / "annual.py").read_text(encoding="utf-8")
+    assigned = set(re.findall(r'counts\["(\w+)"\]', src))
+    assigned |= set(re.findall(r'\*\*elig\.counts, "(\w+)"', src))
+    assert len(assigned) >= 6 and 'f"reason_{k}"' in src, "kenshin/annual.py counts moved?"
+    return set(elig.counts) | assigned | {f"reason_{k}" for k in REASONS}
+
+
+def test_every_label_mapping_is_complete():
+    """Each key the report can print has a Japanese label: run counts (all the annual run
+    writes), selection reasons, outcomes, explanation items, questionnaire answers (every code
+    a question allows), training-summary columns, stamps, drift states."""
+    from data.columns import OUTCOMES, QUESTIONNAIRE_COLUMNS
+    from features import declarations
+    from models.evaluate import EvaluationReport
+    from scoring.contracts import EXPLANATION_ROWS, SCORE_STAMPS
+    from scoring.report import labels
+    from scoring.select import REASONS
+
+    ja = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # kana or kanji
+    keys = _annual_count_keys()
+    assert not keys - set(labels.RUN_COUNT_JA), keys - set(labels.RUN_COUNT_JA)
+    assert set(labels.REASON_JA) == set(REASONS)
+    assert set(labels.OUTCOME_JA) == set(OUTCOMES)
+    for key in (*declarations.ITEM_KEYS, *EXPLANATION_ROWS):
+        label = labels.item_ja(key)
+        assert label != key and not raw_keys(label), key
+    for q in QUESTIONNAIRE_COLUMNS:
+        words = declarations.CODE_JA[q]
+        assert set(declarations.get(q).allowed) <= set(words), q
+        assert all(ja.search(w) for w in words.values()), q
+    assert set(labels.STAMP_JA) == set(SCORE_STAMPS)
+    assert set(labels.STATUS_JA) == {"ok", "watch", "shift", "n/a"}
+    for mapping in (labels.RUN_COUNT_JA, labels.REASON_JA, labels.OUTCOME_JA, labels.STAMP_JA,
+                    labels.METRIC_JA, labels.MEMBER_JA):  # fmt: skip
+        assert not [v for v in mapping.values() if raw_keys(v)], mapping
+
+    # the training summary the report reads (models.evaluate), with every kind of row
+    models = ["engine", "lightgbm", "logistic", "points", "oracle"]
+    metrics = pd.DataFrame(
+        [{"outcome": o, "model": m, "slice": "all", "group": "all", "auc": 0.8, "ece": 0.01,
+          "cal_slope": 1.0, "cal_intercept": 0.0, "brier": 0.05}
+         for o in ("diabetes", "ckd") for m in models]
+    )  # fmt: skip
+    synthetic = pd.DataFrame(
+        {"outcome": ["diabetes", "ckd"], "n": 10, "oracle_auc": 0.9, "auc_ratio": 0.9,
+         "mae_p_true": 0.01, "driver_any": 0.5, "driver_mean_overlap": 1.0,
+         "driver_any_baseline": 0.4, "driver_high_any": 0.6, "driver_high_any_baseline": 0.5}
+    )  # fmt: skip
+    selection = pd.DataFrame(
+        {"outcome": ["diabetes", "ckd", "liver"], "member": ["logistic", "blend", "off"],
+         "weight": [0.0, 0.5, 0.0], "chosen": True, "note": ["few events", "", "too few"]}
+    )  # fmt: skip
+    report = EvaluationReport(
+        test_year=2023, metrics=metrics, synthetic=synthetic, forecasts=pd.DataFrame(),
+        splits=pd.DataFrame(), selection=selection,
+    )  # fmt: skip
+    summary = report.summary()
+    columns = set(summary.columns) - labels.METRIC_NOT_SHOWN
+    assert not columns - set(labels.METRIC_JA), columns - set(labels.METRIC_JA)
+    assert set(summary["member"]) <= set(labels.MEMBER_JA)
+
+
+def test_training_summary_in_japanese(inputs, tmp_path):
+    """The model section of a real training summary (``engine_auc``, ``member``, an English
+    ``note``): AUC shown as 識別能(AUC), the member in words, the note's count in Japanese, the
+    synthetic-data caveat; no column name and no English note."""
+    from scoring.report.labels import SYNTHETIC_JA
+
+    m = inputs.model.metrics
+    summary = pd.DataFrame(
+        {"outcome": m["outcome"], "engine_auc": m["auc"], "lightgbm_auc": m["auc"],
+         "logistic_auc": m["logistic_auc"], "ece": m["ece"], "cal_slope": m["cal_slope"],
+         "cal_intercept": m["cal_intercept"], "brier": m["brier"],
+         "member": ["logistic"] + ["lightgbm"] * (len(m) - 1),
+         "member_weight": [0.0] + [1.0] * (len(m) - 1),
+         "note": ["diabetes: 75 training events < min_events 100: no LightGBM model"]
+         + [""] * (len(m) - 1),
+         "auc_ratio": 0.95, "mae_p_true": 0.02}
+    )  # fmt: skip
+    model = dataclasses.replace(inputs.model, metrics=summary)
+    r = build_report(dataclasses.replace(inputs, model=model), tmp_path, pdf=False)
+    html = r.html.read_text(encoding="utf-8")
+    section = html[html.index('<h2 id="s2"') : html.index('<h2 id="s3"')]
+    assert raw_keys(visible_text(section)) == set()
+    assert "training events" not in html
+    assert "ロジスティック回帰で算出しています(学習データの発症 75 件)" in section
+    assert "<th>識別能(AUC)</th>" in section and SYNTHETIC_JA in section
+    for auc in summary["engine_auc"]:
+        assert f"<td>{auc:.3f}</td>" in section
+    assert "<td>ロジスティック回帰(簡易)</td>" in section
+
+
+def _lines(html: str) -> dict[str, dict[str, str]]:
+    """Pseudonym → the page's first lines and word lines (the notes, the questionnaire)."""
+    out = {}
+    for ps, body in re.findall(r"<section class=r id=p-(\w+)>(.*?)</section>", html, re.S):
+        head = re.search(r"<p class=m>(.*?)</p>", body).group(1)
+        words = dict(re.findall(r"<p class=x><b>(.*?)</b> (.*?)</p>", body))
+        out[ps] = {"head": head, **words}
+    return out
+
+
+def test_questionnaire_answers_are_words(inputs, built):
+    """Every answer of the questionnaire is printed as words on the resident's page
+    (features.declarations.CODE_JA): 喫煙「吸わない」, 飲酒「毎日・1〜2合」, never a code."""
+    from html import unescape
+
+    from data.columns import QUESTIONNAIRE_COLUMNS
+    from features.declarations import CODE_JA, get
+
+    s = inputs.scores.set_index("pseudonym")
+    lines = _lines(built[1])
+    assert len(lines) == 50
+    for ps, page in lines.items():
+        answers = unescape(page["問診"])
+        parts = answers.split(" ・ ")
+        assert len(parts) == len(QUESTIONNAIRE_COLUMNS) - 1  # drinking: one answer of two
+        for q in QUESTIONNAIRE_COLUMNS:
+            if q == "q_alcohol_amount":
+                continue
+            code = s.at[ps, q]
+            word = "未回答" if pd.isna(code) else CODE_JA[q][int(code)]
+            if q == "q_alcohol_freq":
+                amount = s.at[ps, "q_alcohol_amount"]
+                if not pd.isna(code) and code <= 6 and not pd.isna(amount):
+                    word += "・" + CODE_JA["q_alcohol_amount"][int(amount)]
+                assert f"飲酒「{word}」" in parts, (ps, answers)
+            else:
+                assert f"{get(q).ja}「{word}」" in parts, (ps, q, answers)
+        assert not re.search(r"「\d+」", answers)  # no answer printed as its code
+    assert any("飲酒「毎日・" in unescape(p["問診"]) for p in lines.values())
+
+
+def test_no_field_twice_on_a_resident_page(inputs, built, pages):
+    """A page prints each fact once: values in the value table (the notes add only an item's
+    change since the last checkup, other items' values once), answers in the questionnaire
+    line, age and sex in the first line; waterfalls name items without values; the letter
+    line says a reason only where letter and arm do not."""
+    from html import unescape
+
+    from features.declarations import item
+
+    e = inputs.explanations
+    sel = inputs.selection.set_index("pseudonym")
+    lines = _lines(built[1])
+    seen_note = 0
+    for ps, tables in pages.sections.items():
+        page = lines[ps]
+        head = unescape(page["head"])
+        # the letter line: 予防通知(生活習慣)・送付群 / テーマ: … — no 理由 when it says nothing new
+        reason = sel.at[ps, "reason"]
+        implied = reason in ("SENT_ADVICE", "SENT_SEE_DOCTOR", "CONTROL_ARM")
+        assert ("理由:" in head) != implied, head
+        # waterfall rows: the item's label, nothing else
+        labels = {item(k).ja for k in set(e.loc[e["pseudonym"] == ps, "item"]) if k != "bias"
+                  and k not in ("other", "calibration")}  # fmt: skip
+        for t in tables:
+            if t["class"] == "wf":
+                for r in t["rows"][1:-1]:
+                    assert r["cells"][0] in labels or r["cells"][0].startswith(
+                        ("ベースライン", "その他", "較正")
+                    ), r["cells"][0]
+        # notes: each item once; value-table items only with their change
+        notes = unescape(page.get("上の表にない値", ""))
+        entries = notes.split(" ・ ") if notes else []
+        names = [x.split(" ")[0] for x in entries]
+        assert len(names) == len(set(names)), notes
+        (kv,) = [t for t in tables if t["class"] == "kv"]
+        for x in entries:
+            name, text = x.split(" ", 1)
+            key = next(k for k in set(e["item"]) if k not in ("bias", "other", "calibration")
+                       and item(k).ja == name)  # fmt: skip
+            in_table = key in ("hba1c", "glucose", "blood_pressure", "adiposity", "tg", "hdl",
+                               "ldl", "alt", "ggt", "kidney")  # fmt: skip
+            assert text.startswith("前回比 ") == in_table, x
+            assert key not in ("age", "sex", "smoking", "alcohol") and not key.startswith("q_")
+            seen_note += 1
+        kv_text = " ".join(c for r in kv["rows"] for c in r["cells"])
+        assert "前回比" not in kv_text
+    assert seen_note  # the fixture has notes
+
+
+def test_letter_line_says_a_reason_only_when_new(inputs, pages, tmp_path):
+    """A resident without a letter place (here: over budget) gets the reason on the page."""
+    sel = inputs.selection.copy()
+    ps = pages.order[0]
+    row = sel["pseudonym"] == ps
+    sel["reason"] = sel["reason"].astype("string")
+    sel.loc[row, ["reason", "arm", "sent", "rank"]] = ["OVER_BUDGET", None, False, None]
+    r = build_report(dataclasses.replace(inputs, selection=sel), tmp_path, pdf=False)
+    head = _lines(r.html.read_text(encoding="utf-8"))[ps]["head"]
+    assert "理由: 予算枠外" in head and "OVER_BUDGET" not in head
