@@ -26,7 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     import pandas as pd
 
-    from data.framingham import default_path, framingham_benchmark
+    from data.framingham import default_path
+    from models.framingham import framingham_benchmark
 
     pd.set_option("display.width", 200)
     t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Framingham teaching dataset → the checkup contract, and a benchmark on it (実データ検証).
+"""Framingham teaching dataset → the checkup contract (実データ検証); the benchmark that trains
+on it is models.framingham.
 
 Purpose: run the same pipeline (bundle → ingest → features → labels → models) on a real
 longitudinal cohort and report LightGBM against logistic regression. The data are the NHLBI
@@ -53,8 +54,6 @@ when either is known.
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +61,8 @@ import pandas as pd
 
 __all__ = [
     "BASE_FISCAL_YEAR",
-    "FraminghamResult",
     "adapt",
     "default_path",
-    "framingham_benchmark",
-    "framingham_config",
     "read_framingham",
     "relabel_diabetes",
     "write_framingham_bundle",
@@ -203,71 +199,3 @@ def relabel_diabetes(checkups: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFra
     ok_0 = now["ok"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     out["at_risk_diabetes"] = ok_0 & ~met_0
     return out
-
-
-def framingham_config(seed: int = 0):
-    """ModelConfig for ~7,000 index rows: small trees, person split, no value forecasts."""
-    from models.config import LGBMParams, ModelConfig, SplitConfig
-
-    return ModelConfig(
-        outcomes=("hypertension", "diabetes"),
-        lgbm=LGBMParams(
-            num_leaves=7,
-            max_depth=3,
-            learning_rate=0.03,
-            n_estimators=1000,
-            early_stopping_rounds=100,
-            min_child_samples=40,
-            seed=seed,
-        ),  # fmt: skip
-        split=SplitConfig(group="person", test_person_share=0.3, val_person_share=0.25),
-        top_k=200,
-        age_bands=((30, 49), (50, 59), (60, 69), (70, 99)),
-        forecasts=False,
-    )
-
-
-@dataclass
-class FraminghamResult:
-    """Test AUCs per outcome and model, the member chosen on validation, row counts."""
-
-    auc: pd.DataFrame  # outcome × (engine, lightgbm, logistic, points)
-    selection: pd.DataFrame  # candidates' validation AUC per outcome, chosen flag
-    splits: pd.DataFrame  # rows / events per outcome and split
-    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    def table(self) -> pd.DataFrame:
-        chosen = self.selection[self.selection["chosen"]].set_index("outcome")
-        out = self.auc.copy()
-        out["member"] = chosen["member"].reindex(out.index)
-        out["weight"] = chosen["weight"].reindex(out.index)
-        return out
-
-
-def framingham_benchmark(path: Path | None = None, seed: int = 0) -> FraminghamResult:
-    """Adapt → bundle → ingest (tmp store) → features/labels → train → test AUCs."""
-    from data.ingest import ingest
-    from data.store import read_checkups
-    from features import build_features, build_labels
-    from models.run import train_and_evaluate
-
-    old = os.environ.get("KENSHIN_PSEUDONYM_KEY")
-    os.environ.setdefault("KENSHIN_PSEUDONYM_KEY", "framingham-benchmark")
-    try:
-        with tempfile.TemporaryDirectory() as tmp_name:
-            tmp = Path(tmp_name)
-            write_framingham_bundle(tmp / "bundle", path)
-            ingest(tmp / "bundle", tmp / "store")
-            stored = read_checkups(tmp / "store")
-    finally:
-        if old is None:
-            os.environ.pop("KENSHIN_PSEUDONYM_KEY", None)
-    features = build_features(stored)
-    labels = relabel_diabetes(stored, build_labels(stored))
-    config = framingham_config(seed)
-    _, report = train_and_evaluate(features, labels, config)
-    m = report.metrics[report.metrics["slice"] == "all"]
-    auc = m.pivot(index="outcome", columns="model", values="auc")
-    auc = auc[[c for c in ("engine", "lightgbm", "logistic", "points") if c in auc]]
-    auc = auc.reindex(list(config.outcomes))
-    return FraminghamResult(auc, report.selection, report.splits, report.summary())

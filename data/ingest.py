@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data import store as store_mod
 from data.columns import CHECKUP_COLUMNS, TABLES
+from data.errors import BadInputError
 from data.files import unwritable_reason
 from data.judgements import facility_agreement
 from data.normalise import QUESTIONNAIRE_CODINGS, QuestionnaireCoding
@@ -33,7 +34,6 @@ from data.validate import (
     validate_contacts,
     validate_enrollment,
 )
-from kenshin.errors import BadInputError
 
 STORE_VERSION = 1  # bump when the stored layout or normalisation changes
 

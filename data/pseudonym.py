@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kenshin.errors import BadInputError
+from data.errors import BadInputError
 
 PSEUDONYM_LENGTH = 16
 KEY_ENV = "KENSHIN_PSEUDONYM_KEY"

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.columns import REQUIRED, TABLES
-from kenshin.errors import BadInputError
+from data.errors import BadInputError
 
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"

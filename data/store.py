@@ -116,7 +116,7 @@ def read_manifest(store: Path) -> dict:
     or truncated data file (or a damaged manifest) is bad input naming the file and the fix;
     the check runs once per process and manifest.
     """
-    from kenshin.errors import BadInputError
+    from data.errors import BadInputError
 
     store = Path(store)
     path = store / MANIFEST
@@ -218,7 +218,7 @@ def store_lock(store: Path) -> Iterator[None]:
     ``flock`` on ``.NAME.lock`` beside the store: the kernel releases it when its holder dies,
     so a killed ingest never leaves a stale lock.
     """
-    from kenshin.errors import BadInputError
+    from data.errors import BadInputError
 
     store = Path(store).resolve()
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +244,7 @@ def _validated(schema, frame: pd.DataFrame, store: Path, table: str) -> pd.DataF
     """Check a table read from the store; a store of another layout is bad input (re-ingest)."""
     from pandera.errors import SchemaError, SchemaErrors
 
-    from kenshin.errors import BadInputError
+    from data.errors import BadInputError
 
     try:
         return schema.validate(frame)

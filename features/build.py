@@ -42,6 +42,7 @@ __all__ = [
     "build_features",
     "index_row_mask",
     "sort_checkups",
+    "to_matrix",
 ]
 
 DAYS_PER_YEAR = 365.25
@@ -300,3 +301,12 @@ def build_features(checkups: pd.DataFrame, config: FeatureConfig | None = None) 
 
         frame = FEATURES_SCHEMA.validate(frame)
     return frame
+
+
+def to_matrix(features: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Declared features as a float64 matrix (NaN = missing; codes stay integer-valued): what
+    every model is fitted on and scores."""
+    missing = [n for n in names if n not in features.columns]
+    if missing:
+        raise ValueError(f"features lack declared columns {missing[:5]}…; rebuild the features")
+    return np.column_stack([features[n].to_numpy(dtype="float64", na_value=np.nan) for n in names])

@@ -18,15 +18,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from data.errors import BadInputError as BadInputError  # the bottom layer's, re-exported
+
 #: Longest message printed on the terminal (the log has the whole message).
 SHORT_MESSAGE_CHARS = 200
-
-
-class BadInputError(Exception):
-    """A file-level or argument problem: the command stops with exit code 2.
-
-    The message is one line naming the file (and row/column where it helps) and what was expected.
-    """
 
 
 def one_line(text: str, limit: int | None = None) -> str:

@@ -295,8 +295,8 @@ def _sqlite_path(uri: str) -> Path:
 def _try_write(folder: Path, what: str) -> None:
     """Stop with a one-line reason unless a file can be created in ``folder`` (or its nearest
     existing ancestor): :func:`data.files.unwritable_reason`."""
+    from data.errors import BadInputError
     from data.files import unwritable_reason
-    from kenshin.errors import BadInputError
 
     reason = unwritable_reason(folder)
     if reason:
@@ -313,7 +313,7 @@ def check_writable(workdir: Path | str = "work") -> None:
     Tried by creating a file: ``os.access`` says yes to root and on read-only mounts. A remote
     tracking server is not checked here.
     """
-    from kenshin.errors import BadInputError
+    from data.errors import BadInputError
 
     workdir = Path(workdir)
     _try_write(workdir, "the work folder")
@@ -833,9 +833,9 @@ def promote(
     import mlflow
     from mlflow import MlflowClient
 
+    from data.errors import BadInputError
     from data.store import read_manifest
     from features.pipeline import TrainingTablesConfig, build_training_tables
-    from kenshin.errors import BadInputError
 
     policy = policy or PromotionPolicy()
     exp_id = configure_tracking(workdir)

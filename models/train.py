@@ -50,7 +50,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.build import as_float
+from data.errors import BadInputError
+from features.build import as_float, to_matrix
 from features.declarations import (
     FEATURE_SET_VERSION,
     categorical_features,
@@ -59,7 +60,6 @@ from features.declarations import (
 )
 from features.labels import training_set
 from features.masking import GLUCOSE_PATTERNS, affected_features, glucose_pattern, masked_columns
-from kenshin.errors import BadInputError
 from models.baselines import POINT_ITEMS, fit_logistic
 from models.calibration import Calibrator, fit_calibrator
 from models.config import MaskingConfig, ModelConfig, SplitConfig
@@ -91,14 +91,6 @@ __all__ = [
 #: scores slower with 2 threads than with 1 (bench/README.md); set KENSHIN_PREDICT_THREADS on
 #: an idle machine with more cores.
 PREDICT_THREADS = int(os.environ.get("KENSHIN_PREDICT_THREADS", "1"))
-
-
-def to_matrix(features: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """Declared features as a float64 matrix (NaN = missing; codes stay integer-valued)."""
-    missing = [n for n in names if n not in features.columns]
-    if missing:
-        raise ValueError(f"features lack declared columns {missing[:5]}…; rebuild the features")
-    return np.column_stack([features[n].to_numpy(dtype="float64", na_value=np.nan) for n in names])
 
 
 @dataclass

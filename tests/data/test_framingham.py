@@ -74,7 +74,7 @@ def hanley_mcneil_se(auc, n_pos, n_neg):
 
 
 def test_benchmark_engine_does_not_lose_to_logistic_regression():
-    from data.framingham import framingham_benchmark
+    from models.framingham import framingham_benchmark
 
     res = framingham_benchmark()
     t = res.table()

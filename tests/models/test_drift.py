@@ -60,7 +60,8 @@ def test_reference_is_the_latest_training_year():
     would flag them all; the latest training year (test year − 2) matches today's residents."""
     import pandas as pd
 
-    from models.train import drift_reference, to_matrix
+    from features.build import to_matrix
+    from models.train import drift_reference
 
     rng = np.random.default_rng(3)
     years = np.repeat(np.arange(2019, 2025), 2_000)

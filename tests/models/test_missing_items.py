@@ -150,9 +150,9 @@ def test_a_missing_optional_item_is_not_a_signal(trained):
 
 
 def test_rows_are_scored_by_the_model_of_their_pattern(trained, ward_and_truth):
+    from features.build import to_matrix
     from features.declarations import feature_names
     from features.masking import glucose_pattern
-    from models.train import to_matrix
 
     engine, _ = trained
     ward, _ = ward_and_truth
