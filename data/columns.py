@@ -114,6 +114,12 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 #: Outcomes judged at a checkup (docs/contract.md §Outcomes).
 OUTCOMES = ("diabetes", "hypertension", "dyslipidemia", "metabolic_syndrome", "ckd", "liver")
 
+#: Age bands of 特定健診 reporting (年齢階級, inclusive years): model slices, the control-arm
+#: strata, the staff report. Defined once; the others derive from it.
+AGE_BANDS: tuple[tuple[int, int], ...] = ((40, 49), (50, 59), (60, 64), (65, 74))
+#: The same bands as left-closed edges for pd.cut: 40, 50, 60, 65, 75.
+AGE_BAND_EDGES: tuple[int, ...] = (*(lo for lo, _ in AGE_BANDS), AGE_BANDS[-1][1] + 1)
+
 #: Columns ingest derives (added to the stored checkups table).
 DERIVED_COLUMNS: dict[str, Kind] = {
     "fiscal_year": "int",

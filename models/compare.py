@@ -33,7 +33,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from data.columns import OUTCOMES
+from data.columns import AGE_BANDS, OUTCOMES
 from data.store import read_manifest
 from features.declarations import feature_names
 from features.declarations import get as declaration
@@ -380,9 +380,8 @@ def reliability(scored: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
 
 
 def sex_age_metrics(
-    scored: pd.DataFrame, age_bands: tuple[tuple[int, int], ...] = ((40, 49), (50, 59),
-                                                                    (60, 64), (65, 74)),
-) -> pd.DataFrame:  # fmt: skip
+    scored: pd.DataFrame, age_bands: tuple[tuple[int, int], ...] = AGE_BANDS
+) -> pd.DataFrame:
     """Metrics per model, outcome, sex × age band on the scored rows (rows outside every band
     are left out). Columns: model, outcome, sex, age_band, n, events, event_rate, mean_p, auc,
     pr_auc, brier, cal_slope, cal_intercept, ece (AUC NaN in a cell with one class only)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from data.columns import OUTCOMES, QUESTIONNAIRE_COLUMNS
+from data.columns import AGE_BANDS, OUTCOMES, QUESTIONNAIRE_COLUMNS
 
 __all__ = [
     "FORECAST_ITEMS",
@@ -189,7 +189,7 @@ class ModelConfig:
     monotone: bool = True
     top_k: int = 1000
     horizon_years: int = 1
-    age_bands: tuple[tuple[int, int], ...] = ((40, 49), (50, 59), (60, 64), (65, 74))
+    age_bands: tuple[tuple[int, int], ...] = AGE_BANDS
     slices: tuple[str, ...] = ("sex", "age_band")
     baselines: bool = True
     forecasts: bool = True

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from data.columns import OUTCOMES
+from data.columns import AGE_BAND_EDGES, OUTCOMES
 from data.judgements import outcomes_met, referral_values
 
 DEFAULT_CONFIG = Path(__file__).with_name("selection.toml")
@@ -68,7 +68,7 @@ REASONS = (
     "NO_CONTACT",
     "CONTACT_INVALID",
 )
-AGE_BANDS = (40, 50, 60, 65, 75)
+AGE_BANDS = AGE_BAND_EDGES  # the strata of the control arm
 
 
 class Budget(BaseModel):

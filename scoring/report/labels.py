@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from data.columns import OUTCOMES
+from data.columns import AGE_BANDS, OUTCOMES
 from features import declarations
 from scoring.letters.catalogue import load_catalogue
 
@@ -45,7 +45,7 @@ FLAG_JA: dict[int, str] = {0: "基準内", 1: "保健指導", 2: "受診勧奨"}
 STATUS_JA: dict[str, str] = {"shift": "変化大", "watch": "要注意", "ok": "安定", "n/a": "算出不可"}
 
 #: Age bands of the cohort summary (scoring.select.AGE_BANDS): [40,50) [50,60) [60,65) [65,75).
-AGE_BAND_JA = ("40-49歳", "50-59歳", "60-64歳", "65-74歳")
+AGE_BAND_JA = tuple(f"{lo}-{hi}歳" for lo, hi in AGE_BANDS)
 
 #: Key items shown against the judgement values, in the order of the letters' table.
 KEY_ITEMS = (
