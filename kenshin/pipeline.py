@@ -332,12 +332,26 @@ def run_train(
     follow_up = follow_up_report(labels, truth_df, read_enrollment(store))
     step(1)
     engine, report = train_and_evaluate(features, labels, config or ModelConfig(), truth_df)
+    from data.store import read_checkups
+    from models.evaluate import ReportTable
+    from models.lab_response import fit_lab_response
+
+    checkups = read_checkups(store)
+    # what-if: laboratory values follow the lever (training years only; pickled with the engine)
+    engine.lab_response = fit_lab_response(checkups, before_year=report.test_year)
+    report.extra["lab_response"] = ReportTable(
+        "What-if: within-year response of laboratory values to the levers",
+        engine.lab_response,
+        f"OLS of first differences between consecutive checkups (fiscal years before "
+        f"{report.test_year}): Δlab ~ Σ β·Δlever with intercept. coef = β where |t| ≥ 2 and "
+        "its sign lowers risk when the lever improves (declared directions), else 0; a "
+        "what-if moves the edited checkup's labs by coef·Δlever (models.lab_response).",
+    )
     if truth_df is not None:  # synthetic ward: what-if against the true counterfactual
-        from data.store import read_checkups
         from scoring.whatif_truth import whatif_truth_report
 
         whatif = whatif_truth_report(
-            engine, read_checkups(store), labels, truth_df, report.test_year,
+            engine, checkups, labels, truth_df, report.test_year,
             config or ModelConfig(), tables_config.features,
         )  # fmt: skip
         if whatif is not None:

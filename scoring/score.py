@@ -11,7 +11,11 @@ and writes the files of :mod:`scoring.contracts`.
 * **What-if** (もしも): each scenario of ``scoring.toml`` edits the index checkup as the resident
   would (e.g. weight −3 kg, quit smoking), only where its ``when`` conditions hold; the edited
   history is rebuilt into features (so BMI, メタボ判定, 階層化 and flags follow) and re-scored
-  through the same model. The declarations drive it: a scenario may only edit modifiable
+  through the same model. Where the engine carries a lab-response table (models.lab_response,
+  fitted at training; ``scenario_lab_response``) the edited checkup's laboratory values with
+  a declared direction follow the lever (weight −3 kg also lowers SBP, HbA1c …), only the
+  risk-lowering way; the labs' undeclared history features keep their values. The
+  declarations drive it: a scenario may only edit modifiable
   items with a declared direction (features.declarations ``monotone``), only in their
   risk-lowering direction, and applies only where it moves the resident that way. The models
   are monotone in the same declarations, so a scenario never raises a risk; a scenario that
@@ -42,10 +46,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
 from data.normalise import derive_bmi
-from features.build import FeatureConfig, build_features
+from features.build import FeatureConfig, build_features, to_matrix
 from features.declarations import DECLARATIONS, item, item_matrix
 from models.explain import group_contributions
-from models.train import to_matrix
+from models.lab_response import lab_shift
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
 
@@ -71,6 +75,8 @@ _ALLOWED = {d.name: d.allowed for d in DECLARATIONS if d.allowed}
 _MODIFIABLE = {d.name: d.modifiable for d in DECLARATIONS}
 #: Declared medical direction of the checkup items a scenario may edit (risk-lowering = −d).
 _DIRECTION = {d.name: d.monotone for d in DECLARATIONS if d.modifiable and d.monotone}
+#: Declared direction of every feature (0: none, the models are not monotone in it).
+_FEATURE_DIRECTION = {d.name: d.monotone for d in DECLARATIONS}
 
 _WEIGHT = (("bmi", "ge", 23.0),)
 _DRINKING = (("alcohol_g_per_day", "ge", 20.0),)
@@ -218,6 +224,9 @@ class ScoringConfig(BaseModel):
     #: A scenario is offered (report, letters, best scenario) only where it lowers the risk by
     #: at least this much (probability; 0.001 = 0.1 percentage point).
     scenario_min_drop: float = Field(0.001, ge=0, lt=1)
+    #: Move the edited checkup's laboratory values with the lever (the engine's lab-response
+    #: table, models.lab_response: only risk-lowering, statistically clear coefficients).
+    scenario_lab_response: bool = True
     risk_bands: RiskBands = RiskBands()
     scenarios: tuple[Scenario, ...] = Field((), alias="scenario")
 
@@ -376,8 +385,12 @@ def scenario_features(
     base: pd.DataFrame,
     scenario: Scenario,
     config: FeatureConfig,
+    lab_response: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """(rows of ``index`` the scenario applies to, their features with the scenario applied).
+
+    ``lab_response``: a models.lab_response table; where given, the edited checkup's laboratory
+    values move with the levers (:func:`models.lab_response.lab_shift`).
 
     Only the last ``slope_window`` checkups can move a feature (changes and slopes look back at
     most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
@@ -398,9 +411,17 @@ def scenario_features(
     hist = hist[back < config.slope_window].reset_index(drop=True)
     last = np.r_[hist["pseudonym"].to_numpy()[1:] != hist["pseudonym"].to_numpy()[:-1], True]
     edited = apply_scenario(hist.loc[last], scenario)
+    if lab_response is not None:
+        edited = lab_shift(hist.loc[last], edited, lab_response)
     hist = pd.concat([hist.loc[~last], edited]).sort_index()
     feats = index_features(hist, who.reset_index(drop=True), replace(config, validate=False))
     feats["n_prior_checkups"] = base.loc[applies, "n_prior_checkups"].to_numpy()
+    if lab_response is not None:
+        # A moved lab also moves its undeclared history features (change since last year…),
+        # in which the models are not monotone: those keep their unchanged values (the edits
+        # of the levers alone move declared features only), so the what-if stays monotone.
+        fixed = [c for c in feats.columns if c in base.columns and not _FEATURE_DIRECTION.get(c)]
+        feats[fixed] = base.loc[applies, fixed].set_axis(feats.index)
     return applies, feats
 
 
@@ -416,11 +437,15 @@ def scenario_risks(
     base: pd.DataFrame,
     scenarios: tuple[Scenario, ...],
     feature_config: FeatureConfig,
+    lab_response: bool = True,
 ):
     """Per scenario: ``(scenario, rows of index it applies to, their risks with it applied)``;
-    the risks (:meth:`predict_proba` frame) are None where it applies to nobody."""
+    the risks (:meth:`predict_proba` frame) are None where it applies to nobody.
+    ``lab_response``: move laboratory values with the levers where the engine carries a
+    lab-response table (``engine.lab_response``; engines without one: levers only)."""
+    table = getattr(engine, "lab_response", None) if lab_response else None
     for sc in scenarios:
-        applies, feats = scenario_features(history, index, base, sc, feature_config)
+        applies, feats = scenario_features(history, index, base, sc, feature_config, table)
         rows = np.flatnonzero(applies)
         p = engine.predict_proba(to_matrix(feats, engine.feature_names)) if len(rows) else None
         yield sc, rows, p
@@ -441,7 +466,7 @@ def whatif_direction(
     risk = engine.predict_proba(to_matrix(base, engine.feature_names))
     rows_out = []
     for sc, rows, p in scenario_risks(engine, history, index, base, config.scenarios,
-                                      feature_config):  # fmt: skip
+                                      feature_config, config.scenario_lab_response):  # fmt: skip
         for o in engine.outcomes:
             d = (
                 p[f"risk_{o}"].to_numpy() - risk[f"risk_{o}"].to_numpy()[rows]
@@ -482,7 +507,7 @@ def score_chunk(
     after = {o: risk[f"risk_{o}"].to_numpy(copy=True) for o in engine.outcomes}
     best = {o: np.full(len(index), None, dtype=object) for o in engine.outcomes}
     for sc, rows, p in scenario_risks(engine, history, index, base, config.scenarios,
-                                      feature_config):  # fmt: skip
+                                      feature_config, config.scenario_lab_response):  # fmt: skip
         for o in engine.outcomes:
             v = np.full(len(index), np.nan)
             if p is not None:

@@ -53,11 +53,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureConfig
+from features.build import FeatureConfig, to_matrix
 from models.config import ModelConfig
 from models.evaluate import ReportTable
 from models.split import assign_split, person_hash
-from models.train import to_matrix
 from scoring.score import ScoringConfig, index_features, load_scoring_config, scenario_risks
 
 __all__ = [
@@ -156,8 +155,9 @@ def whatif_truth_table(
     min_drop = max(config.scenario_min_drop, 1e-12)
     rows_out = []
     for sc, rows, p in scenario_risks(
-        engine, history, index, base, config.scenarios, feature_config
-    ):
+        engine, history, index, base, config.scenarios, feature_config,
+        config.scenario_lab_response,
+    ):  # fmt: skip
         for o in engine.outcomes:
             row = {"scenario": sc.key, "outcome": o, "n_applicable": 0, "n_offered": 0}
             col = f"p_true_{o}__{sc.key}"

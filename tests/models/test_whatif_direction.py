@@ -22,13 +22,18 @@ TOLERANCE = 0.001
 
 @pytest.fixture(scope="module")
 def ward_engine(tmp_path_factory):
+    from data.store import read_checkups
     from models.config import ModelConfig
+    from models.lab_response import fit_lab_response
     from models.train import train_engine
     from tests.models.ward_helpers import make_ward
 
     ward = make_ward(tmp_path_factory.mktemp("whatif"), residents=3_000, years=6, seed=7)
     config = ModelConfig(forecasts=False, min_events=0)
     engine, _ = train_engine(ward.features, ward.labels, config)
+    # as run_train does: the labs follow the levers in every what-if below
+    engine.lab_response = fit_lab_response(read_checkups(ward.store), engine.test_year)
+    assert (engine.lab_response["coef"] != 0).sum() >= 3
     return ward, engine
 
 
@@ -116,8 +121,9 @@ def test_scenarios_move_every_feature_towards_lower_risk(ward_engine):
     fc = FeatureConfig()
     base = index_features(ward.history, ward.index, fc)
     direction = {d.name: d.monotone for d in DECLARATIONS}
-    for sc in load_scoring_config().scenarios:
-        applies, feats = scenario_features(ward.history, ward.index, base, sc, fc)
+    for sc, table in [(sc, t) for sc in load_scoring_config().scenarios
+                      for t in (None, engine.lab_response)]:  # fmt: skip
+        applies, feats = scenario_features(ward.history, ward.index, base, sc, fc, table)
         assert applies.any(), sc.key
         before = base.loc[applies, engine.feature_names].reset_index(drop=True)
         after = feats[engine.feature_names].reset_index(drop=True)
@@ -145,3 +151,29 @@ def test_set_scenarios_apply_only_where_they_lower_risk(ward_engine):
     applies, _ = scenario_features(ward.history, ward.index, base, sc, fc)
     smoking = base["q_smoking"].to_numpy(dtype="float64", na_value=np.nan)
     np.testing.assert_array_equal(applies, smoking == 1)
+
+
+def test_lab_response_lowers_risk_at_least_as_much(ward_engine):
+    """With the labs following the lever the risk falls at least as far as with the lever
+    alone (the labs move only the risk-lowering way), and further for some residents."""
+    from features.build import FeatureConfig
+    from scoring.score import index_features, load_scoring_config, scenario_risks
+
+    ward, engine = ward_engine
+    fc = FeatureConfig()
+    base = index_features(ward.history, ward.index, fc)
+    scenarios = load_scoring_config().scenarios
+    args = (engine, ward.history, ward.index, base, scenarios, fc)
+    further = 0
+    for (sc, rows, p), (_, rows0, p0) in zip(
+        scenario_risks(*args, lab_response=True), scenario_risks(*args, lab_response=False),
+        strict=True,
+    ):  # fmt: skip
+        np.testing.assert_array_equal(rows, rows0)
+        if p is None:
+            continue
+        for o in engine.outcomes:
+            a, b = p[f"risk_{o}"].to_numpy(), p0[f"risk_{o}"].to_numpy()
+            assert (a <= b + 1e-12).all(), (sc.key, o, float((a - b).max()))
+            further += int((a < b - 1e-6).sum())
+    assert further > 0
