@@ -394,29 +394,40 @@ def print_train_summary(console: Console, report, run) -> None:
     table = Table(
         title=data_text(f"kenshin-risk v{run.version} (challenger), test year {report.test_year}"),
         caption="ratio: AUC ÷ AUC of the true probabilities (synthetic truth); LR, points: "
-        "baselines' AUC; drivers: rows with ≥1 true driver among the top 3 clinical items / "
-        "constant guess (all test rows; high: the top 10% of predicted risk)",
+        "baselines' AUC",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    cols = ["outcome", "AUC", "ratio", "ECE", "slope", "LR", "points", "drivers", "high"]
+    cols = ["outcome", "AUC", "ratio", "ECE", "slope", "LR", "points"]
     for c in cols:
         table.add_column(c, justify="left" if c == "outcome" else "right",
                          no_wrap=True)  # fmt: skip
     members = []
+    drivers = Table(
+        title="driver agreement: model / constant guess",
+        caption="residents with ≥1 true driver among the model's top 3 clinical items (high: "
+        "the top 10% of predicted risk; actionable: age, sex, height, history left out)",
+        box=box.SIMPLE_HEAD,
+    )
+    for c in ("outcome", "all rows", "high risk", "high, actionable"):
+        drivers.add_column(c, justify="left" if c == "outcome" else "right", no_wrap=True)
     for o, r in s.iterrows():
-        drivers, high = (_pair(r.get(k), r.get(k + "_baseline"))
-                         for k in ("driver_any", "driver_high_any"))  # fmt: skip
+        pairs = [_pair(r.get(k), r.get(k + "_baseline")) for k in
+                 ("driver_any", "driver_high_any", "driver_high_actionable_any")]  # fmt: skip
+        if any(p != "–" for p in pairs):
+            drivers.add_row(data_text(o), *pairs)
         member = str(r.get("member", "lightgbm"))
         if member != "lightgbm":
             members.append(f"{o}: {member} (weight {_f(r.get('member_weight'), '{:.2f}')})")
         table.add_row(
             data_text(o), _f(r.get("engine_auc", r.get("lightgbm_auc"))), _f(r.get("auc_ratio")),
             _f(r.get("ece")), _f(r.get("cal_slope"), "{:.2f}")[:6], _f(r.get("logistic_auc")),
-            _f(r.get("points_auc")), drivers, high,
+            _f(r.get("points_auc")),
         )  # fmt: skip
     console.print(table)
+    if drivers.row_count:
+        console.print(drivers)
     if members:
         _say(console, "not LightGBM alone (chosen on validation): " + "; ".join(members))
     for note in getattr(report, "notes", []):  # small outcomes: fallback member or switched off

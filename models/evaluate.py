@@ -448,6 +448,8 @@ class EvaluationReport:
                 "driver_any_baseline",
                 "driver_high_any",
                 "driver_high_any_baseline",
+                "driver_high_actionable_any",
+                "driver_high_actionable_any_baseline",
             ]
             cols = [c for c in cols if c in s]
             out = out.join(s[cols])

@@ -296,6 +296,7 @@ def test_train_summary_prints_every_outcome(registry):
     for o in registry.engine.outcomes:
         assert o in out
     assert "coverage" in out and registry.run.run_id in out
+    assert "driver agreement" in out and "…" not in out  # every figure fits 80 columns whole
 
 
 def test_the_gate_is_a_pure_function_of_figures_and_policy():
