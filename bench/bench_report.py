@@ -5,7 +5,7 @@ Usage: ``.venv/bin/python bench/bench_report.py [--scored 100000] [--explained 2
 defaults: those of ``ReportConfig``).
 
 Inputs are seeded synthetic frames that follow scoring.contracts (scoring.report.synthetic;
-the selection is made by scoring.select). Prints the time of each step (validation, resident
+the selection is made by scoring.selection). Prints the time of each step (validation, resident
 pages, HTML, PDF), the HTML size (total and per resident), and the PDF figures: pages, resident
 pages, bytes, seconds (per resident page, and CPU seconds of the Typst workers per resident
 page), the parts typeset and the most memory one part's worker added; then the peak RSS of this

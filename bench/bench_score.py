@@ -101,7 +101,7 @@ def main() -> None:
         t0 = time.perf_counter()
         make_ward(train, args.train_residents, env=env)
         _child(
-            "from pathlib import Path; from kenshin.pipeline import run_train; "
+            "from pathlib import Path; from kenshin.commands import run_train; "
             "from models.registry import promote; "
             f"run_train(Path({str(train / 'store')!r}), Path({str(train / 'work')!r})); "
             f"promote(Path({str(train / 'work')!r}))",
@@ -131,7 +131,7 @@ def main() -> None:
         "import json, resource; from pathlib import Path; "
         "from kenshin.annual import AnnualRunConfig, run_annual; "
         "from scoring.score import load_scoring_config; "
-        "from scoring.select import Budget, load_config; "
+        "from scoring.selection import Budget, load_config; "
         f"sel = load_config().model_copy(update={{'budget': Budget(advice={budget}, "
         f"see_doctor={budget})}}); "
         f"cfg = AnnualRunConfig(store=Path({str(score_ward / 'store')!r}), fiscal_year={FY}, "

@@ -29,7 +29,7 @@ def make_ward(
     """
     bundle, store = Path(folder) / "bundle", Path(folder) / "store"
     code = (
-        "from pathlib import Path; from kenshin.pipeline import run_synth; "
+        "from pathlib import Path; from kenshin.commands import run_synth; "
         f"run_synth(Path({str(bundle)!r}), {residents}, {years}, {seed}, {last_fiscal_year}, "
         f"{fmt!r}, dirty={dirty})"
     )

@@ -10,7 +10,7 @@ Public API::
 from features.build import FeatureConfig, build_features
 from features.declarations import FEATURE_SET_VERSION, feature_names
 from features.labels import LabelConfig, build_labels, follow_up_report, training_set
-from features.pipeline import TrainingTablesConfig, build_training_tables
+from features.tables import TrainingTablesConfig, build_training_tables
 
 __all__ = [
     "FEATURE_SET_VERSION",

@@ -14,7 +14,7 @@ Decisions recorded here:
   carry the ``scenario_tags`` of their item so a scenario engine knows they move with it.
 * ``monotone`` is the declared **medical direction** (+1: risk never falls as the value rises,
   all else equal; −1: risk never rises as the value rises; 0: no declared direction). LightGBM's
-  ``monotone_constraints`` and the logistic member's clipped coefficients (models.select) enforce
+  ``monotone_constraints`` and the logistic member's clipped coefficients (models.member_choice) enforce
   it for every outcome, and a what-if scenario (scoring.score) may only move a feature in its
   risk-lowering direction (−monotone). Declared:
 

@@ -51,7 +51,7 @@ from scoring.contracts import (
     scores_schema,
 )
 from scoring.score import ScoringConfig, eligible_residents, explain, score_chunk
-from scoring.select import SelectionConfig, select
+from scoring.selection import SelectionConfig, select
 
 DEFAULT_MODEL = "models:/kenshin-risk@champion"
 #: Columns of the scores table the selection needs in memory (the rest stays on disk).
@@ -766,7 +766,7 @@ def _letter_requests(
 
 def _report(cfg, out: Path, selection, explanations, drift, summary, counts) -> dict[str, Path]:
     """The staff report (scoring.report) in ``out``: HTML with every explained resident, PDF."""
-    from scoring.report import ReportConfig, ReportInputs, Scenario, build_report
+    from scoring.report import ReportConfig, ReportInputs, ScenarioLabel, build_report
 
     inputs = ReportInputs(
         scores=pd.read_parquet(out / "scores.parquet"),
@@ -776,7 +776,7 @@ def _report(cfg, out: Path, selection, explanations, drift, summary, counts) -> 
         model=summary,
         fiscal_year=cfg.fiscal_year,
         scoring_date=cfg.day.date(),
-        scenarios=tuple(Scenario(s.key, s.label_ja) for s in cfg.scoring.scenarios),
+        scenarios=tuple(ScenarioLabel(s.key, s.label_ja) for s in cfg.scoring.scenarios),
         summary={k: int(v) for k, v in counts.items()},
     )
     built = build_report(
@@ -843,7 +843,7 @@ def run_scoring_command(
     from pydantic import ValidationError
 
     from scoring.score import load_scoring_config
-    from scoring.select import Budget, load_config
+    from scoring.selection import Budget, load_config
 
     try:
         scoring = load_scoring_config(scoring_config)

@@ -188,7 +188,7 @@ def synth(
     ] = 0.3,
 ) -> None:
     """Write a synthetic ward's input bundle (+ truth.csv)."""
-    from kenshin.pipeline import run_synth
+    from kenshin.commands import run_synth
 
     fiscal_year("--last-fiscal-year", last_fiscal_year)
     fiscal_year("--letter-year", letter_year)
@@ -231,7 +231,7 @@ def evaluate_letters(
 
     介入効果の評価 (evaluation of the letters).
     """
-    from kenshin.pipeline import print_evaluation, run_evaluate
+    from kenshin.commands import print_evaluation, run_evaluate
 
     fiscal_year("--year", year)
     result, paths = run_evaluate(store, year, scores)
@@ -272,7 +272,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Validate a bundle and load it into the pseudonymised Parquet store."""
-    from kenshin.pipeline import print_ingest_summary, run_ingest
+    from kenshin.commands import print_ingest_summary, run_ingest
 
     with progress() as bar:
         result = run_ingest(
@@ -293,7 +293,7 @@ def features(
     ] = None,
 ) -> None:
     """Build the as-of features and labels; report who has no follow-up checkup."""
-    from kenshin.pipeline import print_follow_up, run_features
+    from kenshin.commands import print_follow_up, run_features
 
     result = run_features(store, out, truth)
     print_follow_up(console, result["follow_up"])
@@ -314,7 +314,7 @@ def train(
     ] = None,
 ) -> None:
     """Train, evaluate, log to MLflow and register kenshin-risk@challenger."""
-    from kenshin.pipeline import print_train_summary, run_train
+    from kenshin.commands import print_train_summary, run_train
 
     prepare_tracking(workdir)
     with progress() as bar:
@@ -337,7 +337,7 @@ def promote(
     force: Annotated[bool, typer.Option(help="Promote even if the gate fails.")] = False,
 ) -> None:
     """Compare challenger with champion on the same test rows; move champion if it passes."""
-    from kenshin.pipeline import print_promotion, run_promote
+    from kenshin.commands import print_promotion, run_promote
     from models.registry import PromotionPolicy
 
     policy = PromotionPolicy(auc_tolerance, ece_max, slope_tolerance)
@@ -405,7 +405,7 @@ def demo(
     """The whole annual run on a generated ward: synth, ingest, train, promote, score, select,
     letters, report."""
     from kenshin.annual import print_annual, run_scoring_command
-    from kenshin.pipeline import (
+    from kenshin.commands import (
         mlflow_ui_hint,
         print_ingest_summary,
         print_promotion,

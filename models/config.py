@@ -193,7 +193,7 @@ class ModelConfig:
     slices: tuple[str, ...] = ("sex", "age_band")
     baselines: bool = True
     forecasts: bool = True
-    #: Choose LightGBM / blend / LR per outcome on the validation year (models.select).
+    #: Choose LightGBM / blend / LR per outcome on the validation year (models.member_choice).
     select: bool = True
     blend_weights: tuple[float, ...] = (0.75, 0.5, 0.25)
     select_margin: float = 0.0  # validation-AUC gain a challenger needs over LightGBM

@@ -387,7 +387,7 @@ class ReportTable:
 class EvaluationReport:
     """Tidy results of one run on the test year.
 
-    ``metrics``: outcome, model (engine = the member chosen on validation, models.select /
+    ``metrics``: outcome, model (engine = the member chosen on validation, models.member_choice /
     lightgbm alone / logistic / points / oracle), slice, group, n,
     events, event_rate, mean_p, auc, pr_auc, brier, cal_slope, cal_intercept, ece, n_top_k,
     precision_top_k. ``synthetic``: per outcome oracle AUC, ratio, MAE to p_true, driver

@@ -534,7 +534,7 @@ def model_card(engine, report, fingerprint: dict, follow_up: pd.DataFrame | None
                   "(attendance bias):", "", _md_table(fu)]  # fmt: skip
     parts += ["", f"## Metrics by slice ({lead}, test year)", "", _md_table(gbm[cols])]
     if len(getattr(report, "selection", ())):
-        parts += ["", "Member chosen per outcome on the validation year (models.select):", "",
+        parts += ["", "Member chosen per outcome on the validation year (models.member_choice):", "",
                   _md_table(report.selection)]  # fmt: skip
     base = m[(m["slice"] == "all") & (m["model"] != lead)][["outcome", "model", "auc", "ece"]]
     if len(base):
@@ -835,7 +835,7 @@ def promote(
 
     from data.errors import BadInputError
     from data.store import read_manifest
-    from features.pipeline import TrainingTablesConfig, build_training_tables
+    from features.tables import TrainingTablesConfig, build_training_tables
 
     policy = policy or PromotionPolicy()
     exp_id = configure_tracking(workdir)

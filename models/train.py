@@ -28,7 +28,7 @@
 
   models.run reports AUC and calibration-in-the-large per glucose pattern on the test year.
 * A monotone calibrator (models.calibration) fitted on the validation year's raw log-odds.
-* Model selection on the validation year (models.select): LightGBM alone, the logistic
+* Model selection on the validation year (models.member_choice): LightGBM alone, the logistic
   regression baseline (fitted here once on the training rows and reused by the evaluation) or a
   blend of their log-odds — the engine's risk is the chosen member's, recorded in
   ``TrainedEngine.selection``.
@@ -64,7 +64,7 @@ from models.baselines import POINT_ITEMS, fit_logistic
 from models.calibration import Calibrator, fit_calibrator
 from models.config import MaskingConfig, ModelConfig, SplitConfig
 from models.drift import FeatureReference
-from models.select import Member, linear_score, select_member
+from models.member_choice import Member, linear_score, select_member
 from models.split import assign_split, last_labelled_year, person_hash
 from models.targets import next_year_values
 
@@ -280,7 +280,7 @@ class TrainedEngine:
     test_year: int = 0
     feature_set_version: str = FEATURE_SET_VERSION
     config: ModelConfig = field(default_factory=ModelConfig)
-    #: Member behind each outcome's risk (models.select); absent = LightGBM alone.
+    #: Member behind each outcome's risk (models.member_choice); absent = LightGBM alone.
     members: dict[str, Member] = field(default_factory=dict)
     #: Validation AUC of every candidate per outcome and which one was chosen.
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -368,7 +368,7 @@ class TrainedEngine:
     def predict_raw(
         self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
     ) -> np.ndarray:
-        """Uncalibrated log-odds of ``outcome`` of the selected member (models.select).
+        """Uncalibrated log-odds of ``outcome`` of the selected member (models.member_choice).
 
         ``route``: rows of a glucose pattern with a sub-model get its member (``False``: this
         engine's own member for every row)."""
@@ -453,7 +453,7 @@ class TrainedEngine:
 
         LightGBM: its native SHAP values (``pred_contrib``). Blend with weight w:
         w·SHAP + (1 − w)·the logistic member's exact linear contributions; logistic member:
-        the linear contributions alone (models.select). Rows add up to :meth:`predict_raw`
+        the linear contributions alone (models.member_choice). Rows add up to :meth:`predict_raw`
         (``route``: each row from the member of its glucose pattern, as there).
         """
         self._scored(outcome)

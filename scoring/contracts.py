@@ -46,7 +46,7 @@ EXPLANATIONS columns (long: per resident × outcome, bias + top ``k`` clinical i
 SELECTION columns (one row per scored resident)
     ``pseudonym``, ``fiscal_year``, ``letter_type`` (``advice`` / ``see_doctor`` / empty),
     ``outcome`` (the letter's topic), ``priority``, ``rank``, ``arm`` (``letter`` / ``control`` /
-    empty), ``reason`` (scoring.select.REASONS), ``reason_detail`` (``CONTACT_INVALID``: the
+    empty), ``reason`` (scoring.selection.REASONS), ``reason_detail`` (``CONTACT_INVALID``: the
     contact fields at fault as codes such as ``address:too_long``, never values; a
     ``see_doctor`` letter chosen for referral-level values: the items, ``referral:sbp``), ``sent``,
     ``factor_1`` … ``factor_3``.
@@ -72,7 +72,7 @@ from data.validate import RANGES
 from features.declarations import ITEM_KEYS
 from scoring.letters.schema import QUANTILES as _QUANTILES
 from scoring.letters.schema import forecast_quantiles_ordered
-from scoring.select import REASONS
+from scoring.selection import REASONS
 
 __all__ = [
     "DRIFT_SCHEMA",

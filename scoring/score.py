@@ -56,7 +56,7 @@ from scoring.items import item_values
 __all__ = [
     "Eligibility",
     "RiskBands",
-    "Scenario",
+    "WhatIfScenario",
     "ScoringConfig",
     "apply_scenario",
     "eligible_residents",
@@ -141,7 +141,7 @@ class Condition(BaseModel):
         return out & ~np.isnan(x)
 
 
-class Scenario(BaseModel):
+class WhatIfScenario(BaseModel):
     """A what-if change to the index checkup, applied where every ``when`` condition holds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -153,7 +153,7 @@ class Scenario(BaseModel):
     multiply: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _columns_known(self) -> Scenario:
+    def _columns_known(self) -> WhatIfScenario:
         used = [c.column for c in self.when] + [*self.set, *self.add, *self.multiply]
         unknown = sorted(set(used) - set(SCENARIO_COLUMNS))
         if unknown:
@@ -228,11 +228,11 @@ class ScoringConfig(BaseModel):
     #: table, models.lab_response: only risk-lowering, statistically clear coefficients).
     scenario_lab_response: bool = True
     risk_bands: RiskBands = RiskBands()
-    scenarios: tuple[Scenario, ...] = Field((), alias="scenario")
+    scenarios: tuple[WhatIfScenario, ...] = Field((), alias="scenario")
 
     @field_validator("scenarios")
     @classmethod
-    def _unique(cls, v: tuple[Scenario, ...]) -> tuple[Scenario, ...]:
+    def _unique(cls, v: tuple[WhatIfScenario, ...]) -> tuple[WhatIfScenario, ...]:
         keys = [s.key for s in v]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
@@ -344,7 +344,7 @@ def index_features(
     return last.loc[index["pseudonym"].to_numpy()].reset_index()
 
 
-def apply_scenario(checkups: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+def apply_scenario(checkups: pd.DataFrame, scenario: WhatIfScenario) -> pd.DataFrame:
     """The checkups with the scenario's edits; BMI recomputed where weight changed."""
     out = checkups.copy()
     for col, v in scenario.set.items():
@@ -366,7 +366,7 @@ def apply_scenario(checkups: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     return out
 
 
-def _moves_towards_lower_risk(base: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+def _moves_towards_lower_risk(base: pd.DataFrame, scenario: WhatIfScenario) -> np.ndarray:
     """Rows where every ``set`` item is answered and the new code is on its risk-lowering side
     (declared direction), and at least one item changes."""
     ok = np.ones(len(base), dtype=bool)
@@ -383,7 +383,7 @@ def scenario_features(
     history: pd.DataFrame,
     index: pd.DataFrame,
     base: pd.DataFrame,
-    scenario: Scenario,
+    scenario: WhatIfScenario,
     config: FeatureConfig,
     lab_response: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
@@ -435,7 +435,7 @@ def scenario_risks(
     history: pd.DataFrame,
     index: pd.DataFrame,
     base: pd.DataFrame,
-    scenarios: tuple[Scenario, ...],
+    scenarios: tuple[WhatIfScenario, ...],
     feature_config: FeatureConfig,
     lab_response: bool = True,
 ):

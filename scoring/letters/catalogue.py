@@ -77,12 +77,12 @@ class Topic(_Strict):
     advice: Localised
 
 
-class Scenario(_Strict):
+class WhatIfWording(_Strict):
     factor: str
     text: Localised
 
     @model_validator(mode="after")
-    def _placeholders(self) -> Scenario:
+    def _placeholders(self) -> WhatIfWording:
         for lang, text in self.text.items():
             if _fields(text) != {"before", "after"}:
                 raise ValueError(
@@ -125,7 +125,7 @@ class Catalogue(_Strict):
     intros: dict[str, Localised]
     topics: dict[str, Topic]
     factors: dict[str, str]
-    whatif: dict[str, Scenario]
+    whatif: dict[str, WhatIfWording]
     items: dict[str, Item]
 
     @model_validator(mode="before")

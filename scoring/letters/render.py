@@ -33,7 +33,7 @@ costs a small fraction of the CPU the HTML/CSS renderer (WeasyPrint) used before
 (figures: bench/README.md, ``bench/bench_letters.py``).
 
 Safety (docs/domain.md §Letter safety): the letter type is decided by the selection
-(scoring.select) alone; an ``advice`` request with a 受診勧奨判定値-level value or blood pressure
+(scoring.selection) alone; an ``advice`` request with a 受診勧奨判定値-level value or blood pressure
 ≥160/100 breaks the request contract (LetterRequestError). ``see_doctor`` letters carry no
 risk, forecast, factor or what-if section and list the referral-level items; only modifiable
 factors are advised on.
@@ -282,7 +282,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         notes.append(f"language {row.get('requested_language') or '(missing)'!r} not supported: ja")
     outcome = cat.outcomes[row["outcome"]][lang]
     hits, urgent = referral_items(row)
-    # The letter type is the selection's (scoring.select); the request contract refuses an
+    # The letter type is the selection's (scoring.selection); the request contract refuses an
     # advice row with a referral-level value, so this is a check, not a decision.
     see_doctor = row["letter_type"] == "see_doctor"
     if not see_doctor and (hits or urgent):

@@ -134,7 +134,7 @@ def _rows_ok_for_advice(df: pd.DataFrame) -> pd.Series:
 
 def _advice_rows_below_referral(df: pd.DataFrame) -> pd.Series:
     """Advice rows hold no value at its 受診勧奨判定値 and no blood pressure ≥160/100: such a
-    resident gets a see-a-doctor letter, and only the selection decides that (scoring.select)."""
+    resident gets a see-a-doctor letter, and only the selection decides that (scoring.selection)."""
     values = df[[c for c in KEY_ITEMS if c in df.columns]].apply(pd.to_numeric, errors="coerce")
     hit = referral_values(values).any(axis=1)
     return ~(df["letter_type"] == "advice") | ~hit

@@ -25,7 +25,7 @@ from scoring.contracts import (
     explanations_add_up,
     scores_schema,
 )
-from scoring.select import REASONS
+from scoring.selection import REASONS
 
 __all__ = [
     "SELECTION_SCHEMA",
@@ -34,7 +34,7 @@ __all__ = [
     "ReportInputError",
     "ReportInputs",
     "ReportPaths",
-    "Scenario",
+    "ScenarioLabel",
     "prepare",
 ]
 
@@ -47,7 +47,7 @@ class ReportInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class Scenario:
+class ScenarioLabel:
     """A what-if scenario of the scores table (``risk_<outcome>__<key>``) and its label."""
 
     key: str
@@ -59,7 +59,7 @@ class Scenario:
 class ReportInputs:
     """Everything the report shows; built by the scoring run (see scoring.contracts).
 
-    ``scores``: contracts.scores_schema; ``selection``: scoring.select.select's table;
+    ``scores``: contracts.scores_schema; ``selection``: scoring.selection.select's table;
     ``explanations``: EXPLANATIONS_SCHEMA (one page per pseudonym in it); ``drift``:
     DRIFT_SCHEMA; ``summary``: the run's counts (``run.json``), integers only.
     """
@@ -71,7 +71,7 @@ class ReportInputs:
     model: ModelSummary
     fiscal_year: int
     scoring_date: date
-    scenarios: tuple[Scenario, ...] = ()
+    scenarios: tuple[ScenarioLabel, ...] = ()
     summary: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -203,7 +203,7 @@ class Prepared:
     metrics: pd.DataFrame
     model: ModelSummary
     outcomes: tuple[str, ...]
-    scenarios: tuple[Scenario, ...]
+    scenarios: tuple[ScenarioLabel, ...]
     forecast_items: tuple[str, ...]
     fiscal_year: int
     scoring_date: date

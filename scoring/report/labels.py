@@ -44,7 +44,7 @@ SEX_JA: dict[int, str] = declarations.CODE_JA["sex"]
 FLAG_JA: dict[int, str] = {0: "基準内", 1: "保健指導", 2: "受診勧奨"}
 STATUS_JA: dict[str, str] = {"shift": "変化大", "watch": "要注意", "ok": "安定", "n/a": "算出不可"}
 
-#: Age bands of the cohort summary (scoring.select.AGE_BANDS): [40,50) [50,60) [60,65) [65,75).
+#: Age bands of the cohort summary (scoring.selection.AGE_BANDS): [40,50) [50,60) [60,65) [65,75).
 AGE_BAND_JA = tuple(f"{lo}-{hi}歳" for lo, hi in AGE_BANDS)
 
 #: Key items shown against the judgement values, in the order of the letters' table.
@@ -103,7 +103,7 @@ MODEL_JA: dict[str, str] = {
     "points": "点数表",
     "oracle": "真の確率(合成データのみ)",
 }
-#: The member a model uses per outcome (``member``, models.select).
+#: The member a model uses per outcome (``member``, models.member_choice).
 MEMBER_JA: dict[str, str] = {
     "lightgbm": "LightGBM",
     "blend": "LightGBMとロジスティック回帰の組合せ",

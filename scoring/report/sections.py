@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from scoring.select import AGE_BANDS, REASONS
+from scoring.selection import AGE_BANDS, REASONS
 
 from . import markdown, svg
 from .inputs import Prepared, ReportConfig

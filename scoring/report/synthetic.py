@@ -1,7 +1,7 @@
 """Seeded synthetic report inputs that follow scoring.contracts (for tests, benchmarks, demos).
 
 Nothing here is real: pseudonyms are random hex, values are drawn from plausible ranges, the
-selection is made by the real :func:`scoring.select.select`, and the SHAP rows of every
+selection is made by the real :func:`scoring.selection.select`, and the SHAP rows of every
 resident × outcome add up to the logit of the resident's risk (bias + top k items + other +
 calibration).
 """
@@ -17,15 +17,15 @@ from data.columns import OUTCOMES, QUESTIONNAIRE_COLUMNS
 from data.validate import RANGES
 from features import declarations
 from scoring.contracts import ModelSummary
-from scoring.select import REASONS, Budget, SelectionConfig, select
+from scoring.selection import REASONS, Budget, SelectionConfig, select
 
-from .inputs import ReportInputs, Scenario
+from .inputs import ReportInputs, ScenarioLabel
 
 SCENARIOS = (
-    Scenario("weight_loss_3kg", "体重3kg減", "lose 3 kg"),
-    Scenario("quit_smoking", "禁煙", "stop smoking"),
-    Scenario("exercise", "運動習慣", "exercise twice a week"),
-    Scenario("less_alcohol", "節酒", "cut down on alcohol"),
+    ScenarioLabel("weight_loss_3kg", "体重3kg減", "lose 3 kg"),
+    ScenarioLabel("quit_smoking", "禁煙", "stop smoking"),
+    ScenarioLabel("exercise", "運動習慣", "exercise twice a week"),
+    ScenarioLabel("less_alcohol", "節酒", "cut down on alcohol"),
 )
 FORECAST = ("hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "hdl", "waist_cm", "bmi", "weight_kg")
 #: Clinical items (features.declarations ITEMS) the synthetic explanation rows draw from.

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from data.ingest import IngestResult, TableAccounting
 from data.mhlw_xml import write_checkup_xml
-from kenshin import pipeline
+from kenshin import commands
 from kenshin.cli import app
 from kenshin.printable import REPLACEMENT, data_text, printable
 from tests.conftest import checkup_row, write_bundle
@@ -143,7 +143,7 @@ def _ingest_result(name: str) -> IngestResult:
 
 
 def _print_all(console: Console, name: str) -> None:
-    pipeline.print_ingest_summary(console, _ingest_result(name), name)
+    commands.print_ingest_summary(console, _ingest_result(name), name)
     summary = pd.DataFrame(
         {"outcome": [name], "engine_auc": [0.8], "member": [name], "member_weight": [0.5]}
     )
@@ -156,7 +156,7 @@ def _print_all(console: Console, name: str) -> None:
         ),
     )  # fmt: skip
     run = SimpleNamespace(version=name, run_id=name, tracking_uri=f"sqlite:///{name}/mlflow.db")
-    pipeline.print_train_summary(console, report, run)
+    commands.print_train_summary(console, report, run)
     figures = pd.DataFrame(
         [{"outcome": name, "n": 1, "challenger_auc": 0.8, "champion_auc": 0.7, "auc_drop": -0.1,
           "challenger_ece": 0.01, "challenger_cal_slope": 1.0, "auc_ok": True, "ece_ok": False,
@@ -167,12 +167,12 @@ def _print_all(console: Console, name: str) -> None:
             figures=figures, champion_version=name, challenger_version=name,
             promoted=promoted, reason=name,
         )  # fmt: skip
-        pipeline.print_promotion(console, decision)
+        commands.print_promotion(console, decision)
     follow = pd.DataFrame(
         [{"outcome": name, "at_risk": 1, "with_follow_up": 1, "without_follow_up": 0,
           "share_without_follow_up": 0.0, "event_rate": 0.1, "p_true_ratio_without_vs_with": 1.0}]
     )  # fmt: skip
-    pipeline.print_follow_up(console, follow)
+    commands.print_follow_up(console, follow)
     comparisons = pd.DataFrame(
         [{"group": name, "measure": name, "method": "Welch t", "letter": 1.0, "n_letter": 3,
           "control": 0.5, "n_control": 4, "difference": 0.5, "ci_low": 0.1, "ci_high": 0.9}]
@@ -181,7 +181,7 @@ def _print_all(console: Console, name: str) -> None:
         fiscal_year=name, follow_up_year=name, config=SimpleNamespace(confidence=0.95),
         comparisons=comparisons,
     )  # fmt: skip
-    pipeline.print_evaluation(console, result)
+    commands.print_evaluation(console, result)
 
 
 @settings(FUZZ, max_examples=40)

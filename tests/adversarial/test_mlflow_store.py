@@ -32,10 +32,10 @@ def _never(*_args, **_kwargs):
 def no_work(monkeypatch):
     """Every command's working stage fails the test if it is reached."""
     import kenshin.annual
-    import kenshin.pipeline
+    import kenshin.commands
 
     for name in ("run_train", "run_promote", "run_synth", "run_ingest"):
-        monkeypatch.setattr(kenshin.pipeline, name, _never)
+        monkeypatch.setattr(kenshin.commands, name, _never)
     monkeypatch.setattr(kenshin.annual, "run_scoring_command", _never)
 
 

@@ -49,9 +49,9 @@ def _boom(*args, **kwargs):
 
 
 def test_a_bug_in_ingest_exits_3_with_one_line_and_a_log_next_to_the_store(tmp_path, monkeypatch):
-    import kenshin.pipeline
+    import kenshin.commands
 
-    monkeypatch.setattr(kenshin.pipeline, "run_ingest", _boom)
+    monkeypatch.setattr(kenshin.commands, "run_ingest", _boom)
     bundle = write_bundle(tmp_path / "b", [checkup_row()])
     res = _ingest(bundle, tmp_path / "s")
     m, log, text = _internal(res)
@@ -64,9 +64,9 @@ def test_a_bug_in_ingest_exits_3_with_one_line_and_a_log_next_to_the_store(tmp_p
 
 
 def test_the_log_goes_into_the_work_folder_or_else_the_current_folder(tmp_path, monkeypatch):
-    import kenshin.pipeline
+    import kenshin.commands
 
-    monkeypatch.setattr(kenshin.pipeline, "run_promote", _boom)
+    monkeypatch.setattr(kenshin.commands, "run_promote", _boom)
     work = tmp_path / "work"
     work.mkdir()
     _, log, _ = _internal(runner.invoke(app, ["promote", "--workdir", str(work)]))
@@ -83,7 +83,7 @@ def test_data_in_error_messages_is_summarised_not_logged(tmp_path, monkeypatch):
     column and check only."""
     import pandera.pandas as pa
 
-    import kenshin.pipeline
+    import kenshin.commands
 
     schema = pa.DataFrameSchema(
         {"name": pa.Column(str, pa.Check.str_length(1, 3)), "sbp": pa.Column(int, pa.Check.ge(0))},
@@ -93,7 +93,7 @@ def test_data_in_error_messages_is_summarised_not_logged(tmp_path, monkeypatch):
     def bad(*args, **kwargs):
         schema.validate(pd.DataFrame(_ROW), lazy=True)
 
-    monkeypatch.setattr(kenshin.pipeline, "run_ingest", bad)
+    monkeypatch.setattr(kenshin.commands, "run_ingest", bad)
     bundle = write_bundle(tmp_path / "b", [checkup_row()])
     m, _, text = _internal(_ingest(bundle, tmp_path / "s"))
     assert m["kind"] == "SchemaErrors"
@@ -102,7 +102,7 @@ def test_data_in_error_messages_is_summarised_not_logged(tmp_path, monkeypatch):
         assert secret not in m["msg"] and secret not in text
     # Also on a single (non-lazy) SchemaError.
     monkeypatch.setattr(
-        kenshin.pipeline,
+        kenshin.commands,
         "run_ingest",
         lambda *a, **k: schema.validate(pd.DataFrame(_ROW).assign(sbp=1)),
     )
@@ -112,7 +112,7 @@ def test_data_in_error_messages_is_summarised_not_logged(tmp_path, monkeypatch):
 
 
 def test_chained_errors_are_all_in_the_log(tmp_path, monkeypatch):
-    import kenshin.pipeline
+    import kenshin.commands
 
     def chained(*args, **kwargs):
         try:
@@ -120,7 +120,7 @@ def test_chained_errors_are_all_in_the_log(tmp_path, monkeypatch):
         except KeyError as e:
             raise ValueError("while reading something") from e
 
-    monkeypatch.setattr(kenshin.pipeline, "run_ingest", chained)
+    monkeypatch.setattr(kenshin.commands, "run_ingest", chained)
     bundle = write_bundle(tmp_path / "b", [checkup_row()])
     _, _, text = _internal(_ingest(bundle, tmp_path / "s"))
     assert "KeyError: 'missing'" in text and "direct cause" in text
@@ -128,12 +128,12 @@ def test_chained_errors_are_all_in_the_log(tmp_path, monkeypatch):
 
 
 def test_bad_input_messages_print_literally(tmp_path, monkeypatch):
-    import kenshin.pipeline
+    import kenshin.commands
 
     def bad(*args, **kwargs):
         raise BadInputError("checkups.csv row 3: value '[/]' is not a [bold]number[/bold]\nsecond")
 
-    monkeypatch.setattr(kenshin.pipeline, "run_ingest", bad)
+    monkeypatch.setattr(kenshin.commands, "run_ingest", bad)
     bundle = write_bundle(tmp_path / "b", [checkup_row()])
     res = _ingest(bundle, tmp_path / "s")
     assert_one_line_error(res, "value '[/]' is not a [bold]number[/bold] second")
@@ -165,10 +165,10 @@ def test_every_command_is_wrapped():
 
 @pytest.mark.parametrize("command", ["train", "features"])
 def test_a_bug_deep_in_a_stage_ends_in_one_line(tmp_path, monkeypatch, command):
-    import kenshin.pipeline
+    import kenshin.commands
 
     name = {"train": "run_train", "features": "run_features"}[command]
-    monkeypatch.setattr(kenshin.pipeline, name, _boom)
+    monkeypatch.setattr(kenshin.commands, name, _boom)
     args = {
         "train": ["train", "--store", str(tmp_path / "s"), "--workdir", str(tmp_path)],
         "features": ["features", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "f")],

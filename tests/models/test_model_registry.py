@@ -64,7 +64,7 @@ def registry(tmp_path_factory) -> Registry:
     from data.ingest import ingest
     from data.synth import SynthConfig, generate, write_bundle
     from kenshin.cli import app
-    from kenshin.pipeline import run_train
+    from kenshin.commands import run_train
     from models.registry import promote
 
     tmp = tmp_path_factory.mktemp("registry")
@@ -288,7 +288,7 @@ def test_train_summary_prints_every_outcome(registry):
 
     from rich.console import Console
 
-    from kenshin.pipeline import print_train_summary
+    from kenshin.commands import print_train_summary
 
     buf = StringIO()
     print_train_summary(Console(file=buf, width=80), registry.report, registry.run)

@@ -105,7 +105,7 @@ def test_three_tiers_and_the_annual_outputs(ward):
         score_chunk,
         whatif_direction,
     )
-    from scoring.select import load_config, select
+    from scoring.selection import load_config, select
 
     events = _events(ward, ModelConfig())
     levels = sorted(set(events.values()))

@@ -142,12 +142,12 @@ def test_set_scenarios_apply_only_where_they_lower_risk(ward_engine):
     """A ``set`` without ``when`` applies only to residents it moves towards lower risk: "quit
     smoking" never turns a never-smoker into an ex-smoker."""
     from features.build import FeatureConfig
-    from scoring.score import Scenario, index_features, scenario_features
+    from scoring.score import WhatIfScenario, index_features, scenario_features
 
     ward, _ = ward_engine
     fc = FeatureConfig()
     base = index_features(ward.history, ward.index, fc)
-    sc = Scenario(key="q", label_ja="q", set={"q_smoking": 2})
+    sc = WhatIfScenario(key="q", label_ja="q", set={"q_smoking": 2})
     applies, _ = scenario_features(ward.history, ward.index, base, sc, fc)
     smoking = base["q_smoking"].to_numpy(dtype="float64", na_value=np.nan)
     np.testing.assert_array_equal(applies, smoking == 1)

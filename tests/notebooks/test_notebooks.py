@@ -57,7 +57,7 @@ def _two_training_runs(tmp: Path) -> tuple[Path, Path]:
     challenger in ``tmp/work``. Small and without value forecasts, to keep it quick."""
     from data.ingest import ingest
     from data.synth import SynthConfig, generate, write_bundle
-    from kenshin.pipeline import run_train
+    from kenshin.commands import run_train
     from models.config import ModelConfig
     from models.registry import promote
 

@@ -39,11 +39,11 @@ def annual(tmp_path_factory) -> Annual:
     from data.ingest import ingest
     from data.synth import SynthConfig, generate, write_bundle
     from kenshin.annual import AnnualRunConfig, run_annual
-    from kenshin.pipeline import run_train
+    from kenshin.commands import run_train
     from models.config import ModelConfig
     from models.registry import promote
     from scoring.score import load_scoring_config
-    from scoring.select import Budget, load_config
+    from scoring.selection import Budget, load_config
 
     tmp = tmp_path_factory.mktemp("annual")
     uri = "sqlite:///" + (tmp / "mlflow.db").resolve().as_posix()
@@ -396,7 +396,7 @@ def test_letters_of_a_real_selection_are_evaluated_a_year_later(annual, tmp_path
     from data.ingest import ingest
     from data.synth import SynthConfig, generate, write_bundle
     from kenshin.annual import run_annual
-    from kenshin.pipeline import letters_from_selection, run_evaluate
+    from kenshin.commands import letters_from_selection, run_evaluate
 
     fy = FY - 1
     selection = annual.cfg.selection.model_copy(
@@ -582,7 +582,7 @@ def test_residents_whose_contact_cannot_address_a_letter_get_none_and_a_reason(a
     contacts.loc[p[6], "address"] = (SECRET_ADDRESS * 40)[:300]  # at the limit: printed
     _write_contacts(store, contacts.reset_index())
 
-    from scoring.select import DEFAULT_CONFIG
+    from scoring.selection import DEFAULT_CONFIG
 
     toml = tmp_path / "selection.toml"  # the fixture's budgets: 12 advice, 6 see-a-doctor
     text = DEFAULT_CONFIG.read_text(encoding="utf-8").replace("advice = 1000", "advice = 12")

@@ -675,7 +675,7 @@ def test_an_unlabelled_key_would_be_caught(inputs, tmp_path):
 def _annual_count_keys() -> set[str]:
     """Every count key the annual run writes (kenshin.annual ``counts``; run.json)."""
     from scoring.score import eligible_residents, load_scoring_config
-    from scoring.select import REASONS
+    from scoring.selection import REASONS
 
     candidates = pd.DataFrame(
         {"pseudonym": ["a" * 16], "fiscal_year": [2024], "exam_date": [pd.Timestamp("2024-06-01")],
@@ -704,7 +704,7 @@ def test_every_label_mapping_is_complete():
     from models.evaluate import EvaluationReport
     from scoring.contracts import EXPLANATION_ROWS, SCORE_STAMPS
     from scoring.report import labels
-    from scoring.select import REASONS
+    from scoring.selection import REASONS
 
     ja = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")  # kana or kanji
     keys = _annual_count_keys()

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from scoring.score import (
     RiskBands,
-    Scenario,
     ScoringConfig,
+    WhatIfScenario,
     apply_scenario,
     eligible_residents,
     load_scoring_config,
@@ -37,7 +37,7 @@ def test_shipped_config_is_valid_and_known_to_the_letter_catalogue():
 )
 def test_bad_scenarios_are_refused_with_a_reason(bad, message):
     with pytest.raises(ValidationError, match=message):
-        Scenario.model_validate(bad)
+        WhatIfScenario.model_validate(bad)
 
 
 def test_duplicate_scenarios_and_unknown_keys_are_refused():
@@ -49,7 +49,7 @@ def test_duplicate_scenarios_and_unknown_keys_are_refused():
 
 
 def test_weight_scenario_moves_waist_and_recomputes_bmi():
-    sc = Scenario(key="w", label_ja="w", add={"weight_kg": -3.0, "waist_cm": -3.0})
+    sc = WhatIfScenario(key="w", label_ja="w", add={"weight_kg": -3.0, "waist_cm": -3.0})
     rows = pd.DataFrame(
         {"height_cm": [170.0, np.nan], "weight_kg": [80.0, 70.0], "waist_cm": [92.0, 88.0],
          "bmi": [27.7, 24.0]}

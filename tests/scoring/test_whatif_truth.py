@@ -56,7 +56,7 @@ def test_monte_carlo_noise_inflates_the_per_resident_error_not_the_binned_one():
 def whatif_table(tmp_path_factory):
     from data.store import read_checkups
     from features.build import FeatureConfig
-    from kenshin.pipeline import read_truth
+    from kenshin.commands import read_truth
     from models.config import ModelConfig
     from models.lab_response import fit_lab_response
     from models.train import train_engine

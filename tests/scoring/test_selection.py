@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from data.columns import OUTCOMES
-from scoring.select import REASONS, SelectionConfig, load_config, select
+from scoring.selection import REASONS, SelectionConfig, load_config, select
 
 HEALTHY = {
     "hba1c": 5.4,

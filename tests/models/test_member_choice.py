@@ -1,4 +1,4 @@
-"""Model selection on the validation year (models.select): members, monotonicity, contributions."""
+"""Model selection on the validation year (models.member_choice): members, monotonicity, contributions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from models.baselines import fit_logistic
 from models.calibration import fit_calibrator
-from models.select import linear_score, select_member
+from models.member_choice import linear_score, select_member
 
 NAMES = ["sbp", "noise", "code", "other"]
 CATS = ["code"]

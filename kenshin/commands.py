@@ -594,7 +594,7 @@ def run_evaluate(store: Path, year: int, scores: Path, config=None):
 
     from data.store import read_checkups, read_manifest
     from kenshin.errors import BadInputError
-    from scoring.evaluate import evaluate
+    from scoring.letter_effect import evaluate
 
     sel_path = Path(scores) / "selection.parquet"
     sel = read_selection(sel_path)
@@ -625,7 +625,7 @@ def run_evaluate(store: Path, year: int, scores: Path, config=None):
 
 def print_evaluation(console: Console, result) -> None:
     """Letter vs control per group and measure: values, difference [CI]."""
-    from scoring.evaluate import format_estimate
+    from scoring.letter_effect import format_estimate
 
     t = Table(
         title=data_text(

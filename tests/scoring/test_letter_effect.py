@@ -15,7 +15,7 @@ from data.columns import OUTCOMES
 from data.normalise import fiscal_year
 from data.synth import SynthConfig, generate, ward_person_ids
 from kenshin.cli import app
-from scoring.evaluate import (
+from scoring.letter_effect import (
     COMPARISON_COLUMNS,
     EvaluationConfig,
     evaluate,

@@ -1,7 +1,7 @@
 """介入効果の評価 (intervention evaluation): letter arm vs 対照群 at the next year's checkups.
 
 Study population: the selection table's rows with ``arm`` ∈ {``letter``, ``control``} — the
-residents randomised in scoring year FY (:func:`scoring.select.select`). The analysis is by
+residents randomised in scoring year FY (:func:`scoring.selection.select`). The analysis is by
 intention to treat (ITT, 割付どおりの解析): everybody counts in the arm drawn, letter read or not,
 resident still insured or not. Per group (``all``, and each ``letter_type`` when the study
 population has more than one) and arm:
