@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from data.outcomes import OUTCOME_DECLARATIONS
+
 Kind = Literal["str", "date", "int", "float", "bool"]
 
 #: 特定健診 results and questionnaire answers, one row per person per checkup
@@ -111,8 +113,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "contacts": CONTACT_REQUIRED,
 }
 
-#: Outcomes judged at a checkup (docs/contract.md §Outcomes).
-OUTCOMES = ("diabetes", "hypertension", "dyslipidemia", "metabolic_syndrome", "ckd", "liver")
+#: Outcomes judged at a checkup, in declaration order (data.outcomes; docs/contract.md §Outcomes).
+OUTCOMES: tuple[str, ...] = tuple(o.name for o in OUTCOME_DECLARATIONS)
 
 #: Age bands of 特定健診 reporting (年齢階級, inclusive years): model slices, the control-arm
 #: strata, the staff report. Defined once; the others derive from it.

@@ -26,6 +26,9 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from data.columns import OUTCOMES
+from data.outcomes import OUTCOME_DECLARATIONS, Criterion
+
 __all__ = [
     "ELDERLY_AGE",
     "FACILITY_JUDGEMENTS",
@@ -35,6 +38,7 @@ __all__ = [
     "METS_2005",
     "METS_CODES",
     "OUTCOMES",
+    "OUTCOME_INPUTS",
     "OUTCOME_MEDICATION",
     "REFERRAL_ITEMS",
     "URGENT_BP",
@@ -47,6 +51,8 @@ __all__ = [
     "facility_agreement",
     "guidance_code",
     "metabolic_syndrome",
+    "criterion_cut",
+    "item_judgement",
     "outcome_evaluable",
     "outcomes_met",
     "referral_values",
@@ -149,8 +155,6 @@ ELDERLY_AGE = 65
 #: XML 9N501 メタボリックシンドローム判定 codes.
 METS_CODES = {1: "基準該当", 2: "予備群該当", 3: "非該当", 4: "判定不能"}
 
-#: Outcomes of docs/contract.md §Outcomes (same order as ``data.columns.OUTCOMES``).
-OUTCOMES = ("diabetes", "hypertension", "dyslipidemia", "metabolic_syndrome", "ckd", "liver")
 
 GlucoseRule = Literal["precedence", "literal_or"]
 GuidanceLevel = Literal[
@@ -410,9 +414,50 @@ def _guidance_code_of(df: pd.DataFrame) -> pd.Series:
 # --------------------------------------------------------------------------------------------
 
 #: The medication question (服薬, 1 yes / 2 no) whose "yes" meets an outcome: treatment of it.
-OUTCOME_MEDICATION = {
-    "diabetes": "q_med_glucose", "hypertension": "q_med_bp", "dyslipidemia": "q_med_lipid",
-}  # fmt: skip
+OUTCOME_MEDICATION: dict[str, str] = {
+    o.name: o.medication[0] for o in OUTCOME_DECLARATIONS if o.medication and o.medication_meets
+}
+#: Items whose 受診勧奨判定値 turns any letter into a see-a-doctor letter (受診勧奨).
+REFERRAL_ITEMS: tuple[str, ...] = tuple(
+    dict.fromkeys(i for o in OUTCOME_DECLARATIONS for i in o.referral_items)
+)
+#: Blood pressure at or above which seeing a doctor is urgent (SBP, DBP mmHg; Ⅱ度高血圧).
+URGENT_BP = (160.0, 100.0)
+_METS_INPUTS = ("sex", "waist_cm", "sbp", "dbp", "tg", "hdl", "fpg", "hba1c", "blood_draw_timing")
+#: Every checkup column :func:`outcomes_met`, :func:`outcome_evaluable` and
+#: :func:`referral_values` read: a table missing one cannot be judged (absent ≠ normal).
+OUTCOME_INPUTS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [
+            *(c.item for o in OUTCOME_DECLARATIONS for c in o.criteria),
+            *(m for o in OUTCOME_DECLARATIONS for m in o.medication),
+            *(i for o in OUTCOME_DECLARATIONS for i in o.evaluable_items + o.referral_items),
+            *(_METS_INPUTS if any(o.rule == "metabolic_syndrome" for o in OUTCOME_DECLARATIONS)
+              else ()),
+            "blood_draw_timing",
+        ]
+    )
+)  # fmt: skip
+
+
+def criterion_cut(
+    criterion: Criterion, values: JudgementValues = MHLW_R6
+) -> tuple[JudgementValue, float]:
+    """(direction, cut) of a declared criterion; TG's is the fasting one (the higher)."""
+    if criterion.cut is not None:
+        return JudgementValue(criterion.cut, criterion.cut, criterion.op), criterion.cut
+    jv = getattr(values, "tg_fasting" if criterion.judgement == "tg" else criterion.judgement)
+    cut = getattr(jv, criterion.level)
+    if cut is None:
+        raise ValueError(f"{criterion.judgement} has no {criterion.level} judgement value")
+    return jv, cut
+
+
+def _criterion_met(df: pd.DataFrame, c: Criterion, values: JudgementValues) -> np.ndarray:
+    jv, cut = criterion_cut(c, values)
+    if c.judgement == "tg":  # 随時 (random) TG has its own cut since 2024
+        cut = _tg_cut(df, cut, getattr(values.tg_nonfasting, c.level))
+    return jv.meets(_num(df, c.item), cut)
 
 
 def outcomes_met(
@@ -420,49 +465,39 @@ def outcomes_met(
 ) -> pd.DataFrame:
     """Whether each outcome is met at the checkup (bool columns :data:`OUTCOMES`).
 
-    Definitions: docs/domain.md §Outcomes.
-
-    * diabetes: HbA1c ≥6.5 or 空腹時血糖 ≥126 or on glucose medication;
-    * hypertension: SBP ≥140 or DBP ≥90 or on BP medication;
-    * dyslipidemia: LDL ≥140 or TG ≥300 or non-HDL ≥170 or on lipid medication;
-    * metabolic_syndrome: :func:`metabolic_syndrome` == 1 (基準該当);
-    * ckd: eGFR <60 or urine protein ≥ (+) (code ≥3);
-    * liver: ALT ≥51 or γ-GT ≥101.
-
-    Thresholds are the 受診勧奨判定値 of ``values`` (eGFR uses its 保健指導判定値 60).
+    Definitions: the outcome declarations (data.outcomes; docs/domain.md §Outcomes): any of
+    an outcome's criteria, or "yes" to its medication question; metabolic syndrome is
+    :func:`metabolic_syndrome` == 1 (基準該当). E.g. diabetes: HbA1c ≥6.5 or 空腹時血糖 ≥126 or
+    on glucose medication; ckd: eGFR <60 (its 保健指導判定値) or urine protein ≥ (+).
     Missing values never meet a criterion.
     """
-    v = values
-
-    def ref(item: JudgementValue, col: str, cut: float | np.ndarray | None = None) -> np.ndarray:
-        if cut is None:
-            if item.referral is None:
-                raise ValueError(f"{item} has no 受診勧奨判定値")
-            cut = item.referral
-        return item.meets(_num(df, col), cut)
-
-    tg_ref = _tg_cut(df, v.tg_fasting.referral or np.inf, v.tg_nonfasting.referral or np.inf)
-    med = {o: _is_yes(df, col) for o, col in OUTCOME_MEDICATION.items()}
-    out = {
-        "diabetes": ref(v.hba1c, "hba1c") | ref(v.fpg, "fpg") | med["diabetes"],
-        "hypertension": ref(v.sbp, "sbp") | ref(v.dbp, "dbp") | med["hypertension"],
-        "dyslipidemia": ref(v.ldl, "ldl")
-        | ref(v.tg_fasting, "tg", tg_ref)
-        | ref(v.non_hdl, "non_hdl")
-        | med["dyslipidemia"],
-        "metabolic_syndrome": (
-            metabolic_syndrome(df, nonfasting_tg_cut=nonfasting_tg_cut, values=v) == 1
-        ).to_numpy(dtype=bool, na_value=False),
-        "ckd": ref(v.egfr, "egfr", v.egfr.guidance) | ref(v.urine_protein, "urine_protein"),
-        "liver": ref(v.alt, "alt") | ref(v.ggt, "ggt"),
-    }
+    out = {}
+    for o in OUTCOME_DECLARATIONS:
+        if o.rule == "metabolic_syndrome":
+            mets = metabolic_syndrome(df, nonfasting_tg_cut=nonfasting_tg_cut, values=values)
+            out[o.name] = (mets == 1).to_numpy(dtype=bool, na_value=False)
+            continue
+        met = np.zeros(len(df), dtype=bool)
+        for c in o.criteria:
+            met |= _criterion_met(df, c, values)
+        if o.medication_meets:
+            for col in o.medication:
+                met |= _is_yes(df, col)
+        out[o.name] = met
     return pd.DataFrame(out, index=df.index, columns=list(OUTCOMES))
 
 
-#: Items whose 受診勧奨判定値 turns any letter into a see-a-doctor letter (受診勧奨).
-REFERRAL_ITEMS = ("hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "alt", "ggt", "egfr")
-#: Blood pressure at or above which seeing a doctor is urgent (SBP, DBP mmHg; Ⅱ度高血圧).
-URGENT_BP = (160.0, 100.0)
+def item_judgement(item: str, values: JudgementValues = MHLW_R6) -> JudgementValue | None:
+    """An item's judgement values: MHLW's (TG: the fasting ones), else the cut an outcome
+    declares for it (data.outcomes; both levels, e.g. uric acid), else None."""
+    jv = getattr(values, "tg_fasting" if item == "tg" else item, None)
+    if isinstance(jv, JudgementValue):
+        return jv
+    for o in OUTCOME_DECLARATIONS:
+        for c in o.criteria:
+            if c.item == item and c.cut is not None:
+                return JudgementValue(c.cut, c.cut, c.op)
+    return None
 
 
 def referral_values(df: pd.DataFrame, values: JudgementValues = MHLW_R6) -> pd.DataFrame:
@@ -475,7 +510,7 @@ def referral_values(df: pd.DataFrame, values: JudgementValues = MHLW_R6) -> pd.D
             cut = _tg_cut(df, values.tg_fasting.referral, values.tg_nonfasting.referral)
             out[item] = values.tg_fasting.meets(_num(df, "tg"), cut)
         else:
-            jv = getattr(values, item)
+            jv = item_judgement(item, values)
             out[item] = jv.meets(_num(df, item), jv.referral)
     out["bp_urgent"] = (_num(df, "sbp") >= URGENT_BP[0]) | (_num(df, "dbp") >= URGENT_BP[1])
     return pd.DataFrame(out, index=df.index)
@@ -486,27 +521,19 @@ def outcome_evaluable(
 ) -> pd.DataFrame:
     """Whether each outcome can be judged at this checkup (bool columns :data:`OUTCOMES`).
 
-    True when the outcome is met, or when at least one of its items was measured (so a
-    "not met" answer rests on data rather than on missing values):
-
-    * diabetes: hba1c or fpg (random glucose is not part of the definition);
-    * hypertension: sbp or dbp;
-    * dyslipidemia: ldl, tg or non_hdl;
-    * metabolic_syndrome: waist judgeable (:func:`metabolic_syndrome` ≠ 4);
-    * ckd: egfr or urine_protein;
-    * liver: alt or ggt.
+    True when the outcome is met, or when at least one of its declared evaluable items was
+    measured (so a "not met" answer rests on data rather than on missing values); metabolic
+    syndrome: waist judgeable (:func:`metabolic_syndrome` ≠ 4).
     """
     met = outcomes_met(df, nonfasting_tg_cut=nonfasting_tg_cut, values=values)
-    mets = metabolic_syndrome(df, nonfasting_tg_cut=nonfasting_tg_cut, values=values)
-    present = {
-        "diabetes": _any_present(df, "hba1c", "fpg"),
-        "hypertension": _any_present(df, "sbp", "dbp"),
-        "dyslipidemia": _any_present(df, "ldl", "tg", "non_hdl"),
-        "metabolic_syndrome": (mets != 4).to_numpy(dtype=bool, na_value=False),
-        "ckd": _any_present(df, "egfr", "urine_protein"),
-        "liver": _any_present(df, "alt", "ggt"),
-    }
-    out = {k: met[k].to_numpy() | present[k] for k in OUTCOMES}
+    out = {}
+    for o in OUTCOME_DECLARATIONS:
+        if o.rule == "metabolic_syndrome":
+            mets = metabolic_syndrome(df, nonfasting_tg_cut=nonfasting_tg_cut, values=values)
+            present = (mets != 4).to_numpy(dtype=bool, na_value=False)
+        else:
+            present = _any_present(df, *o.evaluable_items)
+        out[o.name] = met[o.name].to_numpy() | present
     return pd.DataFrame(out, index=df.index, columns=list(OUTCOMES))
 
 

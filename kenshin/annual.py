@@ -51,15 +51,11 @@ from scoring.contracts import (
     scores_schema,
 )
 from scoring.score import ScoringConfig, eligible_residents, explain, score_chunk
-from scoring.selection import SelectionConfig, select
+from scoring.selection import SELECTION_INPUTS, SelectionConfig, select
 
 DEFAULT_MODEL = "models:/kenshin-risk@champion"
 #: Columns of the scores table the selection needs in memory (the rest stays on disk).
-_SELECTION_INPUTS = (
-    "pseudonym", "age", "sex", "hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "hdl", "non_hdl",
-    "waist_cm", "bmi", "egfr", "urine_protein", "alt", "ggt", "blood_draw_timing", "random_glucose",
-    "q_med_bp", "q_med_glucose", "q_med_lipid",
-)  # fmt: skip
+_SELECTION_INPUTS = SELECTION_INPUTS
 
 
 class ModelMismatchError(BadInputError):

@@ -26,6 +26,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from data.outcomes import OUTCOME_DECLARATIONS
+
 __all__ = ["POINT_BANDS", "POINT_ITEMS", "PointsScore", "fit_logistic", "fit_points"]
 
 #: Band cut points per feature (left-closed bands; missing is a band of its own).
@@ -48,18 +50,14 @@ POINT_BANDS: dict[str, tuple[float, ...]] = {
     "sex": (2,),
     "current_smoker": (1,),
     "q_med_bp": (2,),
+    "uric_acid": (6.0, 7.0, 8.0),
 }
 
-_COMMON = ("age", "sex", "current_smoker")
-#: Items of each outcome's points score (the relevant 特定健診 items).
-POINT_ITEMS: dict[str, tuple[str, ...]] = {
-    "diabetes": (*_COMMON, "bmi", "waist_cm", "hba1c", "fpg", "q_med_bp", "alcohol_g_per_day"),
-    "hypertension": (*_COMMON, "bmi", "sbp", "dbp", "alcohol_g_per_day"),
-    "dyslipidemia": (*_COMMON, "bmi", "waist_cm", "ldl", "tg", "hdl"),
-    "metabolic_syndrome": (*_COMMON, "waist_cm", "bmi", "sbp", "tg", "hdl", "fpg", "hba1c"),
-    "ckd": (*_COMMON, "egfr", "urine_protein", "sbp", "hba1c"),
-    "liver": (*_COMMON, "alt", "ggt", "bmi", "waist_cm", "alcohol_g_per_day"),
-}
+#: Items of each outcome's points score (the relevant 特定健診 items; data.outcomes).
+POINT_ITEMS: dict[str, tuple[str, ...]] = {o.name: o.baseline_items for o in OUTCOME_DECLARATIONS}
+_unbanded = sorted({i for items in POINT_ITEMS.values() for i in items} - set(POINT_BANDS))
+if _unbanded:
+    raise ValueError(f"points baseline: declare band cuts (POINT_BANDS) for {_unbanded}")
 
 
 def fit_logistic(

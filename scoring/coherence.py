@@ -6,10 +6,11 @@ disagree. Two disagreements a reader would notice, per resident and outcome:
 
 * ``risk_high_values_below``: risk ≥ ``high`` while every defining item's forecast p90 stays
   on the normal side of its 受診勧奨判定値 — the table says "you will not get there", the
-  sentence says "you probably will". Only checked for outcomes whose every defining item has
-  a forecast (diabetes: HbA1c, FPG; hypertension: SBP, DBP; liver: ALT, γ-GT); where an
-  unforecast item can meet the outcome (dyslipidemia: non-HDL; CKD: urine protein; metabolic
-  syndrome: a combination) the table cannot contradict a high risk.
+  sentence says "you probably will". Only checked for outcomes whose every defining item
+  (data.outcomes) has a forecast in the scores (diabetes: HbA1c, FPG; hypertension: SBP, DBP;
+  liver: ALT, γ-GT); where an unforecast item can meet the outcome (dyslipidemia: non-HDL;
+  CKD: urine protein; metabolic syndrome: a combination) the table cannot contradict a high
+  risk.
 * ``risk_low_values_above``: risk < ``low`` while some defining item's forecast p10 is already
   beyond its cut — the table says "almost surely", the sentence says "unlikely".
 
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.judgements import MHLW_R6, JudgementValue
+from data.judgements import JudgementValue, criterion_cut
+from data.outcomes import OUTCOME_DECLARATIONS
 
 __all__ = ["CONFLICT_KINDS", "DEFINING_ITEMS", "DefiningItem", "conflict_counts", "conflicts"]
 
@@ -43,39 +45,12 @@ class DefiningItem:
     cut: float
 
 
-_V = MHLW_R6
-#: Outcome → (every defining item is forecast, the forecast defining items), as
-#: data.judgements.outcomes_met defines the outcomes. TG uses the fasting cut (the higher).
-DEFINING_ITEMS: dict[str, tuple[bool, tuple[DefiningItem, ...]]] = {
-    "diabetes": (
-        True,
-        (
-            DefiningItem("hba1c", _V.hba1c, _V.hba1c.referral),
-            DefiningItem("fpg", _V.fpg, _V.fpg.referral),
-        ),
-    ),
-    "hypertension": (
-        True,
-        (
-            DefiningItem("sbp", _V.sbp, _V.sbp.referral),
-            DefiningItem("dbp", _V.dbp, _V.dbp.referral),
-        ),
-    ),
-    "dyslipidemia": (
-        False,
-        (
-            DefiningItem("ldl", _V.ldl, _V.ldl.referral),
-            DefiningItem("tg", _V.tg_fasting, _V.tg_fasting.referral),
-        ),
-    ),
-    "ckd": (False, (DefiningItem("egfr", _V.egfr, _V.egfr.guidance),)),
-    "liver": (
-        True,
-        (
-            DefiningItem("alt", _V.alt, _V.alt.referral),
-            DefiningItem("ggt", _V.ggt, _V.ggt.referral),
-        ),
-    ),
+#: Outcome → its defining items, as the outcome declarations (data.outcomes) define them;
+#: TG uses the fasting cut (the higher). Rule-based outcomes (MetS) have none.
+DEFINING_ITEMS: dict[str, tuple[DefiningItem, ...]] = {
+    o.name: tuple(DefiningItem(c.item, *criterion_cut(c)) for c in o.criteria)
+    for o in OUTCOME_DECLARATIONS
+    if o.criteria
 }
 
 
@@ -94,9 +69,11 @@ def conflicts(scores: pd.DataFrame, high: float = 0.40, low: float = 0.10) -> pd
     (eGFR); its likely-best forecast is the other end.
     """
     out = {}
-    for outcome, (complete, items) in DEFINING_ITEMS.items():
+    for outcome, items in DEFINING_ITEMS.items():
         if f"risk_{outcome}" not in scores:
             continue
+        # "High risk, but no forecast reaches it" only when every defining item is forecast.
+        complete = all(f"{d.item}_p10" in scores and f"{d.item}_p90" in scores for d in items)
         risk = pd.to_numeric(scores[f"risk_{outcome}"], errors="coerce").to_numpy(
             dtype="float64", na_value=np.nan
         )

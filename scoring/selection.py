@@ -42,19 +42,17 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from data.columns import AGE_BAND_EDGES, OUTCOMES
-from data.judgements import outcomes_met, referral_values
+from data.judgements import OUTCOME_INPUTS, outcomes_met, referral_values
+from data.outcomes import OUTCOME_DECLARATIONS
 
 DEFAULT_CONFIG = Path(__file__).with_name("selection.toml")
 
-#: Medication answer that puts an outcome in a doctor's hands (質問票 1-3). MetS: any of them.
-MEDICATION: dict[str, tuple[str, ...]] = {
-    "diabetes": ("q_med_glucose",),
-    "hypertension": ("q_med_bp",),
-    "dyslipidemia": ("q_med_lipid",),
-    "metabolic_syndrome": ("q_med_bp", "q_med_glucose", "q_med_lipid"),
-    "ckd": (),
-    "liver": (),
-}
+#: Medication answers that put an outcome in a doctor's hands (質問票 1-3; data.outcomes).
+MEDICATION: dict[str, tuple[str, ...]] = {o.name: o.medication for o in OUTCOME_DECLARATIONS}
+_MEDICATION_COLUMNS = tuple(dict.fromkeys(c for cols in MEDICATION.values() for c in cols))
+#: Columns of the scores table :func:`select` reads besides ``risk_*``: a missing one is an
+#: error, never "not met".
+SELECTION_INPUTS: tuple[str, ...] = tuple(dict.fromkeys(("pseudonym", "age", *OUTCOME_INPUTS)))
 REASONS = (
     "SENT_SEE_DOCTOR",
     "SENT_ADVICE",
@@ -95,6 +93,11 @@ class SelectionConfig(BaseModel):
         unknown = set(v) - set(OUTCOMES)
         if unknown:
             raise ValueError(f"unknown outcomes {sorted(unknown)}; known: {list(OUTCOMES)}")
+        missing = [o for o in OUTCOMES if o not in v]
+        if missing:  # an outcome without a threshold would silently never get advice
+            raise ValueError(
+                f"no advice threshold for {missing}: add e.g. `{missing[0]} = 0.10` under [min_risk]"
+            )
         if any(not 0 <= x <= 1 for x in v.values()):
             raise ValueError("min_risk values must lie in [0, 1]")
         return v
@@ -164,6 +167,9 @@ def select(
     (when letters are written) holds, per pseudonym with a contacts row, ``""`` or the contact
     fields at fault; a resident missing from it has no contact (``NO_CONTACT``).
     """
+    absent = [c for c in SELECTION_INPUTS if c not in scores.columns]
+    if absent:
+        raise ValueError(f"selection needs the scores columns {absent}")
     s = scores.reset_index(drop=True)
     pid = s["pseudonym"]
     n = len(s)
@@ -196,7 +202,7 @@ def select(
         flag((when > cutoff).fillna(False).to_numpy(), "RECENTLY_LETTERED")
 
     # By this year's values only: medication is handled separately below.
-    no_meds = s.assign(**{c: 2 for c in ("q_med_bp", "q_med_glucose", "q_med_lipid")})
+    no_meds = s.assign(**dict.fromkeys(_MEDICATION_COLUMNS, 2))
     met = outcomes_met(no_meds)
     doctor = np.zeros((n, len(OUTCOMES)), dtype=bool)
     advise = np.zeros((n, len(OUTCOMES)), dtype=bool)
@@ -212,7 +218,7 @@ def select(
             continue
         risk = risk.to_numpy(dtype=float)
         doctor[:, j] = met[o].to_numpy() & ~on_med
-        advise[:, j] = ~met[o].to_numpy() & ~on_med & (risk >= config.min_risk.get(o, 1.0))
+        advise[:, j] = ~met[o].to_numpy() & ~on_med & (risk >= config.min_risk[o])
         gain = risk
         if config.ranking == "expected_benefit" and f"risk_after_{o}" in s:
             gain = risk - s[f"risk_after_{o}"].to_numpy(dtype=float)

@@ -278,14 +278,14 @@ def judge_next(
 
     sbp140 = sbp_w >= thr["sbp", 139.5]
     dbp90 = (dbp_w >= thr["dbp", 89.5]) & (sbp_w >= thr["sbp", 104.5])
-    out = np.zeros((R, len(OUTCOMES)), dtype=bool)
-    out[:, 0] = (
+    met = {}
+    met["diabetes"] = (
         q["glu"]
         | (a1c_ok & (raw["hba1c"] >= thr["hba1c", 6.45]))
         | (fpg_ok & (raw["fpg"] >= thr["fpg", 125.5]))
     )
-    out[:, 1] = q["bp"] | sbp140 | dbp90
-    out[:, 2] = (
+    met["hypertension"] = q["bp"] | sbp140 | dbp90
+    met["dyslipidemia"] = (
         q["lip"]
         | (ldl_ok & (raw["ldl"] >= thr["ldl", 139.5]))
         | (tg_ok & (tg_w >= thr["tg", 299.5]))
@@ -303,12 +303,20 @@ def judge_next(
         | ((dbp_w >= thr["dbp", 84.5]) & (sbp_w >= thr["sbp", 99.5]))
     )
     n_comp = glu.astype(np.int8) + lip + bp
-    out[:, 3] = waist_ok & (raw["waist_cm"] >= waist_cut) & (n_comp >= 2)
-    out[:, 4] = (cre_ok & (egfr < 60)) | (
+    met["metabolic_syndrome"] = waist_ok & (raw["waist_cm"] >= waist_cut) & (n_comp >= 2)
+    met["ckd"] = (cre_ok & (egfr < 60)) | (
         urine_ok & (raw["urine_protein"] >= thr["urine_protein", 2.5])
     )
-    out[:, 5] = liver_ok & ((raw["alt"] >= thr["alt", 50.5]) | (raw["ggt"] >= thr["ggt", 100.5]))
-    return out
+    met["liver"] = liver_ok & ((raw["alt"] >= thr["alt", 50.5]) | (raw["ggt"] >= thr["ggt", 100.5]))
+    return _stack(met)
+
+
+def _stack(met: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-outcome arrays as columns in OUTCOMES order; an outcome without a rule is an error."""
+    missing = [o for o in OUTCOMES if o not in met]
+    if missing:
+        raise NotImplementedError(f"the synthetic truth has no rule for the outcomes {missing}")
+    return np.column_stack([met[o] for o in OUTCOMES])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,6 +499,8 @@ def drivers(
                 # medication: the rise in P from counting the component as met
                 on = st["m_" + med]
                 big[model.MED_COLUMN[med]] = np.where(on, pw * dp[g] * (1 - raw_p[g]), 0.0)
+        elif outcome not in specs:
+            raise NotImplementedError(f"the synthetic truth has no drivers for {outcome!r}")
         else:
             parts_spec, med = specs[outcome]
             parts = [comp(i, v, d) for i, v, d in parts_spec]

@@ -2,7 +2,8 @@
 
 Rules enforced here, so that a wording edit cannot break a letter or a safety rule:
 
-* every text has all of ``ja``, ``ja-easy`` and ``en``, none empty;
+* every text has all of ``ja``, ``ja-easy`` and ``en``, none empty (an outcome's ``ja`` and
+  ``en`` default to its declaration in data.outcomes);
 * every language of a text uses the same ``{fields}`` (the program fills them in);
 * every outcome, risk band, letter type and key item has its texts;
 * every feature that features.declarations marks ``modifiable`` maps to an advice topic;
@@ -24,9 +25,10 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from data.columns import OUTCOMES
+from data.outcomes import OUTCOME_DECLARATIONS
 from features.declarations import DECLARATIONS
 
-from .schema import BANDS, KEY_ITEMS, LANGUAGES, LETTER_TYPES
+from .schema import BANDS, KEY_ITEMS, LANGUAGES, LETTER_TYPES, OUTCOME_ITEMS
 
 __all__ = [
     "DEFAULT_CATALOGUE",
@@ -135,6 +137,13 @@ class Catalogue(_Strict):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        # An outcome's ja/en names default to its declaration (data.outcomes); the catalogue
+        # adds the やさしい日本語 wording and may override the others for letters.
+        outcomes = dict(data.get("outcomes") or {})
+        for o in OUTCOME_DECLARATIONS:
+            if isinstance(outcomes.get(o.name), dict):
+                outcomes[o.name] = {"ja": o.label_ja, "en": o.label_en, **outcomes[o.name]}
+        data["outcomes"] = outcomes
         factors = dict(data.get("factors") or {})
         for name in list(factors):
             if name in _DECLARED and name not in _MODIFIABLE:
@@ -169,7 +178,7 @@ class Catalogue(_Strict):
         need("outcomes", self.outcomes, OUTCOMES)
         need("bands", self.bands, BANDS)
         need("intros", self.intros, LETTER_TYPES)
-        need("items", self.items, KEY_ITEMS)
+        need("items", self.items, (*KEY_ITEMS, *OUTCOME_ITEMS))
         need("ui", self.ui, UI_FIELDS)
 
         def fields_ok(where: str, texts: dict[str, str], allowed: set[str]) -> None:

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from data.files import FORMULA_STARTS, atomic_write, csv_bytes
-from data.judgements import MHLW_R6, REFERRAL_ITEMS, URGENT_BP, JudgementValue
+from data.judgements import MHLW_R6, REFERRAL_ITEMS, URGENT_BP, JudgementValue, item_judgement
 from data.workers import worker_initializer
 from scoring.typeset import (
     breakable,
@@ -72,7 +72,13 @@ from scoring.typeset import (
 )
 
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
-from .schema import FORECAST_ITEMS, KEY_ITEMS, NAME_MAX, LetterRequestError, normalise_requests
+from .schema import (
+    FORECAST_ITEMS,
+    NAME_MAX,
+    LetterRequestError,
+    letter_items,
+    normalise_requests,
+)
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -167,7 +173,7 @@ def _judgement(item: str, row: dict) -> JudgementValue | None:
         if sex == 2:
             return v.waist_female
         return None
-    return getattr(v, item, None) if item != "weight_kg" else None
+    return item_judgement(item) if item != "weight_kg" else None
 
 
 def _num(x) -> float:
@@ -292,7 +298,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
 
     values = []
     waist_note = False
-    for item in KEY_ITEMS:
+    for item in letter_items(row["outcome"]):
         x = _num(row.get(item))
         if math.isnan(x):
             continue

@@ -34,7 +34,7 @@ What the letter is about
                        Safety override: an ``advice`` row with any key value at a 受診勧奨判定値
                        or blood pressure ≥160/100 is rendered as ``see_doctor``
                        (manifest ``requested_letter_type`` keeps what was asked).
-    ``outcome``        diabetes | hypertension | dyslipidemia | metabolic_syndrome | ckd | liver.
+    ``outcome``        one of data.columns.OUTCOMES (declared in data.outcomes).
     ``risk``           float in [0, 1], calibrated probability of meeting the outcome within
                        ``horizon_years``. Required for ``advice`` rows.
     ``risk_band``      low | moderate | high | very_high. Required for ``advice`` rows.
@@ -77,6 +77,7 @@ import pandera.pandas as pa
 
 from data.columns import OUTCOMES
 from data.judgements import referral_values
+from data.outcomes import OUTCOME_DECLARATIONS, declaration
 from data.pseudonym import PSEUDONYM_LENGTH
 from scoring.typeset import has_visible
 
@@ -85,12 +86,14 @@ __all__ = [
     "BANDS",
     "FORECAST_ITEMS",
     "KEY_ITEMS",
+    "OUTCOME_ITEMS",
     "LANGUAGES",
     "LETTER_REQUEST_SCHEMA",
     "LETTER_TYPES",
     "NAME_MAX",
     "LetterRequestError",
     "contact_problems",
+    "letter_items",
     "normalise_postal_code",
     "normalise_requests",
 ]
@@ -110,8 +113,20 @@ KEY_ITEMS = (
     "hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "hdl",
     "waist_cm", "bmi", "weight_kg", "alt", "ggt", "egfr",
 )  # fmt: skip
+#: Items only the letters on some outcome show (data.outcomes ``letter_items``): optional
+#: request columns.
+OUTCOME_ITEMS: tuple[str, ...] = tuple(
+    dict.fromkeys(i for o in OUTCOME_DECLARATIONS for i in o.letter_items if i not in KEY_ITEMS)
+)
 #: Items that may carry a next-year forecast (p10/p50/p90).
 FORECAST_ITEMS = KEY_ITEMS
+
+
+def letter_items(outcome: str) -> tuple[str, ...]:
+    """The results table of a letter on ``outcome``: the key items, then its own items."""
+    return KEY_ITEMS + tuple(i for i in declaration(outcome).letter_items if i not in KEY_ITEMS)
+
+
 QUANTILES = ("p10", "p50", "p90")
 
 
@@ -135,7 +150,8 @@ def _rows_ok_for_advice(df: pd.DataFrame) -> pd.Series:
 def _advice_rows_below_referral(df: pd.DataFrame) -> pd.Series:
     """Advice rows hold no value at its 受診勧奨判定値 and no blood pressure ≥160/100: such a
     resident gets a see-a-doctor letter, and only the selection decides that (scoring.selection)."""
-    values = df[[c for c in KEY_ITEMS if c in df.columns]].apply(pd.to_numeric, errors="coerce")
+    items = (*KEY_ITEMS, *OUTCOME_ITEMS)
+    values = df[[c for c in items if c in df.columns]].apply(pd.to_numeric, errors="coerce")
     hit = referral_values(values).any(axis=1)
     return ~(df["letter_type"] == "advice") | ~hit
 
@@ -179,6 +195,7 @@ def letter_request_schema() -> pa.DataFrameSchema:
         "risk_band": _opt("string", [pa.Check.isin(BANDS)]),
         "horizon_years": _opt("Int64", [pa.Check.in_range(1, 3)], required=False),
         **{item: _opt("float64", [pa.Check.ge(0)]) for item in KEY_ITEMS},
+        **{item: _opt("float64", [pa.Check.ge(0)], required=False) for item in OUTCOME_ITEMS},
         "sex": _opt("Int64", [pa.Check.isin([1, 2])], required=False),
         "tg_fasting": _opt("boolean", required=False),
         **{
@@ -264,6 +281,9 @@ def normalise_requests(requests: pd.DataFrame) -> pd.DataFrame:
             c = f"{item}_{q}"
             if c not in df.columns:
                 df[c] = float("nan")
+    for item in OUTCOME_ITEMS:
+        if item not in df.columns:
+            df[item] = float("nan")
     df["postal_code"] = df["postal_code"].str.replace("-", "", regex=False)
     return df
 

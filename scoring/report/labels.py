@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from functools import cache
 
-from data.columns import AGE_BANDS, OUTCOMES
+from data.columns import AGE_BANDS
+from data.outcomes import OUTCOME_DECLARATIONS
 from features import declarations
-from scoring.letters.catalogue import load_catalogue
 
 #: Outcome names as the letters print them (the bundled catalogue: one wording for both).
-OUTCOME_JA: dict[str, str] = {o: load_catalogue().outcomes[o]["ja"] for o in OUTCOMES}
+OUTCOME_JA: dict[str, str] = {o.name: o.label_ja for o in OUTCOME_DECLARATIONS}
 
 REASON_JA: dict[str, str] = {
     "SENT_SEE_DOCTOR": "受診勧奨通知を送付",

@@ -75,7 +75,7 @@ def make_scores(n: int, rng: np.random.Generator, fiscal_year: int = 2024) -> pd
     base = {"diabetes": 0.06, "hypertension": 0.12, "dyslipidemia": 0.15,
             "metabolic_syndrome": 0.08, "ckd": 0.05, "liver": 0.04}  # fmt: skip
     for o in OUTCOMES:
-        r = rng.beta(1.2, 1.2 / base[o] - 1.2, n).clip(0.001, 0.97).round(4)
+        r = rng.beta(1.2, 1.2 / base.get(o, 0.05) - 1.2, n).clip(0.001, 0.97).round(4)
         c[f"risk_{o}"] = r
         best = np.full(n, None, dtype=object)
         after = r.copy()
@@ -188,7 +188,7 @@ def make_drift(rng: np.random.Generator) -> pd.DataFrame:
 MODEL_CARD = """# Model card: kenshin-risk
 
 - feature set: `fs-test` (120 features)
-- outcomes: diabetes, hypertension, dyslipidemia, metabolic_syndrome, ckd, liver
+- outcomes: {outcomes}
 
 ## Intended use
 Ranks NHI members aged 40-74 by their risk of each outcome by their next checkup, to choose who
@@ -244,7 +244,7 @@ def make_model(rng: np.random.Generator, *, calibration: bool = True) -> ModelSu
         outcomes=OUTCOMES,
         metrics=metrics,
         calibration=cal,
-        model_card=MODEL_CARD,
+        model_card=MODEL_CARD.replace("{outcomes}", ", ".join(OUTCOMES)),
     )
 
 

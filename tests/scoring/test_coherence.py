@@ -41,13 +41,25 @@ def test_low_is_bad_items_use_the_other_end_and_incomplete_outcomes_skip_the_hig
     assert conflicts(s)["ckd"].tolist() == ["", LOW, ""]
 
 
+def test_an_outcome_with_an_unforecast_defining_item_skips_the_high_check():
+    # FPG can meet diabetes too: with only an HbA1c forecast the table cannot contradict.
+    s = _scores(risk_diabetes=[0.51], hba1c_p10=[6.0], hba1c_p90=[6.2])
+    assert conflicts(s)["diabetes"].tolist() == [""]
+
+
 def test_missing_forecasts_never_make_a_conflict():
     s = _scores(risk_hypertension=[0.9, 0.01], sbp_p10=[np.nan, np.nan], sbp_p90=[np.nan, np.nan])
     assert conflicts(s)["hypertension"].tolist() == ["", ""]
 
 
 def test_counts_list_every_kind():
-    s = _scores(risk_diabetes=[0.51, 0.2], hba1c_p10=[6.0, 6.0], hba1c_p90=[6.2, 6.2])
+    s = _scores(
+        risk_diabetes=[0.51, 0.2],
+        hba1c_p10=[6.0, 6.0],
+        hba1c_p90=[6.2, 6.2],
+        fpg_p10=[95.0, 95.0],
+        fpg_p90=[110.0, 110.0],
+    )
     c = conflict_counts(conflicts(s))
     assert c["diabetes"] == {HIGH: 1, LOW: 0}
     assert set(c) == {"diabetes", "hypertension", "ckd"}
