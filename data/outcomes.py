@@ -152,6 +152,18 @@ OUTCOME_DECLARATIONS: tuple[Outcome, ...] = (
         referral_items=("alt", "ggt"),
         baseline_items=(*_COMMON, "alt", "ggt", "bmi", "waist_cm", "alcohol_g_per_day"),
     ),
+    Outcome(
+        "hyperuricemia",
+        "高尿酸血症",
+        "high uric acid",
+        # 血清尿酸 ≥7.0 mg/dL. Uric acid is an optional item and 特定健診 asks no medication
+        # question for it: judged only where measured.
+        criteria=(Criterion("uric_acid", cut=7.0),),
+        evaluable_items=("uric_acid",),
+        referral_items=("uric_acid",),
+        baseline_items=(*_COMMON, "uric_acid", "bmi", "waist_cm", "alcohol_g_per_day", "egfr"),
+        letter_items=("uric_acid",),
+    ),
 )
 
 

@@ -216,7 +216,12 @@ def observe(
     for m in model.MEDS:
         col = model.MED_COLUMN[m]
         out[col] = np.where(_present(rng, n, P_QMED), np.where(st["m_" + m], 1.0, 2.0), np.nan)
-    if outcomes_only:
+    if outcomes_only:  # uric acid as the Monte-Carlo truth draws it (last)
+        ua_ok = _present(rng, n, pp["ua"])
+        ua = model.raw_observations(st, c, timing, rng, ("uric_acid",))["uric_acid"]
+        out["uric_acid"] = np.where(
+            ua_ok, np.round(cal.value("uric_acid", ua, sex, age_fy), 1), np.nan
+        )
         return out
 
     # everything else -------------------------------------------------------------------------

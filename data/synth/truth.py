@@ -218,6 +218,7 @@ _THRESHOLDS = (
     ("urine_protein", 2.5),
     ("alt", 50.5),
     ("ggt", 100.5),
+    ("uric_acid", 6.95),
 )
 
 
@@ -308,6 +309,11 @@ def judge_next(
         urine_ok & (raw["urine_protein"] >= thr["urine_protein", 2.5])
     )
     met["liver"] = liver_ok & ((raw["alt"] >= thr["alt", 50.5]) | (raw["ggt"] >= thr["ggt", 100.5]))
+    # 尿酸: an optional item, measured as observe() does; drawn last, so the other outcomes'
+    # futures are the same draws as without it.
+    ua_ok = u() < pp["ua"]
+    ua = model.raw_observations(nxt, c, timing, rng, ("uric_acid",))["uric_acid"]
+    met["hyperuricemia"] = ua_ok & (ua >= thr["uric_acid", 6.95])
     return _stack(met)
 
 
@@ -355,6 +361,7 @@ _ITEM = {
     "urine_protein": ("P", 0.70),
     "alt": ("ALT", 0.60),
     "ggt": ("GGT", 0.40),
+    "uric_acid": ("UA", 0.38),
 }
 
 
@@ -468,6 +475,7 @@ def drivers(
         "dyslipidemia": ([("ldl", 139.5, 1), ("tg", 299.5, 1)], "lip"),
         "ckd": ([("egfr", 59.95, -1), ("urine_protein", 2.5, 1)], None),
         "liver": ([("alt", 50.5, 1), ("ggt", 100.5, 1)], None),
+        "hyperuricemia": ([("uric_acid", 6.95, 1)], None),
     }
     result = {}
     for outcome in OUTCOMES:

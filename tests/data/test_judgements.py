@@ -534,6 +534,7 @@ def ref_outcomes(r: dict[str, object]) -> dict[str, bool]:
         "metabolic_syndrome": ref_mets(r) == 1,
         "ckd": (g["egfr"] is not None and g["egfr"] < 60) or ge("urine_protein", 3),
         "liver": ge("alt", 51) or ge("ggt", 101),
+        "hyperuricemia": ge("uric_acid", 7.0),
     }
 
 
@@ -571,6 +572,7 @@ def random_checkups(n: int, seed: int = 20240401) -> pd.DataFrame:
             "q_med_glucose": code([1, 2], [0.04, 0.96]),
             "q_med_lipid": code([1, 2], [0.06, 0.94]),
             "q_smoking": code([1, 2, 3], [0.3, 0.5, 0.2]),
+            "uric_acid": num(3, 10, 1),
         }
     )
     for c in df.columns:

@@ -24,6 +24,7 @@ HEALTHY = {
     "urine_protein": 1,
     "alt": 20.0,
     "ggt": 25.0,
+    "uric_acid": 5.0,
     "blood_draw_timing": 2,
     "q_med_bp": 2,
     "q_med_glucose": 2,
