@@ -312,13 +312,18 @@ def train(
     truth: Annotated[
         Path | None, typer.Option(help="truth.csv of a synthetic bundle (oracle metrics).")
     ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Training TOML (default: models/train.toml).")
+    ] = None,
 ) -> None:
     """Train, evaluate, log to MLflow and register kenshin-risk@challenger."""
     from kenshin.commands import print_train_summary, run_train
+    from models.train_config import load_train_config
 
+    load_train_config(config)  # a bad file stops here (exit 2), before any work
     prepare_tracking(workdir)
     with progress() as bar:
-        _engine, report, run = run_train(store, workdir, truth, bar=bar)
+        _engine, report, run = run_train(store, workdir, truth, config, bar=bar)
     print_train_summary(console, report, run)
 
 

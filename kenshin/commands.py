@@ -313,11 +313,24 @@ def run_train(
     config=None,
     bar: Progress | None = None,
 ):
-    """Features → train + evaluate → log + register ``kenshin-risk@challenger``."""
+    """Features → train + evaluate → log + register ``kenshin-risk@challenger``.
+
+    ``config``: a training TOML (path; default: the shipped models/train.toml), a
+    models.train_config.TrainConfig, or a models.config.ModelConfig (default training tables).
+    """
     from data.store import read_enrollment
-    from features import TrainingTablesConfig, build_training_tables, follow_up_report
+    from features import build_training_tables, follow_up_report
     from models import ModelConfig, train_and_evaluate
     from models.registry import log_training_run
+    from models.train_config import TrainConfig, load_train_config
+
+    if isinstance(config, ModelConfig):
+        train_config = TrainConfig.from_model(config)
+    elif isinstance(config, TrainConfig):
+        train_config = config
+    else:  # a path or None (the shipped defaults): a bad file stops here, before any work
+        train_config = load_train_config(config)
+    model_config = train_config.model
 
     steps = ("features", "train + evaluate", "log to MLflow")
     task = bar.add_task(steps[0], total=len(steps)) if bar else None
@@ -326,12 +339,12 @@ def run_train(
         if bar:
             bar.update(task, completed=i, description=steps[min(i, len(steps) - 1)])
 
-    tables_config = TrainingTablesConfig()
+    tables_config = train_config.tables
     features, labels = build_training_tables(store, tables_config)
     truth_df = read_truth(truth) if truth else None
     follow_up = follow_up_report(labels, truth_df, read_enrollment(store))
     step(1)
-    engine, report = train_and_evaluate(features, labels, config or ModelConfig(), truth_df)
+    engine, report = train_and_evaluate(features, labels, model_config, truth_df)
     from data.store import read_checkups
     from models.evaluate import ReportTable
     from models.lab_response import fit_lab_response
@@ -352,7 +365,7 @@ def run_train(
 
         whatif = whatif_truth_report(
             engine, checkups, labels, truth_df, report.test_year,
-            config or ModelConfig(), tables_config.features,
+            model_config, tables_config.features,
         )  # fmt: skip
         if whatif is not None:
             report.extra["whatif_truth"] = whatif[0]
@@ -362,8 +375,29 @@ def run_train(
         engine, report, features, labels, store, workdir, tables_config=tables_config,
         truth_used=truth_df is not None, follow_up=follow_up,
     )  # fmt: skip
+    log_train_config(run, train_config, config)
     step(3)
     return engine, report, run
+
+
+def log_train_config(run, train_config, source) -> None:
+    """The resolved training config on the training run (models.registry.TrainingRun):
+    artifact ``config/train.toml``, its origin and digest as parameters."""
+    import hashlib
+
+    from mlflow import MlflowClient
+
+    text = train_config.to_toml()
+    run_id, client = run.run_id, MlflowClient(run.tracking_uri)
+    client.log_text(run_id, text, "config/train.toml")
+    if source is None:
+        origin = "models/train.toml (shipped)"
+    elif isinstance(source, Path | str):
+        origin = str(Path(source).resolve())[-500:]
+    else:
+        origin = f"{type(source).__name__} (Python)"
+    client.log_param(run_id, "config.source", origin)
+    client.log_param(run_id, "config.sha256", hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
 def run_promote(workdir: Path, store: Path | None = None, force: bool = False, policy=None):

@@ -1,4 +1,8 @@
-"""Typed configuration of the models step (ハイパーパラメータ): plain frozen dataclasses.
+"""Typed configuration of the models step (ハイパーパラメータ): frozen pydantic dataclasses.
+
+Validated like every configuration of the project (pydantic): building one with a bad value
+raises ``pydantic.ValidationError`` (a ``ValueError``) naming the field. Analysts set them in
+``models/train.toml`` (``kenshin train --config``; models.train_config reads the file).
 
 Defaults are sized for 2 cores and 10⁴-10⁵ training rows: shallow trees (15 leaves, depth 5)
 keep training and native SHAP cheap, and early stopping picks the number of trees on the
@@ -15,10 +19,14 @@ restores anyway. Measured figures for both choices: bench/README.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import field, replace
+from typing import Annotated, Any, Literal
 
-from data.columns import AGE_BANDS, OUTCOMES, QUESTIONNAIRE_COLUMNS
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass
+
+from data.columns import AGE_BANDS, MEASUREMENT_COLUMNS, OUTCOMES, QUESTIONNAIRE_COLUMNS
 
 __all__ = [
     "FORECAST_ITEMS",
@@ -29,38 +37,36 @@ __all__ = [
     "SplitConfig",
 ]
 
+#: Unknown keyword arguments (keys of train.toml) are an error, never silently ignored.
+_STRICT = ConfigDict(extra="forbid")
+Share = Annotated[float, Field(gt=0, lt=1)]  # a share strictly between 0 and 1
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # one of data.columns.OUTCOMES
+
 #: Key checkup items with a next-year value forecast (feature name = canonical column).
 FORECAST_ITEMS = (
     "hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "weight_kg", "waist_cm", "alt", "ggt", "egfr",
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=_STRICT)
 class LGBMParams:
     """LightGBM hyperparameters (native ``lgb.train`` names where they differ are mapped)."""
 
-    num_leaves: int = 15
-    max_depth: int = 5
-    learning_rate: float = 0.05
-    n_estimators: int = 600
-    early_stopping_rounds: int = 50
-    min_child_samples: int = 50
-    subsample: float = 0.8
-    subsample_freq: int = 1
-    colsample_bytree: float = 0.8
-    reg_lambda: float = 1.0
-    max_bin: int = 255
-    n_jobs: int = 1  # see the module docstring: one OpenMP thread per booster
+    num_leaves: Annotated[int, Field(ge=2)] = 15
+    max_depth: Annotated[int, Field(ge=-1)] = 5  # -1: no limit
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05
+    n_estimators: Annotated[int, Field(ge=1)] = 600
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
+    min_child_samples: Annotated[int, Field(ge=0)] = 50
+    subsample: Annotated[float, Field(gt=0, le=1)] = 0.8
+    subsample_freq: Annotated[int, Field(ge=0)] = 1
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 0.8
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    max_bin: Annotated[int, Field(ge=2)] = 255
+    n_jobs: Annotated[int, Field(ge=1)] = 1  # see the module docstring: one thread per booster
     deterministic: bool = True
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.num_leaves < 2 or self.n_estimators < 1 or self.early_stopping_rounds < 1:
-            raise ValueError("num_leaves ≥ 2, n_estimators ≥ 1 and early_stopping_rounds ≥ 1")
-        if not (0 < self.learning_rate <= 1 and 0 < self.subsample <= 1):
-            raise ValueError("learning_rate and subsample must be in (0, 1]")
-        if not 0 < self.colsample_bytree <= 1:
-            raise ValueError("colsample_bytree must be in (0, 1]")
 
     def native(self, objective: str, **extra: Any) -> dict[str, Any]:
         """Parameters for ``lightgbm.train`` (n_estimators / early stopping passed separately)."""
@@ -84,12 +90,12 @@ class LGBMParams:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=_STRICT)
 class ForecastConfig:
     """Quantile value forecasts: next fiscal year's value of each item, 80% interval."""
 
     items: tuple[str, ...] = FORECAST_ITEMS
-    quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9)
+    quantiles: tuple[Share, Share, Share] = (0.1, 0.5, 0.9)
     lgbm: LGBMParams = field(
         default_factory=lambda: LGBMParams(
             learning_rate=0.15, n_estimators=200, early_stopping_rounds=20, min_child_samples=200
@@ -100,9 +106,15 @@ class ForecastConfig:
         lo, mid, hi = self.quantiles
         if not 0 < lo < mid < hi < 1:
             raise ValueError(f"quantiles must be increasing in (0, 1), got {self.quantiles}")
+        odd = [i for i in self.items if i not in MEASUREMENT_COLUMNS]
+        if odd or not self.items or len(set(self.items)) < len(self.items):
+            raise ValueError(
+                f"forecast items must be distinct checkup measurements "
+                f"(data.columns.MEASUREMENT_COLUMNS), got {list(self.items)}"
+            )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=_STRICT)
 class SplitConfig:
     """Temporal split by index fiscal year, grouped by person (see models.split).
 
@@ -114,19 +126,21 @@ class SplitConfig:
     split (the Framingham adapter, data.framingham).
     """
 
-    test_year: int | None = None  # default: last labelled index year
+    #: Index fiscal year held out for testing; None: the last labelled index year.
+    test_year: Annotated[int, Field(ge=1900, le=2100)] | None = None
     group: Literal["person_hash", "none", "person"] = "person_hash"
-    test_person_share: float = 0.5
-    val_person_share: float = 0.2
+    test_person_share: Share = 0.5
+    val_person_share: Share = 0.2
 
     def __post_init__(self) -> None:
-        if not 0 < self.test_person_share < 1:
-            raise ValueError(f"test_person_share must be in (0, 1), got {self.test_person_share}")
-        if not 0 < self.val_person_share < 1 - self.test_person_share:
-            raise ValueError("val_person_share must be in (0, 1 − test_person_share)")
+        if not self.val_person_share < 1 - self.test_person_share:
+            raise ValueError(
+                f"val_person_share ({self.val_person_share}) must be below 1 − "
+                f"test_person_share ({self.test_person_share})"
+            )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=_STRICT)
 class MaskingConfig:
     """Robustness to items a facility did not measure (未測定項目): models.train.
 
@@ -149,11 +163,11 @@ class MaskingConfig:
     """
 
     enabled: bool = True
-    submodels: tuple[str, ...] = ("diabetes", "metabolic_syndrome")
+    submodels: tuple[Outcome, ...] = ("diabetes", "metabolic_syndrome")
     patterns: tuple[str, ...] = ("fpg_only", "hba1c_only", "neither")
     anchor: bool = True
-    share: float = 0.4
-    joint_share: float = 0.5
+    share: Fraction = 0.4
+    joint_share: Fraction = 0.5
     optional_items: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("urine_glucose", ("urine_glucose",)), ("urine_protein", ("urine_protein",)),
         ("creatinine", ("creatinine", "egfr")), ("uric_acid", ("uric_acid",)),
@@ -162,43 +176,48 @@ class MaskingConfig:
         ("questionnaire", tuple(q for q in QUESTIONNAIRE_COLUMNS if not q.startswith("q_med_"))),
     )  # fmt: skip
 
+    @field_validator("optional_items", mode="before")
+    @classmethod
+    def _from_table(cls, v: Any) -> Any:
+        """A TOML table ``name = [items]`` (order kept) is the same as ``((name, items), …)``."""
+        return tuple((k, tuple(g)) for k, g in v.items()) if isinstance(v, Mapping) else v
+
     def __post_init__(self) -> None:
         from features.masking import GLUCOSE_PATTERNS, MASKABLE_ITEMS
 
-        if not (0 <= self.share <= 1 and 0 <= self.joint_share <= 1):
-            raise ValueError("masking share and joint_share must lie in [0, 1]")
         bad = [p for p in self.patterns if p not in GLUCOSE_PATTERNS or p == "both"]
         if bad:
-            raise ValueError(f"masking patterns must be among {tuple(GLUCOSE_PATTERNS)[1:]}")
-        if any(o not in OUTCOMES for o in self.submodels):
-            raise ValueError(f"masking submodels must be outcomes of {OUTCOMES}")
+            raise ValueError(
+                f"masking patterns must be among {tuple(GLUCOSE_PATTERNS)[1:]}, got {bad}"
+            )
         odd = [i for _, g in self.optional_items for i in g if i not in MASKABLE_ITEMS]
         if odd or any(not g for _, g in self.optional_items):
             raise ValueError(f"masking cannot remove {odd or 'an empty group'}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=_STRICT)
 class ModelConfig:
     """Everything the models step needs; ``horizon_years`` must match the labels' horizon."""
 
-    outcomes: tuple[str, ...] = OUTCOMES
+    outcomes: tuple[Outcome, ...] = OUTCOMES
     lgbm: LGBMParams = field(default_factory=LGBMParams)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     calibration: Literal["isotonic", "sigmoid"] = "sigmoid"
     monotone: bool = True
-    top_k: int = 1000
-    horizon_years: int = 1
+    top_k: Annotated[int, Field(ge=1)] = 1000  # letter budget of the top-k metrics
+    horizon_years: Annotated[int, Field(ge=1, le=3)] = 1
     age_bands: tuple[tuple[int, int], ...] = AGE_BANDS
     slices: tuple[str, ...] = ("sex", "age_band")
     baselines: bool = True
     forecasts: bool = True
     #: Choose LightGBM / blend / LR per outcome on the validation year (models.member_choice).
     select: bool = True
-    blend_weights: tuple[float, ...] = (0.75, 0.5, 0.25)
-    select_margin: float = 0.0  # validation-AUC gain a challenger needs over LightGBM
+    blend_weights: tuple[Share, ...] = (0.75, 0.5, 0.25)
+    #: Validation-AUC gain a challenger needs over LightGBM.
+    select_margin: Annotated[float, Field(ge=0)] = 0.0
     #: Test rows per outcome on which driver agreement is computed (0 = all rows).
-    driver_sample: int = 20_000
+    driver_sample: Annotated[int, Field(ge=0)] = 20_000
     #: Honest small wards: an outcome with fewer training events (outcome met, ``train`` split)
     #: than ``min_events`` gets no LightGBM model. ``small_outcome = "logistic"``: it is scored
     #: by a simpler, stronger-regularised member — an L2 logistic regression (``C =
@@ -207,31 +226,18 @@ class ModelConfig:
     #: it has ≥ ``min_events_fallback`` training events and validation rows with and without
     #: the outcome; otherwise, or with ``"off"``, the outcome is switched off for the run (no
     #: risk, no what-if, no letter), with the reason in the training report and model card.
-    min_events: int = 100
+    min_events: Annotated[int, Field(ge=0)] = 100
     small_outcome: Literal["logistic", "off"] = "logistic"
-    min_events_fallback: int = 20
-    fallback_c: float = 0.1
+    min_events_fallback: Annotated[int, Field(ge=1)] = 20
+    fallback_c: Annotated[float, Field(gt=0)] = 0.1
     #: Robustness to items a facility did not measure (``MaskingConfig(enabled=False)``: off).
     masking: MaskingConfig = field(default_factory=MaskingConfig)
 
     def __post_init__(self) -> None:
-        bad = [o for o in self.outcomes if o not in OUTCOMES]
-        if bad:
-            raise ValueError(f"unknown outcomes {bad}; expected a subset of {OUTCOMES}")
-        if self.calibration not in ("isotonic", "sigmoid"):
-            raise ValueError(f"calibration must be 'isotonic' or 'sigmoid': {self.calibration!r}")
-        if self.horizon_years not in (1, 2, 3):
-            raise ValueError(f"horizon_years must be 1-3, got {self.horizon_years}")
-        if self.top_k < 1:
-            raise ValueError("top_k (letter budget) must be ≥ 1")
-        if not all(0 < w < 1 for w in self.blend_weights) or self.select_margin < 0:
-            raise ValueError("blend_weights must lie in (0, 1) and select_margin be ≥ 0")
-        if self.min_events < 0 or self.min_events_fallback < 1:
-            raise ValueError("min_events must be ≥ 0 and min_events_fallback ≥ 1")
-        if self.small_outcome not in ("logistic", "off"):
-            raise ValueError(f"small_outcome must be 'logistic' or 'off': {self.small_outcome!r}")
-        if not self.fallback_c > 0:
-            raise ValueError("fallback_c (inverse L2 strength) must be > 0")
+        if not self.outcomes or len(set(self.outcomes)) < len(self.outcomes):
+            raise ValueError(f"outcomes must be distinct and at least one: {list(self.outcomes)}")
+        if any(lo > hi for lo, hi in self.age_bands):
+            raise ValueError(f"age_bands must be (low, high) pairs: {list(self.age_bands)}")
 
     def with_seed(self, seed: int) -> ModelConfig:
         """The same config with every LightGBM seed set to ``seed``."""
