@@ -258,7 +258,12 @@ _BAR_MM = 38.0
 
 def _chart(item: str, jv: JudgementValue, x: float) -> dict:
     """The zones of a value chart as (name, width in mm), left to right, and the dot's centre."""
-    lo, hi = _SCALE[item]
+    # An item without a declared scale (e.g. one an outcome declaration adds): half its lower
+    # cut to one and a half times its higher one.
+    lo, hi = _SCALE.get(item) or (
+        0.5 * min(jv.guidance, jv.referral or jv.guidance),
+        1.5 * max(jv.guidance, jv.referral or jv.guidance),
+    )
 
     def pos(v: float) -> float:
         return min(100.0, max(0.0, (v - lo) / (hi - lo) * 100))
