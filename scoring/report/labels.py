@@ -17,6 +17,7 @@ from functools import cache
 from data.columns import AGE_BANDS
 from data.outcomes import OUTCOME_DECLARATIONS
 from features import declarations
+from scoring.letters.schema import KEY_ITEMS as LETTER_KEY_ITEMS
 
 #: Outcome names as the letters print them (the bundled catalogue: one wording for both).
 OUTCOME_JA: dict[str, str] = {o.name: o.label_ja for o in OUTCOME_DECLARATIONS}
@@ -47,10 +48,9 @@ STATUS_JA: dict[str, str] = {"shift": "変化大", "watch": "要注意", "ok": "
 #: Age bands of the cohort summary (scoring.selection.AGE_BANDS): [40,50) [50,60) [60,65) [65,75).
 AGE_BAND_JA = tuple(f"{lo}-{hi}歳" for lo, hi in AGE_BANDS)
 
-#: Key items shown against the judgement values, in the order of the letters' table.
-KEY_ITEMS = (
-    "hba1c", "fpg", "sbp", "dbp", "ldl", "hdl", "tg", "waist_cm", "bmi", "alt", "ggt", "egfr",
-)  # fmt: skip
+#: Key items shown against the judgement values: the letters' table (scoring.letters.schema)
+#: without the weight (BMI and waist stand for it on a staff page).
+KEY_ITEMS = tuple(i for i in LETTER_KEY_ITEMS if i != "weight_kg")
 #: Items listed only when measured, each right after the key item it stands in for: 随時血糖
 #: (no fasting glucose), Non-HDL cholesterol (TG high or a non-fasting draw).
 OPTIONAL_ITEMS: dict[str, str] = {"random_glucose": "fpg", "non_hdl": "ldl"}
