@@ -13,10 +13,10 @@ import pandas as pd
 
 from features.declarations import CODE_JA, get, item
 
-__all__ = ["item_values"]
+__all__ = ["DECIMALS", "item_values"]
 
-#: Decimals of the printed values (default 0: mg/dL, mmHg, U/L, codes).
-_DECIMALS: dict[str, int] = {
+#: Decimals of the printed values (default 0: mg/dL, mmHg, U/L, codes); the staff report's too.
+DECIMALS: dict[str, int] = {
     "hba1c": 1, "bmi": 1, "waist_cm": 1, "weight_kg": 1, "height_cm": 1, "egfr": 1,
     "creatinine": 2, "uric_acid": 1, "hemoglobin": 1, "years_since_previous": 1,
 }  # fmt: skip
@@ -61,7 +61,7 @@ def _reading(features: pd.DataFrame, name: str) -> np.ndarray:
         return np.where(text != "", "過去" + text + "回", "")
     d = get(name)
     unit = "" if d.unit in _NO_UNIT else " " + _UNIT_JA.get(d.unit, d.unit)
-    text = _num(x, _DECIMALS.get(name, 0))
+    text = _num(x, DECIMALS.get(name, 0))
     return np.where(text != "", text + ("%" if d.unit == "%" else unit), "")
 
 
@@ -79,14 +79,14 @@ def item_values(features: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarra
     if not shown:
         return main, np.full(n, "", dtype=object)
     if it.joint:  # one reading: "142/88 mmHg", change "+6/+2"
-        vals = [_num(_column(features, f), _DECIMALS.get(f, 0)) for f in shown]
+        vals = [_num(_column(features, f), DECIMALS.get(f, 0)) for f in shown]
         unit = get(shown[0]).unit
         have = np.logical_and.reduce([v != "" for v in vals])
         text = np.where(have, vals[0], "")
         for v in vals[1:]:
             text = np.where(have, text + "/" + v, text)
         text = np.where(have, text + " " + unit, "")
-        chg = [_num(_column(features, f"{f}_change"), _DECIMALS.get(f, 0), sign=True)
+        chg = [_num(_column(features, f"{f}_change"), DECIMALS.get(f, 0), sign=True)
                for f in shown]  # fmt: skip
         both = np.logical_and.reduce([c != "" for c in chg])
         delta = chg[0]
@@ -104,7 +104,7 @@ def item_values(features: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarra
         delta = np.full(n, "", dtype=object)
         if it.change and it.change in features:
             base = it.change.removesuffix("_change")
-            d = _num(_column(features, it.change), _DECIMALS.get(base, 0), sign=True)
+            d = _num(_column(features, it.change), DECIMALS.get(base, 0), sign=True)
             # the main value's own change needs no label or unit: "6.3%(前回比 +0.2)"
             label, unit = "", ""
             if base != shown[0]:

@@ -17,6 +17,7 @@ from functools import cache
 from data.columns import AGE_BANDS
 from data.outcomes import OUTCOME_DECLARATIONS
 from features import declarations
+from scoring.items import DECIMALS  # noqa: F401  (the report's decimals: one table)
 from scoring.letters.schema import KEY_ITEMS as LETTER_KEY_ITEMS
 
 #: Outcome names as the letters print them (the bundled catalogue: one wording for both).
@@ -54,11 +55,6 @@ KEY_ITEMS = tuple(i for i in LETTER_KEY_ITEMS if i != "weight_kg")
 #: Items listed only when measured, each right after the key item it stands in for: 随時血糖
 #: (no fasting glucose), Non-HDL cholesterol (TG high or a non-fasting draw).
 OPTIONAL_ITEMS: dict[str, str] = {"random_glucose": "fpg", "non_hdl": "ldl"}
-#: Decimals per item (default 0: mg/dL, mmHg, U/L).
-DECIMALS: dict[str, int] = {
-    "hba1c": 1, "bmi": 1, "waist_cm": 1, "weight_kg": 1, "height_cm": 1, "egfr": 1,
-    "creatinine": 2, "uric_acid": 1, "hemoglobin": 1,
-}  # fmt: skip
 #: Comparison words (≥ and ≤ are not in IPAex).
 OP_JA = {">=": "{v}以上", "<": "{v}未満", "<=": "{v}以下"}
 
