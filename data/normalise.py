@@ -397,6 +397,12 @@ LEGACY_QUESTIONNAIRE_CODES: dict[str, tuple[int, ...]] = {
     "q_alcohol_amount": (1, 2, 3, 4),  # <1, 1-2, 2-3, ≥3 合
     "q_guidance_received": (1, 2),  # old item 22 (9N806): wishes for health guidance 1 yes 2 no
 }
+#: Last fiscal year of the first form (FY2008–2017), whose items 13 and 16 asked other questions:
+#: weight change ±3 kg in a year (where chewing is since FY2018) and late-evening snacks, yes/no
+#: (where the three-level snacks item is). A CSV answer in those columns for such a year is not
+#: an answer to today's question: it is set to missing and reported.
+LAST_FIRST_FORM_FY = 2017
+FIRST_FORM_OTHER_QUESTIONS = ("q_chewing", "q_snacks")
 #: Old code → canonical code. An item with an empty mapping has no canonical counterpart.
 _LEGACY_TO_CANONICAL: dict[str, dict[int, int]] = {
     "q_smoking": {1: 1, 2: 3},
@@ -438,13 +444,16 @@ def harmonise_questionnaire_with_problems(
     The mask is a bool DataFrame with one column per ``q_`` column present. It is True where a
     value was present but could not be used: not an integer, or not a valid code for the
     questionnaire version of its row. The version-dependent items (smoking, alcohol,
-    item 22) are also flagged on rows without a fiscal year. Those cells are missing in the
+    item 22) are also flagged on rows without a fiscal year, and the chewing and snacks answers
+    of FY2008–2017 rows (:data:`FIRST_FORM_OTHER_QUESTIONS`). Those cells are missing in the
     harmonised frame. ``legacy`` (bool per row) says which rows carry the FY2018–2023 codes
     when the caller has decided it (:func:`decide_questionnaire_coding`); by default, every row
     of a fiscal year up to ``last_legacy_fy``.
     """
     by_year, unknown = _legacy_rows(df, last_legacy_fy)
     legacy = by_year if legacy is None else np.asarray(legacy, dtype=bool) & ~unknown
+    fy = pd.to_numeric(df["fiscal_year"], errors="coerce")
+    first_form = (fy <= LAST_FIRST_FORM_FY).fillna(False).to_numpy(dtype=bool)
     out = df.copy()
     problems = pd.DataFrame(index=df.index)
     for col in (c for c in QUESTIONNAIRE_COLUMNS if c in df):
@@ -459,6 +468,8 @@ def harmonise_questionnaire_with_problems(
             ok = new_ok
             value = codes
         invalid = present & ~ok
+        if col in FIRST_FORM_OTHER_QUESTIONS:
+            invalid |= present & first_form
         out[col] = value.mask(invalid).astype("Int64")
         problems[col] = bad.to_numpy(dtype=bool) | invalid
     return out, problems

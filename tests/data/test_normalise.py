@@ -539,3 +539,20 @@ def test_coerce_int_code() -> None:
     assert values.tolist() == [9, -1] and not bad.any()
     values, bad = coerce_int_code(pd.Series([1, 2, 5], dtype="Int64"), (1, 2))
     assert values.isna().tolist() == [False, False, True] and bad.tolist() == [False, False, True]
+
+
+def test_first_form_chewing_and_snacks_answers_are_not_read_as_todays_questions() -> None:
+    # FY2008-2017: item 13 asked about weight change, item 16 about late-evening snacks (yes/no)
+    df = pd.DataFrame(
+        {
+            "fiscal_year": [2015, 2017, 2018, 2024],
+            "q_chewing": [1, 2, 1, 3],
+            "q_snacks": [2, 1, 2, 3],
+            "q_sleep": [1, 2, 1, 2],
+        }
+    )
+    out, problems = harmonise_questionnaire_with_problems(df)
+    assert out["q_chewing"].isna().tolist() == [True, True, False, False]
+    assert out["q_snacks"].isna().tolist() == [True, True, False, False]
+    assert problems["q_chewing"].tolist() == [True, True, False, False]
+    assert out["q_sleep"].tolist() == [1, 2, 1, 2]  # other items of those years are read
