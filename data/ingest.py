@@ -30,6 +30,7 @@ from data.readers import PROVENANCE, SOURCE_FILE, SOURCE_ROW, RawTable, read_bun
 from data.validate import (
     FIRST_TOKUTEI_FY,
     REJECT_COLUMNS,
+    Validated,
     validate_checkups,
     validate_contacts,
     validate_enrollment,
@@ -218,17 +219,47 @@ def _ingest_locked(
 ) -> IngestResult:
     on_step("read")
     raw = read_bundle(bundle, config.encoding)
+    sources = _source_info(bundle, raw)
+    fingerprint = _bundle_fingerprint(sources, key, config)
+    if not config.force and (same := _unchanged(store, fingerprint)) is not None:
+        return same
+    on_step("validate")
+    valid = _validate(bundle, raw, config)
+    on_step("reconcile")
+    tables = _reconcile(raw, valid, key)
+    acct = _accounting(raw, tables)
+    _check_loaded(bundle, tables.rejects, acct, config, len(tables.checkups))
+    extra_frame = _extra_frame(raw, key)
+    reasons = _reject_reasons(tables.rejects)
+    manifest = _manifest(raw, config, key, fingerprint, sources, acct, tables, valid, reasons)
+    on_step("write")
+    manifest = store_mod.write_store(
+        store, tables.checkups, tables.enrollment, tables.rejects, tables.contacts, extra_frame,
+        manifest,
+    )  # fmt: skip
+    return IngestResult(
+        acct, tables.rejects, manifest["extra_columns"], manifest, reject_reasons=reasons
+    )
+
+
+def _source_info(bundle: Path, raw: dict[str, RawTable]) -> list[dict]:
+    """File, sha256 and size of every source file of the bundle (XML/ZIP included)."""
     sources = sorted(
         {str(p.relative_to(bundle)): p for t in raw.values() for p in t.sources}.items()
     )
     extra_sources = sorted(  # regular files only: a FIFO or device is never opened
         p for p in bundle.rglob("*") if p.suffix.lower() in (".xml", ".zip") and p.is_file()
     )
-    source_info = [
+    return [
         {"file": name, "sha256": store_mod.sha256_file(p), "bytes": p.stat().st_size}
         for name, p in sources + [(str(p.relative_to(bundle)), p) for p in extra_sources]
     ]
-    bundle_fingerprint = hashlib.sha256(
+
+
+def _bundle_fingerprint(source_info: list[dict], key: bytes, config: IngestConfig) -> str:
+    """What makes the store: the source files, the key, the store version and the settings
+    that change what is stored. The same fingerprint: nothing to ingest again."""
+    return hashlib.sha256(
         json_dumps(
             [
                 source_info,
@@ -240,37 +271,112 @@ def _ingest_locked(
             ]
         ).encode()
     ).hexdigest()
-    if (store / store_mod.MANIFEST).exists() and not config.force:
-        try:
-            old = store_mod.read_manifest(store)
-        except BadInputError:
-            old = {}  # a damaged store is rewritten
-        if old.get("bundle_fingerprint") == bundle_fingerprint:
-            return IngestResult(
-                accounting={k: TableAccounting(**v) for k, v in old["accounting"].items()},
-                rejects=store_mod.read_rejects(store),
-                extra_columns=old.get("extra_columns", {}),
-                manifest=old,
-                unchanged=True,
-            )
 
-    today = pd.Timestamp(config.today) if config.today else None
-    acct = {name: TableAccounting(read=len(t.frame)) for name, t in raw.items()}
-    on_step("validate")
+
+def _unchanged(store: Path, fingerprint: str) -> IngestResult | None:
+    """The result of the store's last ingest when it was of the same bundle, else None."""
+    if not (store / store_mod.MANIFEST).exists():
+        return None
+    try:
+        old = store_mod.read_manifest(store)
+    except BadInputError:
+        return None  # a damaged store is rewritten
+    if old.get("bundle_fingerprint") != fingerprint:
+        return None
+    return IngestResult(
+        accounting={k: TableAccounting(**v) for k, v in old["accounting"].items()},
+        rejects=store_mod.read_rejects(store),
+        extra_columns=old.get("extra_columns", {}),
+        manifest=old,
+        unchanged=True,
+    )
+
+
+@dataclass(frozen=True)
+class _Valid:
+    """Each table of the bundle validated (data.validate)."""
+
+    checkups: Validated
+    enrollment: Validated
+    contacts: Validated
+
+
+def _validate(bundle: Path, raw: dict[str, RawTable], config: IngestConfig) -> _Valid:
+    """Type and check every table; a bundle without checkup rows is bad input."""
     if not len(raw["checkups"].frame):
         raise BadInputError(f"{bundle}: {_why_no_checkups(raw['checkups'])}")
-    v_chk = validate_checkups(
+    today = pd.Timestamp(config.today) if config.today else None
+    checkups = validate_checkups(
         raw["checkups"].frame,
         today=today,
         coding=config.questionnaire_coding,
         min_fiscal_year=config.min_fiscal_year,
     )
-    v_enr = validate_enrollment(raw["enrollment"].frame)
-    v_con = validate_contacts(raw["contacts"].frame)
+    return _Valid(
+        checkups, validate_enrollment(raw["enrollment"].frame),
+        validate_contacts(raw["contacts"].frame),
+    )  # fmt: skip
 
-    on_step("reconcile")
-    # Person-level consistency: one birth date and one sex per person (file/row named).
-    chk = v_chk.frame
+
+@dataclass(frozen=True)
+class _Tables:
+    """The store's tables, pseudonymised and reconciled, and the rows merged per table."""
+
+    checkups: pd.DataFrame
+    enrollment: pd.DataFrame
+    contacts: pd.DataFrame
+    rejects: pd.DataFrame
+    merged_duplicates: dict[str, int]
+
+
+def _reconcile(raw: dict[str, RawTable], valid: _Valid, key: bytes) -> _Tables:
+    """Person-level consistency, pseudonyms, duplicates merged, columns in the stored order."""
+    chk, conflicts = _person_conflicts(valid.checkups.frame)
+    rejects_raw = pd.concat(
+        [
+            _with_person_id(valid.checkups.rejects, raw["checkups"].frame),
+            *conflicts,
+            _with_person_id(valid.enrollment.rejects, raw["enrollment"].frame),
+            _with_person_id(valid.contacts.rejects, raw["contacts"].frame),
+        ],
+        ignore_index=True,
+    )
+    rejects = rejects_raw.drop(columns="person_id")
+    rejects["pseudonym"] = pseudonymise(rejects_raw["person_id"].astype("string"), key)
+    rejects = rejects[[*REJECT_COLUMNS, "pseudonym"]]
+    merged: dict[str, int] = {}
+
+    chk = chk.assign(pseudonym=pseudonymise(chk["person_id"], key))
+    before = len(chk)
+    chk = _merge_duplicates(chk, ["pseudonym", "exam_date"])
+    merged["checkups"] = before - len(chk)
+    order = ["pseudonym", "exam_date", "fiscal_year", "age"]
+    rest = [c for c in CHECKUP_COLUMNS if c not in ("person_id", "birth_date", "exam_date")]
+    checkups = chk[[*order, *rest, "soft_flags", *PROVENANCE]]
+    checkups = checkups.sort_values(["fiscal_year", "pseudonym", "exam_date"], ignore_index=True)
+    checkups = checkups.astype({"sex": "Int8"})
+
+    v_enr = valid.enrollment
+    enr = v_enr.frame.assign(pseudonym=pseudonymise(v_enr.frame["person_id"], key))
+    before = len(enr)
+    enr = _merge_duplicates(enr, ["pseudonym", "enrolled_from"])
+    merged["enrollment"] = before - len(enr)
+    enrollment = enr[["pseudonym", "enrolled_from", "enrolled_until", "end_reason"]]
+    enrollment = enrollment.sort_values(["pseudonym", "enrolled_from"], ignore_index=True)
+
+    v_con = valid.contacts
+    con = v_con.frame.assign(pseudonym=pseudonymise(v_con.frame["person_id"], key))
+    before = len(con)
+    con = _merge_duplicates(con, ["pseudonym"])
+    merged["contacts"] = before - len(con)
+    contacts = con.drop(columns=list(PROVENANCE)).sort_values("pseudonym", ignore_index=True)
+    contacts = contacts[["pseudonym", *[c for c in contacts.columns if c != "pseudonym"]]]
+    return _Tables(checkups, enrollment, contacts, rejects, merged)
+
+
+def _person_conflicts(chk: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """One birth date and one sex per person: the checkups that agree, and the rejects (with
+    the raw person_id) of those that do not (file and row named)."""
     conflicts = []
     for column, reason in (
         ("birth_date", "birth_date conflicts with this person's other checkups"),
@@ -279,55 +385,34 @@ def _ingest_locked(
         mask = _modal_conflicts(chk, column)
         conflicts.append(_reject_rows(chk, mask, "checkups", column, reason))
         chk = chk.loc[~mask]
+    return chk, conflicts
 
-    rejects_raw = pd.concat(
-        [
-            _with_person_id(v_chk.rejects, raw["checkups"].frame),
-            *conflicts,
-            _with_person_id(v_enr.rejects, raw["enrollment"].frame),
-            _with_person_id(v_con.rejects, raw["contacts"].frame),
-        ],
-        ignore_index=True,
-    )
-    rejects = rejects_raw.drop(columns="person_id")
-    rejects["pseudonym"] = pseudonymise(rejects_raw["person_id"].astype("string"), key)
-    rejects = rejects[[*REJECT_COLUMNS, "pseudonym"]]
 
-    chk = chk.assign(pseudonym=pseudonymise(chk["person_id"], key))
-    before = len(chk)
-    chk = _merge_duplicates(chk, ["pseudonym", "exam_date"])
-    acct["checkups"].merged_duplicates = before - len(chk)
-    order = ["pseudonym", "exam_date", "fiscal_year", "age"]
-    rest = [c for c in CHECKUP_COLUMNS if c not in ("person_id", "birth_date", "exam_date")]
-    checkups = chk[[*order, *rest, "soft_flags", *PROVENANCE]]
-    checkups = checkups.sort_values(["fiscal_year", "pseudonym", "exam_date"], ignore_index=True)
-    checkups = checkups.astype({"sex": "Int8"})
-
-    enr = v_enr.frame.assign(pseudonym=pseudonymise(v_enr.frame["person_id"], key))
-    before = len(enr)
-    enr = _merge_duplicates(enr, ["pseudonym", "enrolled_from"])
-    acct["enrollment"].merged_duplicates = before - len(enr)
-    enrollment = enr[["pseudonym", "enrolled_from", "enrolled_until", "end_reason"]]
-    enrollment = enrollment.sort_values(["pseudonym", "enrolled_from"], ignore_index=True)
-
-    con = v_con.frame.assign(pseudonym=pseudonymise(v_con.frame["person_id"], key))
-    before = len(con)
-    con = _merge_duplicates(con, ["pseudonym"])
-    acct["contacts"].merged_duplicates = before - len(con)
-    contacts = con.drop(columns=list(PROVENANCE)).sort_values("pseudonym", ignore_index=True)
-    contacts = contacts[["pseudonym", *[c for c in contacts.columns if c != "pseudonym"]]]
-
+def _accounting(raw: dict[str, RawTable], tables: _Tables) -> dict[str, TableAccounting]:
+    """Where every read row of each table went; a mismatch is a bug and raises."""
+    acct = {name: TableAccounting(read=len(t.frame)) for name, t in raw.items()}
     for name, n_loaded in (
-        ("checkups", len(checkups)),
-        ("enrollment", len(enrollment)),
-        ("contacts", len(contacts)),
+        ("checkups", len(tables.checkups)),
+        ("enrollment", len(tables.enrollment)),
+        ("contacts", len(tables.contacts)),
     ):
+        acct[name].merged_duplicates = tables.merged_duplicates[name]
         acct[name].loaded = n_loaded
-        acct[name].rejected = int((rejects["table"] == name).sum())
+        acct[name].rejected = int((tables.rejects["table"] == name).sum())
         if not acct[name].balanced:  # pragma: no cover - a bug, never bad input
             raise RuntimeError(f"row accounting does not add up for {name}: {acct[name]}")
+    return acct
 
-    if not len(checkups):
+
+def _check_loaded(
+    bundle: Path,
+    rejects: pd.DataFrame,
+    acct: dict[str, TableAccounting],
+    config: IngestConfig,
+    loaded_checkups: int,
+) -> None:
+    """Stop before anything is written: no checkup loaded, or too many rows rejected."""
+    if not loaded_checkups:
         raise BadInputError(
             f"{bundle}: no checkup row could be loaded ({acct['checkups'].rejected:,} rejected); "
             f"{_top_reasons(rejects, 'checkups')}"
@@ -335,46 +420,63 @@ def _ingest_locked(
     if not config.accept_rejects:
         _reject_guard(acct, rejects, config.max_reject_share)
 
+
+def _extra_frame(raw: dict[str, RawTable], key: bytes) -> pd.DataFrame | None:
+    """The bundle's columns kenshin does not know, per pseudonym (None: there are none)."""
     extras = [
         _extra_columns(t, pseudonymise(t.frame["person_id"].astype("string"), key))
         for t in raw.values()
     ]
     extras = [e for e in extras if e is not None]
-    extra_frame = pd.concat(extras, ignore_index=True) if extras else None
-    reasons = (
+    return pd.concat(extras, ignore_index=True) if extras else None
+
+
+def _reject_reasons(rejects: pd.DataFrame) -> pd.DataFrame:
+    """Rows rejected per table, column and reason."""
+    return (
         rejects.groupby(["table", "column", "reason"], dropna=False).size().rename("rows")
     ).reset_index()
-    manifest = {
+
+
+def _manifest(
+    raw: dict[str, RawTable],
+    config: IngestConfig,
+    key: bytes,
+    fingerprint: str,
+    sources: list[dict],
+    acct: dict[str, TableAccounting],
+    tables: _Tables,
+    valid: _Valid,
+    reasons: pd.DataFrame,
+) -> dict:
+    """The store's manifest (data.store completes it with the store's fingerprint)."""
+    report = valid.checkups.report
+    return {
         "kenshin_store_version": STORE_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "bundle_fingerprint": bundle_fingerprint,
+        "bundle_fingerprint": fingerprint,
         "pseudonym_key_check": _key_check(key),
-        "sources": source_info,
+        "sources": sources,
         "encodings": {k: v for t in raw.values() for k, v in t.encodings.items()},
         "accounting": {k: asdict(v) for k, v in acct.items()},
         "extra_columns": {t.name: t.extra_columns for t in raw.values() if t.extra_columns},
         "reader_notes": {t.name: t.notes for t in raw.values() if t.notes},
-        "fiscal_years": sorted(int(y) for y in checkups["fiscal_year"].dropna().unique()),
+        "fiscal_years": sorted(int(y) for y in tables.checkups["fiscal_year"].dropna().unique()),
         "reject_reasons": reasons.to_dict(orient="records"),
         # The facility's 9N501/9N506 beside kenshin's own: disagreement is a finding, not an error.
-        "facility_agreement": facility_agreement(checkups),
+        "facility_agreement": facility_agreement(tables.checkups),
         "missing_tables": [n for n in TABLES if not raw[n].sources and n != "checkups"],
         "questionnaire_coding": {
             "setting": config.questionnaire_coding,
-            "decisions": v_chk.report["questionnaire_coding"],
+            "decisions": report["questionnaire_coding"],
         },
-        "invalid_codes": v_chk.report["invalid_codes"],
-        "derived_out_of_range": v_chk.report["derived_out_of_range"],
+        "invalid_codes": report["invalid_codes"],
+        "derived_out_of_range": report["derived_out_of_range"],
         "reject_guard": {
             "max_share": config.max_reject_share,
             "accepted": config.accept_rejects,
         },
     }
-    on_step("write")
-    manifest = store_mod.write_store(
-        store, checkups, enrollment, rejects, contacts, extra_frame, manifest
-    )
-    return IngestResult(acct, rejects, manifest["extra_columns"], manifest, reject_reasons=reasons)
 
 
 def _why_no_checkups(table: RawTable) -> str:

@@ -1,8 +1,16 @@
 """The annual run (年次処理) behind ``kenshin score``: score → select → explain → letters → report.
 
 Reads the store and the registered model, calls the pure cores of :mod:`scoring`, and writes
-the output folder of :mod:`scoring.contracts`. Only :func:`_letter_requests` reads contact
-details, and only for residents whose letter is sent; everything else is keyed by pseudonym.
+the output folder declared once by :class:`scoring.outputs.AnnualOutputs` (its tables:
+:mod:`scoring.contracts`). :func:`run_annual` is a short list of steps, each a function with
+declared inputs and outputs: :func:`eligible`, then into the staging folder
+:func:`write_scores` → :func:`select_residents` → :func:`explain_selected` →
+:func:`write_tables` → :func:`write_letters` → :func:`_report` → :func:`write_run_record`,
+then :func:`publish`. The steps on frames (:func:`score_stamped`, :class:`ScoreTally`,
+:func:`with_factors`, :func:`letters_sent`, :func:`run_counts`) read and write nothing.
+
+Only :func:`_letter_requests` reads contact details, and only for residents whose letter is
+sent; everything else is keyed by pseudonym.
 
 What the run needs is checked before any work (:func:`check_store`): a store without enrollment,
 without checkups or without checkups of the scoring year is bad input (exit 2, one line); a
@@ -50,7 +58,8 @@ from scoring.contracts import (
     ModelSummary,
     scores_schema,
 )
-from scoring.score import ScoringConfig, eligible_residents, explain, score_chunk
+from scoring.outputs import LETTERS, STAGING_SUFFIX, AnnualOutputs, staging_for
+from scoring.score import Eligibility, ScoringConfig, eligible_residents, explain, score_chunk
 from scoring.selection import SELECTION_INPUTS, SelectionConfig, select
 
 DEFAULT_MODEL = "models:/kenshin-risk@champion"
@@ -337,24 +346,56 @@ def run_annual(
     folder as it was; the letters it had rendered stay in the staging folder, so running again
     renders only the missing ones (as do letters of a finished run in ``cfg.out``).
     """
-    from data.store import read_checkup_columns, read_enrollment, read_manifest
-
-    t0 = time.perf_counter()
-    store, out, fy = Path(cfg.store), Path(cfg.out), int(cfg.fiscal_year)
+    clock = Stopwatch(time.perf_counter())
+    out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a folder")
+    manifest = read_store_manifest(Path(cfg.store))
+    cfg, notes = decide_letters(cfg, manifest, on_note)
+    model = load_model(cfg.model_uri, cfg.workdir)
+    clock.seconds["load_model"] = time.perf_counter() - clock.start
+    elig = eligible(cfg)
+    work = staging_folder(out, seed_letters=cfg.letters)
+    try:
+        outs = AnnualOutputs(work)
+        result = _write_outputs(cfg, outs, model, elig, manifest, notes, on_step, clock)
+    except BaseException:
+        discard_staging(work)
+        raise
+    return publish(result, work, out)
+
+
+# --- the steps before any output: store, letters switch, eligibility ------------------------
+
+
+def read_store_manifest(store: Path) -> dict:
+    """The store's manifest (a damaged store is bad input, not a crash)."""
+    from data.store import read_manifest
+
     with store_readable(store):
-        manifest = read_manifest(store)
+        return read_manifest(store)
+
+
+def decide_letters(
+    cfg: AnnualRunConfig, manifest: dict, on_note: Callable[[str], None] | None = None
+) -> tuple[AnnualRunConfig, list[str]]:
+    """:func:`check_store`, then letters switched off (with a note) when the store has no
+    contacts: the run's config and what it decided on its own."""
     notes: list[str] = []
-    if "contacts" in check_store(store, manifest, fy) and cfg.letters:
+    if "contacts" in check_store(Path(cfg.store), manifest, int(cfg.fiscal_year)) and cfg.letters:
         cfg = replace(cfg, letters=False)
         notes.append(NO_CONTACTS_NOTE)
         if on_note is not None:
             on_note(NO_CONTACTS_NOTE)
-    model = load_model(cfg.model_uri, cfg.workdir)
-    sc = cfg.scoring
-    load_seconds = time.perf_counter() - t0
+    return cfg, notes
 
+
+def eligible(cfg: AnnualRunConfig):
+    """Who is scored (scoring.score.eligible_residents on the store's checkups of FY and FY-1
+    and its enrollment); nobody eligible is bad input."""
+    from data.store import read_checkup_columns, read_enrollment
+
+    store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
     with store_readable(store):
         candidates = read_checkup_columns(
             store, ["pseudonym", "exam_date", "age", "sex"], [fy, fy - 1]
@@ -368,22 +409,16 @@ def run_annual(
     del candidates
     if elig.index.empty:
         raise BadInputError(f"nobody is eligible for scoring in FY{fy} on {cfg.day.date()}")
+    return elig
 
-    work = staging_folder(out, seed_letters=cfg.letters)
-    try:
-        result = _write_outputs(cfg, work, model, elig, manifest, on_step, t0, load_seconds, notes)
-    except BaseException:
-        discard_staging(work)
-        raise
+
+def publish(result: AnnualRunResult, work: Path, out: Path) -> AnnualRunResult:
+    """Move what the run made in the staging folder ``work`` into ``out``; paths point there."""
     produced = {p.relative_to(work).parts[0] for p in result.paths.values()}
     swap_in(work, out, produced)
     result.out = out
     result.paths = {k: out / p.relative_to(work) for k, p in result.paths.items()}
     return result
-
-
-#: Suffix of the staging folder next to the output folder (``.<name>.partial``).
-STAGING_SUFFIX = ".partial"
 
 
 def staging_folder(out: Path, seed_letters: bool = True) -> Path:
@@ -395,7 +430,7 @@ def staging_folder(out: Path, seed_letters: bool = True) -> Path:
     :func:`scoring.letters.render_letters` reuses them.
     """
     target = Path(out).resolve()
-    stage = target.parent / f".{target.name}{STAGING_SUFFIX}"
+    stage = staging_for(target)
     try:
         stage.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -403,28 +438,28 @@ def staging_folder(out: Path, seed_letters: bool = True) -> Path:
         stage = target / f".kenshin{STAGING_SUFFIX}"
         stage.mkdir(exist_ok=True)
     for p in stage.iterdir():
-        if p.name != "letters":
+        if p.name != LETTERS:
             _remove(p)
-    letters = stage / "letters"
-    if seed_letters and not letters.exists() and (target / "letters" / "manifest.csv").exists():
-        _seed_letters(target / "letters", letters)
+    done, staged = AnnualOutputs(target), AnnualOutputs(stage)
+    if seed_letters and not staged.letters.exists() and done.letters_manifest.exists():
+        _seed_letters(done, staged)
     return stage
 
 
-def _seed_letters(src: Path, dst: Path) -> None:
+def _seed_letters(src: AnnualOutputs, dst: AnnualOutputs) -> None:
     """Hard-link the PDFs of a finished letters folder, copy its manifest (and journal)."""
     import shutil
 
-    (dst / "letters").mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(dst, 0o700)
-    for name in ("manifest.csv", "manifest.journal.jsonl"):
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)  # rewritten in place: never shared
-    for pdf in (src / "letters").glob("*.pdf"):
+    dst.letter_pdfs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(dst.letters, 0o700)
+    for name in ("letters_manifest", "letters_journal"):
+        if getattr(src, name).exists():  # rewritten in place: never shared
+            shutil.copy2(getattr(src, name), getattr(dst, name))
+    for pdf in src.letter_pdfs.glob("*.pdf"):
         try:
-            os.link(pdf, dst / "letters" / pdf.name)  # render_letters replaces, never rewrites
+            os.link(pdf, dst.letter_pdf(pdf.stem))  # render_letters replaces, never rewrites
         except OSError:
-            shutil.copy2(pdf, dst / "letters" / pdf.name)
+            shutil.copy2(pdf, dst.letter_pdf(pdf.stem))
 
 
 def _remove(path: Path) -> None:
@@ -440,7 +475,7 @@ def discard_staging(stage: Path) -> None:
     """After a failed run: remove the staging folder except the letters it rendered."""
     try:
         for p in stage.iterdir():
-            if p.name != "letters":
+            if p.name != LETTERS:
                 _remove(p)
         if not any(stage.iterdir()):
             stage.rmdir()
@@ -455,7 +490,8 @@ def swap_in(stage: Path, out: Path, names: set[str]) -> None:
     in ``out`` that this run does not produce are left alone.
     """
     out.mkdir(parents=True, exist_ok=True)
-    order = sorted(names, key=lambda n: (n == "run.json", not (stage / n).is_dir(), n))
+    last = AnnualOutputs(stage).run.name
+    order = sorted(names, key=lambda n: (n == last, not (stage / n).is_dir(), n))
     for name in order:
         src, dst = stage / name, out / name
         old = None
@@ -472,94 +508,198 @@ def swap_in(stage: Path, out: Path, names: set[str]) -> None:
     _remove(stage)
 
 
+@dataclass
+class Stopwatch:
+    """Seconds of each step of the run (``seconds``, in step order), from ``start``."""
+
+    start: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - t
+
+
 def _write_outputs(
     cfg: AnnualRunConfig,
-    out: Path,
+    outs: AnnualOutputs,
     model: LoadedModel,
-    elig,
+    elig: Eligibility,
     manifest: dict,
+    notes: list[str],
     on_step: Callable[[str, int, int], None] | None,
-    t0: float,
-    load_seconds: float,
-    notes: list[str] | None = None,
+    clock: Stopwatch,
 ) -> AnnualRunResult:
-    """Every output of the run, written into ``out`` (the staging folder)."""
-    from data.store import read_checkup_history
-    from features.declarations import DECLARATIONS
-
+    """Every output of the run, written into ``outs`` (the staging folder), step by step."""
     step = on_step or (lambda name, done, total: None)
-    seconds: dict[str, float] = {"load_model": load_seconds}
-    store, fy = Path(cfg.store), int(cfg.fiscal_year)
-    store_sha = manifest.get("store_fingerprint", {}).get("sha256", "unknown")
-    engine, sc = model.engine, cfg.scoring
+    stamps = score_stamps(cfg, model.summary, manifest)
+    with clock.time("score"):
+        tally = write_scores(cfg, model, elig, stamps, outs, step)
+    with clock.time("select"):
+        selection = select_residents(cfg, tally.selection_inputs())
+    with clock.time("explain"):
+        explained = explain_selected(cfg, model, elig, selection)
+        selection = with_factors(selection, explained.factors)
+    explanations = explained.explanations
+    drift = drift_report(model.engine, tally.drift_counts)
+    sent = letters_sent(selection, cfg.day)
+    paths = write_tables(outs, selection, explanations, drift, sent)
+    counts = run_counts(elig, selection, explained.residents)
+    if cfg.letters:
+        with clock.time("letters"):
+            letters = write_letters(cfg, model, selection, sent, outs, step)
+        paths.update(letters.paths)
+        counts.update(letters.counts)
+    if cfg.report:
+        with clock.time("report"):
+            step("report", 0, 1)
+            paths.update(_report(cfg, outs, selection, explanations, drift, model.summary, counts))
+            step("report", 1, 1)
+    clock.seconds["total"] = time.perf_counter() - clock.start
+    result = AnnualRunResult(outs.root, paths, counts, clock.seconds, model.summary)
+    result.notes = list(notes)
+    info = run_record(cfg, stamps, notes, counts, tally, clock.seconds, paths, outs.root)
+    paths["run"] = write_run_record(outs, info)
+    if cfg.log_mlflow:
+        result.mlflow_run_id = _log_scoring_run(cfg, info, drift, paths["run"], paths["drift"])
+    return result
 
-    # --- scores, chunk by chunk -------------------------------------------------------------
-    t1 = time.perf_counter()
-    stamps = {
+
+def score_stamps(cfg: AnnualRunConfig, summary: ModelSummary, manifest: dict) -> dict[str, str]:
+    """What every scores row carries of the run (scoring.contracts.SCORE_STAMPS)."""
+    return {
         "model_uri": cfg.model_uri,
-        "model_version": model.summary.version,
-        "feature_set_version": model.summary.feature_set_version,
+        "model_version": summary.version,
+        "feature_set_version": summary.feature_set_version,
         "config_hash": _config_hash(cfg),
-        "store_sha256": store_sha,
+        "store_sha256": manifest.get("store_fingerprint", {}).get("sha256", "unknown"),
         "scoring_date": cfg.day.date().isoformat(),
     }
-    schema = scores_schema(tuple(engine.outcomes), sc.scenario_keys)
-    ref = getattr(engine, "feature_reference", None)
-    drift_counts: dict[str, np.ndarray] = {}
-    keep: list[pd.DataFrame] = []
-    # Per outcome: residents whose risk and value forecasts disagree (scoring.coherence); per
-    # scenario and outcome: residents the what-if is offered to (it lowers their risk).
-    forecast_conflicts: dict[str, dict[str, int]] = {}
-    whatif_offered: dict[str, dict[str, int]] = {}
-    paths = {"scores": out / "scores.parquet", "scores_csv": out / "scores.csv"}
-    tmp_pq = paths["scores"].with_name(".scores.parquet.tmp")
-    tmp_csv = paths["scores_csv"].with_name(".scores.csv.tmp")
-    writer = None
+
+
+@dataclass
+class ScoreTally:
+    """What the run keeps of the scores as they are written chunk by chunk (:meth:`add`)."""
+
+    #: The engine's feature reference (models.drift) of its training rows, if it has one.
+    reference: object | None = None
+    #: Per feature: counts of the scored residents in the reference's bins.
+    drift_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Per outcome: residents whose risk and value forecasts disagree (scoring.coherence).
+    forecast_conflicts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Per scenario and outcome: residents the what-if is offered to (it lowers their risk).
+    whatif_offered: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The columns the selection needs (``_SELECTION_INPUTS`` and risks), chunk by chunk.
+    kept: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, scores: pd.DataFrame, X: pd.DataFrame) -> None:
+        """Count one chunk's scores and keep what the selection needs of them."""
+        if self.reference is not None:
+            for name, c in self.reference.counts(X).items():
+                self.drift_counts[name] = self.drift_counts.get(name, 0) + c
+        for o, kinds in conflict_counts(conflicts(scores)).items():
+            for k, v in kinds.items():
+                self.forecast_conflicts.setdefault(o, dict.fromkeys(kinds, 0))[k] += v
+        for c in scores.columns[scores.columns.str.contains("__", regex=False)]:
+            outcome, key = c.removeprefix("risk_").split("__", 1)
+            offered = self.whatif_offered.setdefault(key, {})
+            offered[outcome] = offered.get(outcome, 0) + int(scores[c].notna().sum())
+        cols = [*_SELECTION_INPUTS, *[c for c in scores if c.startswith("risk_")]]
+        self.kept.append(scores[[c for c in dict.fromkeys(cols) if "__" not in c]])
+
+    def selection_inputs(self) -> pd.DataFrame:
+        """Every scored resident's selection columns (the chunks kept are released)."""
+        scored = pd.concat(self.kept, ignore_index=True)
+        self.kept = []
+        return scored
+
+
+class ScoresWriter:
+    """scores.parquet and scores.csv, chunk by chunk into temp files moved into place when the
+    last chunk is written. Every chunk is written with the first chunk's Parquet schema (pandas
+    metadata included); the CSV's cells are spreadsheet-safe (data.files.csv_bytes)."""
+
+    def __init__(self, outs: AnnualOutputs) -> None:
+        self.targets = (outs.scores, outs.scores_csv)
+        self.parquet_tmp, self.csv_tmp = (p.with_name(f".{p.name}.tmp") for p in self.targets)
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, scores: pd.DataFrame) -> None:
+        first = self._writer is None
+        schema = None if self._writer is None else self._writer.schema
+        table = pa.Table.from_pandas(scores, schema=schema, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.parquet_tmp, table.schema, compression="zstd")
+        self._writer.write_table(table)
+        with open(self.csv_tmp, "wb" if first else "ab") as f:
+            f.write(csv_bytes(scores, header=first, date_format="%Y-%m-%d"))
+
+    def __enter__(self) -> ScoresWriter:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if kind is None:
+            os.replace(self.parquet_tmp, self.targets[0])
+            os.replace(self.csv_tmp, self.targets[1])
+
+
+def write_scores(
+    cfg: AnnualRunConfig,
+    model: LoadedModel,
+    elig: Eligibility,
+    stamps: dict[str, str],
+    outs: AnnualOutputs,
+    step: Callable[[str, int, int], None],
+) -> ScoreTally:
+    """Score the eligible residents chunk by chunk (each chunk's history read from the store)
+    into ``outs.scores`` / ``outs.scores_csv``; the tally keeps what the next steps need."""
+    from data.store import read_checkup_history
+
+    store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
+    schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
+    tally = ScoreTally(getattr(model.engine, "feature_reference", None))
     n = len(elig.index)
-    try:
+    with ScoresWriter(outs) as writer:
         for start in range(0, n, sc.chunk_size):
             index = elig.index.iloc[start : start + sc.chunk_size].reset_index(drop=True)
             with store_readable(store):
                 history = read_checkup_history(store, index["pseudonym"], fy)
-            scores, X = score_chunk(engine, history, index, sc, model.feature_config)
-            scores = schema.validate(scores.assign(fiscal_year=fy, **stamps))
-            if ref is not None:
-                for name, c in ref.counts(X).items():
-                    drift_counts[name] = drift_counts.get(name, 0) + c
-            # Every chunk is written with the first chunk's schema (pandas metadata included).
-            table = pa.Table.from_pandas(
-                scores, schema=None if writer is None else writer.schema, preserve_index=False
-            )
-            if writer is None:
-                writer = pq.ParquetWriter(tmp_pq, table.schema, compression="zstd")
-            writer.write_table(table)
-            with open(tmp_csv, "wb" if start == 0 else "ab") as f:  # spreadsheet-safe cells
-                f.write(csv_bytes(scores, header=start == 0, date_format="%Y-%m-%d"))
-            for o, kinds in conflict_counts(conflicts(scores)).items():
-                for k, v in kinds.items():
-                    forecast_conflicts.setdefault(o, dict.fromkeys(kinds, 0))[k] += v
-            for c in scores.columns[scores.columns.str.contains("__", regex=False)]:
-                outcome, key = c.removeprefix("risk_").split("__", 1)
-                offered = whatif_offered.setdefault(key, {})
-                offered[outcome] = offered.get(outcome, 0) + int(scores[c].notna().sum())
-            cols = [*_SELECTION_INPUTS, *[c for c in scores if c.startswith("risk_")]]
-            keep.append(scores[[c for c in dict.fromkeys(cols) if "__" not in c]])
+            scores, X = score_stamped(model, history, index, sc, fy, stamps, schema)
+            tally.add(scores, X)
+            writer.write(scores)
             step("score", min(start + sc.chunk_size, n), n)
-    finally:
-        if writer is not None:
-            writer.close()
-    os.replace(tmp_pq, paths["scores"])
-    os.replace(tmp_csv, paths["scores_csv"])
-    scored = pd.concat(keep, ignore_index=True)
-    del keep
-    seconds["score"] = time.perf_counter() - t1
+    return tally
 
-    # --- selection ---------------------------------------------------------------------------
-    t2 = time.perf_counter()
+
+def score_stamped(
+    model: LoadedModel,
+    history: pd.DataFrame,
+    index: pd.DataFrame,
+    sc: ScoringConfig,
+    fiscal_year: int,
+    stamps: dict[str, str],
+    schema,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One chunk's scores (scoring.score.score_chunk) stamped with the run and checked against
+    the scores contract ``schema`` (not coerced); and the chunk's feature matrix."""
+    scores, X = score_chunk(model.engine, history, index, sc, model.feature_config)
+    return schema.validate(scores.assign(fiscal_year=fiscal_year, **stamps)), X
+
+
+def select_residents(cfg: AnnualRunConfig, scored: pd.DataFrame) -> pd.DataFrame:
+    """The selection (scoring.selection.select) of the scored residents, ``fiscal_year`` second.
+
+    Reads the opt-outs and, letters on, whether each contact can be addressed (codes only:
+    checked before the selection, so a resident who cannot be written to takes no letter or
+    control place); earlier letters from ``cfg.letter_history``.
+    """
+    store = Path(cfg.store)
     with store_readable(store):
         opted_out = _opted_out(store)
-        # Whether a letter can be addressed (codes only): checked before the selection, so a
-        # resident who cannot be written to takes no letter or control place.
         contacts = contact_status(store) if cfg.letters else None
     selection = select(
         scored,
@@ -569,11 +709,25 @@ def _write_outputs(
         scoring_date=cfg.day,
         contact_problems=contacts,
     )
-    selection.insert(1, "fiscal_year", fy)
-    seconds["select"] = time.perf_counter() - t2
+    selection.insert(1, "fiscal_year", int(cfg.fiscal_year))
+    return selection
 
-    # --- explanations for everyone with a letter or a report page ----------------------------
-    t3 = time.perf_counter()
+
+@dataclass(frozen=True)
+class Explained:
+    """Explanations of the residents with a letter or a report page (an arm)."""
+
+    explanations: pd.DataFrame  # scoring.contracts.EXPLANATIONS_SCHEMA
+    factors: pd.DataFrame  # pseudonym, outcome, factor_1, factor_2, factor_3
+    residents: int
+
+
+def explain_selected(
+    cfg: AnnualRunConfig, model: LoadedModel, elig: Eligibility, selection: pd.DataFrame
+) -> Explained:
+    """SHAP explanations (scoring.score.explain) of everyone the selection put in an arm."""
+    from data.store import read_checkup_history
+
     explained = selection.loc[selection["arm"].notna(), "pseudonym"]
     who = elig.index[elig.index["pseudonym"].isin(explained)].reset_index(drop=True)
     explanations = EXPLANATIONS_SCHEMA.validate(
@@ -583,112 +737,162 @@ def _write_outputs(
     if len(who):
         from scoring.score import index_features
 
+        store = Path(cfg.store)
         with store_readable(store):
-            history = read_checkup_history(store, who["pseudonym"], fy)
+            history = read_checkup_history(store, who["pseudonym"], int(cfg.fiscal_year))
         feats = index_features(history, who, model.feature_config)
-        explanations, factors = explain(engine, feats, top=sc.explain_top)
+        explanations, factors = explain(model.engine, feats, top=cfg.scoring.explain_top)
         explanations = EXPLANATIONS_SCHEMA.validate(explanations)
+    return Explained(explanations, factors, int(len(who)))
+
+
+def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
+    """The selection with each resident's top three factors for the outcome of their row."""
     topic = selection[["pseudonym", "outcome"]].merge(
         factors, on=["pseudonym", "outcome"], how="left"
     )
+    selection = selection.copy()
     for i in (1, 2, 3):
         selection[f"factor_{i}"] = topic[f"factor_{i}"].astype("string").to_numpy()
-    seconds["explain"] = time.perf_counter() - t3
+    return selection
+
+
+def drift_report(engine, drift_counts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """PSI per feature (models.drift): the scored population vs the engine's training rows."""
+    from features.declarations import DECLARATIONS
 
     labels = {d.name: d.ja for d in DECLARATIONS}
-    drift = drift_table(ref, drift_counts, list(engine.feature_names), labels)
-    sent = selection.loc[selection["sent"], ["pseudonym"]].assign(
-        letter_date=cfg.day.date().isoformat()
+    ref = getattr(engine, "feature_reference", None)
+    return drift_table(ref, drift_counts, list(engine.feature_names), labels)
+
+
+def letters_sent(selection: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
+    """``letters_sent.csv``: the residents marked sent and the letter date (the scoring day)."""
+    return selection.loc[selection["sent"], ["pseudonym"]].assign(
+        letter_date=day.date().isoformat()
     )
-    # Every table against its contract before it is written (checked, not coerced: the bytes
-    # written stay those of the frames).
+
+
+def write_tables(
+    outs: AnnualOutputs,
+    selection: pd.DataFrame,
+    explanations: pd.DataFrame,
+    drift: pd.DataFrame,
+    sent: pd.DataFrame,
+) -> dict[str, Path]:
+    """Selection, explanations and drift into ``outs``, after every table (``sent`` too) is
+    checked against its contract (checked, not coerced: the bytes written stay those of the
+    frames). The paths of the run's tables so far, scores first."""
     SELECTION_SCHEMA.validate(selection, lazy=True)
     DRIFT_SCHEMA.validate(drift, lazy=True)
     LETTERS_SENT_SCHEMA.validate(sent, lazy=True)
+    _write_parquet(selection, outs.selection)
+    _write_csv(selection, outs.selection_csv)
+    _write_parquet(explanations, outs.explanations)
+    _write_csv(drift, outs.drift)
+    return {
+        "scores": outs.scores, "scores_csv": outs.scores_csv, "selection": outs.selection,
+        "selection_csv": outs.selection_csv, "explanations": outs.explanations,
+        "drift": outs.drift,
+    }  # fmt: skip
 
-    paths["selection"] = out / "selection.parquet"
-    paths["selection_csv"] = out / "selection.csv"
-    paths["explanations"] = out / "explanations.parquet"
-    _write_parquet(selection, paths["selection"])
-    _write_csv(selection, paths["selection_csv"])
-    _write_parquet(explanations, paths["explanations"])
-    paths["drift"] = out / "drift.csv"
-    _write_csv(drift, paths["drift"])
 
-    counts = {**elig.counts, "scored": n}
+def run_counts(elig: Eligibility, selection: pd.DataFrame, explained: int) -> dict[str, int]:
+    """Residents per step: eligibility, scored, selection reasons, explained."""
+    counts = {**elig.counts, "scored": len(elig.index)}
     counts.update({f"reason_{k}": int(v) for k, v in selection["reason"].value_counts().items()})
-    counts["explained"] = int(len(who))
+    counts["explained"] = int(explained)
+    return counts
 
-    # --- letters (the only step that reads names and addresses) -----------------------------
-    if cfg.letters:
-        t4 = time.perf_counter()
-        from scoring.letters import LetterConfig, render_letters
 
-        requests = _letter_requests(store, selection, paths["scores"], cfg)
-        counts["letters_requested"] = len(requests)
-        counts["letters_rendered"] = counts["letters_reused"] = 0
-        printed: set[str] = set()
-        if len(requests):
-            requests["horizon_years"] = model.horizon_years
-            letters_dir = out / "letters"
-            manifest_letters = render_letters(
-                requests,
-                letters_dir,
-                LetterConfig(workers=cfg.letter_workers),
-                on_progress=lambda done, total: step("letters", done, total),
-            )
-            paths["letters"] = letters_dir
-            paths["letters_manifest"] = manifest_letters.manifest_path
-            counts["letters_rendered"] = manifest_letters.rendered
-            counts["letters_reused"] = manifest_letters.skipped
-            counts["letters_characters_replaced"] = int(
-                manifest_letters.frame["replaced_characters"].sum()
-            )
-            # Advice letters whose forecast table contradicted the risk (scoring.coherence).
-            notes_col = manifest_letters.frame["notes"].fillna("").astype(str)
-            counts["letters_forecast_withheld"] = int(
-                notes_col.str.contains("forecast table withheld", regex=False).sum()
-            )
-            printed = set(manifest_letters.frame["pseudonym"])
-        # The selection, letters_sent.csv and the letters printed name the same residents.
-        if printed != set(sent["pseudonym"]):
-            raise RuntimeError(
-                f"{len(set(sent['pseudonym']) - printed)} resident(s) marked sent have no letter "
-                f"and {len(printed - set(sent['pseudonym']))} letter(s) were not selected"
-            )
-        paths["letters_sent"] = out / "letters_sent.csv"
-        _write_csv(sent, paths["letters_sent"])
-        seconds["letters"] = time.perf_counter() - t4
+@dataclass(frozen=True)
+class LettersMade:
+    paths: dict[str, Path]
+    counts: dict[str, int]
 
-    # --- staff report ------------------------------------------------------------------------
-    if cfg.report:
-        t5 = time.perf_counter()
-        step("report", 0, 1)
-        paths.update(_report(cfg, out, selection, explanations, drift, model.summary, counts))
-        step("report", 1, 1)
-        seconds["report"] = time.perf_counter() - t5
 
-    seconds["total"] = time.perf_counter() - t0
-    result = AnnualRunResult(out, paths, counts, seconds, model.summary, notes=list(notes or []))
-    run_info = {
-        "fiscal_year": fy,
+def write_letters(
+    cfg: AnnualRunConfig,
+    model: LoadedModel,
+    selection: pd.DataFrame,
+    sent: pd.DataFrame,
+    outs: AnnualOutputs,
+    step: Callable[[str, int, int], None],
+) -> LettersMade:
+    """The letters of the residents marked sent into ``outs.letters`` (the only step that reads
+    names and addresses: :func:`_letter_requests`), and ``letters_sent.csv``.
+
+    The selection, ``letters_sent.csv`` and the letters printed name the same residents.
+    """
+    from scoring.letters import LetterConfig, render_letters
+
+    requests = _letter_requests(Path(cfg.store), selection, outs.scores, cfg)
+    paths: dict[str, Path] = {}
+    counts: dict[str, int] = {}
+    counts["letters_requested"] = len(requests)
+    counts["letters_rendered"] = counts["letters_reused"] = 0
+    printed: set[str] = set()
+    if len(requests):
+        requests["horizon_years"] = model.horizon_years
+        made = render_letters(
+            requests,
+            outs.letters,
+            LetterConfig(workers=cfg.letter_workers),
+            on_progress=lambda done, total: step("letters", done, total),
+        )
+        paths["letters"] = outs.letters
+        paths["letters_manifest"] = outs.letters_manifest
+        counts["letters_rendered"] = made.rendered
+        counts["letters_reused"] = made.skipped
+        counts["letters_characters_replaced"] = int(made.frame["replaced_characters"].sum())
+        # Advice letters whose forecast table contradicted the risk (scoring.coherence).
+        notes_col = made.frame["notes"].fillna("").astype(str)
+        counts["letters_forecast_withheld"] = int(
+            notes_col.str.contains("forecast table withheld", regex=False).sum()
+        )
+        printed = set(made.frame["pseudonym"])
+    if printed != set(sent["pseudonym"]):
+        raise RuntimeError(
+            f"{len(set(sent['pseudonym']) - printed)} resident(s) marked sent have no letter "
+            f"and {len(printed - set(sent['pseudonym']))} letter(s) were not selected"
+        )
+    paths["letters_sent"] = outs.letters_sent
+    _write_csv(sent, outs.letters_sent)
+    return LettersMade(paths, counts)
+
+
+def run_record(
+    cfg: AnnualRunConfig,
+    stamps: dict[str, str],
+    notes: list[str],
+    counts: dict[str, int],
+    tally: ScoreTally,
+    seconds: dict[str, float],
+    paths: dict[str, Path],
+    root: Path,
+) -> dict:
+    """``run.json``: stamps, counts, timings and the files of the run (relative to ``root``)."""
+    n = counts["scored"]
+    return {
+        "fiscal_year": int(cfg.fiscal_year),
         **stamps,
         "letters": cfg.letters,
-        "notes": list(notes or []),
+        "notes": list(notes),
         "counts": counts,
-        "forecast_conflicts": forecast_conflicts,
-        "whatif_offered": whatif_offered,
+        "forecast_conflicts": tally.forecast_conflicts,
+        "whatif_offered": tally.whatif_offered,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "residents_per_second": round(n / seconds["score"], 1) if seconds["score"] else None,
-        "drift_reference_fiscal_year": getattr(ref, "fiscal_year", None),
+        "drift_reference_fiscal_year": getattr(tally.reference, "fiscal_year", None),
         "finished_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "files": {k: str(p.relative_to(out)) for k, p in paths.items() if p.is_relative_to(out)},
+        "files": {k: str(p.relative_to(root)) for k, p in paths.items() if p.is_relative_to(root)},
     }
-    paths["run"] = out / "run.json"
-    atomic_write(paths["run"], (json.dumps(run_info, indent=2, ensure_ascii=False) + "\n").encode())
-    if cfg.log_mlflow:
-        result.mlflow_run_id = _log_scoring_run(cfg, run_info, drift, paths["run"], paths["drift"])
-    return result
+
+
+def write_run_record(outs: AnnualOutputs, info: dict) -> Path:
+    """``run.json`` (the last file of the run)."""
+    atomic_write(outs.run, (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode())
+    return outs.run
 
 
 def _config_hash(cfg: AnnualRunConfig) -> str:
@@ -760,12 +964,21 @@ def _letter_requests(
     return df
 
 
-def _report(cfg, out: Path, selection, explanations, drift, summary, counts) -> dict[str, Path]:
-    """The staff report (scoring.report) in ``out``: HTML with every explained resident, PDF."""
+def _report(
+    cfg: AnnualRunConfig,
+    outs: AnnualOutputs,
+    selection: pd.DataFrame,
+    explanations: pd.DataFrame,
+    drift: pd.DataFrame,
+    summary: ModelSummary,
+    counts: dict[str, int],
+) -> dict[str, Path]:
+    """The staff report (scoring.report) in ``outs.report``: HTML with every explained
+    resident, PDF."""
     from scoring.report import ReportConfig, ReportInputs, ScenarioLabel, build_report
 
     inputs = ReportInputs(
-        scores=pd.read_parquet(out / "scores.parquet"),
+        scores=pd.read_parquet(outs.scores),
         selection=selection,
         explanations=explanations,
         drift=drift,
@@ -776,9 +989,7 @@ def _report(cfg, out: Path, selection, explanations, drift, summary, counts) -> 
         summary={k: int(v) for k, v in counts.items()},
     )
     built = build_report(
-        inputs,
-        Path(out) / "report",
-        config=ReportConfig(pdf_residents=cfg.report_pdf_residents),
+        inputs, outs.report, config=ReportConfig(pdf_residents=cfg.report_pdf_residents)
     )
     paths = {"report_html": Path(built.html)}
     if built.pdf is not None:

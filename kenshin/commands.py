@@ -629,8 +629,10 @@ def run_evaluate(store: Path, year: int, scores: Path, config=None):
     from data.store import read_checkups, read_manifest
     from kenshin.errors import BadInputError
     from scoring.letter_effect import evaluate
+    from scoring.outputs import AnnualOutputs
 
-    sel_path = Path(scores) / "selection.parquet"
+    outs = AnnualOutputs(scores)
+    sel_path = outs.selection
     sel = read_selection(sel_path)
     _selection_year(sel, sel_path, year)
     read_manifest(store)
@@ -646,10 +648,7 @@ def run_evaluate(store: Path, year: int, scores: Path, config=None):
         result = evaluate(sel, checkups[fy < year + 1], checkups[fy == year + 1], year, config)
     except ValueError as exc:
         raise BadInputError(f"{sel_path}: {exc}") from None
-    paths = {
-        "csv": Path(scores) / f"evaluation_FY{year}.csv",
-        "json": Path(scores) / f"evaluation_FY{year}.json",
-    }
+    paths = {"csv": outs.evaluation_csv(year), "json": outs.evaluation_json(year)}
     from data.files import csv_bytes  # spreadsheet-safe CSV (no cell runs as a formula)
 
     paths["csv"].write_bytes(csv_bytes(result.comparisons))

@@ -638,22 +638,50 @@ def log_training_run(
 ) -> TrainingRun:
     """Log one training run (see module doc); register the engine as ``challenger``."""
     import mlflow
-    from mlflow import MlflowClient
 
     from data.store import read_manifest
-    from features.declarations import declarations_frame
     from models.engine import log_engine
 
     store = Path(store)
     exp_id = configure_tracking(workdir)
     fingerprint = read_manifest(store).get("store_fingerprint", {})
-    store_rows = fingerprint.get("rows", {})
     commit = git_commit()
+    params = _training_params(engine, tables_config, store, fingerprint, truth_used, commit)
+    with _own_run(exp_id, f"train FY{engine.test_year}") as run:
+        mlflow.set_tags({"kenshin.kind": "train", "git_commit": commit,
+                         "feature_set_version": engine.feature_set_version,
+                         "store_sha256": params["store.sha256"]})  # fmt: skip
+        mlflow.log_params(params)
+        metrics = _overall_metrics(report)
+        items = list(metrics.items())
+        for i in range(0, len(items), 500):
+            mlflow.log_metrics(dict(items[i : i + 500]))
+        with tempfile.TemporaryDirectory(prefix="kenshin-run-") as tmp:
+            _write_run_artifacts(
+                Path(tmp), engine, report, features, labels, fingerprint, follow_up, commit,
+                truth_used,
+            )  # fmt: skip
+            mlflow.log_artifacts(tmp)
+        info = log_engine(
+            engine, features, registered_model_name=MODEL_NAME if register else None,
+            tables_config=tables_config,
+        )  # fmt: skip
+    version = None
+    if register:
+        version = _register_challenger(info, engine, params["store.sha256"], commit)
+    return TrainingRun(run.info.run_id, exp_id, tracking_uri(workdir), info.model_uri, version)
+
+
+def _training_params(
+    engine, tables_config, store: Path, fingerprint: dict, truth_used: bool, commit: str
+) -> dict[str, str]:
+    """The run's parameters: flattened configs, feature set, the store (path, sha256, rows per
+    table), whether the synthetic truth was used, the git commit."""
     by_table: dict[str, int] = {}
-    for rel, n in store_rows.items():
+    for rel, n in fingerprint.get("rows", {}).items():
         table = rel.split("/", 1)[0].removesuffix(".parquet")
         by_table[table] = by_table.get(table, 0) + int(n)
-    params = {
+    return {
         **flatten_config(engine.config, "model."),
         **(flatten_config(tables_config, "tables.") if tables_config is not None else {}),
         "feature_set_version": engine.feature_set_version,
@@ -665,65 +693,67 @@ def log_training_run(
         "truth_used": str(bool(truth_used)),
         "git_commit": commit,
     }
-    with _own_run(exp_id, f"train FY{engine.test_year}") as run:
-        mlflow.set_tags({"kenshin.kind": "train", "git_commit": commit,
-                         "feature_set_version": engine.feature_set_version,
-                         "store_sha256": params["store.sha256"]})  # fmt: skip
-        mlflow.log_params(params)
-        metrics = _overall_metrics(report)
-        items = list(metrics.items())
-        for i in range(0, len(items), 500):
-            mlflow.log_metrics(dict(items[i : i + 500]))
-        with tempfile.TemporaryDirectory(prefix="kenshin-run-") as tmp:
-            t = Path(tmp)
-            (t / "data").mkdir()
-            (t / "data" / "store_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
-            from data.files import csv_bytes  # spreadsheet-safe CSV (no cell runs as a formula)
 
-            if follow_up is not None:
-                (t / "data" / "follow_up.csv").write_bytes(csv_bytes(follow_up))
-            (t / "features").mkdir()
-            (t / "features" / "declarations.csv").write_bytes(csv_bytes(declarations_frame()))
-            (t / "features" / "feature_set_version.txt").write_text(
-                engine.feature_set_version + "\n"
-            )
-            ev = t / "evaluation"
-            ev.mkdir()
-            tables = {"metrics_by_slice": report.metrics, "synthetic": report.synthetic,
-                      "forecasts": report.forecasts, "splits": report.splits,
-                      "summary": report.summary(),
-                      "selection": getattr(report, "selection", pd.DataFrame()),
-                      **{k: t.table for k, t in getattr(report, "extra", {}).items()}}  # fmt: skip
-            for name, df in tables.items():
-                if len(df):
-                    (ev / f"{name}.csv").write_bytes(csv_bytes(df))
-                    df.to_html(ev / f"{name}.html", index=False, float_format="%.4f")
-            rows = outcome_test_rows(features, labels, engine)
-            shap, calib, shap_items = _plots(engine, rows, t / "plots")
-            if len(shap):
-                (ev / "shap_mean_abs.csv").write_bytes(csv_bytes(shap))
-            if len(shap_items):
-                (ev / "shap_items_mean_abs.csv").write_bytes(csv_bytes(shap_items))
-            if len(calib):
-                (ev / "calibration_bins.csv").write_bytes(csv_bytes(calib))
-            (t / "model_card.md").write_text(
-                model_card(engine, report, fingerprint, follow_up, commit, truth_used)
-            )
-            mlflow.log_artifacts(tmp)
-        info = log_engine(
-            engine, features, registered_model_name=MODEL_NAME if register else None,
-            tables_config=tables_config,
-        )  # fmt: skip
-    version = None
-    if register:
-        version = str(info.registered_model_version)
-        client = MlflowClient()
-        client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
-        for k, v in {"feature_set_version": engine.feature_set_version,
-                     "test_year": str(engine.test_year), "store_sha256": params["store.sha256"],
-                     "git_commit": commit}.items():  # fmt: skip
-            client.set_model_version_tag(MODEL_NAME, version, k, v)
-    return TrainingRun(run.info.run_id, exp_id, tracking_uri(workdir), info.model_uri, version)
+
+def _write_run_artifacts(
+    t: Path,
+    engine,
+    report,
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    fingerprint: dict,
+    follow_up: pd.DataFrame | None,
+    commit: str,
+    truth_used: bool,
+) -> None:
+    """The run's artifacts into folder ``t``: store fingerprint, follow-up, feature
+    declarations, evaluation tables (CSV + HTML), plots and the model card. Aggregates only."""
+    from data.files import csv_bytes  # spreadsheet-safe CSV (no cell runs as a formula)
+    from features.declarations import declarations_frame
+
+    (t / "data").mkdir()
+    (t / "data" / "store_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
+    if follow_up is not None:
+        (t / "data" / "follow_up.csv").write_bytes(csv_bytes(follow_up))
+    (t / "features").mkdir()
+    (t / "features" / "declarations.csv").write_bytes(csv_bytes(declarations_frame()))
+    (t / "features" / "feature_set_version.txt").write_text(engine.feature_set_version + "\n")
+    ev = t / "evaluation"
+    ev.mkdir()
+    tables = {"metrics_by_slice": report.metrics, "synthetic": report.synthetic,
+              "forecasts": report.forecasts, "splits": report.splits,
+              "summary": report.summary(),
+              "selection": getattr(report, "selection", pd.DataFrame()),
+              **{k: t.table for k, t in getattr(report, "extra", {}).items()}}  # fmt: skip
+    for name, df in tables.items():
+        if len(df):
+            (ev / f"{name}.csv").write_bytes(csv_bytes(df))
+            df.to_html(ev / f"{name}.html", index=False, float_format="%.4f")
+    rows = outcome_test_rows(features, labels, engine)
+    shap, calib, shap_items = _plots(engine, rows, t / "plots")
+    if len(shap):
+        (ev / "shap_mean_abs.csv").write_bytes(csv_bytes(shap))
+    if len(shap_items):
+        (ev / "shap_items_mean_abs.csv").write_bytes(csv_bytes(shap_items))
+    if len(calib):
+        (ev / "calibration_bins.csv").write_bytes(csv_bytes(calib))
+    (t / "model_card.md").write_text(
+        model_card(engine, report, fingerprint, follow_up, commit, truth_used)
+    )
+
+
+def _register_challenger(info, engine, store_sha: str, commit: str) -> str:
+    """Point ``challenger`` at the version just registered; tag it. Returns the version."""
+    from mlflow import MlflowClient
+
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+    for k, v in {"feature_set_version": engine.feature_set_version,
+                 "test_year": str(engine.test_year), "store_sha256": store_sha,
+                 "git_commit": commit}.items():  # fmt: skip
+        client.set_model_version_tag(MODEL_NAME, version, k, v)
+    return version
 
 
 # ------------------------------------------------------------------------------- promotion
@@ -830,16 +860,50 @@ def promote(
     on, as logged); its fingerprint must match the challenger run's. ``force``: promote even
     if the gate fails (the figures and the override are still logged).
     """
-    import mlflow
     from mlflow import MlflowClient
-
-    from data.errors import BadInputError
-    from data.store import read_manifest
-    from features.tables import TrainingTablesConfig, build_training_tables
 
     policy = policy or PromotionPolicy()
     exp_id = configure_tracking(workdir)
     client = MlflowClient()
+    c = _contenders(client, workdir)
+    rows = _challenger_test_rows(client, c, store)
+    compatible = _comparable(c)
+    figures = _figures(c.chal, c.champ if compatible else None, rows, policy)
+    promoted, reason = _decide(c, compatible, figures, policy, force)
+    decision = PromotionDecision(
+        promoted, reason, str(c.chal_mv.version),
+        None if c.champ_mv is None else str(c.champ_mv.version), figures, policy=policy,
+    )  # fmt: skip
+    before = "none" if c.champ_mv is None else f"v{c.champ_mv.version}"
+    decision.run_id = _log_promotion(exp_id, decision, c.chal_mv, before, force)
+    _record_decision(client, decision, c.chal_mv, before)
+    return decision
+
+
+@dataclass(frozen=True)
+class _Contenders:
+    """The challenger and the champion (None: there is none, or it is the same version): their
+    model versions, pyfunc wrappers and engines."""
+
+    chal_mv: Any
+    champ_mv: Any
+    chal_py: Any
+    champ_py: Any = None
+
+    @property
+    def chal(self):
+        return self.chal_py.engine
+
+    @property
+    def champ(self):
+        return None if self.champ_py is None else self.champ_py.engine
+
+
+def _contenders(client, workdir: Path | str) -> _Contenders:
+    import mlflow
+
+    from data.errors import BadInputError
+
     chal_mv = _alias_version(client, CHALLENGER)
     if chal_mv is None:
         raise BadInputError(
@@ -848,32 +912,54 @@ def promote(
     champ_mv = _alias_version(client, CHAMPION)
     chal_wrap = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{chal_mv.version}")
     chal_py = chal_wrap.unwrap_python_model()
-    chal = chal_py.engine
-    champ, champ_py = None, None
+    champ_py = None
     if champ_mv is not None and champ_mv.version != chal_mv.version:
         champ_py = mlflow.pyfunc.load_model(
             f"models:/{MODEL_NAME}/{champ_mv.version}"
         ).unwrap_python_model()
-        champ = champ_py.engine
+    return _Contenders(chal_mv, champ_mv, chal_py, champ_py)
 
-    params = client.get_run(chal_mv.run_id).data.params
+
+def _challenger_test_rows(client, c: _Contenders, store: Path | None) -> dict:
+    """The challenger's test rows per outcome, rebuilt from ``store`` (default: the store it was
+    trained on), whose fingerprint must be the one the challenger's run logged."""
+    from data.errors import BadInputError
+    from data.store import read_manifest
+    from features.tables import build_training_tables
+
+    params = client.get_run(c.chal_mv.run_id).data.params
     store = Path(store or params.get("store.path", ""))
     expected = params.get("store.sha256")
     actual = read_manifest(store).get("store_fingerprint", {}).get("sha256")
     if expected and actual != expected:
         raise BadInputError(
-            f"{store}: the store changed since challenger v{chal_mv.version} was trained "
+            f"{store}: the store changed since challenger v{c.chal_mv.version} was trained "
             f"(fingerprint {str(actual)[:12]}… ≠ {expected[:12]}…); retrain, then promote"
         )
-    features, labels = build_training_tables(store, chal_py.tables_config)
-    rows = outcome_test_rows(features, labels, chal)
+    features, labels = build_training_tables(store, c.chal_py.tables_config)
+    return outcome_test_rows(features, labels, c.chal)
 
-    compatible = champ is None or (
-        champ.feature_names == chal.feature_names
-        and (champ_py.tables_config or TrainingTablesConfig())
-        == (chal_py.tables_config or TrainingTablesConfig())
+
+def _comparable(c: _Contenders) -> bool:
+    """Whether the champion scores the same rows: same features, same feature/label settings."""
+    from features.tables import TrainingTablesConfig
+
+    return c.champ is None or (
+        c.champ.feature_names == c.chal.feature_names
+        and (c.champ_py.tables_config or TrainingTablesConfig())
+        == (c.chal_py.tables_config or TrainingTablesConfig())
     )
-    figures = _figures(chal, champ if compatible else None, rows, policy)
+
+
+def _decide(
+    c: _Contenders,
+    compatible: bool,
+    figures: pd.DataFrame,
+    policy: PromotionPolicy,
+    force: bool,
+) -> tuple[bool, str]:
+    """Promoted or not, and why (the gate: :func:`promotion_gate`)."""
+    chal_mv, champ_mv, chal, champ = c.chal_mv, c.champ_mv, c.chal, c.champ
     if champ_mv is None:
         promoted, reason = True, "first model: promoted"
     elif champ_mv.version == chal_mv.version:
@@ -898,17 +984,22 @@ def promote(
         )
     if force and not promoted and not (champ_mv and champ_mv.version == chal_mv.version):
         promoted, reason = True, f"forced despite: {reason}"
-    decision = PromotionDecision(
-        promoted, reason, str(chal_mv.version),
-        None if champ_mv is None else str(champ_mv.version), figures, policy=policy,
-    )  # fmt: skip
-    before = "none" if champ_mv is None else f"v{champ_mv.version}"
+    return promoted, reason
+
+
+def _log_promotion(
+    exp_id: str, decision: PromotionDecision, chal_mv, before: str, force: bool
+) -> str:
+    """The decision as a small MLflow run (+ ``promotion.json``); returns its run id."""
+    import mlflow
+
+    promoted, reason, figures = decision.promoted, decision.reason, decision.figures
     with _own_run(exp_id, f"promote v{chal_mv.version} vs {before}") as run:
         mlflow.set_tags({"kenshin.kind": "promote", "decision": "promoted" if promoted
                          else "rejected", "reason": reason[:5000]})  # fmt: skip
         mlflow.log_params({"challenger_version": chal_mv.version, "champion_version": before,
                            "challenger_run_id": chal_mv.run_id, "forced": str(force),
-                           **flatten_config(policy, "policy.")})  # fmt: skip
+                           **flatten_config(decision.policy, "policy.")})  # fmt: skip
         metrics = {"promoted": float(promoted)}
         for r in figures.to_dict("records"):
             for k in ("challenger_auc", "champion_auc", "auc_drop", "challenger_ece",
@@ -918,11 +1009,15 @@ def promote(
         mlflow.log_metrics(metrics)
         decision.run_id = run.info.run_id
         mlflow.log_dict(decision.to_json(), "promotion.json")
-    tags = {"promotion.decision": "promoted" if promoted else "rejected",
-            "promotion.reason": reason[:5000], "promotion.run_id": decision.run_id,
+        return run.info.run_id
+
+
+def _record_decision(client, decision: PromotionDecision, chal_mv, before: str) -> None:
+    """Tag the challenger's model version with the decision; promoted: move ``champion``."""
+    tags = {"promotion.decision": "promoted" if decision.promoted else "rejected",
+            "promotion.reason": decision.reason[:5000], "promotion.run_id": decision.run_id,
             "promotion.champion_before": before}  # fmt: skip
     for k, v in tags.items():
         client.set_model_version_tag(MODEL_NAME, chal_mv.version, k, v)
-    if promoted:
+    if decision.promoted:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, chal_mv.version)
-    return decision

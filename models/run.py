@@ -42,25 +42,16 @@ def evaluate_engine(
     ``truth`` (synthetic cohorts): pseudonym, fiscal_year, p_true_<o>, drivers_<o>.
     """
     timings = dict(timings or {})
-    names, cats = engine.feature_names, engine.categorical
     frames, synth, splits = [], [], []
     for o, s in data.outcomes.items():
-        for part in ("train", "val", "test"):
-            m = s.split == part
-            splits.append({"outcome": o, "split": part, "rows": int(m.sum()),
-                           "events": int(s.y[m].sum())})  # fmt: skip
+        splits.extend(_split_sizes(o, s))
         Xte, yte = s.part("test")
         kte = s.keys[s.split == "test"].reset_index(drop=True)
         preds = {"engine": engine.predict_outcome(Xte, o),
                  "lightgbm": engine.predict_lightgbm(Xte, o)}  # fmt: skip
         if config.baselines:
             t0 = time.perf_counter()
-            Xtr, ytr = s.part("train")
-            lr = data.logistic.get(o)
-            if lr is None:
-                lr = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
-            preds["logistic"] = lr.predict_proba(Xte)[:, 1]
-            preds["points"] = fit_points(Xtr, ytr, names, o).predict_proba(Xte)
+            preds.update(_baseline_predictions(engine, data, config, o, s, Xte))
             timings["baselines"] = timings.get("baselines", 0.0) + time.perf_counter() - t0
         tr = None
         if truth is not None and f"p_true_{o}" in truth:
@@ -68,54 +59,20 @@ def evaluate_engine(
             pt = tr[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)
             if not np.isnan(pt).any():
                 preds["oracle"] = pt
-        aucs = {}
-        for model, p in preds.items():
-            df = metrics_by_slice(yte, p, kte, config.top_k, config.age_bands, config.slices)
-            frames.append(df.assign(outcome=o, model=model))
-            aucs[model] = df["auc"].iloc[0]
+        tables, aucs = _slice_metrics(o, yte, preds, kte, config)
+        frames.extend(tables)
         if tr is not None:
             t0 = time.perf_counter()
-            pt = tr[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)
-            ok = ~np.isnan(pt)
-            oracle = aucs.get("oracle", np.nan)
-            sample = np.flatnonzero(ok)
-            if config.driver_sample and len(sample) > config.driver_sample:
-                rng = np.random.default_rng(config.lgbm.seed)
-                sample = np.sort(rng.choice(sample, config.driver_sample, replace=False))
-            contrib = engine.contributions(Xte[sample], o).to_numpy()
-            drivers = driver_agreement(
-                contrib,
-                names,
-                tr[f"drivers_{o}"].iloc[sample].reset_index(drop=True),
-                risk=preds["engine"][sample],
-            )
-            synth.append(
-                {"outcome": o, "n": int(ok.sum()), "auc": aucs["engine"], "oracle_auc": oracle,
-                 "auc_ratio": aucs["engine"] / oracle,
-                 "mae_p_true": float(np.abs(preds["engine"][ok] - pt[ok]).mean()), **drivers}
-            )  # fmt: skip
+            synth.append(_synthetic_row(engine, config, o, Xte, tr, preds, aucs))
             timings["drivers"] = timings.get("drivers", 0.0) + time.perf_counter() - t0
     metrics = pd.concat(frames, ignore_index=True)
     lead = ["outcome", "model", "slice", "group"]
     metrics = metrics[lead + [c for c in metrics.columns if c not in lead]]
-    fc_rows = []
-    if data.forecast is not None and engine.forecast_items:
-        f = data.forecast
-        m = f.split == "test"
-        vals = engine.predict_values(f.X[m])
-        lo_s, mid_s, hi_s = (f"_p{round(a * 100):02d}" for a in engine.quantiles)
-        for item in engine.forecast_items:
-            y = f.targets.loc[m, item].to_numpy("float64")
-            cur = f.X[m][:, names.index(item)]
-            fc_rows.append(
-                {"item": item, **forecast_metrics(y, vals[item + lo_s].to_numpy(),
-                 vals[item + mid_s].to_numpy(), vals[item + hi_s].to_numpy(), cur)}
-            )  # fmt: skip
     report = EvaluationReport(
         test_year=data.test_year,
         metrics=metrics,
         synthetic=pd.DataFrame(synth),
-        forecasts=pd.DataFrame(fc_rows),
+        forecasts=pd.DataFrame(_forecast_rows(engine, data)),
         splits=pd.DataFrame(splits),
         timings=timings,
         selection=engine.selection,
@@ -124,6 +81,92 @@ def evaluate_engine(
     missingness_report(report, engine, data, truth)
     report.timings["missingness"] = time.perf_counter() - t0
     return report
+
+
+def _split_sizes(outcome: str, s) -> list[dict]:
+    """Rows and events of each split of one outcome's table."""
+    rows = []
+    for part in ("train", "val", "test"):
+        m = s.split == part
+        rows.append({"outcome": outcome, "split": part, "rows": int(m.sum()),
+                     "events": int(s.y[m].sum())})  # fmt: skip
+    return rows
+
+
+def _baseline_predictions(
+    engine: TrainedEngine, data: TrainingData, config: ModelConfig, o: str, s, Xte: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Test-year risks of the baselines: logistic regression (the one fitted in training, else
+    fitted here) and the points score."""
+    names, cats = engine.feature_names, engine.categorical
+    Xtr, ytr = s.part("train")
+    lr = data.logistic.get(o)
+    if lr is None:
+        lr = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
+    return {
+        "logistic": lr.predict_proba(Xte)[:, 1],
+        "points": fit_points(Xtr, ytr, names, o).predict_proba(Xte),
+    }
+
+
+def _slice_metrics(
+    o: str, yte, preds: dict[str, np.ndarray], kte: pd.DataFrame, config: ModelConfig
+) -> tuple[list[pd.DataFrame], dict[str, float]]:
+    """Metrics by slice of every model's test-year risks; each model's overall AUC."""
+    frames, aucs = [], {}
+    for model, p in preds.items():
+        df = metrics_by_slice(yte, p, kte, config.top_k, config.age_bands, config.slices)
+        frames.append(df.assign(outcome=o, model=model))
+        aucs[model] = df["auc"].iloc[0]
+    return frames, aucs
+
+
+def _synthetic_row(
+    engine: TrainedEngine,
+    config: ModelConfig,
+    o: str,
+    Xte: np.ndarray,
+    tr: pd.DataFrame,
+    preds: dict[str, np.ndarray],
+    aucs: dict[str, float],
+) -> dict:
+    """Against the synthetic truth: AUC vs the oracle's, error in p, driver agreement."""
+    pt = tr[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)
+    ok = ~np.isnan(pt)
+    oracle = aucs.get("oracle", np.nan)
+    sample = np.flatnonzero(ok)
+    if config.driver_sample and len(sample) > config.driver_sample:
+        rng = np.random.default_rng(config.lgbm.seed)
+        sample = np.sort(rng.choice(sample, config.driver_sample, replace=False))
+    contrib = engine.contributions(Xte[sample], o).to_numpy()
+    drivers = driver_agreement(
+        contrib,
+        engine.feature_names,
+        tr[f"drivers_{o}"].iloc[sample].reset_index(drop=True),
+        risk=preds["engine"][sample],
+    )
+    return {"outcome": o, "n": int(ok.sum()), "auc": aucs["engine"], "oracle_auc": oracle,
+            "auc_ratio": aucs["engine"] / oracle,
+            "mae_p_true": float(np.abs(preds["engine"][ok] - pt[ok]).mean()), **drivers}  # fmt: skip
+
+
+def _forecast_rows(engine: TrainedEngine, data: TrainingData) -> list[dict]:
+    """Next-year value forecasts on the test year: interval metrics per item."""
+    rows: list[dict] = []
+    if data.forecast is None or not engine.forecast_items:
+        return rows
+    names, f = engine.feature_names, data.forecast
+    m = f.split == "test"
+    vals = engine.predict_values(f.X[m])
+    lo_s, mid_s, hi_s = (f"_p{round(a * 100):02d}" for a in engine.quantiles)
+    for item in engine.forecast_items:
+        y = f.targets.loc[m, item].to_numpy("float64")
+        cur = f.X[m][:, names.index(item)]
+        rows.append(
+            {"item": item, **forecast_metrics(y, vals[item + lo_s].to_numpy(),
+             vals[item + mid_s].to_numpy(), vals[item + hi_s].to_numpy(), cur)}
+        )  # fmt: skip
+    return rows
 
 
 def missingness_report(

@@ -10,6 +10,7 @@
     OUT/report/report.html (+ .pdf)       staff explanation report (no names or addresses)
     OUT/letters/                          the ONLY folder with names and addresses (0700/0600)
 
+Where each file is: :class:`scoring.outputs.AnnualOutputs` (the layout, declared once).
 Everything outside ``letters/`` is keyed by pseudonym and carries no raw ID, name or address.
 Files other than ``run.json`` hold no wall-clock time, so the same store, model, configs and
 scoring date give byte-identical scores, selection and explanations.

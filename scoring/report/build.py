@@ -48,6 +48,8 @@ import jinja2
 from markupsafe import Markup
 
 from data.files import atomic_write
+from scoring.outputs import REPORT_HTML as HTML_NAME
+from scoring.outputs import REPORT_PDF as PDF_NAME
 
 from . import sections
 from .inputs import Prepared, ReportConfig, ReportInputs, ReportPaths, prepare
@@ -57,8 +59,6 @@ from .residents import Residents, build_residents, resident_tables
 __all__ = ["build_report", "render_html", "render_pdf"]
 
 TEMPLATES = Path(__file__).with_name("templates")
-HTML_NAME = "report.html"
-PDF_NAME = "report.pdf"
 #: Fonts a reader's browser likely has for Japanese (names only: nothing is downloaded).
 BROWSER_FONTS = (
     '"Hiragino Sans", "Hiragino Kaku Gothic ProN", "Yu Gothic UI", "Yu Gothic", Meiryo, '

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kenshin.cli import app
+from scoring.outputs import AnnualOutputs
 from tests.conftest import TEST_KEY, checkup_row, temporary_env
 
 runner = CliRunner()
@@ -417,7 +418,9 @@ def test_score_never_ends_in_a_traceback(case, scoring_ward, stub_champion):
         short = {k: v for k, v in case.items() if k != "junk"}
         check_cli_result(res, f"score {short}")
         if res.exit_code == 0:
-            assert (out / "scores.parquet").is_file() and (out / "run.json").is_file()
+            outs = AnnualOutputs(out)
+            assert outs.scores.is_file() and outs.run.is_file()
+            assert set(outs.undeclared()) <= {"keep.txt"}, outs.undeclared()
         else:  # all or nothing: a failed run leaves the output folder as it was
             left = sorted(p.name for p in out.iterdir()) if out.exists() else []
             assert left == (["keep.txt"] if case["out_exists"] else []), (short, left)

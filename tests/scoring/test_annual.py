@@ -658,3 +658,28 @@ def test_a_store_without_contacts_is_scored_without_letters(annual, tmp_path):
     assert "letters" not in res.paths and not (tmp_path / "out" / "letters").exists()
     run = json.loads(res.paths["run"].read_text(encoding="utf-8"))
     assert run["letters"] is False and run["notes"] == [NO_CONTACTS_NOTE]
+
+
+def test_the_output_folder_is_exactly_the_declared_layout(annual):
+    """The run writes only what scoring.outputs.AnnualOutputs declares, and every path it
+    reports (result.paths, run.json ``files``) is the declared one."""
+    from scoring.outputs import AnnualOutputs, staging_for
+
+    outs = AnnualOutputs(annual.result.out)
+    assert outs.undeclared() == []
+    assert annual.result.paths == {key: getattr(outs, key) for key in annual.result.paths}
+    assert set(annual.result.paths) == {
+        "scores", "scores_csv", "selection", "selection_csv", "explanations", "drift",
+        "letters", "letters_manifest", "letters_sent", "report_html", "report_pdf", "run",
+    }  # fmt: skip
+    for key, path in annual.result.paths.items():
+        assert path.exists(), key
+    run = json.loads(outs.run.read_text(encoding="utf-8"))
+    assert run["files"] == {
+        k: p.relative_to(outs.root).as_posix() for k, p in annual.result.paths.items() if k != "run"
+    }
+    sel = pd.read_parquet(outs.selection)
+    pdfs = set(outs.letter_pdfs.glob("*.pdf"))
+    assert pdfs == {outs.letter_pdf(p) for p in sel.loc[sel["sent"], "pseudonym"]}
+    assert outs.print_file(1).is_file() and not outs.letters_journal.exists()
+    assert not staging_for(outs.root).exists()

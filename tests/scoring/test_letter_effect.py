@@ -23,6 +23,7 @@ from scoring.letter_effect import (
     welch_difference,
     wilson_interval,
 )
+from scoring.outputs import AnnualOutputs
 from tests.conftest import TEST_KEY, assert_one_line_error
 
 pytestmark = pytest.mark.xdist_group("synth_letters")
@@ -428,14 +429,15 @@ def cli_run(tmp_path_factory):
         )  # fmt: skip
         out = work / "out"
         out.mkdir()
+        outs = AnnualOutputs(out)
         pd.DataFrame(
             {"pseudonym": ps, "letter_type": np.where(doctor, "see_doctor", "advice"),
              "outcome": outcome, "priority": 0.3, "rank": np.arange(1, len(ps) + 1), "arm": arm,
              "reason": "x", "sent": arm == "letter", "fiscal_year": FY}
-        ).to_parquet(out / "selection.parquet", index=False)  # fmt: skip
+        ).to_parquet(outs.selection, index=False)  # fmt: skip
         synth = runner.invoke(
             app,
-            ["synth", "--out", str(work / "b2"), *SYNTH, "--letters", str(out / "selection.parquet"),
+            ["synth", "--out", str(work / "b2"), *SYNTH, "--letters", str(outs.selection),
              "--letter-effect", "3"],
         )  # fmt: skip
         _ok(synth)
@@ -451,8 +453,8 @@ def cli_run(tmp_path_factory):
 def test_cli_synth_letters_and_evaluate(cli_run):
     assert f"{cli_run['n_letter']:,} residents of the letter arm respond" in cli_run["synth"].output
     assert "介入効果の評価" in cli_run["evaluate"].output
-    out = cli_run["out"]
-    table = pd.read_csv(out / f"evaluation_FY{FY}.csv")
+    outs = AnnualOutputs(cli_run["out"])
+    table = pd.read_csv(outs.evaluation_csv(FY))
     assert list(table.columns) == list(COMPARISON_COLUMNS)
     assert f"{cli_run['n_doctor']:,} see-a-doctor letters may start treatment" in " ".join(
         cli_run["synth"].output.split()
@@ -463,13 +465,13 @@ def test_cli_synth_letters_and_evaluate(cli_run):
     assert groups["all"].loc["change_hba1c", "ci_high"] < 0
     assert groups["all"].loc["attendance", "ci_low"] > 0
     assert groups["see_doctor"].loc["treatment_started", "ci_low"] > 0.2
-    meta = json.loads((out / f"evaluation_FY{FY}.json").read_text())
+    meta = json.loads(outs.evaluation_json(FY).read_text())
     assert meta["follow_up_year"] == FY + 1
     assert meta["randomised"]["letter"] == cli_run["n_letter"]
 
 
 def test_cli_evaluate_bad_input(cli_run, tmp_path):
-    store, sel = cli_run["work"] / "s2", pd.read_parquet(cli_run["out"] / "selection.parquet")
+    store, sel = cli_run["work"] / "s2", pd.read_parquet(AnnualOutputs(cli_run["out"]).selection)
 
     def run(year, scores):
         return runner.invoke(
@@ -480,7 +482,7 @@ def test_cli_evaluate_bad_input(cli_run, tmp_path):
     for year in (FY + 1, FY - 1):
         folder = tmp_path / f"fy{year}"
         folder.mkdir()
-        sel.assign(fiscal_year=year).to_parquet(folder / "selection.parquet")
+        sel.assign(fiscal_year=year).to_parquet(AnnualOutputs(folder).selection)
     assert_one_line_error(run(FY + 1, tmp_path / f"fy{FY + 1}"), f"no FY{FY + 2} checkups")
     assert_one_line_error(run(FY, tmp_path / f"fy{FY - 1}"), f"selection of FY{FY - 1}, not FY{FY}")
 
@@ -490,7 +492,7 @@ def test_cli_synth_bad_letters(cli_run, tmp_path):
     assert_one_line_error(
         runner.invoke(app, [*base, str(tmp_path / "nope.parquet")]), "nope.parquet"
     )
-    strangers = pd.read_parquet(cli_run["out"] / "selection.parquet").assign(
+    strangers = pd.read_parquet(AnnualOutputs(cli_run["out"]).selection).assign(
         pseudonym=lambda d: [f"{i:016x}" for i in range(len(d))]
     )
     strangers.to_parquet(tmp_path / "sel.parquet")
