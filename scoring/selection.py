@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -166,17 +167,62 @@ def select(
     by pseudonym (missing → enrolled, not opted out, never lettered). ``contact_problems``
     (when letters are written) holds, per pseudonym with a contacts row, ``""`` or the contact
     fields at fault; a resident missing from it has no contact (``NO_CONTACT``).
+
+    Steps: who cannot be written to (:func:`_exclusions`) → which letter each resident's values
+    call for (:func:`letter_decisions`) → budget and control arm (:func:`_allocate`).
     """
     absent = [c for c in SELECTION_INPUTS if c not in scores.columns]
     if absent:
         raise ValueError(f"selection needs the scores columns {absent}")
     s = scores.reset_index(drop=True)
-    pid = s["pseudonym"]
-    n = len(s)
-    reason = np.full(n, None, dtype=object)
+    reasons = _exclusions(
+        s["pseudonym"], config, enrolled, opted_out, last_lettered, scoring_date, contact_problems
+    )
+    d = letter_decisions(s, config)
+    reasons.flag((d.letter == None) & d.on_medication, "ON_MEDICATION")  # noqa: E711
+    reasons.flag(d.letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
+    out = pd.DataFrame(
+        {
+            "pseudonym": s["pseudonym"],
+            "letter_type": pd.array(d.letter, dtype="string"),
+            "outcome": pd.array(d.outcome, dtype="string"),
+            "priority": d.priority,
+            "age": s["age"].to_numpy(),
+            "sex": s["sex"].to_numpy(),
+        }
+    )
+    _allocate(out, d.letter, reasons, config)
+    explain = d.upgraded & (reasons.detail == None)  # noqa: E711  (contact problems keep theirs)
+    reasons.detail[explain] = d.referral_detail[explain]
+    out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
+    out["reason_detail"] = pd.array(reasons.detail, dtype="string")
+    out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
+    return out.drop(columns=["age", "sex"])
 
-    def flag(mask: np.ndarray, code: str) -> None:
-        reason[mask & (reason == None)] = code  # noqa: E711
+
+@dataclass
+class _Reasons:
+    """Per resident: the first reason that applies (``None`` while open) and its detail."""
+
+    reason: np.ndarray
+    detail: np.ndarray
+
+    def flag(self, mask: np.ndarray, code: str) -> None:
+        self.reason[mask & (self.reason == None)] = code  # noqa: E711
+
+
+def _exclusions(
+    pid: pd.Series,
+    config: SelectionConfig,
+    enrolled: pd.Series | None,
+    opted_out: pd.Series | None,
+    last_lettered: pd.Series | None,
+    scoring_date: pd.Timestamp | None,
+    contact_problems: pd.Series | None,
+) -> _Reasons:
+    """Residents no letter may go to, in the order of :data:`REASONS`."""
+    n = len(pid)
+    r = _Reasons(np.full(n, None, dtype=object), np.full(n, None, dtype=object))
 
     def lookup(series: pd.Series | None, default) -> pd.Series:
         if series is None:
@@ -185,22 +231,44 @@ def select(
         # numpy, not Series.where: no silent downcast of the object column (FutureWarning).
         return pd.Series(np.where(mapped.notna(), mapped.to_numpy(dtype=object), default))
 
-    flag(~lookup(enrolled, True).astype(bool).to_numpy(), "NOT_ENROLLED")
-    flag(lookup(opted_out, False).astype(bool).to_numpy(), "OPTED_OUT")
-    detail = np.full(n, None, dtype=object)
+    r.flag(~lookup(enrolled, True).astype(bool).to_numpy(), "NOT_ENROLLED")
+    r.flag(lookup(opted_out, False).astype(bool).to_numpy(), "OPTED_OUT")
     if contact_problems is not None:
         problem = pid.map(contact_problems)
-        flag(problem.isna().to_numpy(), "NO_CONTACT")
-        invalid = (problem.fillna("") != "").to_numpy() & (reason == None)  # noqa: E711
-        detail[invalid] = problem.to_numpy(dtype=object)[invalid]
-        flag(invalid, "CONTACT_INVALID")
+        r.flag(problem.isna().to_numpy(), "NO_CONTACT")
+        invalid = (problem.fillna("") != "").to_numpy() & (r.reason == None)  # noqa: E711
+        r.detail[invalid] = problem.to_numpy(dtype=object)[invalid]
+        r.flag(invalid, "CONTACT_INVALID")
     if last_lettered is not None:
         when = pd.to_datetime(pid.map(last_lettered))
         cutoff = (scoring_date or pd.Timestamp.today()) - pd.DateOffset(
             months=config.lettered_within_months
         )
-        flag((when > cutoff).fillna(False).to_numpy(), "RECENTLY_LETTERED")
+        r.flag((when > cutoff).fillna(False).to_numpy(), "RECENTLY_LETTERED")
+    return r
 
+
+@dataclass(frozen=True)
+class LetterDecision:
+    """What each resident's values call for, before exclusions and budget.
+
+    ``letter``: "see_doctor", "advice" or None; ``outcome``: its topic; ``priority``: the
+    advice ranking score (NaN for see-a-doctor letters); ``upgraded``: advice turned
+    see-a-doctor by a value at its 受診勧奨判定値, ``referral_detail`` naming those items;
+    ``on_medication``: treated for some outcome.
+    """
+
+    letter: np.ndarray
+    outcome: np.ndarray
+    priority: np.ndarray
+    upgraded: np.ndarray
+    referral_detail: np.ndarray
+    on_medication: np.ndarray
+
+
+def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision:
+    """The letter each resident's values and risks call for (the only place it is decided)."""
+    n = len(s)
     # By this year's values only: medication is handled separately below.
     no_meds = s.assign(**dict.fromkeys(_MEDICATION_COLUMNS, 2))
     met = outcomes_met(no_meds)
@@ -214,7 +282,7 @@ def select(
             on_med |= (pd.to_numeric(s.get(col), errors="coerce") == 1).fillna(False).to_numpy()
         on_med_any |= on_med
         risk = s.get(f"risk_{o}")
-        if risk is None:
+        if risk is None:  # an outcome the model does not score
             continue
         risk = risk.to_numpy(dtype=float)
         doctor[:, j] = met[o].to_numpy() & ~on_med
@@ -232,24 +300,23 @@ def select(
     letter = np.where(upgraded, "see_doctor", letter)
     topic_idx = np.where(any_doctor, doctor.argmax(axis=1), benefit.argmax(axis=1))
     outcome = np.where(letter != None, np.asarray(OUTCOMES)[topic_idx], None)  # noqa: E711
-    score = np.where(any_advice & ~any_doctor & ~upgraded, benefit.max(axis=1), np.nan)
-    flag((letter == None) & on_med_any, "ON_MEDICATION")  # noqa: E711
-    flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
+    priority = np.where(any_advice & ~any_doctor & ~upgraded, benefit.max(axis=1), np.nan)
+    why = np.full(n, "", dtype=object)
+    for j, item in enumerate(referral.columns):
+        code = f"referral:{item}"
+        why = np.where(hit[:, j], np.where(why == "", code, why + "," + code), why)
+    return LetterDecision(letter, outcome, priority, upgraded, why, on_med_any)
 
-    out = pd.DataFrame(
-        {
-            "pseudonym": pid,
-            "letter_type": pd.array(letter, dtype="string"),
-            "outcome": pd.array(outcome, dtype="string"),
-            "priority": score,
-            "age": s["age"].to_numpy(),
-            "sex": s["sex"].to_numpy(),
-        }
-    )
-    open_ = reason == None  # noqa: E711
+
+def _allocate(
+    out: pd.DataFrame, letter: np.ndarray, reasons: _Reasons, config: SelectionConfig
+) -> None:
+    """Rank each letter type, cap it at its budget and draw the control arm (in place:
+    ``out``'s ``rank`` and ``arm``, ``reasons``)."""
+    n = len(out)
+    open_ = reasons.reason == None  # noqa: E711
     out["rank"] = pd.array([pd.NA] * n, dtype="Int64")
     out["arm"] = pd.array([None] * n, dtype="string")
-
     for kind, budget, with_control in (
         ("advice", config.budget.advice, True),
         ("see_doctor", config.budget.see_doctor, config.control_for_see_doctor),
@@ -263,24 +330,13 @@ def select(
         rate = config.control_rate if with_control else 0.0
         cap = len(order) if budget is None else int(np.floor(budget / (1 - rate) + 1e-9))
         study, over = order[:cap], order[cap:]
-        reason[over] = "OVER_BUDGET"
+        reasons.reason[over] = "OVER_BUDGET"
         control = _control_draw(out.iloc[study], rate, config.seed)
         sent = study[~control]
         if budget is not None and len(sent) > budget:  # rounding in small strata
-            reason[sent[budget:]] = "OVER_BUDGET"
+            reasons.reason[sent[budget:]] = "OVER_BUDGET"
             sent = sent[:budget]
-        reason[study[control]] = "CONTROL_ARM"
-        reason[sent] = "SENT_ADVICE" if kind == "advice" else "SENT_SEE_DOCTOR"
+        reasons.reason[study[control]] = "CONTROL_ARM"
+        reasons.reason[sent] = "SENT_ADVICE" if kind == "advice" else "SENT_SEE_DOCTOR"
         out.loc[study[control], "arm"] = "control"
         out.loc[sent, "arm"] = "letter"
-
-    why = np.full(n, "", dtype=object)
-    for j, item in enumerate(referral.columns):
-        code = f"referral:{item}"
-        why = np.where(hit[:, j], np.where(why == "", code, why + "," + code), why)
-    explain = upgraded & (detail == None)  # noqa: E711  (contact problems keep their detail)
-    detail[explain] = why[explain]
-    out["reason"] = pd.Categorical(reason, categories=REASONS)
-    out["reason_detail"] = pd.array(detail, dtype="string")
-    out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
-    return out.drop(columns=["age", "sex"])
