@@ -162,14 +162,40 @@ def validate_checkups(
 
     ``coding`` says how pre-FY2024 questionnaire answers are coded
     (:func:`data.normalise.decide_questionnaire_coding`); exams before fiscal year
-    ``min_fiscal_year`` are rejected.
+    ``min_fiscal_year`` are rejected. Steps: keys and dates → numbers → codes (questionnaire
+    harmonised) → ranges and derived items → soft flags.
     """
     r = _Rejector(raw, "checkups")
+    out = _keys_and_dates(r, raw, today or pd.Timestamp.today().normalize(), min_fiscal_year)
+    _numbers(r, raw, out)
+    codes = _codes(r, raw, out, coding)
+    derived = _ranges_and_derived(r, out)
+    out["soft_flags"] = _soft_flags(raw, out, codes.invalid, derived)
+    for col in ("sbp", "dbp", "age", "fiscal_year"):
+        out[col] = _as_int16(out[col])
+    out[SOURCE_FILE] = raw[SOURCE_FILE].to_numpy()
+    out[SOURCE_ROW] = raw[SOURCE_ROW].to_numpy()
+    result = r.result(out)
+    kept = ~r.rejected
+    result.report = {
+        "questionnaire_coding": codes.decisions.to_dict(orient="records"),
+        "invalid_codes": _invalid_code_counts(codes.invalid.loc[kept], codes.coding_of_row[kept]),
+        "derived_out_of_range": {
+            "bmi": int((derived.bmi_out & kept).sum()),
+            "egfr": int((derived.egfr_out & kept).sum()),
+        },
+    }
+    return result
+
+
+def _keys_and_dates(
+    r: _Rejector, raw: pd.DataFrame, today: pd.Timestamp, min_fiscal_year: int
+) -> pd.DataFrame:
+    """Person ID, exam and birth dates (checked), fiscal year and 年度末年齢."""
     out = pd.DataFrame(index=raw.index)
     out["person_id"] = _person_ids(r, raw)
     out["exam_date"] = _dates(r, "exam_date", required=True)
     out["birth_date"] = _dates(r, "birth_date", required=True)
-    today = today or pd.Timestamp.today().normalize()
     r.fail(out["exam_date"] > today, "exam_date", "exam_date is in the future")
     r.fail(
         out["birth_date"] >= out["exam_date"], "birth_date", "birth_date is not before exam_date"
@@ -183,18 +209,36 @@ def validate_checkups(
     )
     out["age"] = nz.age_at_fiscal_year_end(out["birth_date"], out["fiscal_year"])
     r.fail(out["age"] < 18, "birth_date", "age at fiscal-year end is under 18")
+    return out
 
+
+def _numbers(r: _Rejector, raw: pd.DataFrame, out: pd.DataFrame) -> None:
+    """Every numeric measurement as float64 (a value that is not a number rejects the row)."""
     for col, kind in CHECKUP_COLUMNS.items():
         if col in out.columns or kind == "str" or kind == "date":
             continue
         if col in CODES:
-            continue  # after questionnaire harmonisation below
+            continue  # after questionnaire harmonisation (_codes)
         values, bad = nz.coerce_numeric(raw[col])
         r.fail(bad, col, f"{col} is not a number")
         out[col] = values.astype("float64")
 
-    # Codes. A bad questionnaire answer, urine dipstick or blood-draw timing code never costs
-    # the row its measurements: it becomes missing and is flagged (sex stays a reject).
+
+@dataclass(frozen=True)
+class _Codes:
+    invalid: pd.DataFrame  # ``<code>_invalid`` flags per row
+    decisions: pd.DataFrame  # questionnaire coding per source file and fiscal year
+    coding_of_row: np.ndarray  # "by-year" / "current"
+
+
+def _codes(
+    r: _Rejector, raw: pd.DataFrame, out: pd.DataFrame, coding: nz.QuestionnaireCoding
+) -> _Codes:
+    """Coded items, questionnaire answers harmonised to the 2024 codes.
+
+    A bad questionnaire answer, urine dipstick or blood-draw timing code never costs the row
+    its measurements: it becomes missing and is flagged (sex stays a reject).
+    """
     codes = pd.DataFrame(index=raw.index)
     code_bad: dict[str, np.ndarray] = {}
     for col in CODES:
@@ -225,9 +269,23 @@ def validate_checkups(
             v = v.mask(wrong)
         out[col] = v.astype("Int8")
     r.fail(out["sex"].isna(), "sex", "sex is missing")
-    invalid = pd.DataFrame(flags, index=raw.index)
-    coding_of_row = np.where(legacy, "by-year", "current")
-    out = nz.harmonise_hba1c(out)
+    return _Codes(
+        pd.DataFrame(flags, index=raw.index), decisions, np.where(legacy, "by-year", "current")
+    )
+
+
+@dataclass(frozen=True)
+class _Derived:
+    bmi_mismatch: pd.Series
+    egfr_mismatch: pd.Series
+    bmi_out: np.ndarray  # derived BMI outside its hard range (left missing)
+    egfr_out: np.ndarray
+    bp_pair_invalid: np.ndarray
+
+
+def _ranges_and_derived(r: _Rejector, out: pd.DataFrame) -> _Derived:
+    """HbA1c in NGSP, hard ranges, the SBP/DBP pair, BMI and eGFR where the export left them out."""
+    out["hba1c"] = nz.harmonise_hba1c(out)["hba1c"]
     hba1c = out["hba1c"]
     r.fail(
         (hba1c >= 20) & (hba1c <= 130),
@@ -240,10 +298,8 @@ def validate_checkups(
     # A pair that cannot be one reading (SBP not above DBP) loses the pair, not the row.
     bp_pair_invalid = (out["sbp"] <= out["dbp"]).fillna(False).to_numpy(dtype=bool)
     out.loc[bp_pair_invalid, ["sbp", "dbp"]] = np.nan
-
-    # Derived items where the export left them out.
-    # Derived items where the export left them out; a derived value outside the hard range of
-    # its item (e.g. eGFR 793 from a creatinine of 0.1) is left missing and flagged.
+    # A derived value outside the hard range of its item (e.g. eGFR 793 from a creatinine of
+    # 0.1) is left missing and flagged.
     bmi = nz.derive_bmi(out["height_cm"], out["weight_kg"])
     bmi_mismatch = (out["bmi"] - bmi).abs() > 0.3
     bmi, bmi_out = _within_hard_range(bmi, "bmi")
@@ -254,17 +310,24 @@ def validate_checkups(
     egfr, egfr_out = _within_hard_range(egfr, "egfr")
     egfr_out &= out["egfr"].isna().to_numpy(dtype=bool)
     out["egfr"] = out["egfr"].fillna(egfr)
+    return _Derived(bmi_mismatch, egfr_mismatch, bmi_out, egfr_out, bp_pair_invalid)
 
+
+def _soft_flags(
+    raw: pd.DataFrame, out: pd.DataFrame, invalid: pd.DataFrame, d: _Derived
+) -> pd.Series:
+    """``;``-joined soft flags per row (values kept): soft ranges, mismatches, invalid codes,
+    and what the reader flagged."""
     soft = (
         pd.DataFrame(
             {c: (out[c] < lo) | (out[c] > hi) for c, (_, _, lo, hi) in RANGES.items()}
             | {
-                "bmi_mismatch": bmi_mismatch,
-                "egfr_mismatch": egfr_mismatch,
+                "bmi_mismatch": d.bmi_mismatch,
+                "egfr_mismatch": d.egfr_mismatch,
                 "age_outside_40_74": ~out["age"].between(40, 74),
-                "bmi_derived_out_of_range": bmi_out,
-                "egfr_derived_out_of_range": egfr_out,
-                "sbp_not_above_dbp": bp_pair_invalid,
+                "bmi_derived_out_of_range": d.bmi_out,
+                "egfr_derived_out_of_range": d.egfr_out,
+                "sbp_not_above_dbp": d.bp_pair_invalid,
             }
             | {c: invalid[c] for c in invalid.columns}
         )
@@ -277,22 +340,7 @@ def validate_checkups(
     if READER_FLAGS in raw:  # e.g. an XML value at the edge of the measuring range
         reader = raw[READER_FLAGS].astype("string").where(lambda f: f.str.len() > 0)
         flags = (flags.fillna("") + ";" + reader.fillna("")).str.strip(";").replace("", pd.NA)
-    out["soft_flags"] = flags.astype("string")
-    for col in ("sbp", "dbp", "age", "fiscal_year"):
-        out[col] = _as_int16(out[col])
-    out[SOURCE_FILE] = raw[SOURCE_FILE].to_numpy()
-    out[SOURCE_ROW] = raw[SOURCE_ROW].to_numpy()
-    result = r.result(out)
-    kept = ~r.rejected
-    result.report = {
-        "questionnaire_coding": decisions.to_dict(orient="records"),
-        "invalid_codes": _invalid_code_counts(invalid.loc[kept], coding_of_row[kept]),
-        "derived_out_of_range": {
-            "bmi": int((bmi_out & kept).sum()),
-            "egfr": int((egfr_out & kept).sum()),
-        },
-    }
-    return result
+    return flags.astype("string")
 
 
 def _as_int16(values: pd.Series) -> pd.Series:
