@@ -211,9 +211,48 @@ class Prepared:
 
 
 def prepare(inputs: ReportInputs) -> Prepared:
-    """Allow-list the columns of every input and validate it; raise :class:`ReportInputError`."""
+    """Allow-list the columns of every input and validate it; raise :class:`ReportInputError`.
+
+    Steps: the run's facts (model, outcomes, scenarios, year, date, counts) → each table
+    against its contract → checks across tables → the model's calibration table.
+    """
     if not isinstance(inputs, ReportInputs):
         raise ReportInputError("build_report expects a ReportInputs")
+    model, outcomes, scenarios = _model_outcomes_scenarios(inputs)
+    fiscal_year, sd, summary = _year_date_counts(inputs)
+    scores, items = _scores(inputs.scores, outcomes, tuple(s.key for s in scenarios))
+    sel = _keep(inputs.selection, list(SELECTION_SCHEMA.columns), "selection")
+    if "reason" in sel and isinstance(sel["reason"].dtype, pd.CategoricalDtype):
+        sel["reason"] = sel["reason"].astype("string")
+    sel = _validate(SELECTION_SCHEMA, sel, "selection").reset_index(drop=True)
+    expl = _keep(inputs.explanations, list(EXPLANATIONS_SCHEMA.columns), "explanations")
+    expl = _validate(EXPLANATIONS_SCHEMA, expl, "explanations").reset_index(drop=True)
+    drift = _keep(inputs.drift, list(DRIFT_SCHEMA.columns), "drift")
+    drift = _validate(DRIFT_SCHEMA, drift, "drift").reset_index(drop=True)
+    _cross_checks(scores, sel, expl, outcomes)
+    metrics = model.metrics if model.metrics is not None else pd.DataFrame()
+    if "outcome" not in metrics.columns and metrics.index.name == "outcome":
+        metrics = metrics.reset_index()
+    return Prepared(
+        scores=scores,
+        selection=sel,
+        explanations=expl,
+        drift=drift,
+        calibration=_calibration(model),
+        metrics=metrics.copy(),
+        model=model,
+        outcomes=outcomes,
+        scenarios=scenarios,
+        forecast_items=tuple(items),
+        fiscal_year=fiscal_year,
+        scoring_date=sd,
+        summary=tuple(summary),
+    )
+
+
+def _model_outcomes_scenarios(
+    inputs: ReportInputs,
+) -> tuple[ModelSummary, tuple[str, ...], tuple[ScenarioLabel, ...]]:
     model = inputs.model
     if not isinstance(model, ModelSummary):
         raise ReportInputError("ReportInputs.model must be a scoring.contracts.ModelSummary")
@@ -227,6 +266,10 @@ def prepare(inputs: ReportInputs) -> Prepared:
     keys = [s.key for s in scenarios]
     if len(set(keys)) != len(keys) or any(not _KEY.match(k) for k in keys):
         raise ReportInputError(f"scenario keys must be unique snake_case names: {keys}")
+    return model, outcomes, scenarios
+
+
+def _year_date_counts(inputs: ReportInputs) -> tuple[int, date, list[tuple[str, int]]]:
     try:
         fiscal_year = int(inputs.fiscal_year)
     except (TypeError, ValueError):
@@ -248,28 +291,24 @@ def prepare(inputs: ReportInputs) -> Prepared:
                 f"summary holds counts only (str → int): {k!r} = {type(v).__name__}"
             )
         summary.append((k, int(v)))
+    return fiscal_year, sd, summary
 
-    # Scores: the contract's columns plus forecast quantiles of declared items; nothing else.
-    schema = scores_schema(outcomes, tuple(keys))
-    raw = inputs.scores
+
+def _scores(raw, outcomes: tuple[str, ...], keys: tuple[str, ...]) -> tuple[pd.DataFrame, list]:
+    """The contract's columns plus forecast quantiles of declared items; nothing else."""
+    schema = scores_schema(outcomes, keys)
     if not isinstance(raw, pd.DataFrame):
         raise ReportInputError("report input 'scores' must be a pandas DataFrame")
     items = forecast_items(raw.columns)
     allowed = list(schema.columns) + [f"{i}_{q}" for i in items for q in QUANTILES]
     scores = _validate(schema, _keep(raw, allowed, "scores"), "scores")
-    scores = scores.reset_index(drop=True)
+    return scores.reset_index(drop=True), items
 
-    sel = _keep(inputs.selection, list(SELECTION_SCHEMA.columns), "selection")
-    if "reason" in sel and isinstance(sel["reason"].dtype, pd.CategoricalDtype):
-        sel["reason"] = sel["reason"].astype("string")
-    sel = _validate(SELECTION_SCHEMA, sel, "selection").reset_index(drop=True)
 
-    expl = _keep(inputs.explanations, list(EXPLANATIONS_SCHEMA.columns), "explanations")
-    expl = _validate(EXPLANATIONS_SCHEMA, expl, "explanations").reset_index(drop=True)
-    drift = _keep(inputs.drift, list(DRIFT_SCHEMA.columns), "drift")
-    drift = _validate(DRIFT_SCHEMA, drift, "drift").reset_index(drop=True)
-
-    # Cross-table checks.
+def _cross_checks(
+    scores: pd.DataFrame, sel: pd.DataFrame, expl: pd.DataFrame, outcomes: tuple[str, ...]
+) -> None:
+    """Every explained or selected resident is scored; explanations add up to the risk."""
     known = pd.Index(scores["pseudonym"])
     missing = pd.Index(expl["pseudonym"].unique()).difference(known)
     if len(missing):
@@ -300,26 +339,10 @@ def prepare(inputs: ReportInputs) -> Prepared:
             f"of the scores' risk (bias + items + other + calibration), first:\n{head}"
         )
 
+
+def _calibration(model: ModelSummary) -> pd.DataFrame:
     cal = model.calibration
     if cal is None or not len(cal):
         cal = pd.DataFrame(columns=["outcome", "mean_predicted", "observed", "n"])
     cal = _keep(cal, list(CALIBRATION_SCHEMA.columns), "model.calibration")
-    cal = _validate(CALIBRATION_SCHEMA, cal, "model.calibration")
-    metrics = model.metrics if model.metrics is not None else pd.DataFrame()
-    if "outcome" not in metrics.columns and metrics.index.name == "outcome":
-        metrics = metrics.reset_index()
-    return Prepared(
-        scores=scores,
-        selection=sel,
-        explanations=expl,
-        drift=drift,
-        calibration=cal.reset_index(drop=True),
-        metrics=metrics.copy(),
-        model=model,
-        outcomes=outcomes,
-        scenarios=scenarios,
-        forecast_items=tuple(items),
-        fiscal_year=fiscal_year,
-        scoring_date=sd,
-        summary=tuple(summary),
-    )
+    return _validate(CALIBRATION_SCHEMA, cal, "model.calibration").reset_index(drop=True)
