@@ -106,16 +106,56 @@ def ruby_segments(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
+#: What follows a word with ふりがな and stays on its line: its hiragana (送り仮名, a particle)
+#: or a short bracket (肝臓(ALT)). Punctuation stays out (a line never starts with it anyway;
+#: inside the box it would lose its width).
+_OKURIGANA = re.compile(r"[\u3041-\u3096]{1,8}|[(（][^()（）\u3041-\u3096]{1,10}[)）]")
+
+
+#: A Japanese word (between spaces: やさしい日本語 is written with spaces between words) of at
+#: most this many characters stays whole on its line.
+_WORD_MAX = 12
+_JAPANESE = re.compile(r"[\u3041-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff々]")
+#: Closing punctuation (not a bracket: it may close a reading).
+_TRAILING_PUNCT = re.compile(r"[。、，．」』!?！？]+$")
+
+
+def _ruby_markup(text: str, keep: bool = True) -> str:
+    """``text`` as Typst markup with its 漢字(かな) as ふりがな; ``keep``: what follows a word
+    with ふりがな (:data:`_OKURIGANA`) stays on its line with it."""
+    out: list[str] = []
+    for base, reading in ruby_segments(text):
+        if reading is not None:
+            out.append(f"#ruby[{typst_text(reading)}][{typst_text(base)}]")
+            continue
+        m = _OKURIGANA.match(base) if keep and out and out[-1].startswith("#ruby[") else None
+        if m:
+            out[-1] = f"#box[{out[-1]}{typst_text(m.group())}]"
+            base = base[m.end() :]
+        out.append(typst_text(base))
+    return "".join(out)
+
+
 def typst_ruby_text(value: object) -> Markup:
-    """:func:`typst_text`, with every 漢字(かな) written as ``#ruby[かな][漢字]``."""
-    return Markup(
-        "".join(
-            typst_text(base)
-            if reading is None
-            else f"#ruby[{typst_text(reading)}][{typst_text(base)}]"
-            for base, reading in ruby_segments(str(value))
-        )
-    )
+    """:func:`typst_text`, with every 漢字(かな) written as ``#ruby[かな][漢字]``.
+
+    A line breaks between words, never inside one: each word between spaces (up to
+    :data:`_WORD_MAX` characters; its closing punctuation outside, where it keeps its width) is
+    kept whole (``#box[#ruby[さ][下]がります]。``); in a longer run, what follows a word with
+    ふりがな stays with it (never 肝臓 | (ALT))."""
+    out: list[str] = []
+    for piece in re.split(r"(\s+)", str(value)):
+        if not piece or piece.isspace():
+            out.append(re.sub(r"\r\n|\r|\n", " ", piece))  # as typst_text: lines end in spaces
+            continue
+        m = _TRAILING_PUNCT.search(piece)
+        word, punct = (piece[: m.start()], m.group()) if m else (piece, "")
+        shown = "".join(base for base, _ in ruby_segments(word))
+        if 1 < len(shown) <= _WORD_MAX and _JAPANESE.search(shown):
+            out.append(f"#box[{_ruby_markup(word, keep=False)}]{typst_text(punct)}")
+        else:
+            out.append(_ruby_markup(piece))
+    return Markup("".join(out))
 
 
 def environment(

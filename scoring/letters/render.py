@@ -69,6 +69,7 @@ from scoring.typeset import (
     fonts,
     page_count,
     printable,
+    ruby_segments,
 )
 
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
@@ -90,8 +91,10 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 #: Bump when the rendering code changes what a letter looks like (part of the input hash).
-#: 5: address block grows; 4: PDF/UA-1; 3: Typst; the intro names the checkup's own fiscal year
-RENDERER_VERSION = "5"
+#: 6: one page when it fits (contact beside the address, forecast a column of the results
+#: table, no repeated name); 5: address block grows; 4: PDF/UA-1; 3: Typst; the intro names
+#: the checkup's own fiscal year
+RENDERER_VERSION = "6"
 TEMPLATES = Path(__file__).with_name("templates")
 MANIFEST_COLUMNS = [
     "pseudonym", "letter_type", "requested_letter_type", "outcome", "language",
@@ -234,6 +237,29 @@ def address_parts(address: str) -> list[dict]:
     return parts
 
 
+#: Before an opening bracket, unless it holds a reading (月曜日(げつようび) is ふりがな).
+_BEFORE_BRACKET = re.compile(r"(?=[(（](?![\u3041-\u3096\u30a1-\u30faー]+[)）]))")
+
+
+def phrase_parts(text: str) -> list[dict]:
+    """:func:`address_parts`, also breakable before a bracket: office hours
+    (平日 午前8時30分〜午後5時15分(土日・祝日・年末年始を除く)) break between their phrases."""
+    parts: list[dict] = []
+    for p in address_parts(text):
+        pieces = [x for x in _BEFORE_BRACKET.split(p["text"]) if x]
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            shown = "".join(base for base, _ in ruby_segments(piece))  # without readings
+            if parts and len(shown) <= 2:  # 3階: stays with the word before it
+                prev = parts[-1]
+                prev["text"] += prev["sep"] + piece
+                prev["sep"] = p["sep"] if last else ""
+                continue
+            parts.append({"text": piece, "keep": len(shown) <= ADDRESS_PIECE_MAX,
+                          "sep": p["sep"] if last else ""})  # fmt: skip
+    return parts
+
+
 def _fmt(x: float, decimals: int) -> str:
     return f"{x:.{decimals}f}"
 
@@ -253,7 +279,7 @@ def _date_text(cat: Catalogue, lang: str, d: date) -> str:
 
 
 #: Width of a value chart (mm); letter-style.typ draws it at this width.
-_BAR_MM = 38.0
+_BAR_MM = 36.0
 
 
 def _chart(item: str, jv: JudgementValue, x: float) -> dict:
@@ -328,6 +354,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
                 "label": meta.label[lang], "unit": meta.unit, "value": _fmt(x, meta.decimals),
                 "guidance": guidance, "referral": referral, "judgement": judgement,
                 "level": level, "chart": _chart(item, jv, x) if jv is not None else None,
+                "item": item, "forecast": None,
             }
         )  # fmt: skip
 
@@ -345,7 +372,9 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         "name_kana": row.get("name_kana") or "",
         "issued": ui["issued"].format(date=_date_text(cat, lang, issued)),
         "sender": ui["sender"],
-        "greeting": ui["greeting"].format(name=row["name"]),
+        # A Japanese greeting is the name again (髙橋 﨑子 様), printed just above in the address
+        # block: only the English salutation (Dear …,) is printed.
+        "greeting": ui["greeting"].format(name=row["name"]) if lang == "en" else "",
         "intro": cat.intros["see_doctor" if see_doctor else "advice"][lang].format(
             fiscal_year=exam.year if exam.month >= 4 else exam.year - 1, outcome=outcome
         ),
@@ -361,14 +390,19 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
         )
         if hits
         else "",
+        # The consultation contact beside the address: its address and hours break only at
+        # their spaces (and after 丁目 / 番地 / 号), never inside 区役所 3階 or 土日・祝日.
         "contact": {
             "office": cat.contact.office[lang],
             "address": cat.contact.address[lang],
+            "address_parts": phrase_parts(cat.contact.address[lang]),
             "phone": cat.contact.phone,
             "hours": cat.contact.hours[lang],
+            "hours_parts": phrase_parts(cat.contact.hours[lang]),
         },
         "footer": ui["footer"],
         "forecasts": [],
+        "forecast_column": False,
         "factors": [],
         "whatif": None,
         "risk": None,
@@ -394,14 +428,21 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
             continue
         meta = cat.items[item]
         now = _num(row.get(item))
-        ctx["forecasts"].append(
-            {
-                "label": meta.label[lang], "unit": meta.unit,
-                "now": "—" if math.isnan(now) else _fmt(now, meta.decimals),
-                "p10": _fmt(q[0], meta.decimals), "p50": _fmt(q[1], meta.decimals),
-                "p90": _fmt(q[2], meta.decimals),
-            }
-        )  # fmt: skip
+        forecast = {
+            "label": meta.label[lang], "unit": meta.unit,
+            "now": "—" if math.isnan(now) else _fmt(now, meta.decimals),
+            "p10": _fmt(q[0], meta.decimals), "p50": _fmt(q[1], meta.decimals),
+            "p90": _fmt(q[2], meta.decimals),
+        }  # fmt: skip
+        # Next year's forecast is a column of the results table, beside this year's value (a
+        # table of its own repeated every item's name, unit and value); only an item without
+        # this year's value keeps a forecast table row.
+        shown = next((v for v in ctx["values"] if v["item"] == item), None)
+        if shown is not None:
+            shown["forecast"] = forecast
+            ctx["forecast_column"] = True
+        else:
+            ctx["forecasts"].append(forecast)
     seen: set[str] = set()
     for i in (1, 2, 3):
         feat = row.get(f"factor_{i}")

@@ -178,7 +178,8 @@ def test_pages_are_not_blank_and_show_the_chart(rendered):
             for i in range(len(pdf)):
                 img = pdf[i].render(scale=1).to_numpy().astype("float64")
                 assert img.std() > 10, f"{key} page {i + 1} looks blank"
-                assert (img[..., :3].mean(axis=2) < 128).mean() > 0.005  # some dark text
+                # some dark text (a second page may hold a single section: the what-if)
+                assert (img[..., :3].mean(axis=2) < 128).mean() > (0.005 if i == 0 else 0.002)
             first = pdf[0].render(scale=1).to_numpy()[..., :3].astype(int)
             green = np.abs(first - np.array([178, 242, 187])).sum(axis=2) < 30  # zone "ok"
             assert green.sum() > 200, "the value chart is missing"
@@ -418,3 +419,168 @@ def test_easy_japanese_readings_never_overlap_the_line_above(rendered):
                 left < r and lo < right and bottom < t and b < top for lo, b, r, t in body
             )
     assert readings > 100 and clashes == 0
+
+
+# --- one page when the content fits ----------------------------------------------------------
+
+#: A long address (6 lines: more than the envelope window shows) and every value at a
+#: 受診勧奨判定値 with blood pressure ≥ 160/100: the most a see-a-doctor letter can hold.
+LONG_ADDRESS = (
+    "架空県架空郡架空町大字架空字中央1234番地 グランドメゾン架空リバーサイドタワー東棟 "
+    "1203号室 架空様方 "
+) * 2
+REFERRAL = {
+    "hba1c": 7.2, "fpg": 141.0, "sbp": 172.0, "dbp": 104.0, "ldl": 190.0, "tg": 420.0,
+    "alt": 60.0, "ggt": 120.0, "egfr": 40.0,
+}  # fmt: skip
+NO_ADVICE = {
+    "risk": np.nan, "risk_band": None, "factor_1": None, "factor_2": None, "factor_3": None,
+    "whatif_scenario": None, "whatif_risk_before": np.nan, "whatif_risk_after": np.nan,
+}  # fmt: skip
+
+
+def _forecast_everything() -> dict:
+    """A next-year forecast for every key item (as the annual run writes them)."""
+    from scoring.letters.schema import KEY_ITEMS
+
+    base = _base_row()
+    out = {}
+    for item in KEY_ITEMS:
+        x = float(base[item])
+        out |= {f"{item}_p10": x * 0.95, f"{item}_p50": x * 1.01, f"{item}_p90": x * 1.06}
+    return out
+
+
+def _base_row(**kw) -> dict:
+    from tests.scoring.letter_helpers import _base
+
+    return _base(**kw)
+
+
+LAYOUT = {  # key: (request row, pages)
+    # the standard letters: one page each
+    "ja": (_base_row(pseudonym="8a00000000000001", **_forecast_everything()), 1),
+    "easy": (
+        _base_row(
+            pseudonym="8a00000000000002", language="ja-easy", outcome="hypertension",
+            risk=0.31, risk_band="very_high", sex=1, factor_1="current_smoker",
+            factor_2="risky_drinking", factor_3="q_sleep", whatif_scenario="quit_smoking",
+            whatif_risk_before=0.31, whatif_risk_after=0.22,
+        ),
+        1,
+    ),
+    "en": (_base_row(pseudonym="8a00000000000003", language="en", **_forecast_everything()), 1),
+    "doctor": (
+        _base_row(pseudonym="8a00000000000004", letter_type="see_doctor", hba1c=7.2,
+                  fpg=141.0, **NO_ADVICE),
+        1,
+    ),
+    "easy_doctor": (
+        _base_row(pseudonym="8a00000000000005", letter_type="see_doctor", language="ja-easy",
+                  hba1c=7.2, fpg=141.0, **NO_ADVICE),
+        1,
+    ),
+    # the most a see-a-doctor letter holds still fits one page
+    "doctor_max": (
+        _base_row(pseudonym="8a00000000000006", letter_type="see_doctor", language="ja-easy",
+                  address=LONG_ADDRESS, **REFERRAL, **NO_ADVICE),
+        1,
+    ),
+    # an advice letter with everything and a 6-line address: complete on two pages
+    "advice_max": (
+        _base_row(pseudonym="8a00000000000007", language="ja-easy", address=LONG_ADDRESS,
+                  **_forecast_everything()),
+        2,
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    out = tmp_path_factory.mktemp("layout") / "out"
+    rows = pd.DataFrame([row for row, _ in LAYOUT.values()])
+    m = render_letters(rows, out, config(merge=False))
+    return out, m.frame.set_index("pseudonym")
+
+
+def _pages(out: Path, key: str) -> int:
+    from pypdf import PdfReader
+
+    return len(PdfReader(str(out / "letters" / f"{LAYOUT[key][0]['pseudonym']}.pdf")).pages)
+
+
+@pytest.mark.parametrize("key", ["ja", "easy", "en", "doctor", "easy_doctor", "doctor_max"])
+def test_a_standard_letter_is_one_page(layout, key):
+    """A letter whose content fits one A4 page is one page (pypdf), at the usual text sizes:
+    advice in Japanese, やさしい日本語 and English with a forecast for every item, three
+    advice topics and the what-if; see-a-doctor letters, even with every value at a
+    受診勧奨判定値 and a six-line address."""
+    out, frame = layout
+    assert _pages(out, key) == 1
+    assert int(frame.loc[LAYOUT[key][0]["pseudonym"], "pages"]) == 1
+
+
+def test_a_letter_with_a_lot_of_content_is_complete_on_two_pages(layout):
+    """An advice letter that cannot fit (やさしい日本語, a six-line address, every forecast,
+    three topics, the what-if) goes on two pages, every part printed whole: the values (each
+    with its forecast), the risk, the advice, the what-if with its note on one page, the
+    contact, the page numbers."""
+    from scoring.letters.catalogue import load_catalogue
+    from scoring.letters.schema import KEY_ITEMS
+    from scoring.typeset import ruby_segments
+
+    out, _ = layout
+    path = out / "letters" / f"{LAYOUT['advice_max'][0]['pseudonym']}.pdf"
+    assert _pages(out, "advice_max") == 2
+    pages = [squash(t) for t in pdf_text(path)]
+    text = "".join(pages)
+    cat = load_catalogue()
+    for item in KEY_ITEMS:
+        assert squash(cat.items[item].label["ja-easy"].split("(")[0]) in text, item
+    assert "1/2" in pages[0] and "2/2" in pages[1]
+    assert "03-0000-0000" in pages[0]  # the contact, beside the address
+    assert "24%から15%に" in text.replace("下さがります", "")  # the what-if
+    whatif = next(i for i, p in enumerate(pages) if "24%から15%" in p)
+    assert "これも予想よそうです" in pages[whatif]  # its note on the same page
+    for topic in ("weight", "late_dinner", "exercise"):  # the three topics' titles
+        first_word = ruby_segments(cat.topics[topic].title["ja-easy"])[0][0]
+        assert squash(first_word) in text, topic
+
+
+def test_no_field_is_printed_twice(rendered):
+    """The name is printed once (the address block: no greeting repeating it), the office
+    once (the contact beside the address), each item once (next year's forecast is a column
+    of the results table, not a table repeating the items and this year's values)."""
+    out, _ = rendered
+    t = flat(letter(out, "ja"))
+    assert t.count("髙橋﨑子") == 1
+    assert t.count(squash("架空区 健康推進課 健康づくり係")) == 1
+    assert t.count("HbA1c") == 1 and t.count("体重kg") == 1
+    assert t.count("03-0000-0000") == 1
+    assert "6.25.9〜6.5" in t  # HbA1c: this year 6.1 … next year 6.2 (5.9〜6.5) in its row
+    assert "Dear John Smith," in " ".join(pdf_text(letter(out, "en")))  # English keeps it
+
+
+def test_easy_japanese_lines_break_between_words():
+    """やさしい日本語 is written with spaces between words: a line breaks at those spaces, never
+    inside a word (下 | がります, 飲み | 物を); closing punctuation stays outside the word's box
+    (it keeps its width); in a longer run without spaces, 肝臓 keeps its (ALT); everything is
+    escaped, and words without Japanese (true, 03-0000-0000) are left as they are."""
+    from scoring.typeset import typst_ruby_text
+
+    assert str(typst_ruby_text("22% に 下(さ)がります。")) == (
+        r"22\% に #box[#ruby[さ][下]がります]。"
+    )
+    assert str(typst_ruby_text("飲(の)み物(もの)を 減(へ)らす")) == (
+        "#box[#ruby[の][飲]み#ruby[もの][物]を] #box[#ruby[へ][減]らす]"
+    )
+    items = "肝臓(かんぞう)(ALT)、肝臓(かんぞう)(γ-GT)、腎臓(じんぞう)(eGFR)"
+    assert str(typst_ruby_text(items)) == (
+        r"#box[#ruby[かんぞう][肝臓]\(ALT\)]、#box[#ruby[かんぞう][肝臓]\(γ\-GT\)]、"
+        r"#box[#ruby[じんぞう][腎臓]\(eGFR\)]"
+    )
+    assert str(typst_ruby_text("区役所(くやくしょ)の3階(かい)")) == (
+        "#box[#ruby[くやくしょ][区役所]の3#ruby[かい][階]]"
+    )
+    assert str(typst_ruby_text("true")) == "true"
+    assert str(typst_ruby_text("a\nb")) == "a b"

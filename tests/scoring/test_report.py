@@ -880,3 +880,22 @@ def test_letter_line_says_a_reason_only_when_new(inputs, pages, tmp_path):
     r = build_report(dataclasses.replace(inputs, selection=sel), tmp_path, pdf=False)
     head = _lines(r.html.read_text(encoding="utf-8"))[ps]["head"]
     assert "理由: 予算枠外" in head and "OVER_BUDGET" not in head
+
+
+def test_a_resident_page_holds_every_outcome(tmp_path):
+    """Each resident is one page in the PDF, even with a waterfall per outcome (seven, in
+    rows of four) of twelve items each: no resident spills onto a page of their own."""
+    import pypdfium2 as pdfium
+
+    inputs = make_inputs(n_scored=400, n_explained=12, seed=5, k=12)
+    built = build_report(inputs, tmp_path, config=ReportConfig(pdf_residents=12, pdf_chunk=12))
+    doc = pdfium.PdfDocument(str(built.pdf))
+    try:
+        texts = [doc[i].get_textpage().get_text_range() for i in range(len(doc))]
+    finally:
+        doc.close()
+    start = next(i for i, t in enumerate(texts) if "5 個人別の説明" in t)
+    resident = [bool(re.search(r"\d+歳 (男性|女性)", t)) for t in texts]
+    first = resident.index(True)
+    assert first > start and sum(resident) == 12
+    assert all(resident[first:]), "a resident's page overflowed onto the next"
