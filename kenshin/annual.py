@@ -825,6 +825,7 @@ def write_letters(
     The selection, ``letters_sent.csv`` and the letters printed name the same residents.
     """
     from scoring.letters import LetterConfig, render_letters
+    from scoring.letters.render import FORECAST_WITHHELD
 
     requests = _letter_requests(Path(cfg.store), selection, outs.scores, cfg)
     paths: dict[str, Path] = {}
@@ -848,7 +849,7 @@ def write_letters(
         # Advice letters whose forecast table contradicted the risk (scoring.coherence).
         notes_col = made.frame["notes"].fillna("").astype(str)
         counts["letters_forecast_withheld"] = int(
-            notes_col.str.contains("forecast table withheld", regex=False).sum()
+            notes_col.str.contains(FORECAST_WITHHELD, regex=False).sum()
         )
         printed = set(made.frame["pseudonym"])
     if printed != set(sent["pseudonym"]):

@@ -61,6 +61,7 @@ import pandas as pd
 from data.files import FORMULA_STARTS, atomic_write, csv_bytes
 from data.judgements import MHLW_R6, REFERRAL_ITEMS, URGENT_BP, JudgementValue, item_judgement
 from data.workers import worker_initializer
+from scoring.outputs import LETTER_PDFS, LETTERS_JOURNAL, LETTERS_MANIFEST, PRINT_FILES
 from scoring.typeset import (
     breakable,
     environment,
@@ -109,6 +110,8 @@ _MONTHS = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September",
     "October", "November", "December",
 )  # fmt: skip
+#: The manifest note of a letter whose forecast table was left out (kenshin.annual counts it).
+FORECAST_WITHHELD = "forecast table withheld"
 #: Chart scale (lo, hi) per item; values outside are pinned to the ends.
 _SCALE = {
     "hba1c": (4.5, 8.0), "fpg": (70, 160), "sbp": (90, 180), "dbp": (50, 110),
@@ -421,7 +424,7 @@ def build_context(row: dict, cat: Catalogue, cfg: LetterConfig) -> tuple[dict, l
     }
     withheld = row.get("forecast_withheld") or ""
     if withheld:
-        notes.append(f"forecast table withheld ({withheld}: it contradicts the risk)")
+        notes.append(f"{FORECAST_WITHHELD} ({withheld}: it contradicts the risk)")
     for item in () if withheld else FORECAST_ITEMS:
         q = [_num(row.get(f"{item}_{s}")) for s in ("p10", "p50", "p90")]
         if any(math.isnan(v) for v in q):
@@ -703,13 +706,13 @@ def _neutralised(s: pd.Series) -> pd.Series:
 def _previous(out_dir: Path) -> dict[str, dict]:
     """Entries of the last manifest, updated by the journal a killed run left behind."""
     prev: dict[str, dict] = {}
-    mpath = out_dir / "manifest.csv"
+    mpath = out_dir / LETTERS_MANIFEST
     if mpath.exists():
         m = pd.read_csv(mpath, dtype=str, keep_default_na=False)
         # csv_bytes wrote a ' before a text a spreadsheet would run as a formula: take it off.
         m = m.apply(lambda s: s.where(~_neutralised(s), s.str[1:]))
         prev = {r["pseudonym"]: r for r in m.to_dict("records")}
-    jpath = out_dir / "manifest.journal.jsonl"
+    jpath = out_dir / LETTERS_JOURNAL
     if jpath.exists():
         for line in jpath.read_text(encoding="utf-8").splitlines():
             try:
@@ -828,8 +831,8 @@ def render_letters(
     df = df.sort_values(["postal_code", "pseudonym"], kind="stable").reset_index(drop=True)
 
     out_dir = _private_dir(Path(out_dir))
-    letters_dir = _private_dir(out_dir / "letters")
-    print_dir = _private_dir(out_dir / "print")
+    letters_dir = _private_dir(out_dir / LETTER_PDFS)
+    print_dir = _private_dir(out_dir / PRINT_FILES)
     _remove_stale_temps([out_dir, letters_dir, print_dir])
 
     static = _static_digest(cat)
@@ -869,7 +872,7 @@ def render_letters(
             (out_dir / old["file"]).unlink(missing_ok=True)
 
     t_render = time.perf_counter()
-    journal = out_dir / "manifest.journal.jsonl"
+    journal = out_dir / LETTERS_JOURNAL
     cpu = 0.0
     if todo:
         jfd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -903,7 +906,7 @@ def render_letters(
     for p in print_dir.glob("print_*.pdf"):
         if p not in print_files:
             p.unlink()
-    mpath = out_dir / "manifest.csv"
+    mpath = out_dir / LETTERS_MANIFEST
     _atomic_write(mpath, csv_bytes(frame))
     journal.unlink(missing_ok=True)
     return LetterManifest(

@@ -7,6 +7,7 @@ import pandas as pd
 
 from scoring.coherence import CONFLICT_KINDS, conflict_counts, conflicts
 from scoring.letters import render_letters
+from scoring.letters.render import FORECAST_WITHHELD
 from tests.scoring.letter_helpers import config, flat, requests
 
 HIGH, LOW = CONFLICT_KINDS
@@ -76,5 +77,5 @@ def test_a_letter_whose_forecast_contradicts_its_risk_leaves_the_table_out(tmp_p
     assert "73.1" in shown and "69.8" in shown  # the fixture's weight forecast p90 and p10
     assert "73.1" not in left and "69.8" not in left  # no forecast table
     assert "24%" in left  # the risk is still stated
-    assert "forecast table withheld" in held.frame["notes"].iloc[0]
+    assert FORECAST_WITHHELD in held.frame["notes"].iloc[0]
     assert "withheld" not in str(plain.frame["notes"].iloc[0])
