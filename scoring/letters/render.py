@@ -814,12 +814,44 @@ def render_letters(
     ``on_progress(done, total)`` is called as letters are finished (for a progress bar).
 
     Validates ``requests`` first (pandera errors name every bad column/row); refuses a what-if
-    scenario the catalogue does not know before anything is written.
+    scenario the catalogue does not know before anything is written. Steps: check the requests
+    → plan (reuse a letter whose inputs did not change) → render the rest, journalled → print
+    files → manifest.
     """
     t0 = time.perf_counter()
     cfg = config or LetterConfig()
     cat_path = str(Path(cfg.catalogue_path or DEFAULT_CATALOGUE).resolve())
     cat = load_catalogue(cat_path)
+    df = _checked_requests(requests, cat, cat_path)
+    out_dir = _private_dir(Path(out_dir))
+    letters_dir = _private_dir(out_dir / LETTER_PDFS)
+    print_dir = _private_dir(out_dir / PRINT_FILES)
+    _remove_stale_temps([out_dir, letters_dir, print_dir])
+
+    rows = _rows(df)
+    entries, todo = _plan(rows, _previous(out_dir), out_dir, _static_digest(cat), cfg)
+    skipped = len(rows) - len(todo)
+    t_render = time.perf_counter()
+    journal = out_dir / LETTERS_JOURNAL
+    cpu = _render_journalled(todo, entries, journal, cat_path, cfg, skipped, len(rows), on_progress)
+    render_seconds = time.perf_counter() - t_render
+
+    frame = pd.DataFrame([entries[r["pseudonym"]] for r in rows], columns=MANIFEST_COLUMNS)
+    frame["pages"] = frame["pages"].astype("int64")
+    frame["replaced_characters"] = frame["replaced_characters"].astype("int64")
+    print_files = _print_files(frame, rows, out_dir, print_dir, cfg)
+    mpath = out_dir / LETTERS_MANIFEST
+    _atomic_write(mpath, csv_bytes(frame))
+    journal.unlink(missing_ok=True)
+    return LetterManifest(
+        out_dir=out_dir, manifest_path=mpath, frame=frame, print_files=print_files,
+        rendered=len(todo), skipped=skipped, render_seconds=render_seconds,
+        render_cpu_seconds=cpu, total_seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def _checked_requests(requests: pd.DataFrame, cat: Catalogue, cat_path: str) -> pd.DataFrame:
+    """Validated requests in print order (postal code, then pseudonym)."""
     df = normalise_requests(requests)
     sc = df["whatif_scenario"].dropna()
     unknown = sorted(set(sc[~sc.isin(list(cat.whatif))]))
@@ -828,21 +860,20 @@ def render_letters(
             f"what-if scenario(s) {unknown} are not in the letter catalogue {cat_path} "
             f"(known: {sorted(cat.whatif)})"
         )
-    df = df.sort_values(["postal_code", "pseudonym"], kind="stable").reset_index(drop=True)
+    return df.sort_values(["postal_code", "pseudonym"], kind="stable").reset_index(drop=True)
 
-    out_dir = _private_dir(Path(out_dir))
-    letters_dir = _private_dir(out_dir / LETTER_PDFS)
-    print_dir = _private_dir(out_dir / PRINT_FILES)
-    _remove_stale_temps([out_dir, letters_dir, print_dir])
 
-    static = _static_digest(cat)
-    rows = _rows(df)
-    prev = _previous(out_dir)
+def _plan(
+    rows: list[dict], prev: dict[str, dict], out_dir: Path, static: str, cfg: LetterConfig
+) -> tuple[dict[str, dict], list[tuple[dict, str]]]:
+    """Manifest entries per pseudonym, and the letters to render: a letter whose inputs and file
+    are those of the last manifest is kept. Letters no longer requested are removed, so the
+    folder holds exactly the letters of this manifest."""
     entries: dict[str, dict] = {}
     todo: list[tuple[dict, str]] = []
     for row in rows:
         ih = _input_hash(row, static, cfg)
-        rel = f"letters/{row['pseudonym']}.pdf"
+        rel = f"{LETTER_PDFS}/{row['pseudonym']}.pdf"
         base = {
             "pseudonym": row["pseudonym"], "requested_letter_type": row["letter_type"],
             "outcome": row["outcome"], "language": row["language"],
@@ -863,37 +894,49 @@ def render_letters(
         else:
             entries[row["pseudonym"]] = base
             todo.append((row, str(out_dir / rel)))
-    skipped = len(rows) - len(todo)
-
-    # Letters of an earlier manifest that are no longer requested are removed, so the folder
-    # holds exactly the letters of this manifest.
     for p, old in prev.items():
-        if p not in entries and re.fullmatch(r"letters/[0-9a-f]+\.pdf", old.get("file") or ""):
+        if p not in entries and re.fullmatch(
+            rf"{LETTER_PDFS}/[0-9a-f]+\.pdf", old.get("file") or ""
+        ):
             (out_dir / old["file"]).unlink(missing_ok=True)
+    return entries, todo
 
-    t_render = time.perf_counter()
-    journal = out_dir / LETTERS_JOURNAL
+
+def _render_journalled(
+    todo: list[tuple[dict, str]],
+    entries: dict[str, dict],
+    journal: Path,
+    cat_path: str,
+    cfg: LetterConfig,
+    done: int,
+    total: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> float:
+    """Render ``todo`` (updating ``entries``), each finished letter journalled and synced so a
+    killed run resumes where it stopped; returns the renderers' CPU seconds."""
     cpu = 0.0
-    if todo:
-        jfd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(jfd, "a", encoding="utf-8") as jf:
-            done = skipped
-            for res in _run(todo, cat_path, cfg):
-                done += len(res)
-                if on_progress is not None:
-                    on_progress(done, len(rows))
-                for r in res:
-                    cpu += r.pop("cpu")
-                    e = entries[r["pseudonym"]]
-                    e.update(r)
-                    jf.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
-                jf.flush()
-                os.fsync(jf.fileno())
-    render_seconds = time.perf_counter() - t_render
+    if not todo:
+        return cpu
+    jfd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(jfd, "a", encoding="utf-8") as jf:
+        for res in _run(todo, cat_path, cfg):
+            done += len(res)
+            if on_progress is not None:
+                on_progress(done, total)
+            for r in res:
+                cpu += r.pop("cpu")
+                e = entries[r["pseudonym"]]
+                e.update(r)
+                jf.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
+            jf.flush()
+            os.fsync(jf.fileno())
+    return cpu
 
-    frame = pd.DataFrame([entries[r["pseudonym"]] for r in rows], columns=MANIFEST_COLUMNS)
-    frame["pages"] = frame["pages"].astype("int64")
-    frame["replaced_characters"] = frame["replaced_characters"].astype("int64")
+
+def _print_files(
+    frame: pd.DataFrame, rows: list[dict], out_dir: Path, print_dir: Path, cfg: LetterConfig
+) -> list[Path]:
+    """Letters merged in print order, ``print_batch_size`` a file; stale print files removed."""
     print_files: list[Path] = []
     if cfg.merge and len(frame):
         n = cfg.print_batch_size
@@ -906,14 +949,7 @@ def render_letters(
     for p in print_dir.glob("print_*.pdf"):
         if p not in print_files:
             p.unlink()
-    mpath = out_dir / LETTERS_MANIFEST
-    _atomic_write(mpath, csv_bytes(frame))
-    journal.unlink(missing_ok=True)
-    return LetterManifest(
-        out_dir=out_dir, manifest_path=mpath, frame=frame, print_files=print_files,
-        rendered=len(todo), skipped=skipped, render_seconds=render_seconds,
-        render_cpu_seconds=cpu, total_seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+    return print_files
 
 
 def _run(todo: list[tuple[dict, str]], cat_path: str, cfg: LetterConfig):
