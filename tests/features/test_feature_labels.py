@@ -15,7 +15,7 @@ HEALTHY = {
     "height_cm": 170.0, "weight_kg": 62.0, "bmi": 21.5, "waist_cm": 80.0, "sbp": 118,
     "dbp": 72, "blood_draw_timing": 2, "tg": 100.0, "hdl": 60.0, "ldl": 110.0,
     "non_hdl": 130.0, "ast": 20.0, "alt": 20.0, "ggt": 25.0, "fpg": 90.0, "hba1c": 5.4,
-    "urine_glucose": 1, "urine_protein": 1, "creatinine": 0.8, "egfr": 80.0,
+    "urine_glucose": 1, "urine_protein": 1, "creatinine": 0.8, "egfr": 80.0, "uric_acid": 5.0,
     "q_med_bp": 2, "q_med_glucose": 2, "q_med_lipid": 2, "q_smoking": 3,
 }  # fmt: skip
 
