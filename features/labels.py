@@ -68,12 +68,19 @@ def label_columns() -> list[str]:
     return cols
 
 
-def build_labels(checkups: pd.DataFrame, config: LabelConfig | None = None) -> pd.DataFrame:
+def build_labels(
+    checkups: pd.DataFrame,
+    config: LabelConfig | None = None,
+    last_fiscal_year: int | None = None,
+) -> pd.DataFrame:
     """Labels per index row (same rows and order as features.build.build_features).
 
     Columns: pseudonym, fiscal_year, exam_date, ``in_window`` (t + h ≤ last fiscal year in
     ``checkups``), ``follow_up`` (any checkup in t+1 … t+h), then per outcome ``y_<outcome>``
     (nullable Int8: 1 / 0 / <NA>) and ``at_risk_<outcome>`` (bool).
+
+    ``last_fiscal_year``: the data's last fiscal year when ``checkups`` are only some
+    residents' (the Spark engine's groups); default: the last in ``checkups``.
     """
     config = config or LabelConfig()
     h = config.horizon_years
@@ -82,6 +89,8 @@ def build_labels(checkups: pd.DataFrame, config: LabelConfig | None = None) -> p
     evaluable = jd.outcome_evaluable(df, nonfasting_tg_cut=config.nonfasting_tg_cut)
     fy = as_float(df["fiscal_year"]).astype("int64")
     last_fy = int(fy.max()) if len(fy) else 0
+    if last_fiscal_year is not None:
+        last_fy = int(last_fiscal_year)
 
     # Per (person, fiscal year): any checkup met / evaluable.
     per_year = pd.DataFrame(

@@ -92,6 +92,11 @@ class AnnualRunConfig:
     #: Earlier letters (pseudonym, letter_date), e.g. last year's ``letters_sent.csv``.
     letter_history: Path | None = None
     log_mlflow: bool = True
+    #: Where the scores are computed: ``pandas`` (this process) or ``spark`` (kenshin.spark:
+    #: the same chunks through the same code on Spark; master and settings below).
+    engine: str = "pandas"
+    spark_master: str | None = None
+    spark_config: Path | None = None
 
     @property
     def day(self) -> pd.Timestamp:
@@ -659,6 +664,10 @@ def write_scores(
     into ``outs.scores`` / ``outs.scores_csv``; the tally keeps what the next steps need."""
     from data.store import read_checkup_history
 
+    if cfg.engine == "spark":  # the same chunks, computed on Spark (kenshin.spark.score)
+        from kenshin.spark.score import write_scores_spark
+
+        return write_scores_spark(cfg, model, elig, stamps, outs, step)
     store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
     schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
     tally = ScoreTally(getattr(model.engine, "feature_reference", None))
@@ -1043,10 +1052,14 @@ def run_scoring_command(
     bar=None,
     letter_budget: int | None = None,
     report_pdf_residents: int = 2000,
+    engine: str = "pandas",
+    spark_master: str | None = None,
+    spark_config: Path | None = None,
 ) -> AnnualRunResult:
     """Parse the command's options into :class:`AnnualRunConfig` and run it with a progress bar.
 
-    ``letter_budget`` (the demo's) caps both advice and see-doctor letters.
+    ``letter_budget`` (the demo's) caps both advice and see-doctor letters. ``engine="spark"``:
+    its settings, pyspark and Java are checked here, before any work (exit 2, one line).
     """
     from pydantic import ValidationError
 
@@ -1077,8 +1090,14 @@ def run_scoring_command(
         store=Path(store), fiscal_year=year, out=Path(out), workdir=Path(workdir),
         model_uri=model, scoring=scoring, selection=selection, scoring_date=day,
         letters=letters, report=report, letter_history=letter_history,
-        report_pdf_residents=report_pdf_residents,
+        report_pdf_residents=report_pdf_residents, engine=engine, spark_master=spark_master,
+        spark_config=spark_config,
     )  # fmt: skip
+    if engine == "spark":
+        from kenshin.spark.session import check_prerequisites, load_spark_settings
+
+        load_spark_settings(spark_config)
+        check_prerequisites()
     tasks: dict[str, int] = {}
 
     def on_step(name: str, done: int, total: int) -> None:

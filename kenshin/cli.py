@@ -240,6 +240,21 @@ def evaluate_letters(
         say(f"wrote {path}")
 
 
+#: --engine / --spark-master / --spark-config (README §Running on Spark).
+EngineOption = Annotated[
+    Literal["pandas", "spark"],
+    typer.Option(help="Where the work runs: pandas (this process) or spark."),
+]
+SparkMasterOption = Annotated[
+    str | None,
+    typer.Option(help="Spark master (default: $SPARK_MASTER, else local[*])."),
+]
+SparkConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="Spark TOML (default: kenshin/spark/spark.toml)."),
+]
+
+
 @app.command()
 @handles_bad_input
 def ingest(
@@ -270,6 +285,12 @@ def ingest(
     config: Annotated[
         Path | None, typer.Option(help="ingest.toml with defaults for the options above.")
     ] = None,
+    engine: Annotated[
+        Literal["pandas", "spark"],
+        typer.Option(help="Where XML documents are parsed: pandas (this machine) or spark."),
+    ] = "pandas",
+    spark_master: SparkMasterOption = None,
+    spark_config: SparkConfigOption = None,
 ) -> None:
     """Validate a bundle and load it into the pseudonymised Parquet store."""
     from kenshin.commands import print_ingest_summary, run_ingest
@@ -278,7 +299,8 @@ def ingest(
         result = run_ingest(
             bundle, store, encoding=encoding, force=force, today=today, bar=bar,
             questionnaire_coding=questionnaire_coding, accept_rejects=accept_rejects,
-            max_reject_share=max_reject_share, settings_file=config,
+            max_reject_share=max_reject_share, settings_file=config, engine=engine,
+            spark_master=spark_master, spark_config=spark_config,
         )  # fmt: skip
     print_ingest_summary(console, result, store)
 
@@ -291,11 +313,16 @@ def features(
     truth: Annotated[
         Path | None, typer.Option(help="truth.csv of a synthetic bundle (adds true risks).")
     ] = None,
+    engine: EngineOption = "pandas",
+    spark_master: SparkMasterOption = None,
+    spark_config: SparkConfigOption = None,
 ) -> None:
     """Build the as-of features and labels; report who has no follow-up checkup."""
     from kenshin.commands import print_follow_up, run_features
 
-    result = run_features(store, out, truth)
+    result = run_features(
+        store, out, truth, engine=engine, spark_master=spark_master, spark_config=spark_config
+    )
     print_follow_up(console, result["follow_up"])
     for name, path in result["paths"].items():
         say(f"{name}: {path}")
@@ -383,6 +410,9 @@ def score(
     report_pdf_residents: Annotated[
         int, typer.Option(min=0, help="Resident pages in the report PDF (HTML has all).")
     ] = 2000,
+    engine: EngineOption = "pandas",
+    spark_master: SparkMasterOption = None,
+    spark_config: SparkConfigOption = None,
 ) -> None:
     """Score FY's eligible residents, select letters (with a control arm), write letters + report."""
     from kenshin.annual import print_annual, run_scoring_command
@@ -393,6 +423,7 @@ def score(
         result = run_scoring_command(
             store, year, out, model, workdir, scoring_config, selection_config, scoring_date,
             letter_history, letters, report, bar, report_pdf_residents=report_pdf_residents,
+            engine=engine, spark_master=spark_master, spark_config=spark_config,
         )  # fmt: skip
     print_annual(console, result)
 

@@ -124,8 +124,15 @@ def run_ingest(
     accept_rejects: bool | None = None,
     max_reject_share: float | None = None,
     settings_file: Path | None = None,
+    engine: str = "pandas",
+    spark_master: str | None = None,
+    spark_config: Path | None = None,
 ) -> IngestResult:
-    """Ingest with settings from ``settings_file`` (ingest.toml), overridden by the options."""
+    """Ingest with settings from ``settings_file`` (ingest.toml), overridden by the options.
+
+    ``engine="spark"``: the XML documents are parsed by Spark tasks (kenshin.spark.ingest; the
+    same reader, the same rows); everything else as with the pandas engine.
+    """
     settings = load_ingest_settings(settings_file) if settings_file else IngestSettings()
     chosen = {
         "encoding": encoding,
@@ -145,7 +152,16 @@ def run_ingest(
             bar.update(task, description=f"ingest: {step}")
         seen.append(step)
 
-    result = ingest(bundle, store, config, on_step=on_step)
+    if engine == "spark":
+        from data.mhlw_xml.reader import batch_map
+        from kenshin.spark import open_session
+        from kenshin.spark.ingest import spark_batch_map
+
+        session, _settings = open_session(spark_master, spark_config)
+        with batch_map(spark_batch_map(session)):
+            result = ingest(bundle, store, config, on_step=on_step)
+    else:
+        result = ingest(bundle, store, config, on_step=on_step)
     if bar:
         bar.update(task, completed=len(INGEST_STEPS))
     return result
@@ -285,12 +301,30 @@ def read_truth(path: Path) -> pd.DataFrame:
     return truth.drop(columns="person_id")
 
 
-def run_features(store: Path, out: Path, truth: Path | None = None) -> dict:
-    """Build features + labels from ``store``; write them and the follow-up report to ``out``."""
+def run_features(
+    store: Path,
+    out: Path,
+    truth: Path | None = None,
+    engine: str = "pandas",
+    spark_master: str | None = None,
+    spark_config: Path | None = None,
+) -> dict:
+    """Build features + labels from ``store``; write them and the follow-up report to ``out``.
+
+    ``engine="spark"``: built on Spark (kenshin.spark.features; the same feature code, the
+    same rows) on ``spark_master`` with the settings of ``spark_config``.
+    """
     from data.store import read_enrollment
     from features import build_training_tables, follow_up_report
 
-    features, labels = build_training_tables(store)
+    if engine == "spark":
+        from kenshin.spark import open_session
+        from kenshin.spark.features import build_training_tables_spark
+
+        session, settings = open_session(spark_master, spark_config)
+        features, labels = build_training_tables_spark(session, store, settings=settings)
+    else:
+        features, labels = build_training_tables(store)
     report = follow_up_report(labels, read_truth(truth) if truth else None, read_enrollment(store))
     out.mkdir(parents=True, exist_ok=True)
     paths = {

@@ -77,8 +77,10 @@ import stat
 import unicodedata
 import zipfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -885,6 +887,21 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
     return frame
 
 
+#: Who parses the batches when set: ``mapper(fn, batches)`` → ``fn(batch)`` of each, in order
+#: (``kenshin ingest --engine spark``: Spark tasks). Unset: this machine's processes (_run).
+_BATCH_MAP: ContextVar[Callable | None] = ContextVar("xml_batch_map", default=None)
+
+
+@contextmanager
+def batch_map(mapper: Callable[[Callable, list], Iterable[list[tuple]]]) -> Iterator[None]:
+    """Within the block, XML batches are parsed by ``mapper`` (same parser, same rows)."""
+    token = _BATCH_MAP.set(mapper)
+    try:
+        yield
+    finally:
+        _BATCH_MAP.reset(token)
+
+
 def read_xml_path(path: Path, workers: int | None = None) -> Iterator[pd.DataFrame]:
     """Raw checkup frames from a .xml file, a folder of them, or an exchange .zip archive.
 
@@ -895,7 +912,9 @@ def read_xml_path(path: Path, workers: int | None = None) -> Iterator[pd.DataFra
     tasks, n_docs, bad = _tasks(path)
     if bad:
         yield _frame(bad)
-    for rows in _run(tasks, n_docs, workers):
+    mapper = _BATCH_MAP.get()
+    batches = mapper(_parse_batch, tasks) if mapper and tasks else _run(tasks, n_docs, workers)
+    for rows in batches:
         if rows:
             yield _frame(rows)
 

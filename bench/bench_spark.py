@@ -1,0 +1,167 @@
+"""The annual scoring on the pandas engine and on Spark, side by side, in the same run.
+
+    .venv/bin/python bench/bench_spark.py [--residents 2000] [--replicate 1] [--master local[2]]
+                                          [--residents-per-group 20000] [--workdir DIR]
+                                          [--ward DEMO_WORKDIR]
+
+1. (child process, skipped when ``--workdir`` already holds them) a ward of ``--residents``
+   × 6 years → ingest → train → promote; ``--replicate K`` scores a store K times larger
+   (residents repeated under new pseudonyms, as bench/bench_score.py does);
+2. (child process per engine) ``run_annual`` for FY2025, letters and report off (selection,
+   explanations and drift on), ``engine="pandas"`` then ``engine="spark"`` on ``--master``.
+
+Prints, per engine: residents scored, seconds of the scoring step, residents/s and residents/s
+per core (pandas: its prediction threads, ``KENSHIN_PREDICT_THREADS``, default 1; Spark:
+``--cores``, default 2, as ``local[2]``), the peak RSS of the driver
+process (sampled, and its ru_maxrss), and for Spark the peak RSS of the JVM and of its Python
+workers together (the executors in local mode). Default sizes are small (``./run bench`` runs
+every bench); the issue's figures use ``--residents 100000 --replicate 10`` (1M) and more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_score import _child, _replicate
+from wards import make_ward
+
+FY = 2025
+
+_RUN = r"""
+import json, os, resource, sys, threading, time
+from pathlib import Path
+import psutil
+
+peaks = {"driver": 0, "jvm": 0, "workers": 0}
+stop = threading.Event()
+
+def sample():
+    me = psutil.Process()
+    while not stop.is_set():
+        try:
+            peaks["driver"] = max(peaks["driver"], me.memory_info().rss)
+            jvm = workers = 0
+            for p in me.children(recursive=True):
+                try:
+                    name, rss = " ".join(p.cmdline()), p.memory_info().rss
+                except psutil.Error:
+                    continue
+                if "java" in p.name():
+                    jvm += rss
+                elif "pyspark" in name or "daemon" in name or "python" in p.name():
+                    workers += rss
+            peaks["jvm"] = max(peaks["jvm"], jvm)
+            peaks["workers"] = max(peaks["workers"], workers)
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+
+threading.Thread(target=sample, daemon=True).start()
+from kenshin.annual import AnnualRunConfig, run_annual
+from scoring.score import load_scoring_config
+from scoring.selection import load_config
+args = json.loads(sys.argv[1])
+extra = {}
+if args["engine"] == "spark":
+    conf = Path(args["out"] + ".spark.toml")
+    conf.write_text(
+        f"residents_per_group = {args['per_group']}\n[conf]\n"
+        f'"spark.sql.shuffle.partitions" = {args["cores"] * 2}\n'
+    )
+    extra = {"engine": "spark", "spark_master": args["master"], "spark_config": conf}
+cfg = AnnualRunConfig(
+    store=Path(args["store"]), fiscal_year=args["fy"], out=Path(args["out"]),
+    workdir=Path(args["workdir"]), scoring=load_scoring_config(), selection=load_config(),
+    letters=False, report=False, log_mlflow=False, **extra,
+)
+r = run_annual(cfg)
+stop.set()
+peaks["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"counts": r.counts, "seconds": r.seconds, "peaks": peaks}))
+"""
+
+
+def _engine(engine: str, store: Path, workdir: Path, out: Path, args, env: dict) -> dict:
+    spec = {
+        "engine": engine, "store": str(store), "workdir": str(workdir), "out": str(out),
+        "fy": FY, "master": args.master, "cores": args.cores, "per_group": args.residents_per_group,
+    }  # fmt: skip
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-c", _RUN, json.dumps(spec)],
+        check=True, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    info["wall"] = time.perf_counter() - t0
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--residents", type=int, default=2_000)
+    parser.add_argument("--replicate", type=int, default=1)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--cores", type=int, default=2, help="cores both engines may use")
+    parser.add_argument("--residents-per-group", type=int, default=20_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/kenshin-bench-spark"))
+    parser.add_argument(
+        "--ward", type=Path, default=None,
+        help="an existing work folder with store/ and a champion model (e.g. a kenshin demo's)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    work = args.workdir.resolve()
+    env = {**os.environ, "KENSHIN_PSEUDONYM_KEY": "bench-key-0123456789"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    ward = work / f"ward_{args.residents}"
+    model_workdir = ward / "work"
+    if args.ward is not None:
+        ward = model_workdir = args.ward.resolve()
+    elif not (ward / "work" / "mlflow.db").exists():
+        t0 = time.perf_counter()
+        make_ward(ward, args.residents, env=env)
+        _child(
+            "from pathlib import Path; from kenshin.commands import run_train; "
+            "from models.registry import promote; "
+            f"run_train(Path({str(ward / 'store')!r}), Path({str(ward / 'work')!r})); "
+            f"promote(Path({str(ward / 'work')!r}))",
+            env,
+        )
+        print(f"ward {args.residents:,}: prepared in {time.perf_counter() - t0:.0f} s")
+    store = ward / "store"
+    if args.replicate > 1:
+        big = work / f"store_{args.residents}_x{args.replicate}"
+        if not (big / "manifest.json").exists():
+            _replicate(store, big, args.replicate)
+        store = big
+    rates = {}
+    for engine in ("pandas", "spark"):
+        out = work / f"out_{engine}_{args.residents}_x{args.replicate}"
+        info = _engine(engine, store, model_workdir, out, args, env)
+        c, s, p = info["counts"], info["seconds"], info["peaks"]
+        rate = c["scored"] / s["score"] if s.get("score") else 0.0
+        # The pandas engine predicts on KENSHIN_PREDICT_THREADS threads (default 1); Spark on
+        # one thread per task, --cores tasks at a time.
+        cores = args.cores if engine == "spark" else int(env.get("KENSHIN_PREDICT_THREADS", 1))
+        rates[engine] = rate / cores
+        mb = {k: v / 2**20 for k, v in p.items()}
+        line = (
+            f"{engine:>6}: scored {c['scored']:,} in {s['score']:.1f} s → {rate:,.0f} residents/s, "
+            f"{rate / cores:,.0f} per core ({cores}); total {s['total']:.1f} s (wall {info['wall']:.0f} s"
+            f" with start-up); driver peak {mb['driver']:,.0f} MB (ru_maxrss {mb['ru_maxrss']:,.0f})"
+        )
+        if engine == "spark":
+            line += f"; JVM peak {mb['jvm']:,.0f} MB, Python workers peak {mb['workers']:,.0f} MB"
+        print(line)
+    if rates.get("pandas"):
+        print(f"Spark ÷ pandas throughput per core: {rates['spark'] / rates['pandas']:.2f}")
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

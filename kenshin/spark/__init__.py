@@ -1,0 +1,34 @@
+"""``--engine spark``: the same annual run on Apache Spark, with the same code and results.
+
+pyspark is an optional extra (``kenshin[spark]``); nothing here imports it before it is used,
+and a missing pyspark or Java is bad input (exit 2, one line: :mod:`kenshin.spark.session`).
+
+What runs where (README §Running on Spark):
+
+* :mod:`kenshin.spark.ingest` — XML ingest: the batches of exchange-archive documents parsed
+  by Spark tasks (the same reader, the same order); the rest of the ingest on the driver.
+* :mod:`kenshin.spark.features` — features and labels: the store read by Spark as it is,
+  grouped by hash bucket of the pseudonym, ``applyInPandas`` calling the pandas feature code.
+* :mod:`kenshin.spark.score` — scoring: ranges of eligible residents with their checkups
+  through :func:`scoring.score.score_chunk` (``cogroup().applyInPandas``), the model broadcast
+  once; the scores are streamed back to the driver, which writes the outputs and runs the
+  selection, explanations, letters and report as the pandas engine does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kenshin.spark.session import ENGINES, SparkSettings, load_spark_settings
+
+__all__ = ["ENGINES", "SparkSettings", "load_spark_settings", "open_session"]
+
+
+def open_session(master: str | None = None, config: Path | None = None):
+    """(SparkSession, settings) for ``--spark-master`` / ``--spark-config``; exit 2 when
+    pyspark or Java is missing or the config is bad (checked before Spark starts)."""
+    from kenshin.spark.session import check_prerequisites, get_session
+
+    settings = load_spark_settings(config)
+    check_prerequisites()
+    return get_session(settings, master), settings
