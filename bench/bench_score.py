@@ -12,8 +12,16 @@
    without letters the budgets are ``--budget`` (default 1,000 each), so SHAP still runs for
    every resident a real run would letter.
 
-Prints residents/s of the scoring step and the scoring child's peak RSS. Targets (2 cores):
-100k residents ≤ 60 s with SHAP for every letter; 1M residents ≤ 4 GB peak.
+3. (child process, unless ``--no-native``) the native cost of the same predictions
+   (bench/native.py): every LightGBM booster's own ``predict`` on the rows the run scored —
+   risk boosters, forecast quantile boosters, the risk boosters on every what-if scenario's
+   rows, and on the explained residents with and without ``pred_contrib`` — with 1 and 2
+   OpenMP threads.
+
+Prints residents/s and seconds per 100k of the scoring step beside that native cost and their
+ratio, and the scoring child's peak RSS. Targets (2 cores, bench/README.md): scoring + SHAP
+≤ 1.3 × the native cost; 100k residents ≤ 60 s with SHAP for every letter; 1M residents
+≤ 2 GB peak. ``KENSHIN_PREDICT_THREADS`` is passed on to the scoring child.
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ def main() -> None:
         "--budget", type=int, default=1000,
         help="advice and see-doctor budgets when no letters are rendered (SHAP for all of them)",
     )  # fmt: skip
+    parser.add_argument("--no-native", action="store_true", help="skip the native baseline")
     parser.add_argument(
         "--replicate", type=int, default=1,
         help="score a store K times the scoring ward (residents repeated under new pseudonyms)",
@@ -139,7 +148,8 @@ def main() -> None:
         f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
         f"report={bool(args.letters)}, log_mlflow=False); "
         "r = run_annual(cfg); "
-        "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, "
+        "from models.train import PREDICT_THREADS; "
+        "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, 'threads': PREDICT_THREADS, "
         "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
     )
     res = subprocess.run(
@@ -153,7 +163,35 @@ def main() -> None:
     print(f"scoring (risk + forecasts + {7} what-if scenarios): {c['scored'] / s['score']:,.0f} "
           f"residents/s; score + select + explain: {s['score'] + s['select'] + s['explain']:.1f} s")  # fmt: skip
     print(f"peak RSS of the scoring process: {info['peak_mb']:,.0f} MB")
+    if not args.no_native:
+        native = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("native.py")), str(score_ward / "store"),
+             str(train / "work"), str(out), str(FY)],
+            check=True, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        _compare(info, json.loads(native.stdout.strip().splitlines()[-1]))
     print(f"load average at end: {os.getloadavg()}")
+
+
+def _compare(info: dict, native: dict) -> None:
+    """kenshin's scoring (+ SHAP) beside the native predict cost of the same rows."""
+    n, s = info["counts"]["scored"], info["seconds"]
+    per100k = 100_000 / n
+    print(f"native LightGBM predict of the same rows ({native['residents']:,} residents, "
+          f"{native['explained']:,} explained), seconds at 1 | 2 OpenMP threads:")  # fmt: skip
+    total = {"1": 0.0, "2": 0.0}
+    for kind, sec in native["seconds"].items():
+        rows = native["rows"][kind]
+        print(f"  {kind:<22} {rows:>10,} rows  {sec['1']:7.1f} | {sec['2']:7.1f}")
+        for t in total:
+            total[t] += sec[t]
+    ours = s["score"] + s["explain"]
+    print(f"  {'total':<22} {'':>15} {total['1']:7.1f} | {total['2']:7.1f}  "
+          f"({total['1'] * per100k:.1f} | {total['2'] * per100k:.1f} s per 100k)")  # fmt: skip
+    print(f"kenshin score + explain on {info['threads']} prediction thread(s): {ours:.1f} s "
+          f"({ours * per100k:.1f} s per 100k, {n / s['score']:,.0f} residents/s scoring); "
+          f"ratio to native: {ours / total['2']:.2f} (2 threads), "
+          f"{ours / total['1']:.2f} (1 thread); target ≤ 1.3 with both cores")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
    explanations and drift on), ``engine="pandas"`` then ``engine="spark"`` on ``--master``.
 
 Prints, per engine: residents scored, seconds of the scoring step, residents/s and residents/s
-per core (pandas: its prediction threads, ``KENSHIN_PREDICT_THREADS``, default 1; Spark:
+per core (pandas: its prediction threads, ``KENSHIN_PREDICT_THREADS``, default the usable
+cores; Spark:
 ``--cores``, default 2, as ``local[2]``), the peak RSS of the driver
 process (sampled, and its ru_maxrss), and for Spark the peak RSS of the JVM and of its Python
 workers together (the executors in local mode). Default sizes are small (``./run bench`` runs
@@ -145,9 +146,9 @@ def main() -> None:
         info = _engine(engine, store, model_workdir, out, args, env)
         c, s, p = info["counts"], info["seconds"], info["peaks"]
         rate = c["scored"] / s["score"] if s.get("score") else 0.0
-        # The pandas engine predicts on KENSHIN_PREDICT_THREADS threads (default 1); Spark on
-        # one thread per task, --cores tasks at a time.
-        cores = args.cores if engine == "spark" else int(env.get("KENSHIN_PREDICT_THREADS", 1))
+        # The pandas engine predicts on models.train.PREDICT_THREADS threads; Spark on one
+        # thread per task, --cores tasks at a time.
+        cores = args.cores if engine == "spark" else _pandas_threads(env)
         rates[engine] = rate / cores
         mb = {k: v / 2**20 for k, v in p.items()}
         line = (
@@ -161,6 +162,16 @@ def main() -> None:
     if rates.get("pandas"):
         print(f"Spark ÷ pandas throughput per core: {rates['spark'] / rates['pandas']:.2f}")
     print(f"load average at end: {os.getloadavg()}")
+
+
+def _pandas_threads(env: dict) -> int:
+    """The pandas engine's prediction threads in a child with ``env`` (models.train)."""
+    import subprocess
+    import sys
+
+    code = "import models.train as t; print(t.PREDICT_THREADS)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return int(out.stdout.strip() or 1)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ Everything ends up in :class:`TrainedEngine`, a picklable bundle a pyfunc wrappe
 from __future__ import annotations
 
 import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
@@ -75,9 +80,12 @@ __all__ = [
     "TrainedEngine",
     "add_missing_item_copies",
     "anchor_pattern_engines",
+    "background",
+    "booster_predict",
     "clip_to_physical_range",
     "masked_matrix",
     "missing_item_copies",
+    "parallel_map",
     "prepare_forecasts",
     "prepare_outcome",
     "small_outcome_plan",
@@ -86,11 +94,83 @@ __all__ = [
 ]
 
 
-#: Threads for prediction and SHAP (rows are independent: results do not depend on it).
-#: Default 1: on a machine shared with other work, OpenMP threads spin at barriers and a chunk
-#: scores slower with 2 threads than with 1 (bench/README.md); set KENSHIN_PREDICT_THREADS on
-#: an idle machine with more cores.
-PREDICT_THREADS = int(os.environ.get("KENSHIN_PREDICT_THREADS", "1"))
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+#: Worker threads for prediction and SHAP (``KENSHIN_PREDICT_THREADS``; default the usable
+#: cores, at most 8). The workers run *different* boosters at once (the outcomes of
+#: :meth:`TrainedEngine.predict_proba`, the quantile boosters of ``predict_values``), each
+#: call on one OpenMP thread: LightGBM releases the GIL, no OpenMP barrier spins on a busy
+#: machine (2 OpenMP threads per call scored 1.7× slower on the shared machine,
+#: bench/README.md). Every call is the same call whatever the thread count, so the results are
+#: bit-identical (tests/scoring/test_annual.py). ``1``: everything in the calling thread.
+PREDICT_THREADS = int(os.environ.get("KENSHIN_PREDICT_THREADS") or min(8, _usable_cores()))
+_POOL: dict[str, object] = {}
+_BOOSTER_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GUARD = threading.Lock()
+_WORKER = "kenshin-predict"
+
+
+def _forget_threads() -> None:  # a forked child has none of its parent's threads
+    global _GUARD
+    _GUARD = threading.Lock()
+    _POOL.clear()
+    _BOOSTER_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_threads)
+
+
+def parallel_map(fn: Callable, items: Iterable) -> list:
+    """``[fn(x) for x in items]`` on :data:`PREDICT_THREADS` worker threads, in order.
+
+    ``fn`` must not run one booster on two items (:func:`booster_predict` serialises that
+    anyway). Called from a worker (nested), it runs in the calling thread."""
+    items = list(items)
+    n = PREDICT_THREADS
+    if n <= 1 or len(items) <= 1 or threading.current_thread().name.startswith(_WORKER):
+        return [fn(x) for x in items]
+    with _GUARD:
+        if _POOL.get("n") != n:
+            if "pool" in _POOL:
+                _POOL["pool"].shutdown(wait=False)
+            _POOL.update(n=n, pool=ThreadPoolExecutor(n, thread_name_prefix=_WORKER))
+        pool = _POOL["pool"]
+    return list(pool.map(fn, items))
+
+
+@contextmanager
+def background() -> Iterator[Callable[..., Future]]:
+    """``submit(fn, *args)``: ``fn(*args)`` on one background thread, in order, while the caller
+    goes on (builds the next what-if's features while the last one is predicted); run at once
+    when :data:`PREDICT_THREADS` is 1. ``.result()`` of what it returns gives the value."""
+    if PREDICT_THREADS <= 1 or threading.current_thread().name.startswith(_WORKER):
+
+        def now(fn: Callable, *args) -> Future:
+            done: Future = Future()
+            done.set_result(fn(*args))
+            return done
+
+        yield now
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="kenshin-background") as ex:
+        yield ex.submit
+
+
+def booster_predict(booster: lgb.Booster, X: np.ndarray, **kwargs) -> np.ndarray:
+    """``booster.predict(X, **kwargs)`` on one OpenMP thread, never twice at once on one
+    booster: LightGBM keeps the number of trees to predict with in the booster itself, so two
+    concurrent calls could use each other's."""
+    with _GUARD:
+        lock = _BOOSTER_LOCKS.get(booster)
+        if lock is None:
+            lock = _BOOSTER_LOCKS[booster] = threading.Lock()
+    with lock:
+        return booster.predict(X, num_threads=1, **kwargs)
 
 
 @dataclass
@@ -359,11 +439,9 @@ class TrainedEngine:
         return out
 
     def _gbm_raw(self, X: np.ndarray, outcome: str) -> np.ndarray:
-        b = self.boosters[outcome]
-        return b.predict(
-            X, raw_score=True, num_iteration=self.best_iteration[outcome],
-            num_threads=PREDICT_THREADS,
-        )  # fmt: skip
+        return booster_predict(
+            self.boosters[outcome], X, raw_score=True, num_iteration=self.best_iteration[outcome]
+        )
 
     def predict_raw(
         self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
@@ -412,11 +490,13 @@ class TrainedEngine:
         return self.calibrators[outcome](self._gbm_raw(X, outcome))
 
     def predict_proba(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
-        """``risk_<outcome>`` for every outcome (calibrated), same index as ``features``."""
+        """``risk_<outcome>`` for every outcome (calibrated), same index as ``features``; the
+        outcomes on :data:`PREDICT_THREADS` workers (each its own boosters)."""
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
+        risks = parallel_map(lambda o: self.predict_outcome(X, o), self.outcomes)
         return pd.DataFrame(
-            {f"risk_{o}": self.predict_outcome(X, o) for o in self.outcomes}, index=index
+            {f"risk_{o}": r for o, r in zip(self.outcomes, risks, strict=True)}, index=index
         )
 
     def predict_values(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
@@ -429,11 +509,12 @@ class TrainedEngine:
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
         cols: dict[str, np.ndarray] = {}
+        calls = [(b, it) for item in self.forecast_items
+                 for b, it in zip(self.forecasts[item], self.forecast_iteration[item],
+                                  strict=True)]  # fmt: skip
+        preds = iter(parallel_map(lambda c: booster_predict(c[0], X, num_iteration=c[1]), calls))
         for item in self.forecast_items:
-            q = np.column_stack(
-                [b.predict(X, num_iteration=it, num_threads=PREDICT_THREADS) for b, it in
-                 zip(self.forecasts[item], self.forecast_iteration[item], strict=True)]
-            )  # fmt: skip
+            q = np.column_stack([next(preds) for _ in self.forecasts[item]])
             if getattr(self, "forecast_target", "level") == "change":
                 q += X[:, self.feature_names.index(item)][:, None]
             q.sort(axis=1)
@@ -465,9 +546,9 @@ class TrainedEngine:
         w = 1.0 if m is None or m.linear is None else m.weight
         c = 0.0
         if w > 0:
-            c = w * self.boosters[outcome].predict(
-                X, pred_contrib=True, num_iteration=self.best_iteration[outcome],
-                num_threads=PREDICT_THREADS,
+            c = w * booster_predict(
+                self.boosters[outcome], X, pred_contrib=True,
+                num_iteration=self.best_iteration[outcome],
             )  # fmt: skip
         if w < 1:
             assert m is not None and m.linear is not None
@@ -681,8 +762,57 @@ def train_engine(
     cats = categorical_features()
     mono = monotone_constraints(names) if config.monotone else [0] * len(names)
     T = config.split.test_year or last_labelled_year(labels)
-    sets, boosters, best, cals, members, tables, lrs = {}, {}, {}, {}, {}, [], {}
-    small: dict[str, str] = {}
+    fits = _fit_outcomes(features, labels, config, T, names, cats, mono)
+    if not fits.sets:
+        raise NotEnoughDataError(
+            "no outcome has enough events to train on: " + "; ".join(fits.small.values())
+        )
+    engine = TrainedEngine(
+        feature_names=names, categorical=cats, monotone=mono, outcomes=tuple(fits.sets),
+        boosters=fits.boosters, best_iteration=fits.best, calibrators=fits.cals, test_year=T,
+        config=config, members=fits.members, selection=pd.concat(fits.tables, ignore_index=True)
+        if fits.tables else pd.DataFrame(), small_outcomes=fits.small,
+    )  # fmt: skip
+    engine.feature_reference = drift_reference(features, names, T)
+    patterns = {p: masked_columns(features, items) for p, items in GLUCOSE_PATTERNS.items()
+                if items}  # fmt: skip
+    engine.pattern_engines = train_pattern_engines(features, labels, config, T)
+    if config.masking.anchor:
+        anchor_pattern_engines(engine, fits.sets, patterns)
+    fset = None
+    if config.forecasts:
+        fset = _fit_engine_forecasts(engine, features, T, config, names, cats)
+    items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
+    return engine, TrainingData(T, fits.sets, fset, fits.lrs, patterns, items)
+
+
+@dataclass
+class _OutcomeFits:
+    """What :func:`_fit_outcomes` fitted, per outcome (in the order of ``config.outcomes``)."""
+
+    sets: dict[str, OutcomeSet] = field(default_factory=dict)
+    boosters: dict[str, lgb.Booster] = field(default_factory=dict)
+    best: dict[str, int] = field(default_factory=dict)
+    cals: dict[str, Calibrator] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)
+    #: Member choice rows (one table per outcome), with train events and the small-ward note.
+    tables: list[pd.DataFrame] = field(default_factory=list)
+    lrs: dict[str, object] = field(default_factory=dict)  # logistic baselines
+    small: dict[str, str] = field(default_factory=dict)  # small-ward notes
+
+
+def _fit_outcomes(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    config: ModelConfig,
+    T: int,
+    names: list[str],
+    cats: list[str],
+    mono: list[int],
+) -> _OutcomeFits:
+    """Each outcome's table (plus the missing-item copies), then by its small-ward plan:
+    switched off, the fallback member, or LightGBM + calibration (+ member choice)."""
+    fits = _OutcomeFits()
     copied = None
     if config.masking.enabled and config.masking.share > 0:
         copied, masked = missing_item_copies(features, config.masking, config.lgbm.seed)
@@ -693,66 +823,90 @@ def train_engine(
             add_missing_item_copies(data, copied, masked, names)
         events = _events(data, "train")[1]
         if plan == "off":
-            small[o] = note
-            tables.append(pd.DataFrame([{"outcome": o, "member": "off", "weight": np.nan,
-                                         "val_auc": np.nan, "chosen": True,
-                                         "train_events": events, "note": note}]))  # fmt: skip
+            fits.small[o] = note
+            fits.tables.append(pd.DataFrame([{"outcome": o, "member": "off", "weight": np.nan,
+                                              "val_auc": np.nan, "chosen": True,
+                                              "train_events": events, "note": note}]))  # fmt: skip
             continue
-        sets[o] = data
+        fits.sets[o] = data
         if plan == "logistic":
-            small[o] = note
-            members[o], auc, inputs = fit_fallback(data, config, names, cats, mono)
-            small[o] = note = f"{note} ({inputs})"
-            if config.baselines:
-                Xtr, ytr = data.part("train", copies=True)
-                lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
-            tables.append(pd.DataFrame([{"outcome": o, "member": "logistic", "weight": 0.0,
-                                         "val_auc": auc, "chosen": True,
-                                         "train_events": events, "note": note}]))  # fmt: skip
-            continue
-        boosters[o], best[o], cals[o], z_val = fit_outcome(sets[o], config, names, cats, mono)
-        linear = None
-        if config.baselines or config.select:
-            Xtr, ytr = sets[o].part("train", copies=True)
-            lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
-            if config.select:
-                linear = linear_score(lrs[o], Xtr, names, mono)
+            _fit_small_outcome(fits, o, data, note, events, config, names, cats, mono)
+        else:
+            _fit_lightgbm_outcome(fits, o, data, config, names, cats, mono)
+    return fits
+
+
+def _fit_small_outcome(
+    fits: _OutcomeFits,
+    o: str,
+    data: OutcomeSet,
+    note: str,
+    events: int,
+    config: ModelConfig,
+    names: list[str],
+    cats: list[str],
+    mono: list[int],
+) -> None:
+    """Outcome ``o`` with too few events for LightGBM: the fallback member (into ``fits``)."""
+    fits.small[o] = note
+    fits.members[o], auc, inputs = fit_fallback(data, config, names, cats, mono)
+    fits.small[o] = note = f"{note} ({inputs})"
+    if config.baselines:
+        Xtr, ytr = data.part("train", copies=True)
+        fits.lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
+    fits.tables.append(pd.DataFrame([{"outcome": o, "member": "logistic", "weight": 0.0,
+                                      "val_auc": auc, "chosen": True,
+                                      "train_events": events, "note": note}]))  # fmt: skip
+
+
+def _fit_lightgbm_outcome(
+    fits: _OutcomeFits,
+    o: str,
+    data: OutcomeSet,
+    config: ModelConfig,
+    names: list[str],
+    cats: list[str],
+    mono: list[int],
+) -> None:
+    """Outcome ``o``: LightGBM + calibrator, the logistic baseline, the member choice (into
+    ``fits``; a LightGBM member is the engine's default and is not stored)."""
+    fits.boosters[o], fits.best[o], fits.cals[o], z_val = fit_outcome(
+        data, config, names, cats, mono
+    )
+    linear = None
+    if config.baselines or config.select:
+        Xtr, ytr = data.part("train", copies=True)
+        fits.lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
         if config.select:
-            Xva, yva = sets[o].part("val", copies=True)
-            members[o], table = select_member(
-                o, z_val, yva, cals[o], linear, Xva, config.calibration,
-                config.blend_weights, config.select_margin,
-            )  # fmt: skip
-            if members[o].name == "lightgbm":
-                members.pop(o)
-            tables.append(table.assign(train_events=_events(sets[o], "train")[1], note=""))
-    if not sets:
-        raise NotEnoughDataError(
-            "no outcome has enough events to train on: " + "; ".join(small.values())
-        )
-    engine = TrainedEngine(
-        feature_names=names, categorical=cats, monotone=mono, outcomes=tuple(sets),
-        boosters=boosters, best_iteration=best, calibrators=cals, test_year=T, config=config,
-        members=members, selection=pd.concat(tables, ignore_index=True) if tables else
-        pd.DataFrame(), small_outcomes=small,
-    )  # fmt: skip
-    engine.feature_reference = drift_reference(features, names, T)
-    patterns = {p: masked_columns(features, items) for p, items in GLUCOSE_PATTERNS.items()
-                if items}  # fmt: skip
-    engine.pattern_engines = train_pattern_engines(features, labels, config, T)
-    if config.masking.anchor:
-        anchor_pattern_engines(engine, sets, patterns)
-    fset = None
-    if config.forecasts:
-        fset = prepare_forecasts(features, T, config)
-        engine.forecasts, engine.forecast_iteration, engine.forecast_offsets = fit_forecasts(
-            fset, config, names, cats
-        )
-        engine.forecast_items = tuple(config.forecast.items)
-        engine.forecast_target = "change"
-        engine.quantiles = tuple(config.forecast.quantiles)
-    items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
-    return engine, TrainingData(T, sets, fset, lrs, patterns, items)
+            linear = linear_score(fits.lrs[o], Xtr, names, mono)
+    if config.select:
+        Xva, yva = data.part("val", copies=True)
+        fits.members[o], table = select_member(
+            o, z_val, yva, fits.cals[o], linear, Xva, config.calibration,
+            config.blend_weights, config.select_margin,
+        )  # fmt: skip
+        if fits.members[o].name == "lightgbm":
+            fits.members.pop(o)
+        fits.tables.append(table.assign(train_events=_events(data, "train")[1], note=""))
+
+
+def _fit_engine_forecasts(
+    engine: TrainedEngine,
+    features: pd.DataFrame,
+    T: int,
+    config: ModelConfig,
+    names: list[str],
+    cats: list[str],
+) -> ForecastSet:
+    """Next-year value forecasts (quantiles of the change) into ``engine``; their data."""
+    fset = prepare_forecasts(features, T, config)
+    engine.forecasts, engine.forecast_iteration, engine.forecast_offsets = fit_forecasts(
+        fset, config, names, cats
+    )
+    engine.forecast_items = tuple(config.forecast.items)
+    engine.forecast_target = "change"
+    engine.quantiles = tuple(config.forecast.quantiles)
+    return fset
 
 
 def anchor_pattern_engines(

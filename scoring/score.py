@@ -50,6 +50,7 @@ from features.build import FeatureConfig, build_features, to_matrix
 from features.declarations import DECLARATIONS, item, item_matrix
 from models.explain import group_contributions
 from models.lab_response import lab_shift
+from models.train import background, parallel_map
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
 
@@ -438,17 +439,33 @@ def scenario_risks(
     scenarios: tuple[WhatIfScenario, ...],
     feature_config: FeatureConfig,
     lab_response: bool = True,
+    submit=None,
 ):
     """Per scenario: ``(scenario, rows of index it applies to, their risks with it applied)``;
-    the risks (:meth:`predict_proba` frame) are None where it applies to nobody.
+    the risks (:meth:`predict_proba` frame) are None where it applies to nobody. Only the rows
+    it applies to are rebuilt and scored.
     ``lab_response``: move laboratory values with the levers where the engine carries a
-    lab-response table (``engine.lab_response``; engines without one: levers only)."""
+    lab-response table (``engine.lab_response``; engines without one: levers only).
+    ``submit``: a models.train.background submitter (default: one of its own); a scenario is
+    predicted there while the next one's features are built."""
+    if submit is None:
+        with background() as own:
+            yield from scenario_risks(engine, history, index, base, scenarios, feature_config,
+                                      lab_response, own)  # fmt: skip
+        return
     table = getattr(engine, "lab_response", None) if lab_response else None
+    pending = None
     for sc in scenarios:
         applies, feats = scenario_features(history, index, base, sc, feature_config, table)
         rows = np.flatnonzero(applies)
-        p = engine.predict_proba(to_matrix(feats, engine.feature_names)) if len(rows) else None
-        yield sc, rows, p
+        X = to_matrix(feats, engine.feature_names) if len(rows) else None
+        job = submit(engine.predict_proba, X) if X is not None else None
+        del feats, X
+        if pending is not None:  # at most two scenarios' matrices held at once
+            yield pending[0], pending[1], pending[2] and pending[2].result()
+        pending = (sc, rows, job)
+    if pending is not None:
+        yield pending[0], pending[1], pending[2] and pending[2].result()
 
 
 def whatif_direction(
@@ -499,15 +516,19 @@ def score_chunk(
     X = to_matrix(base, engine.feature_names)
     cols: dict[str, object] = {c: index[c].to_numpy() for c in index.columns}
     cols.update({c: base[c].to_numpy() for c in INDEX_VALUE_COLUMNS})
-    risk = engine.predict_proba(X)
-    cols.update({c: risk[c].to_numpy() for c in risk.columns})
-    if engine.forecast_items:
-        forecast = engine.predict_values(X)
-        cols.update({c: forecast[c].to_numpy() for c in forecast.columns})
+    with background() as submit:  # predicted while the what-if features are built
+        risk_job = submit(engine.predict_proba, X)
+        forecast_job = submit(engine.predict_values, X) if engine.forecast_items else None
+        scored = list(scenario_risks(engine, history, index, base, config.scenarios,
+                                     feature_config, config.scenario_lab_response, submit))  # fmt: skip
+        risk = risk_job.result()
+        cols.update({c: risk[c].to_numpy() for c in risk.columns})
+        if forecast_job is not None:
+            forecast = forecast_job.result()
+            cols.update({c: forecast[c].to_numpy() for c in forecast.columns})
     after = {o: risk[f"risk_{o}"].to_numpy(copy=True) for o in engine.outcomes}
     best = {o: np.full(len(index), None, dtype=object) for o in engine.outcomes}
-    for sc, rows, p in scenario_risks(engine, history, index, base, config.scenarios,
-                                      feature_config, config.scenario_lab_response):  # fmt: skip
+    for sc, rows, p in scored:
         for o in engine.outcomes:
             v = np.full(len(index), np.nan)
             if p is not None:
@@ -566,10 +587,15 @@ def explain(
     )
     can_advise = (advisable(features, names).astype("float64") @ M) > 0
     frames, factor_frames = [], []
-    for o in engine.outcomes:
-        g = group_contributions(engine.contributions(X, o).to_numpy(), names)
+    # SHAP and risk of the outcomes on the prediction workers (each outcome its own boosters)
+    per_outcome = parallel_map(
+        lambda o: (engine.contributions(X, o).to_numpy(), engine.predict_outcome(X, o)),
+        engine.outcomes,
+    )
+    for o, (contrib, risk) in zip(engine.outcomes, per_outcome, strict=True):
+        g = group_contributions(contrib, names)
         phi, bias = g.values, g.bias
-        calibration = _logit(engine.predict_outcome(X, o)) - g.raw
+        calibration = _logit(risk) - g.raw
         order = np.argsort(-np.abs(phi), axis=1, kind="stable")[:, :k]
         picked = np.take_along_axis(phi, order, axis=1)
         other = phi.sum(axis=1) - picked.sum(axis=1)

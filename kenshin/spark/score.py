@@ -72,6 +72,11 @@ def pandas_score_chunks(
 def _engine(token: str, broadcast) -> tuple:
     """(engine, feature config), unpickled once per Python worker (``token``: this run's)."""
     if token not in _ENGINES:
+        import models.train
+
+        # Spark runs one task per core: a task predicting on more threads would oversubscribe
+        # them (the results are the same whatever the thread count).
+        models.train.PREDICT_THREADS = 1
         _ENGINES.clear()  # one run's engine at a time
         _ENGINES[token] = pickle.loads(broadcast.value)
     return _ENGINES[token]

@@ -161,6 +161,104 @@ def test_scores_do_not_depend_on_the_chunk_size(annual, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def _chunk(annual, residents: int = 500):
+    """The registered model, the first ``residents`` eligible residents and their checkups."""
+    from data.store import read_checkup_columns, read_checkup_history, read_enrollment
+    from kenshin.annual import load_model
+    from scoring.score import eligible_residents
+
+    model = load_model(annual.cfg.model_uri, annual.workdir)
+    fy, store = annual.cfg.fiscal_year, annual.store
+    cand = read_checkup_columns(store, ["pseudonym", "exam_date", "age", "sex"], [fy, fy - 1])
+    elig = eligible_residents(cand, read_enrollment(store), fy, annual.cfg.day, annual.cfg.scoring)
+    index = elig.index.iloc[:residents].reset_index(drop=True)
+    return model, index, read_checkup_history(store, index["pseudonym"], fy)
+
+
+def _same_bits(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for c in a.columns[[t.kind == "f" for t in a.dtypes]]:
+        assert a[c].to_numpy().tobytes() == b[c].to_numpy().tobytes(), c
+
+
+def test_scores_do_not_depend_on_the_prediction_threads(annual, monkeypatch):
+    """A chunk scored and explained on 1 and on 2 prediction threads (models.train
+    PREDICT_THREADS): the same scores, SHAP and factors to the last bit."""
+    import threading
+
+    import models.train
+    from scoring.score import explain, index_features, score_chunk
+
+    model, index, history = _chunk(annual)
+    sc, fc = annual.cfg.scoring, model.feature_config
+    names: set[str] = set()
+    predict = models.train.booster_predict
+
+    def recorded(*args, **kwargs):
+        names.add(threading.current_thread().name.split("_")[0])
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(models.train, "booster_predict", recorded)
+    out = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(models.train, "PREDICT_THREADS", threads)
+        names.clear()
+        scores, X = score_chunk(model.engine, history, index, sc, fc)
+        shap = explain(model.engine, index_features(history, index.iloc[:60], fc))
+        out[threads] = (scores, X, *shap, set(names))
+    assert out[1][4] == {"MainThread"} and out[2][4] == {"kenshin-predict"}
+    _same_bits(out[1][0], out[2][0])
+    assert out[1][1].tobytes() == out[2][1].tobytes()
+    _same_bits(out[1][2], out[2][2])
+    pd.testing.assert_frame_equal(out[1][3], out[2][3], check_exact=True)
+
+
+def test_a_what_if_is_scored_only_where_it_applies_as_on_every_row(annual):
+    """Every scenario applied to every resident's index checkup and scored on every row (the
+    history cut as scoring.score.scenario_features cuts it): where it applies, the chunk's
+    ``risk_<outcome>__<scenario>`` is that risk (where it lowers the risk); where it does not
+    apply, NaN. The features and LightGBM's scores are the same to the bit; a logistic member's
+    matrix product (BLAS) can differ in the last bit with the row's place in the batch, hence
+    rtol 1e-12."""
+    from features.build import to_matrix
+    from scoring.score import (
+        _history_to_index,
+        apply_scenario,
+        index_features,
+        scenario_features,
+        score_chunk,
+    )
+
+    model, index, history = _chunk(annual)
+    engine, fc = model.engine, model.feature_config
+    sc = annual.cfg.scoring.model_copy(
+        update={"scenario_min_drop": 0.0, "scenario_lab_response": False}
+    )
+    scores, _ = score_chunk(engine, history, index, sc, fc)
+    base = index_features(history, index, fc)
+    hist = _history_to_index(history, index)
+    hist = hist.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
+    back = hist.groupby("pseudonym", sort=False).cumcount(ascending=False).to_numpy()
+    hist = hist[back < fc.slope_window].reset_index(drop=True)
+    pid = hist["pseudonym"].to_numpy()
+    last = np.r_[pid[1:] != pid[:-1], True]
+    applied = 0
+    for scenario in sc.scenarios:
+        applies, _ = scenario_features(history, index, base, scenario, fc)
+        edited = pd.concat([hist.loc[~last], apply_scenario(hist.loc[last], scenario)])
+        every = index_features(edited.sort_index(), index, replace(fc, validate=False))
+        every["n_prior_checkups"] = base["n_prior_checkups"].to_numpy()
+        risk = engine.predict_proba(to_matrix(every, engine.feature_names))
+        for o in engine.outcomes:
+            got = scores[f"risk_{o}__{scenario.key}"].to_numpy()
+            assert np.isnan(got[~applies]).all(), (scenario.key, o)
+            now, new = scores[f"risk_{o}"].to_numpy()[applies], risk[f"risk_{o}"].to_numpy()
+            want = np.where(now - new[applies] >= 1e-12, new[applies], np.nan)
+            np.testing.assert_allclose(got[applies], want, rtol=1e-12, atol=0, err_msg=o)
+        applied += int(applies.sum())
+    assert applied > len(index)
+
+
 def test_scoring_reads_nothing_after_the_index_checkup(annual, tmp_path):
     """Adding wild later checkups to the history changes no score (no leakage)."""
     from data.store import read_checkup_history
