@@ -104,3 +104,23 @@ def small_ward():
     from data.synth import SynthConfig, generate
 
     return generate(SynthConfig(residents=3_000, years=4, seed=11))
+
+
+def trained_ward(tmp: Path, residents: int, years: int, seed: int, fiscal_year: int):
+    """A synthetic ward ingested into ``tmp/store``, trained and promoted in ``tmp/work``
+    (LightGBM on every outcome: the small-ward fallback is tested in tests/models). Call it
+    inside ``temporary_env(KENSHIN_PSEUDONYM_KEY=…, MLFLOW_TRACKING_URI=…)``; returns the bundle."""
+    from data.ingest import ingest
+    from data.synth import SynthConfig, generate, write_bundle
+    from kenshin.commands import run_train
+    from models.config import ModelConfig
+    from models.registry import promote
+
+    bundle = generate(
+        SynthConfig(residents=residents, years=years, seed=seed, last_fiscal_year=fiscal_year)
+    )
+    write_bundle(bundle, tmp / "bundle", fmt="csv")
+    ingest(tmp / "bundle", tmp / "store")
+    run_train(tmp / "store", tmp / "work", config=ModelConfig(min_events=0))
+    promote(tmp / "work")
+    return bundle

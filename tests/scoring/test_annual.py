@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TEST_KEY, temporary_env
+from tests.conftest import TEST_KEY, temporary_env, trained_ward
 
 pytestmark = pytest.mark.xdist_group("annual")
 
@@ -36,27 +36,14 @@ class Annual:
 
 @pytest.fixture(scope="module")
 def annual(tmp_path_factory) -> Annual:
-    from data.ingest import ingest
-    from data.synth import SynthConfig, generate, write_bundle
     from kenshin.annual import AnnualRunConfig, run_annual
-    from kenshin.commands import run_train
-    from models.config import ModelConfig
-    from models.registry import promote
     from scoring.score import load_scoring_config
     from scoring.selection import Budget, load_config
 
     tmp = tmp_path_factory.mktemp("annual")
     uri = "sqlite:///" + (tmp / "mlflow.db").resolve().as_posix()
     with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY, MLFLOW_TRACKING_URI=uri):
-        bundle = generate(
-            SynthConfig(residents=RESIDENTS, years=YEARS, seed=SEED, last_fiscal_year=FY)
-        )
-        write_bundle(bundle, tmp / "bundle", fmt="csv")
-        ingest(tmp / "bundle", tmp / "store")
-        # LightGBM on every outcome of this small ward (the small-ward fallback is tested in
-        # tests/models/test_small_ward.py).
-        run_train(tmp / "store", tmp / "work", config=ModelConfig(min_events=0))
-        promote(tmp / "work")
+        bundle = trained_ward(tmp, RESIDENTS, YEARS, SEED, FY)
         selection = load_config().model_copy(update={"budget": Budget(advice=12, see_doctor=6)})
         cfg = AnnualRunConfig(
             store=tmp / "store", fiscal_year=FY, out=tmp / "out", workdir=tmp / "work",

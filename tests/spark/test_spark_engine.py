@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from kenshin.spark.session import spark_available
-from tests.conftest import TEST_KEY, temporary_env
+from tests.conftest import TEST_KEY, temporary_env, trained_ward
 
 _MISSING = spark_available()
 pytestmark = [
@@ -50,26 +50,15 @@ def _settings(**kw):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Runs:
-    from data.ingest import ingest
-    from data.synth import SynthConfig, generate, write_bundle
     from kenshin.annual import AnnualRunConfig, run_annual
-    from kenshin.commands import run_train
     from kenshin.spark.session import get_session
-    from models.config import ModelConfig
-    from models.registry import promote
     from scoring.score import load_scoring_config
     from scoring.selection import Budget, load_config
 
     tmp = tmp_path_factory.mktemp("spark")
     uri = "sqlite:///" + (tmp / "mlflow.db").resolve().as_posix()
     with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY, MLFLOW_TRACKING_URI=uri):
-        bundle = generate(
-            SynthConfig(residents=RESIDENTS, years=YEARS, seed=SEED, last_fiscal_year=FY)
-        )
-        write_bundle(bundle, tmp / "bundle", fmt="csv")
-        ingest(tmp / "bundle", tmp / "store")
-        run_train(tmp / "store", tmp / "work", config=ModelConfig(min_events=0))
-        promote(tmp / "work")
+        trained_ward(tmp, RESIDENTS, YEARS, SEED, FY)
         spark = get_session(_settings(), "local[2]")
         selection = load_config().model_copy(update={"budget": Budget(advice=6, see_doctor=3)})
         # Small chunks: several chunks per run, re-cut from Spark's groups of another size.
