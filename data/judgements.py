@@ -432,8 +432,7 @@ OUTCOME_INPUTS: tuple[str, ...] = tuple(
             *(c.item for o in OUTCOME_DECLARATIONS for c in o.criteria),
             *(m for o in OUTCOME_DECLARATIONS for m in o.medication),
             *(i for o in OUTCOME_DECLARATIONS for i in o.evaluable_items + o.referral_items),
-            *(_METS_INPUTS if any(o.rule == "metabolic_syndrome" for o in OUTCOME_DECLARATIONS)
-              else ()),
+            *(i for o in OUTCOME_DECLARATIONS if o.rule == "metabolic_syndrome" for i in _METS_INPUTS),
             "blood_draw_timing",
         ]
     )
@@ -493,11 +492,11 @@ def item_judgement(item: str, values: JudgementValues = MHLW_R6) -> JudgementVal
     jv = getattr(values, "tg_fasting" if item == "tg" else item, None)
     if isinstance(jv, JudgementValue):
         return jv
-    for o in OUTCOME_DECLARATIONS:
-        for c in o.criteria:
-            if c.item == item and c.cut is not None:
-                return JudgementValue(c.cut, c.cut, c.op)
-    return None
+    declared = (
+        c for o in OUTCOME_DECLARATIONS for c in o.criteria if c.item == item and c.cut is not None
+    )
+    c = next(declared, None)
+    return None if c is None else criterion_cut(c, values)[0]
 
 
 def referral_values(df: pd.DataFrame, values: JudgementValues = MHLW_R6) -> pd.DataFrame:

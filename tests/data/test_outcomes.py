@@ -24,13 +24,17 @@ def test_every_table_keyed_by_outcome_covers_exactly_the_declared_outcomes():
     assert set(POINT_ITEMS) == set(OUTCOME_JA) == set(names)
 
 
+#: A value at each MHLW-judged criterion's cut (eGFR: just under 60).
+AT_CUT = {
+    "hba1c": 6.5, "fpg": 126, "sbp": 140, "dbp": 90, "ldl": 140, "tg": 300, "non_hdl": 170,
+    "egfr": 59, "urine_protein": 3, "alt": 51, "ggt": 101,
+}  # fmt: skip
+
+
 def test_each_criterion_alone_meets_its_outcome_and_only_where_measured():
     for o in OUTCOME_DECLARATIONS:
         for c in o.criteria:
-            value = (c.cut if c.cut is not None else None) or {
-                "hba1c": 6.5, "fpg": 126, "sbp": 140, "dbp": 90, "ldl": 140, "tg": 300,
-                "non_hdl": 170, "egfr": 59, "urine_protein": 3, "alt": 51, "ggt": 101,
-            }[c.item]  # fmt: skip
+            value = c.cut if c.cut is not None else AT_CUT[c.item]
             df = pd.DataFrame({c.item: [value, np.nan]})
             met = outcomes_met(df)[o.name].tolist()
             assert met == [True, False], (o.name, c.item)
