@@ -342,6 +342,9 @@ def train(
     config: Annotated[
         Path | None, typer.Option(help="Training TOML (default: models/train.toml).")
     ] = None,
+    engine: EngineOption = "pandas",
+    spark_master: SparkMasterOption = None,
+    spark_config: SparkConfigOption = None,
 ) -> None:
     """Train, evaluate, log to MLflow and register kenshin-risk@challenger."""
     from kenshin.commands import print_train_summary, run_train
@@ -350,7 +353,10 @@ def train(
     load_train_config(config)  # a bad file stops here (exit 2), before any work
     prepare_tracking(workdir)
     with progress() as bar:
-        _engine, report, run = run_train(store, workdir, truth, config, bar=bar)
+        _engine, report, run = run_train(
+            store, workdir, truth, config, bar=bar, engine=engine,
+            spark_master=spark_master, spark_config=spark_config,
+        )  # fmt: skip
     print_train_summary(console, report, run)
 
 

@@ -346,11 +346,17 @@ def run_train(
     truth: Path | None = None,
     config=None,
     bar: Progress | None = None,
+    engine: str = "pandas",
+    spark_master: str | None = None,
+    spark_config: Path | None = None,
 ):
     """Features → train + evaluate → log + register ``kenshin-risk@challenger``.
 
     ``config``: a training TOML (path; default: the shipped models/train.toml), a
     models.train_config.TrainConfig, or a models.config.ModelConfig (default training tables).
+    ``engine="spark"``: the features and labels built on Spark (kenshin.spark.features) and
+    the independent fits run as Spark tasks (kenshin.spark.train), on ``spark_master`` with
+    the settings of ``spark_config``; the same engine as the pandas engine's.
     """
     from data.store import read_enrollment
     from features import build_training_tables, follow_up_report
@@ -374,11 +380,23 @@ def run_train(
             bar.update(task, completed=i, description=steps[min(i, len(steps) - 1)])
 
     tables_config = train_config.tables
-    features, labels = build_training_tables(store, tables_config)
+    runner = None
+    if engine == "spark":
+        from kenshin.spark import open_session
+        from kenshin.spark.features import build_training_tables_spark
+        from kenshin.spark.train import SparkRunner
+
+        session, settings = open_session(spark_master, spark_config)
+        features, labels = build_training_tables_spark(
+            session, store, tables_config, settings=settings
+        )
+        runner = SparkRunner(session)
+    else:
+        features, labels = build_training_tables(store, tables_config)
     truth_df = read_truth(truth) if truth else None
     follow_up = follow_up_report(labels, truth_df, read_enrollment(store))
     step(1)
-    engine, report = train_and_evaluate(features, labels, model_config, truth_df)
+    engine, report = train_and_evaluate(features, labels, model_config, truth_df, runner)
     from data.store import read_checkups
     from models.evaluate import ReportTable
     from models.lab_response import fit_lab_response

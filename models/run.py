@@ -18,7 +18,7 @@ from models.evaluate import (
     missing_item_shift,
     pattern_metrics,
 )
-from models.train import TrainedEngine, TrainingData, masked_matrix, train_engine
+from models.train import Runner, TrainedEngine, TrainingData, masked_matrix, train_engine
 
 __all__ = ["evaluate_engine", "train_and_evaluate"]
 
@@ -244,15 +244,17 @@ def train_and_evaluate(
     labels: pd.DataFrame,
     config: ModelConfig | None = None,
     truth: pd.DataFrame | None = None,
+    runner: Runner | None = None,
 ) -> tuple[TrainedEngine, EvaluationReport]:
     """Train every outcome model and forecast, fit the baselines on the same split, evaluate.
 
     ``features``/``labels``: features.build_training_tables output. ``truth`` (synthetic
-    cohorts only): truth.csv with person_id pseudonymised to ``pseudonym``.
+    cohorts only): truth.csv with person_id pseudonymised to ``pseudonym``. ``runner``: where
+    the independent fits run (models.train.Runner; default here, in order).
     """
     config = config or ModelConfig()
     t0 = time.perf_counter()
-    engine, data = train_engine(features, labels, config)
+    engine, data = train_engine(features, labels, config, runner)
     timings = {"train": time.perf_counter() - t0}
     t1 = time.perf_counter()
     report = evaluate_engine(engine, data, config, truth, timings)

@@ -37,6 +37,14 @@
   (or narrowed) by a conformal offset fitted on the validation year (conformalised quantile
   regression, Romano et al. 2019), because early-stopped quantile boosters under-cover.
 
+* The fits are independent — one :class:`OutcomeTask` per outcome (of the main engine and of
+  each pattern engine), one :class:`ForecastTask` per forecast item — so :func:`train_engine`
+  prepares every task's rows, maps the tasks through a :class:`Runner` (default
+  :class:`LocalRunner`: here, in order; ``kenshin train --engine spark``: one Spark task
+  each, kenshin.spark.train) and assembles the engines from the results. Each task is a normal
+  single-node fit with the same parameters wherever it runs, so every runner gives the same
+  engine, booster for booster.
+
 Everything ends up in :class:`TrainedEngine`, a picklable bundle a pyfunc wrapper can serve.
 """
 
@@ -49,11 +57,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
 
 from data.errors import BadInputError
 from features.build import as_float, to_matrix
@@ -74,18 +84,27 @@ from models.split import assign_split, last_labelled_year, person_hash
 from models.targets import next_year_values
 
 __all__ = [
+    "EnginePlan",
     "ForecastSet",
+    "ForecastTask",
+    "LocalRunner",
     "NotEnoughDataError",
+    "OutcomeFit",
     "OutcomeSet",
+    "OutcomeTask",
+    "Runner",
     "TrainedEngine",
     "add_missing_item_copies",
     "anchor_pattern_engines",
     "background",
     "booster_predict",
+    "build_engine",
     "clip_to_physical_range",
+    "fit_task",
     "masked_matrix",
     "missing_item_copies",
     "parallel_map",
+    "plan_engine",
     "prepare_forecasts",
     "prepare_outcome",
     "small_outcome_plan",
@@ -608,48 +627,81 @@ def _conformal_offset(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: floa
     return float(score[k])
 
 
-def fit_forecasts(
-    data: ForecastSet, config: ModelConfig, names: list[str], cats: list[str]
-) -> tuple[dict[str, list[lgb.Booster]], dict[str, list[int]], dict[str, float]]:
-    """Three quantile boosters per item (early-stopped on ``val``) and CQR offsets."""
-    fc = config.forecast
-    models: dict[str, list[lgb.Booster]] = {}
-    iters: dict[str, list[int]] = {}
-    offsets: dict[str, float] = {}
-    tr, va = data.split == "train", data.split == "val"
-    # Bin the feature matrix once for all items (each item's rows are a subset of it).
-    dparams = {"max_bin": fc.lgbm.max_bin, "verbosity": -1}
-    base_tr = lgb.Dataset(data.X[tr], label=np.zeros(tr.sum()), feature_name=names,
-                          categorical_feature=cats, free_raw_data=False,
-                          params=dparams).construct()  # fmt: skip
-    base_va = lgb.Dataset(data.X[va], label=np.zeros(va.sum()), reference=base_tr,
-                          feature_name=names, categorical_feature=cats, free_raw_data=False,
-                          params=dparams).construct()  # fmt: skip
-    for item in fc.items:
+@dataclass
+class ForecastBins:
+    """The forecast rows' feature matrix binned once (train, val ``lgb.Dataset``), shared by
+    every item's task: built on first use in a process and not pickled, so the tasks of one
+    process (the local runner) bin once and a Spark task bins again — to the same bins."""
+
+    data: ForecastSet
+    max_bin: int
+    names: list[str]
+    cats: list[str]
+    _built: tuple[lgb.Dataset, lgb.Dataset] | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_built": None}
+
+    def get(self) -> tuple[lgb.Dataset, lgb.Dataset]:
+        if self._built is None:
+            d, names, cats = self.data, self.names, self.cats
+            tr, va = d.split == "train", d.split == "val"
+            dparams = {"max_bin": self.max_bin, "verbosity": -1}
+            base_tr = lgb.Dataset(d.X[tr], label=np.zeros(tr.sum()), feature_name=names,
+                                  categorical_feature=cats, free_raw_data=False,
+                                  params=dparams).construct()  # fmt: skip
+            base_va = lgb.Dataset(d.X[va], label=np.zeros(va.sum()), reference=base_tr,
+                                  feature_name=names, categorical_feature=cats,
+                                  free_raw_data=False, params=dparams).construct()  # fmt: skip
+            self._built = (base_tr, base_va)
+        return self._built
+
+
+@dataclass
+class ForecastTask:
+    """One item's value forecast: everything :meth:`fit` needs (a runner may ship it)."""
+
+    bins: ForecastBins
+    item: str
+    config: ModelConfig
+
+    def fit(self) -> tuple[list[lgb.Booster], list[int], float]:
+        """Three quantile boosters of the item's change (early-stopped on ``val``), their best
+        iterations and the CQR offset of the outer interval."""
+        fc, data, names = self.config.forecast, self.bins.data, self.bins.names
+        tr, va = data.split == "train", data.split == "val"
+        base_tr, base_va = self.bins.get()
         # Change from this year's value: persistence is the natural baseline of a level, and
         # trees approximate "same as now" only in steps (the level model lost to persistence).
-        y = data.targets[item].to_numpy("float64") - data.X[:, names.index(item)]
+        y = data.targets[self.item].to_numpy("float64") - data.X[:, names.index(self.item)]
         ok = ~np.isnan(y)
         ok_tr, ok_va = ok[tr], ok[va]
         dtr = base_tr.subset(np.flatnonzero(ok_tr)).construct()
         dtr.set_label(y[tr][ok_tr])
         dva = base_va.subset(np.flatnonzero(ok_va)).construct()
         dva.set_label(y[va][ok_va])
-        models[item], iters[item] = [], []
+        models, iters = [], []
         for a in fc.quantiles:
             params = fc.lgbm.native("quantile", alpha=a, metric="quantile")
             b = lgb.train(
                 params, dtr, num_boost_round=fc.lgbm.n_estimators, valid_sets=[dva],
                 callbacks=[lgb.early_stopping(fc.lgbm.early_stopping_rounds, verbose=False)],
             )  # fmt: skip
-            models[item].append(b)
-            iters[item].append(b.best_iteration or b.current_iteration())
+            models.append(b)
+            iters.append(b.best_iteration or b.current_iteration())
         Xv, yv = data.X[va & ok], y[va & ok]
-        lo = models[item][0].predict(Xv, num_iteration=iters[item][0])
-        hi = models[item][-1].predict(Xv, num_iteration=iters[item][-1])
+        lo = models[0].predict(Xv, num_iteration=iters[0])
+        hi = models[-1].predict(Xv, num_iteration=iters[-1])
         level = fc.quantiles[-1] - fc.quantiles[0]
-        offsets[item] = _conformal_offset(yv, np.minimum(lo, hi), np.maximum(lo, hi), level)
-    return models, iters, offsets
+        return models, iters, _conformal_offset(yv, np.minimum(lo, hi), np.maximum(lo, hi), level)
+
+
+def forecast_tasks(
+    data: ForecastSet, config: ModelConfig, names: list[str], cats: list[str]
+) -> list[ForecastTask]:
+    """One task per forecast item (their rows are subsets of one binned matrix)."""
+    bins = ForecastBins(data, config.forecast.lgbm.max_bin, names, cats)
+    return [ForecastTask(bins, item, config) for item in config.forecast.items]
 
 
 @dataclass
@@ -747,8 +799,209 @@ def fit_fallback(
     return member, auc, label
 
 
+class Runner(Protocol):
+    """Runs the independent fits of :func:`train_engine`: ``map(fn, items)`` must return
+    ``[fn(x) for x in items]``, in order, wherever the calls run (:class:`LocalRunner`: here;
+    kenshin.spark.train: one Spark task per item, ``fn`` and the items pickled)."""
+
+    def map(self, fn: Callable[[Any], Any], items: list) -> list: ...
+
+
+class LocalRunner:
+    """In this process, one item after the other (the default)."""
+
+    def map(self, fn: Callable[[Any], Any], items: list) -> list:
+        return [fn(x) for x in items]
+
+
+@dataclass
+class OutcomeFit:
+    """What one outcome's task fitted (absent parts: None)."""
+
+    #: Member choice rows with train events and the small-ward note (None: no selection).
+    table: pd.DataFrame | None
+    booster: lgb.Booster | None = None
+    best_iteration: int = 0
+    calibrator: Calibrator | None = None
+    #: The member behind the risk when it is not LightGBM alone.
+    member: Member | None = None
+    logistic: object | None = None  # the logistic baseline (reused by the evaluation)
+    note: str | None = None  # small-ward note (fallback member)
+
+
+@dataclass
+class OutcomeTask:
+    """One outcome's fit by its small-ward plan (``lightgbm`` or ``logistic``, with its note):
+    everything :meth:`fit` needs (a runner may ship it)."""
+
+    data: OutcomeSet
+    plan: str
+    note: str
+    config: ModelConfig
+    names: list[str]
+    cats: list[str]
+    mono: list[int]
+    #: BLAS threads of the logistic fits: the sums of a BLAS product depend on its thread
+    #: count, so every fit uses one, wherever it runs and however many cores the machine has
+    #: (same data and seed, same coefficients; one thread was also 3-4x faster on a busy
+    #: 2-core machine than two).
+    blas_threads: int = 1
+
+    def fit(self) -> OutcomeFit:
+        """The fallback member, or LightGBM + calibrator, the logistic baseline and the member
+        choice (a LightGBM member is the engine's default and is not returned)."""
+        with threadpool_limits(self.blas_threads, user_api="blas"):
+            return self._fit()
+
+    def _fit(self) -> OutcomeFit:
+        data, config, names, cats, mono = self.data, self.config, self.names, self.cats, self.mono
+        events = _events(data, "train")[1]
+        lr = None
+        if self.plan == "logistic":
+            member, auc, inputs = fit_fallback(data, config, names, cats, mono)
+            note = f"{self.note} ({inputs})"
+            if config.baselines:
+                Xtr, ytr = data.part("train", copies=True)
+                lr = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
+            table = pd.DataFrame([{"outcome": data.outcome, "member": "logistic", "weight": 0.0,
+                                   "val_auc": auc, "chosen": True, "train_events": events,
+                                   "note": note}])  # fmt: skip
+            return OutcomeFit(table, member=member, logistic=lr, note=note)
+        booster, best, cal, z_val = fit_outcome(data, config, names, cats, mono)
+        linear = member = table = None
+        if config.baselines or config.select:
+            Xtr, ytr = data.part("train", copies=True)
+            lr = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
+            if config.select:
+                linear = linear_score(lr, Xtr, names, mono)
+        if config.select:
+            Xva, yva = data.part("val", copies=True)
+            member, table = select_member(
+                data.outcome, z_val, yva, cal, linear, Xva, config.calibration,
+                config.blend_weights, config.select_margin,
+            )  # fmt: skip
+            member = None if member.name == "lightgbm" else member
+            table = table.assign(train_events=events, note="")
+        return OutcomeFit(table, booster, best, cal, member, lr)
+
+
+def fit_task(task: OutcomeTask | ForecastTask):
+    """``task.fit()``; a :class:`NotEnoughDataError` is returned, not raised (the driver
+    raises it: from a Spark task it would come back as Spark's error, not as bad input)."""
+    try:
+        return task.fit()
+    except NotEnoughDataError as e:
+        return e
+
+
+@dataclass
+class EnginePlan:
+    """One engine's prepared rows and its independent fits (``tasks``: an
+    :class:`OutcomeTask` per outcome of ``sets``, in order, then a :class:`ForecastTask` per
+    forecast item), before they run."""
+
+    config: ModelConfig
+    test_year: int
+    names: list[str]
+    cats: list[str]
+    mono: list[int]
+    sets: dict[str, OutcomeSet]
+    #: Switched-off outcomes (too few events): outcome → (note, training events).
+    off: dict[str, tuple[str, int]]
+    fset: ForecastSet | None
+    tasks: list[OutcomeTask | ForecastTask]
+
+
+def plan_engine(
+    features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig, test_year: int
+) -> EnginePlan:
+    """Each outcome's table (plus the missing-item copies) and its small-ward plan —
+    switched off, the fallback member or LightGBM — and the forecast rows, as tasks.
+
+    :class:`NotEnoughDataError` if every outcome is switched off."""
+    names = feature_names()
+    cats = categorical_features()
+    mono = monotone_constraints(names) if config.monotone else [0] * len(names)
+    copied = None
+    if config.masking.enabled and config.masking.share > 0:
+        copied, masked = missing_item_copies(features, config.masking, config.lgbm.seed)
+    sets: dict[str, OutcomeSet] = {}
+    off: dict[str, tuple[str, int]] = {}
+    tasks: list[OutcomeTask | ForecastTask] = []
+    for o in config.outcomes:
+        data = prepare_outcome(features, labels, o, test_year, config)
+        plan, note = small_outcome_plan(data, config)  # on the measured rows, not the copies
+        if copied is not None:
+            add_missing_item_copies(data, copied, masked, names)
+        if plan == "off":
+            off[o] = (note, _events(data, "train")[1])
+            continue
+        sets[o] = data
+        tasks.append(OutcomeTask(data, plan, note, config, names, cats, mono))
+    if not sets:
+        raise NotEnoughDataError(
+            "no outcome has enough events to train on: "
+            + "; ".join(note for note, _ in off.values())
+        )
+    fset = None
+    if config.forecasts:
+        fset = prepare_forecasts(features, test_year, config)
+        tasks += forecast_tasks(fset, config, names, cats)
+    return EnginePlan(config, test_year, names, cats, mono, sets, off, fset, tasks)
+
+
+def build_engine(plan: EnginePlan, results: list) -> tuple[TrainedEngine, dict[str, object]]:
+    """The engine from its plan and the results of its tasks (in the tasks' order), and the
+    logistic baselines; a task's :class:`NotEnoughDataError` is raised here. No drift
+    reference and no pattern engines (:func:`train_engine` adds them)."""
+    for r in results:
+        if isinstance(r, NotEnoughDataError):
+            raise r
+    fits: dict[str, OutcomeFit] = dict(zip(plan.sets, results[: len(plan.sets)], strict=True))
+    boosters, best, cals, members, lrs, small, tables = {}, {}, {}, {}, {}, {}, []
+    for o in plan.config.outcomes:
+        if o in plan.off:
+            small[o], events = plan.off[o]
+            tables.append(pd.DataFrame([{"outcome": o, "member": "off", "weight": np.nan,
+                                         "val_auc": np.nan, "chosen": True,
+                                         "train_events": events, "note": small[o]}]))  # fmt: skip
+            continue
+        f = fits[o]
+        if f.note is not None:
+            small[o] = f.note
+        if f.booster is not None:
+            boosters[o], best[o], cals[o] = f.booster, f.best_iteration, f.calibrator
+        if f.member is not None:
+            members[o] = f.member
+        if f.logistic is not None:
+            lrs[o] = f.logistic
+        if f.table is not None:
+            tables.append(f.table)
+    config = plan.config
+    engine = TrainedEngine(
+        feature_names=plan.names, categorical=plan.cats, monotone=plan.mono,
+        outcomes=tuple(plan.sets), boosters=boosters, best_iteration=best, calibrators=cals,
+        test_year=plan.test_year, config=config, members=members,
+        selection=pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(),
+        small_outcomes=small,
+    )  # fmt: skip
+    if plan.fset is not None:
+        items = tuple(config.forecast.items)
+        forecasts = results[len(plan.sets) :]
+        engine.forecasts = {i: r[0] for i, r in zip(items, forecasts, strict=True)}
+        engine.forecast_iteration = {i: r[1] for i, r in zip(items, forecasts, strict=True)}
+        engine.forecast_offsets = {i: r[2] for i, r in zip(items, forecasts, strict=True)}
+        engine.forecast_items = items
+        engine.forecast_target = "change"
+        engine.quantiles = tuple(config.forecast.quantiles)
+    return engine, lrs
+
+
 def train_engine(
-    features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig | None = None
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    config: ModelConfig | None = None,
+    runner: Runner | None = None,
 ) -> tuple[TrainedEngine, TrainingData]:
     """Fit every outcome model, calibrator and forecast; return the engine and its data.
 
@@ -756,157 +1009,29 @@ def train_engine(
     (:func:`small_outcome_plan`); they are listed in ``TrainedEngine.small_outcomes`` and in
     the selection table (``note``). Switched-off outcomes are not in ``engine.outcomes`` nor in
     the returned data; if every outcome is switched off, :class:`NotEnoughDataError`.
+
+    The independent fits — each outcome of this engine and of its glucose pattern engines
+    (:func:`train_pattern_engines`), each forecast item — run through ``runner`` in one
+    ``map`` (default :class:`LocalRunner`: here, in order); the rows are prepared before and
+    the engines assembled after, here. Every runner gives the same engine.
     """
     config = config or ModelConfig()
-    names = feature_names()
-    cats = categorical_features()
-    mono = monotone_constraints(names) if config.monotone else [0] * len(names)
+    runner = runner or LocalRunner()
     T = config.split.test_year or last_labelled_year(labels)
-    fits = _fit_outcomes(features, labels, config, T, names, cats, mono)
-    if not fits.sets:
-        raise NotEnoughDataError(
-            "no outcome has enough events to train on: " + "; ".join(fits.small.values())
-        )
-    engine = TrainedEngine(
-        feature_names=names, categorical=cats, monotone=mono, outcomes=tuple(fits.sets),
-        boosters=fits.boosters, best_iteration=fits.best, calibrators=fits.cals, test_year=T,
-        config=config, members=fits.members, selection=pd.concat(fits.tables, ignore_index=True)
-        if fits.tables else pd.DataFrame(), small_outcomes=fits.small,
-    )  # fmt: skip
-    engine.feature_reference = drift_reference(features, names, T)
+    plan = plan_engine(features, labels, config, T)
+    subs = plan_pattern_engines(features, labels, config, T)
+    tasks = [*plan.tasks, *(t for sub in subs.values() for t in sub.tasks)]
+    results = runner.map(fit_task, tasks)
+    n = len(plan.tasks)
+    engine, lrs = build_engine(plan, results[:n])
+    engine.feature_reference = drift_reference(features, plan.names, T)
+    engine.pattern_engines = _pattern_engines(subs, results[n:])
     patterns = {p: masked_columns(features, items) for p, items in GLUCOSE_PATTERNS.items()
                 if items}  # fmt: skip
-    engine.pattern_engines = train_pattern_engines(features, labels, config, T)
     if config.masking.anchor:
-        anchor_pattern_engines(engine, fits.sets, patterns)
-    fset = None
-    if config.forecasts:
-        fset = _fit_engine_forecasts(engine, features, T, config, names, cats)
+        anchor_pattern_engines(engine, plan.sets, patterns)
     items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
-    return engine, TrainingData(T, fits.sets, fset, fits.lrs, patterns, items)
-
-
-@dataclass
-class _OutcomeFits:
-    """What :func:`_fit_outcomes` fitted, per outcome (in the order of ``config.outcomes``)."""
-
-    sets: dict[str, OutcomeSet] = field(default_factory=dict)
-    boosters: dict[str, lgb.Booster] = field(default_factory=dict)
-    best: dict[str, int] = field(default_factory=dict)
-    cals: dict[str, Calibrator] = field(default_factory=dict)
-    members: dict[str, Member] = field(default_factory=dict)
-    #: Member choice rows (one table per outcome), with train events and the small-ward note.
-    tables: list[pd.DataFrame] = field(default_factory=list)
-    lrs: dict[str, object] = field(default_factory=dict)  # logistic baselines
-    small: dict[str, str] = field(default_factory=dict)  # small-ward notes
-
-
-def _fit_outcomes(
-    features: pd.DataFrame,
-    labels: pd.DataFrame,
-    config: ModelConfig,
-    T: int,
-    names: list[str],
-    cats: list[str],
-    mono: list[int],
-) -> _OutcomeFits:
-    """Each outcome's table (plus the missing-item copies), then by its small-ward plan:
-    switched off, the fallback member, or LightGBM + calibration (+ member choice)."""
-    fits = _OutcomeFits()
-    copied = None
-    if config.masking.enabled and config.masking.share > 0:
-        copied, masked = missing_item_copies(features, config.masking, config.lgbm.seed)
-    for o in config.outcomes:
-        data = prepare_outcome(features, labels, o, T, config)
-        plan, note = small_outcome_plan(data, config)  # on the measured rows, not the copies
-        if copied is not None:
-            add_missing_item_copies(data, copied, masked, names)
-        events = _events(data, "train")[1]
-        if plan == "off":
-            fits.small[o] = note
-            fits.tables.append(pd.DataFrame([{"outcome": o, "member": "off", "weight": np.nan,
-                                              "val_auc": np.nan, "chosen": True,
-                                              "train_events": events, "note": note}]))  # fmt: skip
-            continue
-        fits.sets[o] = data
-        if plan == "logistic":
-            _fit_small_outcome(fits, o, data, note, events, config, names, cats, mono)
-        else:
-            _fit_lightgbm_outcome(fits, o, data, config, names, cats, mono)
-    return fits
-
-
-def _fit_small_outcome(
-    fits: _OutcomeFits,
-    o: str,
-    data: OutcomeSet,
-    note: str,
-    events: int,
-    config: ModelConfig,
-    names: list[str],
-    cats: list[str],
-    mono: list[int],
-) -> None:
-    """Outcome ``o`` with too few events for LightGBM: the fallback member (into ``fits``)."""
-    fits.small[o] = note
-    fits.members[o], auc, inputs = fit_fallback(data, config, names, cats, mono)
-    fits.small[o] = note = f"{note} ({inputs})"
-    if config.baselines:
-        Xtr, ytr = data.part("train", copies=True)
-        fits.lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
-    fits.tables.append(pd.DataFrame([{"outcome": o, "member": "logistic", "weight": 0.0,
-                                      "val_auc": auc, "chosen": True,
-                                      "train_events": events, "note": note}]))  # fmt: skip
-
-
-def _fit_lightgbm_outcome(
-    fits: _OutcomeFits,
-    o: str,
-    data: OutcomeSet,
-    config: ModelConfig,
-    names: list[str],
-    cats: list[str],
-    mono: list[int],
-) -> None:
-    """Outcome ``o``: LightGBM + calibrator, the logistic baseline, the member choice (into
-    ``fits``; a LightGBM member is the engine's default and is not stored)."""
-    fits.boosters[o], fits.best[o], fits.cals[o], z_val = fit_outcome(
-        data, config, names, cats, mono
-    )
-    linear = None
-    if config.baselines or config.select:
-        Xtr, ytr = data.part("train", copies=True)
-        fits.lrs[o] = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed)
-        if config.select:
-            linear = linear_score(fits.lrs[o], Xtr, names, mono)
-    if config.select:
-        Xva, yva = data.part("val", copies=True)
-        fits.members[o], table = select_member(
-            o, z_val, yva, fits.cals[o], linear, Xva, config.calibration,
-            config.blend_weights, config.select_margin,
-        )  # fmt: skip
-        if fits.members[o].name == "lightgbm":
-            fits.members.pop(o)
-        fits.tables.append(table.assign(train_events=_events(data, "train")[1], note=""))
-
-
-def _fit_engine_forecasts(
-    engine: TrainedEngine,
-    features: pd.DataFrame,
-    T: int,
-    config: ModelConfig,
-    names: list[str],
-    cats: list[str],
-) -> ForecastSet:
-    """Next-year value forecasts (quantiles of the change) into ``engine``; their data."""
-    fset = prepare_forecasts(features, T, config)
-    engine.forecasts, engine.forecast_iteration, engine.forecast_offsets = fit_forecasts(
-        fset, config, names, cats
-    )
-    engine.forecast_items = tuple(config.forecast.items)
-    engine.forecast_target = "change"
-    engine.quantiles = tuple(config.forecast.quantiles)
-    return fset
+    return engine, TrainingData(T, plan.sets, plan.fset, lrs, patterns, items)
 
 
 def anchor_pattern_engines(
@@ -950,7 +1075,11 @@ def anchor_pattern_engines(
 
 
 def train_pattern_engines(
-    features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig, test_year: int
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    config: ModelConfig,
+    test_year: int,
+    runner: Runner | None = None,
 ) -> dict[str, TrainedEngine]:
     """One engine per glucose pattern of ``config.masking.patterns`` for the outcomes of
     ``config.masking.submodels`` (pattern sub-models; models.config.MaskingConfig).
@@ -961,8 +1090,18 @@ def train_pattern_engines(
     exactly the feature row of a checkup without them; the history before it is kept). So it
     learns the risk given what such a checkup measures from the whole ward, labels as they
     are, instead of from the few rows that happen to lack an item. A pattern without enough
-    events for any outcome gets no engine (its rows keep the main one).
+    events for any outcome gets no engine (its rows keep the main one). :func:`train_engine`
+    runs their fits in its own ``runner.map``, with the main engine's.
     """
+    plans = plan_pattern_engines(features, labels, config, test_year)
+    tasks = [t for plan in plans.values() for t in plan.tasks]
+    return _pattern_engines(plans, (runner or LocalRunner()).map(fit_task, tasks))
+
+
+def plan_pattern_engines(
+    features: pd.DataFrame, labels: pd.DataFrame, config: ModelConfig, test_year: int
+) -> dict[str, EnginePlan]:
+    """The :class:`EnginePlan` of each pattern engine of :func:`train_pattern_engines`."""
     m = config.masking
     outcomes = tuple(o for o in config.outcomes if o in m.submodels)
     if not (m.enabled and outcomes and m.patterns):
@@ -972,7 +1111,7 @@ def train_pattern_engines(
         split=replace(config.split, test_year=test_year), masking=replace(m, submodels=()),
     )  # fmt: skip
     measured = {i: ~np.isnan(as_float(features[i])) for i in ("fpg", "hba1c")}
-    out: dict[str, TrainedEngine] = {}
+    out: dict[str, EnginePlan] = {}
     for p in m.patterns:
         lacks = GLUCOSE_PATTERNS[p]
         keep = np.ones(len(features), dtype=bool)
@@ -984,8 +1123,21 @@ def train_pattern_engines(
         for c in masked.columns:
             f[c] = masked[c].to_numpy()
         try:
-            out[p], _ = train_engine(f, labels.loc[keep], sub_config)
+            out[p] = plan_engine(f, labels.loc[keep], sub_config, test_year)
         except NotEnoughDataError:
             continue
-        out[p].feature_reference = None
+    return out
+
+
+def _pattern_engines(plans: dict[str, EnginePlan], results: list) -> dict[str, TrainedEngine]:
+    """The pattern engines from their plans and their tasks' results (all plans' tasks in
+    order); a pattern whose fits lack data gets no engine."""
+    out: dict[str, TrainedEngine] = {}
+    results = iter(results)
+    for p, plan in plans.items():
+        part = [next(results) for _ in plan.tasks]
+        try:
+            out[p], _ = build_engine(plan, part)
+        except NotEnoughDataError:
+            continue
     return out

@@ -9,6 +9,9 @@ What runs where (README §Running on Spark):
   by Spark tasks (the same reader, the same order); the rest of the ingest on the driver.
 * :mod:`kenshin.spark.features` — features and labels: the store read by Spark as it is,
   grouped by hash bucket of the pseudonym, ``applyInPandas`` calling the pandas feature code.
+* :mod:`kenshin.spark.train` — training: the independent fits of an engine (each outcome,
+  each forecast item, each pattern engine's outcome) as Spark tasks, one normal single-node
+  LightGBM fit each, through the runner seam of :func:`models.train.train_engine`.
 * :mod:`kenshin.spark.score` — scoring: ranges of eligible residents with their checkups
   through :func:`scoring.score.score_chunk` (``cogroup().applyInPandas``), the model broadcast
   once; the scores are streamed back to the driver, which writes the outputs and runs the
