@@ -39,7 +39,8 @@ def evaluate_engine(
 ) -> EvaluationReport:
     """Metrics of the engine and its baselines on the test year of ``data``.
 
-    ``truth`` (synthetic cohorts): pseudonym, fiscal_year, p_true_<o>, drivers_<o>.
+    ``truth`` (synthetic cohorts): pseudonym, fiscal_year, p_true_<o>, drivers_<o> (and, when
+    present, drivers_observed_<o>: the same figures as ``driver_observed_*``).
     """
     timings = dict(timings or {})
     frames, synth, splits = [], [], []
@@ -145,6 +146,14 @@ def _synthetic_row(
         tr[f"drivers_{o}"].iloc[sample].reset_index(drop=True),
         risk=preds["engine"][sample],
     )
+    if f"drivers_observed_{o}" in tr:  # the truth attributed to what the model sees
+        observed = driver_agreement(
+            contrib,
+            engine.feature_names,
+            tr[f"drivers_observed_{o}"].iloc[sample].reset_index(drop=True),
+            risk=preds["engine"][sample],
+        )
+        drivers |= {"driver_observed" + k.removeprefix("driver"): v for k, v in observed.items()}
     return {"outcome": o, "n": int(ok.sum()), "auc": aucs["engine"], "oracle_auc": oracle,
             "auc_ratio": aucs["engine"] / oracle,
             "mae_p_true": float(np.abs(preds["engine"][ok] - pt[ok]).mean()), **drivers}  # fmt: skip

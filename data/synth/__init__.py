@@ -59,12 +59,15 @@ WHATIF_KEYS = (
     "eat_breakfast",
 )
 
-#: Columns of ``truth``: ``p_true_<outcome>``, ``drivers_<outcome>`` and the counterfactual
-#: ``p_true_<outcome>__<scenario>`` (:data:`WHATIF_KEYS`).
+#: Columns of ``truth``: ``p_true_<outcome>``, ``drivers_<outcome>`` (levels credited to their
+#: upstream causes), ``drivers_observed_<outcome>`` (measured items credited with their current
+#: level; :mod:`data.synth.truth`) and the counterfactual ``p_true_<outcome>__<scenario>``
+#: (:data:`WHATIF_KEYS`).
 TRUTH_COLUMNS = (
     ("person_id", "fiscal_year")
     + tuple("p_true_" + o for o in OUTCOMES)
     + tuple("drivers_" + o for o in OUTCOMES)
+    + tuple("drivers_observed_" + o for o in OUTCOMES)
     + tuple(f"p_true_{o}__{s}" for s in WHATIF_KEYS for o in OUTCOMES)
 )
 

@@ -37,6 +37,36 @@ Definition (first-order attribution of the next-year risk):
    this year's examinees), with sign so that positive means "raises the risk". The three
    columns with the largest contributions are the drivers. Medication for the condition makes
    the outcome met outright; the medication column (``q_med_*``) is then the first driver.
+
+``drivers_observed_<outcome>`` — the same attribution (same ``m_i``, thresholds, Gaussian
+approximation, combination of branches and medication rule) with ``m_i − τ_i(sex, age + 1)``
+split the way a checkup sees it, i.e. into what a model given the measured values can credit.
+The reference population is the model's: this year's examinees who do **not** meet the outcome
+now (judged on their current latent levels and medication, without noise); the generator view
+takes all examinees, among whom (with the treated and the already-met) an LDL of 135 is about
+average. The sensitivity of each item is the *secant* of ``P`` between the reference's mean
+level ``m̄_i`` and the person's (the mean of ``∂P/∂m_i`` along the way, as an attribution of a
+level from the average up needs), not the tangent at the person's level, which vanishes when a
+level is far past its cut. The owned terms:
+
+* the measured item ``i`` owns its **current level** relative to its cut, ``c_i(now) −
+  τ_i(sex, age now)`` (the whole current core latent — including what adiposity, habits, age
+  and sex have already put into it — on the scale of this year's reported value and cut), and
+  its own expected mean reversion ``σ_i(ρ_i − 1)·x_i`` (the persistence of its latent);
+* the rest is the expected change from now to next year: an upstream core's own reversion is
+  owned by its item (``weight_kg`` — ``waist_cm`` for metabolic syndrome — for adiposity,
+  ``hba1c`` for glycaemia, ``sbp`` for blood pressure, ``egfr`` for kidney function) and reaches
+  item ``i`` through the loadings; adiposity's lifestyle part moving half-way to what the
+  current habits sustain, ``0.5·(Σ γ·habit − LA)``, is owned by the habits that push it that
+  way, in proportion to how far each pushes from the average habit of this year's examinees
+  (``weight_kg`` if none does). Habits whose effect the current level already contains get
+  nothing;
+* ``age`` owns one year of threshold drift, ``−(τ_i(age + 1) − τ_i(age now))``; ``sex`` owns
+  nothing (the sex difference is in the measured value and in the cut it is judged against).
+
+So "your HbA1c is high" is credited to ``hba1c``, and weight or habits only where they will
+move next year's value beyond this year's. Contributions are centred on the reference's means;
+the three largest are the drivers.
 """
 
 from __future__ import annotations
@@ -398,6 +428,46 @@ def _decompose(st: dict) -> dict[str, dict[str, np.ndarray]]:
     return dec
 
 
+def _decompose_change(st: dict, ref: slice) -> dict[str, dict[str, np.ndarray]]:
+    """Expected change of each core latent from now to next year, split into owned terms.
+
+    Own change of a core (the mean reversion of its AR(1) part, ``σ(ρ − 1)·x``): owned by the
+    core's item column. Adiposity's lifestyle part moves half-way to the level the current
+    habits sustain, ``0.5·(Σ γ·habit − LA)``: owned by the habits that push it that way, in
+    proportion to how far each pushes from the average habit of the reference rows (``weight_kg``
+    if none does). Loadings pass a parent core's change terms on unchanged.
+    """
+    life = model.lifestyle_matrix(st)
+    ga = model.GAMMA[:, model.LIFE_CORES.index("A")]
+    push_ind = ga * (life - life[ref].mean(axis=0))  # n × indicators
+    cols = sorted({col for _, col in model.INDICATORS})
+    push = {c: 0.0 for c in cols}
+    for i, (_, col) in enumerate(model.INDICATORS):
+        push[col] = push[col] + push_ind[:, i]
+    drift = 0.5 * (life @ ga - st["LA"])
+    sign = np.sign(drift)
+    w = {c: np.maximum(0.0, sign * push[c]) for c in cols}
+    tot = sum(w.values())
+    has = tot > 0
+    safe = np.where(has, tot, 1.0)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for core in model.CORE_ORDER:
+        d: dict[str, np.ndarray] = {}
+        own = _OWN_COLUMN[core]
+        if core in model.AR:
+            rho, sx = model.AR[core]
+            d[own] = sx * (rho - 1) * st["x" + core]
+        if core == "A":
+            for c in cols:
+                d[c] = d.get(c, 0.0) + np.where(has, drift * w[c] / safe, 0.0)
+            d[own] = d.get(own, 0.0) + np.where(has, 0.0, drift)
+        for parent, load in model.LOADINGS.get(core, {}).items():
+            for col, t in out[parent].items():
+                d[col] = d.get(col, 0.0) + load * t
+        out[core] = d
+    return out
+
+
 def _med_shift(st: dict, item: str) -> np.ndarray:
     s = 0.0
     for m in model.MEDS:
@@ -413,18 +483,62 @@ def drivers(
     cal: model.Calibration,
     top: int = 3,
     n_ref: int | None = None,
+    view: str = "generator",
 ) -> pd.DataFrame:
     """Top-``top`` driver columns per person and outcome (see module docstring).
+
+    ``view``: ``"generator"`` → columns ``drivers_<outcome>`` (levels credited to their
+    upstream causes); ``"observed"`` → ``drivers_observed_<outcome>`` (a measured item owns its
+    current level; habits, adiposity and age only the change beyond it; secant sensitivities).
 
     Population means are taken over the first ``n_ref`` rows (default: all) — the ward passes
     this year's examinees first and appends rows (lettered residents' actual states) that must
     not move anybody else's reference.
     """
+    if view not in ("generator", "observed"):
+        raise ValueError(f"unknown driver view {view!r}")
+    observed = view == "observed"
     n = len(st["sex"])
     ref = slice(None) if n_ref is None else slice(0, n_ref)
     sex = st["sex"]
-    a1 = np.asarray(age_fy) + 1
+    a0 = np.asarray(age_fy)
+    a1 = a0 + 1
     dec = _decompose(st)
+    in_ref = np.zeros(n, dtype=bool)
+    in_ref[ref] = True
+    refm = in_ref  # the rows a term is centred on (observed view: set per outcome below)
+    if observed:
+        now = model.cores(st)
+        change = _decompose_change(st, ref)
+
+    def past_cut(item, value, direction):
+        """Observed view: the current (treated) level is past the cut at this year's age."""
+        core, _ = _ITEM[item]
+        if item == "waist_cm":
+            tau0 = np.where(
+                sex == 1,
+                cal.threshold(item, 84.95, sex, a0),
+                cal.threshold(item, 89.95, sex, a0),
+            )
+        else:
+            tau0 = cal.threshold(item, value, sex, a0)
+        return direction * (now[core] + _med_shift(st, item) - tau0) >= 0
+
+    def met_now(outcome):
+        """Observed view: the outcome met on this year's latent levels (no noise), i.e. the
+        rows the model is not trained on."""
+        if outcome == "metabolic_syndrome":
+            n_comp = (
+                (st["m_bp"] | past_cut("sbp", 129.5, 1) | past_cut("dbp", 84.5, 1)).astype(int)
+                + (st["m_lip"] | past_cut("tg", 149.5, 1) | past_cut("hdl", 39.5, -1))
+                + (st["m_glu"] | past_cut("fpg", 109.5, 1))
+            )
+            return past_cut("waist_cm", 0.0, 1) & (n_comp >= 2)
+        parts_spec, med = specs[outcome]
+        met = np.zeros(n, dtype=bool) if med is None else st["m_" + med].copy()
+        for i, v, d in parts_spec:
+            met |= past_cut(i, v, d)
+        return met
 
     def comp(item, value, direction, mets=False):
         core, sd = _ITEM[item]
@@ -432,19 +546,39 @@ def drivers(
         if mets and "weight_kg" in terms:
             terms["waist_cm"] = terms.get("waist_cm", 0.0) + terms.pop("weight_kg")
         m = sum(terms.values()) + _med_shift(st, item)
-        if item == "waist_cm":
-            value = np.where(sex == 1, 84.95, 89.95)
-            tau = np.where(
-                sex == 1,
-                cal.threshold(item, 84.95, sex, a1),
-                cal.threshold(item, 89.95, sex, a1),
-            )
-        else:
-            tau = cal.threshold(item, value, sex, a1)
+
+        def thr(age):
+            if item == "waist_cm":
+                return np.where(
+                    sex == 1,
+                    cal.threshold(item, 84.95, sex, age),
+                    cal.threshold(item, 89.95, sex, age),
+                )
+            return cal.threshold(item, value, sex, age)
+
+        tau = thr(a1)
         r = direction * (m - tau) / sd  # standardised distance beyond the threshold
         p = ndtr(r)
         rc = np.clip(r, -2.5, 2.5)  # keep relative weights meaningful far from the threshold
         dens = np.exp(-0.5 * rc * rc) / (np.sqrt(2 * np.pi) * sd)
+        if observed:
+            # The level is attributed from the population's mean level up to the person's, so
+            # the slope is the secant of P over that way (the mean of ∂P/∂m along it), not the
+            # tangent at the person's level, which vanishes for a level far past the cut.
+            r_ref = direction * (m[refm].mean() - tau) / sd
+            step = r - r_ref
+            far = np.abs(step) > 1e-3
+            dens = np.where(far, (p - ndtr(r_ref)) / np.where(far, step, 1.0) / sd, dens)
+            # m − τ(age + 1) = [level now − τ(age now)] + expected change − one year of τ drift
+            tau0 = thr(a0)
+            terms = dict(change[core])
+            if mets and "weight_kg" in terms:
+                terms["waist_cm"] = terms.get("waist_cm", 0.0) + terms.pop("weight_kg")
+            own = _OWN_COLUMN[core]
+            terms[own] = terms.get(own, 0.0) + now[core] - tau0
+            terms = {c: direction * t for c, t in terms.items()}
+            terms["age"] = -direction * (tau - tau0)
+            return p, dens, terms
         # age/sex own the threshold: relative to the same-sex and overall mean thresholds
         tr, sr = tau[ref], sex[ref]
         tau_sex = np.where(
@@ -480,6 +614,11 @@ def drivers(
     result = {}
     for outcome in OUTCOMES:
         big: dict[str, np.ndarray] = {}
+        if observed and (outcome == "metabolic_syndrome" or outcome in specs):
+            # centred on the examinees who do not meet the outcome now (the model's rows)
+            refm = in_ref & ~met_now(outcome)
+            if not refm.any():
+                refm = in_ref
         if outcome == "metabolic_syndrome":
             pw, dw, tw = comp("waist_cm", 0.0, 1, mets=True)
             groups = {
@@ -521,7 +660,8 @@ def drivers(
         for grad, terms in contrib:
             for col, t in terms.items():
                 t = np.broadcast_to(np.asarray(t, dtype=float), (n,))
-                scores[col] = scores.get(col, 0.0) + grad * (t - t[ref].mean())
+                centre = t[refm].mean() if observed else t[ref].mean()
+                scores[col] = scores.get(col, 0.0) + grad * (t - centre)
         for col, v in big.items():
             scores[col] = scores.get(col, 0.0) + v
         cols = sorted(scores)
@@ -529,5 +669,5 @@ def drivers(
         order = np.argsort(-mat, axis=1, kind="stable")[:, :top]
         combos, inv = np.unique(order, axis=0, return_inverse=True)
         labels = np.array([";".join(cols[i] for i in row) for row in combos], dtype=object)
-        result["drivers_" + outcome] = labels[inv.ravel()]
+        result[("drivers_observed_" if observed else "drivers_") + outcome] = labels[inv.ravel()]
     return pd.DataFrame(result)

@@ -388,9 +388,10 @@ class Ward:
                 cols[f"p_true_{o}__{key}"] = col
         tr = pd.DataFrame(cols)
         if self.st_cf is None:
-            drv = truth.drivers(sub, age[idx], self.cal)
-            for o in OUTCOMES:
-                tr["drivers_" + o] = drv["drivers_" + o].to_numpy()
+            for view in ("generator", "observed"):
+                drv = truth.drivers(sub, age[idx], self.cal, view=view)
+                for c in drv:
+                    tr[c] = drv[c].to_numpy()
         self.truth.append(tr)
 
     def _letter_drivers(self, idx: np.ndarray, xidx: np.ndarray, age: np.ndarray) -> None:
@@ -404,7 +405,11 @@ class Ward:
         st = {
             k: np.concatenate([v[idx], self.st[k][rows[len(idx) :]]]) for k, v in self.st_cf.items()
         }
-        drv = truth.drivers(st, age[rows], self.cal, n_ref=len(idx) or None)
+        drv = pd.concat(
+            [truth.drivers(st, age[rows], self.cal, n_ref=len(idx) or None, view=v)
+             for v in ("generator", "observed")],
+            axis=1,
+        )  # fmt: skip
         pick = np.concatenate(
             [np.where(lettered, len(idx) + np.cumsum(lettered) - 1, np.arange(len(idx))),
              len(idx) + int(lettered.sum()) + np.arange(len(xidx))]
@@ -414,8 +419,8 @@ class Ward:
         start = 0
         for tr in chunks:
             part = picked.iloc[start : start + len(tr)]
-            for o in OUTCOMES:
-                tr["drivers_" + o] = part["drivers_" + o].to_numpy()
+            for c in drv:
+                tr[c] = part[c].to_numpy()
             start += len(tr)
 
     # -- outputs ------------------------------------------------------------------------------

@@ -335,3 +335,20 @@ def test_drivers_reflect_lifestyle_and_values(bundle, checkups):
     hi = (tr["hba1c"] >= 6.2) & (tr["q_med_glucose"] == 2)
     assert tr.loc[hi, "drivers_diabetes"].str.contains("hba1c").mean() > 0.8
     assert re.fullmatch(r"[a-z_0-9]+(;[a-z_0-9]+){2}", tr["drivers_ckd"].iloc[0])
+
+
+def test_observed_drivers_credit_the_measured_item(bundle, checkups):
+    """``drivers_observed_<outcome>`` (data.synth.truth): a measured item owns its level."""
+    tr = bundle.truth.merge(checkups, on=["person_id", "fiscal_year"])
+    hi = (tr["hba1c"] >= 6.2) & (tr["q_med_glucose"] == 2)
+    first = tr.loc[hi, "drivers_observed_diabetes"].str.split(";").str[0]
+    assert first.isin(["hba1c", "fpg"]).mean() > 0.9
+    # the generator credits part of the same levels to age, sex, adiposity or habits
+    gen_first = tr.loc[hi, "drivers_diabetes"].str.split(";").str[0]
+    assert first.isin(["hba1c", "fpg"]).mean() > gen_first.isin(["hba1c", "fpg"]).mean()
+    # sex owns nothing once the measured value is judged against its own cut
+    names = pd.concat([tr[f"drivers_observed_{o}"].str.split(";") for o in OUTCOMES]).explode()
+    assert "sex" not in set(names)
+    on = tr["q_med_bp"] == 1
+    first_bp = tr.loc[on, "drivers_observed_hypertension"].str.split(";").str[0]
+    assert (first_bp == "q_med_bp").mean() > 0.95
