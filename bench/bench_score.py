@@ -19,8 +19,10 @@
    OpenMP threads.
 
 Prints residents/s and seconds per 100k of the scoring step beside that native cost and their
-ratio, and the scoring child's peak RSS. Targets (2 cores, bench/README.md): scoring + SHAP
-≤ 1.3 × the native cost; 100k residents ≤ 60 s with SHAP for every letter; 1M residents
+ratio, and the scoring child's peak RSS, overall and by step of the run (:class:`StepMemory`:
+``eligible``, ``score``, ``select``, ``explain``, ``tables``). An existing ``--workdir`` is
+reused: its trained ward, scoring ward and replicated stores are made only when missing.
+Targets (2 cores, bench/README.md): scoring + SHAP ≤ 1.3 × the native cost; 100k residents ≤ 60 s with SHAP for every letter; 1M residents
 ≤ 2 GB peak. ``KENSHIN_PREDICT_THREADS`` is passed on to the scoring child.
 """
 
@@ -147,10 +149,13 @@ def main() -> None:
         f"out=Path({str(out)!r}), workdir=Path({str(train / 'work')!r}), "
         f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
         f"report={bool(args.letters)}, log_mlflow=False); "
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from bench_score import StepMemory; mem = StepMemory(); "
         "r = run_annual(cfg); "
         "from models.train import PREDICT_THREADS; "
         "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, 'threads': PREDICT_THREADS, "
-        "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+        "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+        "'step_peak_mb': mem.peaks}))"
     )
     res = subprocess.run(
         [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True
@@ -162,7 +167,8 @@ def main() -> None:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
     print(f"scoring (risk + forecasts + {7} what-if scenarios): {c['scored'] / s['score']:,.0f} "
           f"residents/s; score + select + explain: {s['score'] + s['select'] + s['explain']:.1f} s")  # fmt: skip
-    print(f"peak RSS of the scoring process: {info['peak_mb']:,.0f} MB")
+    print(f"peak RSS of the scoring process: {info['peak_mb']:,.0f} MB; by step (RSS sampled "
+          "every 50 ms): " + ", ".join(f"{k} {v:,.0f}" for k, v in info["step_peak_mb"].items()))  # fmt: skip
     if not args.no_native:
         native = subprocess.run(
             [sys.executable, str(Path(__file__).with_name("native.py")), str(score_ward / "store"),
@@ -171,6 +177,46 @@ def main() -> None:
         )  # fmt: skip
         _compare(info, json.loads(native.stdout.strip().splitlines()[-1]))
     print(f"load average at end: {os.getloadavg()}")
+
+
+class StepMemory:
+    """Peak RSS (MB) of the scoring child by step of the annual run, sampled every 50 ms.
+
+    The steps are kenshin.annual's: ``load_model``, ``eligible``, ``score`` (chunk by chunk),
+    ``select``, ``explain``, ``tables`` (drift, selection and explanation files, run record);
+    each is marked by wrapping the module's step function (a bench-only patch).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        import kenshin.annual as annual
+
+        self.peaks: dict[str, float] = {}
+        self.step = "load_model"
+        self._process = psutil.Process()
+        for name, label in (
+            ("eligible", "eligible"), ("write_scores", "score"), ("select_residents", "select"),
+            ("explain_selected", "explain"), ("drift_report", "tables"),
+        ):  # fmt: skip
+            setattr(annual, name, self._marked(label, getattr(annual, name)))
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _marked(self, label: str, fn):
+        def marked(*args, **kwargs):
+            self.step = label
+            return fn(*args, **kwargs)
+
+        return marked
+
+    def _sample(self) -> None:
+        while True:
+            rss = self._process.memory_info().rss / 2**20
+            if rss > self.peaks.get(self.step, 0.0):
+                self.peaks[self.step] = rss
+            time.sleep(0.05)
 
 
 def _compare(info: dict, native: dict) -> None:

@@ -168,32 +168,107 @@ def select(
     (when letters are written) holds, per pseudonym with a contacts row, ``""`` or the contact
     fields at fault; a resident missing from it has no contact (``NO_CONTACT``).
 
-    Steps: who cannot be written to (:func:`_exclusions`) → which letter each resident's values
-    call for (:func:`letter_decisions`) → budget and control arm (:func:`_allocate`).
+    Steps: which letter each resident's values call for (:func:`decide`, row by row) → who
+    cannot be written to (:func:`_exclusions`) → budget and control arm (:func:`_allocate`).
+    ``select(scores)`` is ``select_decided(decide(scores))``; the annual run calls the two
+    halves itself, :func:`decide` chunk by chunk as the scores are written, so the whole scores
+    table is never held (the result is the same: :func:`decide` is row-wise).
+    """
+    return select_decided(
+        decide(scores, config),
+        config,
+        enrolled=enrolled,
+        opted_out=opted_out,
+        last_lettered=last_lettered,
+        scoring_date=scoring_date,
+        contact_problems=contact_problems,
+    )
+
+
+#: Columns of :func:`decide`'s table.
+DECIDED_COLUMNS = (
+    "pseudonym", "age", "sex", "letter", "outcome", "priority", "upgraded", "referral_detail",
+    "on_medication",
+)  # fmt: skip
+_LETTERS = ("see_doctor", "advice")
+
+
+def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
+    """The row-wise half of :func:`select`: per resident, what :func:`letter_decisions` found
+    and what the global half needs (pseudonym, age, sex), small (about 40 bytes a resident).
+
+    Row by row, so the decisions of a table's chunks, concatenated, are those of the table.
+    Letter and topic are kept as codes, the referral detail only where the letter was upgraded
+    (the only rows it is read for); :func:`select_decided` turns them back into the same values.
     """
     absent = [c for c in SELECTION_INPUTS if c not in scores.columns]
     if absent:
         raise ValueError(f"selection needs the scores columns {absent}")
     s = scores.reset_index(drop=True)
+    d = letter_decisions(s, config)
+    letter, outcome = (_codes(d.letter, _LETTERS), _codes(d.outcome, OUTCOMES))
+    return pd.DataFrame(
+        {
+            "pseudonym": s["pseudonym"],
+            "age": s["age"].to_numpy(),
+            "sex": s["sex"].to_numpy(),
+            "letter": letter,
+            "outcome": outcome,
+            "priority": d.priority,
+            "upgraded": d.upgraded,
+            "referral_detail": np.where(d.upgraded, d.referral_detail, None),
+            "on_medication": d.on_medication,
+        }
+    )
+
+
+def _codes(values: np.ndarray, categories: tuple[str, ...]) -> pd.Categorical:
+    """``values`` (strings of ``categories`` or None) as codes: nothing else may be lost."""
+    cat = pd.Categorical(values, categories=categories)
+    if int((cat.codes == -1).sum()) != int(pd.isna(values).sum()):  # pragma: no cover
+        raise ValueError(f"values outside {categories}")
+    return cat
+
+
+def _values(codes: pd.Series) -> np.ndarray:
+    """A categorical column of :func:`decide` back as objects, ``None`` where missing."""
+    cat = codes.array
+    return np.array([*cat.categories, None], dtype=object)[cat.codes]
+
+
+def select_decided(
+    decided: pd.DataFrame,
+    config: SelectionConfig,
+    *,
+    enrolled: pd.Series | None = None,
+    opted_out: pd.Series | None = None,
+    last_lettered: pd.Series | None = None,
+    scoring_date: pd.Timestamp | None = None,
+    contact_problems: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The global half of :func:`select` on :func:`decide`'s table (one or several chunks'
+    concatenated): exclusions, ranking, budget and the control arm over every resident."""
+    s = decided.reset_index(drop=True)
     reasons = _exclusions(
         s["pseudonym"], config, enrolled, opted_out, last_lettered, scoring_date, contact_problems
     )
-    d = letter_decisions(s, config)
-    reasons.flag((d.letter == None) & d.on_medication, "ON_MEDICATION")  # noqa: E711
-    reasons.flag(d.letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
+    letter = _values(s["letter"])
+    reasons.flag((letter == None) & s["on_medication"].to_numpy(), "ON_MEDICATION")  # noqa: E711
+    reasons.flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame(
         {
             "pseudonym": s["pseudonym"],
-            "letter_type": pd.array(d.letter, dtype="string"),
-            "outcome": pd.array(d.outcome, dtype="string"),
-            "priority": d.priority,
+            "letter_type": pd.array(letter, dtype="string"),
+            "outcome": pd.array(_values(s["outcome"]), dtype="string"),
+            "priority": s["priority"].to_numpy(),
             "age": s["age"].to_numpy(),
             "sex": s["sex"].to_numpy(),
         }
     )
-    _allocate(out, d.letter, reasons, config)
-    explain = d.upgraded & (reasons.detail == None)  # noqa: E711  (contact problems keep theirs)
-    reasons.detail[explain] = d.referral_detail[explain]
+    _allocate(out, letter, reasons, config)
+    upgraded = s["upgraded"].to_numpy()
+    explain = upgraded & (reasons.detail == None)  # noqa: E711  (contact problems keep theirs)
+    reasons.detail[explain] = s["referral_detail"].to_numpy()[explain]
     out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
     out["reason_detail"] = pd.array(reasons.detail, dtype="string")
     out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])

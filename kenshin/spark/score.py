@@ -254,14 +254,14 @@ def write_scores_spark(cfg, model, elig, stamps: dict[str, str], outs, step):
     drift bin counts arrive already counted (by the executors, from the feature matrices
     that stay there).
     """
-    from kenshin.annual import ScoresWriter, ScoreTally, store_readable
+    from kenshin.annual import ScoresWriter, ScoreTally, release_memory, store_readable
     from kenshin.spark import open_session
     from scoring.contracts import scores_schema
 
     store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
     session, settings = open_session(cfg.spark_master, cfg.spark_config)
     schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
-    tally = ScoreTally(getattr(model.engine, "feature_reference", None))
+    tally = ScoreTally(getattr(model.engine, "feature_reference", None), selection=cfg.selection)
     reference, tally.reference = tally.reference, None  # counts come with the chunks
     n, done = len(elig.index), 0
     chunks = spark_score_chunks(
@@ -277,6 +277,8 @@ def write_scores_spark(cfg, model, elig, stamps: dict[str, str], outs, step):
                     tally.drift_counts[name] = tally.drift_counts.get(name, 0) + c
                 writer.write(scores)
                 done += len(scores)
+                del scores  # before the next chunk is read back
+                release_memory()
                 step("score", done, n)
     finally:
         tally.reference = reference

@@ -1,0 +1,183 @@
+"""The selection decided chunk by chunk (as the annual run does) is the whole table's selection.
+
+The annual run keeps no scores in memory: each chunk's letter decisions are made as it is
+written (scoring.selection.decide, kenshin.annual.ScoreTally) and only the global half
+(exclusions, ranking, budget, control arm: scoring.selection.select_decided) runs over every
+resident. These tests hold that to the selection of the whole table by the steps ``select``
+ran before the split (``_select_whole`` below), byte for byte in the files written.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data.columns import OUTCOMES
+from scoring.selection import (
+    REASONS,
+    SelectionConfig,
+    _allocate,
+    _exclusions,
+    decide,
+    letter_decisions,
+    select,
+    select_decided,
+)
+
+N = 3_000
+#: Per input: a range of unremarkable values and a wide one across the 判定値 (a few residents
+#: draw from it, so every rule fires on some and most residents are left for the risk).
+RANGES = {
+    "hba1c": (4.8, 5.8, 4.5, 8.0, 1), "fpg": (75, 105, 70, 160, 0),
+    "sbp": (100, 135, 90, 190, 0), "dbp": (60, 85, 50, 115, 0), "ldl": (80, 135, 60, 220, 0),
+    "tg": (50, 145, 40, 600, 0), "non_hdl": (90, 145, 80, 250, 0), "egfr": (65, 100, 30, 110, 1),
+    "alt": (10, 30, 5, 80, 0), "ggt": (10, 45, 5, 150, 0), "uric_acid": (3.5, 6.5, 3.0, 10.0, 1),
+    "waist_cm": (65, 84, 60, 110, 1), "hdl": (45, 80, 25, 90, 0),
+}  # fmt: skip
+
+
+def _scores(seed: int = 3) -> pd.DataFrame:
+    """Scores-like rows: values across the cut points, missing values, medication answers,
+    risks with ties (rounded) so the pseudonym tie-break matters."""
+    rng = np.random.default_rng(seed)
+    cols: dict[str, object] = {
+        "pseudonym": pd.array([f"{i * 7919 % 100003:016x}" for i in range(N)], dtype="string"),
+        "age": rng.integers(40, 75, N).astype("int64"),
+        "sex": rng.integers(1, 3, N).astype("int64"),
+    }
+    for c, (lo, hi, wide_lo, wide_hi, dec) in RANGES.items():
+        wide = rng.random(N) < 0.02
+        v = np.round(np.where(wide, rng.uniform(wide_lo, wide_hi, N), rng.uniform(lo, hi, N)), dec)
+        v[rng.random(N) < 0.05] = np.nan
+        cols[c] = v
+    cols["urine_protein"] = rng.choice(
+        [1.0, 2.0, 3.0, 4.0, np.nan], N, p=[0.9, 0.05, 0.02, 0.01, 0.02]
+    )
+    for c in ("q_med_glucose", "q_med_bp", "q_med_lipid"):
+        cols[c] = rng.choice([1.0, 2.0, np.nan], N, p=[0.05, 0.92, 0.03])
+    cols["blood_draw_timing"] = rng.choice([1, 2], N).astype("int8")
+    for o in OUTCOMES:
+        risk = np.round(rng.beta(1.0, 25.0, N), 2)
+        cols[f"risk_{o}"] = risk
+        cols[f"risk_after_{o}"] = np.round(risk * rng.uniform(0.6, 1.0, N), 3)
+    return pd.DataFrame(cols)
+
+
+def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.DataFrame:
+    """``select`` as it was before the split into decide / select_decided (whole table)."""
+    s = scores.reset_index(drop=True)
+    reasons = _exclusions(
+        s["pseudonym"], config, kw.get("enrolled"), kw.get("opted_out"), kw.get("last_lettered"),
+        kw.get("scoring_date"), kw.get("contact_problems"),
+    )  # fmt: skip
+    d = letter_decisions(s, config)
+    reasons.flag((d.letter == None) & d.on_medication, "ON_MEDICATION")  # noqa: E711
+    reasons.flag(d.letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
+    out = pd.DataFrame(
+        {
+            "pseudonym": s["pseudonym"],
+            "letter_type": pd.array(d.letter, dtype="string"),
+            "outcome": pd.array(d.outcome, dtype="string"),
+            "priority": d.priority,
+            "age": s["age"].to_numpy(),
+            "sex": s["sex"].to_numpy(),
+        }
+    )
+    _allocate(out, d.letter, reasons, config)
+    explain = d.upgraded & (reasons.detail == None)  # noqa: E711
+    reasons.detail[explain] = d.referral_detail[explain]
+    out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
+    out["reason_detail"] = pd.array(reasons.detail, dtype="string")
+    out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
+    return out.drop(columns=["age", "sex"])
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
+    return buf.getvalue()
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert _parquet(a) == _parquet(b)
+    assert a.to_csv(index=False) == b.to_csv(index=False)
+
+
+def _exclusion_inputs(scores: pd.DataFrame) -> dict:
+    pid = scores["pseudonym"].astype(str)
+    problems = pd.Series("", index=pid.to_numpy())
+    problems.iloc[::17] = "address:too_long"
+    return {
+        "opted_out": pd.Series(True, index=pid.iloc[::23].to_numpy()),
+        "enrolled": pd.Series(False, index=pid.iloc[5::31].to_numpy()),
+        "last_lettered": pd.Series(pd.Timestamp("2026-01-10"), index=pid.iloc[3::29].to_numpy()),
+        "scoring_date": pd.Timestamp("2026-04-01"),
+        "contact_problems": problems.drop(pid.iloc[7::41].to_numpy()),
+    }
+
+
+CONFIGS = {
+    "default": SelectionConfig(budget={"advice": 150, "see_doctor": 80}),
+    "expected_benefit": SelectionConfig(
+        ranking="expected_benefit",
+        budget={"advice": 90, "see_doctor": None},
+        seed=7,
+        control_for_see_doctor=True,
+        control_rate=0.2,
+    ),  # fmt: skip
+    "no_budget_cap": SelectionConfig(budget={"advice": 10_000}, control_rate=0.0),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("chunk", [N, 1_000, 333, 64])
+@pytest.mark.parametrize("excluded", [False, True])
+def test_chunked_decisions_select_as_the_whole_table(name, chunk, excluded):
+    config, scores = CONFIGS[name], _scores()
+    kw = _exclusion_inputs(scores) if excluded else {}
+    decided = pd.concat(
+        [decide(scores.iloc[i : i + chunk], config) for i in range(0, N, chunk)],
+        ignore_index=True,
+    )
+    expected = _select_whole(scores, config, **kw)
+    assert expected["reason"].nunique() >= 4  # the rules all had work to do
+    _same(select_decided(decided, config, **kw), expected)
+    _same(select(scores, config, **kw), expected)
+
+
+def test_decisions_are_small_and_lose_nothing():
+    scores, config = _scores(), CONFIGS["default"]
+    decided = decide(scores, config)
+    d = letter_decisions(scores, config)
+    per_resident = decided.drop(columns="pseudonym").memory_usage(index=False).sum() / N
+    assert per_resident <= 40  # plus the pseudonym (shared with the eligibility index)
+    assert decided["letter"].isna().sum() == pd.isna(d.letter).sum()
+    assert decided["outcome"].isna().sum() == pd.isna(d.outcome).sum()
+    with pytest.raises(ValueError, match="selection needs the scores columns"):
+        decide(scores.drop(columns="hba1c"), config)
+
+
+def test_the_tally_keeps_decisions_not_scores():
+    """kenshin.annual.ScoreTally: chunks added one by one select as the whole table."""
+    from kenshin.annual import ScoreTally
+
+    scores, config = _scores(), CONFIGS["expected_benefit"]
+    tally = ScoreTally(selection=config)
+    for i in range(0, N, 500):
+        tally.add(scores.iloc[i : i + 500].reset_index(drop=True), None)
+    assert all(set(f.columns) <= {*decided_columns()} for f in tally.decided)
+    decided = tally.decisions()
+    assert tally.decided == []
+    _same(select_decided(decided, config), _select_whole(scores, config))
+
+
+def decided_columns() -> tuple[str, ...]:
+    from scoring.selection import DECIDED_COLUMNS
+
+    return DECIDED_COLUMNS
