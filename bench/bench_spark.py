@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/bench_spark.py [--residents 2000] [--replicate 1] [--master local[2]]
                                           [--residents-per-group 20000] [--workdir DIR]
-                                          [--ward DEMO_WORKDIR]
+                                          [--ward DEMO_WORKDIR] [--budget 1000]
 
 1. (child process, skipped when ``--workdir`` already holds them) a ward of ``--residents``
    × 6 years → ingest → train → promote; ``--replicate K`` scores a store K times larger
    (residents repeated under new pseudonyms, as bench/bench_score.py does);
 2. (child process per engine) ``run_annual`` for FY2025, letters and report off (selection,
-   explanations and drift on), ``engine="pandas"`` then ``engine="spark"`` on ``--master``.
+   explanations and drift on; advice and see-doctor budgets ``--budget``, 1,000 each, as
+   bench/bench_score.py), ``engine="pandas"`` then ``engine="spark"`` on ``--master``.
 
 Prints, per engine: residents scored, seconds of the scoring step, residents/s and residents/s
 per core (pandas: its prediction threads, ``KENSHIN_PREDICT_THREADS``, default the usable
@@ -66,7 +67,7 @@ def sample():
 threading.Thread(target=sample, daemon=True).start()
 from kenshin.annual import AnnualRunConfig, run_annual
 from scoring.score import load_scoring_config
-from scoring.selection import load_config
+from scoring.selection import Budget, load_config
 args = json.loads(sys.argv[1])
 extra = {}
 if args["engine"] == "spark":
@@ -78,7 +79,10 @@ if args["engine"] == "spark":
     extra = {"engine": "spark", "spark_master": args["master"], "spark_config": conf}
 cfg = AnnualRunConfig(
     store=Path(args["store"]), fiscal_year=args["fy"], out=Path(args["out"]),
-    workdir=Path(args["workdir"]), scoring=load_scoring_config(), selection=load_config(),
+    workdir=Path(args["workdir"]), scoring=load_scoring_config(),
+    selection=load_config().model_copy(
+        update={"budget": Budget(advice=args["budget"], see_doctor=args["budget"])}
+    ),
     letters=False, report=False, log_mlflow=False, **extra,
 )
 r = run_annual(cfg)
@@ -92,6 +96,7 @@ def _engine(engine: str, store: Path, workdir: Path, out: Path, args, env: dict)
     spec = {
         "engine": engine, "store": str(store), "workdir": str(workdir), "out": str(out),
         "fy": FY, "master": args.master, "cores": args.cores, "per_group": args.residents_per_group,
+        "budget": args.budget,
     }  # fmt: skip
     t0 = time.perf_counter()
     res = subprocess.run(
@@ -110,6 +115,11 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--cores", type=int, default=2, help="cores both engines may use")
     parser.add_argument("--residents-per-group", type=int, default=20_000)
+    parser.add_argument(
+        "--budget", type=int, default=1000,
+        help="advice and see-doctor budgets (SHAP runs for these residents and the control arm; "
+        "without a see-doctor budget every see-doctor resident of a 1M store is explained)",
+    )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kenshin-bench-spark"))
     parser.add_argument(
         "--ward", type=Path, default=None,
