@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
-
 import pytest
 from typer.testing import CliRunner
 
@@ -63,15 +61,7 @@ def test_missing_java_is_one_line_exit_2(monkeypatch, tmp_path):
     assert_one_line_error(result, "--engine spark needs Java")
 
 
-def test_missing_pyspark_is_one_line_exit_2(monkeypatch, tmp_path):
-    real = builtins.__import__
-
-    def no_pyspark(name, *args, **kwargs):
-        if name == "pyspark" or name.startswith("pyspark."):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pyspark)
+def test_missing_pyspark_is_one_line_exit_2(without_pyspark, tmp_path):
     result = runner.invoke(
         app, ["features", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "o"),
               "--engine", "spark"],

@@ -10,7 +10,6 @@ without Spark.
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,15 +188,7 @@ def test_spark_gives_the_same_evaluation(trained):
     assert a.extra_metrics.keys() == b.extra_metrics.keys()
 
 
-def test_train_without_pyspark_is_one_line_exit_2(monkeypatch, tmp_path):
-    real = builtins.__import__
-
-    def no_pyspark(name, *args, **kwargs):
-        if name == "pyspark" or name.startswith("pyspark."):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pyspark)
+def test_train_without_pyspark_is_one_line_exit_2(without_pyspark, tmp_path):
     result = CliRunner().invoke(
         app, ["train", "--store", str(tmp_path / "s"), "--workdir", str(tmp_path / "w"),
               "--engine", "spark"],
