@@ -6,7 +6,7 @@ the output folder declared once by :class:`scoring.outputs.AnnualOutputs` (its t
 declared inputs and outputs: :func:`eligible`, then into the staging folder
 :func:`write_scores` → :func:`select_residents` → :func:`explain_selected` →
 :func:`write_tables` → :func:`write_letters` → :func:`_report` → :func:`write_run_record`,
-then :func:`publish`. The steps on frames (:func:`score_stamped`, :class:`ScoreTally`,
+then :func:`publish`. The steps on frames (:class:`ScoreTally`,
 :func:`with_factors`, :func:`letters_sent`, :func:`run_counts`) read and write nothing.
 
 Only :func:`_letter_requests` reads contact details, and only for residents whose letter is
@@ -601,11 +601,11 @@ class ScoreTally:
     #: a resident, all the run keeps of the scores (the rest is on disk).
     decided: list[pd.DataFrame] = field(default_factory=list)
 
-    def add(self, scores: pd.DataFrame, X: pd.DataFrame | None) -> None:
-        """Count one chunk's scores and decide its residents' letters (nothing else is kept)."""
-        if self.reference is not None:
-            for name, c in self.reference.counts(X).items():
-                self.drift_counts[name] = self.drift_counts.get(name, 0) + c
+    def add(self, scores: pd.DataFrame, drift_counts: dict[str, np.ndarray]) -> None:
+        """Count one chunk's scores and its drift bin counts (``reference.counts`` of its
+        feature matrix) and decide its residents' letters (nothing else is kept)."""
+        for name, c in drift_counts.items():
+            self.drift_counts[name] = self.drift_counts.get(name, 0) + c
         for o, kinds in conflict_counts(conflicts(scores)).items():
             for k, v in kinds.items():
                 self.forecast_conflicts.setdefault(o, dict.fromkeys(kinds, 0))[k] += v
@@ -662,34 +662,62 @@ def write_scores(
     outs: AnnualOutputs,
     step: Callable[[str, int, int], None],
 ) -> ScoreTally:
-    """Score the eligible residents chunk by chunk (each chunk's history read from the store)
-    into ``outs.scores`` / ``outs.scores_csv``; the tally keeps what the next steps need.
+    """Score the eligible residents chunk by chunk (:func:`score_chunks`, or the same chunks
+    computed on Spark: kenshin.spark.score) into ``outs.scores`` / ``outs.scores_csv``, each
+    stamped with the run and checked against the scores contract; the tally keeps what the
+    next steps need.
 
     Nothing of a chunk outlives it but its tally (counts and letter decisions): the memory of
     the run is a chunk's, plus about 40 bytes a resident (bench/README.md)."""
-    from data.store import read_checkup_history
-
-    if cfg.engine == "spark":  # the same chunks, computed on Spark (kenshin.spark.score)
-        from kenshin.spark.score import write_scores_spark
-
-        return write_scores_spark(cfg, model, elig, stamps, outs, step)
     store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
+    if cfg.engine == "spark":
+        from kenshin.spark import open_session
+        from kenshin.spark.score import spark_score_chunks
+
+        session, settings = open_session(cfg.spark_master, cfg.spark_config)
+        chunks = spark_score_chunks(
+            session, store, fy, elig.index, model.engine, sc, model.feature_config,
+            Path(settings.scratch or outs.root), settings,
+        )  # fmt: skip
+    else:
+        chunks = score_chunks(store, fy, elig.index, model.engine, sc, model.feature_config)
     schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
     tally = ScoreTally(getattr(model.engine, "feature_reference", None), selection=cfg.selection)
-    n = len(elig.index)
+    n, done = len(elig.index), 0
     with ScoresWriter(outs) as writer:
-        for start in range(0, n, sc.chunk_size):
-            index = elig.index.iloc[start : start + sc.chunk_size].reset_index(drop=True)
-            with store_readable(store):
-                history = read_checkup_history(store, index["pseudonym"], fy)
-            scores, X = score_stamped(model, history, index, sc, fy, stamps, schema)
-            del history
-            tally.add(scores, X)
+        for scores, drift_counts in chunks:
+            scores = schema.validate(scores.assign(fiscal_year=fy, **stamps))
+            tally.add(scores, drift_counts)
             writer.write(scores)
-            del scores, X  # before the next chunk is read, not after
+            done += len(scores)
+            del scores  # before the next chunk is read, not after
             release_memory()
-            step("score", min(start + sc.chunk_size, n), n)
+            step("score", done, n)
     return tally
+
+
+def score_chunks(
+    store: Path,
+    fiscal_year: int,
+    index: pd.DataFrame,
+    engine,
+    config: ScoringConfig,
+    feature_config,
+) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
+    """The pandas engine: (scores, drift bin counts) per chunk of ``config.chunk_size``
+    residents of ``index``, each chunk's checkups read from the store
+    (scoring.score.score_chunk; the contract columns minus the run's stamps)."""
+    from data.store import read_checkup_history
+
+    ref = getattr(engine, "feature_reference", None)
+    for start in range(0, len(index), config.chunk_size):
+        chunk = index.iloc[start : start + config.chunk_size].reset_index(drop=True)
+        with store_readable(store):
+            history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
+        scores, X = score_chunk(engine, history, chunk, config, feature_config)
+        counts = ref.counts(X) if ref is not None else {}
+        del history, X  # only the scores go on
+        yield scores, counts
 
 
 def release_memory() -> None:
@@ -718,21 +746,6 @@ def _libc():
     import ctypes
 
     return ctypes.CDLL(None)
-
-
-def score_stamped(
-    model: LoadedModel,
-    history: pd.DataFrame,
-    index: pd.DataFrame,
-    sc: ScoringConfig,
-    fiscal_year: int,
-    stamps: dict[str, str],
-    schema,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One chunk's scores (scoring.score.score_chunk) stamped with the run and checked against
-    the scores contract ``schema`` (not coerced); and the chunk's feature matrix."""
-    scores, X = score_chunk(model.engine, history, index, sc, model.feature_config)
-    return schema.validate(scores.assign(fiscal_year=fiscal_year, **stamps)), X
 
 
 def select_residents(cfg: AnnualRunConfig, decided: pd.DataFrame) -> pd.DataFrame:

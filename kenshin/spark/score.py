@@ -47,26 +47,11 @@ from kenshin.spark.session import SparkSettings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["pandas_score_chunks", "spark_score_chunks", "write_scores_spark"]
+__all__ = ["spark_score_chunks"]
 
 DRIFT = "_kenshin_drift"
 #: Engines unpickled in this (executor) Python worker, by broadcast id.
 _ENGINES: dict[str, tuple] = {}
-
-
-def pandas_score_chunks(
-    store: Path, fiscal_year: int, index: pd.DataFrame, engine, config, feature_config
-) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
-    """The pandas engine's scoring loop: (scores, drift bin counts) per chunk of ``index``."""
-    from data.store import read_checkup_history
-    from scoring.score import score_chunk
-
-    ref = getattr(engine, "feature_reference", None)
-    for start in range(0, len(index), config.chunk_size):
-        chunk = index.iloc[start : start + config.chunk_size].reset_index(drop=True)
-        history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
-        scores, X = score_chunk(engine, history, chunk, config, feature_config)
-        yield scores, (ref.counts(X) if ref is not None else {})
 
 
 def _engine(token: str, broadcast) -> tuple:
@@ -94,7 +79,7 @@ def spark_score_chunks(
     settings: SparkSettings | None = None,
 ) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
     """(scores, drift bin counts) in chunks of ``config.chunk_size`` residents, in ``index``
-    order: the same chunks :func:`pandas_score_chunks` yields, computed on Spark.
+    order: the same chunks :func:`kenshin.annual.score_chunks` yields, computed on Spark.
 
     ``index``: the eligible residents (eligibility's index, sorted by pseudonym). ``scratch``:
     a folder Spark's executors write the scored groups into (on a cluster: shared storage);
@@ -103,6 +88,7 @@ def spark_score_chunks(
     from pyspark.sql import functions as F
 
     from data.store import read_checkup_history
+    from kenshin.annual import store_readable
     from scoring.contracts import INDEX_VALUE_COLUMNS
     from scoring.score import score_chunk
 
@@ -120,13 +106,9 @@ def spark_score_chunks(
 
     # Output types from the same code on a few residents, on the driver.
     sample_index = index.iloc[: min(n, 20)].reset_index(drop=True)
-    sample, _ = score_chunk(
-        engine,
-        read_checkup_history(store, sample_index["pseudonym"], fy),
-        sample_index,
-        config,
-        feature_config,
-    )
+    with store_readable(store):
+        sample_history = read_checkup_history(store, sample_index["pseudonym"], fy)
+    sample, _ = score_chunk(engine, sample_history, sample_index, config, feature_config)
     # The index checkup's coded values are numpy ints in a chunk without missing values and
     # objects (<NA>) in one with: they cross as their nullable feature dtype and are turned
     # back per chunk the same way (``Series.to_numpy``).
@@ -244,42 +226,3 @@ def _read_back(
         yield take(buffered), counts
     if read != n:
         raise RuntimeError(f"Spark scored {read:,} of {n:,} eligible residents")
-
-
-def write_scores_spark(cfg, model, elig, stamps: dict[str, str], outs, step):
-    """``kenshin.annual.write_scores`` with the scores computed on Spark (``cfg.engine``).
-
-    The chunks come back in the pandas engine's order and size and go through the same
-    stamping, contract check, writer and tally (:class:`kenshin.annual.ScoreTally`); only the
-    drift bin counts arrive already counted (by the executors, from the feature matrices
-    that stay there).
-    """
-    from kenshin.annual import ScoresWriter, ScoreTally, release_memory, store_readable
-    from kenshin.spark import open_session
-    from scoring.contracts import scores_schema
-
-    store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
-    session, settings = open_session(cfg.spark_master, cfg.spark_config)
-    schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
-    tally = ScoreTally(getattr(model.engine, "feature_reference", None), selection=cfg.selection)
-    reference, tally.reference = tally.reference, None  # counts come with the chunks
-    n, done = len(elig.index), 0
-    chunks = spark_score_chunks(
-        session, store, fy, elig.index, model.engine, sc, model.feature_config,
-        Path(settings.scratch or outs.root), settings,
-    )  # fmt: skip
-    try:
-        with store_readable(store), ScoresWriter(outs) as writer:
-            for scores, counts in chunks:
-                scores = schema.validate(scores.assign(fiscal_year=fy, **stamps))
-                tally.add(scores, None)
-                for name, c in counts.items():
-                    tally.drift_counts[name] = tally.drift_counts.get(name, 0) + c
-                writer.write(scores)
-                done += len(scores)
-                del scores  # before the next chunk is read back
-                release_memory()
-                step("score", done, n)
-    finally:
-        tally.reference = reference
-    return tally

@@ -170,7 +170,7 @@ def test_the_tally_keeps_decisions_not_scores():
     scores, config = _scores(), CONFIGS["expected_benefit"]
     tally = ScoreTally(selection=config)
     for i in range(0, N, 500):
-        tally.add(scores.iloc[i : i + 500].reset_index(drop=True), None)
+        tally.add(scores.iloc[i : i + 500].reset_index(drop=True), {})
     assert all(set(f.columns) <= {*decided_columns()} for f in tally.decided)
     decided = tally.decisions()
     assert tally.decided == []
