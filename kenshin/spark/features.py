@@ -64,16 +64,15 @@ def bucket_count(df: DataFrame, residents_per_group: int) -> int:
 
 
 def _sample(store: Path, residents: int = 20) -> pd.DataFrame:
-    """A few residents' stored checkups, read by the pandas engine (output dtypes)."""
-    import pyarrow.dataset as ds
+    """A few residents' stored checkups, read by the pandas engine (output dtypes): residents
+    of the newest Parquet part, not the store's every pseudonym on the driver."""
+    import pyarrow.parquet as pq
 
     from data.store import read_checkup_history
 
-    ids = ds.dataset(Path(store) / "checkups", format="parquet", partitioning="hive").to_table(
-        columns=["pseudonym"]
-    )
-    first = sorted(set(ids.column("pseudonym").to_pylist()))[:residents]
-    return read_checkup_history(store, first)
+    newest = sorted((Path(store) / "checkups").glob("fiscal_year=*/*.parquet"))[-1]
+    ids = pq.read_table(newest, columns=["pseudonym"]).column("pseudonym").to_pylist()
+    return read_checkup_history(store, sorted(set(ids))[:residents])
 
 
 def build_training_tables_spark(
