@@ -59,7 +59,7 @@ from scoring.contracts import (
     scores_schema,
 )
 from scoring.outputs import LETTERS, STAGING_SUFFIX, AnnualOutputs, staging_for
-from scoring.score import Eligibility, ScoringConfig, eligible_residents, explain, score_chunk
+from scoring.score import Eligibility, ScoringConfig, eligible_residents, explain_chunk, score_chunk
 from scoring.selection import SelectionConfig, decide, select_decided
 
 DEFAULT_MODEL = "models:/kenshin-risk@champion"
@@ -544,12 +544,11 @@ def _write_outputs(
     with clock.time("select"):
         selection = select_residents(cfg, tally.decisions())
     with clock.time("explain"):
-        explained = explain_selected(cfg, model, elig, selection)
+        explained = explain_selected(cfg, model, elig, selection, outs, step)
         selection = with_factors(selection, explained.factors)
-    explanations = explained.explanations
     drift = drift_report(model.engine, tally.drift_counts)
     sent = letters_sent(selection, cfg.day)
-    paths = write_tables(outs, selection, explanations, drift, sent)
+    paths = write_tables(outs, selection, drift, sent)
     counts = run_counts(elig, selection, explained.residents)
     if cfg.letters:
         with clock.time("letters"):
@@ -559,7 +558,7 @@ def _write_outputs(
     if cfg.report:
         with clock.time("report"):
             step("report", 0, 1)
-            paths.update(_report(cfg, outs, selection, explanations, drift, model.summary, counts))
+            paths.update(_report(cfg, outs, selection, drift, model.summary, counts))
             step("report", 1, 1)
     clock.seconds["total"] = time.perf_counter() - clock.start
     result = AnnualRunResult(outs.root, paths, counts, clock.seconds, model.summary)
@@ -623,35 +622,45 @@ class ScoreTally:
         return decided
 
 
-class ScoresWriter:
-    """scores.parquet and scores.csv, chunk by chunk into temp files moved into place when the
-    last chunk is written. Every chunk is written with the first chunk's Parquet schema (pandas
-    metadata included); the CSV's cells are spreadsheet-safe (data.files.csv_bytes)."""
+class TableWriter:
+    """One output table (Parquet, and CSV if ``csv`` is given) written chunk by chunk into temp
+    files moved into place when the last chunk is written. Every chunk is written with the
+    first chunk's Parquet schema (pandas metadata included); ``empty`` (the table's columns and
+    types, no rows) is written if no chunk came. The CSV's cells are spreadsheet-safe
+    (data.files.csv_bytes)."""
 
-    def __init__(self, outs: AnnualOutputs) -> None:
-        self.targets = (outs.scores, outs.scores_csv)
-        self.parquet_tmp, self.csv_tmp = (p.with_name(f".{p.name}.tmp") for p in self.targets)
+    def __init__(
+        self, parquet: Path, csv: Path | None = None, empty: pd.DataFrame | None = None
+    ) -> None:
+        self.targets = (parquet, csv)
+        self.parquet_tmp = parquet.with_name(f".{parquet.name}.tmp")
+        self.csv_tmp = None if csv is None else csv.with_name(f".{csv.name}.tmp")
+        self.empty = empty
         self._writer: pq.ParquetWriter | None = None
 
-    def write(self, scores: pd.DataFrame) -> None:
+    def write(self, frame: pd.DataFrame) -> None:
         first = self._writer is None
         schema = None if self._writer is None else self._writer.schema
-        table = pa.Table.from_pandas(scores, schema=schema, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.parquet_tmp, table.schema, compression="zstd")
         self._writer.write_table(table)
-        with open(self.csv_tmp, "wb" if first else "ab") as f:
-            f.write(csv_bytes(scores, header=first, date_format="%Y-%m-%d"))
+        if self.csv_tmp is not None:
+            with open(self.csv_tmp, "wb" if first else "ab") as f:
+                f.write(csv_bytes(frame, header=first, date_format="%Y-%m-%d"))
 
-    def __enter__(self) -> ScoresWriter:
+    def __enter__(self) -> TableWriter:
         return self
 
     def __exit__(self, kind, value, tb) -> None:
+        if kind is None and self._writer is None and self.empty is not None:
+            self.write(self.empty)
         if self._writer is not None:
             self._writer.close()
         if kind is None:
             os.replace(self.parquet_tmp, self.targets[0])
-            os.replace(self.csv_tmp, self.targets[1])
+            if self.csv_tmp is not None:
+                os.replace(self.csv_tmp, self.targets[1])
 
 
 def write_scores(
@@ -684,7 +693,7 @@ def write_scores(
     schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
     tally = ScoreTally(getattr(model.engine, "feature_reference", None), selection=cfg.selection)
     n, done = len(elig.index), 0
-    with ScoresWriter(outs) as writer:
+    with TableWriter(outs.scores, outs.scores_csv) as writer:
         for scores, drift_counts in chunks:
             scores = schema.validate(scores.assign(fiscal_year=fy, **stamps))
             tally.add(scores, drift_counts)
@@ -774,34 +783,84 @@ def select_residents(cfg: AnnualRunConfig, decided: pd.DataFrame) -> pd.DataFram
 
 @dataclass(frozen=True)
 class Explained:
-    """Explanations of the residents with a letter or a report page (an arm)."""
+    """What the run keeps of the explanations (written to ``outs.explanations``)."""
 
-    explanations: pd.DataFrame  # scoring.contracts.EXPLANATIONS_SCHEMA
-    factors: pd.DataFrame  # pseudonym, outcome, factor_1, factor_2, factor_3
+    #: pseudonym, outcome, factor_1, factor_2, factor_3 of the selection's rows only
+    factors: pd.DataFrame
     residents: int
 
 
 def explain_selected(
-    cfg: AnnualRunConfig, model: LoadedModel, elig: Eligibility, selection: pd.DataFrame
+    cfg: AnnualRunConfig,
+    model: LoadedModel,
+    elig: Eligibility,
+    selection: pd.DataFrame,
+    outs: AnnualOutputs,
+    step: Callable[[str, int, int], None],
 ) -> Explained:
-    """SHAP explanations (scoring.score.explain) of everyone the selection put in an arm."""
-    explained = selection.loc[selection["arm"].notna(), "pseudonym"]
-    who = elig.index[elig.index["pseudonym"].isin(explained)].reset_index(drop=True)
-    explanations = EXPLANATIONS_SCHEMA.validate(
-        pd.DataFrame(columns=list(EXPLANATIONS_SCHEMA.columns))
-    )
-    factors = pd.DataFrame(columns=["pseudonym", "outcome", "factor_1", "factor_2", "factor_3"])
-    if len(who):
-        from data.store import read_checkup_history
-        from scoring.score import index_features
+    """SHAP explanations (scoring.score.explain) of everyone the selection put in an arm,
+    chunk by chunk (:func:`explain_chunks`, or the same chunks on Spark's executors:
+    kenshin.spark.score) into ``outs.explanations``, each chunk checked against its contract.
 
-        store = Path(cfg.store)
+    Only the factors of the selection's own rows (resident × the outcome of their letter) are
+    kept: the run's memory does not grow with the number of residents explained."""
+    in_arm = selection.loc[selection["arm"].notna(), "pseudonym"]
+    who = elig.index[elig.index["pseudonym"].isin(in_arm)].sort_values(
+        "pseudonym", ignore_index=True
+    )
+    store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
+    topics = selection[["pseudonym", "outcome"]].astype("string")
+    empty = EXPLANATIONS_SCHEMA.validate(pd.DataFrame(columns=list(EXPLANATIONS_SCHEMA.columns)))
+    if not len(who):
+        chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]] = iter(())
+    elif cfg.engine == "spark":
+        from kenshin.spark import open_session
+        from kenshin.spark.score import spark_explain_chunks
+
+        session, settings = open_session(cfg.spark_master, cfg.spark_config)
+        chunks = spark_explain_chunks(
+            session, store, fy, who, model.engine, sc, model.feature_config,
+            Path(settings.scratch or outs.root), settings,
+        )  # fmt: skip
+    else:
+        chunks = explain_chunks(store, fy, who, model.engine, sc, model.feature_config)
+    kept: list[pd.DataFrame] = []
+    done = 0
+    with TableWriter(outs.explanations, empty=empty) as writer:
+        for explanations, factors in chunks:
+            writer.write(EXPLANATIONS_SCHEMA.validate(explanations))
+            factors = factors.astype({"pseudonym": "string", "outcome": "string"})
+            kept.append(factors.merge(topics, on=["pseudonym", "outcome"], how="inner"))
+            done += factors["pseudonym"].nunique()
+            del explanations, factors
+            release_memory()
+            step("explain", done, len(who))
+    if done != len(who):
+        raise RuntimeError(f"{done:,} of {len(who):,} residents in an arm were explained")
+    if not kept:
+        kept = [pd.DataFrame(columns=["pseudonym", "outcome", *(f"factor_{i}" for i in (1, 2, 3))])]
+    return Explained(pd.concat(kept, ignore_index=True), int(len(who)))
+
+
+def explain_chunks(
+    store: Path,
+    fiscal_year: int,
+    who: pd.DataFrame,
+    engine,
+    config: ScoringConfig,
+    feature_config,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The pandas engine: (explanations, factors) per chunk of ``config.chunk_size`` residents
+    of ``who`` (their index rows), each chunk's checkups read from the store
+    (scoring.score.explain_chunk)."""
+    from data.store import read_checkup_history
+
+    for start in range(0, len(who), config.chunk_size):
+        chunk = who.iloc[start : start + config.chunk_size].reset_index(drop=True)
         with store_readable(store):
-            history = read_checkup_history(store, who["pseudonym"], int(cfg.fiscal_year))
-        feats = index_features(history, who, model.feature_config)
-        explanations, factors = explain(model.engine, feats, top=cfg.scoring.explain_top)
-        explanations = EXPLANATIONS_SCHEMA.validate(explanations)
-    return Explained(explanations, factors, int(len(who)))
+            history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
+        yield explain_chunk(engine, history, chunk, feature_config, top=config.explain_top)
+        del history
 
 
 def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
@@ -834,19 +893,17 @@ def letters_sent(selection: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
 def write_tables(
     outs: AnnualOutputs,
     selection: pd.DataFrame,
-    explanations: pd.DataFrame,
     drift: pd.DataFrame,
     sent: pd.DataFrame,
 ) -> dict[str, Path]:
-    """Selection, explanations and drift into ``outs``, after every table (``sent`` too) is
-    checked against its contract (checked, not coerced: the bytes written stay those of the
-    frames). The paths of the run's tables so far, scores first."""
+    """Selection and drift into ``outs``, after every table (``sent`` too) is checked against
+    its contract (checked, not coerced: the bytes written stay those of the frames). The paths
+    of the run's tables so far (scores and explanations were written chunk by chunk)."""
     SELECTION_SCHEMA.validate(selection, lazy=True)
     DRIFT_SCHEMA.validate(drift, lazy=True)
     LETTERS_SENT_SCHEMA.validate(sent, lazy=True)
     _write_parquet(selection, outs.selection)
     _write_csv(selection, outs.selection_csv)
-    _write_parquet(explanations, outs.explanations)
     _write_csv(drift, outs.drift)
     return {
         "scores": outs.scores, "scores_csv": outs.scores_csv, "selection": outs.selection,
@@ -1027,7 +1084,6 @@ def _report(
     cfg: AnnualRunConfig,
     outs: AnnualOutputs,
     selection: pd.DataFrame,
-    explanations: pd.DataFrame,
     drift: pd.DataFrame,
     summary: ModelSummary,
     counts: dict[str, int],
@@ -1039,7 +1095,7 @@ def _report(
     inputs = ReportInputs(
         scores=pd.read_parquet(outs.scores),
         selection=selection,
-        explanations=explanations,
+        explanations=pd.read_parquet(outs.explanations),
         drift=drift,
         model=summary,
         fiscal_year=cfg.fiscal_year,

@@ -62,6 +62,7 @@ __all__ = [
     "apply_scenario",
     "eligible_residents",
     "explain",
+    "explain_chunk",
     "load_scoring_config",
     "scenario_risks",
     "score_chunk",
@@ -550,6 +551,14 @@ def score_chunk(
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype="float64"), 1e-12, 1 - 1e-12)
     return np.log(p / (1 - p))
+
+
+def explain_chunk(
+    engine, history: pd.DataFrame, index: pd.DataFrame, config: FeatureConfig, top: int = 10
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`explain` of one chunk of residents: their as-of feature rows built from their
+    stored checkups (``history``), in ``index`` order."""
+    return explain(engine, index_features(history, index, config), top=top)
 
 
 def explain(

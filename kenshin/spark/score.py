@@ -9,7 +9,9 @@ What runs where:
   runs on the small per-resident table (see :func:`scoring.selection.select`: ranking, budget
   and the seeded stratified control arm are global, so they run once, on the driver, over the
   same table the pandas engine uses — same seed, same residents).
-* **Executors**: features, risk, value forecasts, what-if and the drift bin counts. The eligible
+* **Executors**: features, risk, value forecasts, what-if and the drift bin counts; after the
+  selection, the SHAP explanations of the residents in an arm (:func:`spark_explain_chunks`,
+  the same ranges of residents through :func:`scoring.score.explain_chunk`). The eligible
   residents, sorted by pseudonym, are cut into contiguous ranges of ``residents_per_group``
   (one Spark group each); each resident's stored checkups up to the scoring year are read by
   Spark from the store as it is and joined to its range; ``cogroup(...).applyInPandas`` hands
@@ -33,6 +35,7 @@ import pickle
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,11 +48,13 @@ from kenshin.spark.frames import from_spark, spark_schema, stored_dtypes, to_spa
 from kenshin.spark.session import SparkSettings
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["spark_score_chunks"]
+__all__ = ["spark_explain_chunks", "spark_score_chunks"]
 
 DRIFT = "_kenshin_drift"
+ROW = "_kenshin_row"
+FACTORS = ("factor_1", "factor_2", "factor_3")
 #: Engines unpickled in this (executor) Python worker, by broadcast id.
 _ENGINES: dict[str, tuple] = {}
 
@@ -85,8 +90,6 @@ def spark_score_chunks(
     a folder Spark's executors write the scored groups into (on a cluster: shared storage);
     removed when the chunks have been read.
     """
-    from pyspark.sql import functions as F
-
     from data.store import read_checkup_history
     from kenshin.annual import store_readable
     from scoring.contracts import INDEX_VALUE_COLUMNS
@@ -116,20 +119,10 @@ def spark_score_chunks(
     coded = {c: declared[c] for c in INDEX_VALUE_COLUMNS if declared.get(c, "float64")[0] == "I"}
     ddl, dtypes = spark_schema(sample.astype(coded))
     ddl += f", `{BUCKET}` bigint, `{DRIFT}` array<double>"
-    index_ddl, index_dtypes = spark_schema(index)
-    checkup_dtypes = stored_dtypes(store)
     names = list(ref.names) if ref is not None else []
     sizes = [len(ref.edges[name]) + 2 for name in names]
-
-    keyed = to_spark(index).assign(**{BUCKET: np.arange(n, dtype="int64") // per_group})
-    index_df = spark.createDataFrame(keyed, f"{index_ddl}, `{BUCKET}` bigint")
-    # Its own frame (not a select of index_df): the cogroup below joins both again.
-    ranges = spark.createDataFrame(
-        keyed[["pseudonym", BUCKET]], f"pseudonym string, `{BUCKET}` bigint"
-    )
-    history = checkups_frame(spark, store, fy).join(
-        F.broadcast(ranges) if n <= 1_000_000 else ranges, on="pseudonym"
-    )
+    grouped = _ranges(spark, store, fy, index, per_group)
+    index_dtypes, checkup_dtypes = grouped.index_dtypes, grouped.checkup_dtypes
     shipped = spark.sparkContext.broadcast(pickle.dumps((engine, feature_config)))
     columns = list(dtypes)
     token = uuid.uuid4().hex
@@ -158,11 +151,7 @@ def spark_score_chunks(
 
     folder = Path(scratch).resolve() / f"spark-scores-{uuid.uuid4().hex[:8]}"
     try:
-        scored = (
-            history.groupBy(BUCKET)
-            .cogroup(index_df.groupBy(BUCKET))
-            .applyInPandas(score_group, ddl)
-        )
+        scored = grouped.apply(score_group, ddl)
         scored.write.partitionBy(BUCKET).parquet(folder.as_uri())
         yield from _read_back(
             folder, groups, dtypes, names, sizes, config.chunk_size, n, list(coded)
@@ -170,6 +159,143 @@ def spark_score_chunks(
     finally:
         shipped.unpersist()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Ranges:
+    """Residents cut into contiguous ranges (one Spark group each), with their checkups."""
+
+    history: DataFrame  # stored checkups up to the scoring year, with the range of the person
+    index: DataFrame  # the residents' index rows, with their range
+    index_dtypes: dict[str, str]
+    checkup_dtypes: dict[str, str]
+
+    def apply(self, fn, ddl: str) -> DataFrame:
+        """``fn(key, checkups, index rows)`` per range: one pandas call per range."""
+        return (
+            self.history.groupBy(BUCKET).cogroup(self.index.groupBy(BUCKET)).applyInPandas(fn, ddl)
+        )
+
+
+def _ranges(
+    spark: SparkSession, store: Path, fiscal_year: int, index: pd.DataFrame, per_group: int
+) -> _Ranges:
+    """``index`` (sorted by pseudonym) in ranges of ``per_group`` residents."""
+    from pyspark.sql import functions as F
+
+    n = len(index)
+    index_ddl, index_dtypes = spark_schema(index)
+    keyed = to_spark(index).assign(**{BUCKET: np.arange(n, dtype="int64") // per_group})
+    index_df = spark.createDataFrame(keyed, f"{index_ddl}, `{BUCKET}` bigint")
+    # Its own frame (not a select of index_df): the cogroup joins both again.
+    ranges = spark.createDataFrame(
+        keyed[["pseudonym", BUCKET]], f"pseudonym string, `{BUCKET}` bigint"
+    )
+    history = checkups_frame(spark, store, fiscal_year).join(
+        F.broadcast(ranges) if n <= 1_000_000 else ranges, on="pseudonym"
+    )
+    return _Ranges(history, index_df, index_dtypes, stored_dtypes(store))
+
+
+def spark_explain_chunks(
+    spark: SparkSession,
+    store: Path,
+    fiscal_year: int,
+    who: pd.DataFrame,
+    engine,
+    config,
+    feature_config,
+    scratch: Path,
+    settings: SparkSettings | None = None,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(explanations, factors) per chunk of ``config.chunk_size`` residents of ``who`` (index
+    rows sorted by pseudonym): the chunks of :func:`kenshin.annual.explain_chunks`, each
+    explained on an executor by exactly :func:`scoring.score.explain_chunk`.
+
+    A range's explanations and factors come back as one table: each resident × outcome's
+    factors ride on its rank-0 (bias) row and are split off again here.
+    """
+    import pyarrow.parquet as pq
+
+    from data.store import read_checkup_history
+    from kenshin.annual import store_readable
+    from scoring.contracts import EXPLANATIONS_SCHEMA
+    from scoring.score import explain_chunk
+
+    settings = settings or SparkSettings()
+    store, fy = Path(store), int(fiscal_year)
+    n, cs, top = len(who), config.chunk_size, config.explain_top
+    per_group = max(1, round(settings.residents_per_group / cs)) * cs
+    groups = max(1, math.ceil(n / per_group))
+    sample_index = who.iloc[: min(n, 5)].reset_index(drop=True)
+    with store_readable(store):
+        sample_history = read_checkup_history(store, sample_index["pseudonym"], fy)
+    sample = _with_factors(
+        *explain_chunk(engine, sample_history, sample_index, feature_config, top=top)
+    )
+    ddl, dtypes = spark_schema(sample)
+    ddl += f", `{ROW}` bigint, `{BUCKET}` bigint"
+    columns = list(dtypes)
+    grouped = _ranges(spark, store, fy, who, per_group)
+    index_dtypes, checkup_dtypes = grouped.index_dtypes, grouped.checkup_dtypes
+    shipped = spark.sparkContext.broadcast(pickle.dumps((engine, feature_config)))
+    token = uuid.uuid4().hex
+
+    def explain_group(key, hist: pd.DataFrame, idx: pd.DataFrame) -> pd.DataFrame:
+        if idx.empty:
+            return pd.DataFrame(columns=[*columns, ROW, BUCKET])
+        eng, fcfg = _engine(token, shipped)
+        checkups = _stored(hist, checkup_dtypes, store)
+        chunk = to_stored(idx, index_dtypes).sort_values("pseudonym", ignore_index=True)
+        parts = []
+        for start in range(0, len(chunk), cs):  # the pandas engine's chunks
+            sub = chunk.iloc[start : start + cs].reset_index(drop=True)
+            rows = checkups["pseudonym"].isin(sub["pseudonym"]).to_numpy()
+            expl, factors = explain_chunk(
+                eng, checkups[rows].reset_index(drop=True), sub, fcfg, top=top
+            )
+            parts.append(_with_factors(expl, factors)[columns])
+        out = to_spark(pd.concat(parts, ignore_index=True))
+        out[ROW] = np.arange(len(out), dtype="int64")
+        out[BUCKET] = int(key[0])
+        return out
+
+    folder = Path(scratch).resolve() / f"spark-explain-{uuid.uuid4().hex[:8]}"
+    try:
+        spark.sparkContext.setJobDescription(f"kenshin score: explain {n:,} residents")
+        explained = grouped.apply(explain_group, ddl)
+        explained.write.partitionBy(BUCKET).parquet(folder.as_uri())
+        schema_cols = list(EXPLANATIONS_SCHEMA.columns)
+        for g in range(groups):
+            part = folder / f"{BUCKET}={g}"
+            if not part.exists():
+                continue
+            frame = pq.read_table(part).to_pandas().sort_values(ROW, ignore_index=True)
+            frame = from_spark(frame.drop(columns=[ROW]), dtypes)
+            bias = frame["rank"].to_numpy() == 0
+            yield (
+                frame[schema_cols].reset_index(drop=True),
+                frame.loc[bias, ["pseudonym", "outcome", *FACTORS]].reset_index(drop=True),
+            )
+    finally:
+        shipped.unpersist()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _with_factors(explanations: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
+    """The explanations with each resident × outcome's factors on its rank-0 row."""
+    keyed = factors.reindex(columns=["pseudonym", "outcome", *FACTORS]).astype(
+        {"pseudonym": "string", "outcome": "string"}
+    )
+    first = explanations["rank"].to_numpy() == 0
+    head = explanations.loc[first, ["pseudonym", "outcome"]].astype("string")
+    picked = head.merge(keyed, on=["pseudonym", "outcome"], how="left", validate="one_to_one")
+    out = explanations.copy()
+    for c in FACTORS:
+        col = pd.Series(pd.NA, index=out.index, dtype="string")
+        col[first] = picked[c].astype("string").to_numpy()
+        out[c] = col
+    return out
 
 
 def _read_back(

@@ -169,6 +169,37 @@ def test_partitioning_does_not_change_spark_results(runs):
     )  # fmt: skip
 
 
+def test_explanations_of_many_residents_are_explained_on_spark_as_on_pandas(runs):
+    """Every eligible resident explained (as with an unbudgeted see-doctor arm): the same
+    chunks of the same explanations and factors, computed on the executors."""
+    from data.store import read_checkup_columns, read_enrollment
+    from kenshin.annual import explain_chunks, load_model
+    from kenshin.spark.score import spark_explain_chunks
+    from scoring.score import eligible_residents
+
+    sc = runs.cfg.scoring.model_copy(update={"chunk_size": 100})
+    model = load_model(runs.cfg.model_uri, runs.workdir)
+    cand = read_checkup_columns(runs.store, ["pseudonym", "exam_date", "age", "sex"], [FY, FY - 1])
+    elig = eligible_residents(cand, read_enrollment(runs.store), FY, runs.cfg.day, sc)
+    who = elig.index.sort_values("pseudonym", ignore_index=True)
+    args = (runs.store, FY, who, model.engine, sc, model.feature_config)
+    local = list(explain_chunks(*args))
+    assert len(local) > 2  # several chunks
+    runs.spark.conf.set("spark.sql.shuffle.partitions", "3")
+    remote = list(
+        spark_explain_chunks(runs.spark, *args, runs.tmp, _settings(residents_per_group=200))
+    )
+    for i in (0, 1):
+        a = pd.concat([c[i] for c in local], ignore_index=True)
+        b = pd.concat([c[i] for c in remote], ignore_index=True)
+        if i == 0:
+            assert a["pseudonym"].nunique() == len(who)
+        else:
+            assert len(a) == len(who) * len(model.engine.outcomes)
+        b = b.astype(a.dtypes.to_dict())
+        pd.testing.assert_frame_equal(a, b)  # exactly, not to a tolerance
+
+
 def test_features_and_labels_are_the_pandas_engines(runs):
     from features import build_training_tables
     from kenshin.spark.features import build_training_tables_spark
