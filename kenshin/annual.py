@@ -950,11 +950,17 @@ def write_letters(
     printed: set[str] = set()
     if len(requests):
         requests["horizon_years"] = model.horizon_years
+        runner = None
+        if cfg.engine == "spark":  # typeset and written on the executors
+            from kenshin.spark.letters import letter_runner
+
+            runner = letter_runner(cfg.spark_master, cfg.spark_config)
         made = render_letters(
             requests,
             outs.letters,
             LetterConfig(workers=cfg.letter_workers),
             on_progress=lambda done, total: step("letters", done, total),
+            runner=runner,
         )
         paths["letters"] = outs.letters
         paths["letters_manifest"] = outs.letters_manifest

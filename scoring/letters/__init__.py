@@ -5,7 +5,14 @@ The contract with the scoring/selection step is :mod:`scoring.letters.schema`; w
 """
 
 from .catalogue import Catalogue, CatalogueError, load_catalogue
-from .render import LetterConfig, LetterManifest, font_path, render_letters
+from .render import (
+    LetterConfig,
+    LetterManifest,
+    LetterRunner,
+    ProcessRunner,
+    font_path,
+    render_letters,
+)
 from .schema import LETTER_REQUEST_SCHEMA, LetterRequestError, normalise_requests
 
 __all__ = [
@@ -15,6 +22,8 @@ __all__ = [
     "LetterConfig",
     "LetterManifest",
     "LetterRequestError",
+    "LetterRunner",
+    "ProcessRunner",
     "font_path",
     "load_catalogue",
     "normalise_requests",

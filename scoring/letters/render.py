@@ -49,11 +49,12 @@ import multiprocessing
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,8 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "LetterConfig",
     "LetterManifest",
+    "LetterRunner",
+    "ProcessRunner",
     "font_path",
     "render_letters",
 ]
@@ -133,7 +136,8 @@ class LetterConfig:
 
     ``issue_date`` is printed on the letter and stamped as the PDF creation date (fixed, so the
     output is reproducible); default 1 April after the fiscal year of each request.
-    ``workers`` processes render in parallel (at least one; never this process).
+    ``workers`` processes render in parallel (at least one; never this process) with the
+    default runner (:class:`ProcessRunner`); another runner decides its own.
     """
 
     issue_date: date | None = None
@@ -808,10 +812,15 @@ def render_letters(
     out_dir: Path,
     config: LetterConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    runner: LetterRunner | None = None,
 ) -> LetterManifest:
     """Render one PDF per LetterRequest row into ``out_dir`` (see the module docstring).
 
     ``on_progress(done, total)`` is called as letters are finished (for a progress bar).
+    ``runner``: where the letters are typeset (:class:`LetterRunner`; default
+    :class:`ProcessRunner` with ``config.workers`` processes, e.g. Spark's executors with
+    :class:`kenshin.spark.letters.SparkLetterRunner`); everything else runs here, the same
+    whatever the runner, so every runner gives the same bytes.
 
     Validates ``requests`` first (pandera errors name every bad column/row); refuses a what-if
     scenario the catalogue does not know before anything is written. Steps: check the requests
@@ -833,7 +842,10 @@ def render_letters(
     skipped = len(rows) - len(todo)
     t_render = time.perf_counter()
     journal = out_dir / LETTERS_JOURNAL
-    cpu = _render_journalled(todo, entries, journal, cat_path, cfg, skipped, len(rows), on_progress)
+    runner = runner if runner is not None else ProcessRunner(cfg.workers)
+    cpu = _render_journalled(
+        todo, entries, journal, cat_path, cfg, skipped, len(rows), on_progress, runner
+    )
     render_seconds = time.perf_counter() - t_render
 
     frame = pd.DataFrame([entries[r["pseudonym"]] for r in rows], columns=MANIFEST_COLUMNS)
@@ -911,15 +923,17 @@ def _render_journalled(
     done: int,
     total: int,
     on_progress: Callable[[int, int], None] | None,
+    runner: LetterRunner,
 ) -> float:
-    """Render ``todo`` (updating ``entries``), each finished letter journalled and synced so a
-    killed run resumes where it stopped; returns the renderers' CPU seconds."""
+    """Render ``todo`` with ``runner`` (updating ``entries``), each finished chunk journalled and
+    synced so a killed run resumes where it stopped; returns the renderers' CPU seconds."""
     cpu = 0.0
     if not todo:
         return cpu
     jfd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(jfd, "a", encoding="utf-8") as jf:
-        for res in _run(todo, cat_path, cfg):
+        chunks = _chunks(todo, runner.workers)
+        for res in runner.map(_render_chunk, chunks, _init_worker, (cat_path, cfg)):
             done += len(res)
             if on_progress is not None:
                 on_progress(done, total)
@@ -952,25 +966,74 @@ def _print_files(
     return print_files
 
 
-def _run(todo: list[tuple[dict, str]], cat_path: str, cfg: LetterConfig):
-    """Yield results chunk by chunk from a pool of ``cfg.workers`` processes (at least one).
+#: Letters rendered by one call of :func:`_render_chunk`: (normalised request row, PDF path).
+Chunk = list[tuple[dict, str]]
+
+
+class LetterRunner(Protocol):
+    """Where the letters are typeset; everything else (checks, plan, journal, print files,
+    manifest) stays with :func:`render_letters`.
+
+    ``map(fn, chunks, initializer, initargs)`` calls ``initializer(*initargs)`` once in each
+    process that renders, then ``fn(chunk)`` there for every chunk, and yields each chunk's
+    result as soon as it is finished (any order), never collecting them all first: the
+    journal and the progress bar follow the letters. Neither may run in the caller's process
+    (Typst there would break later forks: :class:`ProcessRunner`). ``fn`` writes the PDFs
+    itself, so every process must see ``out_dir``. ``workers``: how many chunks render at
+    once (the chunks are cut for it).
+    """
+
+    @property
+    def workers(self) -> int: ...
+
+    def map(
+        self,
+        fn: Callable[[Chunk], list[dict]],
+        chunks: list[Chunk],
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+    ) -> Iterator[list[dict]]: ...
+
+
+def _chunks(todo: list[tuple[dict, str]], workers: int) -> list[Chunk]:
+    """``todo`` in chunks of at most 16 letters, about four per worker (fewer letters: one
+    each)."""
+    workers = max(1, min(workers, len(todo)))
+    chunk = max(1, min(16, math.ceil(len(todo) / (workers * 4))))
+    return [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+
+
+@dataclass(frozen=True)
+class ProcessRunner:
+    """The default :class:`LetterRunner`: a pool of ``workers`` processes (at least one)
+    forked from this one.
 
     Typst runs only in the workers, never in this process: a process that has typeset holds
     Typst's worker threads, and a child forked from it inherits their locks and hangs. So the
     workers can be forked (instant start, and the caller's script needs no
     ``if __name__ == "__main__"`` guard, which "spawn" and "forkserver" require).
     """
-    workers = max(1, min(cfg.workers, len(todo)))
-    chunk = max(1, min(16, math.ceil(len(todo) / (workers * 4))))
-    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    # Workers die with this process (data.workers): a kill -9 of the run leaves no renderer
-    # behind.
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=worker_initializer(_init_worker),
-        initargs=(cat_path, cfg),
-    ) as pool:
-        yield from pool.map(_render_chunk, chunks)
+
+    workers: int = 2
+
+    def map(
+        self,
+        fn: Callable[[Chunk], list[dict]],
+        chunks: list[Chunk],
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+    ) -> Iterator[list[dict]]:
+        if not chunks:
+            return
+        workers = max(1, min(self.workers, len(chunks)))
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        # Workers die with this process (data.workers): a kill -9 of the run leaves no renderer
+        # behind.
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=worker_initializer(initializer),
+            initargs=initargs,
+        ) as pool:
+            yield from pool.map(fn, chunks)
