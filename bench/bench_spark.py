@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_spark.py [--residents 2000] [--replicate 1] [--master local[2]]
                                           [--residents-per-group 20000] [--workdir DIR]
                                           [--ward DEMO_WORKDIR] [--budget 1000]
+                                          [--see-doctor-unbudgeted]
 
 1. (child process, skipped when ``--workdir`` already holds them) a ward of ``--residents``
    × 6 years → ingest → train → promote; ``--replicate K`` scores a store K times larger
@@ -81,7 +82,7 @@ cfg = AnnualRunConfig(
     store=Path(args["store"]), fiscal_year=args["fy"], out=Path(args["out"]),
     workdir=Path(args["workdir"]), scoring=load_scoring_config(),
     selection=load_config().model_copy(
-        update={"budget": Budget(advice=args["budget"], see_doctor=args["budget"])}
+        update={"budget": Budget(advice=args["budget"], see_doctor=args["see_doctor_budget"])}
     ),
     letters=False, report=False, log_mlflow=False, **extra,
 )
@@ -97,6 +98,7 @@ def _engine(engine: str, store: Path, workdir: Path, out: Path, args, env: dict)
         "engine": engine, "store": str(store), "workdir": str(workdir), "out": str(out),
         "fy": FY, "master": args.master, "cores": args.cores, "per_group": args.residents_per_group,
         "budget": args.budget,
+        "see_doctor_budget": None if args.see_doctor_unbudgeted else args.budget,
     }  # fmt: skip
     t0 = time.perf_counter()
     res = subprocess.run(
@@ -119,6 +121,11 @@ def main() -> None:
         "--budget", type=int, default=1000,
         help="advice and see-doctor budgets (SHAP runs for these residents and the control arm; "
         "without a see-doctor budget every see-doctor resident of a 1M store is explained)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--see-doctor-unbudgeted", action="store_true",
+        help="no see-doctor budget (the shipped selection.toml): every see-doctor resident is "
+        "explained, the explanations streamed chunk by chunk",
     )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kenshin-bench-spark"))
     parser.add_argument(
@@ -163,7 +170,8 @@ def main() -> None:
         mb = {k: v / 2**20 for k, v in p.items()}
         line = (
             f"{engine:>6}: scored {c['scored']:,} in {s['score']:.1f} s → {rate:,.0f} residents/s, "
-            f"{rate / cores:,.0f} per core ({cores}); total {s['total']:.1f} s (wall {info['wall']:.0f} s"
+            f"{rate / cores:,.0f} per core ({cores}); explained {c['explained']:,} in "
+            f"{s['explain']:.1f} s; total {s['total']:.1f} s (wall {info['wall']:.0f} s"
             f" with start-up); driver peak {mb['driver']:,.0f} MB (ru_maxrss {mb['ru_maxrss']:,.0f})"
         )
         if engine == "spark":
