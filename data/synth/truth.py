@@ -225,6 +225,10 @@ class _Replay:
             raise RuntimeError("counterfactual drew fewer random numbers than the baseline")
 
 
+#: Metabolic syndrome's waist cut by sex (腹囲: men ≥ 85 cm, women ≥ 90 cm), below the
+#: measured 0.1 cm step so a value at the cut meets it.
+WAIST_CUT = {1: 84.95, 2: 89.95}
+
 _THRESHOLDS = (
     ("hba1c", 6.45),
     ("hba1c", 5.95),
@@ -243,8 +247,8 @@ _THRESHOLDS = (
     ("tg", 149.5),
     ("tg", 174.5),
     ("hdl", 39.5),
-    ("waist_cm", 84.95),
-    ("waist_cm", 89.95),
+    ("waist_cm", WAIST_CUT[1]),
+    ("waist_cm", WAIST_CUT[2]),
     ("urine_protein", 2.5),
     ("alt", 50.5),
     ("ggt", 100.5),
@@ -322,7 +326,7 @@ def judge_next(
         | (tg_ok & (tg_w >= thr["tg", 299.5]))
         | (nhdl_ok & (nhdl >= 170))
     )
-    waist_cut = np.where(sex == 1, thr["waist_cm", 84.95], thr["waist_cm", 89.95])
+    waist_cut = np.where(sex == 1, thr["waist_cm", WAIST_CUT[1]], thr["waist_cm", WAIST_CUT[2]])
     glu = q["glu"] | np.where(
         fpg_ok, raw["fpg"] >= thr["fpg", 109.5], a1c_ok & (raw["hba1c"] >= thr["hba1c", 5.95])
     )
@@ -477,6 +481,18 @@ def _med_shift(st: dict, item: str) -> np.ndarray:
     return s
 
 
+def _threshold(cal: model.Calibration, item: str, value: float, sex, age) -> np.ndarray:
+    """An item's threshold on the latent scale at ``age``; the waist's is its sex's cut of
+    metabolic syndrome (:data:`WAIST_CUT`; ``value`` unused)."""
+    if item == "waist_cm":
+        return np.where(
+            sex == 1,
+            cal.threshold(item, WAIST_CUT[1], sex, age),
+            cal.threshold(item, WAIST_CUT[2], sex, age),
+        )
+    return cal.threshold(item, value, sex, age)
+
+
 def drivers(
     st: dict,
     age_fy: np.ndarray,
@@ -514,14 +530,7 @@ def drivers(
     def past_cut(item, value, direction):
         """Observed view: the current (treated) level is past the cut at this year's age."""
         core, _ = _ITEM[item]
-        if item == "waist_cm":
-            tau0 = np.where(
-                sex == 1,
-                cal.threshold(item, 84.95, sex, a0),
-                cal.threshold(item, 89.95, sex, a0),
-            )
-        else:
-            tau0 = cal.threshold(item, value, sex, a0)
+        tau0 = _threshold(cal, item, value, sex, a0)
         return direction * (now[core] + _med_shift(st, item) - tau0) >= 0
 
     def met_now(outcome):
@@ -548,13 +557,7 @@ def drivers(
         m = sum(terms.values()) + _med_shift(st, item)
 
         def thr(age):
-            if item == "waist_cm":
-                return np.where(
-                    sex == 1,
-                    cal.threshold(item, 84.95, sex, age),
-                    cal.threshold(item, 89.95, sex, age),
-                )
-            return cal.threshold(item, value, sex, age)
+            return _threshold(cal, item, value, sex, age)
 
         tau = thr(a1)
         r = direction * (m - tau) / sd  # standardised distance beyond the threshold
