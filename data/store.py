@@ -257,6 +257,13 @@ def _validated(schema, frame: pd.DataFrame, store: Path, table: str) -> pd.DataF
         ) from None
 
 
+def checked_checkups(frame: pd.DataFrame, store: Path) -> pd.DataFrame:
+    """Checkup rows read from ``store`` (by this module or by another engine's reader), sorted
+    by person and exam date and checked against the stored checkups' schema."""
+    frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
+    return _validated(StoredCheckups, frame, store, "checkups")
+
+
 def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.DataFrame:
     """Stored checkups (optionally some fiscal years), schema-checked, sorted by person and date."""
     read_manifest(store)
@@ -268,9 +275,7 @@ def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.
         part = pq.read_table(d / "part-0.parquet").to_pandas()
         part.insert(2, "fiscal_year", pd.array([fy] * len(part), dtype="Int16"))
         parts.append(part)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
-    return _validated(StoredCheckups, frame, store, "checkups")
+    return checked_checkups(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), store)
 
 
 def _checkup_dataset(store: Path):
@@ -311,8 +316,7 @@ def read_checkup_history(
     frame = dataset.to_table(filter=flt, fragment_readahead=1, batch_readahead=1).to_pandas()
     fy = frame.pop("fiscal_year").astype("int64")
     frame.insert(2, "fiscal_year", pd.array(fy.to_numpy(), dtype="Int16"))
-    frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
-    return _validated(StoredCheckups, frame, store, "checkups")
+    return checked_checkups(frame, store)
 
 
 #: Enrollment rows checked and filtered at a time by ``read_enrollment(covering=…)``.

@@ -112,12 +112,9 @@ def build_training_tables_spark(
 
 def _stored(group: pd.DataFrame, dtypes: dict[str, str], store: Path) -> pd.DataFrame:
     """A group's rows as data.store.read_checkup_history gives them (typed, sorted, checked)."""
-    from data.schemas import StoredCheckups
-    from data.store import _validated
+    from data.store import checked_checkups
 
-    frame = to_stored(group, dtypes)
-    frame = frame.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
-    return _validated(StoredCheckups, frame, store, "checkups")
+    return checked_checkups(to_stored(group, dtypes), store)
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
