@@ -850,13 +850,14 @@ def explain_chunks(
     config: ScoringConfig,
     feature_config,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """The pandas engine: (explanations, factors) per chunk of ``config.chunk_size`` residents
-    of ``who`` (their index rows), each chunk's checkups read from the store
+    """The pandas engine: (explanations, factors) per chunk of ``config.explain_chunk_size``
+    residents of ``who`` (their index rows), each chunk's checkups read from the store
     (scoring.score.explain_chunk)."""
     from data.store import read_checkup_history
 
-    for start in range(0, len(who), config.chunk_size):
-        chunk = who.iloc[start : start + config.chunk_size].reset_index(drop=True)
+    size = config.explain_chunk_size
+    for start in range(0, len(who), size):
+        chunk = who.iloc[start : start + size].reset_index(drop=True)
         with store_readable(store):
             history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
         yield explain_chunk(engine, history, chunk, feature_config, top=config.explain_top)

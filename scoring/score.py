@@ -222,6 +222,9 @@ class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     fallback_previous_year: bool = True
     chunk_size: int = Field(50_000, ge=100)
+    #: Residents explained at a time: a resident's explanation is ≈ 90 rows (13 per outcome),
+    #: so a chunk of the scoring's size would hold ≈ 4.5M rows at once.
+    explain_chunk_size: int = Field(10_000, ge=100)
     explain_top: int = Field(10, ge=1, le=50)
     #: A scenario is offered (report, letters, best scenario) only where it lowers the risk by
     #: at least this much (probability; 0.001 = 0.1 percentage point).

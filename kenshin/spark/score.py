@@ -208,7 +208,7 @@ def spark_explain_chunks(
     scratch: Path,
     settings: SparkSettings | None = None,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(explanations, factors) per chunk of ``config.chunk_size`` residents of ``who`` (index
+    """(explanations, factors) per chunk of ``config.explain_chunk_size`` residents of ``who`` (index
     rows sorted by pseudonym): the chunks of :func:`kenshin.annual.explain_chunks`, each
     explained on an executor by exactly :func:`scoring.score.explain_chunk`.
 
@@ -224,7 +224,7 @@ def spark_explain_chunks(
 
     settings = settings or SparkSettings()
     store, fy = Path(store), int(fiscal_year)
-    n, cs, top = len(who), config.chunk_size, config.explain_top
+    n, cs, top = len(who), config.explain_chunk_size, config.explain_top
     per_group = max(1, round(settings.residents_per_group / cs)) * cs
     groups = max(1, math.ceil(n / per_group))
     sample_index = who.iloc[: min(n, 5)].reset_index(drop=True)

@@ -177,7 +177,7 @@ def test_explanations_of_many_residents_are_explained_on_spark_as_on_pandas(runs
     from kenshin.spark.score import spark_explain_chunks
     from scoring.score import eligible_residents
 
-    sc = runs.cfg.scoring.model_copy(update={"chunk_size": 100})
+    sc = runs.cfg.scoring.model_copy(update={"explain_chunk_size": 100})
     model = load_model(runs.cfg.model_uri, runs.workdir)
     cand = read_checkup_columns(runs.store, ["pseudonym", "exam_date", "age", "sex"], [FY, FY - 1])
     elig = eligible_residents(cand, read_enrollment(runs.store), FY, runs.cfg.day, sc)
