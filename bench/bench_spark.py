@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_spark.py [--residents 2000] [--replicate 1] [--master local[2]]
                                           [--residents-per-group 20000] [--workdir DIR]
                                           [--ward DEMO_WORKDIR] [--budget 1000]
-                                          [--see-doctor-unbudgeted]
+                                          [--see-doctor-unbudgeted] [--engines pandas,spark]
 
 1. (child process, skipped when ``--workdir`` already holds them) a ward of ``--residents``
    × 6 years → ingest → train → promote; ``--replicate K`` scores a store K times larger
@@ -127,6 +127,9 @@ def main() -> None:
         help="no see-doctor budget (the shipped selection.toml): every see-doctor resident is "
         "explained, the explanations streamed chunk by chunk",
     )  # fmt: skip
+    parser.add_argument(
+        "--engines", default="pandas,spark", help="which engines to run, in order (comma-separated)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/kenshin-bench-spark"))
     parser.add_argument(
         "--ward", type=Path, default=None,
@@ -158,7 +161,7 @@ def main() -> None:
             _replicate(store, big, args.replicate)
         store = big
     rates = {}
-    for engine in ("pandas", "spark"):
+    for engine in args.engines.split(","):
         out = work / f"out_{engine}_{args.residents}_x{args.replicate}"
         info = _engine(engine, store, model_workdir, out, args, env)
         c, s, p = info["counts"], info["seconds"], info["peaks"]
@@ -177,7 +180,7 @@ def main() -> None:
         if engine == "spark":
             line += f"; JVM peak {mb['jvm']:,.0f} MB, Python workers peak {mb['workers']:,.0f} MB"
         print(line)
-    if rates.get("pandas"):
+    if rates.get("pandas") and rates.get("spark"):
         print(f"Spark ÷ pandas throughput per core: {rates['spark'] / rates['pandas']:.2f}")
     print(f"load average at end: {os.getloadavg()}")
 
