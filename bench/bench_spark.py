@@ -103,8 +103,10 @@ def _engine(engine: str, store: Path, workdir: Path, out: Path, args, env: dict)
     t0 = time.perf_counter()
     res = subprocess.run(
         [sys.executable, "-c", _RUN, json.dumps(spec)],
-        check=True, env=env, capture_output=True, text=True,
+        env=env, capture_output=True, text=True,
     )  # fmt: skip
+    if res.returncode:
+        sys.exit(f"{engine} engine failed (exit {res.returncode}):\n{res.stderr[-4000:]}")
     info = json.loads(res.stdout.strip().splitlines()[-1])
     info["wall"] = time.perf_counter() - t0
     return info
