@@ -59,7 +59,7 @@ from scoring.contracts import (
     scores_schema,
 )
 from scoring.outputs import LETTERS, STAGING_SUFFIX, AnnualOutputs, staging_for
-from scoring.score import Eligibility, ScoringConfig, eligible_residents, explain_chunk, score_chunk
+from scoring.score import Eligibility, ScoringConfig, explain_chunk, score_chunk
 from scoring.selection import SelectionConfig, decide, select_decided
 
 DEFAULT_MODEL = "models:/kenshin-risk@champion"
@@ -394,22 +394,16 @@ def decide_letters(
 
 
 def eligible(cfg: AnnualRunConfig):
-    """Who is scored (scoring.score.eligible_residents on the store's checkups of FY and FY-1
+    """Who is scored (scoring.score.eligible_in_store: the store's checkups of FY and FY-1
     and its enrollment periods covering the scoring day); nobody eligible is bad input."""
-    from data.store import read_checkup_columns, read_enrollment
+    from scoring.score import eligible_in_store
 
     store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
     with store_readable(store):
-        candidates = read_checkup_columns(
-            store, ["pseudonym", "exam_date", "age", "sex"], [fy, fy - 1]
-        )
-        enrollment = read_enrollment(store, covering=cfg.day)
-    if not (candidates["fiscal_year"].astype(int) == fy).any() and not (
-        sc.fallback_previous_year and len(candidates)
-    ):
+        elig = eligible_in_store(store, fy, cfg.day, sc)
+    c = elig.counts
+    if c["checkup_in_fy"] == 0 and not (sc.fallback_previous_year and c["with_checkup"]):
         raise BadInputError(f"the store {store} has no checkups in FY{fy}")
-    elig = eligible_residents(candidates, enrollment, fy, cfg.day, sc)
-    del candidates, enrollment
     release_memory()
     if elig.index.empty:
         raise BadInputError(f"nobody is eligible for scoring in FY{fy} on {cfg.day.date()}")

@@ -210,8 +210,8 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "pseudonym": s["pseudonym"],
-            "age": s["age"].to_numpy(),
-            "sex": s["sex"].to_numpy(),
+            "age": _small(s["age"].to_numpy()),
+            "sex": _small(s["sex"].to_numpy()),
             "letter": letter,
             "outcome": outcome,
             "priority": d.priority,
@@ -220,6 +220,20 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
             "on_medication": d.on_medication,
         }
     )
+
+
+def _small(values: np.ndarray) -> np.ndarray:
+    """64-bit integers (age, sex) as 16-bit where they fit (:func:`select_decided` reads them
+    back as 64-bit); anything else as it is."""
+    if values.dtype == np.int64 and len(values):
+        if np.iinfo(np.int16).min <= values.min() and values.max() <= np.iinfo(np.int16).max:
+            return values.astype(np.int16)
+    return values
+
+
+def _wide(values: np.ndarray) -> np.ndarray:
+    """:func:`_small` undone."""
+    return values.astype(np.int64) if values.dtype == np.int16 else values
 
 
 def _codes(values: np.ndarray, categories: tuple[str, ...]) -> pd.Categorical:
@@ -261,8 +275,8 @@ def select_decided(
             "letter_type": pd.array(letter, dtype="string"),
             "outcome": pd.array(_values(s["outcome"]), dtype="string"),
             "priority": s["priority"].to_numpy(),
-            "age": s["age"].to_numpy(),
-            "sex": s["sex"].to_numpy(),
+            "age": _wide(s["age"].to_numpy()),
+            "sex": _wide(s["sex"].to_numpy()),
         }
     )
     _allocate(out, letter, reasons, config)

@@ -48,6 +48,9 @@ def _store(tmp_path):
 def test_enrollment_covering_the_day_is_read_in_batches_to_the_same_eligibility(
     tmp_path, monkeypatch
 ):
+    import numpy as np
+    import pyarrow as pa
+
     import data.store as store_module
     from data.store import read_checkup_columns, read_enrollment
     from scoring.score import ScoringConfig, eligible_residents, enrolled_on
@@ -63,7 +66,14 @@ def test_enrollment_covering_the_day_is_read_in_batches_to_the_same_eligibility(
             monkeypatch.setattr(store_module, "ENROLLMENT_BATCH", batch)
             covering = read_enrollment(store, covering=day)
             assert list(covering.columns) == list(whole.columns)
-            assert covering.dtypes.equals(whole.dtypes)
+            # the same columns, text kept in Arrow (compact); the same periods
+            arrow_text = pd.ArrowDtype(pa.string())
+            assert covering.dtypes.equals(whole.dtypes.replace({np.dtype(object): arrow_text}))
+            until = whole["enrolled_until"]
+            kept = whole[(whole["enrolled_from"] <= day) & (until.isna() | (until >= day))]
+            pd.testing.assert_frame_equal(
+                covering.astype(whole.dtypes), kept.reset_index(drop=True), check_exact=True
+            )
             assert enrolled_on(covering, day).equals(enrolled_on(whole, day))
             got = eligible_residents(candidates, covering, 2025, day, ScoringConfig())
             pd.testing.assert_frame_equal(got.index, expected.index, check_exact=True)
@@ -96,3 +106,46 @@ def test_release_memory_can_be_called_any_time():
 
     release_memory()
     release_memory()
+
+
+def test_eligibility_in_the_store_reads_only_the_pseudonyms_of_the_covering_periods(tmp_path):
+    from data.store import read_checkup_columns, read_enrolled, read_enrollment
+    from scoring.score import ScoringConfig, eligible_in_store, eligible_residents
+
+    store = _store(tmp_path)
+    candidates = read_checkup_columns(store, ["pseudonym", "exam_date", "age", "sex"], [2025, 2024])
+    for day in ("2026-04-01", "2026-01-15", "2026-07-01", "2014-03-31"):
+        day = pd.Timestamp(day)
+        covering = read_enrollment(store, covering=day)
+        assert read_enrolled(store, day).to_pylist() == covering["pseudonym"].tolist()
+        for cfg in (ScoringConfig(), ScoringConfig(fallback_previous_year=False)):
+            want = eligible_residents(candidates, covering, 2025, day, cfg)
+            got = eligible_in_store(store, 2025, day, cfg)
+            pd.testing.assert_frame_equal(got.index, want.index, check_exact=True)
+            assert got.counts == want.counts
+
+
+def test_enrollment_of_other_column_types_is_checked_by_the_schema(tmp_path):
+    """Periods Arrow cannot vouch for (here: dates in microseconds, not the store's
+    nanoseconds) are checked by the schema as frames: the same periods covering the day."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data.store import _covering_periods, _enrollment_surely_valid, read_enrollment
+
+    store = _store(tmp_path)
+    day = pd.Timestamp("2026-04-01")
+    want = read_enrollment(store, covering=day).astype(object)
+    path = store / "enrollment.parquet"
+    table = pq.read_table(path)
+    assert all(_enrollment_surely_valid(b) for b in table.to_batches())
+    for name in ("enrolled_from", "enrolled_until"):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, table.column(name).cast(pa.timestamp("us")))
+    pq.write_table(table, path)
+    assert not any(_enrollment_surely_valid(b) for b in table.to_batches())
+    assert all(isinstance(p, pd.DataFrame) for p in _covering_periods(store, day))
+    got = read_enrollment(store, covering=day)
+    pd.testing.assert_frame_equal(
+        got.astype(object), want.astype(object), check_dtype=False, check_exact=True
+    )

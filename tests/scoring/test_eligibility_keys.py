@@ -1,0 +1,186 @@
+"""Eligibility on sort keys (scoring.score.eligible_residents) gives the index and counts of
+sorting and de-duplicating the frames (``_eligible_residents_frames``, the rules as first
+written), on pandas and on Arrow-backed columns (what data.store returns)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from scoring.score import (
+    ScoringConfig,
+    _eligible_residents_frames,
+    _hex_keys,
+    eligible_residents,
+)
+
+DAY = pd.Timestamp("2026-04-01")
+
+
+def _hex(i: int) -> str:
+    return f"{(i * 0x9E3779B97F4A7C15) % 2**64:016x}"
+
+
+def _ward() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hand-made edge cases, one resident each (pseudonyms of 16 lowercase hex digits)."""
+    p = [_hex(i) for i in range(16)]
+    rows = [  # pseudonym, fiscal_year, exam_date, age
+        (p[0], 2025, "2025-06-01", 60), (p[0], 2025, "2025-09-01", 60),  # two in the FY
+        (p[1], 2025, "2025-06-01", 50), (p[1], 2025, "2025-06-01", 51),  # same day twice
+        (p[2], 2024, "2024-06-01", 55),  # fallback year only
+        (p[3], 2024, "2024-06-01", 73), (p[3], 2023, "2023-06-01", 72),  # 74 at FY end: in
+        (p[4], 2024, "2024-06-01", 74),  # 75 at FY end: out
+        (p[5], 2025, "2025-06-01", 40), (p[6], 2025, "2025-06-01", 39),  # 40 in, 39 out
+        (p[7], 2025, "2025-06-01", 74), (p[8], 2025, "2025-06-01", 75),
+        (p[9], 2025, "2025-06-01", 45), (p[10], 2025, "2025-06-01", 45),
+        (p[11], 2025, "2025-06-01", 45), (p[12], 2025, "2025-06-01", 45),
+        (p[13], 2024, "2024-12-01", 45), (p[13], 2025, "2025-04-02", 46),  # FY beats date
+    ]  # fmt: skip
+    cand = pd.DataFrame(rows, columns=["pseudonym", "fiscal_year", "exam_date", "age"])
+    cand["exam_date"] = pd.to_datetime(cand["exam_date"])
+    cand["sex"] = np.arange(len(cand)) % 2 + 1
+    periods = [  # pseudonym, from, until
+        *[(p[i], "2010-04-01", None) for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 13)],  # open-ended
+        (p[9], "2010-04-01", "2026-04-01"),  # ends on the day: covers it
+        (p[10], "2026-04-01", None),  # starts on the day: covers it
+        (p[11], "2010-04-01", "2026-03-31"),  # ended the day before: not enrolled
+        (p[12], "2026-04-02", None),  # starts the day after: not enrolled
+        (p[12], "2000-04-01", "2005-03-31"),
+        (p[0], "2000-04-01", None),  # two periods covering the day
+        (p[14], "2010-04-01", None), (p[15], "2010-04-01", None),  # enrolled, no checkup
+    ]  # fmt: skip
+    enr = pd.DataFrame(periods, columns=["pseudonym", "enrolled_from", "enrolled_until"])
+    for c in ("enrolled_from", "enrolled_until"):
+        enr[c] = pd.to_datetime(enr[c])
+    enr["end_reason"] = None
+    return cand, enr
+
+
+def _random_ward(seed: int, pseudonyms) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    n = 400
+    who = rng.choice(pseudonyms, n)
+    cand = pd.DataFrame(
+        {
+            "pseudonym": who,
+            "fiscal_year": rng.choice([2023, 2024, 2025], n),
+            "exam_date": pd.Timestamp("2023-04-01")
+            + pd.to_timedelta(rng.integers(0, 60, n) * 17, "D"),
+            "age": rng.integers(36, 80, n),
+            "sex": rng.integers(1, 3, n),
+        }
+    )
+    m = 300
+    start = DAY + pd.to_timedelta(rng.integers(-3, 3, m), "D")
+    until = DAY + pd.to_timedelta(rng.integers(-3, 3, m), "D")
+    enr = pd.DataFrame(
+        {
+            "pseudonym": rng.choice(pseudonyms, m),
+            "enrolled_from": start,
+            "enrolled_until": until.where(rng.random(m) < 0.6),
+        }
+    )
+    enr = enr[~(enr["enrolled_until"] < enr["enrolled_from"])].reset_index(drop=True)
+    enr["end_reason"] = None
+    return cand, enr
+
+
+def _as_store_reads(cand: pd.DataFrame, enr: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The frames as data.store returns them: text in Arrow, nullable integers, year codes."""
+    text = pd.ArrowDtype(pa.string())
+    cand = cand.astype({"pseudonym": text, "age": "Int16", "sex": "Int8", "fiscal_year": "int32"})
+    return cand, enr.astype({"pseudonym": text, "end_reason": text})
+
+
+def _check(cand: pd.DataFrame, enr: pd.DataFrame, fy: int = 2025) -> None:
+    for fallback in (True, False):
+        cfg = ScoringConfig(fallback_previous_year=fallback)
+        for day in (DAY, DAY - pd.Timedelta(days=1), DAY + pd.Timedelta(days=1)):
+            want = _eligible_residents_frames(cand, enr, fy, day, cfg)
+            for c, e in ((cand, enr), _as_store_reads(cand, enr)):
+                got = eligible_residents(c, e, fy, day, cfg)
+                pd.testing.assert_frame_equal(got.index, want.index, check_exact=True)
+                assert got.counts == want.counts
+
+
+def test_edge_cases_give_the_index_and_counts_of_the_frames():
+    cand, enr = _ward()
+    _check(cand, enr)
+    got = eligible_residents(*_as_store_reads(cand, enr), 2025, DAY, ScoringConfig())
+    idx = got.index.set_index("pseudonym")
+    p = [_hex(i) for i in range(16)]
+    assert idx.loc[p[0], "exam_date"] == pd.Timestamp("2025-09-01")
+    assert idx.loc[p[1], "age"] == 51  # the later row of the same day
+    assert idx.loc[p[2], "index_fiscal_year"] == 2024 and idx.loc[p[3], "age"] == 74
+    assert {p[5], p[7], p[9], p[10], p[13]} <= set(idx.index)
+    assert not {p[4], p[6], p[8], p[11], p[12]} & set(idx.index)
+    assert idx.loc[p[13], "index_fiscal_year"] == 2025
+    assert got.counts["enrolled_without_recent_checkup"] == 2
+    assert got.index["pseudonym"].map(type).eq(str).all()
+    assert got.index["pseudonym"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_wards_give_the_index_and_counts_of_the_frames(seed):
+    hexes = [_hex(i) for i in range(120)]
+    _check(*_random_ward(seed, hexes))
+
+
+@pytest.mark.parametrize(
+    "pseudonyms",
+    [
+        ["p1", "p10", "p2", "p9", "q", "Ab", "ab", "é1", "e2", "zz"],  # not hex: byte keys
+        [f"{i:04x}" for i in range(50)],  # hex, but shorter than the store's
+        [f"{i:016x}" for i in range(30)] + ["00000000000000g0"],  # one not hex
+    ],
+)
+def test_other_pseudonyms_sort_as_strings(pseudonyms):
+    _check(*_random_ward(7, pseudonyms))
+
+
+def test_enrollment_pseudonyms_of_another_width_do_not_match_by_number():
+    cand, enr = _random_ward(3, [f"{i:04x}" for i in range(40)])
+    enr["pseudonym"] = "0" + enr["pseudonym"]  # same number, another string
+    _check(cand, enr)
+    assert eligible_residents(cand, enr, 2025, DAY, ScoringConfig()).index.empty
+
+
+def test_hex_keys_order_as_the_strings():
+    rng = np.random.default_rng(0)
+    values = [f"{int(x):016x}" for x in rng.integers(0, 2**63, 500, dtype=np.int64)]
+    values += ["0" * 16, "f" * 16]
+    keys = _hex_keys(pa.array(values).slice(1))
+    assert keys is not None
+    assert [values[1:][i] for i in np.argsort(keys, kind="stable")] == sorted(values[1:])
+    assert _hex_keys(pa.array(["00ff", "0A00"])) is None  # uppercase: not the store's
+    assert _hex_keys(pa.array(["00ff", "0a0"])) is None  # widths differ
+    assert _hex_keys(pa.array(["00ff", None])) is None
+
+
+def test_rows_without_a_pseudonym_take_the_frames_path():
+    cand, enr = _ward()
+    cand.loc[3, "pseudonym"] = None
+    want = _eligible_residents_frames(cand, enr, 2025, DAY, ScoringConfig())
+    got = eligible_residents(cand, enr, 2025, DAY, ScoringConfig())
+    pd.testing.assert_frame_equal(got.index, want.index)
+    assert got.counts == want.counts
+
+
+def test_enrolled_keys_not_of_the_checkups_kind_are_read_again():
+    """scoring.score._eligible given the enrollment's keys (eligible_in_store) but checkups of
+    other pseudonyms: it reads the enrollment's pseudonyms again and matches them as text."""
+    from scoring.score import _eligible
+
+    cand, enr = _random_ward(5, ["p1", "p10", "p2", "q", "zz", "ab"])
+    want = _eligible_residents_frames(cand, enr, 2025, DAY, ScoringConfig())
+    covering = enr["pseudonym"][
+        (enr["enrolled_from"] <= DAY)
+        & (enr["enrolled_until"].isna() | (enr["enrolled_until"] >= DAY))
+    ].reset_index(drop=True)
+    got = _eligible(
+        cand, np.arange(3, dtype=np.uint64), 2025, ScoringConfig(), enrolled_again=lambda: covering
+    )
+    pd.testing.assert_frame_equal(got.index, want.index, check_exact=True)
+    assert got.counts == want.counts
