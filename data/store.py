@@ -424,6 +424,27 @@ def read_rejects(store: Path) -> pd.DataFrame:
     return pd.read_parquet(store / "rejects.parquet")
 
 
-def read_contacts(store: Path) -> pd.DataFrame:
-    """Contact details with raw IDs. Only the letter step may call this."""
-    return pd.read_parquet(store / PRIVATE / "contacts.parquet")
+def read_contacts(store: Path, pseudonyms: Iterable[str] | None = None) -> pd.DataFrame:
+    """Contact details with raw IDs (of ``pseudonyms`` only, if given: filtered by Arrow as it
+    reads). Only the letter step may call this."""
+    path = store / PRIVATE / "contacts.parquet"
+    if pseudonyms is None:
+        return pd.read_parquet(path)
+    wanted = pa.array(list(pseudonyms), type=pa.string())
+    import pyarrow.dataset as ds
+
+    return ds.dataset(path).to_table(filter=ds.field("pseudonym").isin(wanted)).to_pandas()
+
+
+def iter_contact_columns(
+    store: Path, columns: list[str], batch_rows: int = 250_000
+) -> Iterator[pd.DataFrame]:
+    """Some columns of the contacts, ``batch_rows`` rows at a time (the columns the file lacks
+    are left out): what the selection needs of every contact without holding them all."""
+    path = store / PRIVATE / "contacts.parquet"
+    if not path.exists():
+        return
+    f = pq.ParquetFile(path)
+    present = [c for c in columns if c in f.schema_arrow.names]
+    for batch in f.iter_batches(batch_rows, columns=present):
+        yield batch.to_pandas()
