@@ -31,6 +31,7 @@ feature row; a range of residents with their checkups is a ``cogroup``.
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import shutil
 import uuid
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["spark_explain_chunks", "spark_score_chunks"]
 
 DRIFT = "_kenshin_drift"
-ROW = "_kenshin_row"
-FACTORS = ("factor_1", "factor_2", "factor_3")
 #: Engines unpickled in this (executor) Python worker, by broadcast id.
 _ENGINES: dict[str, tuple] = {}
 
@@ -208,18 +207,17 @@ def spark_explain_chunks(
     scratch: Path,
     settings: SparkSettings | None = None,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(explanations, factors) per chunk of ``config.explain_chunk_size`` residents of ``who`` (index
-    rows sorted by pseudonym): the chunks of :func:`kenshin.annual.explain_chunks`, each
-    explained on an executor by exactly :func:`scoring.score.explain_chunk`.
+    """(explanations, factors) per range of ``who`` (index rows sorted by pseudonym): the
+    chunks of :func:`kenshin.annual.explain_chunks` (``config.explain_chunk_size`` residents),
+    each explained on an executor by exactly :func:`scoring.score.explain_chunk`.
 
-    A range's explanations and factors come back as one table: each resident × outcome's
-    factors ride on its rank-0 (bias) row and are split off again here.
+    Each range's tables are written by the executor itself as Parquet files into ``scratch``
+    (shared storage on a cluster; written to a temp name and renamed, so a retried task
+    rewrites the same file), not returned through Spark: a resident's explanation is ≈ 90
+    rows, and a range's millions of rows through the JVM's Parquet writer stopped the Spark
+    context of a 1M-resident run (every see-doctor resident explained). Only a row count per
+    range comes back; the driver reads the files in order.
     """
-    import pyarrow.parquet as pq
-
-    from data.store import read_checkup_history
-    from kenshin.annual import store_readable
-    from scoring.contracts import EXPLANATIONS_SCHEMA
     from scoring.score import explain_chunk
 
     settings = settings or SparkSettings()
@@ -227,75 +225,56 @@ def spark_explain_chunks(
     n, cs, top = len(who), config.explain_chunk_size, config.explain_top
     per_group = max(1, round(settings.residents_per_group / cs)) * cs
     groups = max(1, math.ceil(n / per_group))
-    sample_index = who.iloc[: min(n, 5)].reset_index(drop=True)
-    with store_readable(store):
-        sample_history = read_checkup_history(store, sample_index["pseudonym"], fy)
-    sample = _with_factors(
-        *explain_chunk(engine, sample_history, sample_index, feature_config, top=top)
-    )
-    ddl, dtypes = spark_schema(sample)
-    ddl += f", `{ROW}` bigint, `{BUCKET}` bigint"
-    columns = list(dtypes)
     grouped = _ranges(spark, store, fy, who, per_group)
     index_dtypes, checkup_dtypes = grouped.index_dtypes, grouped.checkup_dtypes
     shipped = spark.sparkContext.broadcast(pickle.dumps((engine, feature_config)))
     token = uuid.uuid4().hex
+    folder = Path(scratch).resolve() / f"spark-explain-{token[:8]}"
+    folder.mkdir(parents=True)
+
+    def files(g: int) -> tuple[Path, Path]:
+        return folder / f"explanations-{g:06d}.parquet", folder / f"factors-{g:06d}.parquet"
 
     def explain_group(key, hist: pd.DataFrame, idx: pd.DataFrame) -> pd.DataFrame:
+        g = int(key[0])
         if idx.empty:
-            return pd.DataFrame(columns=[*columns, ROW, BUCKET])
+            return pd.DataFrame({BUCKET: [g], "rows": [0]})
         eng, fcfg = _engine(token, shipped)
         checkups = _stored(hist, checkup_dtypes, store)
         chunk = to_stored(idx, index_dtypes).sort_values("pseudonym", ignore_index=True)
-        parts = []
+        parts, factor_parts = [], []
         for start in range(0, len(chunk), cs):  # the pandas engine's chunks
             sub = chunk.iloc[start : start + cs].reset_index(drop=True)
             rows = checkups["pseudonym"].isin(sub["pseudonym"]).to_numpy()
             expl, factors = explain_chunk(
                 eng, checkups[rows].reset_index(drop=True), sub, fcfg, top=top
             )
-            parts.append(_with_factors(expl, factors)[columns])
-        out = to_spark(pd.concat(parts, ignore_index=True))
-        out[ROW] = np.arange(len(out), dtype="int64")
-        out[BUCKET] = int(key[0])
-        return out
+            parts.append(expl)
+            factor_parts.append(factors)
+        for frame, path in zip(
+            (pd.concat(parts, ignore_index=True), pd.concat(factor_parts, ignore_index=True)),
+            files(g),
+            strict=True,
+        ):
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            frame.to_parquet(tmp, index=False)
+            tmp.chmod(0o600)
+            os.replace(tmp, path)
+        return pd.DataFrame({BUCKET: [g], "rows": [len(chunk)]})
 
-    folder = Path(scratch).resolve() / f"spark-explain-{uuid.uuid4().hex[:8]}"
     try:
         spark.sparkContext.setJobDescription(f"kenshin score: explain {n:,} residents")
-        explained = grouped.apply(explain_group, ddl)
-        explained.write.partitionBy(BUCKET).parquet(folder.as_uri())
-        schema_cols = list(EXPLANATIONS_SCHEMA.columns)
+        done = grouped.apply(explain_group, f"`{BUCKET}` bigint, rows bigint").collect()
+        explained = sum(int(r["rows"]) for r in done)
+        if explained != n:
+            raise RuntimeError(f"Spark explained {explained:,} of {n:,} residents")
         for g in range(groups):
-            part = folder / f"{BUCKET}={g}"
-            if not part.exists():
-                continue
-            frame = pq.read_table(part).to_pandas().sort_values(ROW, ignore_index=True)
-            frame = from_spark(frame.drop(columns=[ROW]), dtypes)
-            bias = frame["rank"].to_numpy() == 0
-            yield (
-                frame[schema_cols].reset_index(drop=True),
-                frame.loc[bias, ["pseudonym", "outcome", *FACTORS]].reset_index(drop=True),
-            )
+            expl_path, factors_path = files(g)
+            if expl_path.exists():
+                yield pd.read_parquet(expl_path), pd.read_parquet(factors_path)
     finally:
         shipped.unpersist()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _with_factors(explanations: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
-    """The explanations with each resident × outcome's factors on its rank-0 row."""
-    keyed = factors.reindex(columns=["pseudonym", "outcome", *FACTORS]).astype(
-        {"pseudonym": "string", "outcome": "string"}
-    )
-    first = explanations["rank"].to_numpy() == 0
-    head = explanations.loc[first, ["pseudonym", "outcome"]].astype("string")
-    picked = head.merge(keyed, on=["pseudonym", "outcome"], how="left", validate="one_to_one")
-    out = explanations.copy()
-    for c in FACTORS:
-        col = pd.Series(pd.NA, index=out.index, dtype="string")
-        col[first] = picked[c].astype("string").to_numpy()
-        out[c] = col
-    return out
 
 
 def _read_back(
