@@ -485,17 +485,8 @@ def _eligible(
     on_roll = _isin_sorted(latest_keys, enrolled)
     in_age = (age_now >= MIN_AGE) & (age_now <= MAX_AGE)
     keep = on_roll & in_age
-    counts = {
-        "enrolled_on_scoring_date": len(enrolled),
-        "with_checkup": int(len(pick)),
-        "checkup_in_fy": int((fy == fiscal_year).sum()),
-        "checkup_in_previous_fy": int((fy == fiscal_year - 1).sum()),
-        "not_enrolled": int((~on_roll).sum()),
-        "age_out_of_range": int((on_roll & ~in_age).sum()),
-        "enrolled_without_recent_checkup": int((~_isin_sorted(enrolled, latest_keys)).sum()),
-        "eligible": int(keep.sum()),
-        "eligible_by_fallback": int((keep & (fy != fiscal_year)).sum()),
-    }
+    without_recent = int((~_isin_sorted(enrolled, latest_keys)).sum())
+    counts = _counts(len(enrolled), without_recent, fiscal_year, fy, on_roll, in_age)
     del enrolled, latest_keys, on_roll, in_age
     chosen = pick[keep]
     sex = candidates["sex"].iloc[pick].astype("int64").to_numpy()[keep]
@@ -513,6 +504,30 @@ def _eligible(
         }
     )
     return Eligibility(index, counts)  # in pseudonym order: the keys' order
+
+
+def _counts(
+    enrolled: int,
+    without_recent: int,
+    fiscal_year: int,
+    fy: np.ndarray,
+    on_roll: np.ndarray,
+    in_age: np.ndarray,
+) -> dict[str, int]:
+    """Eligibility's counts from each resident's index year (``fy``), whether they are on the
+    roll and of age (one entry per resident with a checkup)."""
+    keep = on_roll & in_age
+    return {
+        "enrolled_on_scoring_date": int(enrolled),
+        "with_checkup": int(len(fy)),
+        "checkup_in_fy": int((fy == fiscal_year).sum()),
+        "checkup_in_previous_fy": int((fy == fiscal_year - 1).sum()),
+        "not_enrolled": int((~on_roll).sum()),
+        "age_out_of_range": int((on_roll & ~in_age).sum()),
+        "enrolled_without_recent_checkup": int(without_recent),
+        "eligible": int(keep.sum()),
+        "eligible_by_fallback": int((keep & (fy != fiscal_year)).sum()),
+    }
 
 
 def _strings(pseudonyms: pd.Series) -> np.ndarray:
@@ -569,17 +584,8 @@ def _eligible_residents_frames(
             "sex": latest["sex"].astype("int64").to_numpy()[keep],
         }
     )
-    counts = {
-        "enrolled_on_scoring_date": len(enrolled),
-        "with_checkup": int(len(latest)),
-        "checkup_in_fy": int((fy == fiscal_year).sum()),
-        "checkup_in_previous_fy": int((fy == fiscal_year - 1).sum()),
-        "not_enrolled": int((~on_roll).sum()),
-        "age_out_of_range": int((on_roll & ~in_age).sum()),
-        "enrolled_without_recent_checkup": int((~enrolled.isin(latest["pseudonym"])).sum()),
-        "eligible": int(keep.sum()),
-        "eligible_by_fallback": int((keep & (fy != fiscal_year)).sum()),
-    }
+    without_recent = int((~enrolled.isin(latest["pseudonym"])).sum())
+    counts = _counts(len(enrolled), without_recent, fiscal_year, fy, on_roll, in_age)
     return Eligibility(index.sort_values("pseudonym", ignore_index=True), counts)
 
 
