@@ -76,6 +76,9 @@ if args["engine"] == "spark":
     conf.write_text(
         f"residents_per_group = {args['per_group']}\n[conf]\n"
         f'"spark.sql.shuffle.partitions" = {args["cores"] * 2}\n'
+        # local mode: the executors' tasks run in the driver's JVM, whose default heap (1 GB)
+        # ran out in the explain job of 1M residents (every see-doctor resident explained)
+        f'"spark.driver.memory" = "{args["jvm_memory"]}"\n'
     )
     extra = {"engine": "spark", "spark_master": args["master"], "spark_config": conf}
 cfg = AnnualRunConfig(
@@ -99,6 +102,7 @@ def _engine(engine: str, store: Path, workdir: Path, out: Path, args, env: dict)
         "fy": FY, "master": args.master, "cores": args.cores, "per_group": args.residents_per_group,
         "budget": args.budget,
         "see_doctor_budget": None if args.see_doctor_unbudgeted else args.budget,
+        "jvm_memory": args.jvm_memory,
     }  # fmt: skip
     t0 = time.perf_counter()
     res = subprocess.run(
@@ -129,6 +133,9 @@ def main() -> None:
         help="no see-doctor budget (the shipped selection.toml): every see-doctor resident is "
         "explained, the explanations streamed chunk by chunk",
     )  # fmt: skip
+    parser.add_argument(
+        "--jvm-memory", default="4g", help="Spark's JVM heap (spark.driver.memory, local mode)"
+    )
     parser.add_argument(
         "--engines", default="pandas,spark", help="which engines to run, in order (comma-separated)"
     )
