@@ -29,6 +29,7 @@ missing ones. A damaged store is bad input (exit 2), not a crash.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -210,12 +211,6 @@ def _run_artifacts(client, run_id: str) -> dict:
 # ------------------------------------------------------------------------------------------
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    buf = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
-    atomic_write(path, buf.getvalue().to_pybytes())
-
-
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     """A spreadsheet-safe CSV (data.files.csv_bytes: no cell is run as a formula)."""
     atomic_write(path, csv_bytes(frame, date_format="%Y-%m-%d"))
@@ -287,22 +282,30 @@ def contact_status(store: Path, among: pd.Series | None = None) -> pd.Series:
     """Per pseudonym with a contacts row (of ``among`` only, if given): ``""`` when a letter
     can be addressed, else the fields at fault (scoring.letters.schema.contact_problems:
     codes, never values). The contacts are read a batch at a time, only the address columns:
-    every member's contact held at once took ≈ 3.4 GB at 1M residents."""
+    every member's contact held at once took ≈ 3.4 GB at 1M residents. The pseudonyms are
+    kept as Arrow text (the index of the result), the codes as shared Python strings."""
     from data.store import iter_contact_columns
     from scoring.letters.schema import contact_problems
+    from scoring.score import PseudonymSet
+    from scoring.selection import arrow_text
 
-    wanted = None if among is None else pa.array(among.astype(str).to_numpy(), type=pa.string())
-    parts = []
+    wanted = None if among is None else PseudonymSet(arrow_text(among))
+    keys: list[pa.ChunkedArray] = []
+    parts: list[np.ndarray] = []
     for batch in iter_contact_columns(store, ["pseudonym", "name", "postal_code", "address"]):
+        text = arrow_text(batch["pseudonym"].astype(str)).combine_chunks()
         if wanted is not None:
-            keep = pc.is_in(pa.array(batch["pseudonym"].astype(str)), wanted)
-            batch = batch[keep.to_numpy(zero_copy_only=False)]
+            keep = wanted.contains(text)
+            batch, text = batch[keep], text.filter(pa.array(keep))
         for col in ("name", "postal_code", "address"):
             if col not in batch:
                 batch[col] = pd.NA
-        problems = contact_problems(batch.reset_index(drop=True)).to_numpy()
-        parts.append(pd.Series(problems, index=batch["pseudonym"].astype(str).to_numpy()))
-    return pd.concat(parts) if parts else pd.Series(dtype=object)
+        parts.append(contact_problems(batch.reset_index(drop=True)).to_numpy(dtype=object))
+        keys.append(text)
+    if not parts:
+        return pd.Series(dtype=object)
+    index = pd.Index(pd.arrays.ArrowExtensionArray(pa.chunked_array(keys, type=pa.string())))
+    return pd.Series(np.concatenate(parts), index=index, dtype=object)
 
 
 def _opted_out(store: Path) -> pd.Series:
@@ -808,12 +811,13 @@ def explain_selected(
 
     Only the factors of the selection's own rows (resident × the outcome of their letter) are
     kept: the run's memory does not grow with the number of residents explained."""
-    in_arm = selection.loc[selection["arm"].notna(), "pseudonym"]
-    who = elig.index[elig.index["pseudonym"].isin(in_arm)].sort_values(
+    in_arm = selection.loc[selection["arm"].notna(), ["pseudonym", "outcome"]]
+    who = elig.index[elig.index["pseudonym"].isin(in_arm["pseudonym"])].sort_values(
         "pseudonym", ignore_index=True
     )
     store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
-    topics = selection[["pseudonym", "outcome"]].astype("string")
+    # Only residents in an arm are explained: their topics are all the factors are kept for.
+    topics = in_arm.astype("string")
     empty = EXPLANATIONS_SCHEMA.validate(pd.DataFrame(columns=list(EXPLANATIONS_SCHEMA.columns)))
     if not len(who):
         chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]] = iter(())
@@ -869,14 +873,32 @@ def explain_chunks(
 
 
 def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
-    """The selection with each resident's top three factors for the outcome of their row."""
-    topic = selection[["pseudonym", "outcome"]].merge(
-        factors, on=["pseudonym", "outcome"], how="left"
+    """The selection with each resident's top three factors for the outcome of their row
+    (missing where none were kept). Matched by position in Arrow: no copy of the selection's
+    pseudonyms as Python strings, nor a merge over every scored resident."""
+    from scoring.selection import _positions, arrow_text
+
+    n = len(selection)
+    f = factors.drop_duplicates(["pseudonym", "outcome"], keep="first")
+    at, found = _positions(
+        arrow_text(f["pseudonym"]), pd.Series(np.arange(n), index=_arrow_index(selection))
     )
-    selection = selection.copy()
+    outcome = selection["outcome"].to_numpy(dtype=object, na_value=None)
+    same = found & (outcome[at] == f["outcome"].to_numpy(dtype=object, na_value=None))
+    rows = at[same]
+    selection = selection.copy(deep=False)
     for i in (1, 2, 3):
-        selection[f"factor_{i}"] = topic[f"factor_{i}"].astype("string").to_numpy()
+        col = np.full(n, None, dtype=object)
+        col[rows] = f[f"factor_{i}"].to_numpy(dtype=object)[same]
+        selection[f"factor_{i}"] = pd.array(col, dtype="string")
     return selection
+
+
+def _arrow_index(frame: pd.DataFrame) -> pd.Index:
+    """``frame``'s pseudonyms as an index of Arrow text (zero-copy when they are Arrow)."""
+    from scoring.selection import arrow_text
+
+    return pd.Index(pd.arrays.ArrowExtensionArray(arrow_text(frame["pseudonym"])))
 
 
 def drift_report(engine, drift_counts: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -890,9 +912,8 @@ def drift_report(engine, drift_counts: dict[str, np.ndarray]) -> pd.DataFrame:
 
 def letters_sent(selection: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
     """``letters_sent.csv``: the residents marked sent and the letter date (the scoring day)."""
-    return selection.loc[selection["sent"], ["pseudonym"]].assign(
-        letter_date=day.date().isoformat()
-    )
+    sent = selection.loc[selection["sent"], ["pseudonym"]]
+    return sent.assign(letter_date=pd.array([day.date().isoformat()] * len(sent), dtype="string"))
 
 
 def write_tables(
@@ -904,17 +925,40 @@ def write_tables(
     """Selection and drift into ``outs``, after every table (``sent`` too) is checked against
     its contract (checked, not coerced: the bytes written stay those of the frames). The paths
     of the run's tables so far (scores and explanations were written chunk by chunk)."""
-    SELECTION_SCHEMA.validate(selection, lazy=True)
+    validate_in_parts(SELECTION_SCHEMA, selection)
     DRIFT_SCHEMA.validate(drift, lazy=True)
     LETTERS_SENT_SCHEMA.validate(sent, lazy=True)
-    _write_parquet(selection, outs.selection)
-    _write_csv(selection, outs.selection_csv)
+    with TableWriter(outs.selection, outs.selection_csv) as writer:
+        for start in range(0, max(len(selection), 1), TABLE_PART_ROWS):
+            writer.write(selection.iloc[start : start + TABLE_PART_ROWS])
     _write_csv(drift, outs.drift)
     return {
         "scores": outs.scores, "scores_csv": outs.scores_csv, "selection": outs.selection,
         "selection_csv": outs.selection_csv, "explanations": outs.explanations,
         "drift": outs.drift,
     }  # fmt: skip
+
+
+#: Rows of a per-resident table checked and written at a time: a part's coerced copies and
+#: CSV text, not the whole table's (≈ 1 GB of CSV alone for 10M residents).
+TABLE_PART_ROWS = 500_000
+
+
+def validate_in_parts(schema, frame: pd.DataFrame, rows: int = TABLE_PART_ROWS) -> None:
+    """``schema.validate(frame, lazy=True)``, ``rows`` at a time; its uniqueness of
+    ``pseudonym`` over the whole frame, checked in Arrow (the rows that break it are then
+    validated together, so the error is the schema's own)."""
+    from scoring.selection import arrow_text
+
+    part = copy.deepcopy(schema)  # the schema's checks but the whole-frame one
+    part.unique = None
+    for start in range(0, max(len(frame), 1), rows):
+        part.validate(frame.iloc[start : start + rows], lazy=True)
+    text = arrow_text(frame["pseudonym"])
+    if pc.count_distinct(text, mode="all").as_py() != len(text):
+        counts = pc.value_counts(text)
+        twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+        schema.validate(frame[pc.is_in(text, value_set=twice).to_numpy()], lazy=True)
 
 
 def run_counts(elig: Eligibility, selection: pd.DataFrame, explained: int) -> dict[str, int]:
@@ -1039,6 +1083,7 @@ def _letter_requests(
     sent = selection.loc[selection["sent"]].reset_index(drop=True)
     if sent.empty:
         return pd.DataFrame()
+    sent["pseudonym"] = sent["pseudonym"].to_numpy(dtype=object)  # as the scores read back
     pids = sent["pseudonym"].astype(str).tolist()
     scores = pd.read_parquet(scores_path, filters=[("pseudonym", "in", pids)])
     df = sent[["pseudonym", "letter_type", "outcome", "factor_1", "factor_2", "factor_3"]].merge(

@@ -44,6 +44,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
@@ -491,18 +492,10 @@ def _eligible(
     chosen = pick[keep]
     sex = candidates["sex"].iloc[pick].astype("int64").to_numpy()[keep]
     exam_date = candidates["exam_date"].to_numpy()[chosen]
-    who = candidates["pseudonym"].iloc[chosen]
+    who = _text(candidates["pseudonym"].iloc[chosen])
     del candidates, pick
     pool.release_unused()
-    index = pd.DataFrame(
-        {
-            "pseudonym": _strings(who),
-            "index_fiscal_year": fy[keep],
-            "exam_date": exam_date,
-            "age": age_now[keep].astype("int64"),
-            "sex": sex,
-        }
-    )
+    index = compact_index(who, fy[keep], exam_date, age_now[keep], sex)
     return Eligibility(index, counts)  # in pseudonym order: the keys' order
 
 
@@ -530,16 +523,71 @@ def _counts(
     }
 
 
-def _strings(pseudonyms: pd.Series) -> np.ndarray:
-    """``pseudonyms.astype("string").to_numpy()``: Python ``str`` objects, made straight from
-    Arrow text (through pandas strings it took 1.8 GB more for 10M residents)."""
-    if isinstance(pseudonyms.dtype, pd.ArrowDtype) and pa.types.is_string(
-        pseudonyms.dtype.pyarrow_dtype
-    ):
-        out = pa.chunked_array(pa.array(pseudonyms.array)).to_numpy()
-        if out.dtype == object and not pseudonyms.isna().any():
-            return out
-    return pseudonyms.astype("string").to_numpy()
+#: The eligibility index's columns as the run holds them, one row per resident for the whole
+#: run: pseudonyms as Arrow text (≈ 20 bytes a resident; a Python ``str`` each took ≈ 73) and
+#: small integers. :func:`index_rows` gives a chunk of it the types the scoring code takes.
+INDEX_DTYPES: dict[str, object] = {
+    "pseudonym": pd.ArrowDtype(pa.string()),
+    "index_fiscal_year": "int16",
+    "exam_date": "datetime64[ns]",
+    "age": "int16",
+    "sex": "int8",
+}
+#: The types of :func:`index_rows` (and of the index before it was made compact).
+_INDEX_ROW_INTS = ("index_fiscal_year", "age", "sex")
+
+
+def compact_index(
+    pseudonyms: pa.ChunkedArray,
+    fiscal_year: np.ndarray,
+    exam_date: np.ndarray,
+    age: np.ndarray,
+    sex: np.ndarray,
+) -> pd.DataFrame:
+    """The eligibility index (:data:`INDEX_DTYPES`) of its columns, row for row."""
+    return pd.DataFrame(
+        {
+            "pseudonym": pd.Series(pd.arrays.ArrowExtensionArray(pseudonyms)),
+            "index_fiscal_year": np.asarray(fiscal_year).astype("int16"),
+            "exam_date": np.asarray(exam_date, dtype="datetime64[ns]"),
+            "age": np.asarray(age).astype("int16"),
+            "sex": np.asarray(sex).astype("int8"),
+        }
+    )
+
+
+def index_rows(index: pd.DataFrame) -> pd.DataFrame:
+    """Index rows (a chunk of the eligibility index) as the scoring code takes them: Python
+    ``str`` pseudonyms and 64-bit integers, whatever compact types (:data:`INDEX_DTYPES`) or
+    Spark's Arrow strings they came in. Made per chunk, never for the whole index."""
+    cols: dict[str, np.ndarray] = {}
+    text = index["pseudonym"].dtype if "pseudonym" in index else None
+    if text is not None and text != np.dtype(object) and pd.api.types.is_string_dtype(text):
+        cols["pseudonym"] = index["pseudonym"].to_numpy(dtype=object)
+    for c in _INDEX_ROW_INTS:
+        if c in index and index[c].dtype in (np.int8, np.int16, np.int32):
+            cols[c] = index[c].to_numpy(dtype="int64")
+    return index.assign(**cols) if cols else index
+
+
+class PseudonymSet:
+    """Pseudonyms to test others against, batch after batch (contacts against the scored
+    residents): sorted 64-bit keys when all are of one hex width (the store's), so a batch
+    is looked up by binary search instead of Arrow hashing the whole set again for it."""
+
+    def __init__(self, text: pa.ChunkedArray) -> None:
+        self.text = text
+        self.width = len(text[0].as_py()) if len(text) else 0
+        keys = _hex_keys(text) if len(text) else None
+        self.keys = None if keys is None else np.unique(keys)
+
+    def contains(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Whether each of ``values`` (Arrow text) is in the set (missing values are not)."""
+        if self.keys is not None and len(values) and len(values[0].as_py() or "") == self.width:
+            keys = _hex_keys(values)
+            if keys is not None:  # every value of the set's width and kind
+                return _isin_sorted(keys, self.keys)
+        return pc.is_in(values, value_set=self.text).to_numpy(zero_copy_only=False)
 
 
 def _rows(column: pd.Series, rows: np.ndarray) -> pd.Series:
@@ -583,10 +631,11 @@ def _eligible_residents_frames(
             "age": age_now[keep].astype("int64"),
             "sex": latest["sex"].astype("int64").to_numpy()[keep],
         }
-    )
+    ).sort_values("pseudonym", ignore_index=True)
     without_recent = int((~enrolled.isin(latest["pseudonym"])).sum())
     counts = _counts(len(enrolled), without_recent, fiscal_year, fy, on_roll, in_age)
-    return Eligibility(index.sort_values("pseudonym", ignore_index=True), counts)
+    text = pa.chunked_array([pa.array(index["pseudonym"].to_numpy(), type=pa.string())])
+    return Eligibility(compact_index(text, *(index[c].to_numpy() for c in list(index)[1:])), counts)
 
 
 # ------------------------------------------------------------------------------------------
@@ -779,6 +828,7 @@ def score_chunk(
 
     ``engine``: a :class:`models.train.TrainedEngine`. ``history``: the chunk's stored checkups.
     """
+    index = index_rows(index)
     base = index_features(history, index, feature_config)
     X = to_matrix(base, engine.feature_names)
     cols: dict[str, object] = {c: index[c].to_numpy() for c in index.columns}
@@ -824,7 +874,7 @@ def explain_chunk(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`explain` of one chunk of residents: their as-of feature rows built from their
     stored checkups (``history``), in ``index`` order."""
-    return explain(engine, index_features(history, index, config), top=top)
+    return explain(engine, index_features(history, index_rows(index), config), top=top)
 
 
 def explain(

@@ -40,6 +40,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from data.columns import AGE_BAND_EDGES, OUTCOMES
@@ -195,7 +197,8 @@ _LETTERS = ("see_doctor", "advice")
 
 def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
     """The row-wise half of :func:`select`: per resident, what :func:`letter_decisions` found
-    and what the global half needs (pseudonym, age, sex), small (about 40 bytes a resident).
+    and what the global half needs (pseudonym, age, sex), small (about 40 bytes a resident;
+    pseudonyms as Arrow text, :func:`_compact`).
 
     Row by row, so the decisions of a table's chunks, concatenated, are those of the table.
     Letter and topic are kept as codes, the referral detail only where the letter was upgraded
@@ -209,7 +212,7 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
     letter, outcome = (_codes(d.letter, _LETTERS), _codes(d.outcome, OUTCOMES))
     return pd.DataFrame(
         {
-            "pseudonym": s["pseudonym"],
+            "pseudonym": _compact(s["pseudonym"]),
             "age": _small(s["age"].to_numpy()),
             "sex": _small(s["sex"].to_numpy()),
             "letter": letter,
@@ -220,6 +223,21 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
             "on_medication": d.on_medication,
         }
     )
+
+
+def arrow_text(pseudonyms: pd.Series) -> pa.ChunkedArray:
+    """Pseudonyms as Arrow text (zero-copy when they are Arrow text already)."""
+    dtype = pseudonyms.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype):
+        return pa.chunked_array(pa.array(pseudonyms.array))
+    values = pseudonyms.to_numpy(dtype=object, na_value=None)
+    return pa.chunked_array([pa.array(values, type=pa.string())])
+
+
+def _compact(pseudonyms: pd.Series) -> pd.Series:
+    """Pseudonyms as a column of Arrow text: ≈ 20 bytes a resident, not a Python ``str`` each
+    (≈ 73): the selection holds one for every scored resident."""
+    return pd.Series(pd.arrays.ArrowExtensionArray(arrow_text(pseudonyms)), index=pseudonyms.index)
 
 
 def _small(values: np.ndarray) -> np.ndarray:
@@ -263,6 +281,7 @@ def select_decided(
     """The global half of :func:`select` on :func:`decide`'s table (one or several chunks'
     concatenated): exclusions, ranking, budget and the control arm over every resident."""
     s = decided.reset_index(drop=True)
+    s["pseudonym"] = _compact(s["pseudonym"])
     reasons = _exclusions(
         s["pseudonym"], config, enrolled, opted_out, last_lettered, scoring_date, contact_problems
     )
@@ -312,29 +331,53 @@ def _exclusions(
     """Residents no letter may go to, in the order of :data:`REASONS`."""
     n = len(pid)
     r = _Reasons(np.full(n, None, dtype=object), np.full(n, None, dtype=object))
+    text = arrow_text(pid)
 
-    def lookup(series: pd.Series | None, default) -> pd.Series:
+    def lookup(series: pd.Series | None, default) -> np.ndarray:
         if series is None:
-            return pd.Series([default] * n)
-        mapped = pid.map(series)
-        # numpy, not Series.where: no silent downcast of the object column (FutureWarning).
-        return pd.Series(np.where(mapped.notna(), mapped.to_numpy(dtype=object), default))
+            return np.full(n, default)
+        at, found = _positions(text, series)
+        out = np.full(n, default, dtype=object)
+        out[found] = series.to_numpy(dtype=object)[at[found]]
+        keep = pd.notna(out)  # a missing value in ``series`` counts as none
+        return np.where(keep, out, default)
 
-    r.flag(~lookup(enrolled, True).astype(bool).to_numpy(), "NOT_ENROLLED")
-    r.flag(lookup(opted_out, False).astype(bool).to_numpy(), "OPTED_OUT")
+    r.flag(~lookup(enrolled, True).astype(bool), "NOT_ENROLLED")
+    r.flag(lookup(opted_out, False).astype(bool), "OPTED_OUT")
     if contact_problems is not None:
-        problem = pid.map(contact_problems)
-        r.flag(problem.isna().to_numpy(), "NO_CONTACT")
-        invalid = (problem.fillna("") != "").to_numpy() & (r.reason == None)  # noqa: E711
-        r.detail[invalid] = problem.to_numpy(dtype=object)[invalid]
+        at, found = _positions(text, contact_problems)
+        problem = np.full(n, None, dtype=object)
+        problem[found] = contact_problems.to_numpy(dtype=object)[at[found]]
+        missing = pd.isna(problem)
+        r.flag(missing, "NO_CONTACT")
+        invalid = ~missing & (problem != "") & (r.reason == None)  # noqa: E711
+        r.detail[invalid] = problem[invalid]
         r.flag(invalid, "CONTACT_INVALID")
     if last_lettered is not None:
-        when = pd.to_datetime(pid.map(last_lettered))
+        at, found = _positions(text, last_lettered)
+        when = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+        when[found] = pd.to_datetime(last_lettered).to_numpy(dtype="datetime64[ns]")[at[found]]
         cutoff = (scoring_date or pd.Timestamp.today()) - pd.DateOffset(
             months=config.lettered_within_months
         )
-        r.flag((when > cutoff).fillna(False).to_numpy(), "RECENTLY_LETTERED")
+        r.flag(when > cutoff.to_datetime64(), "RECENTLY_LETTERED")
     return r
+
+
+def _positions(text: pa.ChunkedArray, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """For each pseudonym of ``text``: its position in ``series``'s index (unique pseudonyms)
+    and whether it is there. Matched in Arrow, as ``Series.map`` would match them, without a
+    Python string per resident."""
+    keys = series.index
+    try:
+        values = arrow_text(pd.Series(keys, copy=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text: matched as their str()
+        values = arrow_text(pd.Series(keys.astype(str)))
+    if pc.count_distinct(values, mode="all").as_py() != len(values):  # as Series.map
+        raise ValueError("Reindexing only valid with uniquely valued Index objects")
+    at = pc.fill_null(pc.index_in(text, value_set=values), -1).to_numpy()
+    found = at >= 0
+    return np.where(found, at, 0).astype(np.int64), found
 
 
 @dataclass(frozen=True)
@@ -404,28 +447,40 @@ def _allocate(
     ``out``'s ``rank`` and ``arm``, ``reasons``)."""
     n = len(out)
     open_ = reasons.reason == None  # noqa: E711
-    out["rank"] = pd.array([pd.NA] * n, dtype="Int64")
-    out["arm"] = pd.array([None] * n, dtype="string")
+    rank, ranked = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    arm = np.full(n, None, dtype=object)
+    priority = out["priority"].to_numpy(dtype="float64")
+    text = arrow_text(out["pseudonym"])
     for kind, budget, with_control in (
         ("advice", config.budget.advice, True),
         ("see_doctor", config.budget.see_doctor, config.control_for_see_doctor),
     ):
         idx = np.flatnonzero(open_ & (letter == kind))
-        cand = out.iloc[idx]
-        # Highest priority first; ties broken by pseudonym so the order is total.
-        key = -cand["priority"].fillna(0).to_numpy()
-        order = idx[np.lexsort((cand["pseudonym"].to_numpy(), key))]
-        out.loc[order, "rank"] = np.arange(1, len(order) + 1)
+        # Highest priority first; ties broken by pseudonym so the order is total. Sorted in
+        # Arrow: text sorts by its UTF-8 bytes, which is the order of Python's str (code
+        # points); + 0.0 makes -0.0 the 0.0 it equals.
+        key = -np.where(np.isnan(priority[idx]), 0.0, priority[idx]) + 0.0
+        table = pa.table({"key": key, "pseudonym": text.take(idx)})
+        ties = pc.sort_indices(table, sort_keys=[("key", "ascending"), ("pseudonym", "ascending")])
+        order = idx[ties.to_numpy()]
+        del table, ties
+        rank[order], ranked[order] = np.arange(1, len(order) + 1), True
         rate = config.control_rate if with_control else 0.0
         cap = len(order) if budget is None else int(np.floor(budget / (1 - rate) + 1e-9))
         study, over = order[:cap], order[cap:]
         reasons.reason[over] = "OVER_BUDGET"
-        control = _control_draw(out.iloc[study], rate, config.seed)
+        control = (
+            _control_draw(out.iloc[study], rate, config.seed)
+            if rate
+            else np.zeros(len(study), dtype=bool)
+        )
         sent = study[~control]
         if budget is not None and len(sent) > budget:  # rounding in small strata
             reasons.reason[sent[budget:]] = "OVER_BUDGET"
             sent = sent[:budget]
         reasons.reason[study[control]] = "CONTROL_ARM"
         reasons.reason[sent] = "SENT_ADVICE" if kind == "advice" else "SENT_SEE_DOCTOR"
-        out.loc[study[control], "arm"] = "control"
-        out.loc[sent, "arm"] = "letter"
+        arm[study[control]] = "control"
+        arm[sent] = "letter"
+    out["rank"] = pd.arrays.IntegerArray(rank, ~ranked)
+    out["arm"] = pd.array(arm, dtype="string")

@@ -118,7 +118,7 @@ def test_edge_cases_give_the_index_and_counts_of_the_frames():
     assert not {p[4], p[6], p[8], p[11], p[12]} & set(idx.index)
     assert idx.loc[p[13], "index_fiscal_year"] == 2025
     assert got.counts["enrolled_without_recent_checkup"] == 2
-    assert got.index["pseudonym"].map(type).eq(str).all()
+    assert got.index["pseudonym"].dtype == pd.ArrowDtype(pa.string())  # compact: Arrow text
     assert got.index["pseudonym"].is_monotonic_increasing
 
 
@@ -184,3 +184,43 @@ def test_enrolled_keys_not_of_the_checkups_kind_are_read_again():
     )
     pd.testing.assert_frame_equal(got.index, want.index, check_exact=True)
     assert got.counts == want.counts
+
+
+def test_index_rows_give_the_scoring_code_the_types_it_took():
+    """The index is held compact (Arrow text, small integers); a chunk of it, through
+    scoring.score.index_rows, is the frame the scoring code took before: Python ``str``
+    pseudonyms and 64-bit integers, the same values."""
+    from scoring.score import INDEX_DTYPES, index_rows
+
+    cand, enr = _ward()
+    index = eligible_residents(*_as_store_reads(cand, enr), 2025, DAY, ScoringConfig()).index
+    assert dict(index.dtypes) == {c: pd.api.types.pandas_dtype(t) for c, t in INDEX_DTYPES.items()}
+    rows = index_rows(index.iloc[2:7].reset_index(drop=True))
+    assert rows["pseudonym"].dtype == object and rows["pseudonym"].map(type).eq(str).all()
+    assert all(rows[c].dtype == np.int64 for c in ("index_fiscal_year", "age", "sex"))
+    want = index.iloc[2:7].reset_index(drop=True)
+    assert rows["pseudonym"].tolist() == want["pseudonym"].tolist()
+    assert (rows["age"].to_numpy() == want["age"].to_numpy()).all()
+    spark_like = want.astype({"pseudonym": "string[pyarrow]"})  # as Spark's Arrow gives it
+    pd.testing.assert_frame_equal(index_rows(spark_like), rows)
+    assert index_rows(rows) is rows  # nothing to do
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [_hex(i) for i in range(300)],  # the store's: sorted keys
+        [f"{i:04x}" for i in range(300)],  # hex of another width than the set's
+        ["p1", "p10", "é", "ab", "Ab"] * 20,  # not hex: Arrow's lookup
+    ],
+)
+def test_pseudonym_sets_answer_as_arrow_is_in(values):
+    from scoring.score import PseudonymSet
+
+    rng = np.random.default_rng(1)
+    members = pa.chunked_array([pa.array(rng.choice([_hex(i) for i in range(200)], 150))])
+    batch = pa.array([*values, None, _hex(3), "0" * 16])
+    got = PseudonymSet(members).contains(batch)
+    want = pa.compute.is_in(batch, value_set=members).to_numpy(zero_copy_only=False)
+    assert got.dtype == bool and (got == want).all()
+    assert got.any() or not set(values) & set(members.to_pylist())

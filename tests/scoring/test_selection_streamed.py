@@ -80,7 +80,8 @@ def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.Dat
     reasons.flag(d.letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame(
         {
-            "pseudonym": s["pseudonym"],
+            # The selection holds its pseudonyms as Arrow text (one per scored resident).
+            "pseudonym": s["pseudonym"].astype(pd.ArrowDtype(pa.string())),
             "letter_type": pd.array(d.letter, dtype="string"),
             "outcome": pd.array(d.outcome, dtype="string"),
             "priority": d.priority,
@@ -156,7 +157,8 @@ def test_decisions_are_small_and_lose_nothing():
     decided = decide(scores, config)
     d = letter_decisions(scores, config)
     per_resident = decided.drop(columns="pseudonym").memory_usage(index=False).sum() / N
-    assert per_resident <= 40  # plus the pseudonym (shared with the eligibility index)
+    assert per_resident <= 40  # plus the pseudonym, Arrow text:
+    assert decided["pseudonym"].memory_usage(index=False, deep=True) / N <= 16 + 4 + 1
     assert decided["letter"].isna().sum() == pd.isna(d.letter).sum()
     assert decided["outcome"].isna().sum() == pd.isna(d.outcome).sum()
     with pytest.raises(ValueError, match="selection needs the scores columns"):
@@ -190,3 +192,78 @@ def test_decisions_keep_age_and_sex_small_and_select_the_same():
     decided = decide(scores, config)
     assert decided["age"].dtype == np.int16 and decided["sex"].dtype == np.int16
     _same(select_decided(decided, config), _select_whole(scores, config))
+
+
+def _exclusions_by_map(pid, config, enrolled, opted_out, last_lettered, scoring_date, problems):
+    """The exclusions as first written (pandas ``Series.map`` on Python strings): the
+    reference of the Arrow lookups (scoring.selection._positions)."""
+    n = len(pid)
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+
+    def flag(mask, code):
+        reason[mask & (reason == None)] = code  # noqa: E711
+
+    def lookup(series, default):
+        if series is None:
+            return pd.Series([default] * n)
+        mapped = pid.map(series)
+        return pd.Series(np.where(mapped.notna(), mapped.to_numpy(dtype=object), default))
+
+    flag(~lookup(enrolled, True).astype(bool).to_numpy(), "NOT_ENROLLED")
+    flag(lookup(opted_out, False).astype(bool).to_numpy(), "OPTED_OUT")
+    if problems is not None:
+        problem = pid.map(problems)
+        flag(problem.isna().to_numpy(), "NO_CONTACT")
+        invalid = (problem.fillna("") != "").to_numpy() & (reason == None)  # noqa: E711
+        detail[invalid] = problem.to_numpy(dtype=object)[invalid]
+        flag(invalid, "CONTACT_INVALID")
+    if last_lettered is not None:
+        when = pd.to_datetime(pid.map(last_lettered))
+        cutoff = scoring_date - pd.DateOffset(months=config.lettered_within_months)
+        flag((when > cutoff).fillna(False).to_numpy(), "RECENTLY_LETTERED")
+    return reason, detail
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exclusions_matched_in_arrow_are_those_of_series_map(seed):
+    rng = np.random.default_rng(seed)
+    names = np.array(
+        ["p1", "p10", "é", "Ab", "ab", "0" * 16, "zz", "p2", "日本", "q"], dtype=object
+    )
+    pid = pd.Series(rng.permutation(names), dtype=object)
+    config = SelectionConfig()
+    kw = {
+        "enrolled": pd.Series(rng.random(len(names)) < 0.5, index=rng.permutation(names)),
+        "opted_out": pd.Series(True, index=rng.choice(names, 3, replace=False)),
+        "last_lettered": pd.Series(
+            pd.to_datetime(["2025-12-01", "2024-01-01", None]), index=names[[1, 2, 3]]
+        ),
+        "scoring_date": pd.Timestamp("2026-04-01"),
+        "problems": pd.Series(["", "address:too_long", None, "name:blank"], index=names[4:8]),
+    }
+    want = _exclusions_by_map(pid, config, **kw)
+    for p in (pid, pid.astype("string"), pid.astype(pd.ArrowDtype(pa.string()))):
+        got = _exclusions(p, config, *kw.values())
+        assert list(got.reason) == list(want[0]) and list(got.detail) == list(want[1])
+
+
+def test_ranking_in_arrow_is_the_lexsort_of_python_strings():
+    """Ties of priority are broken by pseudonym in the order of Python's str (code points),
+    whatever the text; -0.0 and 0.0 tie."""
+    rng = np.random.default_rng(5)
+    names = [f"{c}{i}" for i, c in enumerate(rng.choice(list("aZé日0~"), 400))]
+    priority = rng.choice([0.5, 0.25, 0.0, -0.0, np.nan], len(names))
+    out = pd.DataFrame(
+        {
+            "pseudonym": pd.Series(names, dtype=pd.ArrowDtype(pa.string())),
+            "letter_type": "advice", "outcome": "diabetes", "priority": priority,
+            "age": 50, "sex": 1,
+        }
+    )  # fmt: skip
+    letter = np.full(len(names), "advice", dtype=object)
+    reasons = _exclusions(out["pseudonym"], SelectionConfig(), None, None, None, None, None)
+    _allocate(out, letter, reasons, SelectionConfig(budget={"advice": 10_000}, control_rate=0.0))
+    key = -pd.Series(priority).fillna(0).to_numpy()
+    want = np.lexsort((np.array(names, dtype=object), key))
+    assert (out["rank"].to_numpy()[want] == np.arange(1, len(names) + 1)).all()

@@ -1,0 +1,70 @@
+"""The run's per-resident tables after the selection: factors matched by position, the
+selection checked part by part with the contract's errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+import pyarrow as pa
+import pytest
+
+from kenshin.annual import validate_in_parts, with_factors
+from scoring.contracts import SELECTION_SCHEMA
+
+
+def _selection(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    outcome = rng.choice(["diabetes", "liver", None], n)
+    return pd.DataFrame(
+        {
+            "pseudonym": pd.Series([f"{i:016x}" for i in rng.permutation(n)],
+                                   dtype=pd.ArrowDtype(pa.string())),
+            "fiscal_year": 2025,
+            "letter_type": pd.array(np.where(outcome == None, None, "advice"), dtype="string"),  # noqa: E711
+            "outcome": pd.array(outcome, dtype="string"),
+            "priority": rng.random(n),
+            "rank": pd.array(np.arange(1, n + 1), dtype="Int64"),
+            "arm": pd.array(rng.choice(["letter", "control", None], n), dtype="string"),
+            "reason": pd.Categorical(["SENT_ADVICE"] * n),
+            "reason_detail": pd.array([None] * n, dtype="string"),
+            "sent": True,
+        }
+    )  # fmt: skip
+
+
+def test_factors_are_those_of_a_merge_on_pseudonym_and_outcome():
+    sel = _selection(500)
+    rng = np.random.default_rng(1)
+    rows = rng.choice(500, 120, replace=False)
+    factors = pd.DataFrame(
+        {
+            "pseudonym": sel["pseudonym"].to_numpy(dtype=object)[rows],
+            "outcome": rng.choice(["diabetes", "liver", "ckd"], 120),  # some another topic
+            **{f"factor_{i}": [f"f{i}-{r}" for r in rows] for i in (1, 2, 3)},
+        }
+    ).astype("string")
+    got = with_factors(sel, factors)
+    want = sel.astype({"pseudonym": object, "outcome": object}).merge(
+        factors.astype(object), on=["pseudonym", "outcome"], how="left"
+    )
+    for i in (1, 2, 3):
+        assert got[f"factor_{i}"].dtype == "string"
+        assert got[f"factor_{i}"].tolist() == want[f"factor_{i}"].astype("string").tolist()
+    assert got["factor_1"].notna().sum() > 10
+    assert "factor_1" not in sel  # the caller's frame is left as it was
+    pd.testing.assert_frame_equal(got[list(sel)], sel)
+
+
+def test_the_selection_is_checked_part_by_part_and_unique_over_the_whole():
+    none = pd.DataFrame(columns=["pseudonym", "outcome", "factor_1", "factor_2", "factor_3"])
+    sel = with_factors(_selection(50), none)
+    validate_in_parts(SELECTION_SCHEMA, sel, rows=7)
+    twice = sel.copy()
+    twice.loc[40, "pseudonym"] = twice.loc[3, "pseudonym"]  # in different parts
+    with pytest.raises(pandera.errors.SchemaErrors, match="pseudonym"):
+        validate_in_parts(SELECTION_SCHEMA, twice, rows=7)
+    bad = sel.copy()
+    bad.loc[45, "outcome"] = "gout"  # not an outcome, in the last part
+    with pytest.raises(pandera.errors.SchemaErrors, match="gout"):
+        validate_in_parts(SELECTION_SCHEMA, bad, rows=7)
