@@ -18,7 +18,10 @@ own (so one step's peak is not another's):
   global half ``scoring.selection.select_decided``) on those decisions;
 * ``select_decided``: the same with letters off (no contact status: opt-outs and
   ``select_decided`` only);
-* ``contacts``: ``kenshin.annual.contact_status`` alone.
+* ``contacts``: ``kenshin.annual.contact_status`` alone;
+* ``tables``: what the run does with the selection after it (letters on), without explaining
+  or typesetting: ``select_residents``, ``with_factors`` (no factors), ``letters_sent``,
+  ``write_tables`` (the selection checked and written, Parquet and CSV).
 
 Inputs for N residents: the 1M store (``--source``, bench/bench_spark.py's
 ``store_100000_x25``) replicated ``--copies`` K times under new pseudonyms (as
@@ -48,7 +51,10 @@ FY = 2025
 SOURCE = Path("/work/bench-spark-1m/store_100000_x25")
 SCORES = Path("/work/bench-spark-1m/driver/scores_1m.parquet")
 WORKDIR = Path("/work/bench-spark-1m/driver")
-STEPS = ("eligibility", "eligibility_store", "decisions", "select_decided", "select", "contacts")
+STEPS = (
+    "eligibility", "eligibility_store", "decisions", "select_decided", "select", "contacts",
+    "tables",
+)  # fmt: skip
 CHECKUP_COLUMNS = ["pseudonym", "exam_date", "age", "sex"]
 
 
@@ -212,7 +218,7 @@ def child(step: str, store: Path, decided: Path, budget: int) -> dict:
     )  # fmt: skip
     info: dict = {}
     given = None
-    if step in ("select", "select_decided"):
+    if step in ("select", "select_decided", "tables"):
         given = pd.concat(list(_decided_chunks(decided)), ignore_index=True)
     release_memory()
     time.sleep(0.1)
@@ -239,6 +245,24 @@ def child(step: str, store: Path, decided: Path, budget: int) -> dict:
         info["concat_s"] = time.perf_counter() - t1
     elif step in ("select", "select_decided"):
         out = select_residents(cfg, given)
+    elif step == "tables":
+        from kenshin.annual import letters_sent, with_factors, write_tables
+        from models.drift import drift_table
+        from scoring.outputs import AnnualOutputs
+
+        selection = select_residents(cfg, given)
+        given = None
+        factors = pd.DataFrame(
+            columns=["pseudonym", "outcome", "factor_1", "factor_2", "factor_3"], dtype="string"
+        )
+        selection = with_factors(selection, factors)
+        sent = letters_sent(selection, cfg.day)
+        root = store.parent / "out-tables"
+        root.mkdir(exist_ok=True)
+        drift = drift_table(None, {}, [], {}).astype({"status": "string"})
+        write_tables(AnnualOutputs(root), selection, drift, sent)
+        info["written_mb"] = sum(f.stat().st_size for f in root.iterdir()) / 2**20
+        out = selection
     elif step == "contacts":
         out = contact_status(store).to_frame("problems").reset_index()
     else:
@@ -294,7 +318,7 @@ def main() -> None:
         extra = {
             k: v
             for k, v in info.items()
-            if k in ("counts", "kept_mb", "kept_mb_without_strings", "concat_s")
+            if k in ("counts", "kept_mb", "kept_mb_without_strings", "concat_s", "written_mb")
         }
         print(
             f"{step:12s} rows {info['rows']:>11,}  before {info['base_mb']:6,.0f} MB  "
