@@ -285,8 +285,8 @@ def contact_status(store: Path, among: pd.Series | None = None) -> pd.Series:
     every member's contact held at once took ≈ 3.4 GB at 1M residents. The pseudonyms are
     kept as Arrow text (the index of the result), the codes as shared Python strings."""
     from data.store import iter_contact_columns
+    from scoring.keys import PseudonymSet
     from scoring.letters.schema import contact_problems
-    from scoring.score import PseudonymSet
     from scoring.selection import arrow_text
 
     wanted = None if among is None else PseudonymSet(arrow_text(among))

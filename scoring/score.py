@@ -44,7 +44,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
@@ -56,6 +55,7 @@ from models.lab_response import lab_shift
 from models.train import background, parallel_map
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
+from scoring.keys import hex_keys, isin_sorted
 
 __all__ = [
     "Eligibility",
@@ -301,47 +301,13 @@ def _text(column: pd.Series) -> pa.ChunkedArray:
     return arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
 
 
-#: Lowercase hexadecimal digit of each byte value (-1: not one).
-_HEX = np.full(256, -1, dtype=np.int8)
-_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
-
-
-def _hex_keys(arr: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
-    """Pseudonyms of at most 16 lowercase hex digits, all of one length, as ``uint64``s
-    ordered as the strings are; ``None`` for anything else (or nothing)."""
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    keys, widths = np.zeros(len(arr), dtype=np.uint64), set()
-    at = 0
-    for chunk in chunks:
-        n = len(chunk)
-        if not n:
-            continue
-        if chunk.null_count:
-            return None
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
-        offsets = offsets[chunk.offset : chunk.offset + n + 1]
-        width = int(offsets[1] - offsets[0])
-        widths.add(width)
-        if not 0 < width <= 16 or len(widths) > 1 or int(offsets[-1] - offsets[0]) != width * n:
-            return None  # not one fixed width (offsets rise by ``width`` at every row then)
-        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-        out = keys[at : at + n]
-        for j, col in enumerate(data.reshape(n, width).T):
-            digit = _HEX[col]
-            if (digit < 0).any():
-                return None
-            out |= digit.astype(np.uint64) << np.uint64(4 * (width - 1 - j))
-        at += n
-    return keys if widths else None
-
-
 def _sort_keys(*columns: pd.Series) -> list[np.ndarray]:
     """Keys of the pseudonyms of several columns, comparable across them and ordered as the
     strings are: ``uint64`` of fixed-width hex pseudonyms (the store's), else UTF-8 bytes."""
     keys, widths = [], set()
     for c in columns:
         text = _text(c)
-        k = _hex_keys(text)
+        k = hex_keys(text)
         if k is None and len(text):
             break
         if len(text):
@@ -431,7 +397,7 @@ def _enrolled_keys(store: Path, day: pd.Timestamp) -> np.ndarray | None:
     for arr in iter_enrolled(store, day):
         if not len(arr):
             continue
-        keys = _hex_keys(arr) if len(arr[0].as_py()) == PSEUDONYM_LENGTH else None
+        keys = hex_keys(arr) if len(arr[0].as_py()) == PSEUDONYM_LENGTH else None
         if keys is None:
             return None
         parts.append(keys)
@@ -467,7 +433,7 @@ def _eligible(
         if not len(text):
             keys = np.zeros(0, dtype=np.uint64)
         elif len(text[0].as_py()) == PSEUDONYM_LENGTH:
-            keys = _hex_keys(text)
+            keys = hex_keys(text)
         del text
     if keys is None:
         if enrolled is None or isinstance(enrolled, np.ndarray):
@@ -483,10 +449,10 @@ def _eligible(
     fy = fy_all[pick]
     del fy_all
     age_now = candidates["age"].iloc[pick].astype("float64").to_numpy() + (fiscal_year - fy)
-    on_roll = _isin_sorted(latest_keys, enrolled)
+    on_roll = isin_sorted(latest_keys, enrolled)
     in_age = (age_now >= MIN_AGE) & (age_now <= MAX_AGE)
     keep = on_roll & in_age
-    without_recent = int((~_isin_sorted(enrolled, latest_keys)).sum())
+    without_recent = int((~isin_sorted(enrolled, latest_keys)).sum())
     counts = _counts(len(enrolled), without_recent, fiscal_year, fy, on_roll, in_age)
     del enrolled, latest_keys, on_roll, in_age
     chosen = pick[keep]
@@ -570,38 +536,10 @@ def index_rows(index: pd.DataFrame) -> pd.DataFrame:
     return index.assign(**cols) if cols else index
 
 
-class PseudonymSet:
-    """Pseudonyms to test others against, batch after batch (contacts against the scored
-    residents): sorted 64-bit keys when all are of one hex width (the store's), so a batch
-    is looked up by binary search instead of Arrow hashing the whole set again for it."""
-
-    def __init__(self, text: pa.ChunkedArray) -> None:
-        self.text = text
-        self.width = len(text[0].as_py()) if len(text) else 0
-        keys = _hex_keys(text) if len(text) else None
-        self.keys = None if keys is None else np.unique(keys)
-
-    def contains(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Whether each of ``values`` (Arrow text) is in the set (missing values are not)."""
-        if self.keys is not None and len(values) and len(values[0].as_py() or "") == self.width:
-            keys = _hex_keys(values)
-            if keys is not None:  # every value of the set's width and kind
-                return _isin_sorted(keys, self.keys)
-        return pc.is_in(values, value_set=self.text).to_numpy(zero_copy_only=False)
-
-
 def _rows(column: pd.Series, rows: np.ndarray) -> pd.Series:
     """``column``'s rows ``rows`` (positions, or a mask); itself, not a copy, if that is all."""
     n = int(rows.sum()) if rows.dtype == bool else len(rows)
     return column if n == len(column) else column.iloc[rows]
-
-
-def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
-    """``np.isin`` for a sorted, de-duplicated ``sorted_unique``."""
-    if not len(sorted_unique):
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
-    return sorted_unique[at] == values
 
 
 def _eligible_residents_frames(
@@ -653,6 +591,7 @@ def index_features(
     history: pd.DataFrame, index: pd.DataFrame, config: FeatureConfig
 ) -> pd.DataFrame:
     """As-of feature rows of the index checkups, in ``index`` order (one per resident)."""
+    index = index_rows(index)
     feats = build_features(_history_to_index(history, index), config)
     last = feats.drop_duplicates("pseudonym", keep="last").set_index("pseudonym")
     missing = ~index["pseudonym"].isin(last.index)
@@ -713,6 +652,7 @@ def scenario_features(
     most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
     the unchanged features.
     """
+    index = index_rows(index)
     applies = _moves_towards_lower_risk(base, scenario)
     for cond in scenario.when:
         applies &= cond.holds(base)
@@ -764,6 +704,7 @@ def scenario_risks(
     lab-response table (``engine.lab_response``; engines without one: levers only).
     ``submit``: a models.train.background submitter (default: one of its own); a scenario is
     predicted there while the next one's features are built."""
+    index = index_rows(index)
     if submit is None:
         with background() as own:
             yield from scenario_risks(engine, history, index, base, scenarios, feature_config,
@@ -795,6 +736,7 @@ def whatif_direction(
     """Direction check of the what-if scenarios, before any filtering: per scenario × outcome,
     residents it applies to (``n``), the share whose risk rises (``raised``), rises by more
     than ``tolerance`` (``raised_over_tolerance``), falls (``lowered``) and the largest rise."""
+    index = index_rows(index)
     base = index_features(history, index, feature_config)
     risk = engine.predict_proba(to_matrix(base, engine.feature_names))
     rows_out = []

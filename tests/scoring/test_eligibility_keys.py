@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from scoring.keys import hex_keys as _hex_keys
 from scoring.score import (
     ScoringConfig,
     _eligible_residents_frames,
-    _hex_keys,
     eligible_residents,
 )
 
@@ -215,7 +215,7 @@ def test_index_rows_give_the_scoring_code_the_types_it_took():
     ],
 )
 def test_pseudonym_sets_answer_as_arrow_is_in(values):
-    from scoring.score import PseudonymSet
+    from scoring.keys import PseudonymSet
 
     rng = np.random.default_rng(1)
     members = pa.chunked_array([pa.array(rng.choice([_hex(i) for i in range(200)], 150))])
@@ -224,3 +224,24 @@ def test_pseudonym_sets_answer_as_arrow_is_in(values):
     want = pa.compute.is_in(batch, value_set=members).to_numpy(zero_copy_only=False)
     assert got.dtype == bool and (got == want).all()
     assert got.any() or not set(values) & set(members.to_pylist())
+
+
+@pytest.mark.parametrize("width", [16, 4])
+def test_positions_by_keys_are_those_of_series_map(width):
+    """scoring.keys.positions (binary search on hex keys, else Arrow's lookup) answers as
+    ``Series.map`` on Python strings, and refuses an index with repeats as it does."""
+    from scoring.keys import positions
+
+    rng = np.random.default_rng(width)
+    names = sorted({f"{int(x):0{width}x}" for x in rng.integers(0, 16 ** min(width, 15), 300)})
+    index = pd.Index(rng.permutation(names[:200]))
+    wanted = pa.array([*rng.choice(names, 500), "zz" * (width // 2)])  # last: not hex
+    for text in (wanted, wanted.slice(0, 500)):  # with and without a non-hex value
+        at, found = positions(text, index)
+        mapped = pd.Series(text.to_pylist()).map(pd.Series(np.arange(200), index=index))
+        assert (found == mapped.notna().to_numpy()).all()
+        assert (at[found] == mapped.dropna().to_numpy()).all()
+    arrow_index = pd.Index(pd.arrays.ArrowExtensionArray(pa.chunked_array([pa.array(index)])))
+    assert (positions(wanted, arrow_index)[0] == positions(wanted, index)[0]).all()
+    with pytest.raises(ValueError, match="uniquely valued"):
+        positions(wanted, pd.Index([*names[:5], names[0]]))

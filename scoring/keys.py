@@ -1,0 +1,112 @@
+"""Pseudonyms as numbers: matching and sorting millions of them without a Python string each.
+
+The store's pseudonyms are fixed-width lowercase hexadecimal (data.pseudonym), so each is a
+64-bit integer ordered as the strings are. Sorted keys answer "is it there" and "where is it"
+by binary search, in 8 bytes a resident; anything else (other widths or characters, tests'
+hand-made names) is matched as Arrow text, with the same answers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: Lowercase hexadecimal digit of each byte value (-1: not one).
+_HEX = np.full(256, -1, dtype=np.int8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
+
+
+def hex_keys(arr: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """Pseudonyms of at most 16 lowercase hex digits, all of one length, as ``uint64``s
+    ordered as the strings are; ``None`` for anything else (or nothing)."""
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    keys, widths = np.zeros(len(arr), dtype=np.uint64), set()
+    at = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if not n:
+            continue
+        if chunk.null_count:
+            return None
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+        offsets = offsets[chunk.offset : chunk.offset + n + 1]
+        width = int(offsets[1] - offsets[0])
+        widths.add(width)
+        if not 0 < width <= 16 or len(widths) > 1 or int(offsets[-1] - offsets[0]) != width * n:
+            return None  # not one fixed width (offsets rise by ``width`` at every row then)
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        out = keys[at : at + n]
+        for j, col in enumerate(data.reshape(n, width).T):
+            digit = _HEX[col]
+            if (digit < 0).any():
+                return None
+            out |= digit.astype(np.uint64) << np.uint64(4 * (width - 1 - j))
+        at += n
+    return keys if widths else None
+
+
+def isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted, de-duplicated ``sorted_unique``."""
+    if not len(sorted_unique):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
+    return sorted_unique[at] == values
+
+
+class PseudonymSet:
+    """Pseudonyms to test others against, batch after batch (contacts against the scored
+    residents): sorted 64-bit keys when all are of one hex width (the store's), so a batch
+    is looked up by binary search instead of Arrow hashing the whole set again for it."""
+
+    def __init__(self, text: pa.ChunkedArray) -> None:
+        self.text = text
+        self.width = len(text[0].as_py()) if len(text) else 0
+        keys = hex_keys(text) if len(text) else None
+        self.keys = None if keys is None else np.unique(keys)
+
+    def contains(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Whether each of ``values`` (Arrow text) is in the set (missing values are not)."""
+        if self.keys is not None and len(values) and len(values[0].as_py() or "") == self.width:
+            keys = hex_keys(values)
+            if keys is not None:  # every value of the set's width and kind
+                return isin_sorted(keys, self.keys)
+        return pc.is_in(values, value_set=self.text).to_numpy(zero_copy_only=False)
+
+
+def positions(text: pa.ChunkedArray | pa.Array, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """For each pseudonym of ``text``: its position in ``index`` (unique pseudonyms) and
+    whether it is there, as ``Series.map`` would match them: by binary search on keys when
+    both are of one hex width, else by Arrow's hash lookup (no Python string per row)."""
+    try:
+        values = _arrow(index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text: matched as their str()
+        values = _arrow(index.astype(str))
+    keys = hex_keys(values) if len(values) else None
+    found_keys = hex_keys(text) if keys is not None and len(text) else None
+    if found_keys is not None and _width(text) == _width(values):
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+            raise ValueError("Reindexing only valid with uniquely valued Index objects")
+        at = np.minimum(np.searchsorted(ordered, found_keys), len(ordered) - 1)
+        found = ordered[at] == found_keys
+        return np.where(found, order[at], 0).astype(np.int64), found
+    if pc.count_distinct(values, mode="all").as_py() != len(values):  # as Series.map
+        raise ValueError("Reindexing only valid with uniquely valued Index objects")
+    at = pc.fill_null(pc.index_in(text, value_set=values), -1).to_numpy()
+    found = at >= 0
+    return np.where(found, at, 0).astype(np.int64), found
+
+
+def _width(text: pa.Array | pa.ChunkedArray) -> int:
+    return len(text[0].as_py()) if len(text) else 0
+
+
+def _arrow(index: pd.Index) -> pa.ChunkedArray:
+    """An index of pseudonyms as Arrow text (zero-copy when it is Arrow text)."""
+    dtype = index.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype):
+        return pa.chunked_array(pa.array(index.array))
+    return pa.chunked_array([pa.array(index.to_numpy(dtype=object, na_value=None), pa.string())])
