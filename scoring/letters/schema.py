@@ -72,8 +72,11 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 
 from data.columns import OUTCOMES
 from data.judgements import referral_values
@@ -168,8 +171,24 @@ def forecast_quantiles_ordered(df: pd.DataFrame, items=None) -> pd.Series:
     return ok
 
 
+#: A letter, digit, punctuation mark or symbol: a character that surely prints (never a
+#: space, control, format character or variation selector, which are the only ones
+#: scoring.typeset.has_visible passes over).
+_SURELY_VISIBLE = r"[\p{L}\p{N}\p{P}\p{S}]"
+
+
 def _visible(s: pd.Series) -> pd.Series:
-    return s.map(has_visible).astype(bool)
+    """``s.map(has_visible)``, vectorised: a value holding a letter, digit, punctuation mark
+    or symbol is visible (Arrow's regex, one pass over the column); only the rest (blank,
+    missing, only marks or spaces) go through has_visible one by one."""
+    text = pyarrow.array(s.to_numpy(dtype=object, na_value=None), type=pyarrow.string())
+    surely = pc.fill_null(pc.match_substring_regex(text, _SURELY_VISIBLE), False)
+    out = surely.to_numpy(zero_copy_only=False).copy()
+    rest = np.flatnonzero(~out)
+    if len(rest):
+        values = s.to_numpy(dtype=object, na_value=None)[rest]
+        out[rest] = [has_visible(v) for v in values]
+    return pd.Series(out, index=s.index, dtype=bool)
 
 
 _NOT_BLANK = pa.Check(_visible, element_wise=False, name="not_blank", error="blank")
@@ -292,8 +311,16 @@ def normalise_postal_code(codes: pd.Series) -> pd.Series:
     """Postal codes as the letters print them: full-width digits and hyphens made ASCII (NFKC),
     spaces and a leading 〒 dropped. Anything else is left for :func:`contact_problems`."""
     s = codes.astype("string")
-    s = s.map(lambda v: unicodedata.normalize("NFKC", v) if isinstance(v, str) else v)
-    return s.astype("string").str.strip().str.removeprefix("〒").str.strip()
+    # NFKC leaves ASCII as it is: only the other values are normalised one by one.
+    ascii_ = pc.string_is_ascii(
+        pyarrow.array(s.to_numpy(dtype=object, na_value=None), pyarrow.string())
+    )
+    other = np.flatnonzero(~pc.fill_null(ascii_, True).to_numpy(zero_copy_only=False))
+    if len(other):
+        values = s.to_numpy(dtype=object, na_value=None)
+        values[other] = [unicodedata.normalize("NFKC", v) for v in values[other]]
+        s = pd.Series(values, index=s.index).astype("string")
+    return s.str.strip().str.removeprefix("〒").str.strip()
 
 
 def contact_problems(contacts: pd.DataFrame) -> pd.Series:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -217,3 +218,46 @@ def test_intro_thanks_for_the_checkup_the_values_come_from():
     assert ctx["intro"].startswith("2024年度の特定健診")
     df = df.assign(exam_date="2025-04-01")  # FY2025 starts in April
     assert build_context(_rows(df)[0], load_catalogue(), config())[0]["intro"].startswith("2025")
+
+
+_HOSTILE_TEXT = [
+    "山田 太郎", "ｱｲｳ", "", " ", "\u3000\u3000", "\u00a0", "\t\n", "\u200b", "\u200e\u202e",
+    "\ufe0f", "\U000e0100", "\u0301", "a\u0301", "\x00", "\x1f", "😀", "\u2028", "\u180e",
+    "-", "〒", "\U00020bb7", "\ufeff", "\u2066x\u2069", None, "\ud7ff", "\U0010fffd",
+]  # fmt: skip
+
+
+def test_visible_is_has_visible_of_every_value():
+    """The vectorised blank check answers as scoring.typeset.has_visible, value by value."""
+    from scoring.letters.schema import _visible
+    from scoring.typeset import has_visible
+
+    s = pd.Series(_HOSTILE_TEXT * 3, dtype=object)
+    for series in (s, s.astype("string")):
+        want = [has_visible(v) if isinstance(v, str) else False for v in s]
+        assert _visible(series).tolist() == want
+
+
+def test_postal_codes_are_normalised_as_nfkc_value_by_value():
+    import unicodedata
+
+    from scoring.letters.schema import normalise_postal_code
+
+    codes = pd.Series(
+        [
+            "100-0001",
+            "１００－０００１",
+            "〒 100-0001",
+            " 1000001 ",
+            None,
+            "ｱ",
+            "〒１２３",
+            "",
+            "\u3000",
+        ],
+        dtype=object,
+    )
+    s = codes.astype("string")
+    s = s.map(lambda v: unicodedata.normalize("NFKC", v) if isinstance(v, str) else v)
+    want = s.astype("string").str.strip().str.removeprefix("〒").str.strip()
+    pd.testing.assert_series_equal(normalise_postal_code(codes), want)
