@@ -288,12 +288,16 @@ def _checkup_dataset(store: Path):
 def read_checkup_columns(
     store: Path, columns: list[str], fiscal_years: Iterable[int] | None = None
 ) -> pd.DataFrame:
-    """Some columns of the stored checkups (plus ``fiscal_year``), without the full read."""
+    """Some columns of the stored checkups (plus ``fiscal_year``), without the full read
+    (one file and batch decoded at a time: Arrow's read-ahead held ≈ 0.3 GB more at 10M
+    residents, for no gain in time)."""
     import pyarrow.dataset as ds
 
     dataset = _checkup_dataset(store)
     flt = None if fiscal_years is None else ds.field("fiscal_year").isin(list(fiscal_years))
-    table = dataset.to_table(columns=[*columns, "fiscal_year"], filter=flt)
+    table = dataset.to_table(
+        columns=[*columns, "fiscal_year"], filter=flt, fragment_readahead=1, batch_readahead=1
+    )
     return table.to_pandas(types_mapper=_arrow_strings, self_destruct=True, split_blocks=True)
 
 

@@ -47,6 +47,27 @@ def hex_keys(arr: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     return keys if widths else None
 
 
+_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex_text(keys: np.ndarray, width: int) -> pa.ChunkedArray:
+    """:func:`hex_keys` undone: each key as ``width`` lowercase hex digits, Arrow text made
+    column of digits by column (no Python string per key)."""
+    per_chunk = max(1, (2**31 - 1) // max(width, 1))  # Arrow text's 32-bit offsets
+    chunks = []
+    for start in range(0, len(keys), per_chunk):
+        k = keys[start : start + per_chunk]
+        chars = np.empty((len(k), width), dtype=np.uint8)
+        for j in range(width):
+            nibble = (k >> np.uint64(4 * (width - 1 - j))) & np.uint64(15)
+            chars[:, j] = _DIGITS[nibble.astype(np.intp)]
+        offsets = np.arange(0, (len(k) + 1) * width, width, dtype=np.int32)
+        chunks.append(
+            pa.StringArray.from_buffers(len(k), pa.py_buffer(offsets), pa.py_buffer(chars))
+        )
+    return pa.chunked_array(chunks, type=pa.string())
+
+
 def isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
     """``np.isin`` for a sorted, de-duplicated ``sorted_unique``."""
     if not len(sorted_unique):

@@ -55,7 +55,7 @@ from models.lab_response import lab_shift
 from models.train import background, parallel_map
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
-from scoring.keys import hex_keys, isin_sorted
+from scoring.keys import hex_keys, hex_text, isin_sorted
 
 __all__ = [
     "Eligibility",
@@ -384,6 +384,7 @@ def eligible_in_store(
         fiscal_year,
         config,
         enrolled_again=enrolled,
+        owned=True,
     )
 
 
@@ -410,12 +411,15 @@ def _eligible(
     fiscal_year: int,
     config: ScoringConfig,
     enrolled_again: Callable[[], pd.Series] | None = None,
+    owned: bool = False,
 ) -> Eligibility:
     """:func:`eligible_residents` once the enrollment is ``enrolled``: the pseudonyms of the
     periods covering the scoring day (no missing value; repeats allowed), or their
     :func:`_enrolled_keys` (``None``: read them with ``enrolled_again``, as when the
     checkups' pseudonyms are not of the keys' kind). What is no longer needed is let go
-    before the index's strings are made (the caller may hold nothing else)."""
+    before the index's strings are made (the caller may hold nothing else). ``owned``: the
+    caller holds no other reference to ``candidates``, so its pseudonym column may be dropped
+    once their keys are made (the index's text is then made back from the keys)."""
     from data.pseudonym import PSEUDONYM_LENGTH
 
     if candidates["pseudonym"].isna().any():  # pragma: no cover - eligible_residents routes
@@ -425,16 +429,19 @@ def _eligible(
     pool = pa.default_memory_pool()
     pool.release_unused()
     years = [fiscal_year, fiscal_year - 1] if config.fallback_previous_year else [fiscal_year]
-    fy_all = candidates["fiscal_year"].astype("int64").to_numpy()
+    fy_all = candidates["fiscal_year"].astype("int16").to_numpy()
     rows = np.flatnonzero(np.isin(fy_all, years))
-    keys = None
+    keys, from_keys = None, False
     if isinstance(enrolled, np.ndarray):
         text = _text(_rows(candidates["pseudonym"], rows))
         if not len(text):
             keys = np.zeros(0, dtype=np.uint64)
         elif len(text[0].as_py()) == PSEUDONYM_LENGTH:
             keys = hex_keys(text)
+            from_keys = owned and keys is not None
         del text
+        if from_keys:  # ≈ 20 bytes a checkup row, made back from the residents' keys below
+            del candidates["pseudonym"]
     if keys is None:
         if enrolled is None or isinstance(enrolled, np.ndarray):
             enrolled = None
@@ -454,11 +461,15 @@ def _eligible(
     keep = on_roll & in_age
     without_recent = int((~isin_sorted(enrolled, latest_keys)).sum())
     counts = _counts(len(enrolled), without_recent, fiscal_year, fy, on_roll, in_age)
-    del enrolled, latest_keys, on_roll, in_age
+    del enrolled, on_roll, in_age
     chosen = pick[keep]
     sex = candidates["sex"].iloc[pick].astype("int64").to_numpy()[keep]
     exam_date = candidates["exam_date"].to_numpy()[chosen]
-    who = _text(candidates["pseudonym"].iloc[chosen])
+    if from_keys:
+        who = hex_text(latest_keys[keep], PSEUDONYM_LENGTH)
+    else:
+        who = _text(candidates["pseudonym"].iloc[chosen])
+    del latest_keys
     del candidates, pick
     pool.release_unused()
     index = compact_index(who, fy[keep], exam_date, age_now[keep], sex)

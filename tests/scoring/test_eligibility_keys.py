@@ -245,3 +245,14 @@ def test_positions_by_keys_are_those_of_series_map(width):
     assert (positions(wanted, arrow_index)[0] == positions(wanted, index)[0]).all()
     with pytest.raises(ValueError, match="uniquely valued"):
         positions(wanted, pd.Index([*names[:5], names[0]]))
+
+
+def test_hex_text_makes_the_keys_text_again():
+    from scoring.keys import hex_text
+
+    rng = np.random.default_rng(2)
+    for width in (16, 5, 1):
+        values = [f"{int(x):0{width}x}" for x in rng.integers(0, 16 ** min(width, 15), 200)]
+        text = hex_text(_hex_keys(pa.array(values)), width)
+        assert text.type == pa.string() and text.to_pylist() == values
+    assert len(hex_text(np.zeros(0, dtype=np.uint64), 16)) == 0
