@@ -284,19 +284,20 @@ def contact_status(store: Path, among: pd.Series | None = None) -> pd.Series:
     codes, never values). The contacts are read a batch at a time, only the address columns:
     every member's contact held at once took ≈ 3.4 GB at 1M residents. The pseudonyms are
     kept as Arrow text (the index of the result), the codes as shared Python strings."""
-    from data.store import iter_contact_columns
+    from data.store import iter_contact_batches
     from scoring.keys import PseudonymSet
     from scoring.letters.schema import contact_problems
     from scoring.selection import arrow_text
 
     wanted = None if among is None else PseudonymSet(arrow_text(among))
-    keys: list[pa.ChunkedArray] = []
+    keys: list[pa.Array] = []
     parts: list[np.ndarray] = []
-    for batch in iter_contact_columns(store, ["pseudonym", "name", "postal_code", "address"]):
-        text = arrow_text(batch["pseudonym"].astype(str)).combine_chunks()
-        if wanted is not None:
-            keep = wanted.contains(text)
-            batch, text = batch[keep], text.filter(pa.array(keep))
+    for rows in iter_contact_batches(store, ["pseudonym", "name", "postal_code", "address"]):
+        text = pc.cast(rows.column("pseudonym"), pa.string())
+        if wanted is not None:  # filtered in Arrow: the others never become Python objects
+            keep = pa.array(wanted.contains(text))
+            rows, text = rows.filter(keep), text.filter(keep)
+        batch = rows.to_pandas()
         for col in ("name", "postal_code", "address"):
             if col not in batch:
                 batch[col] = pd.NA
@@ -311,15 +312,17 @@ def contact_status(store: Path, among: pd.Series | None = None) -> pd.Series:
 def _opted_out(store: Path) -> pd.Series:
     """The pseudonyms that opted out (flag True; everyone else has not): only two columns of
     the private contacts are read, a batch at a time."""
-    from data.store import iter_contact_columns
+    from data.store import iter_contact_batches
 
     parts = []
-    for t in iter_contact_columns(store, ["pseudonym", "opt_out"]):
-        if "opt_out" not in t:
+    for rows in iter_contact_batches(store, ["pseudonym", "opt_out"]):
+        if "opt_out" not in rows.schema.names:
             break
-        flag = pd.to_numeric(t["opt_out"], errors="coerce").fillna(0).astype(int) == 1
-        parts.append(t.loc[flag.to_numpy(), "pseudonym"].astype(str))
-    who = pd.concat(parts) if parts else pd.Series(dtype=str)
+        opt_out = rows.column("opt_out").to_pandas()
+        flag = (pd.to_numeric(opt_out, errors="coerce").fillna(0).astype(int) == 1).to_numpy()
+        # Only the flagged pseudonyms become Python strings.
+        parts.append(pd.Series(pc.cast(rows.column("pseudonym"), pa.string()).filter(flag)))
+    who = pd.concat(parts).astype(str) if parts else pd.Series(dtype=str)
     return pd.Series(True, index=who.to_numpy(), dtype=bool)
 
 
@@ -775,7 +778,9 @@ def select_residents(cfg: AnnualRunConfig, decided: pd.DataFrame) -> pd.DataFram
     store = Path(cfg.store)
     with store_readable(store):
         opted_out = _opted_out(store)
+        release_memory()  # each reads every contact a batch at a time: give the batches back
         contacts = contact_status(store, decided["pseudonym"]) if cfg.letters else None
+        release_memory()
     selection = select_decided(
         decided,
         cfg.selection,

@@ -789,9 +789,9 @@ def test_contacts_are_read_in_batches_to_the_same_status_and_opt_outs(
     _write_contacts(store, contacts)
     whole = pd.Series(contact_problems(contacts).to_numpy(), index=contacts["pseudonym"])
     among = contacts["pseudonym"].iloc[::2]
-    real = data.store.iter_contact_columns
+    real = data.store.iter_contact_batches
     monkeypatch.setattr(
-        data.store, "iter_contact_columns", lambda s, c, batch_rows=7: real(s, c, batch_rows)
+        data.store, "iter_contact_batches", lambda s, c, batch_rows=7: real(s, c, batch_rows)
     )
     status = contact_status(store)
     pd.testing.assert_series_equal(status, whole, check_names=False, check_index_type=False)
