@@ -285,9 +285,8 @@ def contact_status(store: Path, among: pd.Series | None = None) -> pd.Series:
     every member's contact held at once took ≈ 3.4 GB at 1M residents. The pseudonyms are
     kept as Arrow text (the index of the result), the codes as shared Python strings."""
     from data.store import iter_contact_batches
-    from scoring.keys import PseudonymSet
+    from scoring.keys import PseudonymSet, arrow_text
     from scoring.letters.schema import contact_problems
-    from scoring.selection import arrow_text
 
     wanted = None if among is None else PseudonymSet(arrow_text(among))
     keys: list[pa.Array] = []
@@ -881,13 +880,11 @@ def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame
     """The selection with each resident's top three factors for the outcome of their row
     (missing where none were kept). Matched by position in Arrow: no copy of the selection's
     pseudonyms as Python strings, nor a merge over every scored resident."""
-    from scoring.selection import _positions, arrow_text
+    from scoring.keys import arrow_text, positions
 
     n = len(selection)
     f = factors.drop_duplicates(["pseudonym", "outcome"], keep="first")
-    at, found = _positions(
-        arrow_text(f["pseudonym"]), pd.Series(np.arange(n), index=_arrow_index(selection))
-    )
+    at, found = positions(arrow_text(f["pseudonym"]), _arrow_index(selection))
     outcome = selection["outcome"].to_numpy(dtype=object, na_value=None)
     same = found & (outcome[at] == f["outcome"].to_numpy(dtype=object, na_value=None))
     rows = at[same]
@@ -901,7 +898,7 @@ def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame
 
 def _arrow_index(frame: pd.DataFrame) -> pd.Index:
     """``frame``'s pseudonyms as an index of Arrow text (zero-copy when they are Arrow)."""
-    from scoring.selection import arrow_text
+    from scoring.keys import arrow_text
 
     return pd.Index(pd.arrays.ArrowExtensionArray(arrow_text(frame["pseudonym"])))
 
@@ -953,7 +950,7 @@ def validate_in_parts(schema, frame: pd.DataFrame, rows: int = TABLE_PART_ROWS) 
     """``schema.validate(frame, lazy=True)``, ``rows`` at a time; its uniqueness of
     ``pseudonym`` over the whole frame, checked in Arrow (the rows that break it are then
     validated together, so the error is the schema's own)."""
-    from scoring.selection import arrow_text
+    from scoring.keys import arrow_text
 
     part = copy.deepcopy(schema)  # the schema's checks but the whole-frame one
     part.unique = None

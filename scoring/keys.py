@@ -100,10 +100,7 @@ def positions(text: pa.ChunkedArray | pa.Array, index: pd.Index) -> tuple[np.nda
     """For each pseudonym of ``text``: its position in ``index`` (unique pseudonyms) and
     whether it is there, as ``Series.map`` would match them: by binary search on keys when
     both are of one hex width, else by Arrow's hash lookup (no Python string per row)."""
-    try:
-        values = _arrow(index)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text: matched as their str()
-        values = _arrow(index.astype(str))
+    values = arrow_text(index)
     keys = hex_keys(values) if len(values) else None
     found_keys = hex_keys(text) if keys is not None and len(text) else None
     if found_keys is not None and _width(text) == _width(values):
@@ -125,9 +122,15 @@ def _width(text: pa.Array | pa.ChunkedArray) -> int:
     return len(text[0].as_py()) if len(text) else 0
 
 
-def _arrow(index: pd.Index) -> pa.ChunkedArray:
-    """An index of pseudonyms as Arrow text (zero-copy when it is Arrow text)."""
-    dtype = index.dtype
-    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype):
-        return pa.chunked_array(pa.array(index.array))
-    return pa.chunked_array([pa.array(index.to_numpy(dtype=object, na_value=None), pa.string())])
+def arrow_text(values: pd.Series | pd.Index) -> pa.ChunkedArray:
+    """Pseudonyms (a column or an index) as Arrow text: zero-copy when they are Arrow text
+    already, else made once from their values (missing stays missing)."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        arr = pa.chunked_array(pa.array(values.array))
+        return arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
+    try:
+        arr = pa.array(values.to_numpy(dtype=object, na_value=None), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: as their pandas strings
+        arr = pa.array(pd.Series(values).astype("string").array, pa.string())
+    return pa.chunked_array([arr])

@@ -55,7 +55,7 @@ from models.lab_response import lab_shift
 from models.train import background, parallel_map
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
-from scoring.keys import hex_keys, hex_text, isin_sorted
+from scoring.keys import arrow_text, hex_keys, hex_text, isin_sorted
 
 __all__ = [
     "Eligibility",
@@ -292,21 +292,12 @@ def enrolled_on(enrollment: pd.DataFrame, day: pd.Timestamp) -> pd.Index:
     return pd.Index(np.asarray(who, dtype=object))
 
 
-def _text(column: pd.Series) -> pa.ChunkedArray:
-    """A pseudonym column as Arrow strings (zero-copy when it is Arrow already)."""
-    if isinstance(column.dtype, pd.ArrowDtype):
-        arr = pa.chunked_array(pa.array(column.array))
-    else:
-        arr = pa.chunked_array([pa.array(column.astype("string").array, type=pa.string())])
-    return arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
-
-
 def _sort_keys(*columns: pd.Series) -> list[np.ndarray]:
     """Keys of the pseudonyms of several columns, comparable across them and ordered as the
     strings are: ``uint64`` of fixed-width hex pseudonyms (the store's), else UTF-8 bytes."""
     keys, widths = [], set()
     for c in columns:
-        text = _text(c)
+        text = arrow_text(c)
         k = hex_keys(text)
         if k is None and len(text):
             break
@@ -318,7 +309,7 @@ def _sort_keys(*columns: pd.Series) -> list[np.ndarray]:
         if len(widths) <= 1:
             return keys
     del keys
-    texts = [_text(c).to_numpy().astype(str) for c in columns]
+    texts = [arrow_text(c).to_numpy().astype(str) for c in columns]
     return [np.char.encode(t, "utf-8") for t in texts]
 
 
@@ -433,7 +424,7 @@ def _eligible(
     rows = np.flatnonzero(np.isin(fy_all, years))
     keys, from_keys = None, False
     if isinstance(enrolled, np.ndarray):
-        text = _text(_rows(candidates["pseudonym"], rows))
+        text = arrow_text(_rows(candidates["pseudonym"], rows))
         if not len(text):
             keys = np.zeros(0, dtype=np.uint64)
         elif len(text[0].as_py()) == PSEUDONYM_LENGTH:
@@ -468,7 +459,7 @@ def _eligible(
     if from_keys:
         who = hex_text(latest_keys[keep], PSEUDONYM_LENGTH)
     else:
-        who = _text(candidates["pseudonym"].iloc[chosen])
+        who = arrow_text(candidates["pseudonym"].iloc[chosen])
     del latest_keys
     del candidates, pick
     pool.release_unused()

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from data.columns import AGE_BAND_EDGES, OUTCOMES
 from data.judgements import OUTCOME_INPUTS, outcomes_met, referral_values
 from data.outcomes import OUTCOME_DECLARATIONS
+from scoring.keys import arrow_text, positions
 
 DEFAULT_CONFIG = Path(__file__).with_name("selection.toml")
 
@@ -225,15 +226,6 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
     )
 
 
-def arrow_text(pseudonyms: pd.Series) -> pa.ChunkedArray:
-    """Pseudonyms as Arrow text (zero-copy when they are Arrow text already)."""
-    dtype = pseudonyms.dtype
-    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype):
-        return pa.chunked_array(pa.array(pseudonyms.array))
-    values = pseudonyms.to_numpy(dtype=object, na_value=None)
-    return pa.chunked_array([pa.array(values, type=pa.string())])
-
-
 def _compact(pseudonyms: pd.Series) -> pd.Series:
     """Pseudonyms as a column of Arrow text: ≈ 20 bytes a resident, not a Python ``str`` each
     (≈ 73): the selection holds one for every scored resident."""
@@ -361,8 +353,6 @@ def _exclusions(
 
 def _positions(text: pa.ChunkedArray, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """scoring.keys.positions of ``text`` in ``series``'s index."""
-    from scoring.keys import positions
-
     return positions(text, series.index)
 
 
