@@ -577,10 +577,16 @@ def threshold_flags(df: pd.DataFrame, *, values: JudgementValues = MHLW_R6) -> p
         "flag_bmi": v.bmi.level(_num(df, "bmi")),
         "flag_urine_protein": v.urine_protein.level(_num(df, "urine_protein")),
     }
-    return pd.DataFrame(
-        {k: pd.array(a, dtype="Float64").astype("Int8") for k, a in levels.items()},
-        index=df.index,
-    )
+    return pd.DataFrame({k: _int8(a) for k, a in levels.items()}, index=df.index)
+
+
+def _int8(levels: np.ndarray) -> pd.arrays.IntegerArray:
+    """Levels (0/1/2, NaN) as ``Int8``: ``pd.array(levels, dtype="Float64").astype("Int8")``
+    made straight from the mask (pandas' element-wise checks took ≈ 4 ms a flag at 100k
+    rows, 0.5 s a scored chunk)."""
+    levels = np.asarray(levels, dtype="float64")
+    missing = np.isnan(levels)
+    return pd.arrays.IntegerArray(np.where(missing, 0, levels).astype("int8"), missing)
 
 
 # --------------------------------------------------------------------------------------------

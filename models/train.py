@@ -164,9 +164,14 @@ def parallel_map(fn: Callable, items: Iterable) -> list:
 
 @contextmanager
 def background() -> Iterator[Callable[..., Future]]:
-    """``submit(fn, *args)``: ``fn(*args)`` on one background thread, in order, while the caller
-    goes on (builds the next what-if's features while the last one is predicted); run at once
-    when :data:`PREDICT_THREADS` is 1. ``.result()`` of what it returns gives the value."""
+    """``submit(fn, *args)``: ``fn(*args)`` on background threads while the caller goes on
+    (builds the next what-if's features while the last ones are predicted); run at once when
+    :data:`PREDICT_THREADS` is 1. ``.result()`` of what it returns gives the value.
+
+    :data:`PREDICT_THREADS` threads, each running a job whole (its :func:`parallel_map` in
+    that thread): the next job starts as soon as a thread is free, where one thread running
+    the jobs in turn left a core idle at the end of each job's outcomes. Every call is the
+    same call, so the results are the same."""
     if PREDICT_THREADS <= 1 or threading.current_thread().name.startswith(_WORKER):
 
         def now(fn: Callable, *args) -> Future:
@@ -176,7 +181,7 @@ def background() -> Iterator[Callable[..., Future]]:
 
         yield now
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="kenshin-background") as ex:
+    with ThreadPoolExecutor(PREDICT_THREADS, thread_name_prefix=_WORKER) as ex:
         yield ex.submit
 
 

@@ -589,12 +589,27 @@ def _history_to_index(history: pd.DataFrame, index: pd.DataFrame) -> pd.DataFram
     return history[history["exam_date"] <= cut].reset_index(drop=True)
 
 
+def _recent_history(history: pd.DataFrame, who: pd.DataFrame, window: int) -> pd.DataFrame:
+    """The last ``window`` checkups of each resident of ``who`` up to their index checkup
+    (:func:`_history_to_index`), sorted by pseudonym and exam date (stable), fresh index: the
+    rows are picked on the two key columns and taken once, not filtered and sorted whole."""
+    keys = history[["pseudonym", "exam_date"]].reset_index(drop=True)
+    cut = keys["pseudonym"].map(who.set_index("pseudonym")["exam_date"])
+    keys = keys[keys["exam_date"] <= cut].sort_values(["pseudonym", "exam_date"], kind="stable")
+    back = keys.groupby("pseudonym", sort=False).cumcount(ascending=False).to_numpy()
+    return history.iloc[keys.index.to_numpy()[back < window]].reset_index(drop=True)
+
+
 def index_features(
     history: pd.DataFrame, index: pd.DataFrame, config: FeatureConfig
 ) -> pd.DataFrame:
     """As-of feature rows of the index checkups, in ``index`` order (one per resident)."""
     index = index_rows(index)
-    feats = build_features(_history_to_index(history, index), config)
+    return _index_feature_rows(build_features(_history_to_index(history, index), config), index)
+
+
+def _index_feature_rows(feats: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """The feature rows of the index checkups (each resident's last), in ``index`` order."""
     last = feats.drop_duplicates("pseudonym", keep="last").set_index("pseudonym")
     missing = ~index["pseudonym"].isin(last.index)
     if missing.any():  # pragma: no cover - the index is built from the same checkups
@@ -664,16 +679,14 @@ def scenario_features(
     who = index.loc[applies]
     if who.empty:
         return applies, base.iloc[:0]
-    hist = _history_to_index(history[history["pseudonym"].isin(who["pseudonym"])], who)
-    hist = hist.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
-    back = hist.groupby("pseudonym", sort=False).cumcount(ascending=False).to_numpy()
-    hist = hist[back < config.slope_window].reset_index(drop=True)
+    hist = _recent_history(history, who, config.slope_window)
     last = np.r_[hist["pseudonym"].to_numpy()[1:] != hist["pseudonym"].to_numpy()[:-1], True]
     edited = apply_scenario(hist.loc[last], scenario)
     if lab_response is not None:
         edited = lab_shift(hist.loc[last], edited, lab_response)
     hist = pd.concat([hist.loc[~last], edited]).sort_index()
-    feats = index_features(hist, who.reset_index(drop=True), replace(config, validate=False))
+    # hist holds nothing after the index checkups: build_features is index_features here
+    feats = _index_feature_rows(build_features(hist, replace(config, validate=False)), who)
     feats["n_prior_checkups"] = base.loc[applies, "n_prior_checkups"].to_numpy()
     if lab_response is not None:
         # A moved lab also moves its undeclared history features (change since last year…),
