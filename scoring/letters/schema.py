@@ -181,13 +181,16 @@ def _visible(s: pd.Series) -> pd.Series:
     """``s.map(has_visible)``, vectorised: a value holding a letter, digit, punctuation mark
     or symbol is visible (Arrow's regex, one pass over the column); only the rest (blank,
     missing, only marks or spaces) go through has_visible one by one."""
-    text = pyarrow.array(s.to_numpy(dtype=object, na_value=None), type=pyarrow.string())
+    values = s.to_numpy(dtype=object, na_value=None)
+    try:
+        text = pyarrow.array(values, type=pyarrow.string())
+    except (pyarrow.ArrowException, UnicodeError):  # not UTF-8 (a lone surrogate): one by one
+        return pd.Series([has_visible(v) for v in values], index=s.index, dtype=bool)
     surely = pc.fill_null(pc.match_substring_regex(text, _SURELY_VISIBLE), False)
     out = surely.to_numpy(zero_copy_only=False).copy()
     rest = np.flatnonzero(~out)
     if len(rest):
-        values = s.to_numpy(dtype=object, na_value=None)[rest]
-        out[rest] = [has_visible(v) for v in values]
+        out[rest] = [has_visible(v) for v in values[rest]]
     return pd.Series(out, index=s.index, dtype=bool)
 
 
@@ -312,12 +315,13 @@ def normalise_postal_code(codes: pd.Series) -> pd.Series:
     spaces and a leading 〒 dropped. Anything else is left for :func:`contact_problems`."""
     s = codes.astype("string")
     # NFKC leaves ASCII as it is: only the other values are normalised one by one.
-    ascii_ = pc.string_is_ascii(
-        pyarrow.array(s.to_numpy(dtype=object, na_value=None), pyarrow.string())
-    )
-    other = np.flatnonzero(~pc.fill_null(ascii_, True).to_numpy(zero_copy_only=False))
+    values = s.to_numpy(dtype=object, na_value=None)
+    try:
+        ascii_ = pc.string_is_ascii(pyarrow.array(values, pyarrow.string()))
+        other = np.flatnonzero(~pc.fill_null(ascii_, True).to_numpy(zero_copy_only=False))
+    except (pyarrow.ArrowException, UnicodeError):  # not UTF-8 (a lone surrogate): all of them
+        other = np.flatnonzero(pd.notna(values))
     if len(other):
-        values = s.to_numpy(dtype=object, na_value=None)
         values[other] = [unicodedata.normalize("NFKC", v) for v in values[other]]
         s = pd.Series(values, index=s.index).astype("string")
     return s.str.strip().str.removeprefix("〒").str.strip()

@@ -225,6 +225,7 @@ _HOSTILE_TEXT = [
     "\ufe0f", "\U000e0100", "\u0301", "a\u0301", "\x00", "\x1f", "😀", "\u2028", "\u180e",
     "-", "〒", "\U00020bb7", "\ufeff", "\u2066x\u2069", None, "\ud7ff", "\U0010fffd",
 ]  # fmt: skip
+_LONE_SURROGATES = ["李 \ud800美玲", "\udfff"]  # a broken decode: not UTF-8
 
 
 def test_visible_is_has_visible_of_every_value():
@@ -232,16 +233,14 @@ def test_visible_is_has_visible_of_every_value():
     from scoring.letters.schema import _visible
     from scoring.typeset import has_visible
 
-    s = pd.Series(_HOSTILE_TEXT * 3, dtype=object)
-    for series in (s, s.astype("string")):
-        want = [has_visible(v) if isinstance(v, str) else False for v in s]
-        assert _visible(series).tolist() == want
+    for values in (_HOSTILE_TEXT * 3, _HOSTILE_TEXT + _LONE_SURROGATES):
+        s = pd.Series(values, dtype=object)
+        for series in (s, s.astype("string")):
+            want = [has_visible(v) if isinstance(v, str) else False for v in s]
+            assert _visible(series).tolist() == want
 
 
 def test_postal_codes_are_normalised_as_nfkc_value_by_value():
-    import unicodedata
-
-    from scoring.letters.schema import normalise_postal_code
 
     codes = pd.Series(
         [
@@ -257,6 +256,15 @@ def test_postal_codes_are_normalised_as_nfkc_value_by_value():
         ],
         dtype=object,
     )
+    _same_postal_codes(codes)
+    _same_postal_codes(pd.concat([codes, pd.Series(["1\ud800"])], ignore_index=True))
+
+
+def _same_postal_codes(codes: pd.Series) -> None:
+    import unicodedata
+
+    from scoring.letters.schema import normalise_postal_code
+
     s = codes.astype("string")
     s = s.map(lambda v: unicodedata.normalize("NFKC", v) if isinstance(v, str) else v)
     want = s.astype("string").str.strip().str.removeprefix("〒").str.strip()
