@@ -609,10 +609,16 @@ class ScoreTally:
     #: The selection's row-wise half (scoring.selection.decide) of every chunk: about 40 bytes
     #: a resident, all the run keeps of the scores (the rest is on disk).
     decided: list[pd.DataFrame] = field(default_factory=list)
+    #: The pseudonyms the chunks come in, in order (the eligibility index's): the decisions
+    #: then keep none of their own (≈ 20 bytes a resident), :meth:`decisions` puts these back.
+    pseudonyms: pd.Series | None = None
+    added: int = 0
 
     def add(self, scores: pd.DataFrame, drift_counts: dict[str, np.ndarray]) -> None:
         """Count one chunk's scores and its drift bin counts (``reference.counts`` of its
         feature matrix) and decide its residents' letters (nothing else is kept)."""
+        if self.pseudonyms is not None:
+            _check_order(scores["pseudonym"], self.pseudonyms, self.added)
         for name, c in drift_counts.items():
             self.drift_counts[name] = self.drift_counts.get(name, 0) + c
         for o, kinds in conflict_counts(conflicts(scores)).items():
@@ -622,14 +628,32 @@ class ScoreTally:
             outcome, key = c.removeprefix("risk_").split("__", 1)
             offered = self.whatif_offered.setdefault(key, {})
             offered[outcome] = offered.get(outcome, 0) + int(scores[c].notna().sum())
-        self.decided.append(decide(scores, self.selection))
+        decided = decide(scores, self.selection)
+        if self.pseudonyms is not None:
+            decided = decided.drop(columns="pseudonym")
+        self.decided.append(decided)
+        self.added += len(scores)
 
     def decisions(self) -> pd.DataFrame:
         """Every scored resident's letter decisions, in scoring order (the chunks are
         released)."""
         decided = pd.concat(self.decided, ignore_index=True)
         self.decided = []
+        if self.pseudonyms is not None:
+            if self.added != len(self.pseudonyms):  # pragma: no cover - write_scores counts
+                raise RuntimeError(f"{self.added:,} of {len(self.pseudonyms):,} were scored")
+            decided.insert(0, "pseudonym", self.pseudonyms.reset_index(drop=True))
         return decided
+
+
+def _check_order(got: pd.Series, pseudonyms: pd.Series, start: int) -> None:
+    """A scored chunk's pseudonyms are the next of ``pseudonyms`` (compared in Arrow)."""
+    from scoring.keys import arrow_text
+
+    want = arrow_text(pseudonyms.iloc[start : start + len(got)])
+    text = arrow_text(got)
+    if len(want) != len(text) or (len(text) and not pc.all(pc.equal(text, want)).as_py()):
+        raise RuntimeError("scores came back out of the eligibility index's order")
 
 
 class TableWriter:
@@ -701,7 +725,11 @@ def write_scores(
     else:
         chunks = score_chunks(store, fy, elig.index, model.engine, sc, model.feature_config)
     schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
-    tally = ScoreTally(getattr(model.engine, "feature_reference", None), selection=cfg.selection)
+    tally = ScoreTally(
+        getattr(model.engine, "feature_reference", None),
+        selection=cfg.selection,
+        pseudonyms=elig.index["pseudonym"],
+    )
     n, done = len(elig.index), 0
     with TableWriter(outs.scores, outs.scores_csv) as writer:
         for scores, drift_counts in chunks:

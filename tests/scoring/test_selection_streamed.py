@@ -179,6 +179,24 @@ def test_the_tally_keeps_decisions_not_scores():
     _same(select_decided(decided, config), _select_whole(scores, config))
 
 
+def test_a_tally_given_the_index_keeps_no_pseudonyms_and_selects_the_same():
+    """Given the pseudonyms the chunks come in (the eligibility index's, as write_scores does),
+    the tally keeps none of its own and puts those back; a chunk out of that order stops it."""
+    from kenshin.annual import ScoreTally
+
+    scores, config = _scores(), CONFIGS["default"]
+    index = scores["pseudonym"].astype(pd.ArrowDtype(pa.string()))
+    tally = ScoreTally(selection=config, pseudonyms=index)
+    for i in range(0, N, 700):
+        tally.add(scores.iloc[i : i + 700].reset_index(drop=True), {})
+    assert all("pseudonym" not in f.columns for f in tally.decided)
+    _same(select_decided(tally.decisions(), config), _select_whole(scores, config))
+    shuffled = ScoreTally(selection=config, pseudonyms=index)
+    shuffled.add(scores.iloc[:700], {})
+    with pytest.raises(RuntimeError, match="order"):
+        shuffled.add(scores.iloc[701:1401].reset_index(drop=True), {})
+
+
 def decided_columns() -> tuple[str, ...]:
     from scoring.selection import DECIDED_COLUMNS
 
@@ -187,7 +205,7 @@ def decided_columns() -> tuple[str, ...]:
 
 def test_decisions_keep_age_and_sex_small_and_select_the_same():
     """decide keeps age and sex as 16-bit integers (about 12 bytes a resident less at 10M
-    residents); select_decided widens them back, so the selection is the same."""
+    residents); the selection is the same."""
     scores, config = _scores(), CONFIGS["default"]
     decided = decide(scores, config)
     assert decided["age"].dtype == np.int16 and decided["sex"].dtype == np.int16
