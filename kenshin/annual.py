@@ -930,7 +930,7 @@ def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame
 
     n = len(selection)
     f = factors.drop_duplicates(["pseudonym", "outcome"], keep="first")
-    at, found = positions(arrow_text(f["pseudonym"]), _arrow_index(selection))
+    at, found = positions(arrow_text(f["pseudonym"]), arrow_text(selection["pseudonym"]))
     outcome = selection["outcome"].to_numpy(dtype=object, na_value=None)
     same = found & (outcome[at] == f["outcome"].to_numpy(dtype=object, na_value=None))
     rows = at[same]
@@ -940,13 +940,6 @@ def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame
         col[rows] = f[f"factor_{i}"].to_numpy(dtype=object)[same]
         selection[f"factor_{i}"] = pd.array(col, dtype="string")
     return selection
-
-
-def _arrow_index(frame: pd.DataFrame) -> pd.Index:
-    """``frame``'s pseudonyms as an index of Arrow text (zero-copy when they are Arrow)."""
-    from scoring.keys import arrow_text
-
-    return pd.Index(pd.arrays.ArrowExtensionArray(arrow_text(frame["pseudonym"])))
 
 
 def drift_report(engine, drift_counts: dict[str, np.ndarray]) -> pd.DataFrame:

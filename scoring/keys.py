@@ -83,24 +83,27 @@ class PseudonymSet:
 
     def __init__(self, text: pa.ChunkedArray) -> None:
         self.text = text
-        self.width = len(text[0].as_py()) if len(text) else 0
+        self.width = _width(text)
         keys = hex_keys(text) if len(text) else None
         self.keys = None if keys is None else np.unique(keys)
 
     def contains(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Whether each of ``values`` (Arrow text) is in the set (missing values are not)."""
-        if self.keys is not None and len(values) and len(values[0].as_py() or "") == self.width:
+        if self.keys is not None and len(values) and _width(values) == self.width:
             keys = hex_keys(values)
             if keys is not None:  # every value of the set's width and kind
                 return isin_sorted(keys, self.keys)
         return pc.is_in(values, value_set=self.text).to_numpy(zero_copy_only=False)
 
 
-def positions(text: pa.ChunkedArray | pa.Array, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """For each pseudonym of ``text``: its position in ``index`` (unique pseudonyms) and
-    whether it is there, as ``Series.map`` would match them: by binary search on keys when
-    both are of one hex width, else by Arrow's hash lookup (no Python string per row)."""
-    values = arrow_text(index)
+def positions(
+    text: pa.ChunkedArray | pa.Array, index: pd.Index | pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each pseudonym of ``text``: its position in ``index`` (unique pseudonyms; an index
+    or its Arrow text) and whether it is there, as ``Series.map`` would match them: by binary
+    search on keys when both are of one hex width, else by Arrow's hash lookup (no Python
+    string per row)."""
+    values = index if isinstance(index, pa.ChunkedArray) else arrow_text(index)
     keys = hex_keys(values) if len(values) else None
     found_keys = hex_keys(text) if keys is not None and len(text) else None
     if found_keys is not None and _width(text) == _width(values):
@@ -119,7 +122,7 @@ def positions(text: pa.ChunkedArray | pa.Array, index: pd.Index) -> tuple[np.nda
 
 
 def _width(text: pa.Array | pa.ChunkedArray) -> int:
-    return len(text[0].as_py()) if len(text) else 0
+    return len(text[0].as_py() or "") if len(text) else 0
 
 
 def arrow_text(values: pd.Series | pd.Index) -> pa.ChunkedArray:

@@ -323,7 +323,7 @@ def _exclusions(
     def lookup(series: pd.Series | None, default) -> np.ndarray:
         if series is None:
             return np.full(n, default)
-        at, found = _positions(text, series)
+        at, found = positions(text, series.index)
         out = np.full(n, default, dtype=object)
         out[found] = series.to_numpy(dtype=object)[at[found]]
         keep = pd.notna(out)  # a missing value in ``series`` counts as none
@@ -332,7 +332,7 @@ def _exclusions(
     r.flag(~lookup(enrolled, True).astype(bool), "NOT_ENROLLED")
     r.flag(lookup(opted_out, False).astype(bool), "OPTED_OUT")
     if contact_problems is not None:
-        at, found = _positions(text, contact_problems)
+        at, found = positions(text, contact_problems.index)
         problem = np.full(n, None, dtype=object)
         problem[found] = contact_problems.to_numpy(dtype=object)[at[found]]
         missing = pd.isna(problem)
@@ -341,7 +341,7 @@ def _exclusions(
         r.detail[invalid] = problem[invalid]
         r.flag(invalid, "CONTACT_INVALID")
     if last_lettered is not None:
-        at, found = _positions(text, last_lettered)
+        at, found = positions(text, last_lettered.index)
         when = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
         when[found] = pd.to_datetime(last_lettered).to_numpy(dtype="datetime64[ns]")[at[found]]
         cutoff = (scoring_date or pd.Timestamp.today()) - pd.DateOffset(
@@ -349,11 +349,6 @@ def _exclusions(
         )
         r.flag(when > cutoff.to_datetime64(), "RECENTLY_LETTERED")
     return r
-
-
-def _positions(text: pa.ChunkedArray, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """scoring.keys.positions of ``text`` in ``series``'s index."""
-    return positions(text, series.index)
 
 
 @dataclass(frozen=True)

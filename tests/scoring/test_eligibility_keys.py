@@ -243,6 +243,9 @@ def test_positions_by_keys_are_those_of_series_map(width):
         assert (at[found] == mapped.dropna().to_numpy()).all()
     arrow_index = pd.Index(pd.arrays.ArrowExtensionArray(pa.chunked_array([pa.array(index)])))
     assert (positions(wanted, arrow_index)[0] == positions(wanted, index)[0]).all()
+    from scoring.keys import arrow_text
+
+    assert (positions(wanted, arrow_text(index))[0] == positions(wanted, index)[0]).all()
     with pytest.raises(ValueError, match="uniquely valued"):
         positions(wanted, pd.Index([*names[:5], names[0]]))
 

@@ -214,7 +214,7 @@ def test_decisions_keep_age_and_sex_small_and_select_the_same():
 
 def _exclusions_by_map(pid, config, enrolled, opted_out, last_lettered, scoring_date, problems):
     """The exclusions as first written (pandas ``Series.map`` on Python strings): the
-    reference of the Arrow lookups (scoring.selection._positions)."""
+    reference of the Arrow lookups (scoring.keys.positions)."""
     n = len(pid)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
