@@ -110,9 +110,11 @@ def main() -> None:
         X = to_matrix(base, names)
         whatif = []
         for scenario in sc.scenarios:
-            applies, feats = scenario_features(history, index, base, scenario, fcfg, table)
-            if applies.any():
-                whatif.append(to_matrix(feats, names))
+            built = scenario_features(history, index, base, scenario, fcfg, table)
+            if built.applies.any():
+                whatif.append(to_matrix(built.features, names))
+            if built.down is not None:  # the lower recorded HbA1c of a mixed what-if
+                whatif.append(to_matrix(built.down[2], names))
         prep += time.perf_counter() - t0
         risk_calls(clock, "risk", engine, X, raw_score=True)
         for item in engine.forecast_items:

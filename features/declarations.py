@@ -18,7 +18,10 @@ Decisions recorded here:
   it for every outcome, and a what-if scenario (scoring.score) may only move a feature in its
   risk-lowering direction (−monotone). Declared:
 
-  - latest HbA1c, 空腹時血糖, 収縮期/拡張期血圧, 中性脂肪, LDL: +1 (not levers, but medically clear);
+  - latest HbA1c, 空腹時血糖, 収縮期/拡張期血圧, 中性脂肪, LDL, Non-HDL, AST, ALT, γ-GT, 尿酸: +1,
+    HDL: −1, and the 判定 flags of these items (0 normal < 1 保健指導 < 2 受診勧奨): +1 (not
+    levers, but medically clear; declared so that a what-if may move them with the lever,
+    models.lab_response, without the risk ever rising);
   - body size — 体重, BMI, 腹囲, their change since the previous checkup and yearly slope (a
     weight-loss scenario moves all of them), the BMI and 腹囲 判定値 flags, the メタボ判定 level and
     the 保健指導 intensity: +1;
@@ -137,18 +140,18 @@ _MEASUREMENTS: list[tuple[str, str, str, str, bool, int, tuple[str, ...]]] = [
     ("dbp", "Diastolic blood pressure", "拡張期血圧", "mmHg", False, 1, ()),
     ("tg", "Triglycerides (fasting or random, see blood_draw_timing)", "中性脂肪", "mg/dL",
      False, 1, ()),
-    ("hdl", "HDL cholesterol", "HDLコレステロール", "mg/dL", False, 0, ()),
+    ("hdl", "HDL cholesterol", "HDLコレステロール", "mg/dL", False, -1, ()),
     ("ldl", "LDL cholesterol", "LDLコレステロール", "mg/dL", False, 1, ()),
-    ("non_hdl", "Non-HDL cholesterol", "Non-HDLコレステロール", "mg/dL", False, 0, ()),
-    ("ast", "AST (GOT)", "AST(GOT)", "U/L", False, 0, ()),
-    ("alt", "ALT (GPT)", "ALT(GPT)", "U/L", False, 0, ()),
-    ("ggt", "gamma-GT", "γ-GT(γ-GTP)", "U/L", False, 0, ()),
+    ("non_hdl", "Non-HDL cholesterol", "Non-HDLコレステロール", "mg/dL", False, 1, ()),
+    ("ast", "AST (GOT)", "AST(GOT)", "U/L", False, 1, ()),
+    ("alt", "ALT (GPT)", "ALT(GPT)", "U/L", False, 1, ()),
+    ("ggt", "gamma-GT", "γ-GT(γ-GTP)", "U/L", False, 1, ()),
     ("fpg", "Fasting plasma glucose", "空腹時血糖", "mg/dL", False, 1, ()),
     ("random_glucose", "Random (non-fasting) glucose", "随時血糖", "mg/dL", False, 0, ()),
     ("hba1c", "HbA1c (NGSP)", "HbA1c", "%", False, 1, ()),
     ("creatinine", "Serum creatinine", "血清クレアチニン", "mg/dL", False, 0, ()),
     ("egfr", "eGFR (JSN equation)", "eGFR", "mL/min/1.73m²", False, 0, ()),
-    ("uric_acid", "Serum uric acid", "血清尿酸", "mg/dL", False, 0, ()),
+    ("uric_acid", "Serum uric acid", "血清尿酸", "mg/dL", False, 1, ()),
     ("hemoglobin", "Haemoglobin", "血色素量(ヘモグロビン)", "g/dL", False, 0, ()),
 ]
 
@@ -225,8 +228,13 @@ _CODED_MONOTONE: dict[str, int] = {
 #: Items whose change and slope carry the item's own direction (a scenario moves them).
 _CHANGE_MONOTONE: dict[str, int] = {"weight_kg": 1, "bmi": 1, "waist_cm": 1}
 
-#: Judgement flags whose item a scenario moves (weight loss): severity level 0 < 1 < 2.
-_FLAG_MONOTONE: dict[str, int] = {"waist_cm": 1, "bmi": 1}
+#: Judgement flags whose item a scenario moves (weight loss, and the laboratory items that
+#: follow a lever, models.lab_response): severity level 0 < 1 < 2, more abnormal never safer.
+_FLAG_MONOTONE: dict[str, int] = {
+    item: 1
+    for item in ("waist_cm", "bmi", "sbp", "dbp", "tg", "hdl", "ldl", "non_hdl", "glucose",
+                 "hba1c", "ast", "alt", "ggt")
+}  # fmt: skip
 
 #: Items with history features (前回からの変化, 年間変化率).
 CHANGE_ITEMS = (

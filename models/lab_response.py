@@ -1,20 +1,31 @@
-"""Within-year response of laboratory values to the what-if levers (検査値の反応).
+"""Within-year response of body size and laboratory values to the what-if levers (検査値の反応).
 
 A what-if (scoring.score) edits a habit or the weight of the latest checkup; in reality such a
-change also moves blood pressure, glycaemia and lipids within the year. :func:`fit_lab_response`
-estimates that from the store's own histories: over consecutive checkups of the same person
-(training fiscal years only), the first difference of each laboratory item is regressed on the
-first differences of the levers (OLS with intercept, all levers together):
-``Δlab = a + Σ β_lever · Δlever``. Levers are the checkup columns the scenarios edit, in their
-stored coding (:data:`LEVERS`); laboratory items are :data:`LABS`.
+change also moves body weight, blood pressure, glycaemia, lipids, liver enzymes and uric acid
+within the year. :func:`fit_lab_response` estimates that from the store's own histories: over
+consecutive checkups of the same person (training fiscal years only), the first difference of
+each item is regressed on the first differences of the levers' *terms* (OLS with intercept):
+``Δitem = a + Σ β_term · Δterm``.
 
-Selection: a coefficient is kept only where it is statistically clear (``|t| ≥ min_t``) and
-its sign moves the laboratory value towards lower risk when the lever moves towards lower
-risk (declared directions of features.declarations ``monotone``: sign β = d_lever · d_lab).
-Items without a declared direction (HDL, ALT, γ-GT) are not moved, so a what-if stays
-monotone; levers of :data:`CONTROL_ONLY` are regressors only. Every other coefficient is 0. The table holds coefficients only (no rows, no identifiers).
+* **Terms.** Weight is one numeric term. A coded answer is coded by thresholds in its declared
+  risk order (features.declarations ``monotone``), one indicator per step from the safest
+  answer: 間食 (1 daily > 2 sometimes > 3 hardly) gives ``q_snacks<=2`` and ``q_snacks<=1``,
+  飲酒量 ``q_alcohol_amount>=2`` … ``>=5``, 運動 ``q_exercise>=2`` (no). So a step whose effect
+  the codes' spacing does not carry (daily snacks, not "sometimes", move triglycerides) keeps
+  its own size. A term missing in both years did not change (an abstainer's amount): Δ 0.
+* **Body** (``weight_kg``, ``waist_cm``) is regressed on the habit terms only: the habit's
+  total effect on body size. **Laboratory items** (:data:`LABS`) are regressed on every term,
+  weight included: the habit's effect at fixed weight. A habit scenario first moves weight and
+  waist by the body response, then the labs by their weight and habit coefficients — the
+  habit's effect through adiposity and beside it.
+* **Selection.** A coefficient is kept only where it is statistically clear (``|t| ≥ min_t``)
+  and moves its item towards lower risk when the lever moves towards lower risk (declared
+  directions: sign β = the item's direction, every term pointing to the riskier answer), so a
+  what-if stays monotone. Levers of :data:`CONTROL_ONLY` are regressors only.
 
-:func:`lab_shift` applies the kept coefficients to an edited checkup frame.
+The table holds coefficients only (no rows, no identifiers). :func:`lab_shift` applies it to an
+edited checkup frame; :data:`GRID` and :func:`grid_split` say how a value recorded to a coarse
+resolution (HbA1c to 0.1 %) carries a smaller move.
 """
 
 from __future__ import annotations
@@ -25,9 +36,20 @@ import pandas as pd
 from data.validate import RANGES
 from features.declarations import DECLARATIONS
 
-__all__ = ["CONTROL_ONLY", "LABS", "LEVERS", "fit_lab_response", "lab_shift", "response_matrix"]
+__all__ = [
+    "BODY",
+    "CONTROL_ONLY",
+    "COLUMNS",
+    "GRID",
+    "LABS",
+    "LEVERS",
+    "fit_lab_response",
+    "grid_split",
+    "lab_shift",
+    "lever_terms",
+]
 
-#: Checkup columns a scenario moves (stored coding: 1 = yes / 2 = no; amount 1-4).
+#: Checkup columns a scenario moves (stored coding: 1 = yes / 2 = no; amount 1-5).
 LEVERS = (
     "weight_kg",
     "q_smoking",
@@ -39,26 +61,85 @@ LEVERS = (
     "q_alcohol_amount",
 )
 #: Levers kept in the regression as controls but never applied: quitting smoking brings a
-#: weight gain the scenario does not model, so its lab effect at fixed weight (lower TG,
-#: HbA1c) would promise more than the total effect (which is mixed: see scoring.whatif_truth).
+#: weight gain, so its lab effect at fixed weight (lower TG, HbA1c) would promise more than the
+#: total effect (which is mixed: see scoring.whatif_truth), and its body effect raises risk.
 CONTROL_ONLY = ("q_smoking",)
+#: Body-size items that follow a habit (regressed on the habit terms only).
+BODY = ("weight_kg", "waist_cm")
 #: Laboratory items that may follow a lever within the year.
-LABS = ("sbp", "dbp", "hba1c", "fpg", "tg", "hdl", "ldl", "alt", "ggt")
+LABS = ("sbp", "dbp", "hba1c", "fpg", "tg", "hdl", "ldl", "non_hdl", "ast", "alt", "ggt",
+        "uric_acid")  # fmt: skip
+#: The item recorded to a resolution coarser than its typical move, and that resolution
+#: (HbA1c is reported to 0.1 %; a habit moves it by 0.02-0.07): read at both grid values.
+GRID = ("hba1c", 0.1)
+_DECL = {d.name: d for d in DECLARATIONS}
 _DIR = {d.name: int(d.monotone or 0) for d in DECLARATIONS}
-COLUMNS = ("lab", "lever", "beta", "se", "t", "n", "kept", "coef")
+COLUMNS = ("lab", "lever", "term", "beta", "se", "t", "n", "kept", "coef")
 
 
 def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in frame:
+        return np.full(len(frame), np.nan)
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def lever_terms() -> list[tuple[str, str, float | None, int]]:
+    """(term, lever, cut, side) per term: the value itself for weight (cut None), else the
+    indicator ``side · code >= side · cut`` — the answers at or beyond ``cut`` on the risky side."""
+    out: list[tuple[str, str, float | None, int]] = []
+    for lever in LEVERS:
+        d = _DECL[lever]
+        if d.allowed is None:
+            out.append((lever, lever, None, 0))
+            continue
+        side = _DIR[lever]
+        codes = sorted(d.allowed, key=lambda c: side * c)  # safest first
+        for cut in codes[1:]:
+            out.append((f"{lever}{'>=' if side > 0 else '<='}{cut}", lever, float(cut), side))
+    return out
+
+
+def _term_matrix(frame: pd.DataFrame, terms) -> np.ndarray:
+    cols = []
+    for _, lever, cut, side in terms:
+        x = _num(frame, lever)
+        if cut is None:
+            cols.append(x)
+        else:
+            with np.errstate(invalid="ignore"):
+                cols.append(np.where(np.isnan(x), np.nan, (side * x >= side * cut).astype(float)))
+    return np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+
+
+def _delta(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """after − before; 0 where both are missing (nothing changed), NaN where one is."""
+    d = after - before
+    return np.where(np.isnan(before) & np.isnan(after), 0.0, d)
+
+
+def _ols(y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    ok = ~np.isnan(y) & ~np.isnan(X).any(axis=1)
+    Xo = np.column_stack([np.ones(int(ok.sum())), X[ok]])
+    n, k = Xo.shape
+    beta = se = np.full(X.shape[1], np.nan)
+    if n > k + 1:
+        xtx_inv = np.linalg.pinv(Xo.T @ Xo)
+        b = xtx_inv @ (Xo.T @ y[ok])
+        resid = y[ok] - Xo @ b
+        s2 = float(resid @ resid) / (n - k)
+        beta = b[1:]
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.clip(np.diag(xtx_inv)[1:] * s2, 0, None))
+    return beta, se, n
 
 
 def fit_lab_response(
     checkups: pd.DataFrame, before_year: int | None = None, min_t: float = 2.0
 ) -> pd.DataFrame:
-    """Coefficient table (:data:`COLUMNS`, one row per lab × lever; ``coef`` = kept β or 0).
+    """Coefficient table (:data:`COLUMNS`: one row per item × term; ``coef`` = kept β or 0).
 
-    ``checkups``: pseudonym, fiscal_year, exam_date and the lever and lab columns. Only pairs
-    of consecutive checkups one fiscal year apart, both before ``before_year``, are used.
+    ``checkups``: pseudonym, fiscal_year, exam_date and the lever, body and lab columns. Only
+    pairs of consecutive checkups one fiscal year apart, both before ``before_year``, are used.
     """
     c = checkups
     if before_year is not None:
@@ -67,69 +148,99 @@ def fit_lab_response(
     pid = c["pseudonym"].astype("string").to_numpy()
     fy = c["fiscal_year"].astype("int64").to_numpy()
     pair = (pid[1:] == pid[:-1]) & (fy[1:] - fy[:-1] == 1)
-    lev = np.column_stack([_num(c, v) for v in LEVERS]) if len(c) else np.zeros((0, len(LEVERS)))
-    dx = (lev[1:] - lev[:-1])[pair]
+    terms = lever_terms()
+    t = _term_matrix(c, terms)
+    dx = _delta(t[:-1], t[1:])[pair] if len(c) else np.zeros((0, len(terms)))
+    habit = np.array([lever != "weight_kg" for _, lever, _, _ in terms])
     rows = []
-    for lab in LABS:
-        y = _num(c, lab)
-        dy = (y[1:] - y[:-1])[pair]
-        ok = ~np.isnan(dy) & ~np.isnan(dx).any(axis=1)
-        X = np.column_stack([np.ones(int(ok.sum())), dx[ok]])
-        n, k = X.shape
-        beta = se = np.full(len(LEVERS), np.nan)
-        if n > k + 1:
-            xtx_inv = np.linalg.pinv(X.T @ X)
-            b = xtx_inv @ (X.T @ dy[ok])
-            resid = dy[ok] - X @ b
-            s2 = float(resid @ resid) / (n - k)
-            beta = b[1:]
-            with np.errstate(invalid="ignore"):
-                se = np.sqrt(np.clip(np.diag(xtx_inv)[1:] * s2, 0, None))
+    for item in (*BODY, *LABS):
+        y = _num(c, item)
+        dy = (y[1:] - y[:-1])[pair] if len(c) else np.zeros(0)
+        use = habit if item in BODY else np.ones(len(terms), dtype=bool)
+        beta, se, n = np.full(len(terms), np.nan), np.full(len(terms), np.nan), 0
+        beta[use], se[use], n = _ols(dy, dx[:, use])
         with np.errstate(invalid="ignore", divide="ignore"):
-            t = beta / se
+            tval = beta / se
         want = np.array(
-            [0 if v in CONTROL_ONLY else _DIR.get(v, 0) * _DIR.get(lab, 0) for v in LEVERS]
+            [0 if lever in CONTROL_ONLY else _DIR.get(item, 0) for _, lever, _, _ in terms]
         )
-        kept = (want != 0) & (np.sign(beta) == want) & (np.abs(t) >= min_t)
+        kept = use & (want != 0) & (np.sign(beta) == want) & (np.abs(tval) >= min_t)
         rows.append(
             pd.DataFrame(
-                {"lab": lab, "lever": list(LEVERS), "beta": beta, "se": se, "t": t, "n": n,
-                 "kept": kept, "coef": np.where(kept, beta, 0.0)}
+                {"lab": item, "lever": [lv for _, lv, _, _ in terms],
+                 "term": [name for name, _, _, _ in terms], "beta": beta, "se": se, "t": tval,
+                 "n": n, "kept": kept, "coef": np.where(kept, beta, 0.0)}
             )
         )  # fmt: skip
     return pd.concat(rows, ignore_index=True).reindex(columns=list(COLUMNS))
 
 
-def response_matrix(table: pd.DataFrame) -> pd.DataFrame:
-    """labs × levers of the kept coefficients (0 elsewhere)."""
-    m = table.pivot(index="lab", columns="lever", values="coef").fillna(0.0)
-    return m.reindex(index=list(LABS), columns=list(LEVERS), fill_value=0.0)
+def _coefficients(table: pd.DataFrame, items, terms) -> np.ndarray:
+    """items × terms of the kept coefficients (0 elsewhere; a table of an older layout, without
+    ``term``, reads its levers as terms)."""
+    key = "term" if "term" in table else "lever"
+    m = table.pivot_table(index="lab", columns=key, values="coef", aggfunc="sum")
+    return m.reindex(index=list(items), columns=[t[0] for t in terms]).fillna(0.0).to_numpy()
+
+
+def _move(out: pd.DataFrame, item: str, shift: np.ndarray) -> np.ndarray | None:
+    """Move ``item`` of ``out`` by ``shift`` towards lower risk only, inside its hard range;
+    integer-coded items are rounded. Returns the new values (None when nothing moves)."""
+    if item not in out or not shift.any():
+        return None
+    old = _num(out, item)
+    new = old + shift
+    if item in RANGES:
+        lo, hi = RANGES[item][:2]
+        new = np.clip(new, lo, hi)
+    if pd.api.types.is_integer_dtype(out[item].dtype):
+        new = np.round(new)
+    # never towards higher risk (and nothing where the value is missing)
+    new = np.where(np.isnan(old) | ((new - old) * _DIR.get(item, 0) > 0), old, new)
+    out[item] = pd.array(new, dtype=out[item].dtype)
+    return new
 
 
 def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """``after`` (``before`` with levers edited, same rows) with each lab moved by Σ β·Δlever.
+    """``after`` (``before`` with levers edited, same rows) with body size and labs moved.
 
-    Only present lab values move, only towards lower risk, clipped to the hard ranges of
-    data.validate ``RANGES``; integer-coded items (blood pressure) are rounded.
+    Weight and waist first follow the habit terms' changes (BMI in proportion to weight), then
+    each lab moves by Σ β·Δterm, weight's own change included. Only present values move, only
+    towards lower risk, clipped to the hard ranges of data.validate ``RANGES``; integer-coded
+    items (blood pressure) are rounded, others keep the exact move (see :func:`grid_split`).
     """
-    m = response_matrix(table)
-    levers = [v for v in LEVERS if v in before and v in after]
-    if not levers or not len(after):
+    terms = lever_terms()
+    if not len(after) or not any(lv in before and lv in after for _, lv, _, _ in terms):
         return after
-    d = np.nan_to_num(np.column_stack([_num(after, v) - _num(before, v) for v in levers]), nan=0.0)
-    shift = d @ m[levers].to_numpy().T  # rows × labs
+    t0 = _term_matrix(before, terms)
+    habit = np.array([lv != "weight_kg" for _, lv, _, _ in terms])
     out = after.copy()
-    for j, lab in enumerate(m.index):
-        if lab not in out or not shift[:, j].any():
-            continue
-        old = _num(out, lab)
-        new = old + shift[:, j]
-        if lab in RANGES:
-            lo, hi = RANGES[lab][:2]
-            new = np.clip(new, lo, hi)
-        if pd.api.types.is_integer_dtype(out[lab].dtype):
-            new = np.round(new)
-        # never towards higher risk (and nothing where the value is missing)
-        new = np.where(np.isnan(old) | ((new - old) * _DIR.get(lab, 0) > 0), old, new)
-        out[lab] = pd.array(new, dtype=out[lab].dtype)
+    d = np.nan_to_num(_delta(t0, _term_matrix(out, terms)), nan=0.0)
+    body = d[:, habit] @ _coefficients(table, BODY, terms)[:, habit].T
+    w0 = _num(out, "weight_kg")
+    for j, item in enumerate(BODY):
+        _move(out, item, body[:, j])
+    if "bmi" in out and "weight_kg" in out:
+        ratio = _num(out, "weight_kg") / w0
+        bmi = np.where(np.isfinite(ratio), _num(out, "bmi") * ratio, _num(out, "bmi"))
+        out["bmi"] = pd.array(bmi, dtype=out["bmi"].dtype)
+    d = np.nan_to_num(_delta(t0, _term_matrix(out, terms)), nan=0.0)
+    shift = d @ _coefficients(table, LABS, terms).T  # rows × labs
+    for j, lab in enumerate(LABS):
+        _move(out, lab, shift[:, j])
     return out
+
+
+def grid_split(values: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(up, down, w): the recorded grid values around ``values`` and the weight of ``down``.
+
+    A value recorded to ``step`` (HbA1c 6.4) that truly falls by less than a step (0.03) is
+    recorded as 6.4 or as 6.3, the latter with probability 0.3 (its position within the step
+    is unknown and taken as uniform): the model, which only ever saw recorded values, is read
+    at both and mixed, ``(1 − w)·f(up) + w·f(down)``. On the grid (or missing), w = 0.
+    """
+    v = np.asarray(values, dtype="float64")
+    k = np.round(v / step, 9)
+    up, down = np.ceil(k) * step, np.floor(k) * step
+    w = np.where(np.isnan(v), 0.0, np.ceil(k) - k)
+    return np.round(up, 9), np.round(down, 9), w

@@ -51,7 +51,7 @@ from data.normalise import derive_bmi
 from features.build import FeatureConfig, build_features, to_matrix
 from features.declarations import DECLARATIONS, item, item_matrix
 from models.explain import group_contributions
-from models.lab_response import lab_shift
+from models.lab_response import GRID, grid_split, lab_shift
 from models.train import background, parallel_map
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
@@ -652,6 +652,35 @@ def _moves_towards_lower_risk(base: pd.DataFrame, scenario: WhatIfScenario) -> n
     return ok & changes
 
 
+@dataclass(frozen=True)
+class ScenarioRows:
+    """One scenario's rebuilt feature rows (:func:`scenario_features`).
+
+    ``applies``: rows of the index it applies to; ``features``: theirs with it applied. Where a
+    moved value falls between two recorded grid values (models.lab_response ``GRID``: HbA1c
+    0.1 %), ``features`` holds the upper one and ``down`` (positions in ``features``, the weight
+    of the lower one, the rows with the lower one) the rest: the risk is the mix
+    ``(1 − w)·f(features) + w·f(down rows)`` (:func:`mix_risks`).
+    """
+
+    applies: np.ndarray
+    features: pd.DataFrame
+    down: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None
+
+    def __iter__(self):  # (applies, features), as the callers unpack it
+        return iter((self.applies, self.features))
+
+
+def mix_risks(rows: ScenarioRows, risk: pd.DataFrame, down_risk: pd.DataFrame) -> pd.DataFrame:
+    """The scenario's risks: each row's mix of its upper and lower grid value's risks."""
+    pos, w, _ = rows.down
+    out = risk.copy()
+    vals = out.to_numpy(dtype="float64", copy=True)
+    vals[pos] = (1.0 - w)[:, None] * vals[pos] + w[:, None] * down_risk.to_numpy(dtype="float64")
+    out.loc[:, :] = vals
+    return out
+
+
 def scenario_features(
     history: pd.DataFrame,
     index: pd.DataFrame,
@@ -659,11 +688,12 @@ def scenario_features(
     scenario: WhatIfScenario,
     config: FeatureConfig,
     lab_response: pd.DataFrame | None = None,
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """(rows of ``index`` the scenario applies to, their features with the scenario applied).
+) -> ScenarioRows:
+    """The rows of ``index`` the scenario applies to and their features with it applied.
 
-    ``lab_response``: a models.lab_response table; where given, the edited checkup's laboratory
-    values move with the levers (:func:`models.lab_response.lab_shift`).
+    ``lab_response``: a models.lab_response table; where given, the edited checkup's body size
+    and laboratory values move with the levers (:func:`models.lab_response.lab_shift`), and a
+    move between two recorded HbA1c values is read at both (:class:`ScenarioRows`).
 
     Only the last ``slope_window`` checkups can move a feature (changes and slopes look back at
     most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
@@ -678,23 +708,61 @@ def scenario_features(
             applies &= base[col].notna().to_numpy()
     who = index.loc[applies]
     if who.empty:
-        return applies, base.iloc[:0]
+        return ScenarioRows(applies, base.iloc[:0])
     hist = _recent_history(history, who, config.slope_window)
     last = np.r_[hist["pseudonym"].to_numpy()[1:] != hist["pseudonym"].to_numpy()[:-1], True]
     edited = apply_scenario(hist.loc[last], scenario)
+    split = None
     if lab_response is not None:
         edited = lab_shift(hist.loc[last], edited, lab_response)
+        col, step = GRID
+        if col in edited:
+            before = pd.to_numeric(hist.loc[last, col], errors="coerce").to_numpy("float64")
+            moved = pd.to_numeric(edited[col], errors="coerce").to_numpy("float64")
+            up, lower, w = grid_split(moved, step)
+            w = np.where(moved != before, w, 0.0)  # a value no scenario moved stays as it is
+            edited[col] = pd.array(np.where(w > 0, up, moved), dtype=edited[col].dtype)
+            split = (col, lower, w)
+    rows = np.flatnonzero(applies)
+    feats = _scenario_feature_rows(hist, last, edited, who, base, rows, config, lab_response)
+    down = None
+    if split is not None and (split[2] > 0).any():
+        col, lower, w = split
+        pos = np.flatnonzero(w > 0)
+        low = edited.iloc[pos].copy()
+        low[col] = pd.array(lower[pos], dtype=low[col].dtype)
+        keep = hist["pseudonym"].isin(low["pseudonym"]).to_numpy()
+        low_feats = _scenario_feature_rows(hist.loc[keep], last[keep], low,
+                                           index.iloc[rows[pos]], base, rows[pos], config,
+                                           lab_response)  # fmt: skip
+        down = (pos, w[pos], low_feats)
+    return ScenarioRows(applies, feats, down)
+
+
+def _scenario_feature_rows(
+    hist: pd.DataFrame,
+    last: np.ndarray,
+    edited: pd.DataFrame,
+    who: pd.DataFrame,
+    base: pd.DataFrame,
+    rows: np.ndarray,
+    config: FeatureConfig,
+    lab_response: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """Feature rows of ``who`` (rows ``rows`` of ``base``) from their recent history ``hist``
+    whose last checkups (``last``) are replaced by ``edited``."""
     hist = pd.concat([hist.loc[~last], edited]).sort_index()
     # hist holds nothing after the index checkups: build_features is index_features here
     feats = _index_feature_rows(build_features(hist, replace(config, validate=False)), who)
-    feats["n_prior_checkups"] = base.loc[applies, "n_prior_checkups"].to_numpy()
+    unchanged = base.iloc[rows]
+    feats["n_prior_checkups"] = unchanged["n_prior_checkups"].to_numpy()
     if lab_response is not None:
         # A moved lab also moves its undeclared history features (change since last year…),
         # in which the models are not monotone: those keep their unchanged values (the edits
         # of the levers alone move declared features only), so the what-if stays monotone.
         fixed = [c for c in feats.columns if c in base.columns and not _FEATURE_DIRECTION.get(c)]
-        feats[fixed] = base.loc[applies, fixed].set_axis(feats.index)
-    return applies, feats
+        feats[fixed] = unchanged[fixed].set_axis(feats.index)
+    return feats
 
 
 # ------------------------------------------------------------------------------------------
@@ -728,16 +796,25 @@ def scenario_risks(
     table = getattr(engine, "lab_response", None) if lab_response else None
     pending = None
     for sc in scenarios:
-        applies, feats = scenario_features(history, index, base, sc, feature_config, table)
-        rows = np.flatnonzero(applies)
-        X = to_matrix(feats, engine.feature_names) if len(rows) else None
-        job = submit(engine.predict_proba, X) if X is not None else None
-        del feats, X
+        built = scenario_features(history, index, base, sc, feature_config, table)
+        rows = np.flatnonzero(built.applies)
+        X = to_matrix(built.features, engine.feature_names) if len(rows) else None
+        job = submit(_scenario_predict, engine, built, X) if X is not None else None
+        del built, X
         if pending is not None:  # at most two scenarios' matrices held at once
             yield pending[0], pending[1], pending[2] and pending[2].result()
         pending = (sc, rows, job)
     if pending is not None:
         yield pending[0], pending[1], pending[2] and pending[2].result()
+
+
+def _scenario_predict(engine, built: ScenarioRows, X: np.ndarray) -> pd.DataFrame:
+    """The scenario's risks, mixed over the grid values of a moved HbA1c."""
+    risk = engine.predict_proba(X)
+    if built.down is None:
+        return risk
+    low = engine.predict_proba(to_matrix(built.down[2], engine.feature_names))
+    return mix_risks(built, risk, low)
 
 
 def whatif_direction(

@@ -63,8 +63,15 @@ def test_every_modifiable_feature_declares_its_medical_direction():
         assert mono[f"{item}_change"] == mono[f"{item}_slope"] == 1, item
     for name in ("flag_bmi", "flag_waist_cm", "mets_level", "guidance_intensity"):
         assert mono[name] == 1, name
-    # Nothing without a clear direction is constrained (age, history, medication, other labs).
-    for name in ("age", "sex", "hdl", "egfr", "q_med_bp", "hba1c_change", "n_prior_checkups"):
+    # The labs a what-if moves with the lever (models.lab_response), and their 判定 flags.
+    assert mono["hdl"] == -1  # low HDL is the abnormal side
+    for name in ("non_hdl", "ast", "alt", "ggt", "uric_acid", "flag_hba1c", "flag_hdl",
+                 "flag_ggt", "flag_glucose"):  # fmt: skip
+        assert mono[name] == 1, name
+    # Nothing without a clear direction is constrained (age, history, medication, kidney, the
+    # labs' changes and slopes, which a what-if keeps).
+    for name in ("age", "sex", "egfr", "creatinine", "flag_egfr", "q_med_bp", "hba1c_change",
+                 "hdl_slope", "n_prior_checkups"):  # fmt: skip
         assert name not in mono, name
 
 

@@ -1,4 +1,5 @@
-"""models.lab_response: the within-person lever → laboratory estimator and its application."""
+"""models.lab_response: the within-person lever → body size and laboratory estimator, its
+application to an edited checkup, and the grid split of a value recorded to 0.1."""
 
 from __future__ import annotations
 
@@ -6,74 +7,139 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.lab_response import COLUMNS, LABS, LEVERS, fit_lab_response, lab_shift
+from models.lab_response import (
+    BODY,
+    COLUMNS,
+    LABS,
+    fit_lab_response,
+    grid_split,
+    lab_shift,
+    lever_terms,
+)
 
 
-def _histories(n: int = 2_000, years: int = 3, seed: int = 0) -> pd.DataFrame:
-    """Δsbp = −1.0·Δweight (wrong sign for a risk-lowering lever? no: weight down → sbp down
-    needs β > 0, so −1.0 is the wrong sign and must be zeroed); Δhba1c = +0.05·Δweight (right
-    sign, kept); Δtg = −20·Δq_exercise (exercise 2→1 lowers tg: β > 0 wanted, so zeroed)."""
+def _histories(n: int = 4_000, years: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Known responses, by term:
+
+    * weight: +1.0 kg with no exercise (``q_exercise>=2``) — kept (a risky answer, more weight);
+    * sbp: −1.0·Δweight — the wrong sign (weight loss may not raise SBP), zeroed;
+    * hba1c: +0.05·Δweight — kept;
+    * tg: −20 with no exercise — the wrong sign, zeroed; +15 with *daily* snacks only
+      (``q_snacks<=1``), nothing from "sometimes" (``q_snacks<=2``);
+    * alcohol amount: missing in both years for abstainers (no change, rows kept).
+    """
     rng = np.random.default_rng(seed)
-    rows = []
     weight = rng.normal(65, 10, n)
     sbp = rng.normal(125, 10, n)
     hba1c = rng.normal(5.6, 0.3, n)
     tg = rng.normal(120, 30, n)
     ex = rng.integers(1, 3, n).astype(float)
+    snacks = rng.integers(1, 4, n).astype(float)
+    amount = np.where(rng.random(n) < 0.5, np.nan, 2.0)
+    rows = []
     for y in range(years):
         if y:
-            dw = rng.normal(0, 2, n)
-            dex = rng.integers(1, 3, n) - ex
+            new_ex = rng.integers(1, 3, n).astype(float)
+            new_snacks = np.where(rng.random(n) < 0.3, rng.integers(1, 4, n), snacks)
+            d_no_ex = (new_ex == 2).astype(float) - (ex == 2)
+            d_daily = (new_snacks == 1).astype(float) - (snacks == 1)
+            dw = rng.normal(0, 2, n) + 1.0 * d_no_ex
             weight += dw
-            ex += dex
             sbp += -1.0 * dw + rng.normal(0, 1, n)
             hba1c += 0.05 * dw + rng.normal(0, 0.05, n)
-            tg += -20.0 * dex + rng.normal(0, 5, n)
-        frame = {c: np.full(n, 2.0) for c in LEVERS if c.startswith("q_")}
-        frame.update(
-            pseudonym=[f"p{i:05d}" for i in range(n)], fiscal_year=2018 + y,
-            exam_date=pd.Timestamp(f"{2018 + y}-06-01"), weight_kg=weight.copy(),
-            q_exercise=ex.copy(), sbp=sbp.copy(), hba1c=hba1c.copy(), tg=tg.copy(),
-        )  # fmt: skip
-        for lab in LABS:
-            frame.setdefault(lab, np.full(n, np.nan))
+            tg += -20.0 * d_no_ex + 15.0 * d_daily + rng.normal(0, 5, n)
+            ex, snacks = new_ex, new_snacks
+        frame = {
+            "pseudonym": [f"p{i:05d}" for i in range(n)], "fiscal_year": 2018 + y,
+            "exam_date": pd.Timestamp(f"{2018 + y}-06-01"), "weight_kg": weight.copy(),
+            "q_smoking": 3.0, "q_exercise": ex.copy(), "q_walking": 2.0, "q_late_dinner": 2.0,
+            "q_snacks": snacks.copy(), "q_skip_breakfast": 2.0, "q_alcohol_amount": amount,
+            "sbp": sbp.copy(), "hba1c": hba1c.copy(), "tg": tg.copy(),
+        }  # fmt: skip
+        for col in (*BODY, *LABS):
+            frame.setdefault(col, np.full(n, np.nan))
         rows.append(pd.DataFrame(frame))
     return pd.concat(rows, ignore_index=True)
 
 
-def test_recovers_known_coefficients_and_zeroes_wrong_signs():
-    table = fit_lab_response(_histories())
+def test_terms_follow_the_declared_risk_order():
+    terms = {name: (lever, cut, side) for name, lever, cut, side in lever_terms()}
+    assert terms["weight_kg"] == ("weight_kg", None, 0)
+    assert terms["q_exercise>=2"] == ("q_exercise", 2.0, 1)  # 2 = no exercise, the risky answer
+    assert {"q_snacks<=2", "q_snacks<=1"} <= set(terms)  # 1 daily > 2 sometimes > 3 hardly
+    assert {f"q_alcohol_amount>={k}" for k in range(2, 6)} <= set(terms)
+    assert {"q_smoking<=2", "q_smoking<=1"} <= set(terms)  # 1 smokes > 2 quit > 3 never
+
+
+@pytest.fixture(scope="module")
+def table():
+    return fit_lab_response(_histories())
+
+
+def test_recovers_known_coefficients_and_zeroes_wrong_signs(table):
     assert tuple(table.columns) == COLUMNS
-    assert len(table) == len(LABS) * len(LEVERS)
-    t = table.set_index(["lab", "lever"])
+    assert len(table) == len(BODY + LABS) * len(lever_terms())
+    t = table.set_index(["lab", "term"])
+    assert t.loc[("weight_kg", "q_exercise>=2"), "beta"] == pytest.approx(1.0, abs=0.15)
+    assert t.loc[("weight_kg", "q_exercise>=2"), "kept"]
+    assert np.isnan(t.loc[("weight_kg", "weight_kg"), "beta"])  # body: habit terms only
     assert t.loc[("sbp", "weight_kg"), "beta"] == pytest.approx(-1.0, abs=0.02)
     assert t.loc[("sbp", "weight_kg"), "coef"] == 0  # weight loss may not raise SBP
     assert t.loc[("hba1c", "weight_kg"), "beta"] == pytest.approx(0.05, abs=0.005)
     assert t.loc[("hba1c", "weight_kg"), "coef"] == t.loc[("hba1c", "weight_kg"), "beta"]
-    assert t.loc[("tg", "q_exercise"), "beta"] == pytest.approx(-20.0, abs=0.5)
-    assert t.loc[("tg", "q_exercise"), "coef"] == 0
-    # levers that never change or labs without data: nothing kept
-    assert (t.loc["ldl", "coef"] == 0).all() and (
-        t.xs("q_smoking", level="lever")["coef"] == 0
-    ).all()
-    # deterministic, and training years only
+    assert t.loc[("tg", "q_exercise>=2"), "beta"] == pytest.approx(-20.0, abs=0.6)
+    assert t.loc[("tg", "q_exercise>=2"), "coef"] == 0
+    # a step of its own: daily snacks, not "sometimes"
+    assert t.loc[("tg", "q_snacks<=1"), "coef"] == pytest.approx(15.0, abs=0.6)
+    assert abs(t.loc[("tg", "q_snacks<=2"), "beta"]) < 1.0
+    assert t.loc[("tg", "q_snacks<=2"), "coef"] == 0
+    # abstainers (amount missing in both years) are kept: every pair is used
+    assert t.loc[("hba1c", "weight_kg"), "n"] == 4_000 * 2
+    # labs without data and control-only levers: nothing kept
+    assert (t.loc["ldl", "coef"] == 0).all()
+    assert (table.loc[table["lever"] == "q_smoking", "coef"] == 0).all()
+
+
+def test_deterministic_and_training_years_only(table):
     pd.testing.assert_frame_equal(table, fit_lab_response(_histories()))
     early = fit_lab_response(_histories(), before_year=2020)
-    assert early.set_index(["lab", "lever"]).loc[("hba1c", "weight_kg"), "n"] == 2_000
+    assert early.set_index(["lab", "term"]).loc[("hba1c", "weight_kg"), "n"] == 4_000
 
 
-def test_shift_moves_labs_only_towards_lower_risk_and_clips():
-    table = fit_lab_response(_histories())
+def test_shift_moves_body_then_labs_only_towards_lower_risk(table):
     before = pd.DataFrame(
-        {"weight_kg": [80.0, 80.0, 80.0], "q_exercise": [2.0, 2.0, 2.0],
-         "hba1c": [6.0, np.nan, 3.05], "sbp": pd.array([130, 130, 130], dtype="Int64")}
+        {"weight_kg": [80.0, 80.0, 80.0, 80.0], "bmi": [25.0, 25.0, 25.0, np.nan],
+         "q_exercise": [2.0, 2.0, 2.0, 1.0], "hba1c": [6.0, np.nan, 3.02, 6.0],
+         "sbp": pd.array([130, 130, 130, 130], dtype="Int64")}
     )  # fmt: skip
-    after = before.assign(weight_kg=[77.0, 77.0, 77.0])
-    out = lab_shift(before, after, table)
-    assert out.loc[0, "hba1c"] == pytest.approx(6.0 - 3 * 0.05, abs=0.02)
+    coef = table.set_index(["lab", "term"])["coef"]
+    dw = -coef[("weight_kg", "q_exercise>=2")]  # starting to exercise: the body response
+
+    out = lab_shift(before, before.assign(q_exercise=1.0), table)
+    assert out.loc[0, "weight_kg"] == pytest.approx(80.0 + dw)
+    assert out.loc[0, "bmi"] == pytest.approx(25.0 * (80.0 + dw) / 80.0)  # BMI follows weight
+    # the lab follows the weight the habit moved (its own habit coefficient is 0 here)
+    assert out.loc[0, "hba1c"] == pytest.approx(6.0 + coef[("hba1c", "weight_kg")] * dw)
     assert np.isnan(out.loc[1, "hba1c"])  # missing stays missing
     assert out.loc[2, "hba1c"] == 3.0  # hard range floor
     assert (out["sbp"] == 130).all()  # the wrong-signed coefficient is not applied
     assert out["sbp"].dtype == before["sbp"].dtype
-    unchanged = lab_shift(before, before.copy(), table)
-    pd.testing.assert_frame_equal(unchanged, before)
+    assert np.isnan(out.loc[3, "bmi"])
+    # someone who already exercised: no change at all
+    assert out.loc[3, "weight_kg"] == 80.0 and out.loc[3, "hba1c"] == 6.0
+    pd.testing.assert_frame_equal(lab_shift(before, before.copy(), table), before)
+
+    # the scenario's own weight edit moves the labs, and no body response is added to it
+    out = lab_shift(before, before.assign(weight_kg=77.0), table)
+    assert out.loc[0, "weight_kg"] == 77.0
+    assert out.loc[0, "hba1c"] == pytest.approx(6.0 - 3 * coef[("hba1c", "weight_kg")])
+
+
+def test_grid_split_mixes_the_two_recorded_values():
+    up, down, w = grid_split(np.array([6.37, 6.4, 6.35, np.nan, 5.0 - 1e-12]), 0.1)
+    np.testing.assert_allclose(up[:3], [6.4, 6.4, 6.4])
+    np.testing.assert_allclose(down[:3], [6.3, 6.4, 6.3])
+    np.testing.assert_allclose(w[:3], [0.3, 0.0, 0.5])
+    assert w[3] == 0.0 and w[4] == 0.0  # missing; on the grid up to rounding noise
+    # the mix's expected value is the moved value itself
+    np.testing.assert_allclose(((1 - w) * up + w * down)[:3], [6.37, 6.4, 6.35])

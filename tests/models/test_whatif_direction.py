@@ -113,29 +113,75 @@ def test_scores_offer_only_scenarios_that_lower_the_risk(ward_engine):
 def test_scenarios_move_every_feature_towards_lower_risk(ward_engine):
     """The edits of each shipped scenario, rebuilt into features (BMI, changes, slopes, flags,
     メタボ判定, 階層化 and the derived drinking/smoking features follow), move only features with
-    a declared direction, and each only in its risk-lowering direction."""
+    a declared direction, and each only in its risk-lowering direction — in both recorded
+    HbA1c values where the labs follow the lever (models.lab_response.grid_split)."""
     from features.build import FeatureConfig
     from scoring.score import index_features, load_scoring_config, scenario_features
 
     ward, engine = ward_engine
     fc = FeatureConfig()
     base = index_features(ward.history, ward.index, fc)
-    direction = {d.name: d.monotone for d in DECLARATIONS}
+    names = engine.feature_names
+    mixed = 0
     for sc, table in [(sc, t) for sc in load_scoring_config().scenarios
                       for t in (None, engine.lab_response)]:  # fmt: skip
-        applies, feats = scenario_features(ward.history, ward.index, base, sc, fc, table)
+        built = scenario_features(ward.history, ward.index, base, sc, fc, table)
+        applies, feats = built
         assert applies.any(), sc.key
-        before = base.loc[applies, engine.feature_names].reset_index(drop=True)
-        after = feats[engine.feature_names].reset_index(drop=True)
-        for name in engine.feature_names:
-            a = before[name].to_numpy(dtype="float64", na_value=np.nan)
-            b = after[name].to_numpy(dtype="float64", na_value=np.nan)
-            moved = ~((a == b) | (np.isnan(a) & np.isnan(b)))
-            if not moved.any():
-                continue
-            assert direction[name] != 0, (sc.key, name)
-            assert not (np.isnan(a) | np.isnan(b))[moved].any(), (sc.key, name, "missingness")
-            assert ((b - a)[moved] * direction[name] < 0).all(), (sc.key, name)
+        before = base.loc[applies, names].reset_index(drop=True)
+        _assert_moves_towards_lower_risk(sc.key, before, feats[names].reset_index(drop=True))
+        if built.down is not None:
+            assert table is not None  # only the labs' move falls between grid values
+            pos, w, low = built.down
+            assert ((w > 0) & (w < 1)).all() and len(low) == len(pos)
+            assert np.allclose(
+                low["hba1c"].to_numpy("float64") + 0.1, feats["hba1c"].to_numpy("float64")[pos]
+            )  # one recorded step below
+            _assert_moves_towards_lower_risk(
+                sc.key, before.iloc[pos].reset_index(drop=True), low[names].reset_index(drop=True)
+            )
+            mixed += len(pos)
+    assert mixed > 0  # habits move HbA1c by less than its 0.1 % resolution
+
+
+def _assert_moves_towards_lower_risk(key, before, after):
+    direction = {d.name: d.monotone for d in DECLARATIONS}
+    for name in before.columns:
+        a = before[name].to_numpy(dtype="float64", na_value=np.nan)
+        b = after[name].to_numpy(dtype="float64", na_value=np.nan)
+        moved = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        if not moved.any():
+            continue
+        assert direction[name] != 0, (key, name)
+        assert not (np.isnan(a) | np.isnan(b))[moved].any(), (key, name, "missingness")
+        assert ((b - a)[moved] * direction[name] < 0).all(), (key, name)
+
+
+def test_scenario_risk_mixes_the_two_recorded_hba1c_values(ward_engine):
+    """Where the what-if moves HbA1c between two recorded values, its risk is the mix of the
+    model read at both, (1 − w)·f(upper) + w·f(lower): between the two, never outside."""
+    from features.build import FeatureConfig, to_matrix
+    from scoring.score import index_features, load_scoring_config, scenario_features, scenario_risks
+
+    ward, engine = ward_engine
+    fc = FeatureConfig()
+    base = index_features(ward.history, ward.index, fc)
+    sc = {s.key: s for s in load_scoring_config().scenarios}["exercise"]
+    built = scenario_features(ward.history, ward.index, base, sc, fc, engine.lab_response)
+    pos, w, low = built.down
+    up = engine.predict_proba(to_matrix(built.features, engine.feature_names))
+    down = engine.predict_proba(to_matrix(low, engine.feature_names))
+    ((_, rows, p),) = scenario_risks(engine, ward.history, ward.index, base, (sc,), fc)
+    np.testing.assert_array_equal(rows, np.flatnonzero(built.applies))
+    for o in engine.outcomes:
+        u, d = up[f"risk_{o}"].to_numpy()[pos], down[f"risk_{o}"].to_numpy()
+        got = p[f"risk_{o}"].to_numpy()
+        np.testing.assert_allclose(got[pos], (1 - w) * u + w * d, rtol=0, atol=1e-15)
+        assert (got[pos] <= u + 1e-15).all() and (got[pos] >= d - 1e-15).all()
+        rest = np.setdiff1d(np.arange(len(got)), pos)
+        np.testing.assert_array_equal(got[rest], up[f"risk_{o}"].to_numpy()[rest])
+    diabetes = p["risk_diabetes"].to_numpy()[pos] - up["risk_diabetes"].to_numpy()[pos]
+    assert (diabetes < 0).any()  # the sub-step HbA1c move is seen
 
 
 def test_set_scenarios_apply_only_where_they_lower_risk(ward_engine):
