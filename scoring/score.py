@@ -12,9 +12,11 @@ and writes the files of :mod:`scoring.contracts`.
   would (e.g. weight −3 kg, quit smoking), only where its ``when`` conditions hold; the edited
   history is rebuilt into features (so BMI, メタボ判定, 階層化 and flags follow) and re-scored
   through the same model. Where the engine carries a lab-response table (models.lab_response,
-  fitted at training; ``scenario_lab_response``) the edited checkup's laboratory values with
-  a declared direction follow the lever (weight −3 kg also lowers SBP, HbA1c …), only the
-  risk-lowering way; the labs' undeclared history features keep their values. The
+  fitted at training; ``scenario_lab_response``) the edited checkup's body size (for a habit)
+  and laboratory values with a declared direction follow the lever (exercise also lowers
+  weight; weight −3 kg also lowers SBP, HbA1c …), only the risk-lowering way; the labs'
+  undeclared history features keep their values; an HbA1c moved between two recorded values
+  (0.1 %) is read at both and the risks mixed (:class:`ScenarioRows`). The
   declarations drive it: a scenario may only edit modifiable
   items with a declared direction (features.declarations ``monotone``), only in their
   risk-lowering direction, and applies only where it moves the resident that way. The models
@@ -233,8 +235,8 @@ class ScoringConfig(BaseModel):
     #: A scenario is offered (report, letters, best scenario) only where it lowers the risk by
     #: at least this much (probability; 0.001 = 0.1 percentage point).
     scenario_min_drop: float = Field(0.001, ge=0, lt=1)
-    #: Move the edited checkup's laboratory values with the lever (the engine's lab-response
-    #: table, models.lab_response: only risk-lowering, statistically clear coefficients).
+    #: Move the edited checkup's body size and laboratory values with the lever (the engine's
+    #: lab-response table, models.lab_response: only risk-lowering, clear coefficients).
     scenario_lab_response: bool = True
     risk_bands: RiskBands = RiskBands()
     scenarios: tuple[WhatIfScenario, ...] = Field((), alias="scenario")

@@ -27,8 +27,8 @@ Columns per scenario × outcome:
   1/K per resident) shows as exactly 0 for most residents; "0" is not a wrong sign, it is
   below the resolution of the truth, and a definition counting it as disagreement would
   measure K, not the model. Why not ``≠ 0``: where an intervention moves outcome-relevant
-  values in opposite directions (quitting smoking: lower glycaemia, higher adiposity) single
-  futures flip either way by chance; two or more net futures is the smallest change whose
+  values in opposite directions (drinking less: lower TG and BP, lower HDL) single futures
+  flip either way by chance; two or more net futures is the smallest change whose
   sign the truth resolves. ``true_rise_share`` is the plain share of offered residents whose
   true change is positive at all (any future), the wrong promises a letter would make.
 * ``mae_change`` = mean |model change − true change| per resident and ``mae_ratio`` =

@@ -597,6 +597,10 @@ def update_meds(st, c, age, rng, cal, first=False):
                 st["sglt2"] = np.where(new, rng.random(len(sex)) < 0.25, st["sglt2"])
 
 
+#: optional state of a what-if counterfactual (data.synth.whatif), kept when replicated:
+#: ``keeps_weight`` — quit smoking without the post-cessation weight gain.
+_WHATIF_STATE = ("keeps_weight",)
+
 #: state needed to advance and observe outcome-relevant values (Monte-Carlo replicates)
 _OUTCOME_STATE = (
     "sex",
@@ -693,6 +697,7 @@ def step(
     prep = prepare_step(st, age_next, cal)
     if k > 1:
         keep = _OUTCOME_STATE if outcomes_only else tuple(x for x in st if not x.startswith("_"))
+        keep += tuple(x for x in _WHATIF_STATE if x in st and x not in keep)
         gbase = core_matrix()[: len(_G_KEYS)].T @ np.stack([st[g] for g in _G_KEYS])
         st = {key: np.repeat(st[key], k) for key in keep}
         st["_gbase"] = np.repeat(gbase, k, axis=1)
@@ -744,7 +749,11 @@ def step(
         adjust(st)
     # smoothed lifestyle effect on adiposity, cores, medication
     life = lifestyle_matrix(st)
-    st["LA"] = 0.5 * st["LA"] + 0.5 * (life @ GAMMA[:, 0])
+    la = life @ GAMMA[:, 0]
+    if "keeps_weight" in st:  # what-if: an ex-smoker's adiposity stays where smoking kept it
+        held = st["keeps_weight"] & (st["smk"] == 2)
+        la = la + held * (GAMMA[_IDX["smk_cur"], 0] - GAMMA[_IDX["smk_ex"], 0])
+    st["LA"] = 0.5 * st["LA"] + 0.5 * la
     c = cores(st, life)
     for m in MEDS:
         crit = _med_core(c, m) > prep["thr_" + m]
