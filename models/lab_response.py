@@ -175,9 +175,16 @@ def fit_lab_response(
     return pd.concat(rows, ignore_index=True).reindex(columns=list(COLUMNS))
 
 
+def _terms_of(table: pd.DataFrame) -> list[tuple[str, str, float | None, int]]:
+    """The terms a table was fitted on: an engine registered before terms existed has one
+    coefficient per lever on its raw code (and no body rows), and keeps its meaning."""
+    if "term" in table:
+        return lever_terms()
+    return [(lever, lever, None, 0) for lever in LEVERS]
+
+
 def _coefficients(table: pd.DataFrame, items, terms) -> np.ndarray:
-    """items × terms of the kept coefficients (0 elsewhere; a table of an older layout, without
-    ``term``, reads its levers as terms)."""
+    """items × terms of the kept coefficients (0 elsewhere)."""
     key = "term" if "term" in table else "lever"
     m = table.pivot_table(index="lab", columns=key, values="coef", aggfunc="sum")
     return m.reindex(index=list(items), columns=[t[0] for t in terms]).fillna(0.0).to_numpy()
@@ -209,7 +216,7 @@ def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) ->
     towards lower risk, clipped to the hard ranges of data.validate ``RANGES``; integer-coded
     items (blood pressure) are rounded, others keep the exact move (see :func:`grid_split`).
     """
-    terms = lever_terms()
+    terms = _terms_of(table)
     if not len(after) or not any(lv in before and lv in after for _, lv, _, _ in terms):
         return after
     t0 = _term_matrix(before, terms)

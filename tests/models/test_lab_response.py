@@ -143,3 +143,18 @@ def test_grid_split_mixes_the_two_recorded_values():
     assert w[3] == 0.0 and w[4] == 0.0  # missing; on the grid up to rounding noise
     # the mix's expected value is the moved value itself
     np.testing.assert_allclose(((1 - w) * up + w * down)[:3], [6.37, 6.4, 6.35])
+
+
+def test_a_table_from_before_terms_keeps_its_per_code_meaning():
+    """An engine registered before the threshold terms: one coefficient per lever, on its raw
+    code (``lab``, ``lever``, ``coef``); applied as it was fitted, no body response."""
+    old = pd.DataFrame(
+        {"lab": ["hba1c", "tg"], "lever": ["weight_kg", "q_exercise"], "coef": [0.02, 9.0]}
+    )
+    before = pd.DataFrame({"weight_kg": [80.0], "q_exercise": [2.0], "hba1c": [6.0],
+                           "tg": [150.0]})  # fmt: skip
+    out = lab_shift(before, before.assign(q_exercise=1.0), old)
+    assert out.loc[0, "weight_kg"] == 80.0
+    assert out.loc[0, "tg"] == pytest.approx(141.0) and out.loc[0, "hba1c"] == 6.0
+    out = lab_shift(before, before.assign(weight_kg=77.0), old)
+    assert out.loc[0, "hba1c"] == pytest.approx(5.94)
