@@ -21,7 +21,7 @@ each item is regressed on the first differences of the levers' *terms* (OLS with
 * **Selection.** A coefficient is kept only where it is statistically clear (``|t| ≥ min_t``)
   and moves its item towards lower risk when the lever moves towards lower risk (declared
   directions: sign β = the item's direction, every term pointing to the riskier answer), so a
-  what-if stays monotone. Levers of :data:`CONTROL_ONLY` are regressors only.
+  what-if stays monotone.
 
 The table holds coefficients only (no rows, no identifiers). :func:`lab_shift` applies it to an
 edited checkup frame; :data:`GRID` and :func:`grid_split` say how a value recorded to a coarse
@@ -38,11 +38,11 @@ from features.declarations import DECLARATIONS
 
 __all__ = [
     "BODY",
-    "CONTROL_ONLY",
     "COLUMNS",
     "GRID",
     "LABS",
     "LEVERS",
+    "STEPS",
     "fit_lab_response",
     "grid_split",
     "lab_shift",
@@ -60,10 +60,12 @@ LEVERS = (
     "q_skip_breakfast",
     "q_alcohol_amount",
 )
-#: Levers kept in the regression as controls but never applied: quitting smoking brings a
-#: weight gain, so its lab effect at fixed weight (lower TG, HbA1c) would promise more than the
-#: total effect (which is mixed: see scoring.whatif_truth), and its body effect raises risk.
-CONTROL_ONLY = ("q_smoking",)
+#: Levers with fewer steps than codes: smoking is only "smokes now" (``q_smoking<=1``), because
+#: before FY2024 the question was yes / no (stored 1 / 3), so "quit" and "never" are one answer
+#: there and a 3 → 2 across the revision is a recoding, not a change. Quitting is advised
+#: without the weight gain (scoring.toml), so its effect is the labs' at fixed weight; its body
+#: effect (a gain) has the risk-raising sign and is never kept.
+STEPS = {"q_smoking": (1,)}
 #: Body-size items that follow a habit (regressed on the habit terms only).
 BODY = ("weight_kg", "waist_cm")
 #: Laboratory items that may follow a lever within the year.
@@ -94,7 +96,7 @@ def lever_terms() -> list[tuple[str, str, float | None, int]]:
             continue
         side = _DIR[lever]
         codes = sorted(d.allowed, key=lambda c: side * c)  # safest first
-        for cut in codes[1:]:
+        for cut in STEPS.get(lever, codes[1:]):
             out.append((f"{lever}{'>=' if side > 0 else '<='}{cut}", lever, float(cut), side))
     return out
 
@@ -161,9 +163,7 @@ def fit_lab_response(
         beta[use], se[use], n = _ols(dy, dx[:, use])
         with np.errstate(invalid="ignore", divide="ignore"):
             tval = beta / se
-        want = np.array(
-            [0 if lever in CONTROL_ONLY else _DIR.get(item, 0) for _, lever, _, _ in terms]
-        )
+        want = np.full(len(terms), _DIR.get(item, 0))
         kept = use & (want != 0) & (np.sign(beta) == want) & (np.abs(tval) >= min_t)
         rows.append(
             pd.DataFrame(
