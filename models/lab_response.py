@@ -238,16 +238,25 @@ def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) ->
     return out
 
 
-def grid_split(values: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def grid_split(
+    values: np.ndarray, step: float, recorded: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(up, down, w): the recorded grid values around ``values`` and the weight of ``down``.
 
     A value recorded to ``step`` (HbA1c 6.4) that truly falls by less than a step (0.03) is
     recorded as 6.4 or as 6.3, the latter with probability 0.3 (its position within the step
     is unknown and taken as uniform): the model, which only ever saw recorded values, is read
-    at both and mixed, ``(1 − w)·f(up) + w·f(down)``. On the grid (or missing), w = 0.
+    at both and mixed, ``(1 − w)·f(up) + w·f(down)``. w = 0 on the grid, where the value is
+    missing, and — given ``recorded``, the values before the move — where it did not move or
+    was not recorded on the grid (a finer record needs no split, and its upper grid value
+    could lie above it).
     """
     v = np.asarray(values, dtype="float64")
     k = np.round(v / step, 9)
     up, down = np.ceil(k) * step, np.floor(k) * step
     w = np.where(np.isnan(v), 0.0, np.ceil(k) - k)
+    if recorded is not None:
+        r = np.asarray(recorded, dtype="float64") / step
+        on_grid = np.abs(r - np.round(r)) < 1e-6
+        w = np.where(on_grid & (v != np.asarray(recorded, dtype="float64")), w, 0.0)
     return np.round(up, 9), np.round(down, 9), w

@@ -721,8 +721,7 @@ def scenario_features(
         if col in edited:
             before = pd.to_numeric(hist.loc[last, col], errors="coerce").to_numpy("float64")
             moved = pd.to_numeric(edited[col], errors="coerce").to_numpy("float64")
-            up, lower, w = grid_split(moved, step)
-            w = np.where(moved != before, w, 0.0)  # a value no scenario moved stays as it is
+            up, lower, w = grid_split(moved, step, before)
             edited[col] = pd.array(np.where(w > 0, up, moved), dtype=edited[col].dtype)
             split = (col, lower, w)
     rows = np.flatnonzero(applies)

@@ -160,3 +160,12 @@ def test_a_table_from_before_terms_keeps_its_per_code_meaning():
     assert out.loc[0, "tg"] == pytest.approx(141.0) and out.loc[0, "hba1c"] == 6.0
     out = lab_shift(before, before.assign(weight_kg=77.0), old)
     assert out.loc[0, "hba1c"] == pytest.approx(5.94)
+
+
+def test_grid_split_only_where_a_recorded_value_moved():
+    moved = np.array([6.37, 6.4, 6.31, 6.2])
+    recorded = np.array([6.4, 6.4, 6.33, 6.3])  # moved; unmoved; a finer record; moved
+    up, down, w = grid_split(moved, 0.1, recorded)
+    np.testing.assert_allclose(w, [0.3, 0.0, 0.0, 0.0])  # 6.2 is on the grid itself
+    # a finer record keeps its exact move: its upper grid value (6.4) would lie above it
+    assert up[2] > recorded[2]
