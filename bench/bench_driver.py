@@ -34,7 +34,8 @@ and FY2024 (pseudonym, exam date, age, sex), the enrollment and the contacts. Th
 Prints, per step: the child's RSS before the step (imports, and for ``select`` the decisions it
 is given), its peak (sampled every 20 ms, and ru_maxrss, which also counts what the child did
 before the step: reading the decisions it is given), seconds, and the rows it produced, with a
-digest of its output (to check that a change keeps it byte for byte).
+digest of its output (to check that a change keeps it byte for byte; a selection as the run
+writes it, ``kenshin.annual.as_written``) and, for ``tables``, of the files written.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ STEPS = (
     "tables",
 )  # fmt: skip
 CHECKUP_COLUMNS = ["pseudonym", "exam_date", "age", "sex"]
+#: What a step reports besides its memory, time, rows and digest.
+EXTRAS = ("counts", "kept_mb", "kept_mb_without_strings", "concat_s", "written_mb", "files_digest")
 
 
 def _rename(values: list[str], k: int, cache: dict[str, str]) -> list[str]:
@@ -176,8 +179,13 @@ def _decided_chunks(path: Path):
 
 
 def _digest(frame) -> str:
+    """Of the frame as the run writes it (a selection's text columns held as categories are
+    hashed as the text they stand for, where the code under test holds them so)."""
     import pandas as pd
 
+    from kenshin import annual
+
+    frame = getattr(annual, "as_written", lambda f: f)(frame)
     h = hashlib.sha256(str(list(frame.dtypes.astype(str).items())).encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
@@ -273,6 +281,12 @@ def child(step: str, store: Path, decided: Path, budget: int) -> dict:
     stop.set()
     # Before the digest: hashing Arrow text makes a Python string of every pseudonym.
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if step == "tables":  # the bytes written, read a block at a time
+        files = hashlib.sha256()
+        for f in sorted(root.iterdir()):
+            with open(f, "rb") as fh:
+                files.update(f.name.encode() + hashlib.file_digest(fh, "sha256").digest())
+        info["files_digest"] = files.hexdigest()[:16]
     info.update(
         rows=len(out),
         out_mb=out.memory_usage(deep=True).sum() / 2**20,
@@ -318,11 +332,7 @@ def main() -> None:
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         info = json.loads(res.stdout.strip().splitlines()[-1])
-        extra = {
-            k: v
-            for k, v in info.items()
-            if k in ("counts", "kept_mb", "kept_mb_without_strings", "concat_s", "written_mb")
-        }
+        extra = {k: v for k, v in info.items() if k in EXTRAS}
         print(
             f"{step:12s} rows {info['rows']:>11,}  before {info['base_mb']:6,.0f} MB  "
             f"peak {info['peak_mb']:6,.0f} MB (ru_maxrss {info['maxrss_mb']:6,.0f})  "

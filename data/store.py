@@ -441,13 +441,17 @@ def read_contacts(store: Path, pseudonyms: Iterable[str] | None = None) -> pd.Da
 
 
 def iter_contact_batches(
-    store: Path, columns: list[str], batch_rows: int = 250_000
+    store: Path, columns: list[str], batch_rows: int = 65_536
 ) -> Iterator[pa.RecordBatch]:
     """Some columns of the contacts as Arrow, ``batch_rows`` rows at a time (the columns the
-    file lacks are left out): filtered in Arrow before any row becomes Python objects."""
+    file lacks are left out): filtered in Arrow before any row becomes Python objects.
+
+    Pages are read as they are decoded, one column after the other, not a row group's column
+    chunks at once: the read then costs about the same whatever the row groups' size
+    (bench/README.md, "Figures behind design choices")."""
     path = store / PRIVATE / "contacts.parquet"
     if not path.exists():
         return
-    f = pq.ParquetFile(path)
+    f = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
     present = [c for c in columns if c in f.schema_arrow.names]
-    yield from f.iter_batches(batch_rows, columns=present)
+    yield from f.iter_batches(batch_rows, columns=present, use_threads=False)

@@ -278,34 +278,68 @@ def check_store(store: Path, manifest: dict, fiscal_year: int) -> list[str]:
     return sorted(missing & {"contacts"})
 
 
-def contact_status(store: Path, among: pd.Series | None = None) -> pd.Series:
-    """Per pseudonym with a contacts row (of ``among`` only, if given): ``""`` when a letter
-    can be addressed, else the fields at fault (scoring.letters.schema.contact_problems:
-    codes, never values). The contacts are read a batch at a time, only the address columns:
-    every member's contact held at once took ≈ 3.4 GB at 1M residents. The pseudonyms are
-    kept as Arrow text (the index of the result), the codes as shared Python strings."""
-    from data.store import iter_contact_batches
-    from scoring.keys import PseudonymSet, arrow_text
-    from scoring.letters.schema import contact_problems
+_ADDRESS_COLUMNS = ["pseudonym", "name", "postal_code", "address"]
 
-    wanted = None if among is None else PseudonymSet(arrow_text(among))
+
+def contact_status(store: Path, among: pd.Series | None = None) -> pd.Series:
+    """Per pseudonym with a contacts row: ``""`` when a letter can be addressed, else the
+    fields at fault (scoring.letters.schema.contact_problems: codes, never values). The
+    contacts are read a batch at a time, only the address columns: every member's contact held
+    at once took ≈ 3.4 GB at 1M residents.
+
+    With ``among``: per pseudonym of ``among`` (unique), in its order, missing where it has no
+    contacts row, as a categorical (a code a resident, not a pointer: the selection asks it of
+    every scored resident). Without: the pseudonyms as Arrow text (the index of the result),
+    the codes as shared Python strings."""
+    from data.store import iter_contact_batches
+    from scoring.keys import arrow_text
+
+    if among is not None:
+        return _contact_status_of(store, arrow_text(among))
     keys: list[pa.Array] = []
     parts: list[np.ndarray] = []
-    for rows in iter_contact_batches(store, ["pseudonym", "name", "postal_code", "address"]):
-        text = pc.cast(rows.column("pseudonym"), pa.string())
-        if wanted is not None:  # filtered in Arrow: the others never become Python objects
-            keep = pa.array(wanted.contains(text))
-            rows, text = rows.filter(keep), text.filter(keep)
-        batch = rows.to_pandas()
-        for col in ("name", "postal_code", "address"):
-            if col not in batch:
-                batch[col] = pd.NA
-        parts.append(contact_problems(batch.reset_index(drop=True)).to_numpy(dtype=object))
-        keys.append(text)
+    for rows in iter_contact_batches(store, _ADDRESS_COLUMNS):
+        parts.append(_contact_problems(rows).to_numpy(dtype=object))
+        keys.append(pc.cast(rows.column("pseudonym"), pa.string()))
     if not parts:
         return pd.Series(dtype=object)
     index = pd.Index(pd.arrays.ArrowExtensionArray(pa.chunked_array(keys, type=pa.string())))
     return pd.Series(np.concatenate(parts), index=index, dtype=object)
+
+
+def _contact_status_of(store: Path, among: pa.ChunkedArray) -> pd.Series:
+    """:func:`contact_status` of the pseudonyms ``among`` (Arrow text)."""
+    from data.store import iter_contact_batches
+    from scoring.keys import PseudonymIndex
+
+    where = PseudonymIndex(among)
+    codes = np.full(len(among), -1, dtype=np.int16)
+    vocabulary: dict[str, int] = {}
+    for rows in iter_contact_batches(store, _ADDRESS_COLUMNS):
+        at, found = where.positions(pc.cast(rows.column("pseudonym"), pa.string()))
+        if not found.any():
+            continue
+        # Filtered in Arrow: the others never become Python objects.
+        rows, at = rows.filter(pa.array(found)), at[found]
+        if (codes[at] >= 0).any() or len(np.unique(at)) != len(at):  # as positions() would
+            raise ValueError("Reindexing only valid with uniquely valued Index objects")
+        got, values = pd.factorize(_contact_problems(rows).to_numpy(dtype=object))
+        # One entry per distinct problem (a handful), not per row.
+        codes[at] = np.array([vocabulary.setdefault(v, len(vocabulary)) for v in values])[got]
+    problems = pd.Categorical.from_codes(codes, categories=pd.Index(list(vocabulary), dtype=object))
+    return pd.Series(problems, index=pd.Index(pd.arrays.ArrowExtensionArray(among)))
+
+
+def _contact_problems(rows: pa.RecordBatch) -> pd.Series:
+    """scoring.letters.schema.contact_problems of a batch of contacts (a missing column is
+    missing values)."""
+    from scoring.letters.schema import contact_problems
+
+    batch = rows.to_pandas()
+    for col in ("name", "postal_code", "address"):
+        if col not in batch:
+            batch[col] = pd.NA
+    return contact_problems(batch.reset_index(drop=True))
 
 
 def _opted_out(store: Path) -> pd.Series:
@@ -656,6 +690,13 @@ def _check_order(got: pd.Series, pseudonyms: pd.Series, start: int) -> None:
         raise RuntimeError("scores came back out of the eligibility index's order")
 
 
+#: Rows of a table checked against its contract or turned into CSV text at a time: each cell
+#: is copied a few times over meanwhile (500,000 selection rows at a time added ≈ 0.25 GB to
+#: the peak, bench/bench_driver.py). A row's check and text do not depend on the rows beside
+#: it.
+CSV_PART_ROWS = 100_000
+
+
 class TableWriter:
     """One output table (Parquet, and CSV if ``csv`` is given) written chunk by chunk into temp
     files moved into place when the last chunk is written. Every chunk is written with the
@@ -681,7 +722,9 @@ class TableWriter:
         self._writer.write_table(table)
         if self.csv_tmp is not None:
             with open(self.csv_tmp, "wb" if first else "ab") as f:
-                f.write(csv_bytes(frame, header=first, date_format="%Y-%m-%d"))
+                for start in range(0, max(len(frame), 1), CSV_PART_ROWS):
+                    part = frame.iloc[start : start + CSV_PART_ROWS]
+                    f.write(csv_bytes(part, header=first and not start, date_format="%Y-%m-%d"))
 
     def __enter__(self) -> TableWriter:
         return self
@@ -818,7 +861,8 @@ def select_residents(cfg: AnnualRunConfig, decided: pd.DataFrame) -> pd.DataFram
 
     Reads the opt-outs and, letters on, whether each contact can be addressed (codes only:
     checked before the selection, so a resident who cannot be written to takes no letter or
-    control place); earlier letters from ``cfg.letter_history``.
+    control place); earlier letters from ``cfg.letter_history``. Its text columns are held as
+    categories (:func:`held`; :func:`as_written` gives them back).
     """
     store = Path(cfg.store)
     with store_readable(store):
@@ -835,7 +879,7 @@ def select_residents(cfg: AnnualRunConfig, decided: pd.DataFrame) -> pd.DataFram
         contact_problems=contacts,
     )
     selection.insert(1, "fiscal_year", int(cfg.fiscal_year))
-    return selection
+    return held(selection)
 
 
 @dataclass(frozen=True)
@@ -924,22 +968,66 @@ def explain_chunks(
 
 def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
     """The selection with each resident's top three factors for the outcome of their row
-    (missing where none were kept). Matched by position in Arrow: no copy of the selection's
-    pseudonyms as Python strings, nor a merge over every scored resident."""
-    from scoring.keys import arrow_text, positions
+    (missing where none were kept), as categories (:data:`HELD_AS_CATEGORIES`). Matched by
+    position in Arrow, only on the rows of residents with factors: no copy of the selection's
+    pseudonyms as Python strings or keys, nor a merge over every scored resident."""
+    from scoring.keys import PseudonymSet, arrow_text, positions
 
     n = len(selection)
     f = factors.drop_duplicates(["pseudonym", "outcome"], keep="first")
-    at, found = positions(arrow_text(f["pseudonym"]), arrow_text(selection["pseudonym"]))
-    outcome = selection["outcome"].to_numpy(dtype=object, na_value=None)
-    same = found & (outcome[at] == f["outcome"].to_numpy(dtype=object, na_value=None))
+    text, wanted = arrow_text(selection["pseudonym"]), arrow_text(f["pseudonym"])
+    among = PseudonymSet(wanted)
+    near = np.flatnonzero(
+        np.concatenate(
+            [np.zeros(0, dtype=bool)]
+            + [among.contains(text.slice(s, _LOOKUP_ROWS)) for s in range(0, n, _LOOKUP_ROWS)]
+        )
+    )
+    at, found = positions(wanted, text.take(near))
+    at = near[at] if len(near) else np.zeros(len(at), dtype=np.int64)
+    outcome = np.full(len(at), None, dtype=object)
+    outcome[found] = selection["outcome"].iloc[at[found]].to_numpy(dtype=object, na_value=None)
+    same = found & (outcome == f["outcome"].to_numpy(dtype=object, na_value=None))
     rows = at[same]
     selection = selection.copy(deep=False)
     for i in (1, 2, 3):
-        col = np.full(n, None, dtype=object)
-        col[rows] = f[f"factor_{i}"].to_numpy(dtype=object)[same]
-        selection[f"factor_{i}"] = pd.array(col, dtype="string")
+        got, names = pd.factorize(pd.array(f[f"factor_{i}"], dtype="string")[same])
+        codes = np.full(n, -1, dtype=np.int32)
+        codes[rows] = got
+        selection[f"factor_{i}"] = pd.Categorical.from_codes(codes, categories=names)
     return selection
+
+
+#: Residents' rows looked up at a time.
+_LOOKUP_ROWS = 1_000_000
+
+#: The selection's text columns of a few distinct values, held as categories from
+#: :func:`select_residents` on (a byte a resident, not a pointer: ≈ 0.5 GB at 10M with the
+#: factors) and turned back into the text of its contract where rows leave the run
+#: (:func:`as_written`: the tables, the letters, the report).
+HELD_AS_CATEGORIES = (
+    "letter_type", "outcome", "arm", "reason_detail", "factor_1", "factor_2", "factor_3",
+)  # fmt: skip
+
+
+def held(selection: pd.DataFrame) -> pd.DataFrame:
+    """``selection`` (scoring.selection.select's table) with :data:`HELD_AS_CATEGORIES` as
+    categories, in place, a column at a time."""
+    for c in HELD_AS_CATEGORIES:
+        if c in selection and not isinstance(selection[c].dtype, pd.CategoricalDtype):
+            selection[c] = selection[c].astype("category")
+    return selection
+
+
+def as_written(selection: pd.DataFrame) -> pd.DataFrame:
+    """(Some rows of) a :func:`held` selection with its text columns as the text they were
+    (``string``): the frame whose bytes the run writes."""
+    held_ = [
+        c
+        for c in HELD_AS_CATEGORIES
+        if c in selection and isinstance(selection[c].dtype, pd.CategoricalDtype)
+    ]
+    return selection.astype(dict.fromkeys(held_, "string")) if held_ else selection
 
 
 def drift_report(engine, drift_counts: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -964,14 +1052,15 @@ def write_tables(
     sent: pd.DataFrame,
 ) -> dict[str, Path]:
     """Selection and drift into ``outs``, after every table (``sent`` too) is checked against
-    its contract (checked, not coerced: the bytes written stay those of the frames). The paths
-    of the run's tables so far (scores and explanations were written chunk by chunk)."""
+    its contract (checked, not coerced: the bytes written stay those of the frames, the
+    selection's :func:`as_written`, a part at a time). The paths of the run's tables so far
+    (scores and explanations were written chunk by chunk)."""
     validate_in_parts(SELECTION_SCHEMA, selection)
     DRIFT_SCHEMA.validate(drift, lazy=True)
     LETTERS_SENT_SCHEMA.validate(sent, lazy=True)
     with TableWriter(outs.selection, outs.selection_csv) as writer:
         for start in range(0, max(len(selection), 1), TABLE_PART_ROWS):
-            writer.write(selection.iloc[start : start + TABLE_PART_ROWS])
+            writer.write(as_written(selection.iloc[start : start + TABLE_PART_ROWS]))
     _write_csv(drift, outs.drift)
     return {
         "scores": outs.scores, "scores_csv": outs.scores_csv, "selection": outs.selection,
@@ -980,26 +1069,41 @@ def write_tables(
     }  # fmt: skip
 
 
-#: Rows of a per-resident table checked and written at a time: a part's coerced copies and
-#: CSV text, not the whole table's (≈ 1 GB of CSV alone for 10M residents).
+#: Rows of a per-resident table written at a time (a Parquet row group each), checked and
+#: made CSV text by smaller parts (:data:`CSV_PART_ROWS`), never the whole table (≈ 1 GB of
+#: CSV alone for 10M residents).
 TABLE_PART_ROWS = 500_000
 
 
-def validate_in_parts(schema, frame: pd.DataFrame, rows: int = TABLE_PART_ROWS) -> None:
-    """``schema.validate(frame, lazy=True)``, ``rows`` at a time; its uniqueness of
-    ``pseudonym`` over the whole frame, checked in Arrow (the rows that break it are then
-    validated together, so the error is the schema's own)."""
+def validate_in_parts(schema, frame: pd.DataFrame, rows: int = CSV_PART_ROWS) -> None:
+    """``schema.validate(frame, lazy=True)``, ``rows`` at a time (:func:`as_written`); its
+    uniqueness of ``pseudonym`` over the whole frame, checked on sorted keys
+    (scoring.keys.hex_keys) or in Arrow (the rows that break it are then validated together,
+    so the error is the schema's own)."""
     from scoring.keys import arrow_text
 
     part = copy.deepcopy(schema)  # the schema's checks but the whole-frame one
     part.unique = None
     for start in range(0, max(len(frame), 1), rows):
-        part.validate(frame.iloc[start : start + rows], lazy=True)
+        part.validate(as_written(frame.iloc[start : start + rows]), lazy=True)
     text = arrow_text(frame["pseudonym"])
-    if pc.count_distinct(text, mode="all").as_py() != len(text):
+    if not _distinct(text):
         counts = pc.value_counts(text)
         twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-        schema.validate(frame[pc.is_in(text, value_set=twice).to_numpy()], lazy=True)
+        schema.validate(as_written(frame[pc.is_in(text, value_set=twice).to_numpy()]), lazy=True)
+
+
+def _distinct(text: pa.ChunkedArray) -> bool:
+    """Whether no value of ``text`` is there twice: on 64-bit keys when they are the store's
+    hex pseudonyms (8 bytes a row; Arrow's hash table of 10M pseudonyms took ≈ 1.2 GB)."""
+    from scoring.keys import hex_keys
+
+    keys = hex_keys(text) if len(text) > 1 else None
+    if keys is None:
+        return pc.count_distinct(text, mode="all").as_py() == len(text)
+    if not (keys[1:] > keys[:-1]).all():  # the run's selection comes sorted
+        keys.sort()
+    return not (keys[1:] == keys[:-1]).any()
 
 
 def run_counts(elig: Eligibility, selection: pd.DataFrame, explained: int) -> dict[str, int]:
@@ -1121,7 +1225,7 @@ def _letter_requests(
     from data.store import read_contacts
     from scoring.letters.schema import contact_problems, normalise_postal_code
 
-    sent = selection.loc[selection["sent"]].reset_index(drop=True)
+    sent = as_written(selection.loc[selection["sent"]]).reset_index(drop=True)
     if sent.empty:
         return pd.DataFrame()
     sent["pseudonym"] = sent["pseudonym"].to_numpy(dtype=object)  # as the scores read back
@@ -1191,7 +1295,7 @@ def _report(
 
     inputs = ReportInputs(
         scores=pd.read_parquet(outs.scores),
-        selection=selection,
+        selection=as_written(selection),
         explanations=pd.read_parquet(outs.explanations),
         drift=drift,
         model=summary,

@@ -96,6 +96,44 @@ class PseudonymSet:
         return pc.is_in(values, value_set=self.text).to_numpy(zero_copy_only=False)
 
 
+class PseudonymIndex:
+    """Unique pseudonyms to find others' positions in, batch after batch, as :func:`positions`
+    finds them: sorted 64-bit keys and where each stands when all are of one hex width (the
+    store's; nothing more when they come sorted, as the eligibility index does), so a batch is
+    looked up by binary search, not by sorting or hashing the whole index again for it."""
+
+    def __init__(self, text: pa.ChunkedArray) -> None:
+        self.text = text
+        self.width = _width(text)
+        keys = hex_keys(text) if len(text) else None
+        self.keys = self.order = None
+        if keys is not None:
+            if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+                order = np.argsort(keys, kind="stable")
+                keys = keys[order]
+                self.order = order.astype(np.int32) if len(order) < 2**31 else order
+            if len(keys) > 1 and (keys[1:] == keys[:-1]).any():
+                raise ValueError("Reindexing only valid with uniquely valued Index objects")
+            self.keys = keys
+        elif pc.count_distinct(text, mode="all").as_py() != len(text):
+            raise ValueError("Reindexing only valid with uniquely valued Index objects")
+
+    def positions(self, values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """For each of ``values`` (Arrow text): its position in the index and whether it is
+        there (missing values are not)."""
+        if self.keys is not None and len(values) and _width(values) == self.width:
+            keys = hex_keys(values)
+            if keys is not None:
+                at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+                found = self.keys[at] == keys
+                if self.order is not None:
+                    at = self.order[at]
+                return np.where(found, at, 0).astype(np.int64), found
+        at = pc.fill_null(pc.index_in(values, value_set=self.text), -1).to_numpy()
+        found = at >= 0
+        return np.where(found, at, 0).astype(np.int64), found
+
+
 def positions(
     text: pa.ChunkedArray | pa.Array, index: pd.Index | pa.ChunkedArray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import pandera.errors
 import pyarrow as pa
 import pytest
 
-from kenshin.annual import validate_in_parts, with_factors
+from kenshin.annual import as_written, held, validate_in_parts, with_factors
 from scoring.contracts import SELECTION_SCHEMA
 
 
@@ -48,9 +48,11 @@ def test_factors_are_those_of_a_merge_on_pseudonym_and_outcome():
     want = sel.astype({"pseudonym": object, "outcome": object}).merge(
         factors.astype(object), on=["pseudonym", "outcome"], how="left"
     )
+    written = as_written(got)
     for i in (1, 2, 3):
-        assert got[f"factor_{i}"].dtype == "string"
-        assert got[f"factor_{i}"].tolist() == want[f"factor_{i}"].astype("string").tolist()
+        assert isinstance(got[f"factor_{i}"].dtype, pd.CategoricalDtype)  # held: a code a row
+        assert written[f"factor_{i}"].dtype == "string"
+        assert written[f"factor_{i}"].tolist() == want[f"factor_{i}"].astype("string").tolist()
     assert got["factor_1"].notna().sum() > 10
     assert "factor_1" not in sel  # the caller's frame is left as it was
     pd.testing.assert_frame_equal(got[list(sel)], sel)
@@ -68,3 +70,31 @@ def test_the_selection_is_checked_part_by_part_and_unique_over_the_whole():
     bad.loc[45, "outcome"] = "gout"  # not an outcome, in the last part
     with pytest.raises(pandera.errors.SchemaErrors, match="gout"):
         validate_in_parts(SELECTION_SCHEMA, bad, rows=7)
+
+
+def test_tables_written_in_parts_are_the_bytes_of_the_whole(tmp_path, monkeypatch):
+    """TableWriter turns a frame into CSV text a few rows at a time: the same bytes as the
+    whole frame's."""
+    import kenshin.annual
+    from data.files import csv_bytes
+
+    none = pd.DataFrame(columns=["pseudonym", "outcome", "factor_1", "factor_2", "factor_3"])
+    sel = with_factors(_selection(50), none)
+    monkeypatch.setattr(kenshin.annual, "CSV_PART_ROWS", 7)
+    with kenshin.annual.TableWriter(tmp_path / "s.parquet", tmp_path / "s.csv") as writer:
+        writer.write(sel.iloc[:30])
+        writer.write(sel.iloc[30:])
+    assert (tmp_path / "s.csv").read_bytes() == csv_bytes(sel, date_format="%Y-%m-%d")
+
+
+def test_the_selection_held_as_categories_is_written_as_it_was():
+    """The run holds the selection's text columns as categories: the frame it writes (and
+    checks) is the selection as it was."""
+    none = pd.DataFrame(columns=["pseudonym", "outcome", "factor_1", "factor_2", "factor_3"])
+    sel = as_written(with_factors(_selection(50), none))
+    sel.loc[3, "reason_detail"] = "referral:hba1c"
+    kept = held(sel.copy())
+    assert all(isinstance(kept[c].dtype, pd.CategoricalDtype) for c in ("letter_type", "arm"))
+    pd.testing.assert_frame_equal(as_written(kept), sel)
+    pd.testing.assert_frame_equal(as_written(kept.iloc[10:20]), sel.iloc[10:20])
+    assert as_written(sel) is sel  # nothing held: as it is

@@ -250,6 +250,30 @@ def test_positions_by_keys_are_those_of_series_map(width):
         positions(wanted, pd.Index([*names[:5], names[0]]))
 
 
+@pytest.mark.parametrize("width", [16, 4])
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_pseudonym_index_finds_what_positions_finds(width, ordered):
+    """scoring.keys.PseudonymIndex (keys sorted once, then a batch at a time) answers as
+    positions() on the whole, sorted or not, hex or not, and refuses repeats as it does."""
+    from scoring.keys import PseudonymIndex, positions
+
+    rng = np.random.default_rng(width)
+    names = sorted({f"{int(x):0{width}x}" for x in rng.integers(0, 16 ** min(width, 15), 300)})
+    kept = names[:200] if ordered else list(rng.permutation(names[:200]))
+    index = pa.chunked_array([pa.array(kept[:90]), pa.array(kept[90:])])
+    wanted = pa.array([*rng.choice(names, 500), None, "zz" * (width // 2)])  # not hex at the end
+    where = PseudonymIndex(index)
+    for text in (wanted, wanted.slice(0, 500), wanted.slice(100, 0)):
+        at, found = where.positions(text)
+        want_at, want_found = positions(text, index)
+        assert (found == want_found).all() and (at == want_at).all()
+    other = PseudonymIndex(pa.chunked_array([pa.array(["p1", "p10", "é"])]))
+    assert other.positions(pa.array(["é", "p2", "p1"]))[0].tolist() == [2, 0, 0]
+    for repeated in ([*names[:5], names[0]], ["p1", "é", "p1"]):
+        with pytest.raises(ValueError, match="uniquely valued"):
+            PseudonymIndex(pa.chunked_array([pa.array(repeated)]))
+
+
 def test_hex_text_makes_the_keys_text_again():
     from scoring.keys import hex_text
 

@@ -152,6 +152,30 @@ def test_chunked_decisions_select_as_the_whole_table(name, chunk, excluded):
     _same(select(scores, config, **kw), expected)
 
 
+def test_contact_problems_as_codes_in_the_residents_order_select_the_same():
+    """The contact status of every scored resident, in their order as codes (as the run's
+    kenshin.annual.contact_status gives it), selects as the status of the contacts alone."""
+    config, scores = CONFIGS["default"], _scores()
+    kw = _exclusion_inputs(scores)
+    decided = decide(scores, config)
+    problems = kw["contact_problems"]
+    pid = decided["pseudonym"]
+    aligned = pd.Series(
+        pd.Categorical(problems.reindex(pid.astype(str).to_numpy()).to_numpy(dtype=object)),
+        index=pd.Index(pid.array),
+    )
+    assert aligned.isna().any() and (aligned == "address:too_long").any()
+    _same(
+        select_decided(decided, config, **{**kw, "contact_problems": aligned}),
+        select_decided(decided, config, **kw),
+    )
+    shuffled = aligned.sample(frac=1.0, random_state=1)  # not in order: looked up
+    _same(
+        select_decided(decided, config, **{**kw, "contact_problems": shuffled}),
+        select_decided(decided, config, **kw),
+    )
+
+
 def test_decisions_are_small_and_lose_nothing():
     scores, config = _scores(), CONFIGS["default"]
     decided = decide(scores, config)
