@@ -142,21 +142,7 @@ def positions(
     search on keys when both are of one hex width, else by Arrow's hash lookup (no Python
     string per row)."""
     values = index if isinstance(index, pa.ChunkedArray) else arrow_text(index)
-    keys = hex_keys(values) if len(values) else None
-    found_keys = hex_keys(text) if keys is not None and len(text) else None
-    if found_keys is not None and _width(text) == _width(values):
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
-            raise ValueError("Reindexing only valid with uniquely valued Index objects")
-        at = np.minimum(np.searchsorted(ordered, found_keys), len(ordered) - 1)
-        found = ordered[at] == found_keys
-        return np.where(found, order[at], 0).astype(np.int64), found
-    if pc.count_distinct(values, mode="all").as_py() != len(values):  # as Series.map
-        raise ValueError("Reindexing only valid with uniquely valued Index objects")
-    at = pc.fill_null(pc.index_in(text, value_set=values), -1).to_numpy()
-    found = at >= 0
-    return np.where(found, at, 0).astype(np.int64), found
+    return PseudonymIndex(values).positions(text)
 
 
 def _width(text: pa.Array | pa.ChunkedArray) -> int:
