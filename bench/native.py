@@ -3,8 +3,9 @@ the rows kenshin scores, with nothing of kenshin's around it (bench/bench_score.
 child process beside the scoring run and prints the two side by side).
 
 Not a benchmark itself (``./run bench`` runs ``bench_*.py`` only). Per scoring chunk, untimed:
-the chunk's feature matrix and, per what-if scenario, the matrix of the rows it applies to
-(scoring.score.scenario_features, as the run builds them). Timed, per chunk as the run calls
+the chunk's feature matrix and, per what-if scenario the run re-scores, the matrix of the rows
+it applies to (scoring.score.scenario_features, as the run builds them; a scenario the engine
+pools, scoring.whatif_effect, is an odds ratio applied to the risk: nothing to predict). Timed, per chunk as the run calls
 them: each risk booster (rows routed to a glucose-pattern sub-model by that sub-model's
 booster, as the engine routes them) on the chunk, the forecast quantile boosters on the chunk,
 the risk boosters again on every scenario's rows; then, on the residents the run explained,
@@ -87,13 +88,16 @@ def main() -> None:
         index_features,
         load_scoring_config,
         scenario_features,
+        whatif_effects,
     )
+    from scoring.whatif_effect import pooled_change
 
     sc = load_scoring_config()
     model = load_model(DEFAULT_MODEL, args.workdir)
     engine, fcfg = model.engine, model.feature_config
     names = list(engine.feature_names)
     table = getattr(engine, "lab_response", None) if sc.scenario_lab_response else None
+    effects = whatif_effects(engine, sc)
     fy = args.fy
     candidates = read_checkup_columns(args.store, ["pseudonym", "exam_date", "age", "sex"],
                                       [fy, fy - 1])  # fmt: skip
@@ -110,6 +114,10 @@ def main() -> None:
         X = to_matrix(base, names)
         whatif = []
         for scenario in sc.scenarios:
+            if effects is not None and pooled_change(
+                effects, scenario, sc.scenario_lab_response, engine.outcomes, base.iloc[:0]
+            ):
+                continue  # the run applies the engine's pooled odds ratio: nothing to predict
             built = scenario_features(history, index, base, scenario, fcfg, table)
             if built.applies.any():
                 whatif.append(to_matrix(built.features, names))

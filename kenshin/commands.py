@@ -412,6 +412,23 @@ def run_train(
         "its sign lowers risk when the lever improves (declared directions), else 0; a "
         "what-if moves the edited checkup's labs by coef·Δlever (models.lab_response).",
     )
+    from scoring.whatif_effect import fit_training_effects
+
+    # what-if: the engine's own per-resident what-if pooled into one odds ratio per scenario ×
+    # outcome × dose, over the year before the test year (scoring.whatif_effect)
+    engine.whatif_effect = fit_training_effects(
+        engine, checkups, labels, report.test_year - 1, tables_config.features
+    )
+    report.extra["whatif_effect"] = ReportTable(
+        "What-if: pooled effect of each scenario (odds ratio)",
+        engine.whatif_effect,
+        f"Index checkups of fiscal year {report.test_year - 1}, each outcome over the "
+        "residents at risk for it: the p·(1 − p)-weighted mean of the engine's per-resident "
+        "log-odds change (edited checkup re-scored, labs following the lever), over all "
+        "residents (dose *) and per value the scenario changes from (≥ 50 residents). The "
+        "annual run applies it as an odds ratio to each resident's risk "
+        "(scoring.whatif_effect; scoring.toml scenario_effect).",
+    )
     if truth_df is not None:  # synthetic ward: what-if against the true counterfactual
         from scoring.whatif_truth import whatif_truth_report
 

@@ -39,6 +39,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,7 @@ from models.train import background, parallel_map
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
 from scoring.keys import arrow_text, hex_keys, hex_text, isin_sorted
+from scoring.whatif_effect import PooledChange, pooled_change
 
 __all__ = [
     "Eligibility",
@@ -70,7 +72,9 @@ __all__ = [
     "explain",
     "explain_chunk",
     "load_scoring_config",
+    "scenario_outcome_risk",
     "scenario_risks",
+    "whatif_effects",
     "score_chunk",
     "whatif_direction",
 ]
@@ -238,6 +242,12 @@ class ScoringConfig(BaseModel):
     #: Move the edited checkup's body size and laboratory values with the lever (the engine's
     #: lab-response table, models.lab_response: only risk-lowering, clear coefficients).
     scenario_lab_response: bool = True
+    #: ``pooled``: a scenario's what-if is the engine's pooled odds ratio per scenario ×
+    #: outcome × dose, fitted at training from its per-resident what-if
+    #: (scoring.whatif_effect); ``per_resident``: each resident's edited checkup re-scored
+    #: through the trees. Engines without the table, and scenarios edited since training, are
+    #: re-scored per resident either way.
+    scenario_effect: Literal["pooled", "per_resident"] = "pooled"
     risk_bands: RiskBands = RiskBands()
     scenarios: tuple[WhatIfScenario, ...] = Field((), alias="scenario")
 
@@ -683,6 +693,18 @@ def mix_risks(rows: ScenarioRows, risk: pd.DataFrame, down_risk: pd.DataFrame) -
     return out
 
 
+def scenario_applies(base: pd.DataFrame, scenario: WhatIfScenario) -> np.ndarray:
+    """Rows of ``base`` (index features) the scenario applies to: its ``when`` conditions
+    hold, it moves the resident towards lower risk, and what it adds to is recorded."""
+    applies = _moves_towards_lower_risk(base, scenario)
+    for cond in scenario.when:
+        applies &= cond.holds(base)
+    for col in scenario.columns:  # nothing to change where the value is missing
+        if col not in scenario.set:
+            applies &= base[col].notna().to_numpy()
+    return applies
+
+
 def scenario_features(
     history: pd.DataFrame,
     index: pd.DataFrame,
@@ -702,12 +724,7 @@ def scenario_features(
     the unchanged features.
     """
     index = index_rows(index)
-    applies = _moves_towards_lower_risk(base, scenario)
-    for cond in scenario.when:
-        applies &= cond.holds(base)
-    for col in scenario.columns:  # nothing to change where the value is missing
-        if col not in scenario.set:
-            applies &= base[col].notna().to_numpy()
+    applies = scenario_applies(base, scenario)
     who = index.loc[applies]
     if who.empty:
         return ScenarioRows(applies, base.iloc[:0])
@@ -780,23 +797,38 @@ def scenario_risks(
     feature_config: FeatureConfig,
     lab_response: bool = True,
     submit=None,
+    effects: pd.DataFrame | None = None,
 ):
     """Per scenario: ``(scenario, rows of index it applies to, their risks with it applied)``;
-    the risks (:meth:`predict_proba` frame) are None where it applies to nobody. Only the rows
-    it applies to are rebuilt and scored.
+    the risks (:meth:`predict_proba` frame, or a :class:`scoring.whatif_effect.PooledChange`
+    to apply to the rows' risks: :func:`scenario_outcome_risk`) are None where it applies to
+    nobody. Only the rows it applies to are rebuilt and scored.
     ``lab_response``: move laboratory values with the levers where the engine carries a
     lab-response table (``engine.lab_response``; engines without one: levers only).
     ``submit``: a models.train.background submitter (default: one of its own); a scenario is
-    predicted there while the next one's features are built."""
+    predicted there while the next one's features are built.
+    ``effects``: the engine's pooled what-if table (:func:`whatif_effects`); a scenario it holds
+    is not re-scored, its pooled change is applied."""
     index = index_rows(index)
     if submit is None:
         with background() as own:
             yield from scenario_risks(engine, history, index, base, scenarios, feature_config,
-                                      lab_response, own)  # fmt: skip
+                                      lab_response, own, effects)  # fmt: skip
         return
     table = getattr(engine, "lab_response", None) if lab_response else None
     pending = None
     for sc in scenarios:
+        pooled = None
+        if effects is not None:
+            rows = np.flatnonzero(scenario_applies(base, sc))
+            pooled = pooled_change(effects, sc, lab_response, engine.outcomes, base.iloc[rows])
+        if pooled is not None:
+            job = Future()
+            job.set_result(pooled if len(rows) else None)
+            if pending is not None:
+                yield pending[0], pending[1], pending[2] and pending[2].result()
+            pending = (sc, rows, job)
+            continue
         built = scenario_features(history, index, base, sc, feature_config, table)
         rows = np.flatnonzero(built.applies)
         X = to_matrix(built.features, engine.feature_names) if len(rows) else None
@@ -807,6 +839,19 @@ def scenario_risks(
         pending = (sc, rows, job)
     if pending is not None:
         yield pending[0], pending[1], pending[2] and pending[2].result()
+
+
+def whatif_effects(engine, config: ScoringConfig) -> pd.DataFrame | None:
+    """The engine's pooled what-if table where ``config`` asks for pooled effects."""
+    return getattr(engine, "whatif_effect", None) if config.scenario_effect == "pooled" else None
+
+
+def scenario_outcome_risk(p, outcome: str, now: np.ndarray) -> np.ndarray:
+    """A scenario's risks of ``outcome`` on its rows (``p`` from :func:`scenario_risks`;
+    ``now``: the rows' risks without it)."""
+    if isinstance(p, PooledChange):
+        return p.risks(outcome, now)
+    return p[f"risk_{outcome}"].to_numpy()
 
 
 def _scenario_predict(engine, built: ScenarioRows, X: np.ndarray) -> pd.DataFrame:
@@ -834,13 +879,11 @@ def whatif_direction(
     risk = engine.predict_proba(to_matrix(base, engine.feature_names))
     rows_out = []
     for sc, rows, p in scenario_risks(engine, history, index, base, config.scenarios,
-                                      feature_config, config.scenario_lab_response):  # fmt: skip
+                                      feature_config, config.scenario_lab_response,
+                                      effects=whatif_effects(engine, config)):  # fmt: skip
         for o in engine.outcomes:
-            d = (
-                p[f"risk_{o}"].to_numpy() - risk[f"risk_{o}"].to_numpy()[rows]
-                if p is not None
-                else np.zeros(0)
-            )
+            now = risk[f"risk_{o}"].to_numpy()[rows]
+            d = scenario_outcome_risk(p, o, now) - now if p is not None else np.zeros(0)
             n = len(d)
             rows_out.append(
                 {"scenario": sc.key, "outcome": o, "n": n,
@@ -872,7 +915,8 @@ def score_chunk(
         risk_job = submit(engine.predict_proba, X)
         forecast_job = submit(engine.predict_values, X) if engine.forecast_items else None
         scored = list(scenario_risks(engine, history, index, base, config.scenarios,
-                                     feature_config, config.scenario_lab_response, submit))  # fmt: skip
+                                     feature_config, config.scenario_lab_response, submit,
+                                     whatif_effects(engine, config)))  # fmt: skip
         risk = risk_job.result()
         cols.update({c: risk[c].to_numpy() for c in risk.columns})
         if forecast_job is not None:
@@ -885,7 +929,7 @@ def score_chunk(
             v = np.full(len(index), np.nan)
             if p is not None:
                 now = risk[f"risk_{o}"].to_numpy()[rows]
-                new = p[f"risk_{o}"].to_numpy()
+                new = scenario_outcome_risk(p, o, now)
                 # Offered only where it lowers the risk (never shown as advice otherwise).
                 v[rows] = np.where(now - new >= max(config.scenario_min_drop, 1e-12), new, np.nan)
                 better = v[rows] < after[o][rows]

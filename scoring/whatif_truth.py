@@ -57,7 +57,14 @@ from features.build import FeatureConfig, to_matrix
 from models.config import ModelConfig
 from models.evaluate import ReportTable
 from models.split import assign_split, person_hash
-from scoring.score import ScoringConfig, index_features, load_scoring_config, scenario_risks
+from scoring.score import (
+    ScoringConfig,
+    index_features,
+    load_scoring_config,
+    scenario_outcome_risk,
+    scenario_risks,
+    whatif_effects,
+)
 
 __all__ = [
     "COLUMNS",
@@ -156,13 +163,14 @@ def whatif_truth_table(
     rows_out = []
     for sc, rows, p in scenario_risks(
         engine, history, index, base, config.scenarios, feature_config,
-        config.scenario_lab_response,
+        config.scenario_lab_response, effects=whatif_effects(engine, config),
     ):  # fmt: skip
         for o in engine.outcomes:
             row = {"scenario": sc.key, "outcome": o, "n_applicable": 0, "n_offered": 0}
             col = f"p_true_{o}__{sc.key}"
             if p is not None and col in t and f"p_true_{o}" in t:
-                model = p[f"risk_{o}"].to_numpy() - risk[f"risk_{o}"].to_numpy()[rows]
+                now = risk[f"risk_{o}"].to_numpy()[rows]
+                model = scenario_outcome_risk(p, o, now) - now
                 true = (
                     t[col].to_numpy(dtype="float64", na_value=np.nan)[rows]
                     - t[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)[rows]

@@ -59,6 +59,7 @@ def whatif_table(tmp_path_factory):
     from models.config import ModelConfig
     from models.lab_response import fit_lab_response
     from models.train import train_engine
+    from scoring.whatif_effect import fit_training_effects
     from scoring.whatif_truth import whatif_truth_report
     from tests.conftest import TEST_KEY, temporary_env
     from tests.models.ward_helpers import make_ward
@@ -69,6 +70,9 @@ def whatif_table(tmp_path_factory):
     engine, _ = train_engine(ward.features, ward.labels, config)
     checkups = read_checkups(ward.store)
     engine.lab_response = fit_lab_response(checkups, engine.test_year)  # as run_train does
+    engine.whatif_effect = fit_training_effects(
+        engine, checkups, ward.labels, engine.test_year - 1, FeatureConfig()
+    )
     with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY):
         truth = read_truth(tmp / "bundle" / "truth.csv")
     report = whatif_truth_report(

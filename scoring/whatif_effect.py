@@ -1,0 +1,222 @@
+"""The what-if as the engine's pooled odds ratio (もしもの効果: 平均オッズ比).
+
+Per resident, a what-if re-scored through the trees (:func:`scoring.score.scenario_risks`)
+changes the risk by whatever the ensemble does in that resident's region of the feature space.
+Where the training data are dense (mid and high risk) that change is well estimated; in sparse
+low-risk regions a tree ensemble is flat, so the same habit appears to do almost nothing there.
+On the synthetic wards' true counterfactuals the change is close to a constant shift of the
+log-odds (a liability-threshold outcome: the habit moves the mean of the item whose threshold
+defines the outcome), and the trees' per-resident change was the opposite shape: too large at
+high risk, ten times too small at low risk (README, "What-if against the true counterfactual").
+
+So the engine carries, per scenario × outcome × dose, the *information-weighted mean log-odds
+change* of its own per-resident what-if over a training year's residents (weights p·(1 − p),
+the information a risk of p carries about its log-odds), fitted at training
+(:func:`fit_whatif_effects`), and the annual run applies it as an odds ratio to each resident's
+risk: ``logit(p') = logit(p) + Δ``. The dose is the value a ``set`` scenario changes from
+(drinking 2, 3 … 合 → under 1 合); a dose with fewer than :data:`MIN_DOSE_ROWS` residents uses
+the scenario's pooled row (``dose`` ``*``). Every row of the engine's per-resident what-if
+lowers or keeps the risk (monotone models), so Δ ≤ 0: the pooled what-if never raises a risk.
+
+A scenario is pooled only where the table holds it under the same definition (its conditions,
+edits and the lab-response switch: :func:`scenario_definition`) for every outcome of the
+engine; a scenario added or edited after training is re-scored per resident as before. With
+``scenario_effect = "per_resident"`` (scoring.toml) every scenario is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ALL_DOSES",
+    "COLUMNS",
+    "MIN_DOSE_ROWS",
+    "PooledChange",
+    "fit_whatif_effects",
+    "pool_effects",
+    "pooled_change",
+    "scenario_definition",
+    "scenario_dose",
+]
+
+#: Columns of an engine's what-if effect table.
+COLUMNS = ("scenario", "definition", "outcome", "dose", "n", "log_odds_change", "se",
+           "odds_ratio")  # fmt: skip
+#: The dose row every scenario × outcome has: the pool over all its residents.
+ALL_DOSES = "*"
+#: Fewest residents a dose needs for a row of its own.
+MIN_DOSE_ROWS = 50
+#: Residents of the training year the effects are pooled over, at most (a sample by pseudonym
+#: hash, so the same store gives the same table).
+MAX_FIT_RESIDENTS = 30_000
+_EPS = 1e-12
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype="float64"), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def scenario_definition(scenario, lab_response: bool) -> str:
+    """Short hash of what a scenario does (conditions, edits, lab-response switch; not its
+    label): a pooled effect applies only to the scenario it was fitted for."""
+    spec = scenario.model_dump(mode="json", exclude={"label_ja"})
+    spec["lab_response"] = bool(lab_response)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def scenario_dose(scenario, base: pd.DataFrame) -> np.ndarray:
+    """Per row of ``base``: the values the scenario's ``set`` items change from (``col=v``,
+    joined by ``;``), or ``""`` for a scenario that only adds or multiplies (one dose)."""
+    out = np.full(len(base), "", dtype=object)
+    for i, col in enumerate(sorted(scenario.set)):
+        v = pd.to_numeric(base[col], errors="coerce").to_numpy(dtype="float64")
+        values, inverse = np.unique(v, return_inverse=True)  # a few codes: format each once
+        text = np.array([f"{x:g}" if x == x else "NA" for x in values], dtype=object)
+        out = out + (";" if i else "") + f"{col}=" + text[inverse.reshape(-1)]
+    return out
+
+
+def pool_effects(
+    risk: np.ndarray, new_risk: np.ndarray, dose: np.ndarray
+) -> list[dict[str, float | int | str]]:
+    """Rows ``dose``, ``n``, ``log_odds_change``, ``se`` of one scenario × outcome: the
+    p·(1 − p)-weighted mean of the per-resident log-odds change, over all rows (``*``) and
+    per dose with at least :data:`MIN_DOSE_ROWS` rows. ``se``: the weighted mean's standard
+    error over residents."""
+    risk = np.asarray(risk, dtype="float64")
+    change = np.minimum(_logit(new_risk) - _logit(risk), 0.0)  # never above 0 (monotone)
+    weight = np.clip(risk * (1 - risk), _EPS, None)
+    out = []
+
+    def row(label: str, sel: np.ndarray) -> dict:
+        w, d = weight[sel], change[sel]
+        mean = float((w * d).sum() / w.sum())
+        se = float(np.sqrt((w * w * (d - mean) ** 2).sum()) / w.sum()) if len(d) > 1 else np.nan
+        return {"dose": label, "n": int(sel.sum()), "log_odds_change": mean, "se": se}
+
+    if len(risk) == 0:
+        return out
+    out.append(row(ALL_DOSES, np.ones(len(risk), dtype=bool)))
+    labels, counts = np.unique(dose.astype(str), return_counts=True)
+    if len(labels) > 1:
+        out += [row(lab, dose.astype(str) == lab) for lab, c in zip(labels, counts, strict=True)
+                if c >= MIN_DOSE_ROWS]  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class PooledChange:
+    """A scenario's what-if as the engine's pooled log-odds change, per outcome, for each row
+    it applies to (:func:`pooled_change`); :meth:`risks` gives the risks with it applied."""
+
+    change: dict[str, np.ndarray]
+
+    def risks(self, outcome: str, risk: np.ndarray) -> np.ndarray:
+        """``risk`` (the rows' risks of ``outcome`` without the scenario) with it applied."""
+        z = _logit(risk) + self.change[outcome]
+        return np.where(np.asarray(risk) <= 0, 0.0, 1.0 / (1.0 + np.exp(-z)))
+
+
+def pooled_change(
+    table: pd.DataFrame | None,
+    scenario,
+    lab_response: bool,
+    outcomes,
+    base: pd.DataFrame,
+) -> PooledChange | None:
+    """The pooled change of ``scenario`` for the rows of ``base`` it applies to, or None when
+    ``table`` does not hold it, under the same definition, for every outcome."""
+    if table is None or not len(table):
+        return None
+    mine = table[
+        (table["scenario"] == scenario.key)
+        & (table["definition"] == scenario_definition(scenario, lab_response))
+    ]
+    dose = scenario_dose(scenario, base).astype(str)
+    change = {}
+    for o in outcomes:
+        rows = mine[mine["outcome"] == o]
+        by_dose = dict(zip(rows["dose"], rows["log_odds_change"], strict=True))
+        if ALL_DOSES not in by_dose:
+            return None
+        labels, inverse = np.unique(dose, return_inverse=True)
+        values = np.array([by_dose.get(lab, by_dose[ALL_DOSES]) for lab in labels], "float64")
+        change[o] = values[inverse] if len(dose) else np.zeros(0)
+    return PooledChange(change)
+
+
+def fit_whatif_effects(
+    engine,
+    history: pd.DataFrame,
+    index: pd.DataFrame,
+    config,
+    feature_config,
+) -> pd.DataFrame:
+    """The engine's what-if effect table (:data:`COLUMNS`) over the index checkups ``index``
+    (pseudonym, fiscal_year, exam_date; optional boolean ``at_risk_<outcome>``: each outcome
+    pooled over the rows at risk for it), from its per-resident what-if
+    (:func:`scoring.score.scenario_risks`, every scenario of ``config``, a
+    :class:`scoring.score.ScoringConfig`). At most :data:`MAX_FIT_RESIDENTS` index rows, a
+    sample by pseudonym hash."""
+    from features.build import to_matrix
+    from models.split import person_hash
+    from scoring.score import index_features, scenario_risks
+
+    index = index.reset_index(drop=True)
+    if len(index) > MAX_FIT_RESIDENTS:
+        order = np.argsort(person_hash(index["pseudonym"]), kind="stable")
+        index = index.iloc[np.sort(order[:MAX_FIT_RESIDENTS])].reset_index(drop=True)
+    history = history[history["pseudonym"].isin(index["pseudonym"])]
+    base = index_features(history, index, feature_config)
+    risk = engine.predict_proba(to_matrix(base, engine.feature_names))
+    lab = config.scenario_lab_response
+    out = []
+    for sc, rows, p in scenario_risks(
+        engine, history, index, base, config.scenarios, feature_config, lab, effects=None
+    ):
+        definition = scenario_definition(sc, lab)
+        dose = scenario_dose(sc, base.iloc[rows]) if len(rows) else np.zeros(0, dtype=object)
+        for o in engine.outcomes:
+            ok = np.ones(len(rows), dtype=bool)
+            if f"at_risk_{o}" in index:
+                ok = index[f"at_risk_{o}"].to_numpy(dtype=bool, na_value=False)[rows]
+            if p is None or not ok.any():
+                continue
+            now = risk[f"risk_{o}"].to_numpy()[rows][ok]
+            new = p[f"risk_{o}"].to_numpy()[ok]
+            for r in pool_effects(now, new, dose[ok]):
+                out.append({"scenario": sc.key, "definition": definition, "outcome": o, **r})
+    table = pd.DataFrame(out).reindex(columns=list(COLUMNS))
+    table["odds_ratio"] = np.exp(table["log_odds_change"].astype("float64"))
+    return table.astype({"n": "int64"})
+
+
+def fit_training_effects(
+    engine,
+    checkups: pd.DataFrame,
+    labels: pd.DataFrame,
+    year: int,
+    feature_config,
+    config=None,
+) -> pd.DataFrame:
+    """:func:`fit_whatif_effects` at training: the index checkups of fiscal year ``year`` (the
+    year before the test year: no test row is used), each outcome over its rows at risk
+    (``labels``: features.build_labels output); ``config``: the shipped scoring.toml unless
+    given."""
+    from scoring.score import load_scoring_config
+
+    config = config or load_scoring_config()
+    fy = labels["fiscal_year"].to_numpy(dtype="float64", na_value=np.nan)
+    cols = ["pseudonym", "fiscal_year", "exam_date"]
+    cols += [c for c in labels.columns if c.startswith("at_risk_")]
+    index = labels.loc[fy == year, cols].reset_index(drop=True)
+    if index.empty:
+        return pd.DataFrame(columns=list(COLUMNS))
+    return fit_whatif_effects(engine, checkups, index, config, feature_config)
