@@ -137,13 +137,12 @@ def test_size_floor_weight_loss_and_metabolic_syndrome(whatif_table):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap, narrowed: the what-if moves weight, waist and every declared lab with "
-    "the lever (models.lab_response) and reads a sub-step HbA1c move at both recorded values; "
-    "on this ward 9 of 21 judged cells meet mae_ratio_binned ≤ 0.30 (3 of 17 with the labs "
-    "of a declared direction only, 0 of 11 with the levers alone). The mean change is now "
-    "about right in most cells; what remains is its spread over residents: the trees' change "
-    "is too large where the risk is high and too small where it is low (a tree ensemble is "
-    "flat in its sparse low-risk regions, the truth's odds ratio is about constant)",
+    reason="known gap, narrowed: the what-if is the engine's pooled odds ratio per scenario × "
+    "outcome × dose (scoring.whatif_effect), from its per-resident what-if in which weight, "
+    "waist and every declared lab follow the lever and a sub-step HbA1c move is read at both "
+    "recorded values. On this ward 8 of 26 judged cells meet mae_ratio_binned ≤ 0.30 (per "
+    "resident: 9 of 21; at 100k 20 of 49 against 5 of 48): what remains is the mean, where "
+    "the trees' sensitivity to a habit and to the labs it moves is too small",
 )
 def test_size_target_is_met(whatif_table):
     table, _ = whatif_table
