@@ -16,7 +16,10 @@ and writes the files of :mod:`scoring.contracts`.
   and laboratory values with a declared direction follow the lever (exercise also lowers
   weight; weight −3 kg also lowers SBP, HbA1c …), only the risk-lowering way; the labs'
   undeclared history features keep their values; an HbA1c moved between two recorded values
-  (0.1 %) is read at both and the risks mixed (:class:`ScenarioRows`). The
+  (0.1 %) is read at both and the risks mixed (:class:`ScenarioRows`). Where the engine
+  carries a pooled what-if table (scoring.whatif_effect, fitted at training from that
+  per-resident what-if; ``scenario_effect = "pooled"``) a scenario it holds is not re-scored:
+  its odds ratio per scenario × outcome × dose is applied to each resident's risk. The
   declarations drive it: a scenario may only edit modifiable
   items with a declared direction (features.declarations ``monotone``), only in their
   risk-lowering direction, and applies only where it moves the resident that way. The models
