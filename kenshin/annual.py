@@ -877,6 +877,7 @@ def select_residents(cfg: AnnualRunConfig, decided: pd.DataFrame) -> pd.DataFram
         last_lettered=_letter_history(cfg.letter_history),
         scoring_date=cfg.day,
         contact_problems=contacts,
+        categories=True,  # held from its codes: no text column made only to be factorized
     )
     selection.insert(1, "fiscal_year", int(cfg.fiscal_year))
     return held(selection)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -249,12 +250,6 @@ def _codes(values: np.ndarray, categories: tuple[str, ...]) -> pd.Categorical:
     return cat
 
 
-def _values(codes: pd.Series) -> np.ndarray:
-    """A categorical column of :func:`decide` back as objects, ``None`` where missing."""
-    cat = codes.array
-    return np.array([*cat.categories, None], dtype=object)[cat.codes]
-
-
 def select_decided(
     decided: pd.DataFrame,
     config: SelectionConfig,
@@ -264,33 +259,34 @@ def select_decided(
     last_lettered: pd.Series | None = None,
     scoring_date: pd.Timestamp | None = None,
     contact_problems: pd.Series | None = None,
+    categories: bool = False,
 ) -> pd.DataFrame:
     """The global half of :func:`select` on :func:`decide`'s table (one or several chunks'
-    concatenated): exclusions, ranking, budget and the control arm over every resident."""
+    concatenated): exclusions, ranking, budget and the control arm over every resident.
+
+    With ``categories``, the text columns of a few values (``letter_type``, ``outcome``,
+    ``arm``, ``reason_detail``) come as ``.astype("category")`` would make them (the annual
+    run holds them so: kenshin.annual.held), never as text: a byte a resident."""
     # Columns by position, no copy of the table (≈ 0.6 GB at 10M residents).
     pid = _compact(decided["pseudonym"]).reset_index(drop=True)
     reasons = _exclusions(
         pid, config, enrolled, opted_out, last_lettered, scoring_date, contact_problems
     )
-    letter = _values(decided["letter"])
+    # decide's codes as they are: no object per resident, nor a temporary to compare them.
+    letter, outcome = _Coded.of(decided["letter"]), _Coded.of(decided["outcome"])
     reasons.flag((letter == None) & decided["on_medication"].to_numpy(), "ON_MEDICATION")  # noqa: E711
     reasons.flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
-    out = pd.DataFrame(
-        {
-            "pseudonym": pid,
-            "letter_type": pd.array(letter, dtype="string"),
-            "outcome": _text(_values(decided["outcome"])),
-            "priority": decided["priority"].to_numpy(),
-        }
-    )
-    strata = (decided["age"].to_numpy(), decided["sex"].to_numpy())
-    _allocate(out, letter, reasons, config, strata)
-    del letter
+    out = pd.DataFrame({"pseudonym": pid, "priority": decided["priority"].to_numpy()})
+    strata = (decided["age"].to_numpy(), decided["sex"].to_numpy(), outcome)
+    _allocate(out, letter, reasons, config, strata, categories=categories)
     upgraded = decided["upgraded"].to_numpy()
     explain = upgraded & (reasons.detail == None)  # noqa: E711  (contact problems keep theirs)
     reasons.detail[explain] = decided["referral_detail"].to_numpy()[explain]
-    out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
-    out["reason_detail"] = _text(reasons.detail)
+    # The output's columns made once, at the end, a column at a time.
+    out.insert(1, "letter_type", letter.column(categories))
+    out.insert(2, "outcome", outcome.column(categories))
+    out["reason"] = pd.Categorical.from_codes(reasons.reason.codes, categories=REASONS)
+    out["reason_detail"] = reasons.detail.column(categories)
     out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
     return out
 
@@ -304,18 +300,99 @@ def _text(values: np.ndarray) -> pd.arrays.StringArray:
         return pd.array(values, dtype="string")
 
 
+class _Coded:
+    """Per resident one of a few values or ``None``, as its position in ``values`` (-1:
+    ``None``): a byte a resident where an object array takes a pointer (≈ 80 MB at 10M
+    residents), compared without an object temporary. Reads like that object array (``==``,
+    assignment by mask or positions, iteration) and gives the output's column once
+    (:meth:`column`)."""
+
+    def __init__(self, codes: np.ndarray, values: Sequence[str]) -> None:
+        self.codes, self.values = codes, list(values)
+
+    @classmethod
+    def empty(cls, n: int, values: Sequence[str] = ()) -> _Coded:
+        return cls(np.full(n, -1, dtype=np.int8), values)
+
+    @classmethod
+    def of(cls, column: pd.Series) -> _Coded:
+        """A categorical column's codes (no copy) and categories."""
+        return cls(column.array.codes, column.array.categories)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __eq__(self, value: object) -> np.ndarray:  # type: ignore[override]
+        if value is None:
+            return self.codes < 0
+        if value not in self.values:
+            return np.zeros(len(self.codes), dtype=bool)
+        return self.codes == self.values.index(value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __setitem__(self, where: np.ndarray, value: str | None | np.ndarray) -> None:
+        if value is None or isinstance(value, str):
+            self.codes[where] = self._code(value)
+            return
+        # An array of values (a few residents'): coded by its distinct values.
+        got, distinct = pd.factorize(np.asarray(value, dtype=object))
+        self.codes[where] = np.array([*map(self._code, distinct), -1])[got]  # -1 picks None
+
+    def _code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        if value not in self.values:
+            self.values.append(value)
+            if len(self.values) > np.iinfo(self.codes.dtype).max:
+                self.codes = self.codes.astype(np.int32)
+        return self.values.index(value)
+
+    def objects(self) -> np.ndarray:
+        """The object array the codes stand for."""
+        return _lookup(np.array([*self.values, None], dtype=object), self.codes)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.objects() if dtype is None else self.objects().astype(dtype)
+
+    def __iter__(self):
+        return iter(self.objects())
+
+    def column(self, categories: bool = False) -> pd.arrays.StringArray | pd.Categorical:
+        """As text (``pd.array(values, dtype="string")``) or, with ``categories``, as that
+        text's ``.astype("category")``: its values present, sorted, as ``string`` categories."""
+        if not categories:
+            return _text(self.objects())
+        present = np.unique(self.codes)  # sorted on a copy of the codes
+        named = sorted((self.values[i], i) for i in present[present >= 0])  # by code point
+        recode = np.full(len(self.values) + 1, -1, dtype=np.int32)  # the last, for -1: None
+        recode[[i for _, i in named]] = np.arange(len(named))
+        codes = _lookup(recode.astype(np.int8 if len(named) < 128 else np.int32), self.codes)
+        names = pd.Index(pd.array([v for v, _ in named], dtype="string"))
+        return pd.Categorical.from_codes(codes, categories=names)
+
+
+def _lookup(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table[codes]`` a slice of residents at a time: numpy makes the codes 64-bit to index
+    with (8 bytes a resident), a slice's worth here."""
+    out = np.empty(len(codes), dtype=table.dtype)
+    for start in range(0, len(codes), _LOOKUP_ROWS):
+        out[start : start + _LOOKUP_ROWS] = table[codes[start : start + _LOOKUP_ROWS]]
+    return out
+
+
 @dataclass
 class _Reasons:
     """Per resident: the first reason that applies (``None`` while open) and its detail."""
 
-    reason: np.ndarray
-    detail: np.ndarray
+    reason: _Coded
+    detail: _Coded
 
     def flag(self, mask: np.ndarray, code: str) -> None:
         self.reason[mask & (self.reason == None)] = code  # noqa: E711
 
 
-#: Residents looked up at a time in :func:`_exclusions`.
+#: Residents looked up at a time (:func:`_exclusions`, :func:`_lookup`).
 _LOOKUP_ROWS = 1_000_000
 
 
@@ -330,7 +407,7 @@ def _exclusions(
 ) -> _Reasons:
     """Residents no letter may go to, in the order of :data:`REASONS`."""
     n = len(pid)
-    r = _Reasons(np.full(n, None, dtype=object), np.full(n, None, dtype=object))
+    r = _Reasons(_Coded.empty(n, REASONS), _Coded.empty(n))
     text = arrow_text(pid)
 
     def flags(series: pd.Series | None, default: bool) -> np.ndarray:
@@ -366,7 +443,9 @@ def _exclusions(
         r.flag(missing, "NO_CONTACT")
         faulty = np.append(problems != "", False)  # code -1 (missing) picks the last
         invalid = ~missing & faulty[code] & (r.reason == None)  # noqa: E711
-        r.detail[invalid] = problems[code[invalid]]
+        # The details as the problems' own codes (only those at fault are ever read).
+        r.detail = _Coded(np.full(n, -1, dtype=code.dtype), problems.tolist())
+        r.detail.codes[invalid] = code[invalid]
         r.flag(invalid, "CONTACT_INVALID")
     if last_lettered is not None:
         at, found = positions(text, last_lettered.index)
@@ -449,19 +528,25 @@ def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision
 
 def _allocate(
     out: pd.DataFrame,
-    letter: np.ndarray,
+    letter: np.ndarray | _Coded,
     reasons: _Reasons,
     config: SelectionConfig,
-    strata: tuple[np.ndarray, np.ndarray] | None = None,
+    strata: tuple[np.ndarray, np.ndarray, _Coded] | None = None,
+    *,
+    categories: bool = False,
 ) -> None:
     """Rank each letter type, cap it at its budget and draw the control arm (in place:
-    ``out``'s ``rank`` and ``arm``, ``reasons``). The control arm's strata take age and sex
-    from ``strata`` (else from ``out``'s columns)."""
-    age, sex = strata if strata is not None else (out["age"].to_numpy(), out["sex"].to_numpy())
+    ``out``'s ``rank`` and ``arm``, as text or ``categories``: :meth:`_Coded.column`;
+    ``reasons``). The control arm's strata take age, sex and outcome from ``strata`` (else
+    from ``out``'s columns)."""
+    if strata is None:
+        codes, values = pd.factorize(out["outcome"])
+        strata = (out["age"].to_numpy(), out["sex"].to_numpy(), _Coded(codes, list(values)))
+    age, sex, topic = strata
     n = len(out)
     open_ = reasons.reason == None  # noqa: E711
     rank, ranked = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
-    arm = np.full(n, None, dtype=object)
+    arm = _Coded.empty(n, ("control", "letter"))
     priority = out["priority"].to_numpy(dtype="float64")
     text = arrow_text(out["pseudonym"])
     for kind, budget, with_control in (
@@ -477,16 +562,19 @@ def _allocate(
         ties = pc.sort_indices(table, sort_keys=[("key", "ascending"), ("pseudonym", "ascending")])
         order = idx[ties.to_numpy()]
         del table, ties
+        # Arrow's pool would keep the sort's pages (≈ 0.2 GB at 10M residents) to the end.
+        pa.default_memory_pool().release_unused()
         rank[order], ranked[order] = np.arange(1, len(order) + 1), True
         rate = config.control_rate if with_control else 0.0
         cap = len(order) if budget is None else int(np.floor(budget / (1 - rate) + 1e-9))
         study, over = order[:cap], order[cap:]
         reasons.reason[over] = "OVER_BUDGET"
-        control = (
-            _control_draw(out.iloc[study].assign(age=age[study], sex=sex[study]), rate, config.seed)
-            if rate
-            else np.zeros(len(study), dtype=bool)
-        )
+        if rate:  # the strata of the study population only (the budget's few residents)
+            topics = _Coded(topic.codes[study], topic.values).column()
+            who = out.iloc[study].assign(age=age[study], sex=sex[study], outcome=topics)
+            control = _control_draw(who, rate, config.seed)
+        else:
+            control = np.zeros(len(study), dtype=bool)
         sent = study[~control]
         if budget is not None and len(sent) > budget:  # rounding in small strata
             reasons.reason[sent[budget:]] = "OVER_BUDGET"
@@ -496,4 +584,4 @@ def _allocate(
         arm[study[control]] = "control"
         arm[sent] = "letter"
     out["rank"] = pd.arrays.IntegerArray(rank, ~ranked)
-    out["arm"] = _text(arm)
+    out["arm"] = arm.column(categories)
