@@ -12,14 +12,12 @@ through ties, control arm on and off).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from data.columns import OUTCOMES
@@ -35,6 +33,7 @@ from scoring.selection import (
     select,
     select_decided,
 )
+from tests.scoring.selection_helpers import parquet_bytes, scores_like
 
 # --- The reference: select_decided and its steps on object arrays, as they were. ---
 
@@ -173,14 +172,6 @@ def _reference_select_decided(decided, config, **kw) -> pd.DataFrame:
 
 # --- Inputs ---
 
-#: Per input: a usual range and a wide one across the 判定値, drawn by ``WIDE`` of residents.
-RANGES = {
-    "hba1c": (4.8, 5.8, 4.5, 8.0, 1), "fpg": (75, 105, 70, 160, 0),
-    "sbp": (100, 135, 90, 190, 0), "dbp": (60, 85, 50, 115, 0), "ldl": (80, 135, 60, 220, 0),
-    "tg": (50, 145, 40, 600, 0), "non_hdl": (90, 145, 80, 250, 0), "egfr": (65, 100, 30, 110, 1),
-    "alt": (10, 30, 5, 80, 0), "ggt": (10, 45, 5, 150, 0), "uric_acid": (3.5, 6.5, 3.0, 10.0, 1),
-    "waist_cm": (65, 84, 60, 110, 1), "hdl": (45, 80, 25, 90, 0),
-}  # fmt: skip
 WIDE = 0.06
 #: Contact problems as scoring.letters.schema.contact_problems writes them ("" = addressable).
 PROBLEMS = (
@@ -198,27 +189,7 @@ def _scores(n: int, seed: int, hex_names: bool = True) -> pd.DataFrame:
         names = [f"{(i * 7919 + seed) % 1_000_003:016x}" for i in range(n)]
     else:  # not the store's kind: matched and sorted as Arrow text
         names = [f"{rng.choice(list('aZé日0~'))}{i}" for i in range(n)]
-    cols: dict[str, object] = {
-        "pseudonym": pd.array(names, dtype="string"),
-        "age": rng.integers(40, 75, n).astype("int64"),
-        "sex": rng.integers(1, 3, n).astype("int64"),
-    }
-    for c, (lo, hi, wide_lo, wide_hi, dec) in RANGES.items():
-        wide = rng.random(n) < WIDE
-        v = np.round(np.where(wide, rng.uniform(wide_lo, wide_hi, n), rng.uniform(lo, hi, n)), dec)
-        v[rng.random(n) < 0.05] = np.nan
-        cols[c] = v
-    cols["urine_protein"] = rng.choice(
-        [1.0, 2.0, 3.0, 4.0, np.nan], n, p=[0.9, 0.05, 0.02, 0.01, 0.02]
-    )
-    for c in ("q_med_glucose", "q_med_bp", "q_med_lipid"):
-        cols[c] = rng.choice([1.0, 2.0, np.nan], n, p=[0.08, 0.89, 0.03])
-    cols["blood_draw_timing"] = rng.choice([1, 2], n).astype("int8")
-    for o in OUTCOMES:
-        risk = np.round(rng.beta(1.0, 12.0, n), 2)
-        cols[f"risk_{o}"] = risk
-        cols[f"risk_after_{o}"] = np.round(risk * rng.uniform(0.6, 1.0, n), 2)
-    return pd.DataFrame(cols)
+    return scores_like(rng, names, WIDE, 0.08, 12.0, 2)
 
 
 def _exclusions_of(scores: pd.DataFrame, seed: int, contacts: str) -> dict:
@@ -267,12 +238,6 @@ CONFIGS = {
 }
 
 
-def _parquet(frame: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
-    return buf.getvalue()
-
-
 def _same(got: pd.DataFrame, want: pd.DataFrame) -> None:
     """The same frame: columns, dtypes (categories' and codes' too), values, order, bytes."""
     pd.testing.assert_frame_equal(got, want, check_exact=True)
@@ -283,7 +248,7 @@ def _same(got: pd.DataFrame, want: pd.DataFrame) -> None:
             assert a.categories.dtype == b.categories.dtype and a.codes.dtype == b.codes.dtype
             assert list(a.categories) == list(b.categories) and (a.codes == b.codes).all()
     assert (pd.util.hash_pandas_object(got) == pd.util.hash_pandas_object(want)).all()
-    assert _parquet(got) == _parquet(want)
+    assert parquet_bytes(got) == parquet_bytes(want)
     assert got.to_csv(index=False) == want.to_csv(index=False)
 
 

@@ -9,15 +9,11 @@ ran before the split (``_select_whole`` below), byte for byte in the files writt
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from data.columns import OUTCOMES
 from scoring.selection import (
     REASONS,
     SelectionConfig,
@@ -28,44 +24,16 @@ from scoring.selection import (
     select,
     select_decided,
 )
+from tests.scoring.selection_helpers import parquet_bytes, scores_like
 
 N = 3_000
-#: Per input: a range of unremarkable values and a wide one across the 判定値 (a few residents
-#: draw from it, so every rule fires on some and most residents are left for the risk).
-RANGES = {
-    "hba1c": (4.8, 5.8, 4.5, 8.0, 1), "fpg": (75, 105, 70, 160, 0),
-    "sbp": (100, 135, 90, 190, 0), "dbp": (60, 85, 50, 115, 0), "ldl": (80, 135, 60, 220, 0),
-    "tg": (50, 145, 40, 600, 0), "non_hdl": (90, 145, 80, 250, 0), "egfr": (65, 100, 30, 110, 1),
-    "alt": (10, 30, 5, 80, 0), "ggt": (10, 45, 5, 150, 0), "uric_acid": (3.5, 6.5, 3.0, 10.0, 1),
-    "waist_cm": (65, 84, 60, 110, 1), "hdl": (45, 80, 25, 90, 0),
-}  # fmt: skip
 
 
 def _scores(seed: int = 3) -> pd.DataFrame:
     """Scores-like rows: values across the cut points, missing values, medication answers,
     risks with ties (rounded) so the pseudonym tie-break matters."""
-    rng = np.random.default_rng(seed)
-    cols: dict[str, object] = {
-        "pseudonym": pd.array([f"{i * 7919 % 100003:016x}" for i in range(N)], dtype="string"),
-        "age": rng.integers(40, 75, N).astype("int64"),
-        "sex": rng.integers(1, 3, N).astype("int64"),
-    }
-    for c, (lo, hi, wide_lo, wide_hi, dec) in RANGES.items():
-        wide = rng.random(N) < 0.02
-        v = np.round(np.where(wide, rng.uniform(wide_lo, wide_hi, N), rng.uniform(lo, hi, N)), dec)
-        v[rng.random(N) < 0.05] = np.nan
-        cols[c] = v
-    cols["urine_protein"] = rng.choice(
-        [1.0, 2.0, 3.0, 4.0, np.nan], N, p=[0.9, 0.05, 0.02, 0.01, 0.02]
-    )
-    for c in ("q_med_glucose", "q_med_bp", "q_med_lipid"):
-        cols[c] = rng.choice([1.0, 2.0, np.nan], N, p=[0.05, 0.92, 0.03])
-    cols["blood_draw_timing"] = rng.choice([1, 2], N).astype("int8")
-    for o in OUTCOMES:
-        risk = np.round(rng.beta(1.0, 25.0, N), 2)
-        cols[f"risk_{o}"] = risk
-        cols[f"risk_after_{o}"] = np.round(risk * rng.uniform(0.6, 1.0, N), 3)
-    return pd.DataFrame(cols)
+    names = [f"{i * 7919 % 100003:016x}" for i in range(N)]
+    return scores_like(np.random.default_rng(seed), names, 0.02, 0.05, 25.0, 3)
 
 
 def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.DataFrame:
@@ -98,15 +66,9 @@ def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.Dat
     return out.drop(columns=["age", "sex"])
 
 
-def _parquet(frame: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
-    return buf.getvalue()
-
-
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    assert _parquet(a) == _parquet(b)
+    assert parquet_bytes(a) == parquet_bytes(b)
     assert a.to_csv(index=False) == b.to_csv(index=False)
 
 
