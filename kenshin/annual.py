@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from data.columns import OUTCOMES
 from data.files import atomic_write, csv_bytes
 from kenshin.errors import BadInputError, one_line, safe_message
+from kenshin.workers import SCORE_WORKERS, chunk_bounds, ordered_map
 from models.drift import drift_table
 from scoring.coherence import conflict_counts, conflicts
 from scoring.contracts import (
@@ -793,21 +794,30 @@ def score_chunks(
     engine,
     config: ScoringConfig,
     feature_config,
+    workers: int | None = None,
 ) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
-    """The pandas engine: (scores, drift bin counts) per chunk of ``config.chunk_size``
-    residents of ``index``, each chunk's checkups read from the store
-    (scoring.score.score_chunk; the contract columns minus the run's stamps)."""
+    """The pandas engine: (scores, drift bin counts) per chunk of at most
+    ``config.chunk_size`` residents of ``index``, in its order, each chunk's checkups read
+    from the store (scoring.score.score_chunk; the contract columns minus the run's stamps).
+
+    The chunks are computed in ``workers`` forked processes (kenshin.workers; default
+    ``KENSHIN_SCORE_WORKERS``): a chunk's scores do not depend on where or beside which
+    residents it is computed (tests/scoring/test_annual.py)."""
     from data.store import read_checkup_history
 
+    workers = SCORE_WORKERS if workers is None else workers
     ref = getattr(engine, "feature_reference", None)
-    for start in range(0, len(index), config.chunk_size):
-        chunk = index.iloc[start : start + config.chunk_size].reset_index(drop=True)
+
+    def one(bounds: tuple[int, int]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        chunk = index.iloc[bounds[0] : bounds[1]].reset_index(drop=True)
         with store_readable(store):
             history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
         scores, X = score_chunk(engine, history, chunk, config, feature_config)
         counts = ref.counts(X) if ref is not None else {}
         del history, X  # only the scores go on
-        yield scores, counts
+        return scores, counts
+
+    yield from ordered_map(one, chunk_bounds(len(index), config.chunk_size, workers), workers)
 
 
 def release_memory() -> None:

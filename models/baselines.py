@@ -27,6 +27,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from data.outcomes import OUTCOME_DECLARATIONS
+from models.rowwise import rowwise_matmul
 
 __all__ = ["POINT_BANDS", "POINT_ITEMS", "PointsScore", "fit_logistic", "fit_points"]
 
@@ -113,7 +114,7 @@ class PointsScore:
     b: float = 1.0
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        return _bands(X, self.names, self.items) @ self.points
+        return rowwise_matmul(_bands(X, self.names, self.items), self.points)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(self.a + self.b * self.score(X))))

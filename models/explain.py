@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.declarations import item, item_matrix
+from models.rowwise import rowwise_matmul
 
 __all__ = [
     "GroupedContributions",
@@ -66,7 +67,7 @@ def group_contributions(contrib: np.ndarray, names: list[str]) -> GroupedContrib
     F = len(names)
     M, keys = item_matrix(names)
     bias = c[:, F] if c.shape[1] > F else np.zeros(len(c))
-    return GroupedContributions(c[:, :F] @ M, bias, keys)
+    return GroupedContributions(rowwise_matmul(c[:, :F], M), bias, keys)
 
 
 def grouped_contributions(engine, X: np.ndarray | pd.DataFrame, outcome: str):

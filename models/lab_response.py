@@ -35,6 +35,7 @@ import pandas as pd
 
 from data.validate import RANGES
 from features.declarations import DECLARATIONS
+from models.rowwise import rowwise_matmul
 
 __all__ = [
     "BODY",
@@ -223,7 +224,7 @@ def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) ->
     habit = np.array([lv != "weight_kg" for _, lv, _, _ in terms])
     out = after.copy()
     d = np.nan_to_num(_delta(t0, _term_matrix(out, terms)), nan=0.0)
-    body = d[:, habit] @ _coefficients(table, BODY, terms)[:, habit].T
+    body = rowwise_matmul(d[:, habit], _coefficients(table, BODY, terms)[:, habit].T)
     w0 = _num(out, "weight_kg")
     for j, item in enumerate(BODY):
         _move(out, item, body[:, j])
@@ -232,7 +233,7 @@ def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) ->
         bmi = np.where(np.isfinite(ratio), _num(out, "bmi") * ratio, _num(out, "bmi"))
         out["bmi"] = pd.array(bmi, dtype=out["bmi"].dtype)
     d = np.nan_to_num(_delta(t0, _term_matrix(out, terms)), nan=0.0)
-    shift = d @ _coefficients(table, LABS, terms).T  # rows × labs
+    shift = rowwise_matmul(d, _coefficients(table, LABS, terms).T)  # rows × labs
     for j, lab in enumerate(LABS):
         _move(out, lab, shift[:, j])
     return out

@@ -44,6 +44,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from models.calibration import Calibrator, fit_calibrator
+from models.rowwise import rowwise_matmul
 
 __all__ = ["LinearScore", "Member", "linear_score", "select_member"]
 
@@ -67,7 +68,7 @@ class LinearScore:
         return Z.toarray() if sparse.issparse(Z) else np.asarray(Z, dtype="float64")
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        return self._z(X) @ self.coef + self.intercept
+        return rowwise_matmul(self._z(X), self.coef) + self.intercept
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, F + 1): per declared feature, then the bias (mean training log-odds)."""

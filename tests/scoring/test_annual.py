@@ -145,7 +145,7 @@ def test_scores_do_not_depend_on_the_chunk_size(annual, tmp_path):
     res = run_annual(cfg)
     a = _read(annual, "scores").drop(columns="config_hash")
     b = pd.read_parquet(res.paths["scores"]).drop(columns="config_hash")
-    pd.testing.assert_frame_equal(a, b)
+    _same_bits(a, b)  # to the last bit (models.rowwise)
 
 
 def _chunk(annual, residents: int = 500):
@@ -198,6 +198,47 @@ def test_scores_do_not_depend_on_the_prediction_threads(annual, monkeypatch):
     assert out[1][1].tobytes() == out[2][1].tobytes()
     _same_bits(out[1][2], out[2][2])
     pd.testing.assert_frame_equal(out[1][3], out[2][3], check_exact=True)
+
+
+def test_scores_do_not_depend_on_the_worker_processes(annual):
+    """The same residents scored in the run's own process and in three forked workers
+    (kenshin.workers): the same chunks' scores and drift counts to the last bit, in order,
+    and the workers really were other processes."""
+    import os
+
+    import kenshin.annual as run
+    from kenshin.annual import load_model, score_chunks
+    from kenshin.workers import chunk_bounds
+
+    model = load_model(annual.cfg.model_uri, annual.workdir)
+    index = _chunk(annual, residents=1_200)[1]
+    sc = annual.cfg.scoring.model_copy(update={"chunk_size": 250})
+    args = (annual.store, annual.cfg.fiscal_year, index, model.engine, sc, model.feature_config)
+    score = run.score_chunk
+
+    def recorded(*a, **k):
+        scores, X = score(*a, **k)
+        return scores.assign(pid=os.getpid()), X
+
+    run.score_chunk = recorded
+    try:
+        alone = list(score_chunks(*args, workers=1))
+        forked = list(score_chunks(*args, workers=3))
+    finally:
+        run.score_chunk = score
+    where = [int(s["pid"].iloc[0]) for s, _ in forked]
+    assert {int(s["pid"].iloc[0]) for s, _ in alone} == {os.getpid()}
+    assert os.getpid() not in where and len(set(where)) > 1
+    # in three workers, a multiple of three chunks (e.g. 824 residents: 4 chunks of 206 alone,
+    # 6 of 137-138 forked)
+    for out, workers in ((alone, 1), (forked, 3)):
+        want = [b - a for a, b in chunk_bounds(len(index), 250, workers)]
+        assert [len(s) for s, _ in out] == want
+    assert len(forked) % 3 == 0 and len(forked) > len(alone)
+    a, b = (pd.concat([s for s, _ in out], ignore_index=True) for out in (alone, forked))
+    _same_bits(a.drop(columns="pid"), b.drop(columns="pid"))
+    for name in alone[0][1]:
+        assert np.array_equal(sum(c[name] for _, c in alone), sum(c[name] for _, c in forked))
 
 
 def test_a_what_if_is_scored_only_where_it_applies_as_on_every_row(annual):
