@@ -20,7 +20,9 @@
 
 Prints residents/s and seconds per 100k of the scoring step beside that native cost and their
 ratio, and the scoring child's peak RSS, overall and by step of the run (:class:`StepMemory`:
-``eligible``, ``score``, ``select``, ``explain``, ``tables``). An existing ``--workdir`` is
+``eligible``, ``score``, ``select``, ``explain``, ``tables``); while worker processes run
+(kenshin.workers), also the peak of the process tree's summed PSS (``<step>+workers``).
+``KENSHIN_SCORE_WORKERS`` is passed on to the scoring child. An existing ``--workdir`` is
 reused: its trained ward, scoring ward and replicated stores are made only when missing.
 Targets (2 cores, bench/README.md): scoring + SHAP ≤ 1.3 × the native cost; 100k residents ≤ 60 s with SHAP for every letter; 1M residents
 ≤ 2 GB peak. ``KENSHIN_PREDICT_THREADS`` is passed on to the scoring child.
@@ -152,8 +154,9 @@ def main() -> None:
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
         "from bench_score import StepMemory; mem = StepMemory(); "
         "r = run_annual(cfg); "
-        "from models.train import PREDICT_THREADS; "
+        "from models.train import PREDICT_THREADS; from kenshin.workers import SCORE_WORKERS; "
         "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, 'threads': PREDICT_THREADS, "
+        "'workers': SCORE_WORKERS, "
         "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
         "'step_peak_mb': mem.peaks}))"
     )
@@ -212,10 +215,25 @@ class StepMemory:
         return marked
 
     def _sample(self) -> None:
+        import psutil
+
         while True:
             rss = self._process.memory_info().rss / 2**20
             if rss > self.peaks.get(self.step, 0.0):
                 self.peaks[self.step] = rss
+            # With worker processes (kenshin.workers), the run's memory is the tree's: the
+            # sum of proportional set sizes (a page shared by the fork counted once overall).
+            pss = 0.0
+            try:
+                kids = self._process.children(recursive=True)
+                if kids:
+                    for p in (self._process, *kids):
+                        pss += p.memory_full_info().pss / 2**20
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pss = 0.0
+            key = f"{self.step}+workers"
+            if pss > self.peaks.get(key, 0.0):
+                self.peaks[key] = pss
             time.sleep(0.05)
 
 
@@ -234,7 +252,8 @@ def _compare(info: dict, native: dict) -> None:
     ours = s["score"] + s["explain"]
     print(f"  {'total':<22} {'':>15} {total['1']:7.1f} | {total['2']:7.1f}  "
           f"({total['1'] * per100k:.1f} | {total['2'] * per100k:.1f} s per 100k)")  # fmt: skip
-    print(f"kenshin score + explain on {info['threads']} prediction thread(s): {ours:.1f} s "
+    print(f"kenshin score + explain, {info['workers']} worker process(es), {info['threads']} "
+          f"prediction thread(s): {ours:.1f} s "
           f"({ours * per100k:.1f} s per 100k, {n / s['score']:,.0f} residents/s scoring); "
           f"ratio to native: {ours / total['2']:.2f} (2 threads), "
           f"{ours / total['1']:.2f} (1 thread); target ≤ 1.3 with both cores")  # fmt: skip
