@@ -652,22 +652,25 @@ class ScoreTally:
     def add(self, scores: pd.DataFrame, drift_counts: dict[str, np.ndarray]) -> None:
         """Count one chunk's scores and its drift bin counts (``reference.counts`` of its
         feature matrix) and decide its residents' letters (nothing else is kept)."""
+        self.merge(count_chunk(scores, drift_counts, self.selection))
+
+    def merge(self, counts: ChunkCounts) -> None:
+        """Add one chunk's counts and letter decisions (:func:`count_chunk`)."""
+        decided = counts.decided
         if self.pseudonyms is not None:
-            _check_order(scores["pseudonym"], self.pseudonyms, self.added)
-        for name, c in drift_counts.items():
+            _check_order(decided["pseudonym"], self.pseudonyms, self.added)
+            decided = decided.drop(columns="pseudonym")
+        for name, c in counts.drift_counts.items():
             self.drift_counts[name] = self.drift_counts.get(name, 0) + c
-        for o, kinds in conflict_counts(conflicts(scores)).items():
+        for o, kinds in counts.forecast_conflicts.items():
             for k, v in kinds.items():
                 self.forecast_conflicts.setdefault(o, dict.fromkeys(kinds, 0))[k] += v
-        for c in scores.columns[scores.columns.str.contains("__", regex=False)]:
-            outcome, key = c.removeprefix("risk_").split("__", 1)
+        for key, by_outcome in counts.whatif_offered.items():
             offered = self.whatif_offered.setdefault(key, {})
-            offered[outcome] = offered.get(outcome, 0) + int(scores[c].notna().sum())
-        decided = decide(scores, self.selection)
-        if self.pseudonyms is not None:
-            decided = decided.drop(columns="pseudonym")
+            for outcome, v in by_outcome.items():
+                offered[outcome] = offered.get(outcome, 0) + v
         self.decided.append(decided)
-        self.added += len(scores)
+        self.added += len(decided)
 
     def decisions(self) -> pd.DataFrame:
         """Every scored resident's letter decisions, in scoring order (the chunks are
@@ -679,6 +682,55 @@ class ScoreTally:
                 raise RuntimeError(f"{self.added:,} of {len(self.pseudonyms):,} were scored")
             decided.insert(0, "pseudonym", self.pseudonyms.reset_index(drop=True))
         return decided
+
+
+@dataclass
+class ChunkCounts:
+    """What :class:`ScoreTally` keeps of one chunk of scores (:func:`count_chunk`)."""
+
+    drift_counts: dict[str, np.ndarray]
+    forecast_conflicts: dict[str, dict[str, int]]
+    whatif_offered: dict[str, dict[str, int]]
+    #: The chunk's letter decisions (scoring.selection.decide), pseudonym first.
+    decided: pd.DataFrame
+
+
+def count_chunk(
+    scores: pd.DataFrame, drift_counts: dict[str, np.ndarray], selection: SelectionConfig
+) -> ChunkCounts:
+    """One chunk's forecast conflicts, what-if offers and letter decisions, beside its drift
+    bin counts: computed where the chunk is scored (a worker process, kenshin.workers), so the
+    run's own process only adds them up."""
+    offered: dict[str, dict[str, int]] = {}
+    for c in scores.columns[scores.columns.str.contains("__", regex=False)]:
+        outcome, key = c.removeprefix("risk_").split("__", 1)
+        offered.setdefault(key, {})[outcome] = int(scores[c].notna().sum())
+    return ChunkCounts(
+        drift_counts, conflict_counts(conflicts(scores)), offered, decide(scores, selection)
+    )
+
+
+@dataclass
+class FinishedChunk:
+    """A chunk of scores as the run writes and counts it (:func:`finish_chunk`)."""
+
+    scores: pd.DataFrame  # stamped and checked against the scores contract
+    csv: bytes  # its CSV rows, no header (:func:`csv_rows`)
+    counts: ChunkCounts
+
+
+def finish_chunk(
+    scores: pd.DataFrame,
+    drift_counts: dict[str, np.ndarray],
+    schema,
+    stamps: dict[str, object],
+    selection: SelectionConfig,
+) -> FinishedChunk:
+    """A scored chunk stamped with the run (``stamps``, fiscal year included), checked against
+    ``schema``, turned into CSV rows and counted: everything of a chunk that does not need the
+    chunks before it, so that worker processes do it beside the scoring."""
+    scores = schema.validate(scores.assign(**stamps))
+    return FinishedChunk(scores, csv_rows(scores), count_chunk(scores, drift_counts, selection))
 
 
 def _check_order(got: pd.Series, pseudonyms: pd.Series, start: int) -> None:
@@ -698,6 +750,19 @@ def _check_order(got: pd.Series, pseudonyms: pd.Series, start: int) -> None:
 CSV_PART_ROWS = 100_000
 
 
+#: How the output tables' CSV files write dates.
+DATE_FORMAT = "%Y-%m-%d"
+
+
+def csv_rows(frame: pd.DataFrame) -> bytes:
+    """``frame``'s rows as spreadsheet-safe CSV (data.files.csv_bytes), no header, made
+    :data:`CSV_PART_ROWS` rows at a time."""
+    return b"".join(
+        csv_bytes(frame.iloc[s : s + CSV_PART_ROWS], header=False, date_format=DATE_FORMAT)
+        for s in range(0, len(frame), CSV_PART_ROWS)
+    )
+
+
 class TableWriter:
     """One output table (Parquet, and CSV if ``csv`` is given) written chunk by chunk into temp
     files moved into place when the last chunk is written. Every chunk is written with the
@@ -714,7 +779,8 @@ class TableWriter:
         self.empty = empty
         self._writer: pq.ParquetWriter | None = None
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def write(self, frame: pd.DataFrame, csv: bytes | None = None) -> None:
+        """Append ``frame``; ``csv``: its CSV rows already made (:func:`csv_rows`)."""
         first = self._writer is None
         schema = None if self._writer is None else self._writer.schema
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
@@ -723,9 +789,9 @@ class TableWriter:
         self._writer.write_table(table)
         if self.csv_tmp is not None:
             with open(self.csv_tmp, "wb" if first else "ab") as f:
-                for start in range(0, max(len(frame), 1), CSV_PART_ROWS):
-                    part = frame.iloc[start : start + CSV_PART_ROWS]
-                    f.write(csv_bytes(part, header=first and not start, date_format="%Y-%m-%d"))
+                if first:
+                    f.write(csv_bytes(frame.iloc[:0], header=True, date_format=DATE_FORMAT))
+                f.write(csv_rows(frame) if csv is None else csv)
 
     def __enter__(self) -> TableWriter:
         return self
@@ -757,18 +823,28 @@ def write_scores(
     Nothing of a chunk outlives it but its tally (counts and letter decisions): the memory of
     the run is a chunk's, plus about 40 bytes a resident (bench/README.md)."""
     store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
+    schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
+
+    def finish(scores: pd.DataFrame, drift_counts: dict[str, np.ndarray]) -> FinishedChunk:
+        return finish_chunk(scores, drift_counts, schema, {"fiscal_year": fy, **stamps},
+                            cfg.selection)  # fmt: skip
+
     if cfg.engine == "spark":
         from kenshin.spark import open_session
         from kenshin.spark.score import spark_score_chunks
 
         session, settings = open_session(cfg.spark_master, cfg.spark_config)
-        chunks = spark_score_chunks(
-            session, store, fy, elig.index, model.engine, sc, model.feature_config,
-            Path(settings.scratch or outs.root), settings,
+        chunks: Iterator[FinishedChunk] = (
+            finish(scores, counts)
+            for scores, counts in spark_score_chunks(
+                session, store, fy, elig.index, model.engine, sc, model.feature_config,
+                Path(settings.scratch or outs.root), settings,
+            )
         )  # fmt: skip
     else:
-        chunks = score_chunks(store, fy, elig.index, model.engine, sc, model.feature_config)
-    schema = scores_schema(tuple(model.engine.outcomes), sc.scenario_keys)
+        chunks = score_chunks(
+            store, fy, elig.index, model.engine, sc, model.feature_config, finish=finish
+        )
     tally = ScoreTally(
         getattr(model.engine, "feature_reference", None),
         selection=cfg.selection,
@@ -776,12 +852,11 @@ def write_scores(
     )
     n, done = len(elig.index), 0
     with TableWriter(outs.scores, outs.scores_csv) as writer:
-        for scores, drift_counts in chunks:
-            scores = schema.validate(scores.assign(fiscal_year=fy, **stamps))
-            tally.add(scores, drift_counts)
-            writer.write(scores)
-            done += len(scores)
-            del scores  # before the next chunk is read, not after
+        for chunk in chunks:
+            tally.merge(chunk.counts)
+            writer.write(chunk.scores, chunk.csv)
+            done += len(chunk.scores)
+            del chunk  # before the next chunk is read, not after
             release_memory()
             step("score", done, n)
     return tally
@@ -795,27 +870,29 @@ def score_chunks(
     config: ScoringConfig,
     feature_config,
     workers: int | None = None,
-) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
+    finish: Callable[[pd.DataFrame, dict[str, np.ndarray]], object] | None = None,
+) -> Iterator:
     """The pandas engine: (scores, drift bin counts) per chunk of at most
     ``config.chunk_size`` residents of ``index``, in its order, each chunk's checkups read
-    from the store (scoring.score.score_chunk; the contract columns minus the run's stamps).
+    from the store (scoring.score.score_chunk; the contract columns minus the run's stamps),
+    or ``finish(scores, drift_counts)`` of each when given (:func:`finish_chunk`).
 
-    The chunks are computed in ``workers`` forked processes (kenshin.workers; default
-    ``KENSHIN_SCORE_WORKERS``): a chunk's scores do not depend on where or beside which
-    residents it is computed (tests/scoring/test_annual.py)."""
+    The chunks are computed, and finished, in ``workers`` forked processes (kenshin.workers;
+    default ``KENSHIN_SCORE_WORKERS``): a chunk's scores do not depend on where or beside
+    which residents it is computed (tests/scoring/test_annual.py)."""
     from data.store import read_checkup_history
 
     workers = SCORE_WORKERS if workers is None else workers
     ref = getattr(engine, "feature_reference", None)
 
-    def one(bounds: tuple[int, int]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    def one(bounds: tuple[int, int]):
         chunk = index.iloc[bounds[0] : bounds[1]].reset_index(drop=True)
         with store_readable(store):
             history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
         scores, X = score_chunk(engine, history, chunk, config, feature_config)
         counts = ref.counts(X) if ref is not None else {}
         del history, X  # only the scores go on
-        return scores, counts
+        return (scores, counts) if finish is None else finish(scores, counts)
 
     yield from ordered_map(one, chunk_bounds(len(index), config.chunk_size, workers), workers)
 
