@@ -56,7 +56,9 @@ def _replicate(src: Path, dst: Path, copies: int) -> None:
     """A store ``copies`` times larger: every resident repeated under new pseudonyms.
 
     Cheaper than generating millions of residents (the synthetic generator holds a whole ward in
-    memory); residents are independent, so a replicated store scores like a large ward.
+    memory); residents are independent, so a replicated store scores like a large ward. The
+    checkups are written as data.store writes them: each fiscal year sorted by pseudonym, in
+    row groups of ``CHECKUP_ROW_GROUP`` rows.
     """
     import hashlib
     import json
@@ -65,7 +67,7 @@ def _replicate(src: Path, dst: Path, copies: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from data.store import MANIFEST, fingerprint
+    from data.store import CHECKUP_ROW_GROUP, MANIFEST, fingerprint
 
     def renamed(table: pa.Table, k: int) -> pa.Table:
         old = table.column("pseudonym").to_pylist()
@@ -81,6 +83,12 @@ def _replicate(src: Path, dst: Path, copies: int) -> None:
         t = pq.read_table(f)
         if "pseudonym" not in t.column_names:
             shutil.copy(f, out)
+            continue
+        if rel.parts[0] == "checkups":  # as data.store writes them: sorted, in row groups
+            whole = pa.concat_tables([t if k == 0 else renamed(t, k) for k in range(copies)])
+            whole = whole.sort_by([("pseudonym", "ascending"), ("exam_date", "ascending")])
+            pq.write_table(whole, out, compression="zstd", row_group_size=CHECKUP_ROW_GROUP)
+            del whole
             continue
         with pq.ParquetWriter(out, t.schema, compression="zstd") as w:
             for k in range(copies):
