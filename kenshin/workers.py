@@ -73,12 +73,14 @@ def _run(task: int, position: int):
 
 
 def chunk_bounds(n: int, chunk_size: int, workers: int = 1) -> list[tuple[int, int]]:
-    """``(start, stop)`` of the chunks of ``n`` rows: at most ``chunk_size`` rows each, as
-    equal as they can be, and a multiple of ``workers`` of them (no worker idle while the
-    last one finishes a lone chunk)."""
+    """``(start, stop)`` of the chunks of ``n`` rows: ``chunk_size`` rows at most in all the
+    workers at once (at most ``chunk_size // workers`` a chunk: the memory of the run stays
+    that of ``chunk_size`` rows however many workers share them), as equal as they can be,
+    and a multiple of ``workers`` of them (no worker idle while the last one finishes a lone
+    chunk)."""
     if n <= 0:
         return []
-    count = math.ceil(n / chunk_size)
+    count = math.ceil(n / max(1, chunk_size // workers))
     count = min(n, math.ceil(count / workers) * workers)
     cuts = [n * i // count for i in range(count + 1)]
     return list(zip(cuts[:-1], cuts[1:], strict=True))

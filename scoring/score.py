@@ -234,6 +234,8 @@ class ScoringConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     fallback_previous_year: bool = True
+    #: Residents scored at once: one chunk in the run's own process, or this many shared by
+    #: the worker processes (kenshin.workers); bounds the memory of the score step.
     chunk_size: int = Field(50_000, ge=100)
     #: Residents explained at a time: a resident's explanation is ≈ 90 rows (13 per outcome),
     #: so a chunk of the scoring's size would hold ≈ 4.5M rows at once.

@@ -20,7 +20,7 @@ def test_chunks_cover_every_row_once_within_the_size(n, size, workers):
     bounds = chunk_bounds(n, size, workers)
     rows = [r for start, stop in bounds for r in range(start, stop)]
     assert rows == list(range(n))
-    assert all(0 < stop - start <= size for start, stop in bounds)
+    assert all(0 < stop - start <= max(1, size // workers) for start, stop in bounds)
     if n >= workers:  # a multiple of the workers, unless there are fewer rows than workers
         assert len(bounds) % workers == 0 or len(bounds) == n
     if bounds:  # as equal as they can be
