@@ -13,8 +13,8 @@
    bench/bench_score.py), ``engine="pandas"`` then ``engine="spark"`` on ``--master``.
 
 Prints, per engine: residents scored, seconds of the scoring step, residents/s and residents/s
-per core (pandas: its prediction threads, ``KENSHIN_PREDICT_THREADS``, default the usable
-cores; Spark:
+per core (pandas: its worker processes or prediction threads, whichever are more,
+``KENSHIN_SCORE_WORKERS`` / ``KENSHIN_PREDICT_THREADS``, default the usable cores; Spark:
 ``--cores``, default 2, as ``local[2]``), the peak RSS of the driver
 process (sampled, and its ru_maxrss), and for Spark the peak RSS of the JVM and of its Python
 workers together (the executors in local mode). Default sizes are small (``./run bench`` runs
@@ -175,8 +175,8 @@ def main() -> None:
         info = _engine(engine, store, model_workdir, out, args, env)
         c, s, p = info["counts"], info["seconds"], info["peaks"]
         rate = c["scored"] / s["score"] if s.get("score") else 0.0
-        # The pandas engine predicts on models.train.PREDICT_THREADS threads; Spark on one
-        # thread per task, --cores tasks at a time.
+        # The pandas engine scores in kenshin.workers.SCORE_WORKERS processes, predicting on
+        # models.train.PREDICT_THREADS threads; Spark on one thread per task, --cores at a time.
         cores = args.cores if engine == "spark" else _pandas_threads(env)
         rates[engine] = rate / cores
         mb = {k: v / 2**20 for k, v in p.items()}
@@ -195,11 +195,15 @@ def main() -> None:
 
 
 def _pandas_threads(env: dict) -> int:
-    """The pandas engine's prediction threads in a child with ``env`` (models.train)."""
+    """The cores the pandas engine uses in a child with ``env``: its prediction threads
+    (models.train) or its worker processes (kenshin.workers), whichever are more."""
     import subprocess
     import sys
 
-    code = "import models.train as t; print(t.PREDICT_THREADS)"
+    code = (
+        "import models.train as t, kenshin.workers as w; "
+        "print(max(t.PREDICT_THREADS, w.SCORE_WORKERS))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     return int(out.stdout.strip() or 1)
 

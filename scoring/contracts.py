@@ -19,7 +19,7 @@ SCORES columns
     ``pseudonym``, ``fiscal_year`` (the scoring FY), ``index_fiscal_year`` (FY of the checkup
     scored: FY, or FY-1 under the fallback), ``exam_date``, ``age`` (at the end of the scoring
     FY), ``sex``;
-    the index checkup's values under their feature names (:data:`INDEX_VALUE_COLUMNS`: every
+    the index checkup's values (float64) under their feature names (:data:`INDEX_VALUE_COLUMNS`: every
     measurement and coded answer, e.g. ``hba1c``, ``sbp``, ``q_med_bp``, ``blood_draw_timing``);
     ``risk_<outcome>`` — calibrated probability of meeting the outcome by the next checkup;
     ``<item>_p10`` / ``_p50`` / ``_p90`` — next year's value and its 80% interval (inside the
@@ -125,7 +125,9 @@ def scores_schema(
         "exam_date": pa.Column("datetime64[ns]", coerce=True),
         "age": pa.Column("int64", pa.Check.in_range(40, 74), coerce=True),
         "sex": pa.Column("int64", pa.Check.isin([1, 2]), coerce=True),
-        **{c: pa.Column(nullable=True) for c in INDEX_VALUE_COLUMNS},
+        # float64 whatever a chunk holds: a chunk with no missing answer would otherwise carry
+        # integers, and the file's types would depend on where the chunks were cut.
+        **{c: pa.Column("float64", nullable=True, coerce=True) for c in INDEX_VALUE_COLUMNS},
         **{f"risk_{o}": pa.Column("float64", _PROB, coerce=True) for o in outcomes},
         **{
             f"risk_{o}__{s}": pa.Column("float64", _PROB, nullable=True, coerce=True)

@@ -915,7 +915,9 @@ def score_chunk(
     base = index_features(history, index, feature_config)
     X = to_matrix(base, engine.feature_names)
     cols: dict[str, object] = {c: index[c].to_numpy() for c in index.columns}
-    cols.update({c: base[c].to_numpy() for c in INDEX_VALUE_COLUMNS})
+    cols.update(
+        {c: base[c].to_numpy(dtype="float64", na_value=np.nan) for c in INDEX_VALUE_COLUMNS}
+    )
     with background() as submit:  # predicted while the what-if features are built
         risk_job = submit(engine.predict_proba, X)
         forecast_job = submit(engine.predict_values, X) if engine.forecast_items else None

@@ -146,6 +146,12 @@ def test_scores_do_not_depend_on_the_chunk_size(annual, tmp_path):
     a = _read(annual, "scores").drop(columns="config_hash")
     b = pd.read_parquet(res.paths["scores"]).drop(columns="config_hash")
     _same_bits(a, b)  # to the last bit (models.rowwise)
+    # and the same column types in the file, whatever the first chunk held (a chunk without a
+    # missing answer once made its column int8 for the whole file)
+    import pyarrow.parquet as pq
+
+    first = pq.read_schema(annual.result.paths["scores"])
+    assert pq.read_schema(res.paths["scores"]).equals(first, check_metadata=True)
 
 
 def _chunk(annual, residents: int = 500):
