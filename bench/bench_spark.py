@@ -188,6 +188,8 @@ def main() -> None:
         )
         if engine == "spark":
             line += f"; JVM peak {mb['jvm']:,.0f} MB, Python workers peak {mb['workers']:,.0f} MB"
+        elif mb["workers"]:  # kenshin.workers' processes (RSS: shared pages counted in each)
+            line += f"; worker processes peak {mb['workers']:,.0f} MB RSS together"
         print(line)
     if rates.get("pandas") and rates.get("spark"):
         print(f"Spark ÷ pandas throughput per core: {rates['spark'] / rates['pandas']:.2f}")
