@@ -82,11 +82,11 @@ def write_store(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for fy, part in checkups.groupby("fiscal_year", sort=True):
-        part = part.drop(columns="fiscal_year").sort_values(
-            ["pseudonym", "exam_date"], kind="stable", ignore_index=True
-        )  # already so from data.ingest: the row groups' pseudonym ranges rely on it
+        # data.ingest sorts the checkups; the row groups' pseudonym ranges rely on it
+        if not part["pseudonym"].is_monotonic_increasing:
+            raise ValueError(f"FY{int(fy)} checkups are not sorted by pseudonym")
         _write_parquet(
-            part,
+            part.drop(columns="fiscal_year").reset_index(drop=True),
             tmp / "checkups" / f"fiscal_year={int(fy)}" / "part-0.parquet",
             row_group_size=CHECKUP_ROW_GROUP,
         )
@@ -320,25 +320,17 @@ def _arrow_strings(t: pa.DataType) -> pd.ArrowDtype | None:
     return pd.ArrowDtype(t) if pa.types.is_string(t) or pa.types.is_large_string(t) else None
 
 
-def read_checkup_history(
-    store: Path, pseudonyms: Iterable[str], max_fiscal_year: int | None = None
-) -> pd.DataFrame:
-    """Checkups of some residents (up to a fiscal year), schema-checked like read_checkups.
-
-    Keeps only the matching rows (Arrow filter), decoding only the row groups whose pseudonym
-    range meets the residents' (:data:`CHECKUP_ROW_GROUP`), one file and one batch at a time, so a scoring chunk's memory is bounded by the chunk, not by the store: Arrow's
-    default read-ahead (4 files × 16 batches, decoded) held ≈ 1.3 GB to keep 50 MB of rows on
-    a 1M-resident store, at every chunk; one at a time ≈ 0.15 GB, and no slower.
-    """
+def history_filter(pseudonyms: Iterable[str], max_fiscal_year: int | None = None):
+    """The Arrow filter of :func:`read_checkup_history`: these residents' rows (up to a fiscal
+    year), with their pseudonym range beside the list. The range selects the same rows and lets
+    Arrow skip row groups by their statistics (:data:`CHECKUP_ROW_GROUP`): a chunk of the
+    sorted index decodes a slice of the store."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    dataset = _checkup_dataset(store)
     wanted = pa.array(list(pseudonyms), type=pa.string())
     flt = ds.field("pseudonym").isin(wanted)
     if len(wanted) and wanted.null_count == 0:
-        # The same rows; the range lets Arrow skip row groups by their statistics
-        # (CHECKUP_ROW_GROUP): a chunk of the sorted index decodes a slice of the store.
         bounds = pc.min_max(wanted)
         flt = (
             (ds.field("pseudonym") >= bounds["min"].as_py())
@@ -347,6 +339,22 @@ def read_checkup_history(
         )
     if max_fiscal_year is not None:
         flt = flt & (ds.field("fiscal_year") <= max_fiscal_year)
+    return flt
+
+
+def read_checkup_history(
+    store: Path, pseudonyms: Iterable[str], max_fiscal_year: int | None = None
+) -> pd.DataFrame:
+    """Checkups of some residents (up to a fiscal year), schema-checked like read_checkups.
+
+    Keeps only the matching rows (:func:`history_filter`), decoding only the row groups whose
+    pseudonym range meets the residents' (:data:`CHECKUP_ROW_GROUP`), one file and one batch
+    at a time, so a scoring chunk's memory is bounded by the chunk, not by the store: Arrow's
+    default read-ahead (4 files × 16 batches, decoded) held ≈ 1.3 GB to keep 50 MB of rows on
+    a 1M-resident store, at every chunk; one at a time ≈ 0.15 GB, and no slower.
+    """
+    dataset = _checkup_dataset(store)
+    flt = history_filter(pseudonyms, max_fiscal_year)
     frame = dataset.to_table(filter=flt, fragment_readahead=1, batch_readahead=1).to_pandas()
     fy = frame.pop("fiscal_year").astype("int64")
     frame.insert(2, "fiscal_year", pd.array(fy.to_numpy(), dtype="Int16"))

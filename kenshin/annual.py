@@ -892,13 +892,11 @@ def score_chunks(
         scores, X = score_chunk(engine, history, chunk, config, feature_config)
         counts = ref.counts(X) if ref is not None else {}
         del history, X  # only the scores go on
-        out = (scores, counts) if finish is None else finish(scores, counts)
-        del scores
-        if workers > 1:  # a worker: give back what the chunk left before the next one
-            release_memory()
-        return out
+        return (scores, counts) if finish is None else finish(scores, counts)
 
-    yield from ordered_map(one, chunk_bounds(len(index), config.chunk_size, workers), workers)
+    bounds = chunk_bounds(len(index), config.chunk_size, workers)
+    # a worker gives back what a chunk left before the next one (the run does so itself)
+    yield from ordered_map(one, bounds, workers, after_each=release_memory)
 
 
 def release_memory() -> None:

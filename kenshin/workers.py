@@ -26,20 +26,16 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
+import models.train
+from models.train import usable_cores
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 __all__ = ["SCORE_WORKERS", "WorkerDied", "chunk_bounds", "ordered_map"]
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-SCORE_WORKERS = max(1, int(os.environ.get("KENSHIN_SCORE_WORKERS") or min(8, _usable_cores())))
+SCORE_WORKERS = max(1, int(os.environ.get("KENSHIN_SCORE_WORKERS") or min(8, usable_cores())))
 
 
 class WorkerDied(RuntimeError):
@@ -48,7 +44,7 @@ class WorkerDied(RuntimeError):
 
 #: What the forked workers run, by task number: set before the pool forks, so the workers
 #: inherit it and only an item's position crosses the pipe.
-_TASKS: dict[int, tuple[Callable, Sequence]] = {}
+_TASKS: dict[int, tuple[Callable, Sequence, Callable[[], None] | None]] = {}
 _NUMBERS = itertools.count()
 
 
@@ -56,8 +52,6 @@ def _in_worker(threads: int) -> None:
     """A worker's start: its share of the prediction threads, and LightGBM's OpenMP held to
     one thread. GNU OpenMP's thread pool does not survive a fork: a parallel region with more
     than one thread in a forked child can wait forever for threads that are not there."""
-    import models.train
-
     models.train.PREDICT_THREADS = threads
     try:
         import lightgbm.basic
@@ -68,8 +62,11 @@ def _in_worker(threads: int) -> None:
 
 
 def _run(task: int, position: int):
-    fn, items = _TASKS[task]
-    return fn(items[position])
+    fn, items, after_each = _TASKS[task]
+    result = fn(items[position])
+    if after_each is not None:
+        after_each()
+    return result
 
 
 def chunk_bounds(n: int, chunk_size: int, workers: int = 1) -> list[tuple[int, int]]:
@@ -87,12 +84,18 @@ def chunk_bounds(n: int, chunk_size: int, workers: int = 1) -> list[tuple[int, i
 
 
 def ordered_map(
-    fn: Callable[[T], R], items: Sequence[T], workers: int = SCORE_WORKERS, ahead: int | None = None
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int = SCORE_WORKERS,
+    ahead: int | None = None,
+    after_each: Callable[[], None] | None = None,
 ) -> Iterator[R]:
     """``fn(item)`` for each item, computed in ``workers`` forked processes, yielded in order.
 
     At most ``workers + ahead - 1`` items (``ahead`` defaults to ``workers``) are handed out
-    beyond the one being consumed, which bounds the results waiting in this process. With one worker or one item everything runs in this process. An
+    beyond the one being consumed, which bounds the results waiting in this process. A worker
+    calls ``after_each()`` after each item (e.g. to give memory back before the next). With
+    one worker or one item everything runs in this process, without ``after_each``. An
     exception raised by ``fn`` is raised here, of the same type; a worker that dies raises
     :class:`WorkerDied`.
     """
@@ -103,8 +106,8 @@ def ordered_map(
     workers = min(workers, len(items))
     ahead = max(1, ahead if ahead is not None else workers)
     task = next(_NUMBERS)
-    _TASKS[task] = (fn, items)
-    threads = max(1, _prediction_threads() // workers)
+    _TASKS[task] = (fn, items, after_each)
+    threads = max(1, models.train.PREDICT_THREADS // workers)
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("fork"),
@@ -132,9 +135,3 @@ def ordered_map(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _TASKS.pop(task, None)
-
-
-def _prediction_threads() -> int:
-    import models.train
-
-    return models.train.PREDICT_THREADS

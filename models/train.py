@@ -113,7 +113,8 @@ __all__ = [
 ]
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -127,7 +128,7 @@ def _usable_cores() -> int:
 #: machine (2 OpenMP threads per call scored 1.7× slower on the shared machine,
 #: bench/README.md). Every call is the same call whatever the thread count, so the results are
 #: bit-identical (tests/scoring/test_annual.py). ``1``: everything in the calling thread.
-PREDICT_THREADS = int(os.environ.get("KENSHIN_PREDICT_THREADS") or min(8, _usable_cores()))
+PREDICT_THREADS = int(os.environ.get("KENSHIN_PREDICT_THREADS") or min(8, usable_cores()))
 _POOL: dict[str, object] = {}
 _BOOSTER_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _GUARD = threading.Lock()

@@ -19,8 +19,9 @@ SCORES columns
     ``pseudonym``, ``fiscal_year`` (the scoring FY), ``index_fiscal_year`` (FY of the checkup
     scored: FY, or FY-1 under the fallback), ``exam_date``, ``age`` (at the end of the scoring
     FY), ``sex``;
-    the index checkup's values (float64) under their feature names (:data:`INDEX_VALUE_COLUMNS`: every
-    measurement and coded answer, e.g. ``hba1c``, ``sbp``, ``q_med_bp``, ``blood_draw_timing``);
+    the index checkup's values (float64) under their feature names
+    (:data:`INDEX_VALUE_COLUMNS`: every measurement and coded answer, e.g. ``hba1c``, ``sbp``,
+    ``q_med_bp``, ``blood_draw_timing``);
     ``risk_<outcome>`` — calibrated probability of meeting the outcome by the next checkup;
     ``<item>_p10`` / ``_p50`` / ``_p90`` — next year's value and its 80% interval (inside the
     item's hard range of data.validate.RANGES, p10 ≤ p50 ≤ p90);
