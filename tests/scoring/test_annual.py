@@ -206,10 +206,10 @@ def test_scores_do_not_depend_on_the_prediction_threads(annual, monkeypatch):
     pd.testing.assert_frame_equal(out[1][3], out[2][3], check_exact=True)
 
 
-def test_scores_do_not_depend_on_the_worker_processes(annual):
+def test_scores_do_not_depend_on_the_worker_processes(annual, monkeypatch):
     """The same residents scored in the run's own process and in three forked workers
-    (kenshin.workers): the same chunks' scores and drift counts to the last bit, in order,
-    and the workers really were other processes."""
+    (kenshin.workers), each cut into its own chunks: the same scores and drift counts to the
+    last bit, in order, and the workers really were other processes."""
     import os
 
     import kenshin.annual as run
@@ -226,17 +226,14 @@ def test_scores_do_not_depend_on_the_worker_processes(annual):
         scores, X = score(*a, **k)
         return scores.assign(pid=os.getpid()), X
 
-    run.score_chunk = recorded
-    try:
-        alone = list(score_chunks(*args, workers=1))
-        forked = list(score_chunks(*args, workers=3))
-    finally:
-        run.score_chunk = score
+    monkeypatch.setattr(run, "score_chunk", recorded)
+    alone = list(score_chunks(*args, workers=1))
+    forked = list(score_chunks(*args, workers=3))
     where = [int(s["pid"].iloc[0]) for s, _ in forked]
     assert {int(s["pid"].iloc[0]) for s, _ in alone} == {os.getpid()}
     assert os.getpid() not in where and len(set(where)) > 1
-    # in three workers, a multiple of three chunks (e.g. 824 residents: 4 chunks of 206 alone,
-    # 6 of 137-138 forked)
+    # alone, chunks of at most 250; in three workers, of at most 250 // 3 and a multiple of
+    # three of them (824 residents: 4 chunks of 206 alone, 12 of 68-69 forked)
     for out, workers in ((alone, 1), (forked, 3)):
         want = [b - a for a, b in chunk_bounds(len(index), 250, workers)]
         assert [len(s) for s, _ in out] == want
