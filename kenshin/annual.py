@@ -834,12 +834,9 @@ def write_scores(
         from kenshin.spark.score import spark_score_chunks
 
         session, settings = open_session(cfg.spark_master, cfg.spark_config)
-        chunks: Iterator[FinishedChunk] = (
-            finish(scores, counts)
-            for scores, counts in spark_score_chunks(
-                session, store, fy, elig.index, model.engine, sc, model.feature_config,
-                Path(settings.scratch or outs.root), settings,
-            )
+        chunks: Iterator[FinishedChunk] = spark_score_chunks(
+            session, store, fy, elig.index, model.engine, sc, model.feature_config,
+            Path(settings.scratch or outs.root), settings, finish=finish,
         )  # fmt: skip
     else:
         chunks = score_chunks(
@@ -880,23 +877,51 @@ def score_chunks(
     The chunks are computed, and finished, in ``workers`` forked processes (kenshin.workers;
     default ``KENSHIN_SCORE_WORKERS``): a chunk's scores do not depend on where or beside
     which residents it is computed (tests/scoring/test_annual.py)."""
-    from data.store import read_checkup_history
-
     workers = SCORE_WORKERS if workers is None else workers
-    ref = getattr(engine, "feature_reference", None)
 
     def one(bounds: tuple[int, int]):
         chunk = index.iloc[bounds[0] : bounds[1]].reset_index(drop=True)
-        with store_readable(store):
-            history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
-        scores, X = score_chunk(engine, history, chunk, config, feature_config)
-        counts = ref.counts(X) if ref is not None else {}
-        del history, X  # only the scores go on
-        return (scores, counts) if finish is None else finish(scores, counts)
+        return score_range(store, fiscal_year, chunk, engine, config, feature_config, finish)
 
     bounds = chunk_bounds(len(index), config.chunk_size, workers)
     # a worker gives back what a chunk left before the next one (the run does so itself)
     yield from ordered_map(one, bounds, workers, after_each=release_memory)
+
+
+def score_range(
+    store: Path,
+    fiscal_year: int,
+    chunk: pd.DataFrame,
+    engine,
+    config: ScoringConfig,
+    feature_config,
+    finish: Callable[[pd.DataFrame, dict[str, np.ndarray]], object] | None = None,
+):
+    """One chunk of index rows scored: its residents' checkups read from the store,
+    (scores, drift bin counts) of :func:`scoring.score.score_chunk`, or ``finish`` of them.
+    What a worker process (:func:`score_chunks`) or a Spark task (kenshin.spark.score) runs."""
+    from data.store import read_checkup_history
+
+    ref = getattr(engine, "feature_reference", None)
+    with store_readable(store):
+        history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
+    scores, X = score_chunk(engine, history, chunk, config, feature_config)
+    counts = ref.counts(X) if ref is not None else {}
+    del history, X  # only the scores go on
+    return (scores, counts) if finish is None else finish(scores, counts)
+
+
+def explain_range(
+    store: Path, fiscal_year: int, chunk: pd.DataFrame, engine, config: ScoringConfig,
+    feature_config,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """(explanations, factors) of one chunk of index rows (scoring.score.explain_chunk), its
+    residents' checkups read from the store."""
+    from data.store import read_checkup_history
+
+    with store_readable(store):
+        history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
+    return explain_chunk(engine, history, chunk, feature_config, top=config.explain_top)
 
 
 def release_memory() -> None:
@@ -1045,15 +1070,10 @@ def explain_chunks(
     """The pandas engine: (explanations, factors) per chunk of ``config.explain_chunk_size``
     residents of ``who`` (their index rows), each chunk's checkups read from the store
     (scoring.score.explain_chunk)."""
-    from data.store import read_checkup_history
-
     size = config.explain_chunk_size
     for start in range(0, len(who), size):
         chunk = who.iloc[start : start + size].reset_index(drop=True)
-        with store_readable(store):
-            history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
-        yield explain_chunk(engine, history, chunk, feature_config, top=config.explain_top)
-        del history
+        yield explain_range(store, fiscal_year, chunk, engine, config, feature_config)
 
 
 def with_factors(selection: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:

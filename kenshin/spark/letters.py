@@ -11,11 +11,8 @@ task of the run, and writes each letter's PDF itself, atomically and owner-only 
 manifest fields (pseudonym, pages, sha256, notes …) come back. Same code, same inputs: the
 same bytes as the pandas engine.
 
-Streamed: the tasks run as concurrent single-partition jobs (one job group, cancelled as a
-whole on the first error), each task's results handed to the driver as soon as it finishes,
-so the journal and the progress bar follow the letters. Not ``toLocalIterator``: it runs one
-job per partition, one after the other (two with prefetch), so the letters would not render in
-parallel on the executors.
+Streamed (:func:`kenshin.spark.tasks.stream_partitions`): each task's results reach the
+driver as soon as it finishes, so the journal and the progress bar follow the letters.
 
 Typst never runs on the driver. Executor Python workers are forked by PySpark's daemon (a
 process of its own, started by the JVM, that never typesets) or started by the JVM; a worker
@@ -35,12 +32,12 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kenshin.spark.tasks import stream_partitions, task_error
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -94,53 +91,23 @@ class SparkLetterRunner:
         initargs: tuple[Any, ...],
     ) -> Iterator[list[dict]]:
         chunks = list(chunks)
-        if not chunks:
-            return
-        sc = self.spark.sparkContext
         workers = self.workers
         n_slices = min(
             len(chunks), max(TASKS_PER_CORE * workers, math.ceil(len(chunks) / CHUNKS_PER_TASK))
         )
-        token = uuid.uuid4().hex
-        rdd = sc.parallelize(chunks, n_slices)
-        render = functools.partial(_render_partition, token, fn, initializer, initargs)
-        group = f"kenshin-letters-{token[:12]}"
+        render = functools.partial(_render_partition, uuid.uuid4().hex, fn, initializer, initargs)
         letters = sum(len(c) for c in chunks)
         description = f"kenshin letters: {letters:,} letters in {n_slices:,} tasks"
-
-        def run(partition: int) -> list[list[dict]]:
-            # Job group and description are properties of the submitting (JVM) thread.
-            sc.setJobGroup(group, description, interruptOnCancel=True)
-            return sc.runJob(rdd, render, [partition])
-
-        # As many jobs at once as Spark has cores: each a task, queued in order, so the cores
-        # stay busy and each task's letters come back as it ends.
-        pool = ThreadPoolExecutor(max_workers=min(n_slices, workers), thread_name_prefix=group)
-        pending = {pool.submit(run, p) for p in range(n_slices)}
         try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield from future.result()
-        except BaseException as e:  # a failed task, or the caller stopped (a journal write failed)
-            for future in pending:
-                future.cancel()
-            sc.cancelJobGroup(group)
-            err = _render_error(e) if isinstance(e, Exception) else None
+            yield from stream_partitions(self.spark, chunks, n_slices, render, description)
+        except Exception as e:  # a failed task, or a journal write failed
+            from scoring.letters.render import LetterRenderError
+
+            # as the pandas engine raises it (its message names the pseudonym, never a name)
+            err = task_error(e, LetterRenderError)
             if err is not None:
                 raise err from None
             raise
-        finally:
-            pool.shutdown(wait=True)
-
-
-def _render_error(e: BaseException) -> BaseException | None:
-    """The :class:`~scoring.letters.render.LetterRenderError` a failed task raised, as the
-    pandas engine raises it (its message names the pseudonym, never a name or an address)."""
-    from scoring.letters.render import LetterRenderError
-
-    m = re.search(r"LetterRenderError: (.+)", str(e))
-    return LetterRenderError(m.group(1).strip()) if m else None
 
 
 def letter_runner(master: str | None = None, config: Path | None = None) -> SparkLetterRunner:

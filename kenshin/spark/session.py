@@ -41,8 +41,8 @@ class SparkSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     master: str | None = None
-    #: Residents per pandas call (results do not depend on it; worker memory does).
-    residents_per_group: int = Field(20_000, ge=1)
+    #: Residents per Spark task at most (results do not depend on it; worker memory does).
+    residents_per_group: int = Field(20_000, ge=1, le=1_000_000)
     #: Folder the executors write scored groups into, read back by the driver (on a cluster:
     #: storage both see, e.g. a shared mount); default: the run's staging folder.
     scratch: str | None = None

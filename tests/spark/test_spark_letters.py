@@ -120,19 +120,3 @@ def test_letter_runner_uses_the_runs_session(rendered):
 
     runner = letter_runner("local[2]")
     assert runner.spark is rendered.session and runner.workers == 2
-
-
-def test_a_letter_render_error_is_raised_as_on_the_pandas_engine():
-    from kenshin.spark.letters import _render_error
-    from scoring.letters.render import LetterRenderError
-
-    trace = (
-        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
-        '  File "render.py", line 1, in render\n'
-        "scoring.letters.render.LetterRenderError: the letter for 0a1b could not be typeset "
-        "(error: …)\n\tat org.apache.spark.api.python.BasePythonRunner"
-    )
-    err = _render_error(RuntimeError(trace))
-    assert isinstance(err, LetterRenderError)
-    assert str(err) == "the letter for 0a1b could not be typeset (error: …)"
-    assert _render_error(RuntimeError("Task failed: OutOfMemoryError")) is None
