@@ -405,9 +405,16 @@ def run_annual(
         raise BadInputError(f"--out {out} is a file, not a folder")
     manifest = read_store_manifest(Path(cfg.store))
     cfg, notes = decide_letters(cfg, manifest, on_note)
+    if cfg.engine == "spark":  # Spark and its Python workers start meanwhile
+        from kenshin.spark import start_session
+
+        spark_started = start_session(cfg.spark_master, cfg.spark_config)
     model = load_model(cfg.model_uri, cfg.workdir)
     clock.seconds["load_model"] = time.perf_counter() - clock.start
     elig = eligible(cfg)
+    if cfg.engine == "spark":
+        with clock.time("spark_start_wait"):  # what was left of Spark's start
+            spark_started.result()
     work = staging_folder(out, seed_letters=cfg.letters)
     try:
         outs = AnnualOutputs(work)
