@@ -16,8 +16,10 @@ Prints, per engine: residents scored, seconds of the scoring step, residents/s a
 per core (pandas: its worker processes or prediction threads, whichever are more,
 ``KENSHIN_SCORE_WORKERS`` / ``KENSHIN_PREDICT_THREADS``, default the usable cores; Spark:
 ``--cores``, default 2, as ``local[2]``), the peak RSS of the driver
-process (sampled, and its ru_maxrss), and for Spark the peak RSS of the JVM and of its Python
-workers together (the executors in local mode). Default sizes are small (``./run bench`` runs
+process (sampled, and its ru_maxrss) and its own CPU seconds (the serial part a cluster does
+not spread), and for Spark the peak RSS of the JVM and of its Python workers together (the
+executors in local mode) and how long the run waited for Spark's start after the model load
+and eligibility (the session starts beside them). Default sizes are small (``./run bench`` runs
 every bench); the issue's figures use ``--residents 100000 --replicate 10`` (1M) and more.
 """
 
@@ -91,8 +93,10 @@ cfg = AnnualRunConfig(
 )
 r = run_annual(cfg)
 stop.set()
-peaks["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"counts": r.counts, "seconds": r.seconds, "peaks": peaks}))
+me = resource.getrusage(resource.RUSAGE_SELF)
+peaks["ru_maxrss"] = me.ru_maxrss * 1024
+cpu = me.ru_utime + me.ru_stime  # the driver's own CPU (not its workers', not the JVM's)
+print(json.dumps({"counts": r.counts, "seconds": r.seconds, "peaks": peaks, "cpu": cpu}))
 """
 
 
@@ -185,7 +189,10 @@ def main() -> None:
             f"{rate / cores:,.0f} per core ({cores}); explained {c['explained']:,} in "
             f"{s['explain']:.1f} s; total {s['total']:.1f} s (wall {info['wall']:.0f} s"
             f" with start-up); driver peak {mb['driver']:,.0f} MB (ru_maxrss {mb['ru_maxrss']:,.0f})"
+            f", driver CPU {info['cpu']:.0f} s"
         )
+        if "spark_start_wait" in s:  # Spark started during the model load and eligibility
+            line += f"; waited {s['spark_start_wait']:.1f} s more for Spark's start"
         if engine == "spark":
             line += f"; JVM peak {mb['jvm']:,.0f} MB, Python workers peak {mb['workers']:,.0f} MB"
         elif mb["workers"]:  # kenshin.workers' processes (RSS: shared pages counted in each)

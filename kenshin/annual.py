@@ -770,21 +770,35 @@ def csv_rows(frame: pd.DataFrame) -> bytes:
     )
 
 
+#: Rows of a row group of ``scores.parquet``, whatever the chunks it was written in: the
+#: chunks' size depends on the worker processes (the machine's cores) or Spark's ranges, and
+#: the file's bytes must not.
+SCORES_ROW_GROUP = 65_536
+
+
 class TableWriter:
     """One output table (Parquet, and CSV if ``csv`` is given) written chunk by chunk into temp
     files moved into place when the last chunk is written. Every chunk is written with the
     first chunk's Parquet schema (pandas metadata included); ``empty`` (the table's columns and
     types, no rows) is written if no chunk came. The CSV's cells are spreadsheet-safe
-    (data.files.csv_bytes)."""
+    (data.files.csv_bytes). ``row_group``: Parquet row groups of exactly that many rows (the
+    last one fewer), so the file's bytes do not depend on how the rows were chunked (at most
+    that many rows wait in memory); default: a row group per chunk written."""
 
     def __init__(
-        self, parquet: Path, csv: Path | None = None, empty: pd.DataFrame | None = None
+        self,
+        parquet: Path,
+        csv: Path | None = None,
+        empty: pd.DataFrame | None = None,
+        row_group: int | None = None,
     ) -> None:
         self.targets = (parquet, csv)
         self.parquet_tmp = parquet.with_name(f".{parquet.name}.tmp")
         self.csv_tmp = None if csv is None else csv.with_name(f".{csv.name}.tmp")
         self.empty = empty
+        self.row_group = row_group
         self._writer: pq.ParquetWriter | None = None
+        self._waiting: list[pa.Table] = []
 
     def write(self, frame: pd.DataFrame, csv: bytes | None = None) -> None:
         """Append ``frame``; ``csv``: its CSV rows already made (:func:`csv_rows`)."""
@@ -793,7 +807,11 @@ class TableWriter:
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.parquet_tmp, table.schema, compression="zstd")
-        self._writer.write_table(table)
+        if self.row_group is None:
+            self._writer.write_table(table)
+        else:
+            self._waiting.append(table)
+            self._flush(whole_groups_only=True)
         if self.csv_tmp is not None:
             with open(self.csv_tmp, "wb" if first else "ab") as f:
                 if first:
@@ -803,9 +821,24 @@ class TableWriter:
     def __enter__(self) -> TableWriter:
         return self
 
+    def _flush(self, whole_groups_only: bool) -> None:
+        """Write the waiting rows in row groups of ``row_group`` (only whole ones: the rest
+        waits for the next chunk)."""
+        rows = sum(t.num_rows for t in self._waiting)
+        size = self.row_group or max(rows, 1)
+        ready = rows - rows % size if whole_groups_only else rows
+        if not ready:
+            return
+        waiting = pa.concat_tables(self._waiting) if len(self._waiting) > 1 else self._waiting[0]
+        self._writer.write_table(waiting.slice(0, ready), row_group_size=size)
+        rest = waiting.slice(ready)
+        self._waiting = [rest] if rest.num_rows else []
+
     def __exit__(self, kind, value, tb) -> None:
         if kind is None and self._writer is None and self.empty is not None:
             self.write(self.empty)
+        if kind is None and self._waiting:
+            self._flush(whole_groups_only=False)
         if self._writer is not None:
             self._writer.close()
         if kind is None:
@@ -855,7 +888,7 @@ def write_scores(
         pseudonyms=elig.index["pseudonym"],
     )
     n, done = len(elig.index), 0
-    with TableWriter(outs.scores, outs.scores_csv) as writer:
+    with TableWriter(outs.scores, outs.scores_csv, row_group=SCORES_ROW_GROUP) as writer:
         for chunk in chunks:
             tally.merge(chunk.counts)
             writer.write(chunk.scores, chunk.csv)

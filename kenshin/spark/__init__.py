@@ -12,10 +12,11 @@ What runs where (README §Running on Spark):
 * :mod:`kenshin.spark.train` — training: the independent fits of an engine (each outcome,
   each forecast item, each pattern engine's outcome) as Spark tasks, one normal single-node
   LightGBM fit each, through the runner seam of :func:`models.train.train_engine`.
-* :mod:`kenshin.spark.score` — scoring: ranges of eligible residents with their checkups
-  through :func:`scoring.score.score_chunk` (``cogroup().applyInPandas``), the model broadcast
-  once; the scores are streamed back to the driver, which writes the outputs and runs the
-  selection, explanations, letters and report as the pandas engine does.
+* :mod:`kenshin.spark.score` — scoring: ranges of eligible residents as Spark tasks, each
+  running what a pandas worker process runs on a chunk (:func:`kenshin.annual.score_range`,
+  reading its residents' checkups from the store), the model broadcast once; the finished
+  ranges are streamed back to the driver (:mod:`kenshin.spark.tasks`), which writes the
+  outputs and runs the selection, explanations, letters and report as the pandas engine does.
 """
 
 from __future__ import annotations

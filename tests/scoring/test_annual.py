@@ -244,6 +244,32 @@ def test_scores_do_not_depend_on_the_worker_processes(annual, monkeypatch):
         assert np.array_equal(sum(c[name] for _, c in alone), sum(c[name] for _, c in forked))
 
 
+def test_the_scores_files_are_the_same_bytes_whatever_the_worker_processes(
+    annual, monkeypatch, tmp_path
+):
+    """A machine with more cores scores in more, smaller chunks: ``scores.parquet`` and
+    ``scores.csv`` are still the same bytes (row groups of a fixed size, not one per chunk)."""
+    from dataclasses import replace
+
+    import kenshin.annual as run
+    from scoring.outputs import AnnualOutputs
+
+    cfg = replace(annual.cfg, scoring=annual.cfg.scoring.model_copy(update={"chunk_size": 250}))
+    model = run.load_model(cfg.model_uri, annual.workdir)
+    elig = run.eligible(cfg)
+    stamps = run.score_stamps(cfg, model.summary, run.read_store_manifest(annual.store))
+    monkeypatch.setattr(run, "SCORES_ROW_GROUP", 300)  # several groups, cut across chunks
+    files = []
+    for workers in (1, 3):  # chunks of 250, then of 83-84
+        monkeypatch.setattr(run, "SCORE_WORKERS", workers)
+        outs = AnnualOutputs(tmp_path / str(workers))
+        outs.root.mkdir()
+        run.write_scores(cfg, model, elig, stamps, outs, lambda *a: None)
+        files.append((outs.scores.read_bytes(), outs.scores_csv.read_bytes()))
+    assert files[0] == files[1]
+    assert pd.read_parquet(tmp_path / "1" / outs.scores.name).shape[0] == len(elig.index) > 600
+
+
 def test_a_what_if_is_scored_only_where_it_applies_as_on_every_row(annual):
     """Every scenario applied to every resident's index checkup and scored on every row (the
     history cut as scoring.score.scenario_features cuts it): where it applies, the chunk's

@@ -87,6 +87,31 @@ def test_tables_written_in_parts_are_the_bytes_of_the_whole(tmp_path, monkeypatc
     assert (tmp_path / "s.csv").read_bytes() == csv_bytes(sel, date_format="%Y-%m-%d")
 
 
+def test_a_table_in_fixed_row_groups_is_the_same_bytes_however_it_was_chunked(tmp_path):
+    """The scores' chunks depend on the worker processes or Spark's ranges; their file must
+    not: with ``row_group`` the Parquet and CSV bytes are those of the whole table."""
+    import itertools
+
+    import pyarrow.parquet as pq
+
+    import kenshin.annual
+
+    none = pd.DataFrame(columns=["pseudonym", "outcome", "factor_1", "factor_2", "factor_3"])
+    sel = with_factors(_selection(50), none)
+    files = []
+    for i, cuts in enumerate(([0, 50], [0, 3, 8, 10, 31, 50], list(range(51)))):
+        parquet, csv = tmp_path / f"{i}.parquet", tmp_path / f"{i}.csv"
+        with kenshin.annual.TableWriter(parquet, csv, row_group=8) as writer:
+            for a, b in itertools.pairwise(cuts):
+                writer.write(sel.iloc[a:b])
+        meta = pq.ParquetFile(parquet).metadata
+        assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [8] * 6 + [2]
+        files.append((parquet.read_bytes(), csv.read_bytes()))
+    assert files[0] == files[1] == files[2]
+    back = pd.read_parquet(tmp_path / "1.parquet")
+    assert back["pseudonym"].tolist() == sel["pseudonym"].tolist()  # every row, in order
+
+
 def test_the_selection_held_as_categories_is_written_as_it_was():
     """The run holds the selection's text columns as categories: the frame it writes (and
     checks) is the selection as it was."""

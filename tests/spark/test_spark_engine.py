@@ -111,6 +111,8 @@ def test_scores_are_the_pandas_engines(runs):
     risk = [c for c in a.columns if c.startswith("risk_")]
     worst = np.nanmax(np.abs(a[risk].to_numpy() - b[risk].to_numpy()))
     assert worst <= TOLERANCE
+    for name in ("scores", "scores_csv"):  # in fact the same bytes (fixed row groups)
+        assert runs.pandas.paths[name].read_bytes() == runs.sparked.paths[name].read_bytes()
 
 
 def test_selection_is_the_same_residents_reasons_and_control_arm(runs):
