@@ -830,7 +830,10 @@ class TableWriter:
         if not ready:
             return
         waiting = pa.concat_tables(self._waiting) if len(self._waiting) > 1 else self._waiting[0]
-        self._writer.write_table(waiting.slice(0, ready), row_group_size=size)
+        # One contiguous array per column: the writer's pages and its switch from dictionary
+        # to plain encoding (a row group's 65,536 pseudonyms fill the 1 MB dictionary) happen
+        # at batch boundaries, which would otherwise follow the chunks.
+        self._writer.write_table(waiting.slice(0, ready).combine_chunks(), row_group_size=size)
         rest = waiting.slice(ready)
         self._waiting = [rest] if rest.num_rows else []
 
