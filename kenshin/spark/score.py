@@ -197,7 +197,6 @@ def _on_ranges(
                 os.replace(tmp, path)
                 yield len(chunk)
 
-        spark.sparkContext.setJobDescription(description)
         got = 0
         ranges = list(range(len(bounds)))
         counts = stream_partitions(spark, ranges, len(ranges), run, description, ordered=True)
