@@ -513,13 +513,16 @@ def _eligible(
     sex = candidates["sex"].iloc[pick].astype("int64").to_numpy()[keep]
     exam_date = candidates["exam_date"].to_numpy()[chosen]
     if from_keys:
+        del candidates, pick  # before the index's text is made
         who = hex_text(latest_keys[keep], PSEUDONYM_LENGTH)
     else:
         who = arrow_text(candidates["pseudonym"].iloc[chosen])
+        del candidates, pick
     del latest_keys
-    del candidates, pick
+    fy, age_now = fy[keep].astype("int16"), age_now[keep].astype("int16")
+    del keep
     pool.release_unused()
-    index = compact_index(who, fy[keep], exam_date, age_now[keep], sex)
+    index = compact_index(who, fy, exam_date, age_now, sex.astype("int8"))
     return Eligibility(index, counts)  # in pseudonym order: the keys' order
 
 
@@ -568,15 +571,18 @@ def compact_index(
     age: np.ndarray,
     sex: np.ndarray,
 ) -> pd.DataFrame:
-    """The eligibility index (:data:`INDEX_DTYPES`) of its columns, row for row."""
+    """The eligibility index (:data:`INDEX_DTYPES`) of its columns, row for row (not copied
+    again where they already have the index's types: at 10M residents each copy of the text
+    is ≈ 0.2 GB)."""
     return pd.DataFrame(
         {
-            "pseudonym": pd.Series(pd.arrays.ArrowExtensionArray(pseudonyms)),
-            "index_fiscal_year": np.asarray(fiscal_year).astype("int16"),
+            "pseudonym": pd.Series(pd.arrays.ArrowExtensionArray(pseudonyms), copy=False),
+            "index_fiscal_year": np.asarray(fiscal_year).astype("int16", copy=False),
             "exam_date": np.asarray(exam_date, dtype="datetime64[ns]"),
-            "age": np.asarray(age).astype("int16"),
-            "sex": np.asarray(sex).astype("int8"),
-        }
+            "age": np.asarray(age).astype("int16", copy=False),
+            "sex": np.asarray(sex).astype("int8", copy=False),
+        },
+        copy=False,
     )
 
 

@@ -274,6 +274,22 @@ def test_a_pseudonym_index_finds_what_positions_finds(width, ordered):
             PseudonymIndex(pa.chunked_array([pa.array(repeated)]))
 
 
+def test_hex_text_and_isin_sorted_a_block_at_a_time_are_the_whole_arrays(monkeypatch):
+    """Both work a block of keys at a time (their temporaries are 8 bytes a key): blocks of
+    7 give what one block gives, and np.isin's answer."""
+    import scoring.keys
+    from scoring.keys import hex_text, isin_sorted
+
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 2**63, 100, dtype=np.uint64)
+    known = np.unique(np.concatenate([keys[::3], rng.integers(0, 2**63, 50, dtype=np.uint64)]))
+    whole = (hex_text(keys, 16).to_pylist(), isin_sorted(keys, known))
+    monkeypatch.setattr(scoring.keys, "BLOCK", 7)
+    assert hex_text(keys, 16).to_pylist() == whole[0] == [f"{int(k):016x}" for k in keys]
+    assert (isin_sorted(keys, known) == whole[1]).all() and (whole[1] == np.isin(keys, known)).all()
+    assert not isin_sorted(keys, known[:0]).any()
+
+
 def test_hex_text_makes_the_keys_text_again():
     from scoring.keys import hex_text
 
