@@ -824,8 +824,7 @@ class TableWriter:
     def _flush(self, whole_groups_only: bool) -> None:
         """Write the waiting rows in row groups of ``row_group`` (only whole ones: the rest
         waits for the next chunk)."""
-        rows = sum(t.num_rows for t in self._waiting)
-        size = self.row_group or max(rows, 1)
+        rows, size = sum(t.num_rows for t in self._waiting), self.row_group
         ready = rows - rows % size if whole_groups_only else rows
         if not ready:
             return
@@ -943,11 +942,8 @@ def score_range(
     """One chunk of index rows scored: its residents' checkups read from the store,
     (scores, drift bin counts) of :func:`scoring.score.score_chunk`, or ``finish`` of them.
     What a worker process (:func:`score_chunks`) or a Spark task (kenshin.spark.score) runs."""
-    from data.store import read_checkup_history
-
     ref = getattr(engine, "feature_reference", None)
-    with store_readable(store):
-        history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
+    history = _chunk_history(store, fiscal_year, chunk)
     scores, X = score_chunk(engine, history, chunk, config, feature_config)
     counts = ref.counts(X) if ref is not None else {}
     del history, X  # only the scores go on
@@ -960,11 +956,16 @@ def explain_range(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """(explanations, factors) of one chunk of index rows (scoring.score.explain_chunk), its
     residents' checkups read from the store."""
+    history = _chunk_history(store, fiscal_year, chunk)
+    return explain_chunk(engine, history, chunk, feature_config, top=config.explain_top)
+
+
+def _chunk_history(store: Path, fiscal_year: int, chunk: pd.DataFrame) -> pd.DataFrame:
+    """The stored checkups, up to ``fiscal_year``, of the residents of ``chunk`` (index rows)."""
     from data.store import read_checkup_history
 
     with store_readable(store):
-        history = read_checkup_history(store, chunk["pseudonym"], fiscal_year)
-    return explain_chunk(engine, history, chunk, feature_config, top=config.explain_top)
+        return read_checkup_history(store, chunk["pseudonym"], fiscal_year)
 
 
 def release_memory() -> None:
