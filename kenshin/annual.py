@@ -98,6 +98,12 @@ class AnnualRunConfig:
     engine: str = "pandas"
     spark_master: str | None = None
     spark_config: Path | None = None
+    #: Predict with the boosters compiled to machine code (models.compiled: LightGBM's bits,
+    #: ≈ 6× faster; compiled once per model and machine into ``<workdir>/compiled``).
+    #: Default from ``KENSHIN_COMPILED_PREDICTION=1``.
+    compiled_prediction: bool = field(
+        default_factory=lambda: os.environ.get("KENSHIN_COMPILED_PREDICTION", "") == "1"
+    )
 
     @property
     def day(self) -> pd.Timestamp:
@@ -411,6 +417,11 @@ def run_annual(
         spark_started = start_session(cfg.spark_master, cfg.spark_config)
     model = load_model(cfg.model_uri, cfg.workdir)
     clock.seconds["load_model"] = time.perf_counter() - clock.start
+    if cfg.compiled_prediction:
+        with clock.time("compile_prediction"):
+            notes.append(compile_prediction(model.engine, Path(cfg.workdir)))
+        if on_note is not None:
+            on_note(notes[-1])
     elig = eligible(cfg)
     if cfg.engine == "spark":
         with clock.time("spark_start_wait"):  # what was left of Spark's start
@@ -427,6 +438,25 @@ def run_annual(
 
 
 # --- the steps before any output: store, letters switch, eligibility ------------------------
+
+
+def compile_prediction(engine, workdir: Path) -> str:
+    """The engine's boosters compiled (models.compiled.attach; cached in
+    ``<workdir>/compiled``) before the workers fork, so every worker predicts with them; the
+    line for the run's notes."""
+    from kenshin.workers import SCORE_WORKERS
+    from models.compiled import attach
+
+    r = attach(engine, workdir / "compiled", workers=SCORE_WORKERS)
+    line = (
+        f"compiled prediction: {r.used} boosters ({r.trees:,} trees; {r.compiled} compiled now, "
+        f"{r.cached} from the cache) in {r.seconds:.1f} s"
+    )
+    if r.on_lightgbm:
+        line += (
+            f"; {len(r.on_lightgbm)} on LightGBM ({'; '.join(sorted({*r.on_lightgbm.values()}))})"
+        )
+    return line
 
 
 def read_store_manifest(store: Path) -> dict:

@@ -77,6 +77,7 @@ from features.labels import training_set
 from features.masking import GLUCOSE_PATTERNS, affected_features, glucose_pattern, masked_columns
 from models.baselines import POINT_ITEMS, fit_logistic
 from models.calibration import Calibrator, fit_calibrator
+from models.compiled import compiled_for
 from models.config import MaskingConfig, ModelConfig, SplitConfig
 from models.drift import FeatureReference
 from models.member_choice import Member, linear_score, select_member
@@ -194,6 +195,12 @@ def booster_predict(booster: lgb.Booster, X: np.ndarray, **kwargs) -> np.ndarray
         lock = _BOOSTER_LOCKS.get(booster)
         if lock is None:
             lock = _BOOSTER_LOCKS[booster] = threading.Lock()
+    if not kwargs.get("pred_contrib"):
+        compiled = compiled_for(
+            booster, kwargs.get("num_iteration"), kwargs.get("raw_score", False)
+        )
+        if compiled is not None:  # LightGBM's bits (models.compiled), no shared state
+            return compiled.predict(np.ascontiguousarray(X, dtype="float64"), n_jobs=1)
     with lock:
         return booster.predict(X, num_threads=1, **kwargs)
 

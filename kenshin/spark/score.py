@@ -69,7 +69,12 @@ def _engine(token: str, broadcast) -> tuple:
         # them (the results are the same whatever the thread count).
         models.train.PREDICT_THREADS = 1
         _ENGINES.clear()  # one run's engine at a time
-        _ENGINES[token] = pickle.loads(broadcast.value)
+        model, compiled = pickle.loads(broadcast.value)
+        if compiled is not None:  # the driver's compiled boosters, from the shared cache
+            from models.compiled import attach
+
+            attach(model[0], Path(compiled))
+        _ENGINES[token] = model
     return _ENGINES[token]
 
 
@@ -183,7 +188,12 @@ def _on_ranges(
                 writer.write_table(part, row_group_size=b - a)
         if pq.ParquetFile(index_file).num_row_groups != len(bounds):
             raise RuntimeError("ranges larger than a Parquet row group (residents_per_group)")
-        shipped = spark.sparkContext.broadcast(pickle.dumps(model))
+        from models.compiled import attached_cache
+
+        compiled = attached_cache(model[0])
+        shipped = spark.sparkContext.broadcast(
+            pickle.dumps((model, None if compiled is None else str(compiled)))
+        )
 
         def run(ranges) -> Iterator[int]:
             for g in ranges:

@@ -870,3 +870,32 @@ def test_contacts_are_read_in_batches_to_the_same_status_and_opt_outs(
     assert (asked == whole[among].to_numpy()).all() and asked.iloc[0] != ""
     opted = _opted_out(store)
     assert sorted(opted.index) == sorted(contacts["pseudonym"].iloc[[1, 5, 8]]) and opted.all()
+
+
+def test_compiled_prediction_writes_the_same_scores_bytes_in_forked_workers(
+    annual, monkeypatch, tmp_path
+):
+    """With the boosters compiled (models.compiled) before the workers fork, the scores files
+    are the same bytes as LightGBM's, and the run's note says every booster was compiled."""
+    from dataclasses import replace
+
+    import kenshin.annual as run
+    from models.compiled import detach
+    from scoring.outputs import AnnualOutputs
+
+    cfg = replace(annual.cfg, scoring=annual.cfg.scoring.model_copy(update={"chunk_size": 400}))
+    model = run.load_model(cfg.model_uri, annual.workdir)
+    elig = run.eligible(cfg)
+    stamps = run.score_stamps(cfg, model.summary, run.read_store_manifest(annual.store))
+    monkeypatch.setattr(run, "SCORE_WORKERS", 2)
+    files = []
+    for compiled in (False, True):
+        if compiled:
+            note = run.compile_prediction(model.engine, tmp_path / "work")
+            assert "on LightGBM" not in note and " 0 boosters" not in note, note
+        outs = AnnualOutputs(tmp_path / str(compiled))
+        outs.root.mkdir()
+        run.write_scores(cfg, model, elig, stamps, outs, lambda *a: None)
+        files.append((outs.scores.read_bytes(), outs.scores_csv.read_bytes()))
+    detach(model.engine)
+    assert files[0] == files[1]
