@@ -99,10 +99,12 @@ class AnnualRunConfig:
     spark_master: str | None = None
     spark_config: Path | None = None
     #: Predict with the boosters compiled to machine code (models.compiled: LightGBM's bits,
-    #: ≈ 6× faster; compiled once per model and machine into ``<workdir>/compiled``).
-    #: Default from ``KENSHIN_COMPILED_PREDICTION=1``.
-    compiled_prediction: bool = field(
-        default_factory=lambda: os.environ.get("KENSHIN_COMPILED_PREDICTION", "") == "1"
+    #: ≈ 6× faster; compiled once per model and machine into ``<workdir>/compiled``): ``on``,
+    #: ``off``, or ``auto`` (default): on when the model is already in the cache or at least
+    #: :data:`AUTO_COMPILE_RESIDENTS` residents are scored. ``KENSHIN_COMPILED_PREDICTION``
+    #: sets the default.
+    compiled_prediction: str = field(
+        default_factory=lambda: os.environ.get("KENSHIN_COMPILED_PREDICTION") or "auto"
     )
 
     @property
@@ -417,12 +419,12 @@ def run_annual(
         spark_started = start_session(cfg.spark_master, cfg.spark_config)
     model = load_model(cfg.model_uri, cfg.workdir)
     clock.seconds["load_model"] = time.perf_counter() - clock.start
-    if cfg.compiled_prediction:
-        with clock.time("compile_prediction"):
+    elig = eligible(cfg)
+    if use_compiled_prediction(cfg, model.engine, len(elig.index)):
+        with clock.time("compile_prediction"):  # before the workers fork: they inherit it
             notes.append(compile_prediction(model.engine, Path(cfg.workdir)))
         if on_note is not None:
             on_note(notes[-1])
-    elig = eligible(cfg)
     if cfg.engine == "spark":
         with clock.time("spark_start_wait"):  # what was left of Spark's start
             spark_started.result()
@@ -440,6 +442,32 @@ def run_annual(
 # --- the steps before any output: store, letters switch, eligibility ------------------------
 
 
+#: Residents from which ``compiled_prediction="auto"`` compiles a model the cache lacks.
+#: Compiling the 100k-resident ward's engine (46 boosters, 3,004 trees) takes ≈ 25 s on 2
+#: cores; it then saves ≈ 0.1 ms of a core per resident (bench/README.md "Compiled
+#: prediction"), so the first run gains from ≈ 500k residents on; every later run of the model
+#: gains, which a yearly run seldom sees, hence no lower.
+AUTO_COMPILE_RESIDENTS = 500_000
+COMPILED_PREDICTION_MODES = ("auto", "on", "off")
+
+
+def use_compiled_prediction(cfg: AnnualRunConfig, engine, residents: int) -> bool:
+    """Whether this run predicts with compiled boosters (:attr:`AnnualRunConfig.compiled_prediction`)."""
+    mode = cfg.compiled_prediction
+    if mode not in COMPILED_PREDICTION_MODES:
+        raise BadInputError(
+            f"compiled prediction {mode!r} is not one of {', '.join(COMPILED_PREDICTION_MODES)} "
+            "(KENSHIN_COMPILED_PREDICTION)"
+        )
+    if mode != "auto":
+        return mode == "on"
+    if residents >= AUTO_COMPILE_RESIDENTS:
+        return True
+    from models.compiled import all_cached
+
+    return all_cached(engine, Path(cfg.workdir) / "compiled")
+
+
 def compile_prediction(engine, workdir: Path) -> str:
     """The engine's boosters compiled (models.compiled.attach; cached in
     ``<workdir>/compiled``) before the workers fork, so every worker predicts with them; the
@@ -447,7 +475,10 @@ def compile_prediction(engine, workdir: Path) -> str:
     from kenshin.workers import SCORE_WORKERS
     from models.compiled import attach
 
-    r = attach(engine, workdir / "compiled", workers=SCORE_WORKERS)
+    try:
+        r = attach(engine, workdir / "compiled", workers=SCORE_WORKERS)
+    except OSError as e:  # no room or no right to write the cache: LightGBM predicts
+        return f"compiled prediction off: cannot write {workdir / 'compiled'} ({e.strerror})"
     line = (
         f"compiled prediction: {r.used} boosters ({r.trees:,} trees; {r.compiled} compiled now, "
         f"{r.cached} from the cache) in {r.seconds:.1f} s"
@@ -1545,6 +1576,7 @@ def run_scoring_command(
     engine: str = "pandas",
     spark_master: str | None = None,
     spark_config: Path | None = None,
+    compiled_prediction: str | None = None,
 ) -> AnnualRunResult:
     """Parse the command's options into :class:`AnnualRunConfig` and run it with a progress bar.
 
@@ -1583,6 +1615,8 @@ def run_scoring_command(
         report_pdf_residents=report_pdf_residents, engine=engine, spark_master=spark_master,
         spark_config=spark_config,
     )  # fmt: skip
+    if compiled_prediction is not None:
+        cfg = replace(cfg, compiled_prediction=compiled_prediction)
     if engine == "spark":
         from kenshin.spark.session import check_prerequisites, load_spark_settings
 

@@ -419,6 +419,14 @@ def score(
     engine: EngineOption = "pandas",
     spark_master: SparkMasterOption = None,
     spark_config: SparkConfigOption = None,
+    compiled_prediction: Annotated[
+        Literal["auto", "on", "off"] | None,
+        typer.Option(
+            help="Predict with the boosters compiled to machine code (LightGBM's results, "
+            "faster): auto = when cached or ≥ 500,000 residents (default: "
+            "$KENSHIN_COMPILED_PREDICTION, else auto)."
+        ),
+    ] = None,
 ) -> None:
     """Score FY's eligible residents, select letters (with a control arm), write letters + report."""
     from kenshin.annual import print_annual, run_scoring_command
@@ -430,6 +438,7 @@ def score(
             store, year, out, model, workdir, scoring_config, selection_config, scoring_date,
             letter_history, letters, report, bar, report_pdf_residents=report_pdf_residents,
             engine=engine, spark_master=spark_master, spark_config=spark_config,
+            compiled_prediction=compiled_prediction,
         )  # fmt: skip
     print_annual(console, result)
 

@@ -277,6 +277,27 @@ def check_rows(engine, n: int = 512, seed: int = 0) -> np.ndarray:
     return X
 
 
+def _plan(engine, cache: Path) -> tuple[list, dict[str, str]]:
+    """(label, booster, iteration, text to compile, cache file) of each booster that can be
+    compiled, and why each other one cannot."""
+    todo, why_not = [], {}
+    for label, b, it in boosters_of(engine):
+        text = b.model_to_string(num_iteration=it)
+        why = _why_not(text)
+        if why is not None:
+            why_not[label] = why
+            continue
+        text = _zero_aware(text)
+        todo.append((label, b, it, text, cache / _cache_name(text)))
+    return todo, why_not
+
+
+def all_cached(engine, cache: Path) -> bool:
+    """Whether every booster of ``engine`` that can be compiled is in ``cache`` already."""
+    todo, _ = _plan(engine, Path(cache))
+    return bool(todo) and all(path.exists() for *_, path in todo)
+
+
 def attach(engine, cache: Path, workers: int = 1, check: np.ndarray | None = None) -> CompileReport:
     """Compile (or load from ``cache``) every booster of ``engine`` and use it for prediction
     where it gives LightGBM's bits on ``check`` (default :func:`check_rows`)."""
@@ -287,26 +308,17 @@ def attach(engine, cache: Path, workers: int = 1, check: np.ndarray | None = Non
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     check = check_rows(engine) if check is None else check
-    todo: list[tuple[str, object, int, str, Path]] = []
-    for label, b, it in boosters_of(engine):
-        text = b.model_to_string(num_iteration=it)
-        why = _why_not(text)
-        if why is not None:
-            report.on_lightgbm[label] = why
-            continue
-        text = _zero_aware(text)
-        todo.append((label, b, it, text, cache / _cache_name(text)))
+    todo, report.on_lightgbm = _plan(engine, cache)
     missing = [(text, str(path), it) for _, _, it, text, path in todo if not path.exists()]
     if missing:
         _new_pass_manager()
         if workers > 1 and len(missing) > 1:
-            # the largest first, so the last to finish is a small one
+            # the largest first, so the last to finish is a small one; a booster that fails
+            # to compile is left out (loading it below says why)
             missing.sort(key=lambda m: -m[2])
             with ProcessPoolExecutor(min(workers, len(missing))) as pool:
-                list(pool.map(_compile_one, missing))
-        else:
-            for m in missing:
-                _compile_one(m)
+                for job in [pool.submit(_compile_one, m) for m in missing]:
+                    job.exception()
     fresh = {path for _, path, _ in missing}
     for label, b, it, text, path in todo:
         try:

@@ -888,6 +888,15 @@ def test_compiled_prediction_writes_the_same_scores_bytes_in_forked_workers(
     elig = run.eligible(cfg)
     stamps = run.score_stamps(cfg, model.summary, run.read_store_manifest(annual.store))
     monkeypatch.setattr(run, "SCORE_WORKERS", 2)
+    auto = replace(cfg, workdir=tmp_path / "work", compiled_prediction="auto")
+    small = len(elig.index)
+    assert small < run.AUTO_COMPILE_RESIDENTS
+    assert not run.use_compiled_prediction(auto, model.engine, small)  # nothing cached yet
+    assert run.use_compiled_prediction(auto, model.engine, run.AUTO_COMPILE_RESIDENTS)
+    assert not run.use_compiled_prediction(replace(auto, compiled_prediction="off"),
+                                           model.engine, 10**7)  # fmt: skip
+    with pytest.raises(run.BadInputError, match="KENSHIN_COMPILED_PREDICTION"):
+        run.use_compiled_prediction(replace(auto, compiled_prediction="yes"), model.engine, 1)
     files = []
     for compiled in (False, True):
         if compiled:
@@ -899,3 +908,5 @@ def test_compiled_prediction_writes_the_same_scores_bytes_in_forked_workers(
         files.append((outs.scores.read_bytes(), outs.scores_csv.read_bytes()))
     detach(model.engine)
     assert files[0] == files[1]
+    # once the model is in the cache, "auto" uses it whatever the number of residents
+    assert run.use_compiled_prediction(auto, model.engine, small)
