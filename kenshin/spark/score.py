@@ -38,6 +38,7 @@ resident: tests/spark), so both engines give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -73,7 +74,10 @@ def _engine(token: str, broadcast) -> tuple:
         if compiled is not None:  # the driver's compiled boosters, from the shared cache
             from models.compiled import attach
 
-            attach(model[0], Path(compiled))
+            # an executor that does not see the driver's folder compiles them there once;
+            # one that cannot write it predicts with LightGBM: the same bits either way
+            with contextlib.suppress(OSError):
+                attach(model[0], Path(compiled))
         _ENGINES[token] = model
     return _ENGINES[token]
 
