@@ -473,8 +473,10 @@ def compile_prediction(engine, workdir: Path) -> str:
     ``<workdir>/compiled``) before the workers fork, so every worker predicts with them; the
     line for the run's notes."""
     from kenshin.workers import SCORE_WORKERS
-    from models.compiled import attach
+    from models.compiled import attach, available
 
+    if (why := available()) is not None:
+        return f"compiled prediction off: {why}"
     try:
         r = attach(engine, workdir / "compiled", workers=SCORE_WORKERS)
     except OSError as e:  # no room or no right to write the cache: LightGBM predicts

@@ -40,6 +40,7 @@ __all__ = [
     "CompileReport",
     "attach",
     "attached_cache",
+    "available",
     "boosters_of",
     "check_rows",
     "compiled_for",
@@ -292,8 +293,20 @@ def _plan(engine, cache: Path) -> tuple[list, dict[str, str]]:
     return todo, why_not
 
 
+def available() -> str | None:
+    """Why compiled prediction cannot run here (None: it can): lleaves and llvmlite import."""
+    try:
+        import lleaves  # noqa: F401
+        import llvmlite.binding  # noqa: F401
+    except ImportError as e:
+        return f"{e.name or 'lleaves'} cannot be imported ({e})"
+    return None
+
+
 def all_cached(engine, cache: Path) -> bool:
     """Whether every booster of ``engine`` that can be compiled is in ``cache`` already."""
+    if available() is not None:
+        return False
     todo, _ = _plan(engine, Path(cache))
     return bool(todo) and all(path.exists() for *_, path in todo)
 

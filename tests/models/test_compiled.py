@@ -114,3 +114,25 @@ def test_a_booster_whose_output_is_not_its_raw_score_stays_on_lightgbm_for_predi
     report = attach(One(), tmp_path)
     assert report.used == 0 and "objective" in report.on_lightgbm["y"]
     assert compiled_for(booster, 3, raw_score=False) is None
+
+
+def test_without_lleaves_the_run_predicts_with_lightgbm_and_says_so(monkeypatch, tmp_path):
+    """A platform where lleaves or llvmlite cannot be imported: nothing is cached, and the
+    run's note says compiled prediction is off (LightGBM predicts; no error)."""
+    import sys
+
+    from kenshin.annual import compile_prediction
+    from models.compiled import all_cached, available
+
+    monkeypatch.setitem(sys.modules, "lleaves", None)  # import lleaves → ImportError
+    assert "lleaves" in available()
+    booster, _ = _zero_split_booster()
+
+    class One:
+        feature_names = ["x", "noise"]
+        boosters = {"y": booster}
+        best_iteration = {"y": booster.current_iteration()}
+
+    assert not all_cached(One(), tmp_path)
+    assert compile_prediction(One(), tmp_path).startswith("compiled prediction off: lleaves")
+    assert compiled_for(booster, booster.current_iteration(), raw_score=True) is None
