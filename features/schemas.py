@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandera.pandas as pa
 
 from data.pseudonym import PSEUDONYM_LENGTH
+from data.schemas import matches
 from features.declarations import DECLARATIONS, FEATURE_SET_VERSION
 
 __all__ = ["FEATURES_SCHEMA", "feature_schema"]
@@ -29,9 +30,7 @@ def feature_schema() -> pa.DataFrameSchema:
     """The schema of :func:`features.build.build_features` output."""
     return pa.DataFrameSchema(
         {
-            "pseudonym": pa.Column(
-                "string", pa.Check.str_matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},}}$")
-            ),
+            "pseudonym": pa.Column("string", matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},}}$")),
             "fiscal_year": pa.Column("Int16"),
             "exam_date": pa.Column("datetime64[ns]"),
             **{d.name: _column(d) for d in DECLARATIONS},

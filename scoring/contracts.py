@@ -70,6 +70,7 @@ import pandera.pandas as pa
 
 from data.columns import MEASUREMENT_COLUMNS, OUTCOMES, QUESTIONNAIRE_COLUMNS
 from data.pseudonym import PSEUDONYM_LENGTH
+from data.schemas import matches
 from data.validate import RANGES
 from features.declarations import ITEM_KEYS
 from scoring.letters.schema import QUANTILES as _QUANTILES
@@ -105,9 +106,7 @@ SCORE_STAMPS = (
     "store_sha256",
     "scoring_date",
 )
-_PSEUDONYM = pa.Column(
-    "string", pa.Check.str_matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True
-)
+_PSEUDONYM = pa.Column("string", matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True)
 _PROB = pa.Check.in_range(0.0, 1.0)
 
 

@@ -52,6 +52,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+import models.train
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
 from data.normalise import derive_bmi
 from features.build import FeatureConfig, build_features, to_matrix
@@ -1008,6 +1009,31 @@ def explain_chunk(
     return explain(engine, index_features(history, index_rows(index), config), top=top)
 
 
+#: Rows from which :func:`_contributions_and_risks` cuts an outcome's rows in blocks.
+SHAP_BLOCK_ROWS = 500
+
+
+def _contributions_and_risks(engine, X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(SHAP contributions, risk) of every outcome on the prediction workers. Each outcome's
+    rows go in as many blocks as there are workers: seven outcomes of unequal size on two
+    workers left one idle for the last; a row's values do not depend on its block."""
+    blocks = max(1, min(models.train.PREDICT_THREADS, len(X) // SHAP_BLOCK_ROWS))
+    cuts = np.linspace(0, len(X), blocks + 1).astype(int)
+    jobs = [(o, a, b) for o in engine.outcomes for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    done = parallel_map(
+        lambda j: (
+            engine.contributions(X[j[1] : j[2]], j[0]).to_numpy(),
+            engine.predict_outcome(X[j[1] : j[2]], j[0]),
+        ),  # fmt: skip
+        jobs,
+    )
+    out = []
+    for k in range(len(engine.outcomes)):
+        mine = done[k * blocks : (k + 1) * blocks]
+        out.append((np.concatenate([c for c, _ in mine]), np.concatenate([r for _, r in mine])))
+    return out
+
+
 def explain(
     engine, features: pd.DataFrame, top: int = 10, factors: int = 3
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1043,11 +1069,7 @@ def explain(
     )
     can_advise = (advisable(features, names).astype("float64") @ M) > 0
     frames, factor_frames = [], []
-    # SHAP and risk of the outcomes on the prediction workers (each outcome its own boosters)
-    per_outcome = parallel_map(
-        lambda o: (engine.contributions(X, o).to_numpy(), engine.predict_outcome(X, o)),
-        engine.outcomes,
-    )
+    per_outcome = _contributions_and_risks(engine, X)
     for o, (contrib, risk) in zip(engine.outcomes, per_outcome, strict=True):
         g = group_contributions(contrib, names)
         phi, bias = g.values, g.bias

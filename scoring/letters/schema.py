@@ -82,6 +82,7 @@ from data.columns import OUTCOMES
 from data.judgements import referral_values
 from data.outcomes import OUTCOME_DECLARATIONS, declaration
 from data.pseudonym import PSEUDONYM_LENGTH
+from data.schemas import matches
 from scoring.typeset import has_visible
 
 __all__ = [
@@ -201,7 +202,7 @@ def letter_request_schema() -> pa.DataFrameSchema:
     """The pandera schema of a ``LetterRequest`` table (see the module docstring)."""
     cols: dict[str, pa.Column] = {
         "pseudonym": pa.Column(
-            "string", pa.Check.str_matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True
+            "string", matches(rf"^[0-9a-f]{{{PSEUDONYM_LENGTH},64}}$"), coerce=True
         ),
         "person_id": pa.Column("string", coerce=True),
         "name": pa.Column("string", [pa.Check.str_length(1, NAME_MAX), _NOT_BLANK], coerce=True),

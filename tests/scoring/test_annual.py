@@ -176,11 +176,15 @@ def _same_bits(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 def test_scores_do_not_depend_on_the_prediction_threads(annual, monkeypatch):
     """A chunk scored and explained on 1 and on 2 prediction threads (models.train
-    PREDICT_THREADS): the same scores, SHAP and factors to the last bit."""
+    PREDICT_THREADS; on 2, each outcome's SHAP rows in two blocks): the same scores, SHAP and
+    factors to the last bit."""
     import threading
 
     import models.train
+    import scoring.score
     from scoring.score import explain, index_features, score_chunk
+
+    monkeypatch.setattr(scoring.score, "SHAP_BLOCK_ROWS", 7)
 
     model, index, history = _chunk(annual)
     sc, fc = annual.cfg.scoring, model.feature_config
