@@ -443,11 +443,12 @@ def run_annual(
 
 
 #: Residents from which ``compiled_prediction="auto"`` compiles a model the cache lacks.
-#: Compiling the 100k-resident ward's engine (46 boosters, 3,004 trees) takes ≈ 25 s on 2
-#: cores; it then saves ≈ 0.1 ms of a core per resident (bench/README.md "Compiled
-#: prediction"), so the first run gains from ≈ 500k residents on; every later run of the model
-#: gains, which a yearly run seldom sees, hence no lower.
-AUTO_COMPILE_RESIDENTS = 500_000
+#: Compiling the 100k-resident ward's engine (46 boosters, 3,004 trees) took 34.6 s on 2
+#: cores; it then saved 7.2 s of the score step's 18.7 s at 124,557 residents (≈ 0.06 ms a
+#: resident, bench/README.md "Compiled prediction"), so a first compile pays for itself from
+#: ≈ 600,000 residents; every later run of the model gains (the cache), but a yearly run seldom
+#: meets its cache again on a new model, hence no lower.
+AUTO_COMPILE_RESIDENTS = 600_000
 COMPILED_PREDICTION_MODES = ("auto", "on", "off")
 
 

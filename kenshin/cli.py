@@ -423,7 +423,7 @@ def score(
         Literal["auto", "on", "off"] | None,
         typer.Option(
             help="Predict with the boosters compiled to machine code (LightGBM's results, "
-            "faster): auto = when cached or ≥ 500,000 residents (default: "
+            "faster): auto = when cached or ≥ 600,000 residents (default: "
             "$KENSHIN_COMPILED_PREDICTION, else auto)."
         ),
     ] = None,
