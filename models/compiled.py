@@ -18,7 +18,9 @@ Same bits, by construction and by check:
 Compilation takes ≈ 20 ms per tree, so the machine code is cached: one file per booster in
 ``<workdir>/compiled/``, named by the hash of the booster's model text, lleaves' and LLVM's
 versions and this CPU, compiled by worker processes when missing. A cached file is loaded in
-milliseconds; the check runs again on every load.
+milliseconds; the check runs again on every load. The files are code this process runs, so the
+folder is the owner's alone (0700, files 0600), as the work folder's MLflow models (pickles)
+already must be.
 
 :func:`booster_predict <models.train.booster_predict>` uses a compiled booster where
 :func:`attach` put one; SHAP (``pred_contrib``) always comes from LightGBM.
@@ -240,6 +242,7 @@ def _load(model_text: str, cache: Path, num_trees: int):
             return model
         part = cache.with_name(f".{cache.name}.{os.getpid()}.part")
         model.compile(cache=str(part), raw_score=True, fblocksize=max(1, num_trees))
+        os.chmod(part, 0o600)  # machine code this process will run: the owner's alone
         os.replace(part, cache)  # whole or absent, whoever else compiles it meanwhile
         return model
 
@@ -319,7 +322,7 @@ def attach(engine, cache: Path, workers: int = 1, check: np.ndarray | None = Non
     start = time.perf_counter()
     report = CompileReport()
     cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     check = check_rows(engine) if check is None else check
     todo, report.on_lightgbm = _plan(engine, cache)
     missing = [(text, str(path), it) for _, _, it, text, path in todo if not path.exists()]

@@ -16,7 +16,7 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def compiled(trained, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("compiled")
+    cache = tmp_path_factory.mktemp("compiled") / "cache"
     engine = trained.engine
     X = to_matrix(trained.features, engine.feature_names)
     want = (engine.predict_proba(X), engine.predict_values(X),
@@ -59,6 +59,9 @@ def test_a_second_attach_loads_every_booster_from_the_cache(compiled, trained):
     assert first.compiled == first.used and first.cached == 0
     again = attach(engine, cache)
     assert again.cached == first.used and again.compiled == 0
+    assert cache.stat().st_mode & 0o777 == 0o700
+    files = list(cache.iterdir())  # code this process runs: the owner's alone
+    assert len(files) == first.used and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
     assert np.array_equal(_bits(engine.predict_proba(X).to_numpy()), _bits(risk.to_numpy()))
 
 
