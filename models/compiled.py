@@ -131,9 +131,7 @@ def _why_not(model_text: str) -> str | None:
         return f"objective {objective!r}"
     if "\nis_linear=1" in model_text:
         return "linear trees"
-    if "\nnum_cat=" in model_text and any(
-        ln.startswith("num_cat=") and ln != "num_cat=0" for ln in model_text.splitlines()
-    ):
+    if any(ln.startswith("num_cat=") and ln != "num_cat=0" for ln in model_text.splitlines()):
         return "categorical splits"
     return None
 
@@ -253,15 +251,28 @@ def _compile_one(args: tuple[str, str, int]) -> str:
     return cache
 
 
-def check_rows(engine, n: int = 512, seed: int = 0) -> np.ndarray:
+def _texts(engine) -> list[tuple[str, object, int, str]]:
+    """(label, booster, iteration, model text at that iteration) of every booster of
+    ``engine``: the text made once, for the plan and the check rows alike."""
+    return [(label, b, it, b.model_to_string(num_iteration=it))
+            for label, b, it in boosters_of(engine)]  # fmt: skip
+
+
+#: Rows :func:`attach` checks each compiled booster on.
+CHECK_ROWS = 512
+
+
+def check_rows(engine, n: int = CHECK_ROWS, seed: int = 0) -> np.ndarray:
     """Rows that reach both sides of every split of ``engine``'s boosters: each value is one
     of a split's threshold, the next float above it, zero, a tiny value, or missing."""
-    import lightgbm  # noqa: F401  (the boosters' own module, for dump_model)
+    return _rows_at_splits([t for *_, t in _texts(engine)], len(engine.feature_names), n, seed)
 
-    k = len(engine.feature_names)
+
+def _rows_at_splits(texts: list[str], k: int, n: int, seed: int) -> np.ndarray:
+    """:func:`check_rows` of the boosters of model texts ``texts`` over ``k`` features."""
     thresholds: list[list[float]] = [[] for _ in range(k)]
-    for _, b, it in boosters_of(engine):
-        for line in b.model_to_string(num_iteration=it).splitlines():
+    for text in texts:
+        for line in text.splitlines():
             if line.startswith("split_feature="):
                 feats = [int(v) for v in line.split("=", 1)[1].split()]
             elif line.startswith("threshold="):
@@ -281,12 +292,11 @@ def check_rows(engine, n: int = 512, seed: int = 0) -> np.ndarray:
     return X
 
 
-def _plan(engine, cache: Path) -> tuple[list, dict[str, str]]:
-    """(label, booster, iteration, text to compile, cache file) of each booster that can be
-    compiled, and why each other one cannot."""
+def _plan(texts: list[tuple[str, object, int, str]], cache: Path) -> tuple[list, dict[str, str]]:
+    """(label, booster, iteration, text to compile, cache file) of each booster of ``texts``
+    (:func:`_texts`) that can be compiled, and why each other one cannot."""
     todo, why_not = [], {}
-    for label, b, it in boosters_of(engine):
-        text = b.model_to_string(num_iteration=it)
+    for label, b, it, text in texts:
         why = _why_not(text)
         if why is not None:
             why_not[label] = why
@@ -310,7 +320,7 @@ def all_cached(engine, cache: Path) -> bool:
     """Whether every booster of ``engine`` that can be compiled is in ``cache`` already."""
     if available() is not None:
         return False
-    todo, _ = _plan(engine, Path(cache))
+    todo, _ = _plan(_texts(engine), Path(cache))
     return bool(todo) and all(path.exists() for *_, path in todo)
 
 
@@ -323,8 +333,10 @@ def attach(engine, cache: Path, workers: int = 1, check: np.ndarray | None = Non
     report = CompileReport()
     cache = Path(cache)
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-    check = check_rows(engine) if check is None else check
-    todo, report.on_lightgbm = _plan(engine, cache)
+    texts = _texts(engine)
+    if check is None:
+        check = _rows_at_splits([t for *_, t in texts], len(engine.feature_names), CHECK_ROWS, 0)
+    todo, report.on_lightgbm = _plan(texts, cache)
     missing = [(text, str(path), it) for _, _, it, text, path in todo if not path.exists()]
     if missing:
         _new_pass_manager()

@@ -191,16 +191,16 @@ def booster_predict(booster: lgb.Booster, X: np.ndarray, **kwargs) -> np.ndarray
     """``booster.predict(X, **kwargs)`` on one OpenMP thread, never twice at once on one
     booster: LightGBM keeps the number of trees to predict with in the booster itself, so two
     concurrent calls could use each other's."""
-    with _GUARD:
-        lock = _BOOSTER_LOCKS.get(booster)
-        if lock is None:
-            lock = _BOOSTER_LOCKS[booster] = threading.Lock()
     if not kwargs.get("pred_contrib"):
         compiled = compiled_for(
             booster, kwargs.get("num_iteration"), kwargs.get("raw_score", False)
         )
         if compiled is not None:  # LightGBM's bits (models.compiled), no shared state
             return compiled.predict(np.ascontiguousarray(X, dtype="float64"), n_jobs=1)
+    with _GUARD:
+        lock = _BOOSTER_LOCKS.get(booster)
+        if lock is None:
+            lock = _BOOSTER_LOCKS[booster] = threading.Lock()
     with lock:
         return booster.predict(X, num_threads=1, **kwargs)
 

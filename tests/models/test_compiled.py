@@ -26,10 +26,18 @@ def compiled(trained, tmp_path_factory):
     detach(engine)
 
 
-def test_every_booster_of_the_engine_predicts_compiled_with_lightgbms_bits(compiled):
-    """Every booster (risk, forecast quantiles, glucose-pattern sub-engines) is compiled and
-    the engine's risks, forecasts and SHAP are the same bits as with LightGBM alone."""
+def test_every_booster_of_the_engine_predicts_compiled_with_lightgbms_bits(compiled, monkeypatch):
+    """Every booster (risk, forecast quantiles, glucose-pattern sub-engines) is compiled, the
+    engine's risks and forecasts come from the compiled code alone (LightGBM's ``predict``
+    fails but for SHAP), and risks, forecasts and SHAP are the same bits as LightGBM's."""
     engine, X, (risk, values, shap), report, _ = compiled
+    lightgbm_predict = lgb.Booster.predict
+
+    def shap_only(self, data, *args, **kwargs):
+        assert kwargs.get("pred_contrib"), "a prediction went to LightGBM"
+        return lightgbm_predict(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", shap_only)
     labels = [label for label, _, _ in boosters_of(engine)]
     assert report.on_lightgbm == {} and report.used == len(labels)
     assert any("/" in label for label in labels)  # the sub-engines are in

@@ -876,12 +876,19 @@ def test_contacts_are_read_in_batches_to_the_same_status_and_opt_outs(
     assert sorted(opted.index) == sorted(contacts["pseudonym"].iloc[[1, 5, 8]]) and opted.all()
 
 
+def _no_lightgbm(*args, **kwargs):
+    raise AssertionError("a prediction went to LightGBM")
+
+
 def test_compiled_prediction_writes_the_same_scores_bytes_in_forked_workers(
     annual, monkeypatch, tmp_path
 ):
-    """With the boosters compiled (models.compiled) before the workers fork, the scores files
-    are the same bytes as LightGBM's, and the run's note says every booster was compiled."""
+    """With the boosters compiled (models.compiled) before the workers fork, the workers
+    predict with the compiled code alone (LightGBM's ``predict`` fails), the scores files are
+    the same bytes as LightGBM's, and the run's note says every booster was compiled."""
     from dataclasses import replace
+
+    import lightgbm as lgb
 
     import kenshin.annual as run
     from models.compiled import detach
@@ -906,6 +913,8 @@ def test_compiled_prediction_writes_the_same_scores_bytes_in_forked_workers(
         if compiled:
             note = run.compile_prediction(model.engine, tmp_path / "work")
             assert "on LightGBM" not in note and " 0 boosters" not in note, note
+            # from here on LightGBM cannot predict: the forked workers must use the compiled code
+            monkeypatch.setattr(lgb.Booster, "predict", _no_lightgbm)
         outs = AnnualOutputs(tmp_path / str(compiled))
         outs.root.mkdir()
         run.write_scores(cfg, model, elig, stamps, outs, lambda *a: None)
