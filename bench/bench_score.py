@@ -19,9 +19,11 @@
    OpenMP threads.
 
 Prints residents/s and seconds per 100k of the scoring step beside that native cost and their
-ratio, and the scoring child's peak RSS, overall and by step of the run (:class:`StepMemory`:
-``eligible``, ``score``, ``select``, ``explain``, ``tables``); while worker processes run
-(kenshin.workers), also the peak of the process tree's summed PSS (``<step>+workers``).
+ratio, and, from a second scoring run (unless ``--no-memory-run``: sampling the memory of
+the worker processes slows the run it measures), the scoring child's peak RSS, overall and by
+step of the run (:class:`StepMemory`: ``eligible``, ``score``, ``select``, ``explain``,
+``tables``); while worker processes run (kenshin.workers), also the peak of the process
+tree's summed PSS (``<step>+workers``).
 ``KENSHIN_SCORE_WORKERS`` is passed on to the scoring child. An existing ``--workdir`` is
 reused: its trained ward, scoring ward and replicated stores are made only when missing.
 Targets (2 cores, bench/README.md): scoring + SHAP ≤ 1.3 × the native cost; 100k residents ≤ 60 s with SHAP for every letter; 1M residents
@@ -110,6 +112,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--no-native", action="store_true", help="skip the native baseline")
     parser.add_argument(
+        "--no-memory-run", action="store_true",
+        help="skip the second scoring run that measures memory by step",
+    )  # fmt: skip
+    parser.add_argument(
         "--replicate", type=int, default=1,
         help="score a store K times the scoring ward (residents repeated under new pseudonyms)",
     )  # fmt: skip
@@ -160,7 +166,7 @@ def main() -> None:
         f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
         f"report={bool(args.letters)}, log_mlflow=False); "
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "from bench_score import StepMemory; mem = StepMemory(); "
+        "from bench_score import StepMemory; mem = StepMemory(pss=PSS); "
         "r = run_annual(cfg); "
         "from models.train import PREDICT_THREADS; from kenshin.workers import SCORE_WORKERS; "
         "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, 'threads': PREDICT_THREADS, "
@@ -168,18 +174,30 @@ def main() -> None:
         "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
         "'step_peak_mb': mem.peaks}))"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True
-    )
-    info = json.loads(res.stdout.strip().splitlines()[-1])
+
+    def scoring_child(pss: bool) -> dict:
+        res = subprocess.run(
+            [sys.executable, "-c", code.replace("PSS", str(pss))],
+            check=True, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    # Timed without the process tree's PSS: reading every process's smaps every 50 ms took
+    # ≈ 7 ms a process, a third of a core beside the run; memory by step is a second run.
+    info = scoring_child(pss=False)
     c, s = info["counts"], info["seconds"]
     print(f"scored {c['scored']:,} residents (eligible of {c['with_checkup']:,} with a checkup); "
           f"{c['explained']:,} explained (letter + control arm)")  # fmt: skip
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
     print(f"scoring (risk + forecasts + {7} what-if scenarios): {c['scored'] / s['score']:,.0f} "
           f"residents/s; score + select + explain: {s['score'] + s['select'] + s['explain']:.1f} s")  # fmt: skip
-    print(f"peak RSS of the scoring process: {info['peak_mb']:,.0f} MB; by step (RSS sampled "
-          "every 50 ms): " + ", ".join(f"{k} {v:,.0f}" for k, v in info["step_peak_mb"].items()))  # fmt: skip
+    if not args.no_memory_run:
+        memory = scoring_child(pss=True)
+        ms = memory["seconds"]
+        print(f"memory run (seconds: score {ms['score']:.1f}, explain {ms['explain']:.1f}): peak "
+              f"RSS of the scoring process {memory['peak_mb']:,.0f} MB; by step (RSS sampled "
+              "every 50 ms): "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in memory["step_peak_mb"].items()))  # fmt: skip
     if not args.no_native:
         native = subprocess.run(
             [sys.executable, str(Path(__file__).with_name("native.py")), str(score_ward / "store"),
@@ -191,20 +209,23 @@ def main() -> None:
 
 
 class StepMemory:
-    """Peak RSS (MB) of the scoring child by step of the annual run, sampled every 50 ms.
+    """Peak RSS (MB) of the scoring child by step of the annual run, sampled every 50 ms,
+    and with ``pss`` the peak of the process tree's summed PSS (it costs the run a third of a
+    core: measured in a run of its own).
 
     The steps are kenshin.annual's: ``load_model``, ``eligible``, ``score`` (chunk by chunk),
     ``select``, ``explain``, ``tables`` (drift, selection and explanation files, run record);
     each is marked by wrapping the module's step function (a bench-only patch).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pss: bool = True) -> None:
         import threading
 
         import psutil
 
         import kenshin.annual as annual
 
+        self.pss = pss
         self.peaks: dict[str, float] = {}
         self.step = "load_model"
         self._process = psutil.Process()
@@ -233,7 +254,7 @@ class StepMemory:
             # sum of proportional set sizes (a page shared by the fork counted once overall).
             pss = 0.0
             try:
-                kids = self._process.children(recursive=True)
+                kids = self._process.children(recursive=True) if self.pss else []
                 if kids:
                     for p in (self._process, *kids):
                         pss += p.memory_full_info().pss / 2**20
