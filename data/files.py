@@ -221,21 +221,45 @@ def _csv_bytes_fast(frame: pd.DataFrame, header=True, date_format=None, **rest) 
     ):
         return None
     try:
-        cols = []
+        cols, text = [], []
         for i in range(frame.shape[1]):
             s = frame.iloc[:, i]
             safe = _neutralised_column(s)
             cols.append(_cells(s if safe is None else safe, date_format))
-        rows = pc.binary_join_element_wise(*cols, ",", null_handling="replace", null_replacement="")
-        lines = pc.binary_join_element_wise(rows, "\n", "")
+            # a number's cell never holds a quote: only the others are looked at for one
+            numeric = isinstance(s._values, np.ndarray) and s._values.dtype.kind in "iufb"
+            if not numeric or safe is not None:
+                text.append(cols[-1])
+        body = _joined(cols, text)
     except (pa.ArrowException, UnicodeError):  # e.g. a lone surrogate, over 2 GiB of text
         return None
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset :]
-    body = lines.buffers()[2][offsets[0] : offsets[len(lines)]].to_pybytes()
     if not header:
         return body
     names = frame.iloc[:0].set_axis(_safe_header(frame), axis=1)
     return names.to_csv(index=False, lineterminator="\n").encode("utf-8") + body
+
+
+def _joined(cols: list[pa.Array], text: list[pa.Array]) -> bytes:
+    """Cells (Arrow strings, null for empty) joined into CSV rows: by Arrow's CSV writer,
+    told never to quote (≈ 0.1 s for 41,519 scores rows against ≈ 0.2-0.5 s for an
+    element-wise join), unless a cell of ``text`` (the columns that may hold one) is already
+    quoted or a cell holds a character that writer refuses unquoted (``,`` ``"`` CR LF; e.g. a
+    bare CR, which the csv module leaves as it is): then the element-wise join."""
+    import pyarrow.csv as pa_csv
+
+    if not any(pc.any(pc.match_substring(c, '"')).as_py() for c in text if c.null_count < len(c)):
+        table = pa.Table.from_arrays(cols, names=[str(i) for i in range(len(cols))])
+        sink = io.BytesIO()
+        options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+        try:
+            pa_csv.write_csv(table, sink, options)
+            return sink.getvalue()
+        except pa.ArrowInvalid:  # a bare CR (or another structural character)
+            pass
+    rows = pc.binary_join_element_wise(*cols, ",", null_handling="replace", null_replacement="")
+    lines = pc.binary_join_element_wise(rows, "\n", "")
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset :]
+    return lines.buffers()[2][offsets[0] : offsets[len(lines)]].to_pybytes()
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

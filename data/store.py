@@ -258,9 +258,10 @@ def _validated(schema, frame: pd.DataFrame, store: Path, table: str) -> pd.DataF
     from pandera.errors import SchemaError, SchemaErrors
 
     from data.errors import BadInputError
+    from data.schema_check import validated
 
     try:
-        return schema.validate(frame)
+        return validated(schema, frame)
     except (SchemaError, SchemaErrors) as exc:
         column = getattr(exc, "column_name", None) or getattr(exc, "schema", None)
         what = f"column {column}" if isinstance(column, str) else "its layout"

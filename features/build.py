@@ -297,9 +297,10 @@ def build_features(checkups: pd.DataFrame, config: FeatureConfig | None = None) 
 
     frame = _assemble(df, cols, index_row_mask(df, person))
     if config.validate:
+        from data.schema_check import validated
         from features.schemas import FEATURES_SCHEMA
 
-        frame = FEATURES_SCHEMA.validate(frame)
+        frame = validated(FEATURES_SCHEMA, frame)
     return frame
 
 

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 
 from data.columns import OUTCOMES
 from data.files import atomic_write, csv_bytes
+from data.schema_check import validated
 from kenshin.errors import BadInputError, one_line, safe_message
 from kenshin.workers import SCORE_WORKERS, chunk_bounds, ordered_map
 from models.drift import drift_table
@@ -800,7 +801,7 @@ def finish_chunk(
     """A scored chunk stamped with the run (``stamps``, fiscal year included), checked against
     ``schema``, turned into CSV rows and counted: everything of a chunk that does not need the
     chunks before it, so that worker processes do it beside the scoring."""
-    scores = schema.validate(scores.assign(**stamps))
+    scores = validated(schema, scores.assign(**stamps))
     return FinishedChunk(scores, csv_rows(scores), count_chunk(scores, drift_counts, selection))
 
 
@@ -840,6 +841,14 @@ def csv_rows(frame: pd.DataFrame) -> bytes:
 SCORES_ROW_GROUP = 65_536
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns an output table's Parquet file dictionary-encodes: all but floats (risks,
+    forecasts, contributions: nearly every value distinct) and the pseudonym (one a row).
+    Trying a dictionary on those and falling back took ≈ 40% of the scores file's writing
+    and made it larger (22.5 against 19.2 MB for 41,519 rows)."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type) and f.name != "pseudonym"]
+
+
 class TableWriter:
     """One output table (Parquet, and CSV if ``csv`` is given) written chunk by chunk into temp
     files moved into place when the last chunk is written. Every chunk is written with the
@@ -870,7 +879,12 @@ class TableWriter:
         schema = None if self._writer is None else self._writer.schema
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.parquet_tmp, table.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(
+                self.parquet_tmp,
+                table.schema,
+                compression="zstd",
+                use_dictionary=dictionary_columns(table.schema),
+            )
         if self.row_group is None:
             self._writer.write_table(table)
         else:
@@ -1135,7 +1149,11 @@ def explain_selected(
     store, fy, sc = Path(cfg.store), int(cfg.fiscal_year), cfg.scoring
     # Only residents in an arm are explained: their topics are all the factors are kept for.
     topics = in_arm.astype("string")
-    empty = EXPLANATIONS_SCHEMA.validate(pd.DataFrame(columns=list(EXPLANATIONS_SCHEMA.columns)))
+    empty = None  # written only when no resident is explained
+    if not len(who):
+        empty = EXPLANATIONS_SCHEMA.validate(
+            pd.DataFrame(columns=list(EXPLANATIONS_SCHEMA.columns))
+        )
     if not len(who):
         chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]] = iter(())
     elif cfg.engine == "spark":
@@ -1153,7 +1171,7 @@ def explain_selected(
     done = 0
     with TableWriter(outs.explanations, empty=empty) as writer:
         for explanations, factors in chunks:
-            writer.write(EXPLANATIONS_SCHEMA.validate(explanations))
+            writer.write(validated(EXPLANATIONS_SCHEMA, explanations))
             factors = factors.astype({"pseudonym": "string", "outcome": "string"})
             kept.append(factors.merge(topics, on=["pseudonym", "outcome"], how="inner"))
             done += factors["pseudonym"].nunique()
@@ -1274,8 +1292,8 @@ def write_tables(
     selection's :func:`as_written`, a part at a time). The paths of the run's tables so far
     (scores and explanations were written chunk by chunk)."""
     validate_in_parts(SELECTION_SCHEMA, selection)
-    DRIFT_SCHEMA.validate(drift, lazy=True)
-    LETTERS_SENT_SCHEMA.validate(sent, lazy=True)
+    validated(DRIFT_SCHEMA, drift, lazy=True)
+    validated(LETTERS_SENT_SCHEMA, sent, lazy=True)
     with TableWriter(outs.selection, outs.selection_csv) as writer:
         for start in range(0, max(len(selection), 1), TABLE_PART_ROWS):
             writer.write(as_written(selection.iloc[start : start + TABLE_PART_ROWS]))
@@ -1303,7 +1321,7 @@ def validate_in_parts(schema, frame: pd.DataFrame, rows: int = CSV_PART_ROWS) ->
     part = copy.deepcopy(schema)  # the schema's checks but the whole-frame one
     part.unique = None
     for start in range(0, max(len(frame), 1), rows):
-        part.validate(as_written(frame.iloc[start : start + rows]), lazy=True)
+        validated(part, as_written(frame.iloc[start : start + rows]), lazy=True)
     text = arrow_text(frame["pseudonym"])
     if not _distinct(text):
         counts = pc.value_counts(text)

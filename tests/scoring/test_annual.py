@@ -466,6 +466,33 @@ def test_same_inputs_give_byte_identical_outputs(annual, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_a_valid_run_checks_its_contracts_without_pandera_s_machinery(
+    annual, tmp_path, monkeypatch
+):
+    """The tables of a valid run's scoring and explaining steps (stored checkups, features,
+    scores, explanations: a chunk at a time) pass data.schema_check's vectorised checks, so
+    pandera's own ``validate`` is not called for them (the selection, whose text columns
+    pandera converts, is), and the files are the same bytes."""
+    import pandera.pandas as pa
+
+    from kenshin.annual import run_annual
+
+    called, validate = [], pa.DataFrameSchema.validate
+
+    def recorded(self, *args, **kwargs):
+        called.append(self.name)
+        return validate(self, *args, **kwargs)
+
+    monkeypatch.setattr(pa.DataFrameSchema, "validate", recorded)
+    cfg = replace(annual.cfg, out=tmp_path / "fast", log_mlflow=False, letters=False, report=False)
+    res = run_annual(cfg)
+    for name in ("scores", "scores_csv", "selection", "selection_csv", "explanations", "drift"):
+        assert res.paths[name].read_bytes() == annual.result.paths[name].read_bytes(), name
+    assert "Selection" in called  # recorded where pandera is needed
+    chunked = ("checkups", "features", "Scores", "Explanations")
+    assert not [n for n in called if n.startswith(chunked)], called
+
+
 def test_rerun_after_losing_letters_renders_only_the_missing(annual, tmp_path):
     import shutil
 
