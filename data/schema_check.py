@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandas.core.arrays.masked import BaseMaskedArray
 from pandera.api.function_dispatch import Dispatcher
 from pandera.engines import pandas_engine
 
@@ -90,15 +91,31 @@ def _column_holds(column: pa.Column, s: pd.Series) -> bool:
         return False
     if column.dtype is not None and not column.dtype.check(pandas_engine.Engine.dtype(s.dtype)):
         return False  # pandera coerces it (or refuses it)
-    missing = s.isna()
+    data, missing = _data_and_missing(s)
     if not column.nullable and missing.any():
         return False
     if column.unique and s.duplicated().any():
         return False
     if not column.checks:
         return True
-    values = s[~missing] if missing.any() else s
-    return all(_check_holds(check, values) for check in column.checks)
+    some_missing = bool(missing.any())
+    numbers = None if data is None else (data[~missing] if some_missing else data)
+    present = s[~missing] if some_missing else s  # pandera's ``ignore_na``
+    return all(_check_holds(check, numbers, present) for check in column.checks)
+
+
+def _data_and_missing(s: pd.Series) -> tuple[np.ndarray | None, np.ndarray]:
+    """A numeric column's values as a NumPy array (``None`` for any other column) and where it
+    is missing, without pandas' per-dtype machinery."""
+    arr = s.array
+    if isinstance(arr, BaseMaskedArray):
+        data = arr._data
+        return (data if data.dtype.kind in "iuf" else None), arr._mask
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+        data = s.to_numpy()
+        missing = np.isnan(data) if data.dtype.kind == "f" else np.zeros(len(data), dtype=bool)
+        return data, missing
+    return None, s.isna().to_numpy()
 
 
 _ORDER = {
@@ -111,29 +128,31 @@ _ORDER = {
 }
 
 
-def _check_holds(check: pa.Check, values: pd.Series) -> bool:
-    """One column check on the column's non-missing values (pandera's ``ignore_na``)."""
+def _check_holds(check: pa.Check, numbers: np.ndarray | None, present: pd.Series) -> bool:
+    """One column check on the column's non-missing values (pandera's ``ignore_na``):
+    ``numbers`` as NumPy (numeric columns only), ``present`` as the Series pandera passes."""
     if check.groupby is not None or check.element_wise or not check.ignore_na:
         return False
-    if not len(values):
+    if not len(present):
         return True
     st = check.statistics or {}
     if isinstance(check._check_fn, Dispatcher):  # a built-in check: by its statistics
-        if values.dtype.kind not in "iuf" and check.name not in ("isin", "notin"):
+        if check.name in ("isin", "notin"):
+            listed = set(st["allowed_values" if check.name == "isin" else "forbidden_values"])
+            seen = pd.unique(present.to_numpy() if numbers is None else numbers)
+            inside = [v in listed for v in seen]
+            return all(inside) if check.name == "isin" else not any(inside)
+        if numbers is None:
             return False
         if check.name == "in_range":
-            lo, hi = values.min(), values.max()
+            lo, hi = numbers.min(), numbers.max()
             low_ok = lo >= st["min_value"] if st["include_min"] else lo > st["min_value"]
             high_ok = hi <= st["max_value"] if st["include_max"] else hi < st["max_value"]
             return bool(low_ok and high_ok)
         if check.name in _ORDER:
-            return bool(_ORDER[check.name](values, st))
-        if check.name in ("isin", "notin"):
-            listed = set(st["allowed_values" if check.name == "isin" else "forbidden_values"])
-            inside = [v in listed for v in pd.unique(values.to_numpy())]
-            return all(inside) if check.name == "isin" else not any(inside)
+            return bool(_ORDER[check.name](numbers, st))
         return False
-    return _custom_holds(check, values)
+    return _custom_holds(check, present)
 
 
 def _custom_holds(check: pa.Check, obj) -> bool:

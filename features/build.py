@@ -247,12 +247,17 @@ def _assemble(df: pd.DataFrame, cols: dict, keep: np.ndarray) -> pd.DataFrame:
     return frame[[*KEYS, *feature_names()]]
 
 
-def build_features(checkups: pd.DataFrame, config: FeatureConfig | None = None) -> pd.DataFrame:
+def build_features(
+    checkups: pd.DataFrame, config: FeatureConfig | None = None, *, last_only: bool = False
+) -> pd.DataFrame:
     """As-of feature rows, one per person and fiscal year (index checkup = last of that year).
 
     ``checkups``: the stored checkups (data.store.read_checkups), any row order.
     Returns the keys (pseudonym, fiscal_year, exam_date) then exactly the declared features
     (features.declarations), sorted by pseudonym and exam date; missing stays missing.
+    ``last_only``: only each person's last row (scoring: the earlier years' rows, built and
+    checked only to be dropped, were two thirds of a chunk's feature table); its values are
+    the same as in the full table.
     """
     config = config or FeatureConfig()
     absent = [c for c in ("age", "sex", *MEASUREMENT_COLUMNS, *_CODED_INPUTS) if c not in checkups]
@@ -295,7 +300,10 @@ def build_features(checkups: pd.DataFrame, config: FeatureConfig | None = None) 
         cols[c] = as_float(flags[c])
     cols.update(_derived(df))
 
-    frame = _assemble(df, cols, index_row_mask(df, person))
+    keep = index_row_mask(df, person)
+    if last_only:
+        keep &= np.r_[person[1:] != person[:-1], True]
+    frame = _assemble(df, cols, keep)
     if config.validate:
         from data.schema_check import validated
         from features.schemas import FEATURES_SCHEMA

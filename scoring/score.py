@@ -668,7 +668,8 @@ def index_features(
 ) -> pd.DataFrame:
     """As-of feature rows of the index checkups, in ``index`` order (one per resident)."""
     index = index_rows(index)
-    return _index_feature_rows(build_features(_history_to_index(history, index), config), index)
+    feats = build_features(_history_to_index(history, index), config, last_only=True)
+    return _index_feature_rows(feats, index)
 
 
 def _index_feature_rows(feats: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
@@ -822,7 +823,8 @@ def _scenario_feature_rows(
     whose last checkups (``last``) are replaced by ``edited``."""
     hist = pd.concat([hist.loc[~last], edited]).sort_index()
     # hist holds nothing after the index checkups: build_features is index_features here
-    feats = _index_feature_rows(build_features(hist, replace(config, validate=False)), who)
+    built = build_features(hist, replace(config, validate=False), last_only=True)
+    feats = _index_feature_rows(built, who)
     unchanged = base.iloc[rows]
     feats["n_prior_checkups"] = unchanged["n_prior_checkups"].to_numpy()
     if lab_response is not None:

@@ -106,6 +106,14 @@ def test_deterministic_under_shuffled_input():
     assert list(a.columns) == [*KEYS, *feature_names()]
 
 
+def test_last_only_is_each_persons_last_row_of_the_whole_table():
+    checkups = fake_checkups(400, years=5, seed=9)
+    whole = build_features(checkups)
+    last = build_features(checkups, last_only=True)
+    assert len(last) == checkups["pseudonym"].nunique() < len(whole)
+    _assert_rows_equal(last, whole.drop_duplicates("pseudonym", keep="last"))
+
+
 def test_output_matches_schema_and_is_unique_per_year():
     checkups = fake_checkups(300, years=4, seed=5)
     out = build_features(checkups)
