@@ -493,7 +493,11 @@ def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision
     """The letter each resident's values and risks call for (the only place it is decided)."""
     n = len(s)
     # By this year's values only: medication is handled separately below.
-    no_meds = s.assign(**dict.fromkeys(_MEDICATION_COLUMNS, 2))
+    # the other columns as they are (no copy of every scores column: assign made one)
+    kept = {c: s[c] for c in s.columns if c not in _MEDICATION_COLUMNS}
+    no_meds = pd.DataFrame(
+        {**kept, **{c: np.full(n, 2) for c in _MEDICATION_COLUMNS}}, index=s.index, copy=False
+    )
     met = outcomes_met(no_meds)
     doctor = np.zeros((n, len(OUTCOMES)), dtype=bool)
     advise = np.zeros((n, len(OUTCOMES)), dtype=bool)
