@@ -19,7 +19,8 @@
    OpenMP threads.
 
 Prints residents/s and seconds per 100k of the scoring step beside that native cost and their
-ratio, and, from a second scoring run (unless ``--no-memory-run``: sampling the memory of
+ratio (``--repeat`` timed runs alternated with as many native measurements, default 3: the
+medians are compared, each pair printed), and, from one more scoring run (unless ``--no-memory-run``: sampling the memory of
 the worker processes slows the run it measures), the scoring child's peak RSS, overall and by
 step of the run (:class:`StepMemory`: ``eligible``, ``score``, ``select``, ``explain``,
 ``tables``); while worker processes run (kenshin.workers), also the peak of the process
@@ -112,6 +113,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--no-native", action="store_true", help="skip the native baseline")
     parser.add_argument(
+        "--repeat", type=int, default=3,
+        help="timed runs and native measurements, alternated; medians are compared",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-memory-run", action="store_true",
         help="skip the second scoring run that measures memory by step",
     )  # fmt: skip
@@ -184,11 +189,33 @@ def main() -> None:
 
     # Timed without the process tree's PSS: reading every process's smaps every 50 ms took
     # ≈ 7 ms a process, a third of a core beside the run; memory by step is a second run.
-    info = scoring_child(pss=False)
+    def native_child() -> dict:
+        native = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("native.py")), str(score_ward / "store"),
+             str(train / "work"), str(out), str(FY)],
+            check=True, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        return json.loads(native.stdout.strip().splitlines()[-1])
+
+    # Both figures move with the shared machine's load (±15 % run to run): the timed run and
+    # the native predictions alternate, --repeat times, and the ratio is of their medians.
+    runs, natives = [], []
+    for i in range(max(1, args.repeat)):
+        runs.append(scoring_child(pss=False))
+        if not args.no_native:
+            natives.append(native_child())
+        if args.repeat > 1:
+            s = runs[-1]["seconds"]
+            line = f"repeat {i + 1}: score + explain {s['score'] + s['explain']:.1f} s"
+            if natives:
+                line += f", native (2 threads) {_native_total(natives[-1])['2']:.1f} s"
+            print(line)
+    info = _median_run(runs)
     c, s = info["counts"], info["seconds"]
     print(f"scored {c['scored']:,} residents (eligible of {c['with_checkup']:,} with a checkup); "
           f"{c['explained']:,} explained (letter + control arm)")  # fmt: skip
-    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+    print("seconds" + (f" (the median run of {len(runs)})" if len(runs) > 1 else "") + ": "
+          + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))  # fmt: skip
     print(f"scoring (risk + forecasts + {7} what-if scenarios): {c['scored'] / s['score']:,.0f} "
           f"residents/s; score + select + explain: {s['score'] + s['select'] + s['explain']:.1f} s")  # fmt: skip
     if not args.no_memory_run:
@@ -198,13 +225,8 @@ def main() -> None:
               f"RSS of the scoring process {memory['peak_mb']:,.0f} MB; by step (RSS sampled "
               "every 50 ms): "
               + ", ".join(f"{k} {v:,.0f}" for k, v in memory["step_peak_mb"].items()))  # fmt: skip
-    if not args.no_native:
-        native = subprocess.run(
-            [sys.executable, str(Path(__file__).with_name("native.py")), str(score_ward / "store"),
-             str(train / "work"), str(out), str(FY)],
-            check=True, env=env, capture_output=True, text=True,
-        )  # fmt: skip
-        _compare(info, json.loads(native.stdout.strip().splitlines()[-1]))
+    if natives:
+        _compare(info, _median_native(natives))
     print(f"load average at end: {os.getloadavg()}")
 
 
@@ -264,6 +286,22 @@ class StepMemory:
             if pss > self.peaks.get(key, 0.0):
                 self.peaks[key] = pss
             time.sleep(0.05)
+
+
+def _native_total(native: dict) -> dict[str, float]:
+    return {t: sum(sec[t] for sec in native["seconds"].values()) for t in ("1", "2")}
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run whose score + explain is the median (the lower middle of an even count)."""
+    ranked = sorted(runs, key=lambda r: r["seconds"]["score"] + r["seconds"]["explain"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _median_native(natives: list[dict]) -> dict:
+    """The native measurement whose 2-thread total is the median."""
+    ranked = sorted(natives, key=lambda n: _native_total(n)["2"])
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def _compare(info: dict, native: dict) -> None:
