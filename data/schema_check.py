@@ -67,7 +67,7 @@ def _surely_valid(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> bool:
             if column.required:
                 return False
             continue
-        if not _column_holds(column, frame[name]):
+        if not _column_holds(column, frame[name], bool(schema.coerce)):
             return False
     if schema.unique and frame.duplicated(subset=list(schema.unique)).any():
         return False
@@ -86,11 +86,17 @@ def _plain_schema(schema: pa.DataFrameSchema) -> bool:
     )
 
 
-def _column_holds(column: pa.Column, s: pd.Series) -> bool:
+def _column_holds(column: pa.Column, s: pd.Series, schema_coerce: bool = False) -> bool:
     if column.regex or column.parsers or column.drop_invalid_rows:
         return False
-    if column.dtype is not None and not column.dtype.check(pandas_engine.Engine.dtype(s.dtype)):
-        return False  # pandera coerces it (or refuses it)
+    if column.dtype is not None:
+        dtype = pandas_engine.Engine.dtype(s.dtype)
+        # a column pandera coerces comes back in exactly its declared type (text held as
+        # ``object`` becomes ``string``): only a column already of that type is left as it is
+        if (column.coerce or schema_coerce) and dtype != column.dtype:
+            return False
+        if not column.dtype.check(dtype):
+            return False  # pandera refuses it
     data, missing = _data_and_missing(s)
     if not column.nullable and missing.any():
         return False

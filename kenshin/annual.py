@@ -800,8 +800,16 @@ def finish_chunk(
 ) -> FinishedChunk:
     """A scored chunk stamped with the run (``stamps``, fiscal year included), checked against
     ``schema``, turned into CSV rows and counted: everything of a chunk that does not need the
-    chunks before it, so that worker processes do it beside the scoring."""
-    scores = validated(schema, scores.assign(**stamps))
+    chunks before it, so that worker processes do it beside the scoring. Text columns are made
+    ``string`` here, as the contract declares them (pandera would convert them; then the
+    check is data.schema_check's single pass)."""
+    n = len(scores)
+    text = {k: pd.array(np.full(n, v, dtype=object), dtype="string") for k, v in stamps.items()
+            if isinstance(v, str)}  # fmt: skip
+    scores = scores.assign(**{**stamps, **text})
+    if scores["pseudonym"].dtype == object:
+        scores["pseudonym"] = scores["pseudonym"].astype("string")
+    scores = validated(schema, scores)
     return FinishedChunk(scores, csv_rows(scores), count_chunk(scores, drift_counts, selection))
 
 

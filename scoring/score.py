@@ -1084,7 +1084,7 @@ def explain(
         frames.append(
             pd.DataFrame(
                 {
-                    "pseudonym": np.repeat(pid, k + 3),
+                    "pseudonym": pd.array(np.repeat(pid, k + 3), dtype="string"),
                     "outcome": o,
                     "rank": np.tile(np.arange(k + 3), n),
                     "item": col(np.full(n, "bias", dtype=object),

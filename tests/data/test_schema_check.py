@@ -31,7 +31,7 @@ SCHEMA = pa.DataFrameSchema(
         "count": pa.Column("int64", [pa.Check.ge(0), pa.Check.le(5)]),
         "serial": pa.Column("int64", unique=True),
         "finite": pa.Column("float64", pa.Check(np.isfinite)),
-        "label": pa.Column("string", pa.Check.notin(["bad"]), nullable=True),
+        "label": pa.Column("string", pa.Check.notin(["bad"]), nullable=True, coerce=True),
         "one": pa.Column("float64", [pa.Check.eq(1.0), pa.Check.ne(2.0)], required=False),
         "day": pa.Column("datetime64[ns]"),
     },
@@ -73,10 +73,12 @@ HOSTILE = [
 
 
 def _pandera_accepts(frame: pd.DataFrame) -> bool:
+    """Whether pandera accepts ``frame`` as it is (returns the same table: nothing coerced)."""
     try:
-        SCHEMA.validate(frame)
+        checked = SCHEMA.validate(frame)
     except (SchemaError, SchemaErrors):
         return False
+    pd.testing.assert_frame_equal(checked, frame)  # the fast path returns ``frame`` itself
     return True
 
 
@@ -150,6 +152,14 @@ def test_a_broken_rule_gets_pandera_and_its_error(change):
         validated(SCHEMA, frame)
     with pytest.raises(SchemaErrors):
         validated(SCHEMA, frame, lazy=True)
+
+
+def test_text_held_as_object_in_a_coerced_column_is_left_to_pandera():
+    # pandera accepts object text as "string" but returns it converted: so must we
+    frame = _valid(30, 2)
+    frame["label"] = frame["label"].astype(object)
+    assert not surely_valid(SCHEMA, frame)
+    assert validated(SCHEMA, frame)["label"].dtype == "string"
 
 
 def test_a_column_to_coerce_is_left_to_pandera():
