@@ -218,6 +218,7 @@ def main() -> None:
           + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))  # fmt: skip
     print(f"scoring (risk + forecasts + {7} what-if scenarios): {c['scored'] / s['score']:,.0f} "
           f"residents/s; score + select + explain: {s['score'] + s['select'] + s['explain']:.1f} s")  # fmt: skip
+    print(f"peak RSS of the scoring process (ru_maxrss, timed run): {info['peak_mb']:,.0f} MB")
     if not args.no_memory_run:
         memory = scoring_child(pss=True)
         ms = memory["seconds"]
