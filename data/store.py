@@ -46,10 +46,11 @@ def sha256_file(path: Path) -> str:
 #: Rows per Parquet row group of a fiscal year's checkups. The rows are sorted by pseudonym, so
 #: each group covers a narrow pseudonym range, and a scoring chunk (a pseudonym range of the
 #: sorted eligibility index) decodes only the groups its range overlaps (the groups' min/max
-#: statistics; :func:`read_checkup_history`) instead of the whole store at every chunk. A
-#: 25,000-resident chunk of a 1M store needs ≈ 14,000 rows a year: groups of 65,536 decoded
-#: ≈ 5 times that, 16,384 ≈ 2 (history read 0.15 → 0.09 s a chunk, bench/README.md).
-CHECKUP_ROW_GROUP = 16_384
+#: statistics; :func:`read_checkup_history`) instead of the whole store at every chunk. Groups
+#: of 16,384 read a 25,000-resident chunk of a 1M store faster (0.15 → 0.09 s) but raised the
+#: 10M run's peak: the explanations' read of residents spread over the whole store held
+#: ≈ 0.2 GB more (bench/README.md); kept at 65,536.
+CHECKUP_ROW_GROUP = 65_536
 
 
 def _write_parquet(
@@ -294,25 +295,11 @@ def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.
     return checked_checkups(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), store)
 
 
-#: The checkups dataset of the store last read in this process (key: as :data:`_VERIFIED`'s):
-#: its files' footers are parsed once, not at every scoring chunk (≈ 0.35 MB a fiscal year at
-#: 1M residents in row groups of :data:`CHECKUP_ROW_GROUP`).
-_DATASET: dict[tuple[str, int, int], object] = {}
-
-
 def _checkup_dataset(store: Path):
     import pyarrow.dataset as ds
 
     read_manifest(store)
-    stat = (Path(store) / MANIFEST).stat()
-    key = (str(Path(store).resolve()), stat.st_mtime_ns, stat.st_size)
-    dataset = _DATASET.get(key)
-    if dataset is None:
-        _DATASET.clear()
-        dataset = _DATASET[key] = ds.dataset(
-            store / "checkups", format="parquet", partitioning="hive"
-        )
-    return dataset
+    return ds.dataset(store / "checkups", format="parquet", partitioning="hive")
 
 
 def read_checkup_columns(
@@ -393,9 +380,16 @@ def read_checkup_history(
     default read-ahead (4 files × 16 batches, decoded) held ≈ 1.3 GB to keep 50 MB of rows on
     a 1M-resident store, at every chunk; one at a time ≈ 0.15 GB, and no slower.
     """
+    import pyarrow.dataset as ds
+
     dataset = _checkup_dataset(store)
     flt = history_filter(pseudonyms, max_fiscal_year)
-    frame = dataset.to_table(filter=flt, fragment_readahead=1, batch_readahead=1).to_pandas()
+    # No pre-buffering: Arrow would read ahead every selected row group of a file at once,
+    # ≈ 0.3 GB for the explanations' residents spread over a 10M store, and no faster.
+    options = ds.ParquetFragmentScanOptions(pre_buffer=False)
+    frame = dataset.to_table(
+        filter=flt, fragment_readahead=1, batch_readahead=1, fragment_scan_options=options
+    ).to_pandas()
     fy = frame.pop("fiscal_year").astype("int64")
     frame.insert(2, "fiscal_year", pd.array(fy.to_numpy(), dtype="Int16"))
     return checked_checkups(frame, store)
