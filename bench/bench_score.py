@@ -20,11 +20,11 @@
 
 Prints residents/s and seconds per 100k of the scoring step beside that native cost and their
 ratio (``--repeat`` timed runs alternated with as many native measurements, default 3: the
-medians are compared, each pair printed), and, from one more scoring run (unless ``--no-memory-run``: sampling the memory of
-the worker processes slows the run it measures), the scoring child's peak RSS, overall and by
-step of the run (:class:`StepMemory`: ``eligible``, ``score``, ``select``, ``explain``,
-``tables``); while worker processes run (kenshin.workers), also the peak of the process
-tree's summed PSS (``<step>+workers``).
+medians are compared, each pair printed), and, from one more scoring run (unless
+``--no-memory-run``: sampling the memory of the worker processes slows the run it measures),
+the scoring child's peak RSS, overall and by step of the run (:class:`StepMemory`:
+``eligible``, ``score``, ``select``, ``explain``, ``tables``); while worker processes run
+(kenshin.workers), also the peak of the process tree's summed PSS (``<step>+workers``).
 ``KENSHIN_SCORE_WORKERS`` is passed on to the scoring child. An existing ``--workdir`` is
 reused: its trained ward, scoring ward and replicated stores are made only when missing.
 Targets (2 cores, bench/README.md): scoring + SHAP ≤ 1.3 × the native cost; 100k residents ≤ 60 s with SHAP for every letter; 1M residents
@@ -159,36 +159,36 @@ def main() -> None:
         score_ward = big
     out = work / f"out_{args.residents}_x{args.replicate}"
     budget = args.letters or args.budget
-    code = (
-        "import json, resource; from pathlib import Path; "
-        "from kenshin.annual import AnnualRunConfig, run_annual; "
-        "from scoring.score import load_scoring_config; "
-        "from scoring.selection import Budget, load_config; "
-        f"sel = load_config().model_copy(update={{'budget': Budget(advice={budget}, "
-        f"see_doctor={budget})}}); "
-        f"cfg = AnnualRunConfig(store=Path({str(score_ward / 'store')!r}), fiscal_year={FY}, "
-        f"out=Path({str(out)!r}), workdir=Path({str(train / 'work')!r}), "
-        f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
-        f"report={bool(args.letters)}, log_mlflow=False); "
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "from bench_score import StepMemory; mem = StepMemory(pss=PSS); "
-        "r = run_annual(cfg); "
-        "from models.train import PREDICT_THREADS; from kenshin.workers import SCORE_WORKERS; "
-        "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, 'threads': PREDICT_THREADS, "
-        "'workers': SCORE_WORKERS, "
-        "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-        "'step_peak_mb': mem.peaks}))"
-    )
+
+    def scoring_code(pss: bool) -> str:
+        return (
+            "import json, resource; from pathlib import Path; "
+            "from kenshin.annual import AnnualRunConfig, run_annual; "
+            "from scoring.score import load_scoring_config; "
+            "from scoring.selection import Budget, load_config; "
+            f"sel = load_config().model_copy(update={{'budget': Budget(advice={budget}, "
+            f"see_doctor={budget})}}); "
+            f"cfg = AnnualRunConfig(store=Path({str(score_ward / 'store')!r}), fiscal_year={FY}, "
+            f"out=Path({str(out)!r}), workdir=Path({str(train / 'work')!r}), "
+            f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
+            f"report={bool(args.letters)}, log_mlflow=False); "
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"from bench_score import StepMemory; mem = StepMemory(pss={pss}); "
+            "r = run_annual(cfg); "
+            "from models.train import PREDICT_THREADS; from kenshin.workers import SCORE_WORKERS; "
+            "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, "
+            "'threads': PREDICT_THREADS, 'workers': SCORE_WORKERS, "
+            "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+            "'step_peak_mb': mem.peaks}))"
+        )
 
     def scoring_child(pss: bool) -> dict:
         res = subprocess.run(
-            [sys.executable, "-c", code.replace("PSS", str(pss))],
+            [sys.executable, "-c", scoring_code(pss)],
             check=True, env=env, capture_output=True, text=True,
         )  # fmt: skip
         return json.loads(res.stdout.strip().splitlines()[-1])
 
-    # Timed without the process tree's PSS: reading every process's smaps every 50 ms took
-    # ≈ 7 ms a process, a third of a core beside the run; memory by step is a second run.
     def native_child() -> dict:
         native = subprocess.run(
             [sys.executable, str(Path(__file__).with_name("native.py")), str(score_ward / "store"),
@@ -198,7 +198,9 @@ def main() -> None:
         return json.loads(native.stdout.strip().splitlines()[-1])
 
     # Both figures move with the shared machine's load (±15 % run to run): the timed run and
-    # the native predictions alternate, --repeat times, and the ratio is of their medians.
+    # the native predictions alternate, --repeat times, and the ratio is of their medians. The
+    # timed runs leave out the process tree's PSS: reading every process's smaps every 50 ms
+    # took ≈ 7 ms a process, a third of a core beside the run; memory by step is a run of its own.
     runs, natives = [], []
     for i in range(max(1, args.repeat)):
         runs.append(scoring_child(pss=False))

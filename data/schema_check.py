@@ -83,7 +83,7 @@ def _plain_schema(schema: pa.DataFrameSchema) -> bool:
         and not schema.parsers
         and not schema.add_missing_columns
         and not schema.drop_invalid_rows
-        and not (isinstance(schema.unique, str))
+        and not isinstance(schema.unique, str)
     )
 
 
@@ -165,9 +165,7 @@ def _check_holds(check: pa.Check, numbers: np.ndarray | None, present: pd.Series
 def _custom_holds(check: pa.Check, obj) -> bool:
     """A custom check: its function's answer must be a plain ``bool`` or an all-True bool
     array (a nullable answer is left to pandera)."""
-    if isinstance(check._check_fn, Dispatcher) or check.groupby is not None:
-        return False
-    if check.element_wise:
+    if isinstance(check._check_fn, Dispatcher) or check.groupby is not None or check.element_wise:
         return False
     out = check._check_fn(obj, **(check._check_kwargs or {}))
     if isinstance(out, (bool, np.bool_)):

@@ -1162,7 +1162,6 @@ def explain_selected(
         empty = EXPLANATIONS_SCHEMA.validate(
             pd.DataFrame(columns=list(EXPLANATIONS_SCHEMA.columns))
         )
-    if not len(who):
         chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]] = iter(())
     elif cfg.engine == "spark":
         from kenshin.spark import open_session

@@ -211,10 +211,7 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
         raise ValueError(f"selection needs the scores columns {absent}")
     # A chunk of scores comes with the default index: copying it (and consolidating its
     # ≈ 160 columns) only to renumber took most of this function's time.
-    default = isinstance(scores.index, pd.RangeIndex) and scores.index.equals(
-        pd.RangeIndex(len(scores))
-    )
-    s = scores if default else scores.reset_index(drop=True)
+    s = scores if scores.index.equals(pd.RangeIndex(len(scores))) else scores.reset_index(drop=True)
     d = letter_decisions(s, config)
     letter, outcome = (_codes(d.letter, _LETTERS), _codes(d.outcome, OUTCOMES))
     return pd.DataFrame(
