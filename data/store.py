@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,9 +48,10 @@ def sha256_file(path: Path) -> str:
 #: each group covers a narrow pseudonym range, and a scoring chunk (a pseudonym range of the
 #: sorted eligibility index) decodes only the groups its range overlaps (the groups' min/max
 #: statistics; :func:`read_checkup_history`) instead of the whole store at every chunk. Groups
-#: of 16,384 read a 25,000-resident chunk of a 1M store faster (0.15 → 0.09 s) but raised the
-#: 10M run's peak: the explanations' read of residents spread over the whole store held
-#: ≈ 0.2 GB more (bench/README.md); kept at 65,536.
+#: of 16,384 decode less at a chunk's edges (score step ≈ 5 % faster at 124k residents) but
+#: make every file's footer 4 × larger: ≈ 28 MB of metadata a fiscal year at 10M residents,
+#: parsed at every chunk (score 590 → 730 s, explanations 14 → 36 s; bench/README.md); kept
+#: at 65,536.
 CHECKUP_ROW_GROUP = 65_536
 
 
@@ -347,52 +349,67 @@ def _arrow_strings(t: pa.DataType) -> pd.ArrowDtype | None:
     return pd.ArrowDtype(t) if pa.types.is_string(t) or pa.types.is_large_string(t) else None
 
 
-def history_filter(pseudonyms: Iterable[str], max_fiscal_year: int | None = None):
-    """The Arrow filter of :func:`read_checkup_history`: these residents' rows (up to a fiscal
-    year), with their pseudonym range beside the list. The range selects the same rows and lets
-    Arrow skip row groups by their statistics (:data:`CHECKUP_ROW_GROUP`): a chunk of the
-    sorted index decodes a slice of the store."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    wanted = pa.array(list(pseudonyms), type=pa.string())
-    flt = ds.field("pseudonym").isin(wanted)
-    if len(wanted) and wanted.null_count == 0:
-        bounds = pc.min_max(wanted)
-        flt = (
-            (ds.field("pseudonym") >= bounds["min"].as_py())
-            & (ds.field("pseudonym") <= bounds["max"].as_py())
-            & flt
-        )
-    if max_fiscal_year is not None:
-        flt = flt & (ds.field("fiscal_year") <= max_fiscal_year)
-    return flt
-
-
 def read_checkup_history(
     store: Path, pseudonyms: Iterable[str], max_fiscal_year: int | None = None
 ) -> pd.DataFrame:
     """Checkups of some residents (up to a fiscal year), schema-checked like read_checkups.
 
-    Keeps only the matching rows (:func:`history_filter`), decoding only the row groups whose
-    pseudonym range meets the residents' (:data:`CHECKUP_ROW_GROUP`), one file and one batch
-    at a time, so a scoring chunk's memory is bounded by the chunk, not by the store: Arrow's
-    default read-ahead (4 files × 16 batches, decoded) held ≈ 1.3 GB to keep 50 MB of rows on
-    a 1M-resident store, at every chunk; one at a time ≈ 0.15 GB, and no slower.
+    Decodes only the row groups whose pseudonym range holds one of the residents
+    (:data:`CHECKUP_ROW_GROUP`), one file and one row group at a time, each filtered to the
+    residents before the next: a scoring chunk's memory is bounded by the chunk, and a read
+    of residents spread over the whole store by one row group and one file's footer (Arrow's
+    dataset kept every file's footer and read ahead: ≈ 0.4 GB at 10M residents).
     """
-    import pyarrow.dataset as ds
+    import pyarrow.compute as pc
 
-    dataset = _checkup_dataset(store)
-    flt = history_filter(pseudonyms, max_fiscal_year)
-    # No pre-buffering: Arrow would read ahead every selected row group of a file at once,
-    # ≈ 0.3 GB for the explanations' residents spread over a 10M store, and no faster.
-    options = ds.ParquetFragmentScanOptions(pre_buffer=False)
-    frame = dataset.to_table(
-        filter=flt, fragment_readahead=1, batch_readahead=1, fragment_scan_options=options
-    ).to_pandas()
-    fy = frame.pop("fiscal_year").astype("int64")
+    read_manifest(store)
+    wanted = pa.array(sorted(set(pseudonyms)), type=pa.string())
+    bounds = wanted.to_numpy(zero_copy_only=False)
+    parts, schema = [], None
+    for fy, path in _checkup_files(store, max_fiscal_year):
+        file = pq.ParquetFile(path, pre_buffer=False)
+        schema = schema or file.schema_arrow
+        for group in _groups_meeting(file.metadata, file.schema_arrow, bounds):
+            rows = file.read_row_group(group)
+            rows = rows.filter(pc.is_in(rows.column("pseudonym"), value_set=wanted))
+            if rows.num_rows:
+                year = pa.array(np.full(rows.num_rows, fy, dtype=np.int16))
+                parts.append(rows.append_column("fiscal_year", year))
+        del file
+    if schema is None:
+        return checked_checkups(pd.DataFrame(), store)
+    if not parts:
+        parts = [schema.empty_table().append_column("fiscal_year", pa.array([], pa.int16()))]
+    frame = pa.concat_tables(parts, promote_options="default").to_pandas()
+    fy = frame.pop("fiscal_year")
     frame.insert(2, "fiscal_year", pd.array(fy.to_numpy(), dtype="Int16"))
     return checked_checkups(frame, store)
+
+
+def _checkup_files(store: Path, max_fiscal_year: int | None = None) -> list[tuple[int, Path]]:
+    """(fiscal year, file) of the stored checkups, in fiscal year order."""
+    files = []
+    for folder in sorted((store / "checkups").glob("fiscal_year=*")):
+        fy = int(folder.name.split("=")[1])
+        if max_fiscal_year is None or fy <= max_fiscal_year:
+            files += [(fy, f) for f in sorted(folder.glob("*.parquet"))]
+    return files
+
+
+def _groups_meeting(metadata, schema: pa.Schema, wanted: np.ndarray) -> list[int]:
+    """Row groups of a checkup file that may hold one of ``wanted`` (sorted pseudonyms): those
+    whose pseudonym min/max statistics enclose one of them, and any without statistics."""
+    column = schema.get_field_index("pseudonym")
+    groups = []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            groups.append(group)
+            continue
+        first = np.searchsorted(wanted, stats.min, side="left")
+        if first < len(wanted) and wanted[first] <= stats.max:
+            groups.append(group)
+    return groups
 
 
 #: Enrollment rows checked and filtered at a time by ``read_enrollment(covering=…)``.

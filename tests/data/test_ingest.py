@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import stat
 
 import pandas as pd
@@ -487,20 +488,20 @@ def test_checkups_are_stored_by_pseudonym_in_row_groups_a_chunk_reads_a_slice_of
     tmp_path, small_ward, monkeypatch
 ):
     """Each fiscal year's checkups sorted by pseudonym in row groups of CHECKUP_ROW_GROUP rows:
-    the filter read_checkup_history reads a scoring chunk with keeps only the groups its
-    pseudonym range meets (by their statistics), and the read gives exactly the rows of the
-    residents asked for."""
-    import pyarrow.dataset as ds
+    read_checkup_history decodes only the groups whose pseudonym range (their statistics)
+    holds one of the residents (a scoring chunk: one or two a year; residents spread over the
+    store: the groups holding them), and gives exactly the rows of the residents asked for."""
     import pyarrow.parquet as pq
 
     import data.store as store_mod
-    from data.store import history_filter, read_checkup_history
+    from data.store import MANIFEST, fingerprint, read_checkup_history
 
     monkeypatch.setattr(store_mod, "CHECKUP_ROW_GROUP", 200)
     write_synth_bundle(small_ward, tmp_path / "bundle")
     store = tmp_path / "store"
     ingest(tmp_path / "bundle", store)
-    for f in sorted((store / "checkups").rglob("*.parquet")):
+    files = sorted((store / "checkups").rglob("*.parquet"))
+    for f in files:
         meta = pq.ParquetFile(f).metadata
         assert meta.num_row_groups > 3 and all(
             meta.row_group(i).num_rows <= 200 for i in range(meta.num_row_groups)
@@ -509,12 +510,32 @@ def test_checkups_are_stored_by_pseudonym_in_row_groups_a_chunk_reads_a_slice_of
         assert who == sorted(who), f
     everyone = read_checkups(store)
     people = everyone["pseudonym"].drop_duplicates().sort_values(ignore_index=True)
+    decoded = []
+    real = pq.ParquetFile.read_row_group
+
+    def counted(self, i, *args, **kwargs):
+        decoded.append(i)
+        return real(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    total = sum(pq.ParquetFile(f).metadata.num_row_groups for f in files)
     chunk = people.iloc[len(people) // 3 : len(people) // 3 + 100]
-    fragments = list(ds.dataset(store / "checkups", format="parquet").get_fragments())
-    kept = sum(len(f.split_by_row_group(history_filter(chunk))) for f in fragments)
-    total = sum(f.metadata.num_row_groups for f in fragments)
-    assert kept <= 2 * len(fragments) < total  # one or two groups a year, of many
-    got = read_checkup_history(store, chunk)
-    want = everyone[everyone["pseudonym"].isin(set(chunk))].reset_index(drop=True)
-    assert len(got) == len(want) > 0
-    pd.testing.assert_frame_equal(got, want[got.columns])
+    spread = people.iloc[:: len(people) // 5][:5]
+    for who, most in ((chunk, 2 * len(files)), (spread, 5 * len(files))):
+        decoded.clear()
+        got = read_checkup_history(store, who)
+        want = everyone[everyone["pseudonym"].isin(set(who))].reset_index(drop=True)
+        assert len(got) == len(want) > 0
+        pd.testing.assert_frame_equal(got, want[got.columns])
+        assert 0 < len(decoded) <= most < total  # one or two groups a year, of many
+    # a file written without statistics (another writer's) is read whole, and still right
+    before = read_checkup_history(store, chunk)
+    year = files[-1]
+    pq.write_table(pq.read_table(year), year, row_group_size=200, write_statistics=False)
+    manifest = json.loads((store / MANIFEST).read_text())
+    manifest["store_fingerprint"] = fingerprint(store)
+    (store / MANIFEST).write_text(json.dumps(manifest))
+    decoded.clear()
+    after = read_checkup_history(store, chunk)
+    assert len(decoded) > pq.ParquetFile(year).metadata.num_row_groups
+    pd.testing.assert_frame_equal(after, before)
