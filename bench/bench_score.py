@@ -208,7 +208,10 @@ def main() -> None:
             natives.append(native_child())
         if args.repeat > 1:
             s = runs[-1]["seconds"]
-            line = f"repeat {i + 1}: score + explain {s['score'] + s['explain']:.1f} s"
+            line = (
+                f"repeat {i + 1}: score + explain {s['score'] + s['explain']:.1f} s "
+                f"(score {s['score']:.1f}, explain {s['explain']:.1f})"
+            )
             if natives:
                 line += f", native (2 threads) {_native_total(natives[-1])['2']:.1f} s"
             print(line)

@@ -1018,10 +1018,14 @@ SHAP_BLOCK_ROWS = 500
 def _contributions_and_risks(engine, X: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """(SHAP contributions, risk) of every outcome on the prediction workers. Each outcome's
     rows go in as many blocks as there are workers: seven outcomes of unequal size on two
-    workers left one idle for the last; a row's values do not depend on its block."""
+    workers left one idle for the last; a row's values do not depend on its block. The jobs
+    go block by block (every outcome's first block, then every second one): a booster runs
+    one call at a time (models.train.booster_predict), so an outcome's two blocks side by side
+    ran one after the other, and the explanations' SHAP on one core."""
     blocks = max(1, min(models.train.PREDICT_THREADS, len(X) // SHAP_BLOCK_ROWS))
     cuts = np.linspace(0, len(X), blocks + 1).astype(int)
-    jobs = [(o, a, b) for o in engine.outcomes for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    spans = list(zip(cuts[:-1], cuts[1:], strict=True))
+    jobs = [(o, a, b) for a, b in spans for o in engine.outcomes]
     done = parallel_map(
         lambda j: (
             engine.contributions(X[j[1] : j[2]], j[0]).to_numpy(),
@@ -1029,9 +1033,10 @@ def _contributions_and_risks(engine, X: np.ndarray) -> list[tuple[np.ndarray, np
         ),  # fmt: skip
         jobs,
     )
+    n = len(engine.outcomes)
     out = []
-    for k in range(len(engine.outcomes)):
-        mine = done[k * blocks : (k + 1) * blocks]
+    for k in range(n):
+        mine = done[k::n]  # outcome k's blocks, in row order
         out.append((np.concatenate([c for c, _ in mine]), np.concatenate([r for _, r in mine])))
     return out
 

@@ -210,6 +210,33 @@ def test_scores_do_not_depend_on_the_prediction_threads(annual, monkeypatch):
     pd.testing.assert_frame_equal(out[1][3], out[2][3], check_exact=True)
 
 
+def test_shap_jobs_side_by_side_are_different_boosters(annual, monkeypatch):
+    """A booster runs one call at a time (models.train.booster_predict): the explanations'
+    SHAP jobs that the prediction threads take side by side are different outcomes' (an
+    outcome's two blocks side by side ran one after the other: SHAP on one core)."""
+    import models.train
+    import scoring.score
+    from scoring.score import explain, index_features
+
+    monkeypatch.setattr(scoring.score, "SHAP_BLOCK_ROWS", 7)
+    monkeypatch.setattr(models.train, "PREDICT_THREADS", 2)
+    taken = []
+    real = scoring.score.parallel_map
+
+    def recorded(fn, items):
+        items = list(items)
+        taken.extend(items)
+        return real(fn, items)
+
+    monkeypatch.setattr(scoring.score, "parallel_map", recorded)
+    model, index, history = _chunk(annual)
+    explain(model.engine, index_features(history, index.iloc[:60], model.feature_config))
+    outcomes = [job[0] for job in taken]
+    assert len(outcomes) == 2 * len(model.engine.outcomes)
+    assert all(a != b for a, b in zip(outcomes, outcomes[1:], strict=False))
+    assert all(outcomes.count(o) == 2 for o in model.engine.outcomes)
+
+
 def test_scores_do_not_depend_on_the_worker_processes(annual, monkeypatch):
     """The same residents scored in the run's own process and in three forked workers
     (kenshin.workers), each cut into its own chunks: the same scores and drift counts to the
