@@ -49,9 +49,9 @@ def sha256_file(path: Path) -> str:
 #: sorted eligibility index) decodes only the groups its range overlaps (the groups' min/max
 #: statistics; :func:`read_checkup_history`) instead of the whole store at every chunk. Groups
 #: of 16,384 decode less at a chunk's edges (score step ≈ 5 % faster at 124k residents) but
-#: make every file's footer 4 × larger: ≈ 28 MB of metadata a fiscal year at 10M residents,
-#: parsed at every chunk (score 590 → 730 s, explanations 14 → 36 s; bench/README.md); kept
-#: at 65,536.
+#: make every file's footer 4 × larger (≈ 28 MB of parsed metadata a fiscal year at 10M
+#: residents, parsed again at every chunk): a 10M store's chunks read slower (8 chunks: 6.3
+#: against 5.4 s; bench/README.md). Kept at 65,536.
 CHECKUP_ROW_GROUP = 65_536
 
 
