@@ -357,13 +357,13 @@ def read_checkup_history(
     Decodes only the row groups whose pseudonym range holds one of the residents
     (:data:`CHECKUP_ROW_GROUP`), one file and one row group at a time, each filtered to the
     residents before the next: a scoring chunk's memory is bounded by the chunk, and a read
-    of residents spread over the whole store by one row group and one file's footer (Arrow's
-    dataset kept every file's footer and read ahead: ≈ 0.4 GB at 10M residents).
+    of residents spread over the whole store by one row group and one file's footer (an Arrow
+    dataset kept every file's footer to the end: +211 against +142 MB at 10M residents).
     """
     import pyarrow.compute as pc
 
     read_manifest(store)
-    wanted = pa.array(sorted(set(pseudonyms)), type=pa.string())
+    wanted = pa.array(sorted({p for p in pseudonyms if isinstance(p, str)}), type=pa.string())
     bounds = wanted.to_numpy(zero_copy_only=False)
     parts, schema = [], None
     for fy, path in _checkup_files(store, max_fiscal_year):
@@ -398,12 +398,12 @@ def _checkup_files(store: Path, max_fiscal_year: int | None = None) -> list[tupl
 
 def _groups_meeting(metadata, schema: pa.Schema, wanted: np.ndarray) -> list[int]:
     """Row groups of a checkup file that may hold one of ``wanted`` (sorted pseudonyms): those
-    whose pseudonym min/max statistics enclose one of them, and any without statistics."""
+    whose pseudonym min/max statistics enclose one of them, and any without text statistics."""
     column = schema.get_field_index("pseudonym")
     groups = []
     for group in range(metadata.num_row_groups):
         stats = metadata.row_group(group).column(column).statistics
-        if stats is None or not stats.has_min_max:
+        if stats is None or not stats.has_min_max or not isinstance(stats.min, str):
             groups.append(group)
             continue
         first = np.searchsorted(wanted, stats.min, side="left")
