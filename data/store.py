@@ -287,11 +287,11 @@ def read_checkups(store: Path, fiscal_years: Iterable[int] | None = None) -> pd.
     """Stored checkups (optionally some fiscal years), schema-checked, sorted by person and date."""
     read_manifest(store)
     parts = []
-    for d in sorted((store / "checkups").glob("fiscal_year=*")):
-        fy = int(d.name.split("=")[1])
-        if fiscal_years is not None and fy not in set(fiscal_years):
+    years = None if fiscal_years is None else set(fiscal_years)
+    for fy, path in _checkup_files(store):
+        if years is not None and fy not in years:
             continue
-        part = pq.read_table(d / "part-0.parquet").to_pandas()
+        part = pq.read_table(path).to_pandas()
         part.insert(2, "fiscal_year", pd.array([fy] * len(part), dtype="Int16"))
         parts.append(part)
     return checked_checkups(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), store)
