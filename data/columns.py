@@ -89,6 +89,19 @@ ENROLLMENT_COLUMNS: dict[str, Kind] = {
 }
 ENROLLMENT_REQUIRED = ("person_id", "enrolled_from")
 END_REASONS = ("moved_out", "deceased", "changed_insurer", "turned_75", "other")
+#: The Japanese words municipal systems write for them (資格喪失事由), read as the codes above.
+END_REASON_WORDS = {
+    "転出": "moved_out",
+    "死亡": "deceased",
+    "社保加入": "changed_insurer",
+    "社会保険加入": "changed_insurer",
+    "他保険加入": "changed_insurer",
+    "被用者保険加入": "changed_insurer",
+    "後期高齢者医療": "turned_75",
+    "後期高齢者医療加入": "turned_75",
+    "75歳到達": "turned_75",
+    "その他": "other",
+}
 
 #: Contact details; only the letter step reads these (docs/contract.md §Contacts).
 CONTACT_COLUMNS: dict[str, Kind] = {

@@ -194,6 +194,7 @@ def ingest(
     ``on_step`` is called with each name of :data:`INGEST_STEPS` as it starts (progress display).
     """
     config = config or IngestConfig()
+    _check_store_target(Path(bundle), Path(store))
     key, created = load_or_create_key(config.key_file)
     _check_writable(store)
     with store_mod.store_lock(store):
@@ -201,6 +202,39 @@ def ingest(
         result = _ingest_locked(bundle, store, config, key, on_step)
     result.key_created = created
     return result
+
+
+def _check_store_target(bundle: Path, store: Path) -> None:
+    """Refuse a store path whose replacement would destroy something that is not a store.
+
+    Writing a store replaces the whole folder, so ``--store .``, ``--store BUNDLE`` or a
+    folder of other files would be deleted. Only a missing path, an empty folder or an earlier
+    kenshin store (it has a manifest, or the checkups and private folders) may be replaced.
+    """
+    store, bundle = store.resolve(), bundle.resolve()
+    if store == bundle or store in bundle.parents or bundle in store.parents:
+        raise BadInputError(
+            f"{store}: the store cannot be the bundle, hold it or lie inside it; "
+            "choose a folder of its own (e.g. --store store)"
+        )
+    if store in Path.cwd().resolve().parents or store == Path.cwd().resolve():
+        raise BadInputError(
+            f"{store}: the store cannot be the current folder or one above it; "
+            "choose a folder of its own (e.g. --store store)"
+        )
+    if not store.exists() and not store.is_symlink():
+        return
+    if not store.is_dir():
+        raise BadInputError(f"{store}: exists and is not a folder; choose another --store")
+    if (store / store_mod.MANIFEST).exists() or (
+        (store / "checkups").is_dir() and (store / store_mod.PRIVATE).is_dir()
+    ):
+        return
+    if any(store.iterdir()):
+        raise BadInputError(
+            f"{store}: a folder that holds other files and is not a kenshin store; writing "
+            "the store would replace it — choose a new or empty folder"
+        )
 
 
 def _check_writable(store: Path) -> None:
@@ -244,6 +278,9 @@ def _ingest_locked(
 
 def _source_info(bundle: Path, raw: dict[str, RawTable]) -> list[dict]:
     """File, sha256 and size of every source file of the bundle (XML/ZIP included)."""
+    if bundle.is_file():  # one XML document or ZIP archive
+        return [{"file": bundle.name, "sha256": store_mod.sha256_file(bundle),
+                 "bytes": bundle.stat().st_size}]  # fmt: skip
     sources = sorted(
         {str(p.relative_to(bundle)): p for t in raw.values() for p in t.sources}.items()
     )
@@ -472,6 +509,11 @@ def _manifest(
         },
         "invalid_codes": report["invalid_codes"],
         "derived_out_of_range": report["derived_out_of_range"],
+        # Values read as missing: "not measured" markers, enrolled_until 9999-12-31 (open).
+        "read_as_missing": {
+            "checkups": report["missing_markers"],
+            "enrollment": {"enrolled_until": valid.enrollment.report["open_end_dates"]},
+        },
         "reject_guard": {
             "max_share": config.max_reject_share,
             "accepted": config.accept_rejects,
@@ -503,9 +545,10 @@ def _top_reasons(rejects: pd.DataFrame, table: str, n: int = 3) -> str:
     reasons = "; ".join(f"{reason} ({rows:,})" for reason, rows in top.head(n).items())
     first = mine.loc[mine["reason"] == top.index[0]].iloc[0]
     value = "" if pd.isna(first["value"]) else f" value {first['value']!r}"
+    column = "" if pd.isna(first["column"]) else f", column {first['column']}"
     return (
-        f"top reasons: {reasons}; e.g. {first['source_file']} row {first['source_row']}, "
-        f"column {first['column']}{value}"
+        f"top reasons: {reasons}; e.g. {first['source_file']} row {first['source_row']}"
+        f"{column}{value}"
     )
 
 

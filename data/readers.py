@@ -16,6 +16,7 @@ import difflib
 import io
 import re
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,25 @@ def decode_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
 _NUL_MARK = "\ufffe"
 
 
+def _parse_csv(text: str, name: str, index_col: bool | None) -> pd.DataFrame:
+    try:
+        with warnings.catch_warnings():
+            # index_col=False warns when it drops the empty trailing fields (checked before).
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(
+                io.StringIO(text),
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                skipinitialspace=False,
+                index_col=index_col,
+                engine="c",
+            )
+    except pd.errors.ParserError as exc:
+        detail = " ".join(str(exc).split())
+        raise BadInputError(f"{name}: malformed CSV ({detail})") from exc
+
+
 def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
     text, enc = decode_text(path, encoding)
     if "\x00" in text:
@@ -124,17 +144,23 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
         header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)])))
     except csv.Error as exc:
         raise BadInputError(f"{path.name}: malformed CSV header ({exc})") from None
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=False,
-            engine="c",
-        )
-    except pd.errors.ParserError as exc:
-        raise BadInputError(f"{path.name}: malformed CSV ({exc})") from exc
+    frame = _parse_csv(text, path.name, index_col=None)
+    if not isinstance(frame.index, pd.RangeIndex):
+        # Every data row has one field more than the header: pandas took the first column as
+        # an index. A comma after the last field (an empty extra field) is common in vendor
+        # exports and is dropped; a value there has no column, so it is bad input.
+        extra = frame[frame.columns[-frame.index.nlevels :]].notna().any(axis=1).to_numpy()
+        if extra.any():
+            line = int(np.argmax(extra)) + 2
+            raise BadInputError(
+                f"{path.name}: data rows have more fields than the header (line {line} has a "
+                "value past the last column); fix the header or the rows"
+            )
+        frame = _parse_csv(text, path.name, index_col=False)
+    # A header ending in a comma names an empty column; dropped when it holds nothing.
+    if len(header) == len(frame.columns):
+        blank = [c for c, h in zip(frame.columns, header, strict=True) if not h.strip()]
+        frame = frame.drop(columns=[c for c in blank if frame[c].isna().all()])
     # A file cut off mid-row: no final newline and a short last row.
     if not text.endswith(("\n", "\r")) and len(frame):
         last = next(csv.reader(io.StringIO(text[text.rfind("\n") + 1 :])), [])
@@ -165,7 +191,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             # 1.0 -> "1": integral floats from Parquet must not fail integer-code checks.
             if pd.api.types.is_float_dtype(s):
                 txt = txt.str.replace(r"\.0$", "", regex=True)
-            out[col] = txt
+            # An empty or blank text is missing, as an empty CSV cell is.
+            out[col] = txt.mask(txt.str.strip().eq("").fillna(False))
     return out.astype(object).where(out.notna(), None)
 
 
@@ -288,16 +315,22 @@ def read_table(
 
 
 def read_bundle(bundle: Path, encoding: str | None = None) -> dict[str, RawTable]:
-    """Read all tables of a bundle folder. ``checkups`` (from CSV/Parquet/XML) is required."""
-    if not bundle.is_dir():
+    """Read all tables of a bundle: a folder, or one checkup file a reader takes (an XML
+    document or an exchange ZIP archive). ``checkups`` (from CSV/Parquet/XML) is required."""
+    _register_plugins()
+    single = bundle.is_file() and bundle.suffix.lower() in CHECKUP_READERS
+    if not bundle.is_dir() and not single:
+        if bundle.exists():
+            raise BadInputError(
+                f"{bundle}: not a bundle folder, nor an XML document or ZIP archive of checkups"
+            )
         raise BadInputError(f"{bundle}: bundle folder does not exist")
     tables = {}
     for name in TABLES:
-        paths = find_table_files(bundle, name)
+        paths = [] if single else find_table_files(bundle, name)
         tables[name] = read_table(name, paths, encoding)
-    _register_plugins()
     # Each reader is called once with the whole folder, so it can parse its files in parallel.
-    suffixes = {p.suffix.lower() for p in bundle.rglob("*")}
+    suffixes = {bundle.suffix.lower()} if single else {p.suffix.lower() for p in bundle.rglob("*")}
     wanted = {r: None for s, r in CHECKUP_READERS.items() if s in suffixes}
     xml_frames = [frame for reader in wanted for frame in reader(bundle)]
     if xml_frames:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from data import normalise as nz
-from data.columns import CHECKUP_COLUMNS, END_REASONS
+from data.columns import CHECKUP_COLUMNS, END_REASON_WORDS, END_REASONS
 from data.readers import (
     QUESTIONNAIRE_CODING,
     READER_FLAGS,
@@ -62,6 +62,10 @@ CODES: dict[str, tuple[int, ...]] = {
     "facility_doctor_judgement": tuple(range(10)),  # 9N511 coded: no national list, one digit
     **nz.QUESTIONNAIRE_CODES,
 }
+
+#: Oldest age a checkup row can carry (the store's contract); older means a placeholder birth
+#: date (1900-01-01 for "unknown" in some systems), which no later stage could use.
+MAX_AGE = 120
 
 #: 特定健診 began in April 2008: an earlier exam date is a wrong date, not a checkup.
 FIRST_TOKUTEI_FY = 2008
@@ -167,7 +171,7 @@ def validate_checkups(
     """
     r = _Rejector(raw, "checkups")
     out = _keys_and_dates(r, raw, today or pd.Timestamp.today().normalize(), min_fiscal_year)
-    _numbers(r, raw, out)
+    markers = _numbers(r, raw, out)
     codes = _codes(r, raw, out, coding)
     derived = _ranges_and_derived(r, out)
     out["soft_flags"] = _soft_flags(raw, out, codes.invalid, derived)
@@ -184,6 +188,7 @@ def validate_checkups(
             "bmi": int((derived.bmi_out & kept).sum()),
             "egfr": int((derived.egfr_out & kept).sum()),
         },
+        "missing_markers": {c: int((m & kept).sum()) for c, m in markers.items()},
     }
     return result
 
@@ -209,19 +214,48 @@ def _keys_and_dates(
     )
     out["age"] = nz.age_at_fiscal_year_end(out["birth_date"], out["fiscal_year"])
     r.fail(out["age"] < 18, "birth_date", "age at fiscal-year end is under 18")
+    r.fail(
+        out["age"] > MAX_AGE,
+        "birth_date",
+        f"age at fiscal-year end is over {MAX_AGE} (a placeholder birth date such as 1900-01-01?)",
+    )
     return out
 
 
-def _numbers(r: _Rejector, raw: pd.DataFrame, out: pd.DataFrame) -> None:
-    """Every numeric measurement as float64 (a value that is not a number rejects the row)."""
+#: What exports write for "not measured" in a number column (欠測の表記), read as missing and
+#: counted per column in the manifest. Compared after NFKC, trimmed, case-folded.
+MISSING_MARKERS = frozenset(
+    {"-", "--", "―", "—", "na", "n/a", "nan", "null", "none", "未実施", "未測定", "欠測", "未検査"}
+)
+
+
+def _missing_markers(values: pd.Series) -> np.ndarray:
+    codes, uniques = pd.factorize(values)  # a column holds few distinct texts
+    folded = pd.Series(uniques, dtype="string").str.normalize("NFKC").str.strip().str.lower()
+    hit = folded.isin(MISSING_MARKERS).fillna(False).to_numpy(dtype=bool)
+    return np.append(hit, False)[codes]
+
+
+def _numbers(r: _Rejector, raw: pd.DataFrame, out: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every numeric measurement as float64 (a value that is not a number rejects the row).
+
+    Returns, per column, the rows whose value was a "not measured" marker (now missing).
+    """
+    markers = {}
     for col, kind in CHECKUP_COLUMNS.items():
         if col in out.columns or kind == "str" or kind == "date":
             continue
         if col in CODES:
             continue  # after questionnaire harmonisation (_codes)
-        values, bad = nz.coerce_numeric(raw[col])
+        column = raw[col]
+        marked = _missing_markers(column) if column.dtype == object else None
+        if marked is not None and marked.any():
+            markers[col] = marked
+            column = column.where(~marked, None)
+        values, bad = nz.coerce_numeric(column)
         r.fail(bad, col, f"{col} is not a number")
         out[col] = values.astype("float64")
+    return markers
 
 
 @dataclass(frozen=True)
@@ -383,13 +417,18 @@ def validate_enrollment(raw: pd.DataFrame) -> Validated:
     out = pd.DataFrame(index=raw.index)
     out["person_id"] = _person_ids(r, raw)
     out["enrolled_from"] = _dates(r, "enrolled_from", required=True)
+    # 9999-12-31 is how many systems write "still a member" (the contract's empty cell).
+    until = raw["enrolled_until"].astype("string").str.strip()
+    still = until.str.fullmatch(_OPEN_END, na=False).to_numpy(dtype=bool)
+    r.raw = raw.assign(enrolled_until=raw["enrolled_until"].where(~still, None))
     out["enrolled_until"] = _dates(r, "enrolled_until", required=False)
     r.fail(
         out["enrolled_until"] < out["enrolled_from"],
         "enrolled_until",
         "enrolled_until is before enrolled_from",
     )
-    reason = raw["end_reason"].astype("string").str.strip()
+    reason = raw["end_reason"].astype("string").str.normalize("NFKC").str.strip()
+    reason = reason.replace(END_REASON_WORDS).str.lower()
     r.fail(
         reason.notna() & ~reason.isin(END_REASONS),
         "end_reason",
@@ -398,8 +437,13 @@ def validate_enrollment(raw: pd.DataFrame) -> Validated:
     out["end_reason"] = reason
     out[SOURCE_FILE] = raw[SOURCE_FILE].to_numpy()
     out[SOURCE_ROW] = raw[SOURCE_ROW].to_numpy()
-    return r.result(out)
+    result = r.result(out)
+    result.report = {"open_end_dates": int((still & ~r.rejected).sum())}
+    return result
 
+
+#: ``enrolled_until`` texts read as "still a member" (open-ended period).
+_OPEN_END = r"9999[-/.]?12[-/.]?31|99999999"
 
 _TRUE = {"true", "1", "yes", "y", "t", "はい", "○"}
 _FALSE = {"false", "0", "no", "n", "f", "いいえ", ""}

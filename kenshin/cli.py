@@ -148,7 +148,9 @@ def progress() -> Progress:
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         console=err_console,
-        transient=not sys.stderr.isatty(),
+        # Not on a terminal (a job log, a pipe) a bar is noise: rich would still end it with
+        # an empty line before the one-line result.
+        disable=not sys.stderr.isatty(),
     )
 
 

@@ -167,6 +167,11 @@ def run_ingest(
     return result
 
 
+def _or_dash(value) -> str:
+    """A table cell: a missing value (a whole-document reject has no column) as "—"."""
+    return "—" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
 def print_ingest_summary(console: Console, result: IngestResult, store: Path) -> None:
     """Row accounting per table, reject reasons, and extras: what was read, written, rejected."""
     table = Table(title=data_text(f"row accounting → {store}"))
@@ -191,14 +196,14 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
             rt.add_column(col)
         for r in reasons:
             rt.add_row(
-                data_text(r["table"]), data_text(r["column"]), data_text(r["reason"]),
+                data_text(r["table"]), data_text(_or_dash(r["column"])), data_text(r["reason"]),
                 f"{r['rows']:,}",
             )  # fmt: skip
         console.print(rt)
         first = result.rejects.head(5)
         for r in first.itertuples():
-            _say(console, f"  e.g. {r.source_file} row {r.source_row}, column {r.column}: "
-                 f"{r.reason}")  # fmt: skip
+            column = "" if _or_dash(r.column) == "—" else f", column {r.column}"
+            _say(console, f"  e.g. {r.source_file} row {r.source_row}{column}: {r.reason}")
     for name, notes in result.manifest.get("reader_notes", {}).items():
         for source, report in notes.items():
             _say(console, f"{name} from {source}: {report}")
@@ -209,6 +214,8 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
         _say(console, f"unknown columns in {name} kept aside (private/extra_columns.parquet): "
              f"{cols}")  # fmt: skip
     print_questionnaire_coding(console, result.manifest)
+    for line in _read_as_missing_lines(result.manifest) + _agreement_lines(result.manifest):
+        _say(console, line)
     for name in result.manifest.get("missing_tables", []):
         _say(console, f"warning: no {name} table in the bundle: {MISSING_TABLE_EFFECT.get(name)}")
     if getattr(result, "key_created", None) is not None:
@@ -228,13 +235,44 @@ def _say(console: Console, line: object) -> None:
     console.print(data_text(line), highlight=False, soft_wrap=False)
 
 
+def _read_as_missing_lines(manifest: dict) -> list[str]:
+    """Values an export marked as not measured (``-``, ``未実施``…) or open (9999-12-31)."""
+    lines = []
+    for table, counts in manifest.get("read_as_missing", {}).items():
+        shown = ", ".join(f"{col} {n:,}" for col, n in counts.items() if n)
+        if shown:
+            what = "open end (9999-12-31)" if table == "enrollment" else "'not measured' marks"
+            lines.append(f"{table}: {what} read as missing: {shown}")
+    return lines
+
+
+#: The facility's judgement items, as the summary names them.
+_FACILITY_LABELS = {
+    "metabolic_syndrome": "metabolic syndrome (9N501)",
+    "guidance_level": "guidance level (9N506)",
+}
+
+
+def _agreement_lines(manifest: dict) -> list[str]:
+    """How often the facility's own judgements agree with kenshin's (where it gave one)."""
+    lines = []
+    for name, a in manifest.get("facility_agreement", {}).items():
+        if a.get("compared"):
+            lines.append(
+                f"facility judgement, {_FACILITY_LABELS.get(name, name)}: kenshin agrees on "
+                f"{a['agree']:,} of {a['compared']:,} checkups"
+                + (f" ({a['disagree']:,} to review)" if a["disagree"] else "")
+            )
+    return lines
+
+
 def _skipped_line(skipped: dict) -> str:
     """``skipped N files that are not regular files (…): name (FIFO), …`` (reader notes)."""
     files = skipped.get("files", {})
     shown = ", ".join(f"{name} ({kind})" for name, kind in list(files.items())[:10])
     more = skipped.get("count", len(files)) - min(len(files), 10)
     return (
-        f"skipped {skipped.get('count', len(files)):,} XML/ZIP entries that are not regular "
+        f"skipped {skipped.get('count', len(files)):,} XML/ZIP entries that are not checkup "
         f"files (never opened): {shown}" + (f" and {more:,} more" if more > 0 else "")
     )
 

@@ -185,6 +185,18 @@ def _unit_norm(u: str | None) -> str:
     return (u or "").strip().lower()
 
 
+#: An HL7 TS with a time of day (``20240415093000+0900``): the schema allows it for dates.
+_TS_WITH_TIME = re.compile(r"^(\d{8})\d{2,6}(?:\.\d+)?(?:[+-]\d{4})?$")
+
+
+def _ts_date(ts: str | None) -> str | None:
+    """The ``YYYYMMDD`` of an HL7 timestamp (its time of day and zone dropped); other text as is
+    (the date check rejects it with the reason)."""
+    if ts and (m := _TS_WITH_TIME.match(ts.strip())):
+        return m.group(1)
+    return ts
+
+
 def _fiscal_year(ts: str | None) -> int | None:
     if not ts or len(ts) < 8 or not ts[:8].isdigit():
         return None
@@ -388,7 +400,7 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
                         if p.tag == T_GENDER:
                             row[_IDX["sex"]] = p.get("code")
                         elif p.tag == T_BIRTH:
-                            row[_IDX["birth_date"]] = p.get("value")
+                            row[_IDX["birth_date"]] = _ts_date(p.get("value"))
         elif ctag == T_DOCOF:
             ev = child.find(T_EVENT)
             t = ev.find(T_TIME) if ev is not None else None
@@ -396,7 +408,7 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
                 value = t.get("value")
                 if value is None and (low := t.find(T_LOW)) is not None:
                     value = low.get("value")
-                row[_IDX["exam_date"]] = value
+                row[_IDX["exam_date"]] = _ts_date(value)
         elif ctag == T_COMPONENT:
             body = child.find(T_BODY)
             if body is None:
@@ -623,6 +635,16 @@ def _is_xml_member(name: str) -> bool:
     return name.lower().endswith(".xml") and not name.endswith("/")
 
 
+#: What a Mac leaves beside files it copies or zips (AppleDouble ``._NAME``, ``__MACOSX/``):
+#: resource forks, not documents. Skipped and listed, never parsed as checkups.
+MAC_METADATA = "macOS metadata (AppleDouble), not a document"
+
+
+def _is_mac_metadata(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return parts[-1].startswith("._") or "__MACOSX" in parts[:-1]
+
+
 def _loose_source_name(path: Path) -> str:
     if path.parent.name in ("DATA", "CLAIMS", "GUIDANCE"):  # an unpacked exchange archive
         return f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
@@ -820,6 +842,9 @@ def _tasks(path: Path) -> tuple[list[tuple[str | None, list]], int, list[tuple]]
             suffix = ".zip" if p.suffix == ".zip" else p.suffix.lower()
             if suffix not in (".xml", ".zip"):
                 continue
+            if _is_mac_metadata(p.relative_to(path).as_posix()):
+                settled.append(_skipped_row(_loose_source_name(p), str(p), MAC_METADATA))
+                continue
             st, kind = _regular(p)
             if st is None:
                 if kind != "directory":  # a folder named *.xml is walked, not read
@@ -845,11 +870,18 @@ def _tasks(path: Path) -> tuple[list[tuple[str | None, list]], int, list[tuple]]
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                members = [i for i, z in enumerate(zf.infolist()) if _is_xml_member(z.filename)]
+                xml = [(i, z.filename) for i, z in enumerate(zf.infolist())]
+                xml = [(i, n) for i, n in xml if _is_xml_member(n)]
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             return [], 0, [_reject_row(path.name, str(path), f"unreadable ZIP archive: {exc}")]
+        members = [i for i, n in xml if not _is_mac_metadata(n)]
+        mac = [
+            _skipped_row(f"{path.name}/{n}", f"{path}/{n}", MAC_METADATA)
+            for _, n in xml
+            if _is_mac_metadata(n)
+        ]
         tasks = [(str(path), members[i : i + BATCH]) for i in range(0, len(members), BATCH)]
-        return tasks, len(members), []
+        return tasks, len(members), mac
     if st.st_size > MAX_DOCUMENT_BYTES:
         reason = _too_large(st.st_size, MAX_DOCUMENT_BYTES)
         return [], 0, [_reject_row(_loose_source_name(path), str(path), reason)]

@@ -23,7 +23,7 @@ from data.mhlw_xml import (
     write_checkup_xml,
     write_exchange_archive,
 )
-from data.mhlw_xml.reader import MHLW_NS
+from data.mhlw_xml.reader import MAC_METADATA, MHLW_NS
 from data.store import read_checkups, read_manifest, read_rejects
 from kenshin.cli import app
 from tests.conftest import checkup_row, write_bundle
@@ -496,3 +496,68 @@ def test_item_missing_in_01010_is_taken_from_another_section():
     )
     got = read_checkup_xml(doc)
     assert got["hdl"] == "61" and "repeated_item:3F070" not in _notes(got)
+
+
+# ------------------------------------------------------------------------------------------
+# What a Mac, a timestamped date and a single document bring
+# ------------------------------------------------------------------------------------------
+
+
+def test_mac_metadata_beside_or_inside_an_archive_is_skipped_not_a_reject(tmp_path):
+    """A Mac copies ``._NAME`` resource forks beside every file and zips them under
+    ``__MACOSX/``; parsed as documents they were rejected (and tripped the reject guard)."""
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    archive, n_docs = _full_archive(tmp_path / "z")
+    fork = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    with zipfile.ZipFile(archive, "a") as zf:
+        names = [n for n in zf.namelist() if n.endswith(".xml")]
+        for name in names:
+            head, _, tail = name.rpartition("/")
+            zf.writestr(f"__MACOSX/{head}/._{tail}", fork)
+    shutil.copy(archive, bundle / archive.name)
+    (bundle / "h1.xml").write_bytes(_doc(person_id="99-000009"))
+    (bundle / "._h1.xml").write_bytes(fork)
+    (bundle / "CLAIMS").mkdir()
+    (bundle / "CLAIMS" / "._c1.xml").write_bytes(fork)
+    res = _cli_ingest(bundle, tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    manifest = read_manifest(tmp_path / "s")
+    assert manifest["accounting"]["checkups"]["rejected"] == 0
+    assert manifest["accounting"]["checkups"]["loaded"] == 1 + n_docs
+    xml = manifest["reader_notes"]["checkups"]["xml"]
+    assert xml["non_checkup_files"]["cc08"] == 3  # the forks of the claims are not claims
+    assert xml["skipped_files"]["count"] == 2 + len(names)
+    assert set(xml["skipped_files"]["files"].values()) == {MAC_METADATA}
+    assert "macOS metadata" in res.output
+
+
+@pytest.mark.parametrize(
+    "stamp", ["20240610093000+0900", "202406100930", "20240610093000.123-0500", "2024061009"]
+)
+def test_dates_written_with_a_time_of_day_keep_their_date(tmp_path, stamp):
+    """HL7 TS allows a time of day after the date (the schema accepts it); the document was lost
+    as "exam_date is not a date"."""
+    doc = _doc().replace(b'value="20240610"', f'value="{stamp}"'.encode())
+    assert f'value="{stamp}"'.encode() in doc
+    (tmp_path / "h1.xml").write_bytes(doc.replace(b'value="19700501"', b'value="19700501000000"'))
+    result = ingest(tmp_path / "h1.xml", tmp_path / "s", _config())
+    assert result.accounting["checkups"].loaded == 1 and result.rejects.empty
+    row = read_checkups(tmp_path / "s").iloc[0]
+    assert row["exam_date"] == pd.Timestamp("2024-06-10") and row["fiscal_year"] == 2024
+    assert row["age"] == 54  # born 1970-05-01: the birth date's time of day is dropped too
+
+
+def test_a_single_document_or_archive_is_a_bundle(tmp_path):
+    """The contract accepts single XML files and exchange archives, not only folders."""
+    (tmp_path / "h1.xml").write_bytes(_doc())
+    res = _cli_ingest(tmp_path / "h1.xml", tmp_path / "s1")
+    assert res.exit_code == 0, res.output
+    assert read_checkups(tmp_path / "s1")["_source_file"].tolist() == ["h1.xml"]
+    archive, n_docs = _full_archive(tmp_path / "z")
+    res = _cli_ingest(archive, tmp_path / "s2")
+    assert res.exit_code == 0, res.output
+    assert len(read_checkups(tmp_path / "s2")) == n_docs
+    (tmp_path / "notes.txt").write_text("x")
+    res = _cli_ingest(tmp_path / "notes.txt", tmp_path / "s3")
+    assert res.exit_code == 2 and "not a bundle folder" in res.output
