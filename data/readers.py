@@ -36,6 +36,7 @@ PROVENANCE = (SOURCE_FILE, SOURCE_ROW)
 #: malformed XML) and the column concerned. Validation applies them before any other check.
 REJECT_REASON = "_reject_reason"
 REJECT_COLUMN = "_reject_column"
+_VERDICT = (REJECT_REASON, REJECT_COLUMN)
 #: Optional column of a non-tabular reader's rows: ``;``-joined flags it raised on the row (e.g.
 #: ``dbp_above_range``: the value was at or beyond the measuring range); kept in ``soft_flags``.
 READER_FLAGS = "_reader_flags"
@@ -71,35 +72,70 @@ def _register_plugins() -> None:
 
 
 #: Longest row a CSV may hold (bytes): a real checkup row is under 2 kB; a longer one is a
-#: damaged file, and pandas would need many times its size in memory.
+#: damaged file, and pandas would need many times its size in memory. Such a row is cut out
+#: before parsing and rejected with the reason; a header that long stops the file.
 MAX_CSV_LINE_BYTES = 1 << 20
+#: Share of NUL bytes in the first 4 kB from which a file is taken for UTF-16 or binary (a few
+#: NULs in text are damaged fields: their rows are rejected, the file is read).
+NUL_SHARE_BINARY = 0.01
+#: Stands in, in the first field, for a row cut out for its length (ASCII: any encoding).
+_LONG_MARK = "\x01kenshin-row-too-long\x01"
 
 
-def _check_line_lengths(raw: bytes, path: Path) -> None:
-    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+def _record_ends(arr: np.ndarray) -> np.ndarray:
+    """Offsets of the newlines that end a CSV record: those outside double quotes (a quoted
+    field may hold newlines). 0x22 is never a trail byte in CP932, so bytes suffice."""
+    ends = np.flatnonzero(arr == 10)
+    quotes = np.flatnonzero(arr == 34)
+    if len(quotes):
+        ends = ends[np.searchsorted(quotes, ends) % 2 == 0]
+    return ends
+
+
+def _cut_long_records(raw: bytes, path: Path) -> tuple[bytes, dict[int, int]]:
+    """``raw`` with every record over :data:`MAX_CSV_LINE_BYTES` replaced by a stand-in row,
+    and ``{data row number: bytes}`` of those cut. Memory then stays near the file's size."""
+    arr = np.frombuffer(raw, dtype=np.uint8)
+    ends = _record_ends(arr)
     bounds = np.concatenate(([-1], ends, [len(raw)]))
     lengths = np.diff(bounds) - 1
-    longest = int(lengths.argmax()) if len(lengths) else 0
-    if len(lengths) and lengths[longest] > MAX_CSV_LINE_BYTES:
+    long_rows = np.flatnonzero(lengths > MAX_CSV_LINE_BYTES)
+    if not len(long_rows):
+        return raw, {}
+    if long_rows[0] == 0:
         raise BadInputError(
-            f"{path.name}: line {longest + 1} is {int(lengths[longest]):,} bytes long (limit "
+            f"{path.name}: the header is {int(lengths[0]):,} bytes long (limit "
             f"{MAX_CSV_LINE_BYTES:,}); a damaged or binary export?"
         )
+    header = raw[: bounds[1]] if len(bounds) > 2 else raw
+    fields = len(next(csv.reader([header.decode("latin-1")]), [""]))
+    stand_in = (_LONG_MARK + "," * (fields - 1)).encode("ascii")
+    parts, at = [], 0
+    for row in long_rows:
+        start, end = int(bounds[row]) + 1, int(bounds[row + 1])
+        parts += [raw[at:start], stand_in + (b"\r" if raw[end - 1 : end] == b"\r" else b"")]
+        at = end
+    parts.append(raw[at:])
+    return b"".join(parts), {int(r): int(lengths[r]) for r in long_rows}
 
 
-def decode_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
-    """Decode a CSV file as UTF-8 (BOM optional) or CP932, whichever is valid, in that order."""
+def decode_text(path: Path, encoding: str | None = None) -> tuple[str, str, dict[int, int]]:
+    """Decode a CSV file as UTF-8 (BOM optional) or CP932, whichever is valid, in that order.
+
+    Also returns the rows cut out for their length (:func:`_cut_long_records`).
+    """
     raw = path.read_bytes()
-    _check_line_lengths(raw, path)
-    if b"\x00" in raw[:4096]:
+    head = raw[:4096]
+    if head and head.count(b"\x00") > NUL_SHARE_BINARY * len(head):
         raise BadInputError(
             f"{path.name}: cannot decode as UTF-8 or CP932 text (NUL bytes: UTF-16 or binary?)"
         )
+    raw, cut = _cut_long_records(raw, path)
     tried = (encoding,) if encoding else ENCODINGS
     error: UnicodeDecodeError | None = None
     for enc in tried:
         try:
-            return raw.decode(enc), enc
+            return raw.decode(enc), enc, cut
         except UnicodeDecodeError as exc:
             error = exc
     assert error is not None
@@ -134,8 +170,9 @@ def _parse_csv(text: str, name: str, index_col: bool | None) -> pd.DataFrame:
         raise BadInputError(f"{name}: malformed CSV ({detail})") from exc
 
 
-def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
-    text, enc = decode_text(path, encoding)
+def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str, dict[int, int]]:
+    """The file's rows as text, its encoding, and the rows cut for their length."""
+    text, enc, cut = decode_text(path, encoding)
     if "\x00" in text:
         text = text.replace("\x00", _NUL_MARK)
     if not text.strip():
@@ -144,6 +181,13 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
         header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)])))
     except csv.Error as exc:
         raise BadInputError(f"{path.name}: malformed CSV header ({exc})") from None
+    # pandas would rename a repeated header (sbp → sbp.1) and the second would be set aside.
+    seen: dict[str, str] = {}
+    for h in header:
+        if h.strip() and (other := seen.setdefault(fold_header(h), h)) is not h:
+            raise BadInputError(
+                f"{path.name}: duplicate column {h!r} (also {other!r}); keep one of them"
+            )
     frame = _parse_csv(text, path.name, index_col=None)
     if not isinstance(frame.index, pd.RangeIndex):
         # Every data row has one field more than the header: pandas took the first column as
@@ -169,7 +213,23 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str]:
                 f"{path.name}: file is truncated (line {len(frame) + 1} has {len(last)} of "
                 f"{len(header)} fields and no line end)"
             )
-    return frame, enc
+    return frame, enc, cut
+
+
+def _mark_long_rows(frame: pd.DataFrame, cut: dict[int, int]) -> None:
+    """Give the stand-ins of rows cut for their length a reject reason (nothing else of them
+    was read)."""
+    long_row = frame[frame.columns[0]].eq(_LONG_MARK).fillna(False).to_numpy(dtype=bool)
+    sizes = [cut[k] for k in sorted(cut)]
+    reason = pd.Series(None, index=frame.index, dtype=object)
+    reason[long_row] = [
+        f"row is {n:,} bytes long (limit {MAX_CSV_LINE_BYTES:,}): not read; a damaged export "
+        "or a field pasted by mistake?"
+        for n in sizes[: int(long_row.sum())]
+    ]
+    frame.loc[long_row, frame.columns[0]] = None
+    frame[REJECT_REASON] = reason
+    frame[REJECT_COLUMN] = None
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -249,12 +309,11 @@ def _mark_nul_rows(frame: pd.DataFrame, columns: list[str]) -> None:
     has = texts.apply(lambda s: s.str.contains(_NUL_MARK, regex=False, na=False))
     if not has.to_numpy().any():
         return
-    rows = has.any(axis=1)
-    first = has.loc[rows].idxmax(axis=1)
-    reason = pd.Series(None, index=frame.index, dtype=object)
+    reason = frame.get(REJECT_REASON, pd.Series(None, index=frame.index, dtype=object)).copy()
+    column = frame.get(REJECT_COLUMN, pd.Series(None, index=frame.index, dtype=object)).copy()
+    rows = has.any(axis=1) & reason.isna()  # a row cut for its length keeps that reason
     reason[rows] = "NUL byte inside a field (a binary or damaged export?)"
-    column = pd.Series(None, index=frame.index, dtype=object)
-    column[rows] = first
+    column[rows] = has.loc[rows].idxmax(axis=1)
     frame[REJECT_REASON] = reason
     frame[REJECT_COLUMN] = column
     for col in has.columns[has.any().to_numpy()]:  # the mark never reaches a stored value
@@ -283,10 +342,11 @@ def read_table(
     columns = TABLES[name]
     frames, extras, encodings = [], [], {}
     for path in paths:
+        cut: dict[int, int] = {}
         if path.suffix == ".parquet":
             frame = _read_parquet(path)
         else:
-            frame, encodings[path.name] = _read_csv(path, encoding)
+            frame, encodings[path.name], cut = _read_csv(path, encoding)
         frame.columns = canonical_headers(
             [str(c).strip().lstrip("\ufeff") for c in frame.columns], columns, path.name
         )
@@ -301,7 +361,9 @@ def read_table(
         extras += [c for c in unknown if c not in extras]
         frame[SOURCE_FILE] = str(path.relative_to(relative_to) if relative_to else path.name)
         frame[SOURCE_ROW] = range(1, len(frame) + 1)
-        _mark_nul_rows(frame, [c for c in frame.columns if c not in PROVENANCE])
+        if cut:
+            _mark_long_rows(frame, cut)
+        _mark_nul_rows(frame, [c for c in frame.columns if c not in (*PROVENANCE, *_VERDICT)])
         frames.append(frame)
     frame = (
         pd.concat(frames, ignore_index=True)

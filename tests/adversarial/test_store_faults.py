@@ -124,12 +124,17 @@ def test_a_fifo_or_device_named_like_a_table_is_refused_not_read(tmp_path):
         ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
 
 
-def test_a_giant_csv_line_is_refused_before_parsing(tmp_path):
+def test_a_giant_csv_line_is_cut_out_before_parsing(tmp_path):
+    """Its row is a reject naming its size; a header that long stops the file."""
     bundle = write_bundle(tmp_path / "b", [checkup_row()])
     with (bundle / "checkups.csv").open("a") as f:
         f.write("12-000009," + "9" * (2 << 20) + "\n")
-    with pytest.raises(BadInputError, match=r"checkups.csv: line 3 is 2,097,162 bytes long"):
-        ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY))
+    result = ingest(bundle, tmp_path / "s", IngestConfig(today=TODAY, accept_rejects=True))
+    assert result.rejects["reason"].str.startswith("row is 2,097,162 bytes long").tolist() == [True]
+    assert result.rejects["source_row"].tolist() == [2]
+    (bundle / "checkups.csv").write_text("x" * (2 << 20) + "\n1\n")
+    with pytest.raises(BadInputError, match=r"checkups.csv: the header is 2,097,152 bytes long"):
+        ingest(bundle, tmp_path / "s2", IngestConfig(today=TODAY))
 
 
 def test_upper_case_xml_archives_are_read_and_fingerprinted(tmp_path):

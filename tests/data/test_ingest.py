@@ -416,6 +416,20 @@ def test_duplicate_column_names_are_a_file_error(tmp_path):
         ingest(bundle, tmp_path / "s", _config())
 
 
+@pytest.mark.parametrize("table", ["checkups", "contacts"])
+def test_exactly_repeated_column_names_are_a_file_error(tmp_path, table):
+    """pandas renamed the second ``sbp`` to ``sbp.1``, which was then set aside as unknown."""
+    bundle = write_bundle(tmp_path / "b", [checkup_row()])
+    column = {"checkups": "sbp", "contacts": "name"}[table]
+    frame = pd.read_csv(bundle / f"{table}.csv", dtype=str)
+    text = frame.to_csv(index=False).replace(",address", f",{column}", 1)
+    if table == "checkups":
+        text = text.replace(",dbp", ",sbp", 1)
+    (bundle / f"{table}.csv").write_text(text)
+    with pytest.raises(BadInputError, match=rf"{table}.csv: duplicate column '{column}'"):
+        ingest(bundle, tmp_path / "s", _config())
+
+
 def test_nul_byte_anywhere_rejects_the_row_with_a_reason(tmp_path):
     rows = [checkup_row(person_id=f"P{i:02d}") for i in range(40)]
     bundle = write_bundle(tmp_path / "b", rows)
@@ -430,6 +444,40 @@ def test_nul_byte_anywhere_rejects_the_row_with_a_reason(tmp_path):
     ]
     assert result.accounting["checkups"].loaded == 39
     assert result.rejects["value"].isna().all()  # person_id is never copied to the rejects
+
+
+def test_a_nul_byte_in_the_first_rows_rejects_the_row_not_the_file(tmp_path):
+    """A NUL in the first 4 kB made the whole file "UTF-16 or binary"; a few NULs are damaged
+    fields, many (UTF-16, binary) are not text."""
+    rows = [checkup_row(person_id=f"P{i:02d}") for i in range(40)]
+    bundle = write_bundle(tmp_path / "b", rows)
+    text = (bundle / "checkups.csv").read_text()
+    assert text.index("P01,") < 4096
+    (bundle / "checkups.csv").write_text(text.replace("P01,", "P0\x001,", 1))
+    result = ingest(bundle, tmp_path / "s", _config())
+    assert result.rejects["reason"].tolist() == [
+        "NUL byte inside a field (a binary or damaged export?)"
+    ]
+    assert result.accounting["checkups"].loaded == 39
+
+
+def test_a_giant_row_is_rejected_with_its_size_and_the_rest_loads(tmp_path):
+    """A pasted 3 MB name (one line) or a field with quoted newlines (many short lines) is cut
+    out before parsing: a reject naming its size, not a whole-file stop or 3 MB stored."""
+    rows = [checkup_row(person_id=f"P{i:02d}") for i in range(10)]
+    bundle = write_bundle(tmp_path / "b", rows)
+    contacts = pd.read_csv(bundle / "contacts.csv", dtype=str)
+    contacts.loc[2, "name"] = "山" * 1_000_000
+    contacts.loc[5, "address"] = "東京都\n" * 400_000  # quoted: 400,000 short lines
+    contacts.to_csv(bundle / "contacts.csv", index=False)
+    result = ingest(bundle, tmp_path / "s", _config())
+    rej = result.rejects.sort_values("source_row")
+    assert rej["source_row"].tolist() == [3, 6] and (rej["table"] == "contacts").all()
+    assert rej["reason"].str.match(r"row is [\d,]+ bytes long \(limit 1,048,576\)").all()
+    assert rej["value"].isna().all()
+    assert result.accounting["contacts"].loaded == 8
+    stored = pd.read_parquet(tmp_path / "s" / "private" / "contacts.parquet")
+    assert stored["address"].str.len().max() < 100
 
 
 def test_exam_dates_before_fy2008_are_rejected_unless_the_floor_is_moved(tmp_path):
