@@ -140,3 +140,42 @@ DERIVED_COLUMNS: dict[str, Kind] = {
     "fiscal_year": "int",
     "age": "int",  # age at fiscal-year end (年度末年齢), 31 March
 }
+
+
+#: Japanese item names (特定健診の項目名) some exports use as headers, read as the canonical
+#: column they name; compared after NFKC and case folding (data.readers.canonical_headers).
+#: Only unambiguous names: 血圧 alone (which reading?) or 血糖 alone (fasting or not?) are not here.
+JAPANESE_HEADERS: dict[str, str] = {
+    "受診日": "exam_date",
+    "健診日": "exam_date",
+    "健診実施日": "exam_date",
+    "生年月日": "birth_date",
+    "身長": "height_cm",
+    "体重": "weight_kg",
+    "腹囲": "waist_cm",
+    "収縮期血圧": "sbp",
+    "拡張期血圧": "dbp",
+    "中性脂肪": "tg",
+    "中性脂肪(トリグリセリド)": "tg",
+    "hdlコレステロール": "hdl",
+    "ldlコレステロール": "ldl",
+    "non-hdlコレステロール": "non_hdl",
+    "ast(got)": "ast",
+    "got": "ast",
+    "alt(gpt)": "alt",
+    "gpt": "alt",
+    "γ-gt(γ-gtp)": "ggt",
+    "γ-gtp": "ggt",
+    "γ-gt": "ggt",
+    "空腹時血糖": "fpg",
+    "随時血糖": "random_glucose",
+    "ヘモグロビンa1c": "hba1c",
+    "尿糖": "urine_glucose",
+    "尿蛋白": "urine_protein",
+    "血清クレアチニン": "creatinine",
+    "クレアチニン": "creatinine",
+    "血清尿酸": "uric_acid",
+    "尿酸": "uric_acid",
+    "血色素量": "hemoglobin",
+    "ヘモグロビン": "hemoglobin",
+}

@@ -502,7 +502,11 @@ def _manifest(
         "reject_reasons": reasons.to_dict(orient="records"),
         # The facility's 9N501/9N506 beside kenshin's own: disagreement is a finding, not an error.
         "facility_agreement": facility_agreement(tables.checkups),
-        "missing_tables": [n for n in TABLES if not raw[n].sources and n != "checkups"],
+        # A table whose files hold no row (header only) is as missing as one never sent.
+        "missing_tables": [n for n in TABLES if n != "checkups" and not len(raw[n].frame)],
+        "empty_tables": [
+            n for n in TABLES if n != "checkups" and raw[n].sources and not len(raw[n].frame)
+        ],
         "questionnaire_coding": {
             "setting": config.questionnaire_coding,
             "decisions": report["questionnaire_coding"],
@@ -527,8 +531,8 @@ def _why_no_checkups(table: RawTable) -> str:
     if skipped and not others:
         files = ", ".join(f"{n} ({kind})" for n, kind in list(skipped["files"].items())[:5])
         return (
-            f"no checkup document: {skipped['count']:,} XML/ZIP entries are not regular files "
-            f"and were skipped unopened: {files}"
+            f"no checkup document: {skipped['count']:,} XML/ZIP entries were skipped unopened: "
+            f"{files}"
         )
     if others:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(others.items()))

@@ -26,11 +26,28 @@ KEY_FILE_ENV = "KENSHIN_PSEUDONYM_KEY_FILE"
 MIN_KEY_BYTES = 16
 
 
+#: Fewest distinct bytes a key may hold: 16 NULs or ``aaaa…`` have the length, not the bits.
+MIN_DISTINCT_KEY_BYTES = 8
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _checked(key: bytes, where: str) -> bytes:
+    """``key`` if it can hold 128 bits; else bad input saying why (never the key itself)."""
+    advice = "use a long random key, e.g. 'openssl rand -hex 32'"
     if len(key) < MIN_KEY_BYTES:
         raise BadInputError(
             f"{where}: the pseudonym key has {len(key)} bytes, fewer than {MIN_KEY_BYTES} "
-            "(128 bits); use a long random key, e.g. 'openssl rand -hex 32'"
+            f"(128 bits); {advice}"
+        )
+    if len(set(key) - set(b" \t\r\n\x00")) < MIN_DISTINCT_KEY_BYTES:
+        raise BadInputError(
+            f"{where}: the pseudonym key repeats fewer than {MIN_DISTINCT_KEY_BYTES} different "
+            f"characters (blank, NUL or one letter repeated holds no secret); {advice}"
+        )
+    if set(key) <= _HEX and len(key) < 2 * MIN_KEY_BYTES:
+        raise BadInputError(
+            f"{where}: the pseudonym key is {len(key)} hex digits, {4 * len(key)} bits (at "
+            f"least {2 * MIN_KEY_BYTES} are needed for 128 bits); {advice}"
         )
     return key
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.columns import REQUIRED, TABLES
+from data.columns import CHECKUP_COLUMNS, JAPANESE_HEADERS, REQUIRED, TABLES
 from data.errors import BadInputError
 
 SOURCE_FILE = "_source_file"
@@ -267,8 +267,10 @@ def canonical_headers(headers: list[str], columns: Iterable[str], file: str) -> 
     Two headers that name the same column (``sbp`` twice, or ``sbp`` and ``SBP``) are a
     file-level error: which one holds the value cannot be known.
     """
+    columns = list(columns)
     by_fold = {fold_header(c): c for c in columns}
-    out = [by_fold.get(fold_header(h), h) for h in headers]
+    japanese = {_unspaced(k): v for k, v in JAPANESE_HEADERS.items() if v in columns}
+    out = [by_fold.get(fold_header(h), japanese.get(_unspaced(h), h)) for h in headers]
     seen: dict[str, str] = {}
     for original, name in zip(headers, out, strict=True):
         key = fold_header(name)
@@ -280,25 +282,40 @@ def canonical_headers(headers: list[str], columns: Iterable[str], file: str) -> 
     return out
 
 
+def _unspaced(name: str) -> str:
+    return re.sub(r"\s", "", fold_header(name))
+
+
 def _squash(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", fold_header(name))
 
 
 def _stop_on_near_miss(unknown: list[str], absent: list[str], file: str) -> None:
-    """Stop when a canonical column is absent and an unknown header looks like it (``LDL-C``):
+    """Stop when a canonical column is absent and an unknown header looks like it (``LDL-C``,
+    or a measurement's name with a unit or method beside it: ``sbp_mmhg``, ``HbA1c_NGSP``):
     loading on would silently drop a whole measurement."""
     for col in absent:
         target = _squash(col)
         for header in unknown:
             squashed = _squash(header)
+            tokens = set(re.split(r"[^0-9a-z]+", fold_header(header)))
             if squashed and (
-                squashed == target or difflib.SequenceMatcher(None, squashed, target).ratio() >= 0.8
+                squashed == target
+                or difflib.SequenceMatcher(None, squashed, target).ratio() >= 0.8
+                or (col in _MEASURED and set(col.split("_")) - {"cm", "kg"} <= tokens)
             ):
                 raise BadInputError(
                     f"{file}: no column {col!r}, but {header!r} looks like it; rename it to "
                     f"{col!r} (docs/contract.md §Bundle) or rename it to something else if it is "
                     "another item"
                 )
+
+
+#: Measurements whose name, as one word of a header (``sbp`` in ``sbp_mmhg``), is a near miss
+#: when the column is absent (BMI and eGFR are derived when absent: not among them).
+_MEASURED = frozenset(
+    c for c, kind in CHECKUP_COLUMNS.items() if kind == "float" or c in ("sbp", "dbp")
+) - {"bmi", "egfr"}
 
 
 def _mark_nul_rows(frame: pd.DataFrame, columns: list[str]) -> None:

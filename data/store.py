@@ -16,6 +16,7 @@ leaves half a store, and writing the same data twice gives byte-identical Parque
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -96,7 +97,9 @@ def write_store(
             row_group_size=CHECKUP_ROW_GROUP,
         )
     _write_parquet(enrollment, tmp / "enrollment.parquet")
-    _write_parquet(rejects, tmp / "rejects.parquet")
+    # Owner-only: a rejected value is whatever the export held there (a name typed into the
+    # wrong column, say).
+    _write_parquet(rejects, tmp / "rejects.parquet", private=True)
     (tmp / PRIVATE).mkdir(mode=0o700)
     _write_parquet(contacts, tmp / PRIVATE / "contacts.parquet", private=True)
     if extra_columns is not None and len(extra_columns.columns) > 2:
@@ -138,8 +141,7 @@ def read_manifest(store: Path) -> dict:
 
     store = Path(store)
     path = store / MANIFEST
-    if not path.exists():
-        recover_store(store)
+    recover_store(store)  # a swap a kill interrupted; leftovers that hold private contacts
     if not path.exists():
         raise BadInputError(f"{store}: not a kenshin store (no {MANIFEST}); run 'kenshin ingest'")
     fix = f"re-create it with 'kenshin ingest BUNDLE --store {store} --force'"
@@ -152,7 +154,14 @@ def read_manifest(store: Path) -> dict:
     stat = path.stat()
     key = (str(store.resolve()), stat.st_mtime_ns, stat.st_size)
     expected = manifest.get("store_fingerprint")
-    if key not in _VERIFIED and isinstance(expected, dict) and {"sha256", "rows"} <= set(expected):
+    if not isinstance(expected, dict) or not {"sha256", "rows"} <= set(expected):
+        # Without it a deleted or swapped data file would go unnoticed (scores of some
+        # residents only, stamped as the whole store).
+        raise BadInputError(
+            f"{path}: the manifest lists no fingerprint of the data files, so they cannot be "
+            f"checked (an edited manifest or an older kenshin?); {fix}"
+        )
+    if key not in _VERIFIED:
         problem = _verify_files(store, expected)
         if problem:
             raise BadInputError(f"{store}: {problem}; the store does not match its manifest: {fix}")
@@ -200,15 +209,18 @@ def recover_store(store: Path) -> None:
         return
     tmps = sorted(parent.glob(f".{store.name}.tmp-*"), key=lambda p: p.stat().st_mtime)
     olds = sorted(parent.glob(f".{store.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    # Only what a dead writer left: a live ingest may be between its two renames.
+    tmps, olds = [t for t in tmps if _writer_gone(t)], [o for o in olds if _writer_gone(o)]
     if not store.exists():
         complete = [t for t in tmps if (t / MANIFEST).exists()]
-        if complete:
-            complete[-1].rename(store)
-        elif olds:
-            olds[-1].rename(store)
+        with contextlib.suppress(OSError):  # e.g. a read-only parent: "not a store" follows
+            if complete:
+                complete[-1].rename(store)
+            elif olds:
+                olds[-1].rename(store)
     if store.exists():
         for left in [*tmps, *olds]:
-            if left.exists() and _writer_gone(left):
+            if left.exists():
                 shutil.rmtree(left, ignore_errors=True)
 
 

@@ -120,8 +120,10 @@ class _Rejector:
         bad = self.rejected
         raw_bad = self.raw.loc[bad]
         cols = self.column[bad]
+        # Contacts are private whichever column a value sits in: none reaches the rejects.
+        withheld = set(raw_bad.columns) if self.table == "contacts" else WITHHELD
         values = [
-            None if c in WITHHELD or c is None else raw_bad[c].iat[i]
+            None if c in withheld or c is None else raw_bad[c].iat[i]
             for i, c in enumerate(cols)  # only over rejected rows, a small minority
         ]
         rejects = pd.DataFrame(

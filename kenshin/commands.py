@@ -216,8 +216,12 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
     print_questionnaire_coding(console, result.manifest)
     for line in _read_as_missing_lines(result.manifest) + _agreement_lines(result.manifest):
         _say(console, line)
+    empty = set(result.manifest.get("empty_tables", []))
     for name in result.manifest.get("missing_tables", []):
-        _say(console, f"warning: no {name} table in the bundle: {MISSING_TABLE_EFFECT.get(name)}")
+        what = (
+            f"the {name} table has no rows" if name in empty else f"no {name} table in the bundle"
+        )
+        _say(console, f"warning: {what}: {MISSING_TABLE_EFFECT.get(name)}")
     if getattr(result, "key_created", None) is not None:
         _say(console, KEY_CREATED.format(path=result.key_created))
 

@@ -640,6 +640,12 @@ def _is_xml_member(name: str) -> bool:
 MAC_METADATA = "macOS metadata (AppleDouble), not a document"
 
 
+def _other_member_kind(name: str) -> str:
+    if name.lower().endswith(".zip"):
+        return "nested archive, not opened (the exchange format does not nest archives)"
+    return "not an XML document"
+
+
 def _is_mac_metadata(name: str) -> bool:
     parts = name.replace("\\", "/").split("/")
     return parts[-1].startswith("._") or "__MACOSX" in parts[:-1]
@@ -870,8 +876,8 @@ def _tasks(path: Path) -> tuple[list[tuple[str | None, list]], int, list[tuple]]
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                xml = [(i, z.filename) for i, z in enumerate(zf.infolist())]
-                xml = [(i, n) for i, n in xml if _is_xml_member(n)]
+                entries = [(i, z.filename) for i, z in enumerate(zf.infolist())]
+                xml = [(i, n) for i, n in entries if _is_xml_member(n)]
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             return [], 0, [_reject_row(path.name, str(path), f"unreadable ZIP archive: {exc}")]
         members = [i for i, n in xml if not _is_mac_metadata(n)]
@@ -879,6 +885,16 @@ def _tasks(path: Path) -> tuple[list[tuple[str | None, list]], int, list[tuple]]
             _skipped_row(f"{path.name}/{n}", f"{path}/{n}", MAC_METADATA)
             for _, n in xml
             if _is_mac_metadata(n)
+        ]
+        # Members that are neither folders, XML nor the format's own schemas (XSD/*.xsd) — a
+        # nested archive, a PDF, a note: not opened, but listed, so nothing goes unmentioned.
+        mac += [
+            _skipped_row(f"{path.name}/{n}", f"{path}/{n}", _other_member_kind(n))
+            for _, n in entries
+            if not n.endswith("/")
+            and not n.lower().endswith(".xsd")
+            and not _is_xml_member(n)
+            and not _is_mac_metadata(n)
         ]
         tasks = [(str(path), members[i : i + BATCH]) for i in range(0, len(members), BATCH)]
         return tasks, len(members), mac

@@ -193,7 +193,7 @@ def test_every_pipeline_summary_prints_hostile_data_literally(name):
     _clean(out)
     if "[/]" in name:
         assert "[/]" in out
-    assert "skipped 1 XML/ZIP entries that are not regular files" in out
+    assert "skipped 1 XML/ZIP entries that are not checkup files" in out
 
 
 # --------------------------------------------------------------- the real commands, end to end

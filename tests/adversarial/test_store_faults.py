@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -9,7 +10,7 @@ import pytest
 
 from data.ingest import IngestConfig, ingest
 from data.pseudonym import load_key
-from data.store import MANIFEST, read_checkups, read_manifest, store_lock
+from data.store import _VERIFIED, MANIFEST, read_checkups, read_manifest, store_lock
 from kenshin.errors import BadInputError
 from tests.conftest import checkup_row, write_bundle
 
@@ -42,6 +43,29 @@ def test_a_swap_killed_before_the_new_store_was_complete_is_rolled_back(store, t
     store.rename(tmp_path / ".store.old-999998")
     assert read_manifest(store)["accounting"]["checkups"]["loaded"] == 5
     assert not list(tmp_path.glob(".store.*-99999*"))
+
+
+def test_a_copy_left_by_a_kill_during_cleanup_goes_at_the_next_read(store, tmp_path):
+    """A kill while the old copy was being removed left ``.store.old-PID`` (with the private
+    contacts) until the next ingest; any command reading the store now clears it, and never
+    the copy of a writer still alive."""
+    dead = tmp_path / ".store.old-999997"
+    shutil.copytree(store, dead)
+    alive = tmp_path / f".store.tmp-{os.getppid()}"  # a live process: may still be writing
+    shutil.copytree(store, alive)
+    _VERIFIED.clear()
+    assert read_manifest(store)["accounting"]["checkups"]["loaded"] == 5
+    assert not dead.exists() and alive.exists()
+
+
+def test_a_manifest_without_a_fingerprint_is_refused(store):
+    """Nothing was checked then: with a part deleted, score ran on the rest of the residents."""
+    (store / "checkups" / "fiscal_year=2024" / "part-0.parquet").unlink()
+    manifest = json.loads((store / MANIFEST).read_text())
+    del manifest["store_fingerprint"]
+    (store / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BadInputError, match="no fingerprint .* --force"):
+        read_manifest(store)
 
 
 def test_a_second_ingest_into_a_locked_store_says_who_holds_it(store, tmp_path):
@@ -92,6 +116,41 @@ def test_weak_keys_are_refused(monkeypatch, key):
     monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", key)
     with pytest.raises(BadInputError, match="fewer than 16"):
         load_key()
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("a" * 16, "different characters"),
+        (" " * 20, "different characters"),
+        ("ab" * 12, "different characters"),
+        ("0123456789abcdef", "16 hex digits, 64 bits"),
+        ("0123456789ABCDEF01234567", "24 hex digits, 96 bits"),
+    ],
+)
+def test_keys_with_the_length_but_not_the_bits_are_refused(monkeypatch, key, why):
+    """Only the length was checked: 16 NULs, one letter repeated or 16 hex digits (64 bits)
+    were accepted, and the pseudonyms could be recomputed by anyone."""
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", key)
+    with pytest.raises(BadInputError, match=why) as err:
+        load_key()
+    assert key.strip() == "" or key not in str(err.value)  # the key is never printed
+
+
+def test_a_key_file_of_nul_bytes_is_refused(monkeypatch, tmp_path):
+    monkeypatch.delenv("KENSHIN_PSEUDONYM_KEY", raising=False)
+    path = tmp_path / "pseudonym.key"
+    path.write_bytes(b"\x00" * 32)
+    path.chmod(0o600)
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY_FILE", str(path))
+    with pytest.raises(BadInputError, match="different characters"):
+        load_key()
+
+
+@pytest.mark.parametrize("key", ["kenshin-test-key", "0123456789abcdef" * 2, "a7#Kq!2z$Lm9@xB0"])
+def test_keys_that_can_hold_128_bits_are_taken(monkeypatch, key):
+    monkeypatch.setenv("KENSHIN_PSEUDONYM_KEY", key)
+    assert load_key() == key.encode()
 
 
 def test_a_key_file_others_can_read_is_refused(monkeypatch, tmp_path):

@@ -261,7 +261,7 @@ def test_xml_fifos_devices_and_broken_links_are_skipped_unopened(tmp_path):
     assert manifest["accounting"]["checkups"]["loaded"] == 2  # the CSV row and h_good.xml
     assert all(not s["file"].startswith(tuple(expected)) for s in manifest["sources"])
     said = " ".join(out["stdout"].split())
-    assert "warning: checkups: skipped 6 XML/ZIP entries that are not regular files" in said
+    assert "warning: checkups: skipped 6 XML/ZIP entries that are not checkup files" in said
     assert "h_fifo.xml (FIFO)" in said and "zero.zip (character device)" in said
 
 
@@ -273,7 +273,7 @@ def test_xml_a_bundle_of_nothing_but_a_fifo_is_exit_2_naming_it(tmp_path):
     assert out["exit"] == 2, out
     lines = [line for line in out["stderr"].splitlines() if line.strip()]
     assert len(lines) == 1 and "only.xml (FIFO)" in lines[0], out["stderr"]
-    assert "not regular files and were skipped unopened" in lines[0]
+    assert "were skipped unopened" in lines[0] and "FIFO" in lines[0]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -351,3 +351,24 @@ def test_xml_the_size_limit_is_exact(tmp_path, monkeypatch, where):
     frame, notes = read_xml(source, workers=1)
     assert frame["_reject_reason"].iloc[0].startswith("document too large")
     assert notes["xml"]["documents_rejected"] == 1
+
+
+def test_xml_archive_members_that_are_not_documents_are_listed_not_ignored(tmp_path):
+    """A nested archive, a PDF or a note inside an exchange archive went unmentioned."""
+    from tests.data.test_mhlw_real_world import _doc
+
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    with zipfile.ZipFile(bundle / "x.zip", "w") as zf:
+        zf.writestr("x/DATA/h1.xml", _doc())
+        zf.writestr("x/DATA/inner.zip", b"PK\x05\x06" + b"\x00" * 18)
+        zf.writestr("x/README.pdf", b"%PDF-1.4")
+        zf.writestr("x/DATA/", b"")
+    frame, notes = read_xml(bundle)
+    assert len(frame) == 1
+    skipped = notes["xml"]["skipped_files"]
+    assert skipped["count"] == 2
+    kinds = {name.rsplit("/", 1)[-1]: kind for name, kind in skipped["files"].items()}
+    assert kinds["inner.zip"].startswith("nested archive") and kinds["README.pdf"] == (
+        "not an XML document"
+    )

@@ -207,3 +207,70 @@ def test_synth_writes_either_coding_from_the_command_line(tmp_path, coding):
     assert manifest["accounting"]["checkups"]["rejected"] == 0
     read_as = {d["coding"] for d in manifest["questionnaire_coding"]["decisions"]}
     assert read_as == {"by-year" if coding == "by-year" else "current"}
+
+
+# --------------------------------------------------------------------------------------------
+# Headers: Japanese item names, and a measurement's name with a unit beside it
+# --------------------------------------------------------------------------------------------
+
+
+def test_japanese_item_names_as_headers_are_read_as_their_columns(tmp_path):
+    names = {"exam_date": "受診日", "sbp": "収縮期血圧", "dbp": "拡張期血圧", "tg": "中性脂肪",
+             "hdl": "HDL コレステロール", "ldl": "ＬＤＬコレステロール", "ast": "AST(GOT)",
+             "alt": "ALT（GPT）", "ggt": "γ-GTP", "fpg": "空腹時血糖", "waist_cm": "腹囲"}  # fmt: skip
+    bundle = write_bundle(tmp_path / "b", _people(3, sbp="141"))
+    frame = pd.read_csv(bundle / "checkups.csv", dtype=str).rename(columns=names)
+    frame.to_csv(bundle / "checkups.csv", index=False)
+    res = _ingest(bundle, tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    stored = read_checkups(tmp_path / "s")
+    assert (stored["sbp"] == 141).all() and stored[list(names)].notna().all().all()
+    assert read_manifest(tmp_path / "s")["extra_columns"] == {}
+
+
+@pytest.mark.parametrize(
+    ("rename", "column"),
+    [({"sbp": "sbp_mmhg", "dbp": "dbp_mmhg"}, "sbp"), ({"hba1c": "HbA1c_NGSP"}, "hba1c"),
+     ({"tg": "TG(mg/dL)"}, "tg")],
+)  # fmt: skip
+def test_a_measurement_named_with_its_unit_or_method_stops_the_ingest(tmp_path, rename, column):
+    """``sbp_mmhg`` was set aside as unknown and the store had no blood pressure at all."""
+    bundle = write_bundle(tmp_path / "b", _people(3))
+    frame = pd.read_csv(bundle / "checkups.csv", dtype=str).rename(columns=rename)
+    frame.to_csv(bundle / "checkups.csv", index=False)
+    header = next(iter(rename.values()))
+    assert_one_line_error(_ingest(bundle, tmp_path / "s"), f"no column {column!r}", header)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables with a header and no row; rejected contact values
+# --------------------------------------------------------------------------------------------
+
+
+def test_header_only_enrollment_or_contacts_are_named_at_ingest(tmp_path):
+    bundle = write_bundle(tmp_path / "b", _people(3))
+    for table in ("enrollment", "contacts"):
+        header = (bundle / f"{table}.csv").read_text().split("\n", 1)[0]
+        (bundle / f"{table}.csv").write_text(header + "\n")
+    res = _ingest(bundle, tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    assert "warning: the enrollment table has no rows" in res.output
+    assert "warning: the contacts table has no rows" in res.output
+    manifest = read_manifest(tmp_path / "s")
+    assert manifest["missing_tables"] == manifest["empty_tables"] == ["enrollment", "contacts"]
+
+
+def test_rejected_contact_values_never_reach_the_rejects_and_the_file_is_owner_only(tmp_path):
+    rows = _people(6)
+    contacts = [
+        {"person_id": r["person_id"], "name": "架空 太郎", "address": "東京都架空区1-2-3",
+         "opt_out": "山田花子様" if i == 0 else "0"}
+        for i, r in enumerate(rows)
+    ]  # fmt: skip
+    res = _ingest(write_bundle(tmp_path / "b", rows, contacts=contacts), tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    path = tmp_path / "s" / "rejects.parquet"
+    rejects = read_rejects(tmp_path / "s")
+    assert rejects["column"].tolist() == ["opt_out"] and rejects["value"].isna().all()
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert "山田" not in res.output
