@@ -211,7 +211,10 @@ def _check_store_target(bundle: Path, store: Path) -> None:
     folder of other files would be deleted. Only a missing path, an empty folder or an earlier
     kenshin store (it has a manifest, or the checkups and private folders) may be replaced.
     """
-    store, bundle = store.resolve(), bundle.resolve()
+    try:
+        store, bundle = store.resolve(), bundle.resolve()
+    except (RuntimeError, OSError) as exc:  # a symbolic link loop, say
+        raise BadInputError(f"{store}: cannot resolve the path ({exc})") from None
     if store == bundle or store in bundle.parents or bundle in store.parents:
         raise BadInputError(
             f"{store}: the store cannot be the bundle, hold it or lie inside it; "

@@ -184,7 +184,12 @@ def validate_checkups(
     result = r.result(out)
     kept = ~r.rejected
     result.report = {
-        "questionnaire_coding": codes.decisions.to_dict(orient="records"),
+        # Years whose rows were all rejected (an exam in 1900) are not a coding decision.
+        "questionnaire_coding": codes.decisions.loc[
+            codes.decisions["fiscal_year"].isin(out.loc[kept, "fiscal_year"].dropna().unique())
+        ].to_dict(orient="records")
+        if len(codes.decisions)
+        else [],
         "invalid_codes": _invalid_code_counts(codes.invalid.loc[kept], codes.coding_of_row[kept]),
         "derived_out_of_range": {
             "bmi": int((derived.bmi_out & kept).sum()),
