@@ -177,6 +177,8 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str, dict
         text = text.replace("\x00", _NUL_MARK)
     if not text.strip():
         raise BadInputError(f"{path.name}: file is empty")
+    if "\r" in text and "\n" not in text:  # classic Mac line ends: one CR per row
+        text = text.replace("\r", "\n")
     try:
         header = next(csv.reader(io.StringIO(text[: text.find("\n") + 1 or len(text)])))
     except csv.Error as exc:
@@ -344,7 +346,15 @@ def find_table_files(bundle: Path, name: str) -> list[Path]:
     memory, so either is bad input.
     """
     found = []
-    for p in (bundle / f"{name}.csv", bundle / f"{name}.parquet"):
+    # CHECKUPS.CSV as some systems write it: the name is matched ignoring case.
+    names = sorted(p.name for p in bundle.iterdir()) if bundle.is_dir() else []
+    for wanted in (f"{name}.csv", f"{name}.parquet"):
+        same = [n for n in names if n.lower() == wanted]
+        if len(same) > 1:
+            raise BadInputError(
+                f"{bundle}: {' and '.join(same)} are both table {name!r}; keep one of them"
+            )
+        p = bundle / (same[0] if same else wanted)
         if p.is_file():
             found.append(p)
         elif p.exists() or p.is_symlink():
@@ -368,6 +378,11 @@ def read_table(
             [str(c).strip().lstrip("\ufeff") for c in frame.columns], columns, path.name
         )
         missing = [c for c in REQUIRED[name] if c not in frame.columns]
+        if missing and len(frame.columns) == 1 and re.search(r"[;\t|]", str(frame.columns[0])):
+            raise BadInputError(
+                f"{path.name}: one column only, its header holding ';', tab or '|': kenshin "
+                "reads comma-separated files; export with commas (docs/contract.md §Bundle)"
+            )
         if missing:
             raise BadInputError(
                 f"{path.name}: missing required column {', '.join(repr(m) for m in missing)} "

@@ -283,7 +283,8 @@ def _codes(
     codes = pd.DataFrame(index=raw.index)
     code_bad: dict[str, np.ndarray] = {}
     for col in CODES:
-        values, bad = nz.coerce_int_code(raw[col], allowed=None)
+        column = _sex_words(raw[col]) if col == "sex" else raw[col]
+        values, bad = nz.coerce_int_code(column, allowed=None)
         if col in REJECTING_CODES:
             r.fail(bad, col, f"{col} is not an integer code")
         code_bad[col] = bad.to_numpy(dtype=bool)
@@ -313,6 +314,19 @@ def _codes(
     return _Codes(
         pd.DataFrame(flags, index=raw.index), decisions, np.where(legacy, "by-year", "current")
     )
+
+
+#: Words exports write for sex instead of the code (1 male, 2 female), after NFKC and lower case.
+SEX_WORDS = {"男": "1", "男性": "1", "m": "1", "male": "1", "女": "2", "女性": "2", "f": "2",
+             "female": "2"}  # fmt: skip
+
+
+def _sex_words(values: pd.Series) -> pd.Series:
+    if values.dtype != object:
+        return values
+    folded = values.astype("string").str.normalize("NFKC").str.strip().str.lower()
+    words = folded.map(SEX_WORDS)
+    return values.where(words.isna(), words).astype(object)
 
 
 @dataclass(frozen=True)

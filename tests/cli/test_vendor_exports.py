@@ -274,3 +274,39 @@ def test_rejected_contact_values_never_reach_the_rejects_and_the_file_is_owner_o
     assert rejects["column"].tolist() == ["opt_out"] and rejects["value"].isna().all()
     assert (path.stat().st_mode & 0o777) == 0o600
     assert "山田" not in res.output
+
+
+# --------------------------------------------------------------------------------------------
+# Sex as a word, classic Mac line ends, upper-case file names, other separators
+# --------------------------------------------------------------------------------------------
+
+
+def test_sex_written_as_a_word_is_read_as_its_code(tmp_path):
+    words = {"男": 1, "女": 2, "M": 1, "F": 2, "male": 1, "Female": 2, "男性": 1, "女性": 2}
+    rows = [checkup_row(person_id=f"12-{i:06d}", sex=w) for i, w in enumerate(words)]
+    rows.append(checkup_row(person_id="12-999999", sex="X"))  # no such word: still a reject
+    res = _ingest(write_bundle(tmp_path / "b", rows), tmp_path / "s", "--accept-rejects")
+    assert res.exit_code == 0, res.output
+    stored = read_checkups(tmp_path / "s").sort_values("_source_row")
+    assert stored["sex"].tolist() == list(words.values())
+    assert read_rejects(tmp_path / "s")["column"].tolist() == ["sex"]
+
+
+def test_classic_mac_line_ends_and_upper_case_file_names_load(tmp_path):
+    bundle = write_bundle(tmp_path / "b", _people(3))
+    text = (bundle / "checkups.csv").read_text()
+    (bundle / "checkups.csv").unlink()
+    (bundle / "CHECKUPS.CSV").write_text(text.replace("\n", "\r"))
+    res = _ingest(bundle, tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    assert len(read_checkups(tmp_path / "s")) == 3
+    (bundle / "checkups.csv").write_text(text)
+    assert_one_line_error(_ingest(bundle, tmp_path / "s2"), "CHECKUPS.CSV and checkups.csv")
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_file_separated_otherwise_than_by_commas_says_so(tmp_path, sep):
+    bundle = write_bundle(tmp_path / "b", _people(3))
+    frame = pd.read_csv(bundle / "checkups.csv", dtype=str)
+    frame.to_csv(bundle / "checkups.csv", index=False, sep=sep)
+    assert_one_line_error(_ingest(bundle, tmp_path / "s"), "checkups.csv", "comma-separated")
