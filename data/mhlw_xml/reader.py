@@ -197,6 +197,14 @@ def _ts_date(ts: str | None) -> str | None:
     return ts
 
 
+def _birth_date(ts: str | None) -> str | None:
+    """A birth date as :func:`_ts_date`; one given to the month (``197005``, allowed by HL7 TS)
+    takes the 1st: the age at fiscal-year end (31 March) is the same for every day of it."""
+    if ts and len(ts.strip()) == 6 and ts.strip().isdigit():
+        return ts.strip() + "01"
+    return _ts_date(ts)
+
+
 def _fiscal_year(ts: str | None) -> int | None:
     if not ts or len(ts) < 8 or not ts[:8].isdigit():
         return None
@@ -400,7 +408,7 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
                         if p.tag == T_GENDER:
                             row[_IDX["sex"]] = p.get("code")
                         elif p.tag == T_BIRTH:
-                            row[_IDX["birth_date"]] = _ts_date(p.get("value"))
+                            row[_IDX["birth_date"]] = _birth_date(p.get("value"))
         elif ctag == T_DOCOF:
             ev = child.find(T_EVENT)
             t = ev.find(T_TIME) if ev is not None else None

@@ -561,3 +561,13 @@ def test_a_single_document_or_archive_is_a_bundle(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     res = _cli_ingest(tmp_path / "notes.txt", tmp_path / "s3")
     assert res.exit_code == 2 and "not a bundle folder" in res.output
+
+
+def test_a_birth_date_given_to_the_month_gives_the_exact_age(tmp_path):
+    """HL7 TS allows ``197005``; every day of May 1970 gives the same age on 31 March 2025."""
+    doc = _doc().replace(b'value="19700501"', b'value="197005"')
+    assert b'value="197005"' in doc
+    (tmp_path / "h1.xml").write_bytes(doc)
+    result = ingest(tmp_path / "h1.xml", tmp_path / "s", _config())
+    assert result.accounting["checkups"].loaded == 1
+    assert read_checkups(tmp_path / "s").iloc[0]["age"] == 54
