@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import models.train
+from data.workers import die_with_parent
 from models.train import usable_cores
 
 T = TypeVar("T")
@@ -49,9 +50,12 @@ _NUMBERS = itertools.count()
 
 
 def _in_worker(threads: int) -> None:
-    """A worker's start: its share of the prediction threads, and LightGBM's OpenMP held to
-    one thread. GNU OpenMP's thread pool does not survive a fork: a parallel region with more
-    than one thread in a forked child can wait forever for threads that are not there."""
+    """A worker's start: it dies with the run (:func:`data.workers.die_with_parent`: a
+    ``kill -9`` of the run leaves no worker behind), its share of the prediction threads, and
+    LightGBM's OpenMP held to one thread. GNU OpenMP's thread pool does not survive a fork: a
+    parallel region with more than one thread in a forked child can wait forever for threads
+    that are not there."""
+    die_with_parent()
     models.train.PREDICT_THREADS = threads
     try:
         import lightgbm.basic

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.workers import die_with_parent
+
 __all__ = [
     "CompileReport",
     "attach",
@@ -344,7 +346,10 @@ def attach(engine, cache: Path, workers: int = 1, check: np.ndarray | None = Non
             # the largest first, so the last to finish is a small one; a booster that fails
             # to compile is left out (loading it below says why)
             missing.sort(key=lambda m: -m[2])
-            with ProcessPoolExecutor(min(workers, len(missing))) as pool:
+            # workers die with the run (a kill -9 of it leaves no compiler behind)
+            with ProcessPoolExecutor(
+                min(workers, len(missing)), initializer=die_with_parent
+            ) as pool:
                 for job in [pool.submit(_compile_one, m) for m in missing]:
                     job.exception()
     fresh = {path for _, path, _ in missing}

@@ -61,6 +61,7 @@ from data.mhlw_xml.items import (
     writer_codes,
     xsd_dir,
 )
+from data.workers import die_with_parent
 
 INDEX_NAME = "ix08_V08.xml"
 SUMMARY_NAME = "su08_V08.xml"
@@ -472,7 +473,10 @@ def write_exchange_archive(
     if workers <= 1 or len(jobs) < 2:
         return [_write_archive(j) for j in jobs]
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+    # workers die with the command (a kill -9 of it leaves no writer behind)
+    with ProcessPoolExecutor(
+        min(workers, len(jobs)), mp_context=ctx, initializer=die_with_parent
+    ) as pool:
         return list(pool.map(_write_archive, jobs))
 
 

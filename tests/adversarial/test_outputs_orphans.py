@@ -1,4 +1,6 @@
-"""A kill -9 of ``kenshin score`` leaves no letter renderer or report-PDF worker behind.
+"""A kill -9 of ``kenshin score`` leaves no letter renderer, report-PDF worker, scoring-chunk
+worker or booster compiler behind; nor a kill -9 of ``kenshin synth --format xml`` an archive
+writer.
 
 Each test starts a process that runs the real pool (its real initializer) with the work itself
 replaced by a long sleep, kills that process with SIGKILL once its workers are up, and waits
@@ -53,6 +55,46 @@ pdf.render_pdf(None, SimpleNamespace(pdf_residents=400, pdf_chunk=100, pdf_worke
 """
 )
 
+CHUNKS = (
+    HANG
+    + """
+from kenshin.workers import ordered_map
+
+list(ordered_map(hang, list(range(8)), workers=2))
+"""
+)
+
+COMPILER = (
+    HANG
+    + """
+from pathlib import Path
+import numpy as np
+import models.compiled as compiled
+
+cache = Path(sys.argv[1])
+compiled._texts = lambda engine: []
+compiled._plan = lambda texts, cache: (
+    [("a", None, 9, "t", cache / "a.so"), ("b", None, 8, "t", cache / "b.so")], {}
+)
+compiled._new_pass_manager = lambda: None
+compiled._compile_one = hang
+compiled.attach(None, cache, workers=2, check=np.zeros((1, 1)))
+"""
+)
+
+ARCHIVES = (
+    HANG
+    + """
+from pathlib import Path
+import data.mhlw_xml.writer as writer
+from data.synth import SynthConfig, generate
+
+ward = generate(SynthConfig(residents=100, years=2, seed=1))
+writer._write_archive = hang
+writer.write_exchange_archive(ward.checkups, ward.contacts, Path(sys.argv[1]), workers=2)
+"""
+)
+
 
 def _children(pid: int) -> list[int]:
     out = []
@@ -103,6 +145,20 @@ def test_letter_renderers_die_with_the_run(tmp_path):
 
 def test_report_pdf_workers_die_with_the_run(tmp_path):
     _kill_parent_and_wait(REPORT, tmp_path, workers=1)  # the summary part is typeset alone
+
+
+def test_scoring_chunk_workers_die_with_the_run(tmp_path):
+    """kenshin.workers.ordered_map's forked workers (the score step's chunks) outlived a
+    kill -9 of the run with parent 1, holding the model's memory."""
+    _kill_parent_and_wait(CHUNKS, tmp_path, workers=2)
+
+
+def test_booster_compilers_die_with_the_run(tmp_path):
+    _kill_parent_and_wait(COMPILER, tmp_path, workers=2)
+
+
+def test_xml_archive_writers_die_with_synth(tmp_path):
+    _kill_parent_and_wait(ARCHIVES, tmp_path, workers=2)
 
 
 def test_report_pdf_workers_are_forked_by_the_calling_thread(monkeypatch):
