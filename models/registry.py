@@ -131,9 +131,10 @@ def _own_run(experiment_id: str, run_name: str):
 
     outer = os.environ.pop("MLFLOW_RUN_ID", None)
     try:
-        with mlflow.start_run(
+        active = mlflow.start_run(
             experiment_id=experiment_id, run_name=run_name, tags=_process_tags()
-        ) as run:
+        )
+        with _ended_quietly(active) as run:
             with _killed_on_signal():
                 if outer:
                     mlflow.set_tag("kenshin.project_run_id", outer)
@@ -141,6 +142,44 @@ def _own_run(experiment_id: str, run_name: str):
     finally:
         if outer is not None:
             os.environ["MLFLOW_RUN_ID"] = outer
+
+
+#: MLflow's loggers that print to the terminal (each has its own stderr handler).
+_MLFLOW_LOGGERS = ("mlflow", "sqlalchemy.engine", "alembic", "huey")
+
+
+@contextmanager
+def _mlflow_logging_silenced():
+    """MLflow's own logging off for a block. When ending a run fails (a full disk: "database
+    or disk is full" while the run is marked FAILED), MLflow logs the error with three
+    tracebacks on stderr before raising it; the raised error reaches the command's error log
+    (the chain included) and stderr keeps its one line."""
+    loggers = [logging.getLogger(name) for name in _MLFLOW_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@contextmanager
+def _ended_quietly(active):
+    """``with active as run`` (an MLflow ``ActiveRun``), its ending (FINISHED, or FAILED when
+    the block raises) with :func:`_mlflow_logging_silenced`; an error of the ending is raised
+    (chained to the block's own)."""
+    run = active.__enter__()
+    try:
+        yield run
+    except BaseException as exc:
+        with _mlflow_logging_silenced():
+            if not active.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+    else:
+        with _mlflow_logging_silenced():
+            active.__exit__(None, None, None)
 
 
 # ------------------------------------------------------------ writable store, stale runs
@@ -179,7 +218,7 @@ def _killed_on_signal():
                 if threading.current_thread() is threading.main_thread():
                     previous.setdefault(sig, signal.getsignal(sig))
                     signal.signal(sig, signal.SIG_IGN)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), _mlflow_logging_silenced():
             mlflow.set_tag("kenshin.ended", "interrupted by a signal")
             mlflow.end_run("KILLED")
         raise

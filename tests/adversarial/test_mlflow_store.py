@@ -213,3 +213,55 @@ def test_mlflow_process_gone_judges_only_this_hosts_processes():
         assert registry._process_gone({**me, "kenshin.process": me["kenshin.process"] + "0"})
         start = me["kenshin.process"].split("/")[1]
         assert registry._process_gone({**me, "kenshin.process": f"other-boot/{start}"})
+
+
+# --------------------------------------------------------------------------- a full disk
+
+_DISK_FULL = """
+import sqlite3, sys
+from sqlalchemy.engine import default
+
+import kenshin.commands
+from models import registry
+
+real = default.DefaultDialect.do_execute
+
+
+def do_execute(self, cursor, statement, parameters, context=None):
+    if statement.startswith("UPDATE runs SET status"):  # the run being marked FAILED
+        raise sqlite3.OperationalError("database or disk is full")
+    return real(self, cursor, statement, parameters, context)
+
+
+def run_train(store, workdir, *args, **kwargs):  # the artifacts filled the disk
+    exp = registry.configure_tracking(workdir)
+    default.DefaultDialect.do_execute = do_execute
+    with registry._own_run(exp, "train"):
+        raise OSError(28, "No space left on device")
+
+
+kenshin.commands.run_train = run_train
+from kenshin.cli import app
+
+app(["train", "--store", sys.argv[1], "--workdir", sys.argv[2]])
+"""
+
+
+def test_mlflow_store_failing_while_the_run_is_marked_failed_prints_one_line(tmp_path):
+    """A full disk: the run's artifacts fail, then "database or disk is full" while MLflow
+    marks the run FAILED; MLflow's own logger printed that error with three tracebacks on
+    stderr. Only the command's one line may remain (the traceback is in the error log)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL, str(tmp_path / "store"), str(tmp_path / "w")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("internal error: ") and "database or disk is full" in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    log = Path(lines[0].split("details in ", 1)[1].split("; please report", 1)[0])
+    text = log.read_text()
+    assert "No space left on device" in text and "database or disk is full" in text
