@@ -1662,23 +1662,31 @@ def run_scoring_command(
     def on_note(line: str) -> None:
         from rich.text import Text
 
+        from kenshin.printable import printable
+
         text = Text("note:", style="bold yellow")
-        text.append(" " + line)
+        text.append(" " + printable(line))
         if bar is not None:
             bar.console.print(text, highlight=False, soft_wrap=True)
         else:
-            print(f"note: {line}", file=sys.stderr)
+            print(f"note: {printable(line)}", file=sys.stderr)
 
     return run_annual(cfg, on_step, on_note)
 
 
 def print_annual(console, result: AnnualRunResult) -> None:
-    """Counts (scored, selected by reason, letters) and where every output is."""
+    """Counts (scored, selected by reason, letters) and where every output is. Paths and the
+    model URI are data: printed through :mod:`kenshin.printable`, never as markup, without
+    control characters."""
     from rich.table import Table
-    from rich.text import Text
+
+    from kenshin.printable import data_text
+
+    def say(line: str) -> None:
+        console.print(data_text(line), highlight=False)
 
     c = result.counts
-    t = Table(title=Text(f"annual run → {result.out}"))
+    t = Table(title=data_text(f"annual run → {result.out}"))
     t.add_column("what")
     t.add_column("residents", justify="right")
     for key in (
@@ -1687,25 +1695,19 @@ def print_annual(console, result: AnnualRunResult) -> None:
     ):  # fmt: skip
         t.add_row(key.replace("_", " "), f"{c.get(key, 0):,}")
     for key in sorted(k for k in c if k.startswith("reason_")):
-        t.add_row("  " + key.removeprefix("reason_"), f"{c[key]:,}")
+        t.add_row(data_text("  " + key.removeprefix("reason_")), f"{c[key]:,}")
     for key in ("explained", "letters_rendered", "letters_reused", "letters_characters_replaced"):
         if key in c:
             t.add_row(key.replace("_", " "), f"{c[key]:,}")
     console.print(t)
     s = result.seconds
     rate = c.get("scored", 0) / s["score"] if s.get("score") else 0
-    console.print(
+    say(
         f"model {result.model.uri} (version {result.model.version or '?'}); scoring "
-        f"{s.get('score', 0):.1f} s ({rate:,.0f} residents/s); total {s.get('total', 0):.1f} s",
-        highlight=False,
-        markup=False,
+        f"{s.get('score', 0):.1f} s ({rate:,.0f} residents/s); total {s.get('total', 0):.1f} s"
     )
     for key in ("scores", "selection", "explanations", "drift", "report_html", "report_pdf", "run"):
         if key in result.paths:
-            console.print(f"  {key:<13} {result.paths[key]}", highlight=False, markup=False)
+            say(f"  {key:<13} {result.paths[key]}")
     if "letters" in result.paths:
-        console.print(
-            f"  letters       {result.paths['letters']}  (names and addresses: owner-only)",
-            highlight=False,
-            markup=False,
-        )
+        say(f"  letters       {result.paths['letters']}  (names and addresses: owner-only)")

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from data.ingest import IngestResult, TableAccounting
 from data.mhlw_xml import write_checkup_xml
 from kenshin import commands
+from kenshin.annual import print_annual
 from kenshin.cli import app
 from kenshin.printable import REPLACEMENT, data_text, printable
 from tests.conftest import checkup_row, write_bundle
@@ -182,6 +183,14 @@ def _print_all(console: Console, name: str) -> None:
         comparisons=comparisons,
     )  # fmt: skip
     commands.print_evaluation(console, result)
+    keys = ("scores", "selection", "explanations", "drift", "report_html", "report_pdf", "run",
+            "letters")  # fmt: skip
+    annual = SimpleNamespace(
+        counts={"scored": 3, f"reason_{name}": 1, "letters_rendered": 1}, out=name,
+        seconds={"score": 1.0, "total": 2.0}, model=SimpleNamespace(uri=name, version=name),
+        paths={k: f"{name}/{k}" for k in keys},
+    )  # fmt: skip
+    print_annual(console, annual)
 
 
 @settings(FUZZ, max_examples=40)
