@@ -20,7 +20,10 @@ address that breaks the letter contract) get no letter: ``NO_CONTACT`` / ``CONTA
 the selection (with the fields at fault, never their values), so the selection,
 ``letters_sent.csv`` and the letters printed always agree.
 
-All or nothing: the run writes into ``.<out>.partial`` next to the output folder, validating
+Before any work the output folder is checked (a probe file: read-only is exit 2) and locked
+(a second run into it is exit 2 naming the first's process): :func:`output_place`,
+:func:`output_lock`. All or nothing: the run writes into ``.<out>.partial`` next to the output
+folder (inside it when it is a mount point: the final moves never cross file systems), validating
 every table against its contract, and moves its outputs into the output folder only once all of
 them (letters and report included) are made. A failed run leaves the output folder as it was;
 the letters it rendered are kept in the staging folder, so running it again renders only the
@@ -407,11 +410,27 @@ def run_annual(
     moved into ``cfg.out`` only when the whole run has succeeded. A failed run leaves the output
     folder as it was; the letters it had rendered stay in the staging folder, so running again
     renders only the missing ones (as do letters of a finished run in ``cfg.out``).
+
+    Before any work ``cfg.out`` is checked (:func:`output_place`: it can be written; the
+    staging folder is on its file system) and locked (:func:`output_lock`): a second run into
+    the same folder meanwhile is bad input naming this run's process.
     """
     clock = Stopwatch(time.perf_counter())
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out} is a file, not a folder")
+    place = output_place(out)  # before any work: --out can be written, where to stage
+    with output_lock(place, out):  # one run at a time into an output folder
+        return _run_annual(cfg, out, place, clock, on_step, on_note)
+
+
+def _run_annual(
+    cfg: AnnualRunConfig,
+    out: Path,
+    place: OutputPlace,
+    clock: Stopwatch,
+    on_step: Callable[[str, int, int], None] | None,
+    on_note: Callable[[str], None] | None,
+) -> AnnualRunResult:
+    """:func:`run_annual` once ``out`` is checked and locked."""
     manifest = read_store_manifest(Path(cfg.store))
     cfg, notes = decide_letters(cfg, manifest, on_note)
     if cfg.engine == "spark":  # Spark and its Python workers start meanwhile
@@ -429,7 +448,7 @@ def run_annual(
     if cfg.engine == "spark":
         with clock.time("spark_start_wait"):  # what was left of Spark's start
             spark_started.result()
-    work = staging_folder(out, seed_letters=cfg.letters)
+    work = staging_folder(out, seed_letters=cfg.letters, stage=place.stage)
     try:
         outs = AnnualOutputs(work)
         with frozen_garbage_collector():
@@ -542,21 +561,96 @@ def publish(result: AnnualRunResult, work: Path, out: Path) -> AnnualRunResult:
     return result
 
 
-def staging_folder(out: Path, seed_letters: bool = True) -> Path:
+#: Names inside the output folder of its staging folder and lock file, used when they cannot
+#: be beside it (:func:`output_place`).
+INSIDE_STAGING = f".kenshin{STAGING_SUFFIX}"
+INSIDE_LOCK = ".kenshin.lock"
+
+
+@dataclass(frozen=True)
+class OutputPlace:
+    """Where a run into an output folder writes: the folder itself (resolved), its staging
+    folder and its lock file."""
+
+    target: Path
+    stage: Path
+    lock: Path
+
+
+def output_place(out: Path) -> OutputPlace:
+    """Check that a run can write ``out`` and say where it stages and locks; before any work.
+
+    A file cannot be created in ``out`` (or, while it does not exist, in its nearest existing
+    ancestor): bad input (exit 2, one line), tried with a probe file (``os.access`` says yes to
+    root and on read-only mounts). The staging folder is ``.<name>.partial`` beside ``out``,
+    except inside ``out`` (``.kenshin.partial``) when ``out`` is on another file system than
+    its parent (a mount point: the final moves would cross devices, EXDEV) or its parent cannot
+    be written; the lock file is ``.<name>.lock`` beside ``out``, inside it (``.kenshin.lock``)
+    only when the parent cannot be written.
+    """
+    from data.files import unwritable_reason
+    from kenshin.paths import check_no_symlink_loop, check_writable_folder, same_device
+
+    check_no_symlink_loop(out, "--out")
+    target = Path(out).resolve()
+    if target.exists() and not target.is_dir():
+        raise BadInputError(f"--out {out} is a file, not a folder")
+    check_writable_folder(out, "--out")
+    parent = target.parent
+    parent_ok = unwritable_reason(parent) is None
+    if not target.exists():  # made in its parent: on the parent's file system
+        return OutputPlace(target, staging_for(target), parent / f".{target.name}.lock")
+    inside = not parent_ok or not same_device(target, parent)
+    stage = target / INSIDE_STAGING if inside else staging_for(target)
+    lock = parent / f".{target.name}.lock" if parent_ok else target / INSIDE_LOCK
+    return OutputPlace(target, stage, lock)
+
+
+@contextmanager
+def output_lock(place: OutputPlace, out: Path) -> Iterator[None]:
+    """Hold the output folder's lock for the whole run; a second run into the same folder is
+    bad input naming the holder's process.
+
+    ``flock`` on the lock file (:func:`output_place`): the kernel releases it when its holder
+    dies, so a killed run never leaves a stale lock. The lock file stays (removing it would let
+    a third run lock a new file while the second still holds the old one).
+    """
+    import fcntl
+
+    place.lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(place.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise BadInputError(
+                f"--out {out}: another kenshin run is writing this output folder (process "
+                f"{holder}); wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def staging_folder(out: Path, seed_letters: bool = True, stage: Path | None = None) -> Path:
     """The folder a run writes into before its outputs are moved into ``out``.
 
-    ``.<out name>.partial`` next to ``out`` (inside ``out`` if its parent cannot be written).
-    What an earlier failed run left there is removed, except its ``letters/`` (resume). Without
-    those, the letters of a finished run in ``out`` are linked in (same files, no copy), so
-    :func:`scoring.letters.render_letters` reuses them.
+    ``stage`` (default ``.<out name>.partial`` next to ``out``; :func:`output_place` says
+    where), inside ``out`` if that cannot be made. What an earlier failed run left there is
+    removed, except its ``letters/`` (resume). Without those, the letters of a finished run in
+    ``out`` are linked in (same files, no copy), so :func:`scoring.letters.render_letters`
+    reuses them.
     """
     target = Path(out).resolve()
-    stage = staging_for(target)
+    stage = staging_for(target) if stage is None else stage
     try:
         stage.mkdir(parents=True, exist_ok=True)
     except OSError:
         target.mkdir(parents=True, exist_ok=True)
-        stage = target / f".kenshin{STAGING_SUFFIX}"
+        stage = target / INSIDE_STAGING
         stage.mkdir(exist_ok=True)
     for p in stage.iterdir():
         if p.name != LETTERS:

@@ -30,6 +30,7 @@ from kenshin.errors import (
     short_message,
     write_error_log,
 )
+from kenshin.paths import check_writable_folder
 from kenshin.printable import data_text, printable
 
 app = typer.Typer(
@@ -106,6 +107,25 @@ def fiscal_year(option: str, value: int | None) -> int | None:
     raise BadInputError(f"{option} {value} is not a fiscal year of 特定健診 (2008-2100)")
 
 
+#: Path parameters given as arguments, not options (the rest are ``--name``).
+_ARGUMENTS = {"bundle": "BUNDLE"}
+
+
+def _option_name(key: str) -> str:
+    """How the user wrote the parameter ``key``: ``--out``, or ``BUNDLE`` for an argument."""
+    return _ARGUMENTS.get(key) or "--" + key.replace("_", "-")
+
+
+def check_path_options(kwargs: dict) -> None:
+    """Before any work: a path option that is a symbolic link loop is bad input (exit 2, one
+    line), never a ``RuntimeError: Symlink loop`` from wherever the command resolves it."""
+    from kenshin.paths import check_no_symlink_loop
+
+    for key, value in kwargs.items():
+        if isinstance(value, Path):
+            check_no_symlink_loop(value, _option_name(key))
+
+
 def handles_bad_input(func: Callable) -> Callable:
     """Exit codes of docs/contract.md §Exit codes for a command.
 
@@ -119,6 +139,7 @@ def handles_bad_input(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
+            check_path_options(kwargs)
             return func(*args, **kwargs)
         except BadInputError as exc:
             print_error(str(exc))
@@ -194,6 +215,7 @@ def synth(
 
     fiscal_year("--last-fiscal-year", last_fiscal_year)
     fiscal_year("--letter-year", letter_year)
+    check_writable_folder(out, "--out")  # before any work (a read-only place: exit 2)
 
     with progress() as bar:
         paths, summary = run_synth(
@@ -236,6 +258,8 @@ def evaluate_letters(
     from kenshin.commands import print_evaluation, run_evaluate
 
     fiscal_year("--year", year)
+    if scores.is_dir():  # the evaluation is written beside the selection
+        check_writable_folder(scores, "--scores")
     result, paths = run_evaluate(store, year, scores)
     print_evaluation(console, result)
     for path in paths.values():
@@ -322,6 +346,7 @@ def features(
     """Build the as-of features and labels; report who has no follow-up checkup."""
     from kenshin.commands import print_follow_up, run_features
 
+    check_writable_folder(out, "--out")  # before any work (a read-only place: exit 2)
     result = run_features(
         store, out, truth, engine=engine, spark_master=spark_master, spark_config=spark_config
     )
