@@ -250,8 +250,9 @@ def store_readable(store: Path) -> Iterator[None]:
 
 
 NO_CONTACTS_NOTE = (
-    "letters are switched off: the store has no contacts table (the bundle had none), so no "
-    "letter can be addressed; ingest contacts (docs/contract.md §Contacts) to send letters"
+    "letters are switched off: the store has no contacts (the bundle had no contacts table, or "
+    "one without rows), so no letter can be addressed; ingest contacts (docs/contract.md "
+    "§Contacts) to send letters"
 )
 
 
@@ -265,8 +266,9 @@ def check_store(store: Path, manifest: dict, fiscal_year: int) -> list[str]:
     missing = set(manifest.get("missing_tables") or [])
     if "enrollment" in missing:
         raise BadInputError(
-            f"the store {store} has no enrollment table (the bundle had none), so membership on "
-            "the scoring date cannot be judged; ingest enrollment (docs/contract.md §Enrollment)"
+            f"the store {store} has no enrollment (the bundle had no enrollment table, or one "
+            "without rows), so membership on the scoring date cannot be judged; ingest "
+            "enrollment (docs/contract.md §Enrollment)"
         )
     years = manifest.get("fiscal_years")
     if years is None:  # an older manifest: the partitions say it

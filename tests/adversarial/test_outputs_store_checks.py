@@ -16,11 +16,14 @@ from tests.conftest import assert_one_line_error, checkup_row, write_bundle
 TODAY = "2026-11-27"
 
 
-def _store(tmp_path, drop: str | None = None):
+def _store(tmp_path, drop: str | None = None, empty: str | None = None):
     rows = [checkup_row(person_id=f"P{i}") for i in range(5)]
     bundle = write_bundle(tmp_path / "bundle", rows)
     if drop:
         (bundle / f"{drop}.csv").unlink()
+    if empty:  # the header only
+        path = bundle / f"{empty}.csv"
+        path.write_text(path.read_text().split("\n", 1)[0] + "\n")
     ingest(bundle, tmp_path / "store", IngestConfig(today=TODAY))
     return tmp_path / "store"
 
@@ -39,9 +42,15 @@ def _score(tmp_path, store, year: int = 2024):
 def test_a_store_without_enrollment_stops_before_any_work(tmp_path):
     res = _score(tmp_path, _store(tmp_path, drop="enrollment"))
     assert_one_line_error(
-        res, "has no enrollment table", "ingest enrollment (docs/contract.md §Enrollment)"
+        res, "has no enrollment", "ingest enrollment (docs/contract.md §Enrollment)"
     )
     assert not (tmp_path / "work" / "mlflow.db").exists()
+
+
+def test_a_store_whose_enrollment_had_no_rows_stops_naming_it(tmp_path):
+    """It ran on, and stopped with "nobody is eligible", which did not say why."""
+    res = _score(tmp_path, _store(tmp_path, empty="enrollment"))
+    assert_one_line_error(res, "has no enrollment", "one without rows")
 
 
 def test_a_store_without_the_scoring_year_stops_before_any_work(tmp_path):
