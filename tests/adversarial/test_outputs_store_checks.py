@@ -71,7 +71,7 @@ def test_a_store_without_contacts_goes_on_without_letters_and_says_so(tmp_path, 
     monkeypatch.setattr(ka, "load_model", no_model)
     res = _score(tmp_path, _store(tmp_path, drop="contacts"))
     lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert lines[0].startswith("note: letters are switched off: the store has no contacts table")
+    assert lines[0].startswith("note: letters are switched off: the store has no contacts")
     assert "ingest contacts" in lines[0]
     assert seen and lines[-1] == "error: no model in this test"
 
@@ -81,7 +81,7 @@ def test_a_store_without_contacts_goes_on_without_letters_and_says_so(tmp_path, 
     [
         ({"fiscal_years": [], "accounting": {"checkups": {"loaded": 0}}}, "has no checkups;"),
         ({"fiscal_years": [2023, 2024]}, "no checkups in FY2025 (it holds FY2023-FY2024)"),
-        ({"fiscal_years": [2025], "missing_tables": ["enrollment"]}, "no enrollment table"),
+        ({"fiscal_years": [2025], "missing_tables": ["enrollment"]}, "no enrollment"),
     ],
 )
 def test_check_store_refuses_what_score_cannot_use(tmp_path, manifest, message):
