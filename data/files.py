@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import functools
 import io
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ try:  # what pandas' to_csv makes of a column before the csv module writes it
 except ImportError:  # another pandas: csv_bytes writes with to_csv only
     _get_values_for_csv = None
 
-__all__ = ["atomic_write", "csv_bytes", "neutralise_formulas", "unwritable_reason"]
+__all__ = ["atomic_write", "csv_bytes", "neutralise_formulas", "pid_lock", "unwritable_reason"]
 
 #: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -304,3 +306,27 @@ def unwritable_reason(folder: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or type(exc).__name__
     return None
+
+
+@contextlib.contextmanager
+def pid_lock(path: Path, busy: Callable[[str], Exception]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created owner-only, holding our pid) for the
+    block; when another process holds it, raise ``busy(holder's pid)``.
+
+    The kernel releases the lock when its holder dies, so a killed run never leaves a stale
+    lock. The file stays (removing it would let a third process lock a new file while the
+    second still holds the old one).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise busy(holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

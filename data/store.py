@@ -17,7 +17,6 @@ leaves half a store, and writing the same data twice gives byte-identical Parque
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data.files import pid_lock
 from data.schemas import Rejects, StoredCheckups, StoredEnrollment
 
 MANIFEST = "manifest.json"
@@ -251,23 +251,15 @@ def store_lock(store: Path) -> Iterator[None]:
     from data.errors import BadInputError
 
     store = Path(store).resolve()
-    store.parent.mkdir(parents=True, exist_ok=True)
-    path = store.with_name(f".{store.name}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            raise BadInputError(
-                f"{store}: another ingest is writing this store (process {holder}); wait for it "
-                "to finish"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+
+    def busy(holder: str) -> Exception:
+        return BadInputError(
+            f"{store}: another ingest is writing this store (process {holder}); wait for it "
+            "to finish"
+        )
+
+    with pid_lock(store.with_name(f".{store.name}.lock"), busy):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _validated(schema, frame: pd.DataFrame, store: Path, table: str) -> pd.DataFrame:

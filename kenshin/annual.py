@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data.columns import OUTCOMES
-from data.files import atomic_write, csv_bytes
+from data.files import atomic_write, csv_bytes, pid_lock
 from data.schema_check import validated
 from kenshin.errors import BadInputError, one_line, safe_message
 from kenshin.workers import SCORE_WORKERS, chunk_bounds, ordered_map
@@ -617,24 +617,15 @@ def output_lock(place: OutputPlace, out: Path) -> Iterator[None]:
     dies, so a killed run never leaves a stale lock. The lock file stays (removing it would let
     a third run lock a new file while the second still holds the old one).
     """
-    import fcntl
 
-    place.lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(place.lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            raise BadInputError(
-                f"--out {out}: another kenshin run is writing this output folder (process "
-                f"{holder}); wait for it to finish or choose another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    def busy(holder: str) -> Exception:
+        return BadInputError(
+            f"--out {out}: another kenshin run is writing this output folder (process "
+            f"{holder}); wait for it to finish or choose another --out"
+        )
+
+    with pid_lock(place.lock, busy):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def staging_folder(out: Path, seed_letters: bool = True, stage: Path | None = None) -> Path:

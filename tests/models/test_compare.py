@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from data.columns import OUTCOMES
+from data.store import fingerprint
 from features.declarations import feature_names
 from features.declarations import get as declaration
 from models.evaluate import binary_metrics
@@ -214,16 +215,19 @@ def tracking_store(tmp_path_factory) -> Store:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.create_experiment(EXPERIMENT, artifact_location=(tmp / "art").as_uri())
     client.create_registered_model(MODEL_NAME)
-    store = tmp / "store"
-    store.mkdir()
-    (store / "manifest.json").write_text(json.dumps({"store_fingerprint": {"sha256": "abc123"}}))
+    store = tmp / "store"  # a store of one data file, with its real fingerprint
+    (store / "private").mkdir(parents=True)
+    pd.DataFrame({"x": [1]}).to_parquet(store / "enrollment.parquet")
+    pd.DataFrame({"x": [1]}).to_parquet(store / "private" / "contacts.parquet")
+    stamp = fingerprint(store)
+    (store / "manifest.json").write_text(json.dumps({"store_fingerprint": stamp}))
     runs = []
     for i in range(3):
         run = client.create_run(exp, run_name="train FY2024", tags={"kenshin.kind": "train"},
                                 start_time=1_700_000_000_000 + i * 1000)  # fmt: skip
         rid = run.info.run_id
         params = {"test_year": "2024", "feature_set_version": "fs-x", "model.lgbm.seed": str(i),
-                  "store.sha256": "abc123" if i < 2 else "other", "git_commit": f"c{i}",
+                  "store.sha256": stamp["sha256"] if i < 2 else "other", "git_commit": f"c{i}",
                   "store.path": str(store), "n_features": "96"}  # fmt: skip
         metrics = {"diabetes.auc": 0.80 + i / 100, "diabetes.pr_auc": 0.3, "diabetes.brier": 0.05,
                    "diabetes.ece": 0.02, "diabetes.cal_slope": 1.1, "diabetes.n": 100,
