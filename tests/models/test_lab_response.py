@@ -137,6 +137,35 @@ def test_shift_moves_body_then_labs_only_towards_lower_risk(table):
     assert out.loc[0, "hba1c"] == pytest.approx(6.0 - 3 * coef[("hba1c", "weight_kg")])
 
 
+def test_a_move_under_one_recorded_step_lands_a_step_further_with_its_share():
+    """SBP recorded in whole mmHg, moved by 0.4: rounding kept every value (the move was lost
+    for everyone); now 40 % of residents, fixed by pseudonym, land one step lower, so the
+    pooled move is the true one."""
+    n = 20_000
+    before = pd.DataFrame(
+        {"pseudonym": [f"{i:016x}" for i in range(n)], "weight_kg": np.full(n, 80.0),
+         "sbp": pd.array(np.full(n, 130), dtype="Int64"), "uric_acid": np.full(n, 6.0)}
+    )  # fmt: skip
+    table = pd.DataFrame(
+        [("sbp", "weight_kg", "weight_kg", 0.4, 0.01, 40.0, n, True, 0.4),
+         ("uric_acid", "weight_kg", "weight_kg", 0.03, 0.001, 30.0, n, True, 0.03)],
+        columns=list(COLUMNS),
+    )  # fmt: skip
+    out = lab_shift(before, before.assign(weight_kg=79.0), table)
+    sbp = out["sbp"].to_numpy(dtype=float)
+    assert set(np.unique(sbp)) == {129.0, 130.0}  # on the grid, never up
+    assert (130 - sbp).mean() == pytest.approx(0.4, abs=0.015)
+    ua = out["uric_acid"].to_numpy()
+    assert set(np.round(np.unique(ua), 9)) == {5.9, 6.0}
+    assert (6.0 - ua).mean() == pytest.approx(0.03, abs=0.003)
+    # the same residents every time; a resident's draw differs between items
+    again = lab_shift(before, before.assign(weight_kg=79.0), table)
+    pd.testing.assert_frame_equal(out, again)
+    assert ((sbp < 130) != (ua < 6.0)).any()
+    # no move, no draw: values stay where they were recorded
+    pd.testing.assert_frame_equal(lab_shift(before, before.copy(), table), before)
+
+
 def test_grid_split_mixes_the_two_recorded_values():
     up, down, w = grid_split(np.array([6.37, 6.4, 6.35, np.nan, 5.0 - 1e-12]), 0.1)
     np.testing.assert_allclose(up[:3], [6.4, 6.4, 6.4])
