@@ -439,6 +439,7 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
     found: dict[str, str | None] = {}
     found_oid: dict[str, str | None] = {}
     ranged: dict[str, str] = {}  # role → "above" / "below" its input range
+    unit_flags: list[str] = []  # ``<column>_unit_unexpected``: the value was set aside
     error: tuple[str, str] | None = None
     for elsewhere, sc, section in sections:
         for obs in section.iter(T_OBS):
@@ -483,13 +484,12 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
                 value = pq.get("value") if pq is not None else None
                 if value is not None:
                     unit = pq.get("unit")
-                    if unit != item.unit and _unit_norm(unit) != unit_norm and not error:
-                        col = _ROLE_COLUMN.get(role, role)
-                        error = (
-                            f"{code} ({item.name}): unit {unit!r} is not the expected "
-                            f"{item.unit!r}",
-                            col,
-                        )
+                    if unit != item.unit and _unit_norm(unit) != unit_norm:
+                        # Another unit (or none) costs this value, not the checkup: the item
+                        # is missing and flagged, the rest of the document loads.
+                        unit_flags.append(f"{_ROLE_COLUMN.get(role, role)}_unit_unexpected")
+                        notes.append(f"unit_unexpected:{code[:5]}:{unit}")
+                        continue
                 found[role] = value
             else:
                 cv = values[0]
@@ -543,10 +543,14 @@ def parse_document(data: bytes, source: str, path: str) -> tuple:
             row[_IDX["q_guidance_received"]] = wish
     elif wish is not None:
         notes.append("legacy_item_ignored:9N806")
+    flags = list(unit_flags)
     if ranged:
-        flags = _range_flags(ranged, row, g, waist_role, tg_role=f"tg_{kind}" if kind else None)
-        notes.extend(flags)
-        row[_IDX[READER_FLAGS]] = ";".join(flags) if flags else None
+        ranged_flags = _range_flags(
+            ranged, row, g, waist_role, tg_role=f"tg_{kind}" if kind else None
+        )
+        notes.extend(ranged_flags)
+        flags += ranged_flags
+    row[_IDX[READER_FLAGS]] = ";".join(flags) if flags else None
 
     if exam is None:
         error = ("checkup date missing (documentationOf/serviceEvent/effectiveTime)", "exam_date")

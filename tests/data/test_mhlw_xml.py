@@ -333,13 +333,14 @@ def test_bad_documents_end_in_rejects_with_file_and_reason(tmp_path):
     result = ingest(bundle, tmp_path / "store", _config())
     acct = result.accounting["checkups"]
     assert acct.read == 8 and acct.balanced
-    assert acct.loaded == 3  # CSV row, the good document, the one with an unknown item
+    # the CSV row, the good document, the one with an unknown item, the one with a height in
+    # metres (that value is set aside, not the checkup)
+    assert acct.loaded == 4
     rej = read_rejects(tmp_path / "store").set_index("source_file")
     assert set(rej.index) == {
         "h_good_copy.xml",
         "h_malformed.xml",
         "h_namespace.xml",
-        "h_unit.xml",
         "h_nodate.xml",
     }
     reason = rej["reason"]
@@ -349,17 +350,18 @@ def test_bad_documents_end_in_rejects_with_file_and_reason(tmp_path):
     )
     assert reason["h_malformed.xml"].startswith("malformed XML")
     assert "wrong XML namespace urn:example:other" in reason["h_namespace.xml"]
-    assert "9N001000000000001" in reason["h_unit.xml"] and "'m'" in reason["h_unit.xml"]
-    assert rej.loc["h_unit.xml", "column"] == "height_cm"
     assert reason["h_nodate.xml"].startswith("checkup date missing")
     assert rej.loc["h_nodate.xml", "column"] == "exam_date"
-    assert (rej["table"] == "checkups").all() and rej["pseudonym"].notna().sum() >= 3
+    assert (rej["table"] == "checkups").all() and rej["pseudonym"].notna().sum() >= 2
     notes = read_manifest(tmp_path / "store")["reader_notes"]["checkups"]["xml"]
     assert notes["unknown_item_codes"] == {"9Z999000000000001": 1}
-    assert notes["documents"] == 7 and notes["documents_rejected"] == 5
-    assert notes["duplicate_documents"] == 1
-    stored = read_checkups(tmp_path / "store")
-    assert "h_unknown.xml" in set(stored["_source_file"])
+    assert notes["documents"] == 7 and notes["documents_rejected"] == 4
+    assert notes["duplicate_documents"] == 1 and notes["unit_unexpected:9N001:m"] == 1
+    stored = read_checkups(tmp_path / "store").set_index("_source_file")
+    assert "h_unknown.xml" in stored.index
+    metres = stored.loc["h_unit.xml"]
+    assert pd.isna(metres["height_cm"]) and metres["sbp"] == 132  # the rest of it loads
+    assert "height_cm_unit_unexpected" in metres["soft_flags"].split(";")
 
 
 def test_exchange_archive_with_a_bad_member_and_index_files(tmp_path):
