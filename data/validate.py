@@ -236,9 +236,15 @@ MISSING_MARKERS = frozenset(
 )
 
 
+def _folded(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """``(codes, texts)``: each row's index into its column's distinct values, and those values
+    NFKC-folded, trimmed and lower case (a column holds few distinct texts: fold each once)."""
+    codes, uniques = pd.factorize(values)
+    return codes, pd.Series(uniques, dtype="string").str.normalize("NFKC").str.strip().str.lower()
+
+
 def _missing_markers(values: pd.Series) -> np.ndarray:
-    codes, uniques = pd.factorize(values)  # a column holds few distinct texts
-    folded = pd.Series(uniques, dtype="string").str.normalize("NFKC").str.strip().str.lower()
+    codes, folded = _folded(values)
     hit = folded.isin(MISSING_MARKERS).fillna(False).to_numpy(dtype=bool)
     return np.append(hit, False)[codes]
 
@@ -324,9 +330,9 @@ SEX_WORDS = {"男": "1", "男性": "1", "m": "1", "male": "1", "女": "2", "女�
 def _sex_words(values: pd.Series) -> pd.Series:
     if values.dtype != object:
         return values
-    folded = values.astype("string").str.normalize("NFKC").str.strip().str.lower()
-    words = folded.map(SEX_WORDS)
-    return values.where(words.isna(), words).astype(object)
+    codes, folded = _folded(values)
+    words = np.append(folded.map(SEX_WORDS).to_numpy(dtype=object), None)[codes]
+    return values.where(pd.isna(words), words).astype(object)
 
 
 @dataclass(frozen=True)

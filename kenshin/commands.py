@@ -167,9 +167,9 @@ def run_ingest(
     return result
 
 
-def _or_dash(value) -> str:
-    """A table cell: a missing value (a whole-document reject has no column) as "—"."""
-    return "—" if value is None or (isinstance(value, float) and value != value) else str(value)
+def _blank(value) -> bool:
+    """None or NaN (a whole-document reject has no column)."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def print_ingest_summary(console: Console, result: IngestResult, store: Path) -> None:
@@ -196,13 +196,13 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
             rt.add_column(col)
         for r in reasons:
             rt.add_row(
-                data_text(r["table"]), data_text(_or_dash(r["column"])), data_text(r["reason"]),
+                data_text(r["table"]), data_text("—" if _blank(r["column"]) else r["column"]), data_text(r["reason"]),
                 f"{r['rows']:,}",
             )  # fmt: skip
         console.print(rt)
         first = result.rejects.head(5)
         for r in first.itertuples():
-            column = "" if _or_dash(r.column) == "—" else f", column {r.column}"
+            column = "" if _blank(r.column) else f", column {r.column}"
             _say(console, f"  e.g. {r.source_file} row {r.source_row}{column}: {r.reason}")
     for name, notes in result.manifest.get("reader_notes", {}).items():
         for source, report in notes.items():

@@ -124,3 +124,55 @@ def trained_ward(tmp: Path, residents: int, years: int, seed: int, fiscal_year: 
     run_train(tmp / "store", tmp / "work", config=ModelConfig(min_events=0))
     promote(tmp / "work")
     return bundle
+
+
+#: The model URI a scoring test serves its in-process engine as (:func:`serve_as_champion`).
+CHAMPION = "models:/kenshin-risk@champion"
+
+
+def small_scoring_ward(tmp: Path, fiscal_year: int, forecast_items: tuple[str, ...],
+                       n_estimators: int):  # fmt: skip
+    """A small ingested ward to score (``tmp/store``: 300 residents × 3 years) and a small
+    engine trained in-process on a larger one (1,500 × 4; every outcome, however few events).
+    No MLflow run: :func:`serve_as_champion` serves the engine. Returns ``(tmp, engine)``."""
+    from data.ingest import ingest
+    from data.synth import SynthConfig, generate
+    from data.synth import write_bundle as write_synth
+    from features import build_training_tables
+    from models.config import ForecastConfig, LGBMParams, ModelConfig
+    from models.train import train_engine
+
+    with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY):
+        for name, residents, years in (("train", 1500, 4), ("store", 300, 3)):
+            ward = generate(
+                SynthConfig(residents=residents, years=years, seed=3, last_fiscal_year=fiscal_year)
+            )
+            write_synth(ward, tmp / f"{name}_bundle", fmt="csv")
+            ingest(tmp / f"{name}_bundle", tmp / name)
+    features, labels = build_training_tables(tmp / "train")
+    small = LGBMParams(n_estimators=n_estimators, early_stopping_rounds=5, min_child_samples=20)
+    cfg = ModelConfig(
+        lgbm=small, forecast=ForecastConfig(items=forecast_items, lgbm=small),
+        baselines=False, select=False, min_events=0,
+    )  # fmt: skip
+    engine, _ = train_engine(features, labels, cfg)
+    return tmp, engine
+
+
+def serve_as_champion(monkeypatch, engine) -> None:
+    """``kenshin score`` loads ``engine`` for :data:`CHAMPION`; any other URI goes to MLflow."""
+    import kenshin.annual as annual
+    from features.build import FeatureConfig
+    from scoring.contracts import ModelSummary
+
+    real = annual.load_model
+
+    def load(uri, workdir):
+        if uri != CHAMPION:
+            return real(uri, workdir)
+        summary = ModelSummary(uri=uri, name="kenshin-risk", version="1", run_id="",
+                               feature_set_version=engine.feature_set_version,
+                               test_year=int(engine.test_year), outcomes=tuple(engine.outcomes))  # fmt: skip
+        return annual.LoadedModel(engine, FeatureConfig(), summary)
+
+    monkeypatch.setattr(annual, "load_model", load)

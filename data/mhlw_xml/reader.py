@@ -652,7 +652,16 @@ def _is_xml_member(name: str) -> bool:
 MAC_METADATA = "macOS metadata (AppleDouble), not a document"
 
 
-def _other_member_kind(name: str) -> str:
+def _member_skipped(name: str) -> str | None:
+    """Why an archive member is not parsed (None: it is): macOS metadata, a nested archive or
+    another file (a PDF, a note) are listed with the reason; folders and the format's own
+    schemas (``XSD/*.xsd``) are ``""``, not worth a line."""
+    if name.endswith("/") or name.lower().endswith(".xsd"):
+        return ""
+    if _is_mac_metadata(name):
+        return MAC_METADATA
+    if _is_xml_member(name):
+        return None
     if name.lower().endswith(".zip"):
         return "nested archive, not opened (the exchange format does not nest archives)"
     return "not an XML document"
@@ -888,28 +897,18 @@ def _tasks(path: Path) -> tuple[list[tuple[str | None, list]], int, list[tuple]]
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                entries = [(i, z.filename) for i, z in enumerate(zf.infolist())]
-                xml = [(i, n) for i, n in entries if _is_xml_member(n)]
+                names = [z.filename for z in zf.infolist()]
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             return [], 0, [_reject_row(path.name, str(path), f"unreadable ZIP archive: {exc}")]
-        members = [i for i, n in xml if not _is_mac_metadata(n)]
-        mac = [
-            _skipped_row(f"{path.name}/{n}", f"{path}/{n}", MAC_METADATA)
-            for _, n in xml
-            if _is_mac_metadata(n)
-        ]
-        # Members that are neither folders, XML nor the format's own schemas (XSD/*.xsd) — a
-        # nested archive, a PDF, a note: not opened, but listed, so nothing goes unmentioned.
-        mac += [
-            _skipped_row(f"{path.name}/{n}", f"{path}/{n}", _other_member_kind(n))
-            for _, n in entries
-            if not n.endswith("/")
-            and not n.lower().endswith(".xsd")
-            and not _is_xml_member(n)
-            and not _is_mac_metadata(n)
-        ]
+        members, skipped = [], []
+        for i, name in enumerate(names):
+            kind = _member_skipped(name)
+            if kind is None:
+                members.append(i)
+            elif kind:  # not a document: listed, never opened (folders and XSDs: not listed)
+                skipped.append(_skipped_row(f"{path.name}/{name}", f"{path}/{name}", kind))
         tasks = [(str(path), members[i : i + BATCH]) for i in range(0, len(members), BATCH)]
-        return tasks, len(members), mac
+        return tasks, len(members), skipped
     if st.st_size > MAX_DOCUMENT_BYTES:
         reason = _too_large(st.st_size, MAX_DOCUMENT_BYTES)
         return [], 0, [_reject_row(_loose_source_name(path), str(path), reason)]

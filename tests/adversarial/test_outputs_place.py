@@ -32,11 +32,17 @@ from typer.testing import CliRunner
 
 from kenshin.cli import app
 from scoring.outputs import AnnualOutputs
-from tests.conftest import TEST_KEY, assert_one_line_error, temporary_env
+from tests.conftest import (
+    CHAMPION,
+    TEST_KEY,
+    assert_one_line_error,
+    serve_as_champion,
+    small_scoring_ward,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FY = 2025
-MODEL = "models:/kenshin-risk@champion"
+MODEL = CHAMPION
 runner = CliRunner()
 as_root = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -49,48 +55,14 @@ FORBIDDEN = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 @pytest.fixture(scope="module")
 def ward(tmp_path_factory):
-    """A small ingested ward (``store``) and a small engine trained in-process (no MLflow
-    run: :func:`champion` serves it)."""
-    from data.ingest import ingest
-    from data.synth import SynthConfig, generate, write_bundle
-    from features import build_training_tables
-    from models.config import ForecastConfig, LGBMParams, ModelConfig
-    from models.train import train_engine
-
-    tmp = tmp_path_factory.mktemp("outputs_place")
-    with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY):
-        for name, residents, years in (("train", 1500, 4), ("store", 300, 3)):
-            synth = generate(
-                SynthConfig(residents=residents, years=years, seed=3, last_fiscal_year=FY)
-            )
-            write_bundle(synth, tmp / f"{name}_bundle", fmt="csv")
-            ingest(tmp / f"{name}_bundle", tmp / name)
-    features, labels = build_training_tables(tmp / "train")
-    small = LGBMParams(n_estimators=10, early_stopping_rounds=5, min_child_samples=20)
-    cfg = ModelConfig(
-        lgbm=small, forecast=ForecastConfig(items=("hba1c",), lgbm=small),
-        baselines=False, select=False, min_events=0,
-    )  # fmt: skip
-    engine, _ = train_engine(features, labels, cfg)
-    return tmp, engine
+    """A small ward to score and its engine (:func:`tests.conftest.small_scoring_ward`)."""
+    return small_scoring_ward(tmp_path_factory.mktemp("outputs_place"), FY, ("hba1c",), 10)
 
 
 @pytest.fixture
 def champion(ward, monkeypatch):
     """``models:/kenshin-risk@champion`` is the ward's engine."""
-    import kenshin.annual as annual
-    from features.build import FeatureConfig
-    from scoring.contracts import ModelSummary
-
-    _, engine = ward
-
-    def load(uri, workdir):
-        summary = ModelSummary(uri=uri, name="kenshin-risk", version="1", run_id="",
-                               feature_set_version=engine.feature_set_version,
-                               test_year=int(engine.test_year), outcomes=tuple(engine.outcomes))  # fmt: skip
-        return annual.LoadedModel(engine, FeatureConfig(), summary)
-
-    monkeypatch.setattr(annual, "load_model", load)
+    serve_as_champion(monkeypatch, ward[1])
     return ward[0] / "store"
 
 

@@ -28,7 +28,12 @@ from typer.testing import CliRunner
 
 from kenshin.cli import app
 from scoring.outputs import AnnualOutputs
-from tests.conftest import TEST_KEY, checkup_row, temporary_env
+from tests.conftest import (
+    CHAMPION,
+    checkup_row,
+    serve_as_champion,
+    small_scoring_ward,
+)
 
 runner = CliRunner()
 FUZZ = settings(
@@ -238,56 +243,19 @@ def _ingest_case(bundle):
 # --------------------------------------------------------------------------------------------
 
 FY = 2025
-GOOD_MODEL = "models:/kenshin-risk@champion"
+GOOD_MODEL = CHAMPION
 
 
 @pytest.fixture(scope="module")
 def scoring_ward(tmp_path_factory):
-    """A small ingested ward to score (``store``) and a small engine trained in-process on a
-    larger one (no MLflow run: ``stub_champion`` serves it)."""
-    from data.ingest import ingest
-    from data.synth import SynthConfig, generate, write_bundle
-    from features import build_training_tables
-    from models.config import ForecastConfig, LGBMParams, ModelConfig
-    from models.train import train_engine
-
-    tmp = tmp_path_factory.mktemp("fuzz_score")
-    with temporary_env(KENSHIN_PSEUDONYM_KEY=TEST_KEY):
-        for name, residents, years in (("train", 1500, 4), ("store", 300, 3)):
-            ward = generate(
-                SynthConfig(residents=residents, years=years, seed=3, last_fiscal_year=FY)
-            )
-            write_bundle(ward, tmp / f"{name}_bundle", fmt="csv")
-            ingest(tmp / f"{name}_bundle", tmp / name)
-    features, labels = build_training_tables(tmp / "train")
-    small = LGBMParams(n_estimators=20, early_stopping_rounds=5, min_child_samples=20)
-    cfg = ModelConfig(
-        lgbm=small, forecast=ForecastConfig(items=("ggt", "hba1c"), lgbm=small),
-        baselines=False, select=False, min_events=0,  # every outcome, however few events
-    )  # fmt: skip
-    engine, _ = train_engine(features, labels, cfg)
-    return tmp, engine
+    """A small ward to score and its engine (:func:`tests.conftest.small_scoring_ward`)."""
+    return small_scoring_ward(tmp_path_factory.mktemp("fuzz_score"), FY, ("ggt", "hba1c"), 20)
 
 
 @pytest.fixture
 def stub_champion(scoring_ward, monkeypatch):
     """``models:/kenshin-risk@champion`` is the ward's engine; any other URI goes to MLflow."""
-    import kenshin.annual as annual
-    from features.build import FeatureConfig
-    from scoring.contracts import ModelSummary
-
-    real = annual.load_model
-    _, engine = scoring_ward
-
-    def load(uri, workdir):
-        if uri != GOOD_MODEL:
-            return real(uri, workdir)
-        summary = ModelSummary(uri=uri, name="kenshin-risk", version="1", run_id="",
-                               feature_set_version=engine.feature_set_version,
-                               test_year=int(engine.test_year), outcomes=tuple(engine.outcomes))  # fmt: skip
-        return annual.LoadedModel(engine, FeatureConfig(), summary)
-
-    monkeypatch.setattr(annual, "load_model", load)
+    serve_as_champion(monkeypatch, scoring_ward[1])
 
 
 STORE_FAULTS = (
