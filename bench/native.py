@@ -97,6 +97,7 @@ def main() -> None:
     engine, fcfg = model.engine, model.feature_config
     names = list(engine.feature_names)
     table = getattr(engine, "lab_response", None) if sc.scenario_lab_response else None
+    scales = getattr(engine, "lab_scale", None)
     effects = whatif_effects(engine, sc)
     fy = args.fy
     candidates = read_checkup_columns(args.store, ["pseudonym", "exam_date", "age", "sex"],
@@ -118,7 +119,7 @@ def main() -> None:
                 effects, scenario, sc.scenario_lab_response, engine.outcomes, base.iloc[:0]
             ):
                 continue  # the run applies the engine's pooled odds ratio: nothing to predict
-            built = scenario_features(history, index, base, scenario, fcfg, table)
+            built = scenario_features(history, index, base, scenario, fcfg, table, scales)
             if built.applies.any():
                 whatif.append(to_matrix(built.features, names))
             if built.down is not None:  # the lower recorded HbA1c of a mixed what-if

@@ -441,18 +441,29 @@ def run_train(
     engine, report = train_and_evaluate(features, labels, model_config, truth_df, runner)
     from data.store import read_checkups
     from models.evaluate import ReportTable
-    from models.lab_response import fit_lab_response
+    from models.lab_response import fit_response_tables
 
     checkups = read_checkups(store)
-    # what-if: laboratory values follow the lever (training years only; pickled with the engine)
-    engine.lab_response = fit_lab_response(checkups, before_year=report.test_year)
+    # what-if: laboratory values follow the lever (training years only; pickled with the
+    # engine), each lab on its normal score (the quantiles of the training years by sex)
+    engine.lab_response, engine.lab_scale = fit_response_tables(checkups, report.test_year)
     report.extra["lab_response"] = ReportTable(
         "What-if: within-year response of laboratory values to the levers",
         engine.lab_response,
         f"OLS of first differences between consecutive checkups (fiscal years before "
-        f"{report.test_year}): Δlab ~ Σ β·Δlever with intercept. coef = β where |t| ≥ 2 and "
-        "its sign lowers risk when the lever improves (declared directions), else 0; a "
-        "what-if moves the edited checkup's labs by coef·Δlever (models.lab_response).",
+        f"{report.test_year}): Δitem ~ Σ β·Δlever with intercept, body size in recorded units, "
+        "each lab on its normal score by sex (scale). coef = β where |t| ≥ 2 and its sign "
+        "lowers risk when the lever improves (declared directions), else 0; a what-if moves "
+        "the edited checkup's items by coef·Δlever, a lab along its quantile function from "
+        "where its value is expected next year (models.lab_response).",
+    )
+    report.extra["lab_scale"] = ReportTable(
+        "What-if: quantile knots of each laboratory item (normal score → value, by sex)",
+        engine.lab_scale,
+        f"Quantiles of the checkups of fiscal years before {report.test_year} at normal "
+        "scores −2.576…2.576 (0.5 %-99.5 %; tied knots merged at their mean score); "
+        "persistence: the correlation of an item's score between consecutive yearly "
+        "checkups (models.lab_response.fit_item_scales).",
     )
     from scoring.whatif_effect import fit_training_effects
 

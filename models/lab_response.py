@@ -23,9 +23,20 @@ each item is regressed on the first differences of the levers' *terms* (OLS with
   directions: sign β = the item's direction, every term pointing to the riskier answer), so a
   what-if stays monotone.
 
-The table holds coefficients only (no rows, no identifiers). :func:`lab_shift` applies it to an
-edited checkup frame; :data:`GRID` and :func:`grid_split` say how a value recorded to a coarse
-resolution (HbA1c to 0.1 %) carries a smaller move.
+* **Scale of a laboratory item.** A lifestyle change moves a laboratory item by the same share
+  of its spread at every level, not by the same amount: lab values are right-skewed (TG, ALT,
+  γ-GT, fasting glucose, HbA1c in the diabetic range), and the same habit moves HbA1c more in a
+  resident at 6.3 % than in one at 5.4 %, as lifestyle trials report larger falls at higher
+  baselines. So each laboratory item is regressed and moved on its **normal score**
+  (:func:`fit_item_scales`: the training checkups' quantiles by sex, z = Φ⁻¹(rank)), and a
+  move of Δz is read back through the quantile function at the resident's own value: larger
+  where the item's distribution is stretched out. Measured against the synthetic wards' true
+  counterfactual (README): a move in recorded units, the same at every level, was too small
+  exactly where a resident is near a threshold.
+
+The tables hold coefficients and quantiles only (no rows, no identifiers). :func:`lab_shift`
+applies them to an edited checkup frame; :data:`GRID` and :func:`grid_split` say how a value
+recorded to a coarse resolution (HbA1c to 0.1 %) carries a smaller move.
 """
 
 from __future__ import annotations
@@ -40,14 +51,19 @@ from models.rowwise import rowwise_matmul
 __all__ = [
     "BODY",
     "COLUMNS",
+    "SCALE_COLUMNS",
     "GRID",
     "LABS",
     "LEVERS",
     "STEPS",
+    "fit_item_scales",
     "fit_lab_response",
+    "fit_response_tables",
+    "from_normal_score",
     "grid_split",
     "lab_shift",
     "lever_terms",
+    "to_normal_score",
 ]
 
 #: Checkup columns a scenario moves (stored coding: 1 = yes / 2 = no; amount 1-5).
@@ -86,7 +102,15 @@ RECORD_STEP = {"sbp": 1.0, "dbp": 1.0, "fpg": 1.0, "tg": 1.0, "hdl": 1.0, "ldl":
                "non_hdl": 1.0, "ast": 1.0, "alt": 1.0, "ggt": 1.0, "uric_acid": 0.1}  # fmt: skip
 _DECL = {d.name: d for d in DECLARATIONS}
 _DIR = {d.name: int(d.monotone or 0) for d in DECLARATIONS}
-COLUMNS = ("lab", "lever", "term", "beta", "se", "t", "n", "kept", "coef")
+COLUMNS = ("lab", "lever", "term", "beta", "se", "t", "n", "kept", "coef", "scale")
+#: Columns of an item-scale table (:func:`fit_item_scales`): knots of each lab's quantile
+#: function by sex, value against normal score.
+SCALE_COLUMNS = ("item", "sex", "z", "value", "persistence")
+#: Normal scores of the quantile knots: Φ(±2.576) = 0.5 % / 99.5 %, so no knot is one
+#: resident's value; beyond them the end segments extend linearly.
+_Z_KNOTS = np.linspace(-2.576, 2.576, 103)
+#: Fewest values of one item and sex for a scale of its own (else that lab keeps recorded units).
+MIN_SCALE_VALUES = 500
 
 
 def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -145,13 +169,120 @@ def _ols(y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return beta, se, n
 
 
+def fit_item_scales(checkups: pd.DataFrame, before_year: int | None = None) -> pd.DataFrame:
+    """Quantile knots (:data:`SCALE_COLUMNS`) of each laboratory item by sex (1, 2), from the
+    checkups of fiscal years before ``before_year``: the value at normal score z for the z of
+    :data:`_Z_KNOTS`. Tied knots (a value recorded to 0.1 % covers many ranks) become one knot
+    at their mean z: a recorded value sits at its mid-rank. An item × sex with fewer than
+    :data:`MIN_SCALE_VALUES` values gets no knots."""
+    from scipy.stats import norm
+
+    c = checkups
+    if before_year is not None:
+        c = c[c["fiscal_year"].astype("int64") < before_year]
+    sex = _num(c, "sex")
+    parts = []
+    for item in LABS:
+        x = _num(c, item)
+        for s in (1, 2):
+            v = x[(sex == s) & ~np.isnan(x)]
+            if len(v) < MIN_SCALE_VALUES:
+                continue
+            q = np.quantile(v, norm.cdf(_Z_KNOTS))
+            knots = pd.DataFrame({"value": q, "z": _Z_KNOTS}).groupby("value", sort=True).mean()
+            if len(knots) < 2:
+                continue
+            parts.append(pd.DataFrame({"item": item, "sex": s, "z": knots["z"].to_numpy(),
+                                       "value": knots.index.to_numpy(dtype="float64")}))  # fmt: skip
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(SCALE_COLUMNS,
+                             ("string", "int64", "float64", "float64", "float64"),
+                             strict=True)})  # fmt: skip
+    out = pd.concat(parts, ignore_index=True)
+    out["persistence"] = _persistence(c, out)
+    return out.reindex(columns=list(SCALE_COLUMNS))
+
+
+def _persistence(c: pd.DataFrame, knots: pd.DataFrame) -> np.ndarray:
+    """Per knot row: the correlation of its item's normal score between consecutive yearly
+    checkups of a person (its sex), clipped to [0, 1]; 1 where there are too few pairs."""
+    c = c.sort_values(["pseudonym", "exam_date"], kind="stable")
+    pid = c["pseudonym"].astype("string").to_numpy()
+    fy = c["fiscal_year"].astype("int64").to_numpy()
+    pair = (pid[1:] == pid[:-1]) & (fy[1:] - fy[:-1] == 1)
+    sex = _num(c, "sex")
+    rho = {}
+    for item in knots["item"].unique():
+        z = to_normal_score(knots, item, sex, _num(c, item))
+        for s in (1, 2):
+            ok = pair & (sex[:-1] == s) & ~np.isnan(z[:-1]) & ~np.isnan(z[1:])
+            r = np.corrcoef(z[:-1][ok], z[1:][ok])[0, 1] if ok.sum() >= MIN_SCALE_VALUES else 1.0
+            rho[(item, s)] = float(np.clip(r, 0.0, 1.0))
+    return np.array(
+        [rho.get((i, s), 1.0) for i, s in zip(knots["item"], knots["sex"], strict=True)]
+    )
+
+
+def _piecewise(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Linear interpolation through (xp, fp), the end segments extended beyond the knots."""
+    y = np.interp(x, xp, fp)
+    lo = (fp[1] - fp[0]) / (xp[1] - xp[0])
+    hi = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+    return np.where(x < xp[0], fp[0] + (x - xp[0]) * lo,
+                    np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * hi, y))  # fmt: skip
+
+
+def _scale_map(
+    scales: pd.DataFrame,
+    item: str,
+    sex: np.ndarray,
+    x: np.ndarray,
+    inverse: bool,
+    column: str | None = None,
+):
+    out = np.full(len(x), np.nan)
+    mine = scales[scales["item"] == item]
+    for s, knots in mine.groupby("sex"):
+        rows = sex == s
+        if not rows.any():
+            continue
+        if column is not None:
+            out[rows] = float(knots[column].iloc[0])
+            continue
+        z = knots["z"].to_numpy(dtype="float64")
+        v = knots["value"].to_numpy(dtype="float64")
+        out[rows] = _piecewise(x[rows], z, v) if inverse else _piecewise(x[rows], v, z)
+    return out
+
+
+def to_normal_score(scales: pd.DataFrame, item: str, sex, values) -> np.ndarray:
+    """Normal score of ``values`` of ``item`` for residents of ``sex`` (NaN without knots)."""
+    sex = np.asarray(sex, dtype="float64")
+    return _scale_map(scales, item, sex, np.asarray(values, dtype="float64"), inverse=False)
+
+
+def from_normal_score(scales: pd.DataFrame, item: str, sex, z) -> np.ndarray:
+    """Value of ``item`` at normal score ``z`` for residents of ``sex`` (NaN without knots)."""
+    sex = np.asarray(sex, dtype="float64")
+    return _scale_map(scales, item, sex, np.asarray(z, dtype="float64"), inverse=True)
+
+
+def _has_scale(scales: pd.DataFrame | None, item: str) -> bool:
+    return scales is not None and bool((scales["item"] == item).any())
+
+
 def fit_lab_response(
-    checkups: pd.DataFrame, before_year: int | None = None, min_t: float = 2.0
+    checkups: pd.DataFrame,
+    before_year: int | None = None,
+    min_t: float = 2.0,
+    scales: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Coefficient table (:data:`COLUMNS`: one row per item × term; ``coef`` = kept β or 0).
 
     ``checkups``: pseudonym, fiscal_year, exam_date and the lever, body and lab columns. Only
     pairs of consecutive checkups one fiscal year apart, both before ``before_year``, are used.
+    ``scales`` (:func:`fit_item_scales`): a lab with knots is regressed on its normal score
+    (``scale`` "normal_score"; needs ``sex``), every other item in recorded units ("value").
     """
     c = checkups
     if before_year is not None:
@@ -167,6 +298,9 @@ def fit_lab_response(
     rows = []
     for item in (*BODY, *LABS):
         y = _num(c, item)
+        scale = "normal_score" if item in LABS and _has_scale(scales, item) else "value"
+        if scale == "normal_score":
+            y = to_normal_score(scales, item, _num(c, "sex"), y)
         dy = (y[1:] - y[:-1])[pair] if len(c) else np.zeros(0)
         use = habit if item in BODY else np.ones(len(terms), dtype=bool)
         beta, se, n = np.full(len(terms), np.nan), np.full(len(terms), np.nan), 0
@@ -179,10 +313,19 @@ def fit_lab_response(
             pd.DataFrame(
                 {"lab": item, "lever": [lv for _, lv, _, _ in terms],
                  "term": [name for name, _, _, _ in terms], "beta": beta, "se": se, "t": tval,
-                 "n": n, "kept": kept, "coef": np.where(kept, beta, 0.0)}
+                 "n": n, "kept": kept, "coef": np.where(kept, beta, 0.0), "scale": scale}
             )
         )  # fmt: skip
     return pd.concat(rows, ignore_index=True).reindex(columns=list(COLUMNS))
+
+
+def fit_response_tables(
+    checkups: pd.DataFrame, before_year: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(coefficient table, item scales) as training fits them: the scales first, then every
+    lab regressed on its normal score (an engine's ``lab_response`` and ``lab_scale``)."""
+    scales = fit_item_scales(checkups, before_year)
+    return fit_lab_response(checkups, before_year, scales=scales), scales
 
 
 def _terms_of(table: pd.DataFrame) -> list[tuple[str, str, float | None, int]]:
@@ -238,7 +381,12 @@ def _move(out: pd.DataFrame, item: str, shift: np.ndarray) -> np.ndarray | None:
     return new
 
 
-def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+def lab_shift(
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    table: pd.DataFrame,
+    scales: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """``after`` (``before`` with levers edited, same rows) with body size and labs moved.
 
     Weight and waist first follow the habit terms' changes (BMI in proportion to weight), then
@@ -246,7 +394,8 @@ def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) ->
     towards lower risk, clipped to the hard ranges of data.validate ``RANGES``; items recorded
     in whole units or tenths land on their grid, a step further with the share of the move
     (:data:`RECORD_STEP`); HbA1c keeps the exact move (read at both grid values:
-    :func:`grid_split`).
+    :func:`grid_split`). A lab whose coefficients are on the normal score (``scale``) moves
+    along its quantile function from the resident's own value (``scales``, by ``sex``).
     """
     terms = _terms_of(table)
     if not len(after) or not any(lv in before and lv in after for _, lv, _, _ in terms):
@@ -265,9 +414,34 @@ def lab_shift(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) ->
         out["bmi"] = pd.array(bmi, dtype=out["bmi"].dtype)
     d = np.nan_to_num(_delta(t0, _term_matrix(out, terms)), nan=0.0)
     shift = rowwise_matmul(d, _coefficients(table, LABS, terms).T)  # rows × labs
+    on_score = _score_labs(table)
     for j, lab in enumerate(LABS):
+        if lab in on_score and lab in out and _has_scale(scales, lab) and "sex" in out:
+            old, sex = _num(out, lab), _num(out, "sex")
+            shift[:, j] = _score_move(scales, lab, sex, old, shift[:, j])
+        elif lab in on_score:  # no knots for it here: nothing to read the move back through
+            shift[:, j] = 0.0
         _move(out, lab, shift[:, j])
     return out
+
+
+def _score_move(scales: pd.DataFrame, lab: str, sex, old: np.ndarray, dz: np.ndarray):
+    """The move in recorded units of a move ``dz`` on the normal score, read where the
+    resident's value is expected next year (its score × the item's persistence: a value high
+    this year by chance is nearer the middle next year, where the spread is narrower)."""
+    centre = to_normal_score(scales, lab, sex, old)
+    centre = centre * _scale_map(scales, lab, sex, old, inverse=False, column="persistence")
+    move = from_normal_score(scales, lab, sex, centre + dz) - from_normal_score(
+        scales, lab, sex, centre
+    )
+    return np.where(dz != 0, np.nan_to_num(move), 0.0)
+
+
+def _score_labs(table: pd.DataFrame) -> set[str]:
+    """Labs whose coefficients are on the normal score (none in a table from before scales)."""
+    if "scale" not in table:
+        return set()
+    return set(table.loc[table["scale"] == "normal_score", "lab"])
 
 
 def grid_split(

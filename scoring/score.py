@@ -764,12 +764,14 @@ def scenario_features(
     scenario: WhatIfScenario,
     config: FeatureConfig,
     lab_response: pd.DataFrame | None = None,
+    lab_scale: pd.DataFrame | None = None,
 ) -> ScenarioRows:
     """The rows of ``index`` the scenario applies to and their features with it applied.
 
     ``lab_response``: a models.lab_response table; where given, the edited checkup's body size
-    and laboratory values move with the levers (:func:`models.lab_response.lab_shift`), and a
-    move between two recorded HbA1c values is read at both (:class:`ScenarioRows`).
+    and laboratory values move with the levers (:func:`models.lab_response.lab_shift`; a lab
+    on its normal score through ``lab_scale``), and a move between two recorded HbA1c values
+    is read at both (:class:`ScenarioRows`).
 
     Only the last ``slope_window`` checkups can move a feature (changes and slopes look back at
     most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
@@ -785,7 +787,7 @@ def scenario_features(
     edited = apply_scenario(hist.loc[last], scenario)
     split = None
     if lab_response is not None:
-        edited = lab_shift(hist.loc[last], edited, lab_response)
+        edited = lab_shift(hist.loc[last], edited, lab_response, lab_scale)
         col, step = GRID
         if col in edited:
             before = pd.to_numeric(hist.loc[last, col], errors="coerce").to_numpy("float64")
@@ -869,6 +871,7 @@ def scenario_risks(
                                       lab_response, own, effects)  # fmt: skip
         return
     table = getattr(engine, "lab_response", None) if lab_response else None
+    scales = getattr(engine, "lab_scale", None)
     pending = None
     for sc in scenarios:
         pooled = None
@@ -882,7 +885,7 @@ def scenario_risks(
                 yield pending[0], pending[1], pending[2] and pending[2].result()
             pending = (sc, rows, job)
             continue
-        built = scenario_features(history, index, base, sc, feature_config, table)
+        built = scenario_features(history, index, base, sc, feature_config, table, scales)
         rows = np.flatnonzero(built.applies)
         X = to_matrix(built.features, engine.feature_names) if len(rows) else None
         job = submit(_scenario_predict, engine, built, X) if X is not None else None

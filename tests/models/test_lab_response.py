@@ -11,10 +11,15 @@ from models.lab_response import (
     BODY,
     COLUMNS,
     LABS,
+    SCALE_COLUMNS,
+    fit_item_scales,
     fit_lab_response,
+    fit_response_tables,
+    from_normal_score,
     grid_split,
     lab_shift,
     lever_terms,
+    to_normal_score,
 )
 
 
@@ -147,8 +152,8 @@ def test_a_move_under_one_recorded_step_lands_a_step_further_with_its_share():
          "sbp": pd.array(np.full(n, 130), dtype="Int64"), "uric_acid": np.full(n, 6.0)}
     )  # fmt: skip
     table = pd.DataFrame(
-        [("sbp", "weight_kg", "weight_kg", 0.4, 0.01, 40.0, n, True, 0.4),
-         ("uric_acid", "weight_kg", "weight_kg", 0.03, 0.001, 30.0, n, True, 0.03)],
+        [("sbp", "weight_kg", "weight_kg", 0.4, 0.01, 40.0, n, True, 0.4, "value"),
+         ("uric_acid", "weight_kg", "weight_kg", 0.03, 0.001, 30.0, n, True, 0.03, "value")],
         columns=list(COLUMNS),
     )  # fmt: skip
     out = lab_shift(before, before.assign(weight_kg=79.0), table)
@@ -198,3 +203,77 @@ def test_grid_split_only_where_a_recorded_value_moved():
     np.testing.assert_allclose(w, [0.3, 0.0, 0.0, 0.0])  # 6.2 is on the grid itself
     # a finer record keeps its exact move: its upper grid value (6.4) would lie above it
     assert up[2] > recorded[2]
+
+
+def _skewed_histories(n: int = 6_000, years: int = 4, seed: int = 1) -> pd.DataFrame:
+    """TG log-normal, exp(4.7 + 0.5·u): not exercising raises the latent u by 0.2 (so TG by
+    the same *share*, ≈ 10 %, at every level); u = a stable part + a yearly AR(1) part."""
+    rng = np.random.default_rng(seed)
+    stable, ar = rng.normal(0, 0.9, n), rng.normal(0, 0.3, n)
+    ex = rng.integers(1, 3, n).astype(float)
+    rows = []
+    for y in range(years):
+        if y:
+            ar = 0.6 * ar + np.sqrt(1 - 0.36) * rng.normal(0, 0.3, n)
+            ex = np.where(rng.random(n) < 0.3, rng.integers(1, 3, n), ex).astype(float)
+        u = stable + ar + 0.2 * (ex == 2)
+        frame = {"pseudonym": [f"p{i:05d}" for i in range(n)], "fiscal_year": 2018 + y,
+                 "exam_date": pd.Timestamp(f"{2018 + y}-06-01"), "sex": 1 + np.arange(n) % 2,
+                 "weight_kg": 65.0, "q_smoking": 3.0, "q_exercise": ex.copy(),
+                 "q_walking": 2.0, "q_late_dinner": 2.0, "q_snacks": 3.0,
+                 "q_skip_breakfast": 2.0, "q_alcohol_amount": 1.0,
+                 "tg": np.round(np.exp(4.7 + 0.5 * u))}  # fmt: skip
+        for col in (*BODY, *LABS):
+            frame.setdefault(col, np.full(n, np.nan))
+        rows.append(pd.DataFrame(frame))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_item_scales_are_quantiles_by_sex_without_extreme_values():
+    h = _skewed_histories()
+    scales = fit_item_scales(h)
+    assert tuple(scales.columns) == SCALE_COLUMNS
+    assert set(scales["item"]) == {"tg"}  # the other labs have no values
+    for sex, knots in scales.groupby("sex"):
+        v, z = knots["value"].to_numpy(), knots["z"].to_numpy()
+        assert (np.diff(v) > 0).all() and (np.diff(z) > 0).all()  # tied knots merged
+        tg = h.loc[h["sex"] == sex, "tg"]
+        assert v[0] >= tg.quantile(0.004) and v[-1] <= tg.quantile(0.996)  # no one's extreme
+        assert 0.8 < knots["persistence"].iloc[0] < 1.0  # stable part + AR(1) 0.6
+    # score ↔ value round trip, and the median near score 0
+    x = np.array([60.0, 110.0, 250.0])
+    back = from_normal_score(scales, "tg", [1, 1, 1], to_normal_score(scales, "tg", [1, 1, 1], x))
+    np.testing.assert_allclose(back, x, rtol=1e-9)
+    assert abs(to_normal_score(scales, "tg", [2], [h.loc[h["sex"] == 2, "tg"].median()])[0]) < 0.05
+    # too few values for a sex: that sex gets no scale (its labs keep recorded units)
+    few = h[(h["sex"] == 1) | (h.index % 40 == 0)]
+    assert set(fit_item_scales(few)["sex"]) == {1}
+
+
+def test_a_lab_moves_by_the_same_share_of_its_spread_at_every_level():
+    """On the normal score a habit's move is the same everywhere, so in recorded units it is
+    larger where the item is stretched out: TG 250 falls about three times as far as TG 80
+    when exercise starts (the truth: 10 % of next year's expected level for both), where a
+    move in recorded units gave both the population's average."""
+    h = _skewed_histories()
+    table, scales = fit_response_tables(h)
+    tg = table[table["lab"] == "tg"].set_index("term")
+    assert (tg["scale"] == "normal_score").all()
+    assert tg.loc["q_exercise>=2", "kept"]
+    before = pd.DataFrame({"pseudonym": ["a", "b"], "sex": [1, 1], "weight_kg": [65.0, 65.0],
+                           "q_exercise": [2.0, 2.0], "tg": [80.0, 250.0]})  # fmt: skip
+    out = lab_shift(before, before.assign(q_exercise=1.0), table, scales)
+    move = before["tg"].to_numpy() - out["tg"].to_numpy(dtype=float)
+    # the truth at each resident's expected level next year (its score × the persistence)
+    rho = scales.loc[(scales["item"] == "tg") & (scales["sex"] == 1), "persistence"].iloc[0]
+    z = to_normal_score(scales, "tg", [1, 1], before["tg"]) * rho
+    level = from_normal_score(scales, "tg", [1, 1], z)
+    np.testing.assert_allclose(move, level * (1 - np.exp(-0.1)), rtol=0.25, atol=1.0)
+    assert move[1] > 2.5 * move[0]
+    flat = lab_shift(before, before.assign(q_exercise=1.0), fit_lab_response(h))
+    flat_move = before["tg"].to_numpy() - flat["tg"].to_numpy(dtype=float)
+    assert abs(flat_move[1] - flat_move[0]) <= 1.0  # recorded units: one move for both
+    # a table on the normal score without its scales moves no lab (nothing to read it back)
+    pd.testing.assert_frame_equal(
+        lab_shift(before, before.assign(q_exercise=1.0), table), before.assign(q_exercise=1.0)
+    )

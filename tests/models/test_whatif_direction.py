@@ -24,7 +24,7 @@ TOLERANCE = 0.001
 def ward_engine(tmp_path_factory):
     from data.store import read_checkups
     from models.config import ModelConfig
-    from models.lab_response import fit_lab_response
+    from models.lab_response import fit_response_tables
     from models.train import train_engine
     from tests.models.ward_helpers import make_ward
 
@@ -32,7 +32,9 @@ def ward_engine(tmp_path_factory):
     config = ModelConfig(forecasts=False, min_events=0)
     engine, _ = train_engine(ward.features, ward.labels, config)
     # as run_train does: the labs follow the levers in every what-if below
-    engine.lab_response = fit_lab_response(read_checkups(ward.store), engine.test_year)
+    engine.lab_response, engine.lab_scale = fit_response_tables(
+        read_checkups(ward.store), engine.test_year
+    )
     assert (engine.lab_response["coef"] != 0).sum() >= 3
     return ward, engine
 
@@ -125,7 +127,7 @@ def test_scenarios_move_every_feature_towards_lower_risk(ward_engine):
     mixed = 0
     for sc, table in [(sc, t) for sc in load_scoring_config().scenarios
                       for t in (None, engine.lab_response)]:  # fmt: skip
-        built = scenario_features(ward.history, ward.index, base, sc, fc, table)
+        built = scenario_features(ward.history, ward.index, base, sc, fc, table, engine.lab_scale)
         applies, feats = built
         assert applies.any(), sc.key
         before = base.loc[applies, names].reset_index(drop=True)
@@ -167,7 +169,9 @@ def test_scenario_risk_mixes_the_two_recorded_hba1c_values(ward_engine):
     fc = FeatureConfig()
     base = index_features(ward.history, ward.index, fc)
     sc = {s.key: s for s in load_scoring_config().scenarios}["exercise"]
-    built = scenario_features(ward.history, ward.index, base, sc, fc, engine.lab_response)
+    built = scenario_features(
+        ward.history, ward.index, base, sc, fc, engine.lab_response, engine.lab_scale
+    )
     pos, w, low = built.down
     up = engine.predict_proba(to_matrix(built.features, engine.feature_names))
     down = engine.predict_proba(to_matrix(low, engine.feature_names))

@@ -126,7 +126,7 @@ def pooled_ward(tmp_path_factory):
     from data.store import read_checkups
     from features.build import FeatureConfig
     from models.config import ModelConfig
-    from models.lab_response import fit_lab_response
+    from models.lab_response import fit_response_tables
     from models.train import train_engine
     from scoring.whatif_effect import fit_training_effects
     from tests.models.ward_helpers import make_ward
@@ -134,7 +134,7 @@ def pooled_ward(tmp_path_factory):
     ward = make_ward(tmp_path_factory.mktemp("pooled"), residents=2_000, years=5, seed=3)
     engine, _ = train_engine(ward.features, ward.labels, ModelConfig(forecasts=False))
     checkups = read_checkups(ward.store)
-    engine.lab_response = fit_lab_response(checkups, engine.test_year)
+    engine.lab_response, engine.lab_scale = fit_response_tables(checkups, engine.test_year)
     engine.whatif_effect = fit_training_effects(
         engine, checkups, ward.labels, engine.test_year - 1, FeatureConfig()
     )

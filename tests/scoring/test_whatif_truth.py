@@ -57,7 +57,7 @@ def whatif_table(tmp_path_factory):
     from features.build import FeatureConfig
     from kenshin.commands import read_truth
     from models.config import ModelConfig
-    from models.lab_response import fit_lab_response
+    from models.lab_response import fit_response_tables
     from models.train import train_engine
     from scoring.whatif_effect import fit_training_effects
     from scoring.whatif_truth import whatif_truth_report
@@ -69,7 +69,9 @@ def whatif_table(tmp_path_factory):
     config = ModelConfig(forecasts=False, min_events=0)
     engine, _ = train_engine(ward.features, ward.labels, config)
     checkups = read_checkups(ward.store)
-    engine.lab_response = fit_lab_response(checkups, engine.test_year)  # as run_train does
+    engine.lab_response, engine.lab_scale = fit_response_tables(
+        checkups, engine.test_year
+    )  # as run_train does
     engine.whatif_effect = fit_training_effects(
         engine, checkups, ward.labels, engine.test_year - 1, FeatureConfig()
     )
