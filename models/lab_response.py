@@ -109,7 +109,7 @@ SCALE_COLUMNS = ("item", "sex", "z", "value", "persistence")
 #: Normal scores of the quantile knots: Φ(±2.576) = 0.5 % / 99.5 %, so no knot is one
 #: resident's value; beyond them the end segments extend linearly.
 _Z_KNOTS = np.linspace(-2.576, 2.576, 103)
-#: Fewest values of one item and sex for a scale of its own (else that lab keeps recorded units).
+#: Fewest values of an item in each sex for a scale (else that lab keeps recorded units).
 MIN_SCALE_VALUES = 500
 
 
@@ -173,8 +173,9 @@ def fit_item_scales(checkups: pd.DataFrame, before_year: int | None = None) -> p
     """Quantile knots (:data:`SCALE_COLUMNS`) of each laboratory item by sex (1, 2), from the
     checkups of fiscal years before ``before_year``: the value at normal score z for the z of
     :data:`_Z_KNOTS`. Tied knots (a value recorded to 0.1 % covers many ranks) become one knot
-    at their mean z: a recorded value sits at its mid-rank. An item × sex with fewer than
-    :data:`MIN_SCALE_VALUES` values gets no knots."""
+    at their mean z: a recorded value sits at its mid-rank. An item needs
+    :data:`MIN_SCALE_VALUES` values and two distinct knots in *each* sex, else it gets no
+    knots and keeps recorded units (one scale for every resident the what-if moves)."""
     from scipy.stats import norm
 
     c = checkups
@@ -184,16 +185,19 @@ def fit_item_scales(checkups: pd.DataFrame, before_year: int | None = None) -> p
     parts = []
     for item in LABS:
         x = _num(c, item)
+        mine = []
         for s in (1, 2):
             v = x[(sex == s) & ~np.isnan(x)]
             if len(v) < MIN_SCALE_VALUES:
-                continue
+                break
             q = np.quantile(v, norm.cdf(_Z_KNOTS))
             knots = pd.DataFrame({"value": q, "z": _Z_KNOTS}).groupby("value", sort=True).mean()
             if len(knots) < 2:
-                continue
-            parts.append(pd.DataFrame({"item": item, "sex": s, "z": knots["z"].to_numpy(),
-                                       "value": knots.index.to_numpy(dtype="float64")}))  # fmt: skip
+                break
+            mine.append(pd.DataFrame({"item": item, "sex": s, "z": knots["z"].to_numpy(),
+                                      "value": knots.index.to_numpy(dtype="float64")}))  # fmt: skip
+        else:
+            parts += mine
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(SCALE_COLUMNS,
                              ("string", "int64", "float64", "float64", "float64"),
@@ -217,7 +221,7 @@ def _persistence(c: pd.DataFrame, knots: pd.DataFrame) -> np.ndarray:
         for s in (1, 2):
             ok = pair & (sex[:-1] == s) & ~np.isnan(z[:-1]) & ~np.isnan(z[1:])
             r = np.corrcoef(z[:-1][ok], z[1:][ok])[0, 1] if ok.sum() >= MIN_SCALE_VALUES else 1.0
-            rho[(item, s)] = float(np.clip(r, 0.0, 1.0))
+            rho[(item, s)] = float(np.clip(r, 0.0, 1.0)) if np.isfinite(r) else 1.0
     return np.array(
         [rho.get((i, s), 1.0) for i, s in zip(knots["item"], knots["sex"], strict=True)]
     )
