@@ -29,7 +29,8 @@ each item is regressed on the first differences of the levers' *terms* (OLS with
   resident at 6.3 % than in one at 5.4 %, as lifestyle trials report larger falls at higher
   baselines. So each laboratory item is regressed and moved on its **normal score**
   (:func:`fit_item_scales`: the training checkups' quantiles by sex, z = Φ⁻¹(rank)), and a
-  move of Δz is read back through the quantile function at the resident's own value: larger
+  move of Δz is read back through the quantile function around the score the resident's value
+  is expected to have next year (this year's × the item's year-to-year correlation): larger
   where the item's distribution is stretched out. Measured against the synthetic wards' true
   counterfactual (README): a move in recorded units, the same at every level, was too small
   exactly where a resident is near a threshold.
@@ -106,8 +107,8 @@ COLUMNS = ("lab", "lever", "term", "beta", "se", "t", "n", "kept", "coef", "scal
 #: Columns of an item-scale table (:func:`fit_item_scales`): knots of each lab's quantile
 #: function by sex, value against normal score.
 SCALE_COLUMNS = ("item", "sex", "z", "value", "persistence")
-#: Normal scores of the quantile knots: Φ(±2.576) = 0.5 % / 99.5 %, so no knot is one
-#: resident's value; beyond them the end segments extend linearly.
+#: Normal scores of the quantile knots: Φ(±2.576) = 0.5 % / 99.5 %, so the knots stay in the
+#: bulk (no extreme resident's value); beyond them the end segments extend linearly.
 _Z_KNOTS = np.linspace(-2.576, 2.576, 103)
 #: Fewest values of an item in each sex for a scale (else that lab keeps recorded units).
 MIN_SCALE_VALUES = 500
@@ -244,6 +245,8 @@ def _scale_map(
     inverse: bool,
     column: str | None = None,
 ):
+    """Per row: ``x`` mapped value → score (or score → value with ``inverse``) through the
+    knots of its sex, or that sex's ``column`` (persistence); NaN for a sex without knots."""
     out = np.full(len(x), np.nan)
     mine = scales[scales["item"] == item]
     for s, knots in mine.groupby("sex"):
