@@ -250,6 +250,8 @@ def test_item_scales_are_quantiles_by_sex_without_extreme_values():
     assert fit_item_scales(few).empty
     table = fit_lab_response(few, scales=fit_item_scales(few))
     assert (table.loc[table["lab"] == "tg", "scale"] == "value").all()
+    # one value for everyone (a lab that only records its detection limit): no scale either
+    assert fit_item_scales(h.assign(tg=30.0)).empty
 
 
 def test_a_lab_moves_by_the_same_share_of_its_spread_at_every_level():
