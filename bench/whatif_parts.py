@@ -1,0 +1,89 @@
+"""Print where a synthetic ward's what-if error comes from (markdown, for README / notes).
+
+Per scenario × outcome, the model's mean risk change over the residents the shipped what-if
+is offered to (scoring.whatif_truth; the training run's test residents) divided by the true
+mean change, for the what-if built up in steps, each re-scored per resident:
+
+* ``answer`` — only the scenario's own edit (the answer; weight and waist for weight loss);
+* ``+ body`` — weight and waist follow a habit (models.lab_response, body rows);
+* ``+ labs`` — the labs follow too: the per-resident what-if;
+* ``pooled`` — the engine's pooled odds ratio (what the annual run applies), and its binned
+  error against the 0.30 target.
+
+A step's ratio is over the residents that step offers to, so the steps do not add up; they
+show which edit carries the change. Needs a training run of ``kenshin train --truth`` (or
+``kenshin demo``) on a synthetic store::
+
+    .venv/bin/python bench/whatif_parts.py --workdir W --store W/store --truth W/bundle/truth.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.store import read_checkups
+from features import build_training_tables
+from kenshin.annual import load_model
+from kenshin.commands import read_truth
+from models.lab_response import BODY
+from models.train_config import load_train_config
+from scoring.score import load_scoring_config
+from scoring.whatif_truth import whatif_truth_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--truth", type=Path, required=True)
+    parser.add_argument("--model", default="models:/kenshin-risk@challenger")
+    args = parser.parse_args()
+
+    engine = load_model(args.model, args.workdir).engine
+    config = load_train_config(None)
+    checkups = read_checkups(args.store)
+    _, labels = build_training_tables(args.store, config.tables)
+    truth = read_truth(args.truth)
+    shipped = load_scoring_config()
+    per_resident = shipped.model_copy(update={"scenario_effect": "per_resident"})
+    table = engine.lab_response
+    body_only = table.assign(coef=np.where(table["lab"].isin(BODY), table["coef"], 0.0))
+
+    def run(label: str, lab_table: pd.DataFrame | None, scoring) -> pd.DataFrame:
+        e = copy.copy(engine)
+        e.lab_response = lab_table
+        report = whatif_truth_report(e, checkups, labels, truth, engine.test_year,
+                                     config.model, config.tables.features, scoring)  # fmt: skip
+        t = report[0].table.set_index(["scenario", "outcome"])
+        out = pd.DataFrame({label: t["mean_model_change"] / t["mean_true_change"]})
+        if label == "pooled":
+            out["binned error"] = t["mae_ratio_binned"]
+            out["offered"] = t["n_offered"]
+        return out
+
+    parts = [
+        run("answer", None, per_resident.model_copy(update={"scenario_lab_response": False})),
+        run("+ body", body_only, per_resident),
+        run("+ labs", table, per_resident),
+        run("pooled", table, shipped),
+    ]
+    result = pd.concat(parts, axis=1)
+    result = result[result["offered"].fillna(0) >= 30]
+    meets = int((result["binned error"] <= 0.30).sum())
+    print(f"{args.workdir}: test year {engine.test_year}; model / true mean change per step; "
+          f"{meets} of {len(result)} cells meet binned error ≤ 0.30")  # fmt: skip
+    cols = ["scenario", "outcome", *result.columns]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for (scenario, outcome), r in result.iterrows():
+        cells = [f"{v:.2f}" if np.isfinite(v) else "—" for v in r.drop("offered")]
+        print(f"| {scenario} | {outcome} | " + " | ".join(cells) + f" | {int(r['offered'])} |")
+
+
+if __name__ == "__main__":
+    main()
