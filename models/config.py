@@ -67,6 +67,13 @@ class LGBMParams:
     n_jobs: Annotated[int, Field(ge=1)] = 1  # see the module docstring: one thread per booster
     deterministic: bool = True
     seed: int = 0
+    #: How LightGBM enforces the declared directions (``monotone_constraints_method``).
+    #: "basic" over-constrains (LightGBM's own word): below a split on a constrained feature,
+    #: every leaf stays on its side of the two children's midpoint, which flattens the model in
+    #: those features, and its what-if change came out too small. "intermediate" bounds a leaf
+    #: only by the leaves it must not cross: still monotone (README, "Monotone constraints that
+    #: do not flatten": +8 what-if cells over five wards, AUC-to-oracle unchanged on average).
+    monotone_method: Literal["basic", "intermediate", "advanced"] = "intermediate"
 
     def native(self, objective: str, **extra: Any) -> dict[str, Any]:
         """Parameters for ``lightgbm.train`` (n_estimators / early stopping passed separately)."""
@@ -85,6 +92,7 @@ class LGBMParams:
             "deterministic": self.deterministic,
             "force_row_wise": True,
             "seed": self.seed,
+            "monotone_constraints_method": self.monotone_method,
             "verbosity": -1,
             **extra,
         }
