@@ -22,7 +22,14 @@ try:  # what pandas' to_csv makes of a column before the csv module writes it
 except ImportError:  # another pandas: csv_bytes writes with to_csv only
     _get_values_for_csv = None
 
-__all__ = ["atomic_write", "csv_bytes", "neutralise_formulas", "pid_lock", "unwritable_reason"]
+__all__ = [
+    "atomic_write",
+    "csv_bytes",
+    "neutralise_formulas",
+    "pid_lock",
+    "require_writable",
+    "unwritable_reason",
+]
 
 #: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -306,6 +313,19 @@ def unwritable_reason(folder: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or type(exc).__name__
     return None
+
+
+def require_writable(
+    folder: Path, where: str, what: str = "there", fix: str = "choose a writable folder"
+) -> None:
+    """Bad input (exit 2, one line: ``<where>: cannot write <what> (<reason>); nothing was done
+    — <fix>``) unless :func:`unwritable_reason` finds ``folder`` writable; called before any
+    work."""
+    from data.errors import BadInputError
+
+    reason = unwritable_reason(folder)
+    if reason:
+        raise BadInputError(f"{where}: cannot write {what} ({reason}); nothing was done — {fix}")
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from data import store as store_mod
 from data.columns import CHECKUP_COLUMNS, TABLES
 from data.errors import BadInputError
-from data.files import unwritable_reason
+from data.files import require_writable
 from data.judgements import facility_agreement
 from data.normalise import QUESTIONNAIRE_CODINGS, QuestionnaireCoding
 from data.pseudonym import load_or_create_key, pseudonymise
@@ -241,10 +241,9 @@ def _check_store_target(bundle: Path, store: Path) -> None:
 
 
 def _check_writable(store: Path) -> None:
-    """Fail before reading anything when the store cannot be written."""
-    reason = unwritable_reason(Path(store).parent)
-    if reason:
-        raise BadInputError(f"{store}: cannot write here ({reason})")
+    """Fail before reading anything when the store cannot be written (it is made beside its
+    final place, in its parent folder)."""
+    require_writable(Path(store).parent, str(store), "the store", "choose a writable --store")
 
 
 def _ingest_locked(

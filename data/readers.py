@@ -184,12 +184,7 @@ def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, str, dict
     except csv.Error as exc:
         raise BadInputError(f"{path.name}: malformed CSV header ({exc})") from None
     # pandas would rename a repeated header (sbp → sbp.1) and the second would be set aside.
-    seen: dict[str, str] = {}
-    for h in header:
-        if h.strip() and (other := seen.setdefault(fold_header(h), h)) is not h:
-            raise BadInputError(
-                f"{path.name}: duplicate column {h!r} (also {other!r}); keep one of them"
-            )
+    _stop_on_duplicates(header, header, path.name)
     frame = _parse_csv(text, path.name, index_col=None)
     if not isinstance(frame.index, pd.RangeIndex):
         # Every data row has one field more than the header: pandas took the first column as
@@ -273,15 +268,23 @@ def canonical_headers(headers: list[str], columns: Iterable[str], file: str) -> 
     by_fold = {fold_header(c): c for c in columns}
     japanese = {_unspaced(k): v for k, v in JAPANESE_HEADERS.items() if v in columns}
     out = [by_fold.get(fold_header(h), japanese.get(_unspaced(h), h)) for h in headers]
+    _stop_on_duplicates(headers, out, file)
+    return out
+
+
+def _stop_on_duplicates(headers: list[str], names: list[str], file: str) -> None:
+    """Bad input when two ``headers`` name the same column (``names`` their columns, compared
+    by :func:`fold_header`); blank headers name none."""
     seen: dict[str, str] = {}
-    for original, name in zip(headers, out, strict=True):
+    for original, name in zip(headers, names, strict=True):
         key = fold_header(name)
+        if not key:
+            continue
         if key in seen:
             raise BadInputError(
                 f"{file}: duplicate column {original!r} (also {seen[key]!r}); keep one of them"
             )
         seen[key] = original
-    return out
 
 
 def _unspaced(name: str) -> str:

@@ -167,13 +167,10 @@ def run_ingest(
     return result
 
 
-def _blank(value) -> bool:
-    """None or NaN (a whole-document reject has no column)."""
-    return value is None or (isinstance(value, float) and value != value)
-
-
 def print_ingest_summary(console: Console, result: IngestResult, store: Path) -> None:
     """Row accounting per table, reject reasons, and extras: what was read, written, rejected."""
+    import pandas as pd
+
     table = Table(title=data_text(f"row accounting → {store}"))
     for col in ("table", "read", "loaded", "rejected", "merged duplicates", "adds up"):
         table.add_column(col, justify="right" if col != "table" else "left")
@@ -196,13 +193,14 @@ def print_ingest_summary(console: Console, result: IngestResult, store: Path) ->
             rt.add_column(col)
         for r in reasons:
             rt.add_row(
-                data_text(r["table"]), data_text("—" if _blank(r["column"]) else r["column"]), data_text(r["reason"]),
+                data_text(r["table"]), data_text("—" if pd.isna(r["column"]) else r["column"]),
+                data_text(r["reason"]),
                 f"{r['rows']:,}",
             )  # fmt: skip
         console.print(rt)
         first = result.rejects.head(5)
         for r in first.itertuples():
-            column = "" if _blank(r.column) else f", column {r.column}"
+            column = "" if pd.isna(r.column) else f", column {r.column}"  # a whole document
             _say(console, f"  e.g. {r.source_file} row {r.source_row}{column}: {r.reason}")
     for name, notes in result.manifest.get("reader_notes", {}).items():
         for source, report in notes.items():

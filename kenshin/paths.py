@@ -8,7 +8,7 @@
   of every command.
 * :func:`check_writable_folder` — a folder a command will write into (or, while it does not
   exist, its nearest existing ancestor) must take a file: tried with a probe file
-  (:func:`data.files.unwritable_reason`; ``os.access`` says yes to root and on read-only
+  (:func:`data.files.require_writable`; ``os.access`` says yes to root and on read-only
   mounts), else bad input, before any work.
 """
 
@@ -47,14 +47,9 @@ def check_no_symlink_loop(path: Path | str | None, what: str = "path") -> None:
 def check_writable_folder(folder: Path | str, what: str) -> None:
     """Stop with one line (exit 2) unless a file can be created in ``folder`` (or, while it
     does not exist, in its nearest existing ancestor)."""
-    from data.files import unwritable_reason
+    from data.files import require_writable
 
-    reason = unwritable_reason(Path(folder))
-    if reason:
-        raise BadInputError(
-            f"{what} {folder}: cannot write there ({reason}); nothing was done — choose a "
-            "writable folder"
-        )
+    require_writable(Path(folder), f"{what} {folder}")
 
 
 def same_device(a: Path | str, b: Path | str) -> bool:

@@ -333,16 +333,12 @@ def _sqlite_path(uri: str) -> Path:
 
 def _try_write(folder: Path, what: str) -> None:
     """Stop with a one-line reason unless a file can be created in ``folder`` (or its nearest
-    existing ancestor): :func:`data.files.unwritable_reason`."""
-    from data.errors import BadInputError
-    from data.files import unwritable_reason
+    existing ancestor): :func:`data.files.require_writable`."""
+    from data.files import require_writable
 
-    reason = unwritable_reason(folder)
-    if reason:
-        raise BadInputError(
-            f"{folder}: cannot write {what} ({reason}); nothing was done — choose a writable "
-            "--workdir (or MLFLOW_TRACKING_URI)"
-        )
+    require_writable(
+        folder, str(folder), what, "choose a writable --workdir (or MLFLOW_TRACKING_URI)"
+    )
 
 
 def check_writable(workdir: Path | str = "work") -> None:
