@@ -450,7 +450,8 @@ def run_train(
         engine.lab_response,
         f"OLS of first differences between consecutive checkups (fiscal years before "
         f"{report.test_year}): Δitem ~ Σ β·Δlever with intercept, body size in recorded units, "
-        "each lab on its normal score by sex (scale). coef = β where |t| ≥ 2 and its sign "
+        "each lab on its normal score by sex (scale). coef = β where |t| ≥ 2, or the "
+        "lever's summed steps have |lever_t| ≥ 2 with the same sign, and its sign "
         "lowers risk when the lever improves (declared directions), else 0; a what-if moves "
         "the edited checkup's items by coef·Δlever, a lab along its quantile function from "
         "where its value is expected next year (models.lab_response).",

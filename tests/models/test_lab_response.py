@@ -99,12 +99,66 @@ def test_recovers_known_coefficients_and_zeroes_wrong_signs(table):
     # a step of its own: daily snacks, not "sometimes"
     assert t.loc[("tg", "q_snacks<=1"), "coef"] == pytest.approx(15.0, abs=0.6)
     assert abs(t.loc[("tg", "q_snacks<=2"), "beta"]) < 1.0
-    assert t.loc[("tg", "q_snacks<=2"), "coef"] == 0
+    # "sometimes" keeps its own size: ~0 (kept, or not, with the lever's clear daily step)
+    assert abs(t.loc[("tg", "q_snacks<=2"), "coef"]) < 1.0
     # abstainers (amount missing in both years) are kept: every pair is used
     assert t.loc[("hba1c", "weight_kg"), "n"] == 4_000 * 2
     # labs without data and levers that never change: nothing kept
     assert (t.loc["ldl", "coef"] == 0).all()
     assert (table.loc[table["lever"] == "q_walking", "coef"] == 0).all()
+
+
+_OTHER_COLUMNS = ("weight_kg", "q_smoking", "q_exercise", "q_walking", "q_late_dinner",
+                  "q_skip_breakfast", "q_alcohol_amount", *BODY, *LABS)  # fmt: skip
+
+
+def _snack_ldl(step2: float, step1: float, seed: int, n: int = 3_000) -> pd.DataFrame:
+    """Two checkups; LDL rises by ``step2`` across 間食 "sometimes" (``q_snacks<=2``) and by
+    ``step1`` more across "daily" (``q_snacks<=1``), under noise of sd 35 mg/dL."""
+    rng = np.random.default_rng(seed)
+    snacks = rng.integers(1, 4, n).astype(float)
+    later = np.where(rng.random(n) < 0.3, rng.integers(1, 4, n), snacks)
+    ldl = rng.normal(120, 25, n)
+    step = step2 * ((later <= 2).astype(float) - (snacks <= 2))
+    step += step1 * ((later <= 1).astype(float) - (snacks <= 1))
+    later_ldl = ldl + step + rng.normal(0, 35, n)
+    rows = []
+    for y, (answer, value) in enumerate([(snacks, ldl), (later, later_ldl)]):
+        frame = {
+            "pseudonym": [f"p{i:05d}" for i in range(n)],
+            "fiscal_year": 2020 + y,
+            "exam_date": pd.Timestamp(f"{2020 + y}-06-01"),
+            "q_snacks": answer,
+            "ldl": value,
+        }
+        for col in _OTHER_COLUMNS:
+            frame.setdefault(col, np.full(n, 2.0 if col.startswith("q_") else np.nan))
+        rows.append(pd.DataFrame(frame))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_a_lever_clear_as_a_whole_keeps_its_steps():
+    steps = ["q_snacks<=2", "q_snacks<=1"]
+    ldl = fit_lab_response(_snack_ldl(2.5, 2.5, seed=3)).set_index(["lab", "term"]).loc["ldl"]
+    # neither step is clear alone; their sum, which a scenario to "hardly" crosses, is
+    assert (ldl.loc[steps, "t"].abs() < 2).all()
+    assert (ldl.loc[steps, "lever_t"] > 3).all()
+    assert ldl.loc[steps, "kept"].all()
+    assert (ldl.loc[steps, "coef"] == ldl.loc[steps, "beta"]).all()
+    # a lever not clear as a whole keeps nothing
+    weak = fit_lab_response(_snack_ldl(0.8, 0.8, seed=3)).set_index(["lab", "term"]).loc["ldl"]
+    assert (weak.loc[steps, "lever_t"].abs() < 2).all()
+    assert not weak.loc[steps, "kept"].any()
+    assert (weak.loc[steps, "coef"] == 0).all()
+    # a wrong-signed step of a clear lever stays 0: no step may raise the risk
+    mixed = fit_lab_response(_snack_ldl(2.5, 2.5, seed=0)).set_index(["lab", "term"]).loc["ldl"]
+    assert mixed.loc["q_snacks<=2", "beta"] < 0
+    assert mixed.loc["q_snacks<=2", "lever_t"] > 2
+    assert not mixed.loc["q_snacks<=2", "kept"]
+    assert mixed.loc["q_snacks<=2", "coef"] == 0
+    assert mixed.loc["q_snacks<=1", "kept"]
+    # one-step levers have no lever test
+    assert ldl.loc[["weight_kg", "q_exercise>=2"], "lever_t"].isna().all()
 
 
 def test_deterministic_and_training_years_only(table):
@@ -152,8 +206,9 @@ def test_a_move_under_one_recorded_step_lands_a_step_further_with_its_share():
          "sbp": pd.array(np.full(n, 130), dtype="Int64"), "uric_acid": np.full(n, 6.0)}
     )  # fmt: skip
     table = pd.DataFrame(
-        [("sbp", "weight_kg", "weight_kg", 0.4, 0.01, 40.0, n, True, 0.4, "value"),
-         ("uric_acid", "weight_kg", "weight_kg", 0.03, 0.001, 30.0, n, True, 0.03, "value")],
+        [("sbp", "weight_kg", "weight_kg", 0.4, 0.01, 40.0, np.nan, n, True, 0.4, "value"),
+         ("uric_acid", "weight_kg", "weight_kg", 0.03, 0.001, 30.0, np.nan, n, True, 0.03,
+          "value")],
         columns=list(COLUMNS),
     )  # fmt: skip
     out = lab_shift(before, before.assign(weight_kg=79.0), table)
