@@ -3,7 +3,14 @@
 The truth.csv columns: docs/contract.md §Truth.
 
 ``p_true_<outcome>`` — the probability that the outcome is met at a checkup in the next fiscal
-year, conditional on attending, given the person's full latent state at this year's checkup.
+year, conditional on attending and on the checkup being able to judge it, given the person's
+full latent state at this year's checkup: kenshin's risk, whose label is missing, not 0, where
+the next checkup cannot judge the outcome (docs/domain.md §Labels). For hyperuricaemia that
+conditions on uric acid, its only item, being measured: an optional item, measured with a
+person-specific probability that does not depend on health, so the outcome is judged as if it
+were (before, the probability that it was met *and* measured: 0.6 × the risk on average, and
+what-if changes with it). Every other outcome's items are measured in ≥ 99 % of checkups, so
+they are judged as measured.
 Computed by Monte Carlo with ``K = 64`` replicates per person: the state is advanced one year
 with :func:`data.synth.model.step` (the same function the ward uses; independent noise per
 replicate: lifestyle transitions, AR(1) innovations, medication start/stop) and judged by
@@ -273,6 +280,7 @@ def judge_next(
     under the (monotone) value map — e.g. HbA1c rounds to ≥6.5 iff its unrounded value is
     ≥6.45. eGFR goes through the creatinine round trip as in :func:`observe`. Per-person
     quantities (thresholds, regime probabilities) are computed once and repeated.
+    Hyperuricaemia is judged as if uric acid were measured (the module doc: given that it is).
     """
     R = len(nxt["sex"])
     sex_n = now["sex"]
@@ -343,11 +351,10 @@ def judge_next(
         urine_ok & (raw["urine_protein"] >= thr["urine_protein", 2.5])
     )
     met["liver"] = liver_ok & ((raw["alt"] >= thr["alt", 50.5]) | (raw["ggt"] >= thr["ggt", 100.5]))
-    # 尿酸: an optional item, measured as observe() does; drawn last, so the other outcomes'
-    # futures are the same draws as without it.
-    ua_ok = u() < pp["ua"]
+    # 尿酸: drawn last, so the other outcomes' futures are the same draws as without it. Met
+    # given that it is measured (module doc): whether it is does not depend on health.
     ua = model.raw_observations(nxt, c, timing, rng, ("uric_acid",))["uric_acid"]
-    met["hyperuricemia"] = ua_ok & (ua >= thr["uric_acid", 6.95])
+    met["hyperuricemia"] = ua >= thr["uric_acid", 6.95]
     return _stack(met)
 
 

@@ -21,7 +21,7 @@ from data.columns import (
     ENROLLMENT_COLUMNS,
     OUTCOMES,
 )
-from data.judgements import egfr_jsn, outcomes_met
+from data.judgements import egfr_jsn, outcome_evaluable, outcomes_met
 from data.normalise import QUESTIONNAIRE_CODES, age_at_fiscal_year_end, fiscal_year
 from data.synth import TRUTH_COLUMNS, SynthConfig, generate, write_bundle
 from data.synth import model as synth_model
@@ -49,6 +49,8 @@ def checkups(bundle):
 def pairs(bundle, checkups):
     """Truth rows joined with this year's and next year's judged outcomes."""
     met = outcomes_met(checkups)
+    judgeable = outcome_evaluable(checkups)
+    met[[f"{o}_judgeable" for o in judgeable.columns]] = judgeable.to_numpy()
     met["person_id"] = checkups["person_id"].to_numpy()
     met["fiscal_year"] = checkups["fiscal_year"].to_numpy()
     nxt = met.copy()
@@ -291,6 +293,8 @@ def test_truth_rows_and_ranges(bundle, checkups):
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
 def test_p_true_predicts_next_year(pairs, outcome):
+    """p_true is the risk of a checkup that can judge the outcome (labels: missing otherwise)."""
+    pairs = pairs[pairs[f"{outcome}_judgeable_next"]]
     free = ~pairs[f"{outcome}_now"]
     y = pairs.loc[free, f"{outcome}_next"]
     p = pairs.loc[free, f"p_true_{outcome}"]
@@ -315,9 +319,16 @@ def test_judge_next_matches_outcomes_met():
     exam = np.repeat(age + 1, 2)
     birth_year = np.repeat(2025 - age, 2)
     obs = synth_observe.observe(nxt, exam, exam, birth_year, rng, cal, outcomes_only=True)
-    a = outcomes_met(pd.DataFrame(obs)).to_numpy().mean(axis=0)
+    met = outcomes_met(pd.DataFrame(obs))
+    # hyperuricaemia: given that uric acid (an optional item) is measured, as the labels judge it
+    measured = ~np.isnan(obs["uric_acid"])
+    assert 0.4 < measured.mean() < 0.8
+    a = met.to_numpy().mean(axis=0)
+    rows = np.full(len(a), 2.0 * n)
+    ua = list(met.columns).index("hyperuricemia")
+    a[ua], rows[ua] = met["hyperuricemia"][measured].mean(), measured.sum()
     b = synth_truth.judge_next(nxt, st, age + 1, age + 1, 2, rng, cal).mean(axis=0)
-    se = np.sqrt(np.maximum(a * (1 - a), 1e-4) / (2 * n))
+    se = np.sqrt(np.maximum(a * (1 - a), 1e-4) / rows)
     assert np.all(np.abs(a - b) < 5 * se + 0.002), (a, b)
 
 
