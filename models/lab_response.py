@@ -10,9 +10,10 @@ each item is regressed on the first differences of the levers' *terms* (OLS with
 * **Terms.** Weight is one numeric term. A coded answer is coded by thresholds in its declared
   risk order (features.declarations ``monotone``), one indicator per step from the safest
   answer: 間食 (1 daily > 2 sometimes > 3 hardly) gives ``q_snacks<=2`` and ``q_snacks<=1``,
-  飲酒量 ``q_alcohol_amount>=2`` … ``>=5``, 運動 ``q_exercise>=2`` (no). So a step whose effect
-  the codes' spacing does not carry (daily snacks, not "sometimes", move triglycerides) keeps
-  its own size. A term missing in both years did not change (an abstainer's amount): Δ 0.
+  運動 ``q_exercise>=2`` (no). So a step whose effect the codes' spacing does not carry (daily
+  snacks, not "sometimes", move triglycerides) keeps its own size. 飲酒量 is the exception: its
+  term is the pure alcohol it implies with the frequency answer, g/day (:data:`EXPOSURE`). A
+  term missing in both years did not change: Δ 0.
 * **Body** (``weight_kg``, ``waist_cm``) is regressed on the habit terms only: the habit's
   total effect on body size. **Laboratory items** (:data:`LABS`) are regressed on every term,
   weight included: the habit's effect at fixed weight. A habit scenario first moves weight and
@@ -51,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from data.validate import RANGES
+from features.build import alcohol_g_per_day
 from features.declarations import DECLARATIONS
 from models.rowwise import rowwise_matmul
 
@@ -89,6 +91,12 @@ LEVERS = (
 #: without the weight gain (scoring.toml), so its effect is the labs' at fixed weight; its body
 #: effect (a gain) has the risk-raising sign and is never kept.
 STEPS = {"q_smoking": (1,)}
+#: Levers whose effect is carried by an exposure computed from the checkup, not by their own
+#: code: 飲酒量 by 純アルコール g/day (features.build.alcohol_g_per_day: frequency × amount), so
+#: drinking less counts for as many days as the resident drinks, and a drinker who starts or
+#: stops (amount asked of drinkers only) still counts. A scenario that moves the amount moves
+#: the grams with it.
+EXPOSURE = {"q_alcohol_amount": "alcohol_g_per_day"}
 #: Body-size items that follow a habit (regressed on the habit terms only).
 BODY = ("weight_kg", "waist_cm")
 #: Laboratory items that may follow a lever within the year.
@@ -125,26 +133,43 @@ def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _step_terms(lever: str) -> list[tuple[str, str, float | None, int]]:
+    side = _DIR[lever]
+    codes = sorted(_DECL[lever].allowed, key=lambda c: side * c)  # safest first
+    return [
+        (f"{lever}{'>=' if side > 0 else '<='}{cut}", lever, float(cut), side)
+        for cut in STEPS.get(lever, codes[1:])
+    ]
+
+
 def lever_terms() -> list[tuple[str, str, float | None, int]]:
-    """(term, lever, cut, side) per term: the value itself for weight (cut None), else the
-    indicator ``side · code >= side · cut`` — the answers at or beyond ``cut`` on the risky side."""
+    """(term, lever, cut, side) per term: the value itself for weight (cut None), the exposure
+    of :data:`EXPOSURE` for a lever that has one, else the indicator
+    ``side · code >= side · cut`` — the answers at or beyond ``cut`` on the risky side."""
     out: list[tuple[str, str, float | None, int]] = []
     for lever in LEVERS:
-        d = _DECL[lever]
-        if d.allowed is None:
+        if lever in EXPOSURE:
+            out.append((EXPOSURE[lever], lever, None, 0))
+        elif _DECL[lever].allowed is None:
             out.append((lever, lever, None, 0))
-            continue
-        side = _DIR[lever]
-        codes = sorted(d.allowed, key=lambda c: side * c)  # safest first
-        for cut in STEPS.get(lever, codes[1:]):
-            out.append((f"{lever}{'>=' if side > 0 else '<='}{cut}", lever, float(cut), side))
+        else:
+            out += _step_terms(lever)
     return out
+
+
+def _exposure(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name == "alcohol_g_per_day":
+        if "q_alcohol_freq" not in frame or "q_alcohol_amount" not in frame:
+            return np.full(len(frame), np.nan)
+        return alcohol_g_per_day(frame["q_alcohol_freq"].to_numpy(object),
+                                 frame["q_alcohol_amount"].to_numpy(object))  # fmt: skip
+    raise ValueError(f"unknown exposure {name!r}")
 
 
 def _term_matrix(frame: pd.DataFrame, terms) -> np.ndarray:
     cols = []
-    for _, lever, cut, side in terms:
-        x = _num(frame, lever)
+    for name, lever, cut, side in terms:
+        x = _exposure(frame, name) if name in EXPOSURE.values() else _num(frame, lever)
         if cut is None:
             cols.append(x)
         else:
@@ -358,11 +383,13 @@ def fit_response_tables(
 
 
 def _terms_of(table: pd.DataFrame) -> list[tuple[str, str, float | None, int]]:
-    """The terms a table was fitted on: an engine registered before terms existed has one
-    coefficient per lever on its raw code (and no body rows), and keeps its meaning."""
-    if "term" in table:
-        return lever_terms()
-    return [(lever, lever, None, 0) for lever in LEVERS]
+    """The terms a table was fitted on, so a registered engine keeps its meaning: one before
+    terms existed has one coefficient per lever on its raw code (and no body rows); one before
+    :data:`EXPOSURE` has 飲酒量 in steps."""
+    if "term" not in table:
+        return [(lever, lever, None, 0) for lever in LEVERS]
+    known = {t[0]: t for t in [*lever_terms(), *_step_terms("q_alcohol_amount")]}
+    return [known[name] for name in pd.unique(table["term"])]
 
 
 def _coefficients(table: pd.DataFrame, items, terms) -> np.ndarray:

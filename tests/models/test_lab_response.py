@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.build import alcohol_g_per_day
 from models.lab_response import (
     BODY,
     COLUMNS,
@@ -72,7 +73,9 @@ def test_terms_follow_the_declared_risk_order():
     assert terms["weight_kg"] == ("weight_kg", None, 0)
     assert terms["q_exercise>=2"] == ("q_exercise", 2.0, 1)  # 2 = no exercise, the risky answer
     assert {"q_snacks<=2", "q_snacks<=1"} <= set(terms)  # 1 daily > 2 sometimes > 3 hardly
-    assert {f"q_alcohol_amount>={k}" for k in range(2, 6)} <= set(terms)
+    # drinking is one exposure, the pure alcohol of frequency × amount, not amount steps
+    assert terms["alcohol_g_per_day"] == ("q_alcohol_amount", None, 0)
+    assert not any(name.startswith("q_alcohol_amount>=") for name in terms)
     # 1 smokes > 2 quit > 3 never, but only "smokes now" is a step: before FY2024 the question
     # was yes / no, so quit and never are one answer there
     assert "q_smoking<=1" in terms and "q_smoking<=2" not in terms
@@ -159,6 +162,63 @@ def test_a_lever_clear_as_a_whole_keeps_its_steps():
     assert mixed.loc["q_snacks<=1", "kept"]
     # one-step levers have no lever test
     assert ldl.loc[["weight_kg", "q_exercise>=2"], "lever_t"].isna().all()
+
+
+def _drinkers(n: int = 4_000, seed: int = 0) -> pd.DataFrame:
+    """Two checkups; γ-GT rises by 0.5 U/L per g/day of pure alcohol (frequency × amount)."""
+    rng = np.random.default_rng(seed)
+    freq = rng.choice([1.0, 3.0, 4.0, 8.0], n)
+    amount = np.where(freq == 8, np.nan, rng.integers(1, 5, n)).astype(float)
+    later_amount = np.where(
+        (freq != 8) & (rng.random(n) < 0.4), rng.integers(1, 5, n), amount
+    ).astype(float)
+    grams = alcohol_g_per_day(freq, amount)
+    later_grams = alcohol_g_per_day(freq, later_amount)
+    ggt = rng.lognormal(3.3, 0.4, n)
+    later_ggt = ggt + 0.5 * (later_grams - grams) + rng.normal(0, 5, n)
+    rows = []
+    for y, (amt, value) in enumerate([(amount, ggt), (later_amount, later_ggt)]):
+        frame = {
+            "pseudonym": [f"p{i:05d}" for i in range(n)],
+            "fiscal_year": 2020 + y,
+            "exam_date": pd.Timestamp(f"{2020 + y}-06-01"),
+            "q_alcohol_freq": freq,
+            "q_alcohol_amount": amt,
+            "ggt": value,
+        }
+        for col in _OTHER_COLUMNS:
+            frame.setdefault(col, np.full(n, 2.0 if col.startswith("q_") else np.nan))
+        rows.append(pd.DataFrame(frame))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_drinking_less_moves_labs_by_the_grams_it_saves():
+    table = fit_lab_response(_drinkers())
+    t = table.set_index(["lab", "term"])
+    assert t.loc[("ggt", "alcohol_g_per_day"), "coef"] == pytest.approx(0.5, abs=0.03)
+    # 3 合 → under 1 合: a daily drinker saves 40 g/day, a 1-2 days a week drinker 8.6
+    before = pd.DataFrame(
+        {"q_alcohol_freq": [1.0, 4.0, 8.0], "q_alcohol_amount": [3.0, 3.0, np.nan],
+         "ggt": [80.0, 80.0, 80.0]}
+    )  # fmt: skip
+    out = lab_shift(before, before.assign(q_alcohol_amount=[1.0, 1.0, np.nan]), table)
+    saved = alcohol_g_per_day([1.0, 4.0], [3.0, 3.0]) - alcohol_g_per_day([1.0, 4.0], [1.0, 1.0])
+    assert saved == pytest.approx([40.0, 40.0 * 1.5 / 7])
+    coef = t.loc[("ggt", "alcohol_g_per_day"), "coef"]
+    assert out["ggt"].to_numpy()[:2] == pytest.approx(80.0 - coef * saved, abs=1.0)  # whole U/L
+    assert out.loc[2, "ggt"] == 80.0  # an abstainer does not move
+
+
+def test_an_engine_fitted_with_drinking_steps_keeps_its_meaning():
+    """A table registered before the g/day exposure has 飲酒量 in steps: still applied so."""
+    table = pd.DataFrame(
+        [("ggt", "q_alcohol_amount", f"q_alcohol_amount>={k}", b, 0.1, 10.0, np.nan, 1000,
+          True, b, "value") for k, b in ((2, 5.0), (3, 10.0), (4, 0.0), (5, 0.0))],
+        columns=list(COLUMNS),
+    )  # fmt: skip
+    before = pd.DataFrame({"q_alcohol_freq": [1.0], "q_alcohol_amount": [3.0], "ggt": [80.0]})
+    out = lab_shift(before, before.assign(q_alcohol_amount=1.0), table)
+    assert out.loc[0, "ggt"] == 80.0 - 15.0  # both steps crossed, whatever the frequency
 
 
 def test_deterministic_and_training_years_only(table):
