@@ -143,10 +143,11 @@ def test_size_floor_weight_loss_and_metabolic_syndrome(whatif_table):
     "outcome × dose (scoring.whatif_effect), from its per-resident what-if in which weight, "
     "waist and every declared lab follow the lever (a lab on its normal score) and a sub-step "
     "HbA1c move is read at both recorded values, other labs a whole recorded step with the "
-    "share of the move; monotone trees by LightGBM's intermediate method. On this ward 13 of "
-    "30 judged cells meet mae_ratio_binned ≤ 0.30 (at 100k 31 of 49): what remains is the "
-    "mean — drinking less moves its labs by 0.6-0.85 of "
-    "the truth, eGFR never moves, and hyperuricaemia's what-ifs are 1.8-2.4 × the truth at 100k",
+    "share of the move; a lever's steps kept when the lever is clear as a whole; drinking in "
+    "g/day; monotone trees by LightGBM's intermediate method. On this ward 13 of 33 judged "
+    "cells meet mae_ratio_binned ≤ 0.30 (at 100k 35 of 49): what remains is the mean — "
+    "quitting moves γ-GT by half the truth and eGFR not at all (0.3-0.6 × at 100k), "
+    "hyperuricaemia 1.3-1.75 × and CKD 1.2-1.9 × under weight loss, late dinners, breakfast",
 )
 def test_size_target_is_met(whatif_table):
     table, _ = whatif_table
