@@ -26,7 +26,7 @@ each item is regressed on the first differences of the levers' *terms* (OLS with
   lever's summed steps have the right sign and ``|t| ≥ min_t`` (``lever_t``; standard error
   from the steps' covariance). A scenario takes an answer to the safest one, across every
   step in between, so the question it asks is the lever's, not one step's: two steps of
-  t 1.5 and 1.9 (間食 on LDL on a 10,000-resident ward) are one clear effect of t 2.4.
+  t 1.9 and 1.5 (間食 on LDL on a 10,000-resident ward) are one clear effect of t 2.5.
   A wrong-signed step of such a lever stays 0.
 
 * **Scale of a laboratory item.** A lifestyle change moves a laboratory item by the same share

@@ -115,6 +115,23 @@ _OTHER_COLUMNS = ("weight_kg", "q_smoking", "q_exercise", "q_walking", "q_late_d
                   "q_skip_breakfast", "q_alcohol_amount", *BODY, *LABS)  # fmt: skip
 
 
+def _two_checkups(first: dict, second: dict, n: int) -> pd.DataFrame:
+    """Two yearly checkups of ``n`` persons with the given columns; every other lever, body and
+    lab column a constant answer (2) or missing."""
+    rows = []
+    for y, columns in enumerate([first, second]):
+        frame = {
+            "pseudonym": [f"p{i:05d}" for i in range(n)],
+            "fiscal_year": 2020 + y,
+            "exam_date": pd.Timestamp(f"{2020 + y}-06-01"),
+            **columns,
+        }
+        for col in _OTHER_COLUMNS:
+            frame.setdefault(col, np.full(n, 2.0 if col.startswith("q_") else np.nan))
+        rows.append(pd.DataFrame(frame))
+    return pd.concat(rows, ignore_index=True)
+
+
 def _snack_ldl(step2: float, step1: float, seed: int, n: int = 3_000) -> pd.DataFrame:
     """Two checkups; LDL rises by ``step2`` across 間食 "sometimes" (``q_snacks<=2``) and by
     ``step1`` more across "daily" (``q_snacks<=1``), under noise of sd 35 mg/dL."""
@@ -125,19 +142,7 @@ def _snack_ldl(step2: float, step1: float, seed: int, n: int = 3_000) -> pd.Data
     step = step2 * ((later <= 2).astype(float) - (snacks <= 2))
     step += step1 * ((later <= 1).astype(float) - (snacks <= 1))
     later_ldl = ldl + step + rng.normal(0, 35, n)
-    rows = []
-    for y, (answer, value) in enumerate([(snacks, ldl), (later, later_ldl)]):
-        frame = {
-            "pseudonym": [f"p{i:05d}" for i in range(n)],
-            "fiscal_year": 2020 + y,
-            "exam_date": pd.Timestamp(f"{2020 + y}-06-01"),
-            "q_snacks": answer,
-            "ldl": value,
-        }
-        for col in _OTHER_COLUMNS:
-            frame.setdefault(col, np.full(n, 2.0 if col.startswith("q_") else np.nan))
-        rows.append(pd.DataFrame(frame))
-    return pd.concat(rows, ignore_index=True)
+    return _two_checkups({"q_snacks": snacks, "ldl": ldl}, {"q_snacks": later, "ldl": later_ldl}, n)
 
 
 def test_a_lever_clear_as_a_whole_keeps_its_steps():
@@ -176,20 +181,9 @@ def _drinkers(n: int = 4_000, seed: int = 0) -> pd.DataFrame:
     later_grams = alcohol_g_per_day(freq, later_amount)
     ggt = rng.lognormal(3.3, 0.4, n)
     later_ggt = ggt + 0.5 * (later_grams - grams) + rng.normal(0, 5, n)
-    rows = []
-    for y, (amt, value) in enumerate([(amount, ggt), (later_amount, later_ggt)]):
-        frame = {
-            "pseudonym": [f"p{i:05d}" for i in range(n)],
-            "fiscal_year": 2020 + y,
-            "exam_date": pd.Timestamp(f"{2020 + y}-06-01"),
-            "q_alcohol_freq": freq,
-            "q_alcohol_amount": amt,
-            "ggt": value,
-        }
-        for col in _OTHER_COLUMNS:
-            frame.setdefault(col, np.full(n, 2.0 if col.startswith("q_") else np.nan))
-        rows.append(pd.DataFrame(frame))
-    return pd.concat(rows, ignore_index=True)
+    first = {"q_alcohol_freq": freq, "q_alcohol_amount": amount, "ggt": ggt}
+    second = {"q_alcohol_freq": freq, "q_alcohol_amount": later_amount, "ggt": later_ggt}
+    return _two_checkups(first, second, n)
 
 
 def test_drinking_less_moves_labs_by_the_grams_it_saves():
