@@ -48,6 +48,8 @@ recorded to a coarse resolution (HbA1c to 0.1 %) carries a smaller move.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 
@@ -97,6 +99,7 @@ STEPS = {"q_smoking": (1,)}
 #: stops (amount asked of drinkers only) still counts. A scenario that moves the amount moves
 #: the grams with it.
 EXPOSURE = {"q_alcohol_amount": "alcohol_g_per_day"}
+Drinking = Literal["grams", "steps"]
 #: Body-size items that follow a habit (regressed on the habit terms only).
 BODY = ("weight_kg", "waist_cm")
 #: Laboratory items that may follow a lever within the year.
@@ -142,13 +145,14 @@ def _step_terms(lever: str) -> list[tuple[str, str, float | None, int]]:
     ]
 
 
-def lever_terms() -> list[tuple[str, str, float | None, int]]:
+def lever_terms(drinking: Drinking = "grams") -> list[tuple[str, str, float | None, int]]:
     """(term, lever, cut, side) per term: the value itself for weight (cut None), the exposure
     of :data:`EXPOSURE` for a lever that has one, else the indicator
-    ``side · code >= side · cut`` — the answers at or beyond ``cut`` on the risky side."""
+    ``side · code >= side · cut`` — the answers at or beyond ``cut`` on the risky side.
+    ``drinking="steps"``: 飲酒量 in amount steps, as engines before the exposure (benchmarks)."""
     out: list[tuple[str, str, float | None, int]] = []
     for lever in LEVERS:
-        if lever in EXPOSURE:
+        if lever in EXPOSURE and drinking == "grams":
             out.append((EXPOSURE[lever], lever, None, 0))
         elif _DECL[lever].allowed is None:
             out.append((lever, lever, None, 0))
@@ -325,6 +329,8 @@ def fit_lab_response(
     before_year: int | None = None,
     min_t: float = 2.0,
     scales: pd.DataFrame | None = None,
+    lever_test: bool = True,
+    drinking: Drinking = "grams",
 ) -> pd.DataFrame:
     """Coefficient table (:data:`COLUMNS`: one row per item × term; ``coef`` = kept β or 0).
 
@@ -332,6 +338,8 @@ def fit_lab_response(
     pairs of consecutive checkups one fiscal year apart, both before ``before_year``, are used.
     ``scales`` (:func:`fit_item_scales`): a lab with knots is regressed on its normal score
     (``scale`` "normal_score"; needs ``sex``), every other item in recorded units ("value").
+    ``lever_test`` False: a step is kept on its own t only; ``drinking`` (:func:`lever_terms`)
+    — the variants before, for benchmarks (bench/whatif_variants.py).
     """
     c = checkups
     if before_year is not None:
@@ -340,7 +348,7 @@ def fit_lab_response(
     pid = c["pseudonym"].astype("string").to_numpy()
     fy = c["fiscal_year"].astype("int64").to_numpy()
     pair = (pid[1:] == pid[:-1]) & (fy[1:] - fy[:-1] == 1)
-    terms = lever_terms()
+    terms = lever_terms(drinking)
     t = _term_matrix(c, terms)
     dx = _delta(t[:-1], t[1:])[pair] if len(c) else np.zeros((0, len(terms)))
     levers = np.array([lever for _, lever, _, _ in terms])
@@ -361,7 +369,9 @@ def fit_lab_response(
             tval = beta / se
         want = _DIR.get(item, 0)
         right = use & (want != 0) & (np.sign(beta) == want)
-        clear = (np.abs(tval) >= min_t) | ((np.sign(lever_t) == want) & (np.abs(lever_t) >= min_t))
+        clear = np.abs(tval) >= min_t
+        if lever_test:
+            clear |= (np.sign(lever_t) == want) & (np.abs(lever_t) >= min_t)
         kept = right & clear
         rows.append(
             pd.DataFrame(
@@ -374,12 +384,18 @@ def fit_lab_response(
 
 
 def fit_response_tables(
-    checkups: pd.DataFrame, before_year: int | None = None
+    checkups: pd.DataFrame,
+    before_year: int | None = None,
+    lever_test: bool = True,
+    drinking: Drinking = "grams",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(coefficient table, item scales) as training fits them: the scales first, then every
-    lab regressed on its normal score (an engine's ``lab_response`` and ``lab_scale``)."""
+    lab regressed on its normal score (an engine's ``lab_response`` and ``lab_scale``);
+    ``lever_test``, ``drinking``: :func:`fit_lab_response`."""
     scales = fit_item_scales(checkups, before_year)
-    return fit_lab_response(checkups, before_year, scales=scales), scales
+    table = fit_lab_response(checkups, before_year, scales=scales, lever_test=lever_test,
+                             drinking=drinking)  # fmt: skip
+    return table, scales
 
 
 def _terms_of(table: pd.DataFrame) -> list[tuple[str, str, float | None, int]]:
@@ -388,7 +404,7 @@ def _terms_of(table: pd.DataFrame) -> list[tuple[str, str, float | None, int]]:
     :data:`EXPOSURE` has 飲酒量 in steps."""
     if "term" not in table:
         return [(lever, lever, None, 0) for lever in LEVERS]
-    known = {t[0]: t for t in [*lever_terms(), *_step_terms("q_alcohol_amount")]}
+    known = {t[0]: t for t in [*lever_terms("grams"), *lever_terms("steps")]}
     return [known[name] for name in pd.unique(table["term"])]
 
 

@@ -153,6 +153,8 @@ def test_a_lever_clear_as_a_whole_keeps_its_steps():
     assert (ldl.loc[steps, "lever_t"] > 3).all()
     assert ldl.loc[steps, "kept"].all()
     assert (ldl.loc[steps, "coef"] == ldl.loc[steps, "beta"]).all()
+    alone = fit_lab_response(_snack_ldl(2.5, 2.5, seed=3), lever_test=False)
+    assert not alone.set_index(["lab", "term"]).loc["ldl"].loc[steps, "kept"].any()  # as before
     # a lever not clear as a whole keeps nothing
     weak = fit_lab_response(_snack_ldl(0.8, 0.8, seed=3)).set_index(["lab", "term"]).loc["ldl"]
     assert (weak.loc[steps, "lever_t"].abs() < 2).all()
@@ -190,6 +192,9 @@ def test_drinking_less_moves_labs_by_the_grams_it_saves():
     table = fit_lab_response(_drinkers())
     t = table.set_index(["lab", "term"])
     assert t.loc[("ggt", "alcohol_g_per_day"), "coef"] == pytest.approx(0.5, abs=0.03)
+    steps = fit_lab_response(_drinkers(), drinking="steps")  # as before, for benchmarks
+    assert "alcohol_g_per_day" not in set(steps["term"])
+    assert {f"q_alcohol_amount>={k}" for k in range(2, 6)} <= set(steps["term"])
     # 3 合 → under 1 合: a daily drinker saves 40 g/day, a 1-2 days a week drinker 8.6
     before = pd.DataFrame(
         {"q_alcohol_freq": [1.0, 4.0, 8.0], "q_alcohol_amount": [3.0, 3.0, np.nan],

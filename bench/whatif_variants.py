@@ -1,0 +1,81 @@
+"""Print the size target per lab-response variant on one synthetic ward (markdown, for README).
+
+The lab response is refitted from the ward's store as each variant says
+(:func:`models.lab_response.fit_response_tables`), the engine's pooled what-if is refitted from
+it (:func:`scoring.whatif_effect.fit_training_effects`) and judged against the ward's true
+counterfactual (:func:`scoring.whatif_truth.whatif_truth_report`), with the same trained
+models throughout. Variants: a lever's steps kept on their own t only or also as a whole
+(``lever_test``), and drinking in amount steps or in g/day (``drinking``). Per variant, the
+cells offered to ≥ 30 residents meeting the target (binned error ≤ 0.30) and their median
+error; then each cell's model / true mean change::
+
+    .venv/bin/python bench/whatif_variants.py --workdir W --store W/store --truth W/bundle/truth.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import pandas as pd
+
+from data.store import read_checkups
+from features import build_training_tables
+from kenshin.annual import load_model
+from kenshin.commands import read_truth
+from models.lab_response import fit_response_tables
+from models.train_config import load_train_config
+from scoring.whatif_effect import fit_training_effects
+from scoring.whatif_truth import TARGETS, whatif_truth_report
+
+VARIANTS = {
+    "steps, step t": {"lever_test": False, "drinking": "steps"},
+    "steps, lever t": {"lever_test": True, "drinking": "steps"},
+    "g/day, step t": {"lever_test": False, "drinking": "grams"},
+    "g/day, lever t (shipped)": {"lever_test": True, "drinking": "grams"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--truth", type=Path, required=True)
+    parser.add_argument("--model", default="models:/kenshin-risk@challenger")
+    args = parser.parse_args()
+
+    engine = load_model(args.model, args.workdir).engine
+    config = load_train_config(None)
+    checkups = read_checkups(args.store)
+    _, labels = build_training_tables(args.store, config.tables)
+    truth = read_truth(args.truth)
+    ratios, lines = {}, []
+    for name, options in VARIANTS.items():
+        e = copy.copy(engine)
+        e.lab_response, e.lab_scale = fit_response_tables(checkups, engine.test_year, **options)
+        e.whatif_effect = fit_training_effects(
+            e, checkups, labels, engine.test_year - 1, config.tables.features
+        )
+        report = whatif_truth_report(e, checkups, labels, truth, engine.test_year,
+                                     config.model, config.tables.features)  # fmt: skip
+        t = report[0].table
+        t = t[t["n_offered"] >= 30].set_index(["scenario", "outcome"])
+        meets = int((t["mae_ratio_binned"] <= TARGETS["mae_ratio_binned"]).sum())
+        median = t["mae_ratio_binned"].median()
+        lines.append(f"| {name} | {meets} of {len(t)} | {median:.3f} |")
+        ratios[name] = t["mean_model_change"] / t["mean_true_change"]
+    print(f"{args.workdir}: test year {engine.test_year}")
+    print("| variant | cells meeting the size target | median binned error |")
+    print("|---|---|---|")
+    print("\n".join(lines))
+    print()
+    table = pd.DataFrame(ratios)
+    print("| scenario | outcome | " + " | ".join(table.columns) + " |")
+    print("|" + "---|" * (len(table.columns) + 2))
+    for (scenario, outcome), r in table.iterrows():
+        print(f"| {scenario} | {outcome} | " + " | ".join(f"{v:.2f}" for v in r) + " |")
+
+
+if __name__ == "__main__":
+    main()
