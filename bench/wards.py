@@ -5,9 +5,11 @@ Not a benchmark itself (``./run bench`` runs ``bench_*.py`` only).
 
 from __future__ import annotations
 
+import argparse
 import resource
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -39,3 +41,36 @@ def make_ward(
         )
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+@dataclass
+class TrainedWard:
+    """A synthetic ward with a training run: its engine and what judging a what-if needs."""
+
+    workdir: Path
+    engine: object
+    config: object  # models.train_config.TrainConfig
+    checkups: object  # pandas.DataFrame
+    labels: object  # pandas.DataFrame
+    truth: object  # pandas.DataFrame
+
+
+def trained_ward(description: str) -> TrainedWard:
+    """The ward named on the command line (``--workdir W --store W/store --truth
+    W/bundle/truth.csv [--model URI]``), for the what-if benchmarks."""
+    from data.store import read_checkups
+    from features import build_training_tables
+    from kenshin.annual import load_model
+    from kenshin.commands import read_truth
+    from models.train_config import load_train_config
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--truth", type=Path, required=True)
+    parser.add_argument("--model", default="models:/kenshin-risk@challenger")
+    args = parser.parse_args()
+    config = load_train_config(None)
+    _, labels = build_training_tables(args.store, config.tables)
+    return TrainedWard(args.workdir, load_model(args.model, args.workdir).engine, config,
+                       read_checkups(args.store), labels, read_truth(args.truth))  # fmt: skip

@@ -19,36 +19,20 @@ show which edit carries the change. Needs a training run of ``kenshin train --tr
 
 from __future__ import annotations
 
-import argparse
 import copy
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from wards import trained_ward
 
-from data.store import read_checkups
-from features import build_training_tables
-from kenshin.annual import load_model
-from kenshin.commands import read_truth
 from models.lab_response import BODY
-from models.train_config import load_train_config
 from scoring.score import load_scoring_config
 from scoring.whatif_truth import whatif_truth_report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--truth", type=Path, required=True)
-    parser.add_argument("--model", default="models:/kenshin-risk@challenger")
-    args = parser.parse_args()
-
-    engine = load_model(args.model, args.workdir).engine
-    config = load_train_config(None)
-    checkups = read_checkups(args.store)
-    _, labels = build_training_tables(args.store, config.tables)
-    truth = read_truth(args.truth)
+    ward = trained_ward(__doc__)
+    engine, config, checkups, labels = ward.engine, ward.config, ward.checkups, ward.labels
     shipped = load_scoring_config()
     per_resident = shipped.model_copy(update={"scenario_effect": "per_resident"})
     table = engine.lab_response
@@ -57,7 +41,7 @@ def main() -> None:
     def run(label: str, lab_table: pd.DataFrame | None, scoring) -> pd.DataFrame:
         e = copy.copy(engine)
         e.lab_response = lab_table
-        report = whatif_truth_report(e, checkups, labels, truth, engine.test_year,
+        report = whatif_truth_report(e, checkups, labels, ward.truth, engine.test_year,
                                      config.model, config.tables.features, scoring)  # fmt: skip
         t = report[0].table.set_index(["scenario", "outcome"])
         out = pd.DataFrame({label: t["mean_model_change"] / t["mean_true_change"]})
@@ -75,7 +59,7 @@ def main() -> None:
     result = pd.concat(parts, axis=1)
     result = result[result["offered"].fillna(0) >= 30]
     meets = int((result["binned error"] <= 0.30).sum())
-    print(f"{args.workdir}: test year {engine.test_year}; model / true mean change per step; "
+    print(f"{ward.workdir}: test year {engine.test_year}; model / true mean change per step; "
           f"{meets} of {len(result)} cells meet binned error ≤ 0.30")  # fmt: skip
     cols = ["scenario", "outcome", *result.columns]
     print("| " + " | ".join(cols) + " |")

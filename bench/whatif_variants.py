@@ -14,18 +14,12 @@ error; then each cell's model / true mean change::
 
 from __future__ import annotations
 
-import argparse
 import copy
-from pathlib import Path
 
 import pandas as pd
+from wards import trained_ward
 
-from data.store import read_checkups
-from features import build_training_tables
-from kenshin.annual import load_model
-from kenshin.commands import read_truth
 from models.lab_response import fit_response_tables
-from models.train_config import load_train_config
 from scoring.whatif_effect import fit_training_effects
 from scoring.whatif_truth import TARGETS, whatif_truth_report
 
@@ -38,18 +32,8 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--truth", type=Path, required=True)
-    parser.add_argument("--model", default="models:/kenshin-risk@challenger")
-    args = parser.parse_args()
-
-    engine = load_model(args.model, args.workdir).engine
-    config = load_train_config(None)
-    checkups = read_checkups(args.store)
-    _, labels = build_training_tables(args.store, config.tables)
-    truth = read_truth(args.truth)
+    ward = trained_ward(__doc__)
+    engine, config, checkups, labels = ward.engine, ward.config, ward.checkups, ward.labels
     ratios, lines = {}, []
     for name, options in VARIANTS.items():
         e = copy.copy(engine)
@@ -57,7 +41,7 @@ def main() -> None:
         e.whatif_effect = fit_training_effects(
             e, checkups, labels, engine.test_year - 1, config.tables.features
         )
-        report = whatif_truth_report(e, checkups, labels, truth, engine.test_year,
+        report = whatif_truth_report(e, checkups, labels, ward.truth, engine.test_year,
                                      config.model, config.tables.features)  # fmt: skip
         t = report[0].table
         t = t[t["n_offered"] >= 30].set_index(["scenario", "outcome"])
@@ -65,7 +49,7 @@ def main() -> None:
         median = t["mae_ratio_binned"].median()
         lines.append(f"| {name} | {meets} of {len(t)} | {median:.3f} |")
         ratios[name] = t["mean_model_change"] / t["mean_true_change"]
-    print(f"{args.workdir}: test year {engine.test_year}")
+    print(f"{ward.workdir}: test year {engine.test_year}")
     print("| variant | cells meeting the size target | median binned error |")
     print("|---|---|---|")
     print("\n".join(lines))
