@@ -254,13 +254,19 @@ def fit_item_scales(checkups: pd.DataFrame, before_year: int | None = None) -> p
     return out.reindex(columns=list(SCALE_COLUMNS))
 
 
+def _yearly_pairs(checkups: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The checkups by person and date, and per row after the first whether it and the row
+    before are the same person's checkups one fiscal year apart."""
+    c = checkups.sort_values(["pseudonym", "exam_date"], kind="stable")
+    pid = c["pseudonym"].astype("string").to_numpy()
+    fy = c["fiscal_year"].astype("int64").to_numpy()
+    return c, (pid[1:] == pid[:-1]) & (fy[1:] - fy[:-1] == 1)
+
+
 def _persistence(c: pd.DataFrame, knots: pd.DataFrame) -> np.ndarray:
     """Per knot row: the correlation of its item's normal score between consecutive yearly
     checkups of a person (its sex), clipped to [0, 1]; 1 where there are too few pairs."""
-    c = c.sort_values(["pseudonym", "exam_date"], kind="stable")
-    pid = c["pseudonym"].astype("string").to_numpy()
-    fy = c["fiscal_year"].astype("int64").to_numpy()
-    pair = (pid[1:] == pid[:-1]) & (fy[1:] - fy[:-1] == 1)
+    c, pair = _yearly_pairs(c)
     sex = _num(c, "sex")
     rho = {}
     for item in knots["item"].unique():
@@ -283,24 +289,14 @@ def _piecewise(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
                     np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * hi, y))  # fmt: skip
 
 
-def _scale_map(
-    scales: pd.DataFrame,
-    item: str,
-    sex: np.ndarray,
-    x: np.ndarray,
-    inverse: bool,
-    column: str | None = None,
-):
+def _scale_map(scales: pd.DataFrame, item: str, sex: np.ndarray, x: np.ndarray, inverse: bool):
     """Per row: ``x`` mapped value → score (or score → value with ``inverse``) through the
-    knots of its sex, or that sex's ``column`` (persistence); NaN for a sex without knots."""
+    knots of its sex; NaN for a sex without knots."""
     out = np.full(len(x), np.nan)
     mine = scales[scales["item"] == item]
     for s, knots in mine.groupby("sex"):
         rows = sex == s
         if not rows.any():
-            continue
-        if column is not None:
-            out[rows] = float(knots[column].iloc[0])
             continue
         z = knots["z"].to_numpy(dtype="float64")
         v = knots["value"].to_numpy(dtype="float64")
@@ -318,6 +314,12 @@ def from_normal_score(scales: pd.DataFrame, item: str, sex, z) -> np.ndarray:
     """Value of ``item`` at normal score ``z`` for residents of ``sex`` (NaN without knots)."""
     sex = np.asarray(sex, dtype="float64")
     return _scale_map(scales, item, sex, np.asarray(z, dtype="float64"), inverse=True)
+
+
+def _persistence_of(scales: pd.DataFrame, item: str, sex: np.ndarray) -> np.ndarray:
+    """Per row: ``item``'s persistence for the row's sex (NaN for a sex without knots)."""
+    mine = scales[scales["item"] == item].groupby("sex")["persistence"].first()
+    return pd.Series(sex).map(mine).to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _has_scale(scales: pd.DataFrame | None, item: str) -> bool:
@@ -344,10 +346,7 @@ def fit_lab_response(
     c = checkups
     if before_year is not None:
         c = c[c["fiscal_year"].astype("int64") < before_year]
-    c = c.sort_values(["pseudonym", "exam_date"], kind="stable")
-    pid = c["pseudonym"].astype("string").to_numpy()
-    fy = c["fiscal_year"].astype("int64").to_numpy()
-    pair = (pid[1:] == pid[:-1]) & (fy[1:] - fy[:-1] == 1)
+    c, pair = _yearly_pairs(c)
     terms = lever_terms(drinking)
     t = _term_matrix(c, terms)
     dx = _delta(t[:-1], t[1:])[pair] if len(c) else np.zeros((0, len(terms)))
@@ -502,7 +501,7 @@ def _score_move(scales: pd.DataFrame, lab: str, sex, old: np.ndarray, dz: np.nda
     resident's value is expected next year (its score × the item's persistence: a value high
     this year by chance is nearer the middle next year, where the spread is narrower)."""
     centre = to_normal_score(scales, lab, sex, old)
-    centre = centre * _scale_map(scales, lab, sex, old, inverse=False, column="persistence")
+    centre = centre * _persistence_of(scales, lab, sex)
     move = from_normal_score(scales, lab, sex, centre + dz) - from_normal_score(
         scales, lab, sex, centre
     )
