@@ -5,7 +5,8 @@ The lab response is refitted from the ward's store as each variant says
 it (:func:`scoring.whatif_effect.fit_training_effects`) and judged against the ward's true
 counterfactual (:func:`scoring.whatif_truth.whatif_truth_report`), with the same trained
 models throughout. Variants: a lever's steps kept on their own t only or also as a whole
-(``lever_test``), and drinking in amount steps or in g/day (``drinking``). Per variant, the
+(``lever_test``), drinking in amount steps or in g/day (``drinking``), and labs from pairs of
+yearly checkups or within person over every checkup (``labs``). Per variant, the
 cells offered to ≥ 30 residents meeting the target (binned error ≤ 0.30) and their median
 error; then each cell's model / true mean change::
 
@@ -24,10 +25,11 @@ from scoring.whatif_effect import fit_training_effects
 from scoring.whatif_truth import TARGETS, whatif_truth_report
 
 VARIANTS = {
-    "steps, step t": {"lever_test": False, "drinking": "steps"},
-    "steps, lever t": {"lever_test": True, "drinking": "steps"},
-    "g/day, step t": {"lever_test": False, "drinking": "grams"},
-    "g/day, lever t (shipped)": {"lever_test": True, "drinking": "grams"},
+    "steps, step t, pairs": {"lever_test": False, "drinking": "steps", "labs": "differences"},
+    "steps, lever t, pairs": {"lever_test": True, "drinking": "steps", "labs": "differences"},
+    "g/day, step t, pairs": {"lever_test": False, "drinking": "grams", "labs": "differences"},
+    "g/day, lever t, pairs": {"lever_test": True, "drinking": "grams", "labs": "differences"},
+    "g/day, lever t, within (shipped)": {"lever_test": True, "drinking": "grams", "labs": "within"},
 }
 
 

@@ -104,8 +104,10 @@ def test_recovers_known_coefficients_and_zeroes_wrong_signs(table):
     assert abs(t.loc[("tg", "q_snacks<=2"), "beta"]) < 1.0
     # "sometimes" keeps its own size: ~0 (kept, or not, with the lever's clear daily step)
     assert abs(t.loc[("tg", "q_snacks<=2"), "coef"]) < 1.0
-    # abstainers (amount missing in both years) are kept: every pair is used
-    assert t.loc[("hba1c", "weight_kg"), "n"] == 4_000 * 2
+    # abstainers (amount missing throughout) are kept: body sizes use every yearly pair, labs
+    # every checkup (within person)
+    assert t.loc[("weight_kg", "q_exercise>=2"), "n"] == 4_000 * 2
+    assert t.loc[("hba1c", "weight_kg"), "n"] == 4_000 * 3
     # labs without data and levers that never change: nothing kept
     assert (t.loc["ldl", "coef"] == 0).all()
     assert (table.loc[table["lever"] == "q_walking", "coef"] == 0).all()
@@ -220,10 +222,56 @@ def test_an_engine_fitted_with_drinking_steps_keeps_its_meaning():
     assert out.loc[0, "ggt"] == 80.0 - 15.0  # both steps crossed, whatever the frequency
 
 
+def _noisy_levels(n: int = 3_000, years: int = 5, seed: int = 0) -> pd.DataFrame:
+    """A person's TG is a stable level plus fresh measurement noise each year (sd 30), +10
+    mg/dL while they snack daily; a third start or stop once, in a random year. Their snack
+    answer is missing in one year for a tenth of them."""
+    rng = np.random.default_rng(seed)
+    level = rng.normal(120, 40, n)
+    first = rng.integers(1, 4, n).astype(float)
+    switch = np.where(rng.random(n) < 1 / 3, rng.integers(1, years, n), years)
+    other = np.where(first == 1, 3.0, 1.0)
+    gap = np.where(rng.random(n) < 0.1, rng.integers(0, years, n), -1)
+    rows = []
+    for y in range(years):
+        snacks = np.where(y >= switch, other, first)
+        tg = level + 10.0 * (snacks == 1) + rng.normal(0, 30, n)
+        columns = {"q_snacks": np.where(gap == y, np.nan, snacks), "tg": tg}
+        rows.append(_two_checkups(columns, columns, n).iloc[:n].assign(fiscal_year=2018 + y,
+                    exam_date=pd.Timestamp(f"{2018 + y}-06-01")))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_labs_are_estimated_within_person_over_every_checkup():
+    """Measurement noise is fresh each year, so a difference of two checkups carries it twice;
+    a person's mean over all their checkups carries it once. Both estimate the +10, the
+    within-person one with a smaller standard error (clustered by person)."""
+    h = _noisy_levels()
+    within = fit_lab_response(h).set_index(["lab", "term"]).loc[("tg", "q_snacks<=1")]
+    diffs = fit_lab_response(h, labs="differences").set_index(["lab", "term"])
+    diffs = diffs.loc[("tg", "q_snacks<=1")]
+    assert within["beta"] == pytest.approx(10.0, abs=3 * within["se"])
+    assert diffs["beta"] == pytest.approx(10.0, abs=3 * diffs["se"])
+    assert within["se"] < 0.8 * diffs["se"]
+    assert within["kept"] and within["coef"] == within["beta"]
+    # every checkup with a TG counts, those with the snack answer missing too (no change there)
+    assert within["n"] == len(h)
+
+
+def test_with_two_checkups_each_the_estimators_agree():
+    """Over two checkups a person's deviation from their mean is half their change: the same β."""
+    within = fit_lab_response(_drinkers()).set_index(["lab", "term"])
+    diffs = fit_lab_response(_drinkers(), labs="differences").set_index(["lab", "term"])
+    key = ("ggt", "alcohol_g_per_day")
+    assert within.loc[key, "beta"] == pytest.approx(diffs.loc[key, "beta"], rel=1e-9)
+    assert within.loc[key, "n"] == 2 * diffs.loc[key, "n"]  # checkups, not pairs
+
+
 def test_deterministic_and_training_years_only(table):
     pd.testing.assert_frame_equal(table, fit_lab_response(_histories()))
-    early = fit_lab_response(_histories(), before_year=2020)
-    assert early.set_index(["lab", "term"]).loc[("hba1c", "weight_kg"), "n"] == 4_000
+    early = fit_lab_response(_histories(), before_year=2020).set_index(["lab", "term"])
+    assert early.loc[("weight_kg", "q_exercise>=2"), "n"] == 4_000
+    assert early.loc[("hba1c", "weight_kg"), "n"] == 4_000 * 2
 
 
 def test_shift_moves_body_then_labs_only_towards_lower_risk(table):
