@@ -218,8 +218,9 @@ def _within_ols(
     y: np.ndarray, X: np.ndarray, person: np.ndarray, year: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(β, covariance of β, rows used) of the within-person regression ``y − ȳ_person =
-    (X − X̄_person)·β + γ·(year − year̄_person)``, over rows with ``y``, of persons with two
-    or more of them. A term missing on a row sits at the person's mean (no change there).
+    (X − X̄_person)·β + γ·(year − year̄_person)``, over rows with ``y``, of persons (integer
+    codes) with two or more of them. A term missing on a row sits at the person's mean (no
+    change there).
     Covariance: clustered by person (sandwich, ×G/(G−1)), as a person's rows share errors."""
     beta, cov = np.full(X.shape[1], np.nan), np.full((X.shape[1],) * 2, np.nan)
     ok = ~np.isnan(y)
@@ -243,12 +244,12 @@ def _within_ols(
     varies = np.abs(dev[:, :-1]).max(axis=0) > 1e-9
     A, b = dev[:, :-1][:, varies], dev[:, -1]
     n, k = A.shape
-    if n <= k + n_groups:
+    if k == 0 or n <= k + n_groups:
         return beta, cov, n
     bread = np.linalg.pinv(A.T @ A)
     coef = bread @ (A.T @ b)
-    score = np.zeros((n_groups, k))
-    np.add.at(score, g, A * (b - A @ coef)[:, None])
+    resid = b - A @ coef
+    score = np.column_stack([np.bincount(g, A[:, j] * resid, n_groups) for j in range(k)])
     full = bread @ (score.T @ score) @ bread * (n_groups / max(n_groups - 1, 1))
     used = np.flatnonzero(varies[:-1])  # the terms (the year is the last column)
     beta[used], cov[np.ix_(used, used)] = coef[: len(used)], full[: len(used), : len(used)]
@@ -407,7 +408,7 @@ def fit_lab_response(
     dx = _delta(t[:-1], t[1:])[pair] if len(c) else np.zeros((0, len(terms)))
     levers = np.array([lever for _, lever, _, _ in terms])
     habit = levers != "weight_kg"
-    pid = c["pseudonym"].astype("string").to_numpy(dtype=object, na_value="")
+    person = pd.factorize(c["pseudonym"].astype("string"))[0]
     year = c["fiscal_year"].to_numpy(dtype="float64", na_value=np.nan)
     rows = []
     for item in (*BODY, *LABS):
@@ -419,7 +420,7 @@ def fit_lab_response(
         use = habit if item in BODY else np.ones(len(terms), dtype=bool)
         beta, se, lever_t = (np.full(len(terms), np.nan) for _ in range(3))
         if item in LABS and labs == "within":
-            b, cov, n = _within_ols(y, t, pid, year)
+            b, cov, n = _within_ols(y, t, person, year)
         else:
             b, cov, n = _ols(dy, dx[:, use])
         beta[use], se[use] = b, np.sqrt(np.clip(np.diag(cov), 0, None))

@@ -144,10 +144,11 @@ def test_size_floor_weight_loss_and_metabolic_syndrome(whatif_table):
     "waist and every declared lab follow the lever (a lab on its normal score) and a sub-step "
     "HbA1c move is read at both recorded values, other labs a whole recorded step with the "
     "share of the move; a lever's steps kept when the lever is clear as a whole; drinking in "
-    "g/day; monotone trees by LightGBM's intermediate method. On this ward 13 of 33 judged "
-    "cells meet mae_ratio_binned ≤ 0.30 (at 100k 35 of 49): what remains is the mean — "
-    "quitting moves γ-GT by half the truth and eGFR not at all (0.3-0.6 × at 100k), "
-    "hyperuricaemia 1.3-1.75 × and CKD 1.2-1.9 × under weight loss, late dinners, breakfast",
+    "g/day; labs estimated within person; monotone trees by LightGBM's intermediate method. "
+    "On this ward 16 of 35 judged cells meet mae_ratio_binned ≤ 0.30 (at 100k 37 of 49): "
+    "what remains is the mean — at 100k CKD 1.3-1.9 × under weight loss, late dinners and "
+    "breakfast and 0.3 × under quitting (eGFR does not move), hyperuricaemia 1.3-1.8 × under "
+    "weight loss, exercise, late dinners and breakfast",
 )
 def test_size_target_is_met(whatif_table):
     table, _ = whatif_table
