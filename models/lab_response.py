@@ -223,7 +223,7 @@ def _within_ols(
     change there).
     Covariance: clustered by person (sandwich, ×G/(G−1)), as a person's rows share errors."""
     beta, cov = np.full(X.shape[1], np.nan), np.full((X.shape[1],) * 2, np.nan)
-    ok = ~np.isnan(y)
+    ok = ~np.isnan(y) & (person >= 0)  # a row without a person (code −1) is no one's
     _, g, size = np.unique(person[ok], return_inverse=True, return_counts=True)
     keep = size[g] >= 2
     n_groups = int((size >= 2).sum())
