@@ -448,9 +448,12 @@ def run_train(
     report.extra["lab_response"] = ReportTable(
         "What-if: within-year response of laboratory values to the levers",
         engine.lab_response,
-        f"OLS of first differences between consecutive checkups (fiscal years before "
-        f"{report.test_year}): Δitem ~ Σ β·Δlever with intercept, body size in recorded units, "
-        "each lab on its normal score by sex (scale). coef = β where |t| ≥ 2, or the "
+        f"Each resident against themselves, fiscal years before {report.test_year}: body size "
+        "(recorded units) by OLS of first differences between consecutive yearly checkups, "
+        "Δitem ~ Σ β·Δlever with intercept (n: pairs); each lab (its normal score by sex, "
+        "scale) within person over all of a resident's checkups, its deviation from their mean "
+        "~ Σ β·the levers' deviations + year, standard errors clustered by person (n: "
+        "checkups). coef = β where |t| ≥ 2, or the "
         "lever's summed steps have |lever_t| ≥ 2 with the same sign, and its sign "
         "lowers risk when the lever improves (declared directions), else 0; a what-if moves "
         "the edited checkup's items by coef·Δlever, a lab along its quantile function from "

@@ -224,19 +224,18 @@ def _within_ols(
     Covariance: clustered by person (sandwich, ×G/(G−1)), as a person's rows share errors."""
     beta, cov = np.full(X.shape[1], np.nan), np.full((X.shape[1],) * 2, np.nan)
     ok = ~np.isnan(y) & (person >= 0)  # a row without a person (code −1) is no one's
-    _, g, size = np.unique(person[ok], return_inverse=True, return_counts=True)
-    keep = size[g] >= 2
-    n_groups = int((size >= 2).sum())
-    if not keep.any():
+    size = np.bincount(person[ok])
+    ok[ok] = size[person[ok]] >= 2
+    g, n_codes, n_groups = person[ok], len(size), int((size >= 2).sum())
+    if not n_groups:
         return beta, cov, 0
-    g = np.unique(g[keep], return_inverse=True)[1]
-    cols = np.column_stack([X[ok][keep], year[ok][keep], y[ok][keep]])
+    cols = np.column_stack([X[ok], year[ok], y[ok]])
     dev = np.empty_like(cols)
     for j in range(cols.shape[1]):
         v = cols[:, j]
         seen = ~np.isnan(v)
-        total = np.bincount(g, np.where(seen, v, 0.0), n_groups)
-        count = np.bincount(g, seen.astype(float), n_groups)
+        total = np.bincount(g, np.where(seen, v, 0.0), n_codes)
+        count = np.bincount(g, seen.astype(float), n_codes)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / count
         dev[:, j] = np.where(seen, v - mean[g], 0.0)
@@ -249,7 +248,7 @@ def _within_ols(
     bread = np.linalg.pinv(A.T @ A)
     coef = bread @ (A.T @ b)
     resid = b - A @ coef
-    score = np.column_stack([np.bincount(g, A[:, j] * resid, n_groups) for j in range(k)])
+    score = np.column_stack([np.bincount(g, A[:, j] * resid, n_codes) for j in range(k)])
     full = bread @ (score.T @ score) @ bread * (n_groups / max(n_groups - 1, 1))
     used = np.flatnonzero(varies[:-1])  # the terms (the year is the last column)
     beta[used], cov[np.ix_(used, used)] = coef[: len(used)], full[: len(used), : len(used)]
@@ -416,12 +415,12 @@ def fit_lab_response(
         scale = "normal_score" if item in LABS and _has_scale(scales, item) else "value"
         if scale == "normal_score":
             y = to_normal_score(scales, item, _num(c, "sex"), y)
-        dy = (y[1:] - y[:-1])[pair] if len(c) else np.zeros(0)
         use = habit if item in BODY else np.ones(len(terms), dtype=bool)
         beta, se, lever_t = (np.full(len(terms), np.nan) for _ in range(3))
         if item in LABS and labs == "within":
             b, cov, n = _within_ols(y, t, person, year)
         else:
+            dy = (y[1:] - y[:-1])[pair] if len(c) else np.zeros(0)
             b, cov, n = _ols(dy, dx[:, use])
         beta[use], se[use] = b, np.sqrt(np.clip(np.diag(cov), 0, None))
         lever_t[use] = _lever_t(b, cov, levers[use])

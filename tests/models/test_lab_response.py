@@ -117,15 +117,15 @@ _OTHER_COLUMNS = ("weight_kg", "q_smoking", "q_exercise", "q_walking", "q_late_d
                   "q_skip_breakfast", "q_alcohol_amount", *BODY, *LABS)  # fmt: skip
 
 
-def _two_checkups(first: dict, second: dict, n: int) -> pd.DataFrame:
-    """Two yearly checkups of ``n`` persons with the given columns; every other lever, body and
-    lab column a constant answer (2) or missing."""
+def _yearly_checkups(years: list[dict], n: int, first_year: int = 2020) -> pd.DataFrame:
+    """Yearly checkups of ``n`` persons, one per item of ``years`` (its columns); every other
+    lever, body and lab column a constant answer (2) or missing."""
     rows = []
-    for y, columns in enumerate([first, second]):
+    for y, columns in enumerate(years):
         frame = {
             "pseudonym": [f"p{i:05d}" for i in range(n)],
-            "fiscal_year": 2020 + y,
-            "exam_date": pd.Timestamp(f"{2020 + y}-06-01"),
+            "fiscal_year": first_year + y,
+            "exam_date": pd.Timestamp(f"{first_year + y}-06-01"),
             **columns,
         }
         for col in _OTHER_COLUMNS:
@@ -144,7 +144,9 @@ def _snack_ldl(step2: float, step1: float, seed: int, n: int = 3_000) -> pd.Data
     step = step2 * ((later <= 2).astype(float) - (snacks <= 2))
     step += step1 * ((later <= 1).astype(float) - (snacks <= 1))
     later_ldl = ldl + step + rng.normal(0, 35, n)
-    return _two_checkups({"q_snacks": snacks, "ldl": ldl}, {"q_snacks": later, "ldl": later_ldl}, n)
+    return _yearly_checkups(
+        [{"q_snacks": snacks, "ldl": ldl}, {"q_snacks": later, "ldl": later_ldl}], n
+    )
 
 
 def test_a_lever_clear_as_a_whole_keeps_its_steps():
@@ -187,7 +189,7 @@ def _drinkers(n: int = 4_000, seed: int = 0) -> pd.DataFrame:
     later_ggt = ggt + 0.5 * (later_grams - grams) + rng.normal(0, 5, n)
     first = {"q_alcohol_freq": freq, "q_alcohol_amount": amount, "ggt": ggt}
     second = {"q_alcohol_freq": freq, "q_alcohol_amount": later_amount, "ggt": later_ggt}
-    return _two_checkups(first, second, n)
+    return _yearly_checkups([first, second], n)
 
 
 def test_drinking_less_moves_labs_by_the_grams_it_saves():
@@ -232,14 +234,12 @@ def _noisy_levels(n: int = 3_000, years: int = 5, seed: int = 0) -> pd.DataFrame
     switch = np.where(rng.random(n) < 1 / 3, rng.integers(1, years, n), years)
     other = np.where(first == 1, 3.0, 1.0)
     gap = np.where(rng.random(n) < 0.1, rng.integers(0, years, n), -1)
-    rows = []
+    columns = []
     for y in range(years):
         snacks = np.where(y >= switch, other, first)
         tg = level + 10.0 * (snacks == 1) + rng.normal(0, 30, n)
-        columns = {"q_snacks": np.where(gap == y, np.nan, snacks), "tg": tg}
-        rows.append(_two_checkups(columns, columns, n).iloc[:n].assign(fiscal_year=2018 + y,
-                    exam_date=pd.Timestamp(f"{2018 + y}-06-01")))  # fmt: skip
-    return pd.concat(rows, ignore_index=True)
+        columns.append({"q_snacks": np.where(gap == y, np.nan, snacks), "tg": tg})
+    return _yearly_checkups(columns, n, first_year=2018)
 
 
 def test_labs_are_estimated_within_person_over_every_checkup():
