@@ -31,6 +31,20 @@ class Calibrator:
             return np.clip(self.isotonic.predict(raw), 1e-6, 1 - 1e-6)
         return 1.0 / (1.0 + np.exp(-(self.a + self.b * raw)))
 
+    def matching_mean(self, raw: np.ndarray, y: np.ndarray) -> Calibrator:
+        """This sigmoid with its intercept moved so that its mean risk over ``raw`` equals
+        the rate of ``y`` (calibration-in-the-large on more rows; the slope is kept)."""
+        if self.method != "sigmoid" or not 0 < np.mean(y) < 1:
+            return self
+        z, a, target = self.b * np.asarray(raw, dtype="float64"), self.a, float(np.mean(y))
+        for _ in range(50):  # Newton on mean σ(a + z) = target; the mean is monotone in a
+            q = 1.0 / (1.0 + np.exp(-(a + z)))
+            step = (target - q.mean()) / max(float((q * (1 - q)).mean()), 1e-12)
+            a += step
+            if abs(step) < 1e-10:
+                break
+        return Calibrator("sigmoid", a=float(a), b=self.b)
+
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
     """Fit on held-out raw scores ``raw`` (log-odds) and labels ``y`` (0/1)."""

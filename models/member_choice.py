@@ -122,8 +122,13 @@ def select_member(
     calibration: str,
     weights: tuple[float, ...],
     margin: float,
+    calibrate: np.ndarray | None = None,
 ) -> tuple[Member, pd.DataFrame]:
-    """The outcome's member chosen on the validation rows, and the table of candidates."""
+    """The outcome's member chosen on the validation rows, and the table of candidates.
+
+    ``calibrate``: the validation rows a new calibrator is fitted on (the rows the member will
+    score, models.train.OutcomeSet.scored); every row when None. The choice uses every row.
+    """
     cands: list[tuple[str, float]] = [("lightgbm", 1.0)]
     z_lr = None
     if linear is not None:
@@ -147,4 +152,5 @@ def select_member(
         return Member("lightgbm", 1.0, lgbm_calibrator), table
     assert z_lr is not None
     z = w * z_gbm + (1 - w) * z_lr
-    return Member(name, w, fit_calibrator(z, y_val, calibration), linear), table
+    k = np.ones(len(z), dtype=bool) if calibrate is None else calibrate
+    return Member(name, w, fit_calibrator(z[k], y_val[k], calibration), linear), table

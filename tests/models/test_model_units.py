@@ -36,6 +36,21 @@ def test_calibrators_are_monotone(method):
     assert (np.diff(cal(grid)) >= 0).all()
 
 
+def test_matching_mean_moves_the_intercept_only():
+    """Calibration-in-the-large on more rows: the sigmoid's mean risk over them equals their
+    rate, its slope (how far the risk moves with the score) stays."""
+    rng = np.random.default_rng(2)
+    raw = rng.normal(-3.5, 1.2, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(raw + 0.4)))).astype(float)
+    few = fit_calibrator(raw[:300], y[:300], "sigmoid")  # a small validation year
+    more = few.matching_mean(raw, y)
+    assert more.b == few.b and more.a != few.a
+    assert more(raw).mean() == pytest.approx(y.mean(), abs=1e-9)
+    iso = fit_calibrator(raw, y, "isotonic")
+    assert iso.matching_mean(raw, y) is iso  # a step function has no intercept to move
+    assert few.matching_mean(raw, np.zeros_like(y)) is few  # no events: nothing to match
+
+
 def test_split_rules():
     keys = pd.DataFrame(
         {"pseudonym": np.repeat([f"p{i:04d}" for i in range(400)], 5),

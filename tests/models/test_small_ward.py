@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.calibration import fit_calibrator
 from models.config import ModelConfig
 
 pytestmark = pytest.mark.xdist_group("small_ward")
@@ -68,6 +69,15 @@ def test_default_config_has_no_lightgbm_below_100_events(ward):
         assert engine.members[o].linear is not None
         p = engine.predict_outcome(data.outcomes[o].X[:50], o)
         assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+        # Its slope comes from the validation year; its mean risk from the training and
+        # validation years together (a validation year of a small ward has a few events).
+        s, m = data.outcomes[o], engine.members[o]
+        (Xt, yt), (Xv, yv) = s.part("train", copies=True), s.part("val", copies=True)
+        kt, kv = s.scored(Xt, yt), s.scored(Xv, yv)
+        assert m.calibrator.b == fit_calibrator(m.linear.raw(Xv)[kv], yv[kv], "sigmoid").b
+        both = np.concatenate([m.linear.raw(Xt)[kt], m.linear.raw(Xv)[kv]])
+        rate = np.concatenate([yt[kt], yv[kv]]).mean()
+        assert m.calibrator(both).mean() == pytest.approx(rate, abs=1e-9)
     # Every small outcome says why, in the engine, the report's notes and its summary.
     assert len(engine.notes) == len(events) == len(report.notes)
     for o in off:
