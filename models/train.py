@@ -237,10 +237,9 @@ class OutcomeSet:
         """Rows of ``X`` (labels ``y``) to calibrate this set's member on: those it scores.
 
         A row whose glucose pattern has a sub-model is scored by that one, so the member is
-        calibrated without it: a member fitted on every row reads a missing HbA1c as the
-        median and under-predicts such rows, and a calibrator fitted over them lifted the
-        rows it does score (1.7 × the true risk on a ward with 43 % of checkups lacking one
-        glucose item). Every row if the scored ones lack an outcome class.
+        calibrated without it: the member reads a missing HbA1c as the median and misjudges
+        such rows, and a calibrator fitted over them moved the rows it does score (and the
+        sub-models anchored to them). Every row if the scored ones lack an outcome class.
         """
         if self.routed is None:
             return np.ones(len(X), dtype=bool)
