@@ -803,8 +803,9 @@ def small_outcome_plan(data: OutcomeSet, config: ModelConfig) -> tuple[str, str]
 def fit_fallback(
     data: OutcomeSet, config: ModelConfig, names: list[str], cats: list[str], mono: list[int]
 ) -> tuple[Member, float, str]:
-    """The small outcome's member: monotone-clipped L2 logistic regression, calibrated on the
-    validation year; its val AUC and which inputs it uses.
+    """The small outcome's member: monotone-clipped L2 logistic regression, its calibration
+    slope from the validation year and its mean risk from the training and validation years
+    (a small ward's validation year has a few events); its val AUC and which inputs it uses.
 
     Two candidates, the better validation AUC wins: the outcome's clinical items
     (models.baselines.POINT_ITEMS) and every feature. The clinical items are steadier where
