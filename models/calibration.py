@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["Calibrator", "fit_calibrator"]
+__all__ = ["Calibrator", "fit_calibrator", "shift_to_mean"]
 
 
 @dataclass
@@ -36,14 +36,20 @@ class Calibrator:
         the rate of ``y`` (calibration-in-the-large on more rows; the slope is kept)."""
         if self.method != "sigmoid" or not 0 < np.mean(y) < 1:
             return self
-        z, a, target = self.b * np.asarray(raw, dtype="float64"), self.a, float(np.mean(y))
-        for _ in range(50):  # Newton on mean σ(a + z) = target; the mean is monotone in a
-            q = 1.0 / (1.0 + np.exp(-(a + z)))
-            step = (target - q.mean()) / max(float((q * (1 - q)).mean()), 1e-12)
-            a += step
-            if abs(step) < 1e-10:
-                break
-        return Calibrator("sigmoid", a=float(a), b=self.b)
+        z = self.a + self.b * np.asarray(raw, dtype="float64")
+        return Calibrator("sigmoid", a=self.a + shift_to_mean(z, float(np.mean(y))), b=self.b)
+
+
+def shift_to_mean(z: np.ndarray, target: float) -> float:
+    """The log-odds shift s with mean σ(z + s) = ``target`` (Newton; the mean rises with s)."""
+    shift = 0.0
+    for _ in range(50):
+        q = 1.0 / (1.0 + np.exp(-(z + shift)))
+        step = (target - q.mean()) / max(float((q * (1 - q)).mean()), 1e-12)
+        shift += step
+        if abs(step) < 1e-10:
+            break
+    return float(shift)
 
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:

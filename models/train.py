@@ -76,7 +76,7 @@ from features.declarations import (
 from features.labels import training_set
 from features.masking import GLUCOSE_PATTERNS, affected_features, glucose_pattern, masked_columns
 from models.baselines import POINT_ITEMS, fit_logistic
-from models.calibration import Calibrator, fit_calibrator
+from models.calibration import Calibrator, fit_calibrator, shift_to_mean
 from models.compiled import compiled_for
 from models.config import MaskingConfig, ModelConfig, SplitConfig
 from models.drift import FeatureReference
@@ -1103,14 +1103,7 @@ def anchor_pattern_engines(
             target = engine.predict_outcome(X[full], o, route=False).mean()
             p_sub = np.clip(sub.predict_outcome(masked_matrix(X[full], rows, masks[p], names), o),
                             1e-12, 1 - 1e-12)  # fmt: skip
-            z, shift = np.log(p_sub / (1 - p_sub)), 0.0
-            for _ in range(50):  # Newton on mean σ(z + shift) = target
-                q = 1.0 / (1.0 + np.exp(-(z + shift)))
-                step = (target - q.mean()) / max((q * (1 - q)).mean(), 1e-12)
-                shift += step
-                if abs(step) < 1e-10:
-                    break
-            sub.risk_shift[o] = float(shift)
+            sub.risk_shift[o] = shift_to_mean(np.log(p_sub / (1 - p_sub)), target)
 
 
 def train_pattern_engines(
