@@ -14,22 +14,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
-
-def _latest(workdir: Path, name: str) -> pd.DataFrame:
-    files = sorted(
-        (workdir / "mlartifacts").glob(f"*/artifacts/evaluation/{name}"),
-        key=lambda p: p.stat().st_mtime,
-    )
-    return pd.read_csv(files[-1])
-
 
 def summary(workdir: Path) -> None:
-    """The training run's issue-12 figures."""
-    syn = _latest(workdir, "synthetic.csv").set_index("outcome")
+    """The issue-12 figures of the work folder's latest training run."""
+    from mlflow import MlflowClient
+
+    from models.compare import run_table, training_runs
+    from models.registry import tracking_uri
+
+    client = MlflowClient(tracking_uri(workdir))
+    run_id = training_runs(client)["run_id"].iloc[0]
+    syn = run_table(run_id, "synthetic", client).set_index("outcome")
     print("\nAUC-to-oracle:", ", ".join(f"{o} {r:.3f}" for o, r in syn["auc_ratio"].items()))
-    pat = _latest(workdir, "missingness_patterns.csv")
+    pat = run_table(run_id, "missingness_patterns", client)
     d = pat[(pat.outcome == "diabetes") & (pat.evaluation == "masked")].set_index("pattern")
     print("diabetes, test year masked (AUC, AUC drop, predicted / observed, predicted / true):")
     for p, r in d.iterrows():
@@ -37,7 +34,7 @@ def summary(workdir: Path) -> None:
             f"  {p:<11} {r.auc:.3f}  {r.auc_drop:+.3f}  {r.mean_p_over_observed:.2f}  "
             f"{r.mean_p_over_p_true:.2f}"
         )
-    w = _latest(workdir, "whatif_truth.csv")
+    w = run_table(run_id, "whatif_truth", client)
     w = w[w.n_offered >= 30]
     judged = w.dropna(subset=["sign_agreement", "mae_ratio_binned"])
     sign = (judged.sign_agreement >= 0.95).sum()
