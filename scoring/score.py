@@ -853,6 +853,7 @@ def scenario_risks(
     lab_response: bool = True,
     submit=None,
     effects: pd.DataFrame | None = None,
+    values: tuple[str, ...] = (),
 ):
     """Per scenario: ``(scenario, rows of index it applies to, their risks with it applied)``;
     the risks (:meth:`predict_proba` frame, or a :class:`scoring.whatif_effect.PooledChange`
@@ -863,12 +864,14 @@ def scenario_risks(
     ``submit``: a models.train.background submitter (default: one of its own); a scenario is
     predicted there while the next one's features are built.
     ``effects``: the engine's pooled what-if table (:func:`whatif_effects`); a scenario it holds
-    is not re-scored, its pooled change is applied."""
+    is not re-scored, its pooled change is applied.
+    ``values``: items whose moved value (``value_<item>``, over a moved HbA1c's grid mix) each
+    re-scored scenario's frame also carries."""
     index = index_rows(index)
     if submit is None:
         with background() as own:
             yield from scenario_risks(engine, history, index, base, scenarios, feature_config,
-                                      lab_response, own, effects)  # fmt: skip
+                                      lab_response, own, effects, values)  # fmt: skip
         return
     table = getattr(engine, "lab_response", None) if lab_response else None
     scales = getattr(engine, "lab_scale", None)
@@ -888,7 +891,7 @@ def scenario_risks(
         built = scenario_features(history, index, base, sc, feature_config, table, scales)
         rows = np.flatnonzero(built.applies)
         X = to_matrix(built.features, engine.feature_names) if len(rows) else None
-        job = submit(_scenario_predict, engine, built, X) if X is not None else None
+        job = submit(_scenario_predict, engine, built, X, values) if X is not None else None
         del built, X
         if pending is not None:  # at most two scenarios' matrices held at once
             yield pending[0], pending[1], pending[2] and pending[2].result()
@@ -910,13 +913,23 @@ def scenario_outcome_risk(p, outcome: str, now: np.ndarray) -> np.ndarray:
     return p[f"risk_{outcome}"].to_numpy()
 
 
-def _scenario_predict(engine, built: ScenarioRows, X: np.ndarray) -> pd.DataFrame:
-    """The scenario's risks, mixed over the grid values of a moved HbA1c."""
+def _scenario_predict(
+    engine, built: ScenarioRows, X: np.ndarray, values: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """The scenario's risks, mixed over the grid values of a moved HbA1c; and ``value_<item>``,
+    the moved value of each of ``values`` (mixed the same way)."""
     risk = engine.predict_proba(X)
-    if built.down is None:
-        return risk
-    low = engine.predict_proba(to_matrix(built.down[2], engine.feature_names))
-    return mix_risks(built, risk, low)
+    if built.down is not None:
+        low = engine.predict_proba(to_matrix(built.down[2], engine.feature_names))
+        risk = mix_risks(built, risk, low)
+    for name in values:
+        v = pd.to_numeric(built.features[name], errors="coerce").to_numpy("float64", copy=True)
+        if built.down is not None and name in built.down[2]:
+            pos, w, low_rows = built.down
+            lower = pd.to_numeric(low_rows[name], errors="coerce").to_numpy("float64")
+            v[pos] = (1.0 - w) * v[pos] + w * lower
+        risk[f"value_{name}"] = v
+    return risk
 
 
 def whatif_direction(

@@ -33,9 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scoring.whatif_liability import forecast_outcomes, liability_items, log_odds_change
+
 __all__ = [
     "ALL_DOSES",
     "COLUMNS",
+    "METHODS",
     "MIN_DOSE_ROWS",
     "PooledChange",
     "fit_whatif_effects",
@@ -43,11 +46,15 @@ __all__ = [
     "pooled_change",
     "scenario_definition",
     "scenario_dose",
+    "via_forecasts",
 ]
 
 #: Columns of an engine's what-if effect table.
 COLUMNS = ("scenario", "definition", "outcome", "dose", "n", "log_odds_change", "se",
-           "odds_ratio")  # fmt: skip
+           "odds_ratio", "method")  # fmt: skip
+#: How a row's per-resident changes were read: through the value forecasts
+#: (scoring.whatif_liability) or the outcome model re-scored.
+METHODS = ("forecasts", "trees")
 #: The dose row every scenario × outcome has: the pool over all its residents.
 ALL_DOSES = "*"
 #: Fewest residents a dose needs for a row of its own.
@@ -152,6 +159,15 @@ def pooled_change(
     return PooledChange(change)
 
 
+def via_forecasts(engine, lab_response: bool) -> tuple[str, ...]:
+    """The engine's outcomes whose pooled what-if is read through its value forecasts
+    (:mod:`scoring.whatif_liability`): those whose every defining item is forecast, where the
+    scenario moves the labs (the lab response); the others through the outcome model."""
+    if not lab_response or getattr(engine, "lab_response", None) is None:
+        return ()
+    return forecast_outcomes(engine.outcomes, getattr(engine, "forecast_items", ()))
+
+
 def fit_whatif_effects(
     engine,
     history: pd.DataFrame,
@@ -175,14 +191,24 @@ def fit_whatif_effects(
         index = index.iloc[np.sort(order[:MAX_FIT_RESIDENTS])].reset_index(drop=True)
     history = history[history["pseudonym"].isin(index["pseudonym"])]
     base = index_features(history, index, feature_config)
-    risk = engine.predict_proba(to_matrix(base, engine.feature_names))
+    X = to_matrix(base, engine.feature_names)
+    risk = engine.predict_proba(X)
     lab = config.scenario_lab_response
+    via = via_forecasts(engine, lab)
+    forecast = engine.predict_values(X) if via else None
+    items = tuple(sorted({i for o in via for i in liability_items(o)}))
     out = []
     for sc, rows, p in scenario_risks(
-        engine, history, index, base, config.scenarios, feature_config, lab, effects=None
-    ):
+        engine, history, index, base, config.scenarios, feature_config, lab, effects=None,
+        values=items,
+    ):  # fmt: skip
         definition = scenario_definition(sc, lab)
         dose = scenario_dose(sc, base.iloc[rows]) if len(rows) else np.zeros(0, dtype=object)
+        moves = {}
+        if p is not None and via:
+            now_values = base.iloc[rows]
+            moves = {i: p[f"value_{i}"].to_numpy() - pd.to_numeric(now_values[i], errors="coerce")
+                     .to_numpy(dtype="float64") for i in items}  # fmt: skip
         for o in engine.outcomes:
             ok = np.ones(len(rows), dtype=bool)
             if f"at_risk_{o}" in index:
@@ -191,8 +217,21 @@ def fit_whatif_effects(
                 continue
             now = risk[f"risk_{o}"].to_numpy()[rows][ok]
             new = p[f"risk_{o}"].to_numpy()[ok]
+            method = "trees"
+            if o in via:
+                method = "forecasts"
+                change = log_odds_change(
+                    forecast.iloc[rows[ok]],
+                    o,
+                    engine.quantiles,
+                    {i: m[ok] for i, m in moves.items()},
+                )
+                # a row whose forecasts cannot be read keeps the trees' change
+                change = np.where(np.isnan(change), _logit(new) - _logit(now), change)
+                new = 1.0 / (1.0 + np.exp(-(_logit(now) + np.minimum(change, 0.0))))
             for r in pool_effects(now, new, dose[ok]):
-                out.append({"scenario": sc.key, "definition": definition, "outcome": o, **r})
+                out.append({"scenario": sc.key, "definition": definition, "outcome": o, **r,
+                            "method": method})  # fmt: skip
     table = pd.DataFrame(out).reindex(columns=list(COLUMNS))
     table["odds_ratio"] = np.exp(table["log_odds_change"].astype("float64"))
     return table.astype({"n": "int64"})

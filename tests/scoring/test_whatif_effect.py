@@ -23,6 +23,7 @@ from scoring.whatif_effect import (
     scenario_definition,
     scenario_dose,
 )
+from scoring.whatif_liability import forecast_outcomes
 
 
 def _logit(p):
@@ -132,7 +133,7 @@ def pooled_ward(tmp_path_factory):
     from tests.models.ward_helpers import make_ward
 
     ward = make_ward(tmp_path_factory.mktemp("pooled"), residents=2_000, years=5, seed=3)
-    engine, _ = train_engine(ward.features, ward.labels, ModelConfig(forecasts=False))
+    engine, _ = train_engine(ward.features, ward.labels, ModelConfig())  # with value forecasts
     checkups = read_checkups(ward.store)
     engine.lab_response, engine.lab_scale = fit_response_tables(checkups, engine.test_year)
     engine.whatif_effect = fit_training_effects(
@@ -153,6 +154,11 @@ def test_training_fits_every_scenario_and_outcome(pooled_ward):
     assert (t["log_odds_change"] <= 0).all() and (t["n"] > 0).all()
     assert (t["odds_ratio"] <= 1).all()
     assert (every["log_odds_change"] < 0).sum() >= len(every) // 2  # most scenarios do lower
+    # read through the value forecasts where every defining item is forecast
+    method = dict(zip(t["outcome"], t["method"], strict=True))
+    read = forecast_outcomes(engine.outcomes, engine.forecast_items)
+    assert {"hypertension", "dyslipidemia"} <= set(read)
+    assert method == {o: "forecasts" if o in read else "trees" for o in engine.outcomes}
 
 
 def test_scoring_applies_the_pooled_odds_ratio(pooled_ward):
