@@ -469,8 +469,9 @@ def run_train(
     )
     from scoring.whatif_effect import fit_training_effects
 
-    # what-if: the engine's own per-resident what-if pooled into one odds ratio per scenario ×
-    # outcome × dose, over the year before the test year (scoring.whatif_effect)
+    # what-if: the engine's per-resident what-if (through the value forecasts where every item
+    # of the outcome is forecast) pooled into one odds ratio per scenario × outcome × dose,
+    # over the year before the test year (scoring.whatif_effect)
     engine.whatif_effect = fit_training_effects(
         engine, checkups, labels, report.test_year - 1, tables_config.features
     )
@@ -479,8 +480,11 @@ def run_train(
         engine.whatif_effect,
         f"Index checkups of fiscal year {report.test_year - 1}, each outcome over the "
         "residents at risk for it: the p·(1 − p)-weighted mean of the engine's per-resident "
-        "log-odds change (edited checkup re-scored, labs following the lever), over all "
-        "residents (dose *) and per value the scenario changes from (≥ 50 residents). The "
+        "log-odds change, over all residents (dose *) and per value the scenario changes from "
+        "(≥ 50 residents). method 'forecasts': the change of the chance that next year's "
+        "defining items cross their cuts, their value forecasts moved by the lab response "
+        "(scoring.whatif_liability); 'trees': the edited checkup re-scored, labs following "
+        "the lever. The "
         "annual run applies it as an odds ratio to each resident's risk "
         "(scoring.whatif_effect; scoring.toml scenario_effect).",
     )
