@@ -13,7 +13,11 @@ So the engine carries, per scenario × outcome × dose, the *information-weighte
 change* of its own per-resident what-if over a training year's residents (weights p·(1 − p),
 the information a risk of p carries about its log-odds), fitted at training
 (:func:`fit_whatif_effects`), and the annual run applies it as an odds ratio to each resident's
-risk: ``logit(p') = logit(p) + Δ``. The dose is the value a ``set`` scenario changes from
+risk: ``logit(p') = logit(p) + Δ``. For an outcome met by items crossing their cuts, each of them
+forecast (diabetes, hypertension, dyslipidaemia, liver, hyperuricaemia), a resident's change is
+read through the value forecasts instead of the re-scored trees: the change of the chance that
+next year's items cross their cuts, moved by the lab response (:mod:`scoring.whatif_liability`;
+the table's ``method``). The dose is the value a ``set`` scenario changes from
 (drinking 2, 3 … 合 → under 1 合); a dose with fewer than :data:`MIN_DOSE_ROWS` residents uses
 the scenario's pooled row (``dose`` ``*``). Every row of the engine's per-resident what-if
 lowers or keeps the risk (monotone models), so Δ ≤ 0: the pooled what-if never raises a risk.
@@ -38,7 +42,6 @@ from scoring.whatif_liability import forecast_outcomes, liability_items, log_odd
 __all__ = [
     "ALL_DOSES",
     "COLUMNS",
-    "METHODS",
     "MIN_DOSE_ROWS",
     "PooledChange",
     "fit_whatif_effects",
@@ -49,12 +52,10 @@ __all__ = [
     "via_forecasts",
 ]
 
-#: Columns of an engine's what-if effect table.
+#: Columns of an engine's what-if effect table; ``method``: how its per-resident changes were
+#: read, ``forecasts`` (scoring.whatif_liability) or ``trees`` (the outcome model re-scored).
 COLUMNS = ("scenario", "definition", "outcome", "dose", "n", "log_odds_change", "se",
            "odds_ratio", "method")  # fmt: skip
-#: How a row's per-resident changes were read: through the value forecasts
-#: (scoring.whatif_liability) or the outcome model re-scored.
-METHODS = ("forecasts", "trees")
 #: The dose row every scenario × outcome has: the pool over all its residents.
 ALL_DOSES = "*"
 #: Fewest residents a dose needs for a row of its own.
@@ -168,6 +169,15 @@ def via_forecasts(engine, lab_response: bool) -> tuple[str, ...]:
     return forecast_outcomes(engine.outcomes, getattr(engine, "forecast_items", ()))
 
 
+def _moves(p: pd.DataFrame, now: pd.DataFrame, items: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Each item's move under a scenario: its ``value_<item>`` in ``p`` (scoring.score
+    scenario_risks) less this year's value."""
+    return {
+        i: p[f"value_{i}"].to_numpy() - pd.to_numeric(now[i], errors="coerce").to_numpy("float64")
+        for i in items
+    }
+
+
 def fit_whatif_effects(
     engine,
     history: pd.DataFrame,
@@ -204,11 +214,7 @@ def fit_whatif_effects(
     ):  # fmt: skip
         definition = scenario_definition(sc, lab)
         dose = scenario_dose(sc, base.iloc[rows]) if len(rows) else np.zeros(0, dtype=object)
-        moves = {}
-        if p is not None and via:
-            now_values = base.iloc[rows]
-            moves = {i: p[f"value_{i}"].to_numpy() - pd.to_numeric(now_values[i], errors="coerce")
-                     .to_numpy(dtype="float64") for i in items}  # fmt: skip
+        moves = _moves(p, base.iloc[rows], items) if p is not None else {}
         for o in engine.outcomes:
             ok = np.ones(len(rows), dtype=bool)
             if f"at_risk_{o}" in index:
