@@ -7,8 +7,10 @@ mean change, for the what-if built up in steps, each re-scored per resident:
 * ``answer`` — only the scenario's own edit (the answer; weight and waist for weight loss);
 * ``+ body`` — weight and waist follow a habit (models.lab_response, body rows);
 * ``+ labs`` — the labs follow too: the per-resident what-if;
-* ``pooled`` — the engine's pooled odds ratio (what the annual run applies), and its binned
-  error against the 0.30 target.
+* ``trees pooled`` — the per-resident what-if pooled into one odds ratio for every outcome;
+* ``pooled`` — the engine's pooled odds ratio (what the annual run applies: through the value
+  forecasts where every item of the outcome is forecast, scoring.whatif_liability), and its
+  binned error against the 0.30 target.
 
 A step's ratio is over the residents that step offers to, so the steps do not add up; they
 show which edit carries the change. Needs a training run of ``kenshin train --truth`` (or
@@ -27,6 +29,7 @@ from wards import trained_ward
 
 from models.lab_response import BODY
 from scoring.score import load_scoring_config
+from scoring.whatif_effect import fit_training_effects
 from scoring.whatif_truth import whatif_truth_report
 
 
@@ -38,9 +41,14 @@ def main() -> None:
     table = engine.lab_response
     body_only = table.assign(coef=np.where(table["lab"].isin(BODY), table["coef"], 0.0))
 
-    def run(label: str, lab_table: pd.DataFrame | None, scoring) -> pd.DataFrame:
+    def run(label: str, lab_table: pd.DataFrame | None, scoring, forecasts=True) -> pd.DataFrame:
         e = copy.copy(engine)
         e.lab_response = lab_table
+        if not forecasts:  # the engine's pooled what-if as if it had no value forecasts
+            e.forecast_items = ()
+            e.whatif_effect = fit_training_effects(
+                e, checkups, labels, engine.test_year - 1, config.tables.features
+            )
         report = whatif_truth_report(e, checkups, labels, ward.truth, engine.test_year,
                                      config.model, config.tables.features, scoring)  # fmt: skip
         t = report[0].table.set_index(["scenario", "outcome"])
@@ -54,6 +62,7 @@ def main() -> None:
         run("answer", None, per_resident.model_copy(update={"scenario_lab_response": False})),
         run("+ body", body_only, per_resident),
         run("+ labs", table, per_resident),
+        run("trees pooled", table, shipped, forecasts=False),
         run("pooled", table, shipped),
     ]
     result = pd.concat(parts, axis=1)
