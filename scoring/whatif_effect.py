@@ -234,7 +234,7 @@ def fit_whatif_effects(
                 )
                 # a row whose forecasts cannot be read keeps the trees' change
                 change = np.where(np.isnan(change), _logit(new) - _logit(now), change)
-                new = 1.0 / (1.0 + np.exp(-(_logit(now) + np.minimum(change, 0.0))))
+                new = PooledChange({o: np.minimum(change, 0.0)}).risks(o, now)
             for r in pool_effects(now, new, dose[ok]):
                 out.append({"scenario": sc.key, "definition": definition, "outcome": o, **r,
                             "method": method})  # fmt: skip

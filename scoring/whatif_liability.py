@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
+from scipy.special import logit, ndtr, ndtri
 
 from data.judgements import criterion_cut
 from data.outcomes import OUTCOME_DECLARATIONS
@@ -118,11 +118,6 @@ def chance(
     return np.where(known, 1.0 - miss, np.nan)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1.0 - _EPS)
-    return np.log(p / (1.0 - p))
-
-
 def log_odds_change(
     forecast: pd.DataFrame,
     outcome: str,
@@ -133,5 +128,5 @@ def log_odds_change(
     it cannot be read (no defining item forecast, or a chance of 0 either way)."""
     before = chance(forecast, outcome, levels)
     after = chance(forecast, outcome, levels, moves)
-    change = _logit(after) - _logit(before)
+    change = logit(np.clip(after, _EPS, 1 - _EPS)) - logit(np.clip(before, _EPS, 1 - _EPS))
     return np.where((before > _EPS) & ~np.isnan(after), change, np.nan)
