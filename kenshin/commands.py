@@ -496,8 +496,9 @@ def run_train(
             model_config, tables_config.features,
         )  # fmt: skip
         if whatif is not None:
-            report.extra["whatif_truth"] = whatif[0]
-            report.extra_metrics.update(whatif[1])
+            report.extra["whatif_truth"] = whatif.table
+            report.extra["whatif_letters"] = whatif.letters
+            report.extra_metrics.update(whatif.metrics)
     step(2)
     run = log_training_run(
         engine, report, features, labels, store, workdir, tables_config=tables_config,

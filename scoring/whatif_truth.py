@@ -46,9 +46,19 @@ Columns per scenario × outcome:
   not see how residents *within* a group differ.
 
 Targets (:data:`TARGETS`): sign agreement ≥ 0.95, ``mae_ratio_binned`` ≤ 0.30.
+
+**The what-if a letter prints** (:func:`letters_table`). A letter states one what-if per
+resident: for its outcome, the offered scenario that lowers the risk most. Per outcome, the
+same figures over those residents, each with their printed scenario's true change, judge the
+numbers residents read, weighted as the letters weight the cells (mostly exercise and weight
+loss), and with the choice of the largest model drop, which favours a cell the model
+overstates.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -68,7 +78,13 @@ from scoring.score import (
 
 __all__ = [
     "COLUMNS",
+    "LETTER_COLUMNS",
     "TARGETS",
+    "JudgedCell",
+    "WhatIfJudgement",
+    "cells_table",
+    "judge_whatif",
+    "letters_table",
     "whatif_truth_metrics",
     "whatif_truth_report",
     "whatif_truth_table",
@@ -97,6 +113,8 @@ COLUMNS = (
     "mae_ratio_binned",
     "meets_targets",
 )
+#: Columns of :func:`letters_table`: per outcome, the what-if its letters print.
+LETTER_COLUMNS = ("outcome", "n_letters", "scenarios", *COLUMNS[4:])
 
 
 def _binned_mae(model: np.ndarray, true: np.ndarray) -> float:
@@ -132,6 +150,122 @@ def _cell(model: np.ndarray, true: np.ndarray, material: float) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class JudgedCell:
+    """One scenario × outcome on the judged index rows: the rows of ``index`` the scenario
+    applies to (``rows``), the model's risk change and the true change on them (``model``,
+    ``true``), and where it is judged (``ok``: truth known and, given ``at_risk_<o>``, at
+    risk)."""
+
+    scenario: str
+    outcome: str
+    rows: np.ndarray
+    model: np.ndarray
+    true: np.ndarray
+    ok: np.ndarray
+
+
+def judge_whatif(
+    engine,
+    history: pd.DataFrame,
+    index: pd.DataFrame,
+    truth: pd.DataFrame,
+    config: ScoringConfig,
+    feature_config: FeatureConfig,
+) -> list[JudgedCell]:
+    """The model's and the true risk change of every scenario × outcome with truth columns,
+    per resident it applies to (the same scenario machinery as the annual run)."""
+    index = index.reset_index(drop=True)
+    keys = ["pseudonym", "fiscal_year"]
+    t = truth.astype({"pseudonym": "string", "fiscal_year": "int64"})
+    t = (
+        index[keys]
+        .astype({"pseudonym": "string", "fiscal_year": "int64"})
+        .merge(t, on=keys, how="left", validate="1:1")
+    )
+    base = index_features(history, index, feature_config)
+    risk = engine.predict_proba(to_matrix(base, engine.feature_names))
+    out = []
+    for sc, rows, p in scenario_risks(
+        engine, history, index, base, config.scenarios, feature_config,
+        config.scenario_lab_response, effects=whatif_effects(engine, config),
+    ):  # fmt: skip
+        for o in engine.outcomes:
+            col = f"p_true_{o}__{sc.key}"
+            if p is None or col not in t or f"p_true_{o}" not in t:
+                continue
+            now = risk[f"risk_{o}"].to_numpy()[rows]
+            true = (
+                t[col].to_numpy(dtype="float64", na_value=np.nan)[rows]
+                - t[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)[rows]
+            )
+            ok = ~np.isnan(true)
+            if f"at_risk_{o}" in index:
+                ok &= index[f"at_risk_{o}"].to_numpy(dtype=bool, na_value=False)[rows]
+            model = scenario_outcome_risk(p, o, now) - now
+            out.append(JudgedCell(sc.key, o, rows, model, true, ok))
+    return out
+
+
+def _with_targets(out: pd.DataFrame) -> pd.DataFrame:
+    out["n_material"] = out["n_material"].fillna(0).astype("int64")  # none offered: none
+    out["meets_targets"] = (out["sign_agreement"] >= TARGETS["sign_agreement"]) & (
+        out["mae_ratio_binned"] <= TARGETS["mae_ratio_binned"]
+    )
+    return out
+
+
+def cells_table(
+    judged: list[JudgedCell], scenarios, outcomes, min_drop: float, k: int = K_TRUTH
+) -> pd.DataFrame:
+    """:data:`COLUMNS` per scenario × outcome (``scenarios``: keys, ``outcomes``) from
+    :func:`judge_whatif`; a cell without truth has ``n_applicable`` 0."""
+    by = {(c.scenario, c.outcome): c for c in judged}
+    min_drop = max(min_drop, 1e-12)
+    rows_out = []
+    for s in scenarios:
+        for o in outcomes:
+            row = {"scenario": s, "outcome": o, "n_applicable": 0, "n_offered": 0}
+            c = by.get((s, o))
+            if c is not None:
+                offered = c.ok & (c.model <= -min_drop)
+                row["n_applicable"] = int(c.ok.sum())
+                row.update(_cell(c.model[offered], c.true[offered], 2.0 / k))
+            rows_out.append(row)
+    return _with_targets(pd.DataFrame(rows_out).reindex(columns=list(COLUMNS)))
+
+
+def letters_table(
+    judged: list[JudgedCell], n_index: int, outcomes, min_drop: float, k: int = K_TRUTH
+) -> pd.DataFrame:
+    """The what-if a letter prints, judged (:data:`LETTER_COLUMNS`): per outcome, each resident's
+    offered scenario that lowers the risk most (the annual run's ``best_scenario_<o>``; the
+    first in scoring.toml's order on a tie) against that scenario's true change, over the
+    residents whose best scenario is judged. ``scenarios``: the three most printed, with their
+    shares."""
+    min_drop = max(min_drop, 1e-12)
+    rows_out = []
+    for o in outcomes:
+        best = np.zeros(n_index)
+        true = np.full(n_index, np.nan)
+        name = np.full(n_index, None, dtype=object)
+        judged_o = np.zeros(n_index, dtype=bool)
+        for c in (c for c in judged if c.outcome == o):
+            better = (c.model <= -min_drop) & (c.model < best[c.rows])
+            r = c.rows[better]
+            best[r], true[r], name[r] = c.model[better], c.true[better], c.scenario
+            judged_o[r] = c.ok[better]
+        row = {"outcome": o}
+        sel = judged_o & (name != None)  # noqa: E711 (elementwise)
+        row.update(_cell(best[sel], true[sel], 2.0 / k))
+        row["n_letters"] = row.pop("n_offered")
+        if sel.any():
+            share = pd.Series(name[sel]).value_counts(normalize=True).head(3)
+            row["scenarios"] = ", ".join(f"{s} {v:.0%}" for s, v in share.items())
+        rows_out.append(row)
+    return _with_targets(pd.DataFrame(rows_out).reindex(columns=list(LETTER_COLUMNS)))
+
+
 def whatif_truth_table(
     engine,
     history: pd.DataFrame,
@@ -149,53 +283,20 @@ def whatif_truth_table(
     ``truth``: truth.csv with ``person_id`` pseudonymised to ``pseudonym`` (as ingest does).
     Scenarios or outcomes without truth columns get a row with ``n_applicable`` 0.
     """
-    index = index.reset_index(drop=True)
-    keys = ["pseudonym", "fiscal_year"]
-    t = truth.astype({"pseudonym": "string", "fiscal_year": "int64"})
-    t = (
-        index[keys]
-        .astype({"pseudonym": "string", "fiscal_year": "int64"})
-        .merge(t, on=keys, how="left", validate="1:1")
-    )
-    base = index_features(history, index, feature_config)
-    risk = engine.predict_proba(to_matrix(base, engine.feature_names))
-    min_drop = max(config.scenario_min_drop, 1e-12)
-    rows_out = []
-    for sc, rows, p in scenario_risks(
-        engine, history, index, base, config.scenarios, feature_config,
-        config.scenario_lab_response, effects=whatif_effects(engine, config),
-    ):  # fmt: skip
-        for o in engine.outcomes:
-            row = {"scenario": sc.key, "outcome": o, "n_applicable": 0, "n_offered": 0}
-            col = f"p_true_{o}__{sc.key}"
-            if p is not None and col in t and f"p_true_{o}" in t:
-                now = risk[f"risk_{o}"].to_numpy()[rows]
-                model = scenario_outcome_risk(p, o, now) - now
-                true = (
-                    t[col].to_numpy(dtype="float64", na_value=np.nan)[rows]
-                    - t[f"p_true_{o}"].to_numpy(dtype="float64", na_value=np.nan)[rows]
-                )
-                ok = ~np.isnan(true)
-                if f"at_risk_{o}" in index:
-                    ok &= index[f"at_risk_{o}"].to_numpy(dtype=bool, na_value=False)[rows]
-                offered = ok & (model <= -min_drop)
-                row["n_applicable"] = int(ok.sum())
-                row.update(_cell(model[offered], true[offered], 2.0 / k))
-            rows_out.append(row)
-    out = pd.DataFrame(rows_out).reindex(columns=list(COLUMNS))
-    out["n_material"] = out["n_material"].fillna(0).astype("int64")  # none offered: none
-    out["meets_targets"] = (out["sign_agreement"] >= TARGETS["sign_agreement"]) & (
-        out["mae_ratio_binned"] <= TARGETS["mae_ratio_binned"]
-    )
-    return out
+    judged = judge_whatif(engine, history, index, truth, config, feature_config)
+    return cells_table(judged, config.scenario_keys, engine.outcomes, config.scenario_min_drop, k)
 
 
-def whatif_truth_metrics(table: pd.DataFrame) -> dict[str, float]:
+def whatif_truth_metrics(
+    table: pd.DataFrame, letters: pd.DataFrame | None = None
+) -> dict[str, float]:
     """Headline scalars of :func:`whatif_truth_table` for MLflow.
 
     ``whatif.<scenario>.<outcome>.sign_agreement`` and ``.mae_ratio_binned`` (cells with a
     value), and ``whatif.cells_meeting_targets`` / ``whatif.cells_judged``: cells with both
-    figures, and of those the ones meeting :data:`TARGETS`.
+    figures, and of those the ones meeting :data:`TARGETS`. With ``letters``
+    (:func:`letters_table`): ``whatif_letter.<outcome>.*`` and
+    ``whatif_letter.outcomes_meeting_targets`` / ``.outcomes_judged`` likewise.
     """
     out: dict[str, float] = {}
     for r in table.itertuples(index=False):
@@ -206,7 +307,26 @@ def whatif_truth_metrics(table: pd.DataFrame) -> dict[str, float]:
     judged = table["sign_agreement"].notna() & table["mae_ratio_binned"].notna()
     out["whatif.cells_judged"] = float(judged.sum())
     out["whatif.cells_meeting_targets"] = float((judged & table["meets_targets"]).sum())
+    if letters is not None:
+        for r in letters.itertuples(index=False):
+            for name in ("sign_agreement", "mae_ratio_binned"):
+                v = getattr(r, name)
+                if v == v:
+                    out[f"whatif_letter.{r.outcome}.{name}"] = float(v)
+        judged = letters["sign_agreement"].notna() & letters["mae_ratio_binned"].notna()
+        out["whatif_letter.outcomes_judged"] = float(judged.sum())
+        out["whatif_letter.outcomes_meeting_targets"] = float(
+            (judged & letters["meets_targets"]).sum()
+        )
     return out
+
+
+class WhatIfJudgement(NamedTuple):
+    """:func:`whatif_truth_report`: the cells' table, its MLflow scalars, the letters' table."""
+
+    table: ReportTable
+    metrics: dict[str, float]
+    letters: ReportTable
 
 
 def whatif_truth_report(
@@ -218,8 +338,9 @@ def whatif_truth_report(
     model_config: ModelConfig,
     feature_config: FeatureConfig,
     scoring_config: ScoringConfig | None = None,
-) -> tuple[ReportTable, dict[str, float]] | None:
-    """:func:`whatif_truth_table` on a training run's test rows, for its evaluation report.
+) -> WhatIfJudgement | None:
+    """:func:`whatif_truth_table` and :func:`letters_table` on a training run's test rows, for
+    its evaluation report.
 
     The index checkups are those of the run's test split in ``test_year`` (the test group's
     persons; their label need not be known — the truth is the probability given attendance),
@@ -240,7 +361,10 @@ def whatif_truth_report(
     cols += [c for c in labels.columns if c.startswith("at_risk_")]
     index = labels.loc[test, cols].reset_index(drop=True)
     history = checkups[checkups["pseudonym"].isin(index["pseudonym"])]
-    table = whatif_truth_table(engine, history, index, truth, scoring_config, feature_config)
+    judged = judge_whatif(engine, history, index, truth, scoring_config, feature_config)
+    min_drop = scoring_config.scenario_min_drop
+    table = cells_table(judged, scoring_config.scenario_keys, engine.outcomes, min_drop)
+    letters = letters_table(judged, len(index), engine.outcomes, min_drop)
     note = (
         f"Test year {test_year}, {len(index)} index checkups of the test group; per scenario "
         "and outcome, over the residents it is offered to (the model lowers the risk by at "
@@ -253,4 +377,15 @@ def whatif_truth_report(
         f"{TARGETS['mae_ratio_binned']:g} (scoring.whatif_truth)."
     )
     title = "What-if against the true counterfactual (synthetic ward)"
-    return ReportTable(title, table, note), whatif_truth_metrics(table)
+    letters_note = (
+        "The what-if a letter prints: per outcome, each test resident's offered scenario "
+        "that lowers the risk most (the annual run's best_scenario_<o>), its model change "
+        "against its true change; the same figures and targets as the table above, over "
+        "those residents (scoring.whatif_truth.letters_table). scenarios: the three most "
+        "printed."
+    )
+    return WhatIfJudgement(
+        ReportTable(title, table, note),
+        whatif_truth_metrics(table, letters),
+        ReportTable("What-if as the letters print it, against the truth", letters, letters_note),
+    )

@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring.whatif_truth import COLUMNS, TARGETS, _cell, whatif_truth_metrics
+from scoring.whatif_truth import (
+    COLUMNS,
+    LETTER_COLUMNS,
+    TARGETS,
+    JudgedCell,
+    _cell,
+    letters_table,
+    whatif_truth_metrics,
+)
 
 pytestmark = pytest.mark.xdist_group("whatif_truth_ward")
 
@@ -53,6 +61,34 @@ def test_monte_carlo_noise_inflates_the_per_resident_error_not_the_binned_one():
     assert c["mae_ratio_binned"] < TARGETS["mae_ratio_binned"]
 
 
+def test_a_letter_is_judged_on_the_scenario_it_prints():
+    """Per resident, the offered scenario with the largest drop (the first on a tie), judged
+    against that scenario's own true change; a drop under the offer threshold, a resident
+    not at risk, or a printed scenario without truth is not judged."""
+    rows = np.arange(5)
+    ok = np.array([True, True, True, False, True])
+    judged = [
+        JudgedCell("a", "diabetes", rows, np.array([-0.03, -0.01, -0.02, -0.05, -0.0001]),
+                   np.array([-0.02, -0.01, -0.04, -0.05, 0.0]), ok),
+        JudgedCell("b", "diabetes", rows[:3], np.array([-0.01, -0.04, -0.02]),
+                   np.array([-0.5, -0.03, -0.9]), np.array([True, True, True])),
+        JudgedCell("a", "liver", rows, np.zeros(5), np.zeros(5), ok),
+    ]  # fmt: skip
+    t = letters_table(judged, 5, ("diabetes", "liver"), min_drop=0.001).set_index("outcome")
+    assert tuple(t.reset_index().columns) == LETTER_COLUMNS
+    d = t.loc["diabetes"]
+    # resident 0 → a (−0.03, true −0.02); 1 → b (−0.04, true −0.03); 2 → a on the tie
+    # (−0.02, true −0.04); 3 → a, not at risk; 4 → nothing offered
+    assert d["n_letters"] == 3
+    assert d["mean_model_change"] == pytest.approx(-0.03)
+    assert d["mean_true_change"] == pytest.approx(-0.03)
+    assert d["scenarios"] == "a 67%, b 33%"
+    assert t.loc["liver", "n_letters"] == 0 and not t.loc["liver", "meets_targets"]
+    m = whatif_truth_metrics(pd.DataFrame(columns=list(COLUMNS)), t.reset_index())
+    assert m["whatif_letter.outcomes_judged"] == 1
+    assert m["whatif_letter.diabetes.mae_ratio_binned"] == pytest.approx(d["mae_ratio_binned"])
+
+
 @pytest.fixture(scope="module")
 def whatif_table(tmp_path_factory):
     from data.store import read_checkups
@@ -89,15 +125,15 @@ def whatif_table(tmp_path_factory):
         )
         assert report is not None
         tables[name] = report
-    (table, metrics), (trees_table, _) = tables["shipped"], tables["trees"]
-    return table.table, metrics, trees_table.table
+    shipped, trees = tables["shipped"], tables["trees"]
+    return shipped.table.table, shipped.metrics, trees.table.table, shipped.letters.table
 
 
 def test_table_has_every_scenario_and_outcome(whatif_table):
     from data.columns import OUTCOMES
     from scoring.score import load_scoring_config
 
-    table, metrics, _ = whatif_table
+    table, metrics, _, letters = whatif_table
     assert tuple(table.columns) == COLUMNS
     keys = load_scoring_config().scenario_keys
     assert len(table) == len(keys) * len(OUTCOMES)
@@ -109,8 +145,28 @@ def test_table_has_every_scenario_and_outcome(whatif_table):
     offered = table[table["n_offered"] > 0]
     assert len(offered) >= 10
     assert (offered["mean_model_change"] <= -0.001).all()  # offered = lowered by ≥ min_drop
-    assert metrics == whatif_truth_metrics(table)
+    assert metrics == whatif_truth_metrics(table, letters)
     assert metrics["whatif.cells_judged"] >= 5
+
+
+def test_letters_table_judges_what_the_cells_offer(whatif_table):
+    """Every outcome has a row; a letter's scenario is one of the offered cells, so its
+    residents are at most the cells' offers together and at least the largest one's
+    residents whose printed scenario is judged."""
+    from data.columns import OUTCOMES
+
+    table, _, _, letters = whatif_table
+    assert tuple(letters.columns) == LETTER_COLUMNS
+    assert list(letters["outcome"]) == list(OUTCOMES)
+    offers = table.groupby("outcome")["n_offered"].agg(["sum", "max"])
+    n = letters.set_index("outcome")["n_letters"]
+    offers = offers.reindex(n.index)
+    assert (n <= offers["sum"]).all()
+    assert (n[offers["max"] > 0] > 0).all()
+    judged = letters[letters["n_letters"] >= 30]
+    assert len(judged) >= 5
+    assert (judged["sign_agreement"] >= TARGETS["sign_agreement"]).all()
+    assert (judged["mean_model_change"] < 0).all()
 
 
 #: Scenarios whose latent effects point both ways in the ward (medically so): drinking less
@@ -123,7 +179,7 @@ def test_sign_target_is_met_where_the_true_effect_points_one_way(whatif_table):
     """Sign agreement ≥ 0.95 in every cell with ≥ 10 material true changes, for every scenario
     whose latent effects all lower risk (not :data:`MIXED`; on a 40,000-resident ward
     less_alcohol × MetS misses it, 0.90)."""
-    table, _, _ = whatif_table
+    table, _, _, _ = whatif_table
     judged = table[(table["n_material"] >= 10) & ~table["scenario"].isin(MIXED)]
     assert len(judged) >= 5, table
     bad = judged[judged["sign_agreement"] < TARGETS["sign_agreement"]]
@@ -136,7 +192,7 @@ def test_size_floor_weight_loss_and_metabolic_syndrome(whatif_table):
     (waist in メタボ) the model's change is of the right size — binned error below the mean
     true change itself — and every offered cell's mean true change is negative (the model
     never offers a change the truth says is harmful on average) outside :data:`MIXED`."""
-    table, _, _ = whatif_table
+    table, _, _, _ = whatif_table
     t = table.set_index(["scenario", "outcome"])
     assert t.loc[("weight_loss_3kg", "metabolic_syndrome"), "mae_ratio_binned"] <= 1.0
     offered = table[(table["n_offered"] >= 30) & ~table["scenario"].isin(MIXED)]
@@ -153,7 +209,7 @@ def test_reading_through_the_forecasts_comes_nearer_the_true_change(whatif_table
     from models.config import FORECAST_ITEMS
     from scoring.whatif_liability import forecast_outcomes
 
-    table, _, trees = whatif_table
+    table, _, trees, _ = whatif_table
     read = forecast_outcomes(OUTCOMES, FORECAST_ITEMS)
     shipped = table[table["n_offered"] >= 30]
     via = shipped["outcome"].isin(read)
@@ -188,7 +244,7 @@ def test_reading_through_the_forecasts_comes_nearer_the_true_change(whatif_table
     "not move, urine protein is not forecast)",
 )
 def test_size_target_is_met(whatif_table):
-    table, _, _ = whatif_table
+    table, _, _, _ = whatif_table
     judged = table.dropna(subset=["mae_ratio_binned"])
     judged = judged[judged["n_offered"] >= 30]
     share = (judged["mae_ratio_binned"] <= TARGETS["mae_ratio_binned"]).mean()
