@@ -27,6 +27,7 @@ import pandas as pd
 
 from data import judgements as jd
 from data.columns import OUTCOMES
+from data.validate import RANGES
 from features.build import as_float, index_row_mask, sort_checkups
 from features.declarations import KEYS, feature_names
 
@@ -87,6 +88,7 @@ def build_labels(
     df = sort_checkups(checkups)
     met = jd.outcomes_met(df, nonfasting_tg_cut=config.nonfasting_tg_cut)
     evaluable = jd.outcome_evaluable(df, nonfasting_tg_cut=config.nonfasting_tg_cut)
+    implausible = met & ~_met_by_plausible_values(df, met, config)
     fy = as_float(df["fiscal_year"]).astype("int64")
     last_fy = int(fy.max()) if len(fy) else 0
     if last_fiscal_year is not None:
@@ -95,7 +97,8 @@ def build_labels(
     # Per (person, fiscal year): any checkup met / evaluable.
     per_year = pd.DataFrame(
         {"pseudonym": df["pseudonym"].to_numpy(dtype=object), "fy": fy}
-        | {f"m_{o}": met[o].to_numpy() for o in OUTCOMES}
+        | {f"m_{o}": (met[o] & ~implausible[o]).to_numpy() for o in OUTCOMES}
+        | {f"u_{o}": implausible[o].to_numpy() for o in OUTCOMES}
         | {f"e_{o}": evaluable[o].to_numpy() for o in OUTCOMES}
     )
     per_year = per_year.groupby(["pseudonym", "fy"], sort=False).any().reset_index()
@@ -105,6 +108,7 @@ def build_labels(
     index = pd.DataFrame({"pseudonym": idx["pseudonym"].to_numpy(dtype=object), "fy": fy[keep]})
     n = len(index)
     any_met = {o: np.zeros(n, dtype=bool) for o in OUTCOMES}
+    any_implausible = {o: np.zeros(n, dtype=bool) for o in OUTCOMES}
     any_eval = {o: np.zeros(n, dtype=bool) for o in OUTCOMES}
     last_eval = {o: np.zeros(n, dtype=bool) for o in OUTCOMES}
     follow_up = np.zeros(n, dtype=bool)
@@ -117,6 +121,7 @@ def build_labels(
             m = ahead[f"m_{o}"].astype("boolean").fillna(False).to_numpy(dtype=bool)
             e = ahead[f"e_{o}"].astype("boolean").fillna(False).to_numpy(dtype=bool)
             any_met[o] |= m
+            any_implausible[o] |= ahead[f"u_{o}"].astype("boolean").fillna(False).to_numpy(bool)
             any_eval[o] |= e
             if k == h:
                 last_eval[o] = e
@@ -127,7 +132,7 @@ def build_labels(
     out["follow_up"] = follow_up & in_window
     met_idx, eval_idx = met.loc[keep], evaluable.loc[keep]
     for o in OUTCOMES:
-        negative = any_eval[o] & ~any_met[o]
+        negative = any_eval[o] & ~any_met[o] & ~any_implausible[o]
         if config.require_full_follow_up:
             negative &= last_eval[o]
         y = np.where(any_met[o], 1.0, np.where(negative, 0.0, np.nan))
@@ -142,6 +147,30 @@ def build_labels(
     frame["pseudonym"] = frame["pseudonym"].astype("string")
     frame["fiscal_year"] = frame["fiscal_year"].astype("Int16")
     return frame[[*KEYS, *label_columns()]]
+
+
+def _met_by_plausible_values(
+    df: pd.DataFrame, met: pd.DataFrame, config: LabelConfig
+) -> pd.DataFrame:
+    """``met`` judged again without the values ingest flagged as outside their plausible
+    range (``soft_flags``, data.validate ``RANGES``): a checkup met only through such a value
+    (a γ-GT of 1500 keyed for 15.00) does not count as an event."""
+    if "soft_flags" not in df:
+        return met
+    flags = df["soft_flags"].astype("string")
+    rows = flags.notna().to_numpy()
+    if not rows.any():
+        return met
+    tokens = flags[rows].str.split(";")
+    sub = df.loc[rows].copy()
+    for item in RANGES:
+        if item in sub:
+            out = tokens.map(lambda t, i=item: i in t).to_numpy(dtype=bool)
+            if out.any():
+                sub[item] = sub[item].mask(out)
+    again = met.copy()
+    again.loc[rows] = jd.outcomes_met(sub, nonfasting_tg_cut=config.nonfasting_tg_cut).to_numpy()
+    return again
 
 
 def _check_outcome(outcome: str) -> None:

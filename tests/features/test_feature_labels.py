@@ -133,6 +133,32 @@ def test_index_that_cannot_judge_is_not_at_risk(hand_made):
     assert label(lax, 7, 2022, "at_risk_diabetes")
 
 
+def test_an_outcome_met_only_by_an_implausible_value_is_not_an_event():
+    """γ-GT 1500 flagged at ingest (outside its plausible range, data.validate RANGES) is the
+    only liver criterion met: unknown, not an event and not a non-event. Met also by a
+    plausible value, or an implausible value that meets nothing, changes nothing; without the
+    flag the same value is an event."""
+    people = frame(
+        history(1, (2022, {}), (2023, {"ggt": 1500.0})),
+        history(2, (2022, {}), (2023, {"ggt": 1500.0, "alt": 60.0})),
+        history(3, (2022, {}), (2023, {"hdl": 140.0})),
+        history(4, (2022, {}), (2023, {"ggt": 1500.0})),
+        history(END_PERSON, (2021, {}), END),
+    )
+    flags = [None] * len(people)
+    for person, flag in ((1, "ggt"), (2, "ggt"), (3, "hdl")):
+        row = (people["pseudonym"] == pseudonym(person)) & (people["fiscal_year"] == 2023)
+        flags[int(np.flatnonzero(row.to_numpy())[0])] = f"age_outside_40_74;{flag}"
+    people["soft_flags"] = pd.array(flags, dtype="string")
+    lab = build_labels(people)
+    assert pd.isna(label(lab, 1, 2022, "y_liver"))
+    assert label(lab, 1, 2022, "y_diabetes") == 0  # the checkup still judges the others
+    assert label(lab, 2, 2022, "y_liver") == 1  # ALT 60 meets it too
+    assert label(lab, 3, 2022, "y_dyslipidemia") == 0  # a high HDL meets nothing
+    assert label(lab, 4, 2022, "y_liver") == 1  # not flagged: kept as measured
+    assert not label(lab, 1, 2023, "at_risk_liver")  # met (if it is) at the index: excluded
+
+
 def test_require_full_follow_up():
     df = frame(history(1, (2021, {}), (2022, {}), END), history(2, (2021, {}), END))
     lax = build_labels(df, LabelConfig(horizon_years=2))
