@@ -238,8 +238,8 @@ def test_reading_through_the_forecasts_comes_nearer_the_true_change(whatif_table
     "scenario × outcome × dose (scoring.whatif_effect), read through the value forecasts "
     "(scoring.whatif_liability) where every item of the outcome is forecast, with weight, "
     "waist and every declared lab following the lever (models.lab_response). On this ward 10 "
-    "of 30 judged cells meet mae_ratio_binned ≤ 0.30, the demo's 10k ward 24 of 45; at 100k "
-    "41 of 47 (87 %) do: on small wards the lab response's moves miss (a habit's effect on "
+    "of 30 judged cells meet mae_ratio_binned ≤ 0.30, the demo's 10k ward 26 of 45; at 100k "
+    "40 of 47 (85 %) do: on small wards the lab response's moves miss (a habit's effect on "
     "LDL or ALT from a few thousand checkups), and CKD keeps the trees' what-if (eGFR does "
     "not move, urine protein is not forecast)",
 )
