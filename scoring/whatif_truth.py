@@ -3,7 +3,7 @@
 A synthetic ward's truth carries, for each scenario and outcome, ``p_true_<o>__<s>``: the
 probability of meeting the outcome at next year's checkup had the resident made the change
 at this year's checkup, simulated with the same 64 Monte-Carlo futures as ``p_true_<o>``
-(common random numbers; :mod:`data.synth.whatif`). :func:`whatif_truth_table` compares, on a
+(common random numbers; :mod:`data.synth.whatif`). :func:`judge_whatif` compares, on a
 set of index checkups, the model's risk change of each scenario (the same scenario machinery
 as the annual run, :func:`scoring.score.scenario_risks`) with the true change
 ``p_true_<o>__<s> − p_true_<o>``.
@@ -87,7 +87,6 @@ __all__ = [
     "letters_table",
     "whatif_truth_metrics",
     "whatif_truth_report",
-    "whatif_truth_table",
 ]
 
 #: Monte-Carlo futures per truth probability (data.synth.truth.K_DEFAULT).
@@ -174,7 +173,13 @@ def judge_whatif(
     feature_config: FeatureConfig,
 ) -> list[JudgedCell]:
     """The model's and the true risk change of every scenario × outcome with truth columns,
-    per resident it applies to (the same scenario machinery as the annual run)."""
+    per resident it applies to (the same scenario machinery as the annual run; see module doc).
+
+    ``engine``: a :class:`models.train.TrainedEngine`. ``index``: the index checkups to judge
+    (pseudonym, fiscal_year, exam_date; optional boolean ``at_risk_<outcome>``), one per
+    resident. ``history``: their stored checkups (anything after the index is ignored).
+    ``truth``: truth.csv with ``person_id`` pseudonymised to ``pseudonym`` (as ingest does).
+    """
     index = index.reset_index(drop=True)
     keys = ["pseudonym", "fiscal_year"]
     t = truth.astype({"pseudonym": "string", "fiscal_year": "int64"})
@@ -266,31 +271,10 @@ def letters_table(
     return _with_targets(pd.DataFrame(rows_out).reindex(columns=list(LETTER_COLUMNS)))
 
 
-def whatif_truth_table(
-    engine,
-    history: pd.DataFrame,
-    index: pd.DataFrame,
-    truth: pd.DataFrame,
-    config: ScoringConfig,
-    feature_config: FeatureConfig,
-    k: int = K_TRUTH,
-) -> pd.DataFrame:
-    """Model vs true risk change per scenario × outcome (:data:`COLUMNS`; see module doc).
-
-    ``engine``: a :class:`models.train.TrainedEngine`. ``index``: the index checkups to judge
-    (pseudonym, fiscal_year, exam_date; optional boolean ``at_risk_<outcome>``), one per
-    resident. ``history``: their stored checkups (anything after the index is ignored).
-    ``truth``: truth.csv with ``person_id`` pseudonymised to ``pseudonym`` (as ingest does).
-    Scenarios or outcomes without truth columns get a row with ``n_applicable`` 0.
-    """
-    judged = judge_whatif(engine, history, index, truth, config, feature_config)
-    return cells_table(judged, config.scenario_keys, engine.outcomes, config.scenario_min_drop, k)
-
-
 def whatif_truth_metrics(
     table: pd.DataFrame, letters: pd.DataFrame | None = None
 ) -> dict[str, float]:
-    """Headline scalars of :func:`whatif_truth_table` for MLflow.
+    """Headline scalars of :func:`cells_table` for MLflow.
 
     ``whatif.<scenario>.<outcome>.sign_agreement`` and ``.mae_ratio_binned`` (cells with a
     value), and ``whatif.cells_meeting_targets`` / ``whatif.cells_judged``: cells with both
@@ -339,7 +323,7 @@ def whatif_truth_report(
     feature_config: FeatureConfig,
     scoring_config: ScoringConfig | None = None,
 ) -> WhatIfJudgement | None:
-    """:func:`whatif_truth_table` and :func:`letters_table` on a training run's test rows, for
+    """:func:`cells_table` and :func:`letters_table` on a training run's test rows, for
     its evaluation report.
 
     The index checkups are those of the run's test split in ``test_year`` (the test group's
