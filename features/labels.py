@@ -20,6 +20,7 @@ synthetic cohort, compares their true risk with that of the residents who came b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,11 +162,11 @@ def _met_by_plausible_values(
     rows = flags.notna().to_numpy()
     if not rows.any():
         return met
-    tokens = flags[rows].str.split(";")
+    flagged = flags[rows]
     sub = df.loc[rows].copy()
     for item in RANGES:
         if item in sub:
-            out = tokens.map(lambda t, i=item: i in t).to_numpy(dtype=bool)
+            out = flagged.str.contains(rf"(?:^|;){re.escape(item)}(?:;|$)").to_numpy(bool)
             if out.any():
                 sub[item] = sub[item].mask(out)
     again = met.copy()
