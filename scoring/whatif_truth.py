@@ -261,7 +261,7 @@ def letters_table(
             best[r], true[r], name[r] = c.model[better], c.true[better], c.scenario
             judged_o[r] = c.ok[better]
         row = {"outcome": o}
-        sel = judged_o & (name != None)  # noqa: E711 (elementwise)
+        sel = judged_o & pd.notna(name)
         row.update(_cell(best[sel], true[sel], 2.0 / k))
         row["n_letters"] = row.pop("n_offered")
         if sel.any():
