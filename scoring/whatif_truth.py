@@ -282,26 +282,23 @@ def whatif_truth_metrics(
     (:func:`letters_table`): ``whatif_letter.<outcome>.*`` and
     ``whatif_letter.outcomes_meeting_targets`` / ``.outcomes_judged`` likewise.
     """
-    out: dict[str, float] = {}
-    for r in table.itertuples(index=False):
-        for name in ("sign_agreement", "mae_ratio_binned"):
-            v = getattr(r, name)
-            if v == v:  # not NaN
-                out[f"whatif.{r.scenario}.{r.outcome}.{name}"] = float(v)
-    judged = table["sign_agreement"].notna() & table["mae_ratio_binned"].notna()
-    out["whatif.cells_judged"] = float(judged.sum())
-    out["whatif.cells_meeting_targets"] = float((judged & table["meets_targets"]).sum())
+    out = _scalars(table, "whatif", ("scenario", "outcome"), "cells")
     if letters is not None:
-        for r in letters.itertuples(index=False):
-            for name in ("sign_agreement", "mae_ratio_binned"):
-                v = getattr(r, name)
-                if v == v:
-                    out[f"whatif_letter.{r.outcome}.{name}"] = float(v)
-        judged = letters["sign_agreement"].notna() & letters["mae_ratio_binned"].notna()
-        out["whatif_letter.outcomes_judged"] = float(judged.sum())
-        out["whatif_letter.outcomes_meeting_targets"] = float(
-            (judged & letters["meets_targets"]).sum()
-        )
+        out |= _scalars(letters, "whatif_letter", ("outcome",), "outcomes")
+    return out
+
+
+def _scalars(table: pd.DataFrame, prefix: str, keys: tuple[str, ...], rows: str) -> dict:
+    """``<prefix>.<keys…>.<figure>`` per row with a value, and ``<prefix>.<rows>_judged`` /
+    ``_meeting_targets``."""
+    out: dict[str, float] = {}
+    for name in TARGETS:
+        for key, v in zip(table[list(keys)].itertuples(index=False), table[name], strict=True):
+            if v == v:  # not NaN
+                out[".".join((prefix, *key, name))] = float(v)
+    judged = table["sign_agreement"].notna() & table["mae_ratio_binned"].notna()
+    out[f"{prefix}.{rows}_judged"] = float(judged.sum())
+    out[f"{prefix}.{rows}_meeting_targets"] = float((judged & table["meets_targets"]).sum())
     return out
 
 

@@ -151,8 +151,8 @@ def test_table_has_every_scenario_and_outcome(whatif_table):
 
 def test_letters_table_judges_what_the_cells_offer(whatif_table):
     """Every outcome has a row; a letter's scenario is one of the offered cells, so its
-    residents are at most the cells' offers together and at least the largest one's
-    residents whose printed scenario is judged."""
+    residents are at most the cells' offers together, and some wherever a cell offers any;
+    the printed what-if lowers the risk and keeps the sign target."""
     from data.columns import OUTCOMES
 
     table, _, _, letters = whatif_table
