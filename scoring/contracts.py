@@ -50,7 +50,8 @@ SELECTION columns (one row per scored resident)
     ``outcome`` (the letter's topic), ``priority``, ``rank``, ``arm`` (``letter`` / ``control`` /
     empty), ``reason`` (scoring.selection.REASONS), ``reason_detail`` (``CONTACT_INVALID``: the
     contact fields at fault as codes such as ``address:too_long``, never values; a
-    ``see_doctor`` letter chosen for referral-level values: the items, ``referral:sbp``), ``sent``,
+    ``see_doctor`` letter chosen for referral-level values: the items, ``referral:sbp``; one held
+    for a value to verify: the implausible items, ``verify:ggt``), ``sent``,
     ``factor_1`` … ``factor_3``.
 
 LETTERS_SENT columns: ``pseudonym``, ``letter_date`` (next year's ``--letter-history``).

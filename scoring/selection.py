@@ -25,6 +25,12 @@ Pure functions on the scores table. Rules, in order, per resident (one letter at
    measured; the rest are ``SENT_ADVICE``. Below the cut: ``OVER_BUDGET``.
 5. ``see_doctor`` letters are sent (``SENT_SEE_DOCTOR``) unless over their own budget; they have
    no control arm unless ``control_for_see_doctor``.
+6. A ``see_doctor`` letter that rests on a value outside its item's plausible range
+   (data.validate ``RANGES``, the soft range: a γ-GT of 1500, an SBP of 230), i.e. one the same
+   rules would not call for with that value unknown, is not sent but held for staff to verify
+   (``VERIFY_VALUE``, 値の確認待ち; the items in ``reason_detail``, ``verify:ggt``): such a
+   value is more often keyed wrong than real, and when real it calls for a call from a public
+   health nurse, not a letter (``verify_implausible``, on by default).
 
 Randomisation hashes (seed, pseudonym), so it does not depend on row order: same scores, same
 config → the same selection, byte for byte.
@@ -48,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from data.columns import AGE_BAND_EDGES, OUTCOMES
 from data.judgements import OUTCOME_INPUTS, outcomes_met, referral_values
 from data.outcomes import OUTCOME_DECLARATIONS
+from data.validate import RANGES
 from scoring.keys import PseudonymIndex, arrow_text, positions
 
 DEFAULT_CONFIG = Path(__file__).with_name("selection.toml")
@@ -63,6 +70,7 @@ REASONS = (
     "SENT_ADVICE",
     "CONTROL_ARM",
     "OVER_BUDGET",
+    "VERIFY_VALUE",
     "BELOW_RISK_THRESHOLD",
     "ON_MEDICATION",
     "RECENTLY_LETTERED",
@@ -89,6 +97,8 @@ class SelectionConfig(BaseModel):
     control_for_see_doctor: bool = False
     lettered_within_months: int = Field(12, ge=0)
     ranking: Literal["risk", "expected_benefit"] = "risk"
+    #: Hold a see-a-doctor letter that only a value outside its plausible range calls for.
+    verify_implausible: bool = True
     budget: Budget = Budget()
     min_risk: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0.1))
 
@@ -192,7 +202,7 @@ def select(
 #: Columns of :func:`decide`'s table.
 DECIDED_COLUMNS = (
     "pseudonym", "age", "sex", "letter", "outcome", "priority", "upgraded", "referral_detail",
-    "on_medication",
+    "on_medication", "verify",
 )  # fmt: skip
 _LETTERS = ("see_doctor", "advice")
 
@@ -204,7 +214,7 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
 
     Row by row, so the decisions of a table's chunks, concatenated, are those of the table.
     Letter and topic are kept as codes, the referral detail only where the letter was upgraded
-    (the only rows it is read for); :func:`select_decided` turns them back into the same values.
+    or held for a value to verify (the only rows it is read for); :func:`select_decided` turns them back into the same values.
     """
     absent = [c for c in SELECTION_INPUTS if c not in scores.columns]
     if absent:
@@ -223,8 +233,9 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
             "outcome": outcome,
             "priority": d.priority,
             "upgraded": d.upgraded,
-            "referral_detail": np.where(d.upgraded, d.referral_detail, None),
+            "referral_detail": np.where(d.upgraded | d.verify, d.referral_detail, None),
             "on_medication": d.on_medication,
+            "verify": d.verify,
         }
     )
 
@@ -276,13 +287,16 @@ def select_decided(
     )
     # decide's codes as they are: no object per resident, nor a temporary to compare them.
     letter, outcome = _Coded.of(decided["letter"]), _Coded.of(decided["outcome"])
+    verify = decided["verify"].to_numpy(dtype=bool)
+    reasons.flag(verify, "VERIFY_VALUE")
     reasons.flag((letter == None) & decided["on_medication"].to_numpy(), "ON_MEDICATION")  # noqa: E711
     reasons.flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame({"pseudonym": pid, "priority": decided["priority"].to_numpy()})
     strata = (decided["age"].to_numpy(), decided["sex"].to_numpy(), outcome)
     _allocate(out, letter, reasons, config, strata, categories=categories)
     upgraded = decided["upgraded"].to_numpy()
-    explain = upgraded & (reasons.detail == None)  # noqa: E711  (contact problems keep theirs)
+    # contact problems keep theirs; a held letter's items only where it is the reason
+    explain = (upgraded | (reasons.reason == "VERIFY_VALUE")) & (reasons.detail == None)  # noqa: E711
     reasons.detail[explain] = decided["referral_detail"].to_numpy()[explain]
     # The output's columns made once, at the end, a column at a time.
     out.insert(1, "letter_type", letter.column(categories))
@@ -475,7 +489,9 @@ class LetterDecision:
     ``letter``: "see_doctor", "advice" or None; ``outcome``: its topic; ``priority``: the
     advice ranking score (NaN for see-a-doctor letters); ``upgraded``: advice turned
     see-a-doctor by a value at its 受診勧奨判定値, ``referral_detail`` naming those items;
-    ``on_medication``: treated for some outcome.
+    ``on_medication``: treated for some outcome; ``verify``: a see-a-doctor letter held because
+    only an implausible value calls for it (no letter; ``referral_detail`` names the items,
+    ``verify:ggt``).
     """
 
     letter: np.ndarray
@@ -484,10 +500,62 @@ class LetterDecision:
     upgraded: np.ndarray
     referral_detail: np.ndarray
     on_medication: np.ndarray
+    verify: np.ndarray
+
+
+def implausible_values(s: pd.DataFrame) -> pd.DataFrame:
+    """Per resident and measured item: the value lies outside the item's plausible range
+    (data.validate ``RANGES``' soft range, as ingest's ``soft_flags`` judge it)."""
+    cols = {}
+    for item, (_, _, lo, hi) in RANGES.items():
+        if item in s:
+            v = pd.to_numeric(s[item], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            cols[item] = (v < lo) | (v > hi)
+    return pd.DataFrame(cols, index=s.index)
 
 
 def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision:
-    """The letter each resident's values and risks call for (the only place it is decided)."""
+    """The letter each resident's values and risks call for (the only place it is decided).
+
+    With ``config.verify_implausible``, a see-a-doctor letter is held (``verify``) where the
+    same rules, with the resident's implausible values taken as unknown, would not call for a
+    see-a-doctor letter on the same topic."""
+    d = _decisions(s, config)
+    verify = np.zeros(len(s), dtype=bool)
+    if config.verify_implausible and len(s):
+        odd = implausible_values(s)
+        rows = np.flatnonzero(odd.to_numpy().any(axis=1))
+        if len(rows):
+            masked = s.iloc[rows].copy()
+            for item in odd.columns:
+                masked.loc[odd[item].to_numpy()[rows], item] = np.nan
+            m = _decisions(masked.reset_index(drop=True), config)
+            keyed_doctor = d.letter[rows] == "see_doctor"
+            still = (m.letter == "see_doctor") & (m.outcome == d.outcome[rows])
+            held = rows[keyed_doctor & ~still]
+            verify[held] = True
+            items = odd.iloc[held]
+            detail = np.full(len(held), "", dtype=object)
+            for item in items.columns:
+                code = f"verify:{item}"
+                hit = items[item].to_numpy()
+                detail = np.where(hit, np.where(detail == "", code, detail + "," + code), detail)
+            why = d.referral_detail.copy()
+            why[held] = detail
+            d = LetterDecision(
+                np.where(verify, None, d.letter),
+                np.where(verify, None, d.outcome),
+                np.where(verify, np.nan, d.priority),
+                d.upgraded & ~verify,
+                why,
+                d.on_medication,
+                verify,
+            )
+    return d
+
+
+def _decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision:
+    """:func:`letter_decisions` on the values as they are (``verify`` all False)."""
     n = len(s)
     # By this year's values only: medication is handled separately below.
     # the other columns as they are (no copy of every scores column: assign made one)
@@ -529,7 +597,7 @@ def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision
     for j, item in enumerate(referral.columns):
         code = f"referral:{item}"
         why = np.where(hit[:, j], np.where(why == "", code, why + "," + code), why)
-    return LetterDecision(letter, outcome, priority, upgraded, why, on_med_any)
+    return LetterDecision(letter, outcome, priority, upgraded, why, on_med_any, np.zeros(n, bool))
 
 
 def _allocate(

@@ -28,6 +28,7 @@ REASON_JA: dict[str, str] = {
     "SENT_ADVICE": "予防通知を送付",
     "CONTROL_ARM": "対照群(今年度は送付せず)",
     "OVER_BUDGET": "予算枠外",
+    "VERIFY_VALUE": "値の確認待ち(想定範囲外の値)",
     "BELOW_RISK_THRESHOLD": "リスク基準未満",
     "ON_MEDICATION": "服薬中(医師が関与)",
     "RECENTLY_LETTERED": "最近送付済み",

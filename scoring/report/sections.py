@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from scoring.selection import AGE_BANDS, REASONS
+from data.validate import RANGES
+from scoring.selection import AGE_BANDS, REASONS, implausible_values
 
 from . import markdown, svg
 from .inputs import Prepared, ReportConfig
@@ -29,6 +30,7 @@ from .labels import (
     STATUS_JA,
     SYNTHETIC_JA,
     SYNTHETIC_METRICS,
+    item_label,
     metric_ja,
     outcome_ja,
     run_count_ja,
@@ -113,6 +115,9 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
         for o in p.outcomes
     ]  # fmt: skip
 
+    held = (reason == "VERIFY_VALUE").to_numpy()
+    verify = to_verify(S.loc[held]) if held.any() else []
+
     band = pd.cut(S["age"], list(AGE_BANDS), right=False, labels=list(AGE_BAND_JA))
     frame = pd.DataFrame(
         {
@@ -163,7 +168,22 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
         "by_topic": by_topic,
         "sex_age": sex_age,
         "dist": dist,
+        "verify": verify,
     }
+
+
+def to_verify(held: pd.DataFrame) -> list[tuple[str, str]]:
+    """(pseudonym, the values to verify with their plausible range) of the residents whose
+    see-a-doctor letter is held for a value outside its plausible range (``VERIFY_VALUE``)."""
+    odd = implausible_values(held)
+    text = [[] for _ in range(len(held))]
+    for item in odd.columns:
+        _, _, lo, hi = RANGES[item]
+        values = held[item].to_numpy(dtype="float64")
+        for i in np.flatnonzero(odd[item].to_numpy()):  # a few residents a run
+            text[i].append(f"{item_label(item)} {values[i]:g}(想定範囲 {lo:g}〜{hi:g})")
+    pids = held["pseudonym"].astype(str).tolist()
+    return [(pid, "、".join(t)) for pid, t in zip(pids, text, strict=True)]
 
 
 def run_counts(summary: tuple[tuple[str, int], ...]) -> list[tuple[str, str]]:

@@ -44,6 +44,10 @@ def scores_like(
         v = np.round(np.where(w, rng.uniform(wide_lo, wide_hi, n), rng.uniform(lo, hi, n)), dec)
         v[rng.random(n) < 0.05] = np.nan
         cols[c] = v
+    # A few keyed values outside the plausible range (VERIFY_VALUE when they alone refer).
+    odd = rng.random(n)
+    cols["ggt"][odd < 0.004] = 1500.0
+    cols["sbp"][(odd >= 0.004) & (odd < 0.008)] = 235.0
     cols["urine_protein"] = rng.choice(
         [1.0, 2.0, 3.0, 4.0, np.nan], n, p=[0.9, 0.05, 0.02, 0.01, 0.02]
     )

@@ -899,3 +899,32 @@ def test_a_resident_page_holds_every_outcome(tmp_path):
     first = resident.index(True)
     assert first > start and sum(resident) == 12
     assert all(resident[first:]), "a resident's page overflowed onto the next"
+
+
+def test_letters_held_for_a_value_to_verify_are_listed_with_the_value(inputs, tmp_path):
+    """Residents whose see-a-doctor letter is held for an implausible value (VERIFY_VALUE) are
+    listed in both documents with the value and its plausible range: staff verify them."""
+    from scoring.selection import SelectionConfig, select
+
+    config = SelectionConfig(control_rate=0.0, budget={"advice": 40})
+    scores = inputs.scores.reset_index(drop=True)
+    before = select(scores, config)
+    quiet = np.flatnonzero(before["letter_type"].isna().to_numpy())[:2]  # no letter at all
+    scores.loc[quiet, "ggt"] = 1500.0
+    selection = select(scores, config)
+    held = selection.loc[selection["reason"] == "VERIFY_VALUE", "pseudonym"].astype(str)
+    assert len(held) == 2 and set(held) == set(scores.loc[quiet, "pseudonym"].astype(str))
+    r = build_report(
+        dataclasses.replace(inputs, scores=scores, selection=selection),
+        tmp_path,
+        config=ReportConfig(pdf_residents=0),
+    )
+    html = visible_text(r.html.read_text(encoding="utf-8"))
+    pdf = squash(pdf_text(r.pdf.read_bytes()))
+    for doc in (squash(html), pdf):
+        assert squash("値の確認が必要な人(2 人)") in doc
+        listed = re.findall(r"([0-9a-f]{16})((?:(?![0-9a-f]{16}).)*)", doc.split("確認する値")[1])
+        rows = {pid: what for pid, what in listed if pid in set(held)}
+        assert set(rows) == set(held)  # every held resident, with their γ-GT and its range
+        assert all(squash("γ-GT(γ-GTP)(U/L) 1500(想定範囲 5〜1000)") in w for w in rows.values())
+    assert "値の確認待ち" in html  # the reasons table counts them

@@ -150,6 +150,7 @@ def _reference_select_decided(decided, config, **kw) -> pd.DataFrame:
         kw.get("scoring_date"), kw.get("contact_problems"),
     )  # fmt: skip
     letter = _values(decided["letter"])
+    reasons.flag(decided["verify"].to_numpy(dtype=bool), "VERIFY_VALUE")
     reasons.flag((letter == None) & decided["on_medication"].to_numpy(), "ON_MEDICATION")  # noqa: E711
     reasons.flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame(
@@ -162,7 +163,7 @@ def _reference_select_decided(decided, config, **kw) -> pd.DataFrame:
     )
     _allocate(out, letter, reasons, config, (decided["age"].to_numpy(), decided["sex"].to_numpy()))
     upgraded = decided["upgraded"].to_numpy()
-    explain = upgraded & (reasons.detail == None)  # noqa: E711
+    explain = (upgraded | (reasons.reason == "VERIFY_VALUE")) & (reasons.detail == None)  # noqa: E711
     reasons.detail[explain] = decided["referral_detail"].to_numpy()[explain]
     out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
     out["reason_detail"] = _text(reasons.detail)

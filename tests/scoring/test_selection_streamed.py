@@ -44,6 +44,7 @@ def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.Dat
         kw.get("scoring_date"), kw.get("contact_problems"),
     )  # fmt: skip
     d = letter_decisions(s, config)
+    reasons.flag(d.verify, "VERIFY_VALUE")
     reasons.flag((d.letter == None) & d.on_medication, "ON_MEDICATION")  # noqa: E711
     reasons.flag(d.letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame(
@@ -58,7 +59,8 @@ def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.Dat
         }
     )
     _allocate(out, d.letter, reasons, config)
-    explain = d.upgraded & (reasons.detail == None)  # noqa: E711
+    held = reasons.reason == "VERIFY_VALUE"
+    explain = (d.upgraded | held) & (reasons.detail == None)  # noqa: E711
     reasons.detail[explain] = d.referral_detail[explain]
     out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
     out["reason_detail"] = pd.array(reasons.detail, dtype="string")
