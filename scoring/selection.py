@@ -26,11 +26,12 @@ Pure functions on the scores table. Rules, in order, per resident (one letter at
 5. ``see_doctor`` letters are sent (``SENT_SEE_DOCTOR``) unless over their own budget; they have
    no control arm unless ``control_for_see_doctor``.
 6. A ``see_doctor`` letter that rests on a value outside its item's plausible range
-   (data.validate ``RANGES``, the soft range: a γ-GT of 1500, an SBP of 230), i.e. one the same
-   rules would not call for with that value unknown, is not sent but held for staff to verify
-   (``VERIFY_VALUE``, 値の確認待ち; the items in ``reason_detail``, ``verify:ggt``): such a
-   value is more often keyed wrong than real, and when real it calls for a call from a public
-   health nurse, not a letter (``verify_implausible``, on by default).
+   (data.validate ``RANGES``, the soft range: a γ-GT of 1500, an SBP of 235), i.e. one the same
+   rules would not call for with that value unknown, is held: no letter (``VERIFY_VALUE``,
+   値の確認待ち, unless an exclusion came first), and the items go to staff to verify
+   (``verify:ggt`` in ``reason_detail``, after any contact codes). Such a value is more often
+   keyed wrong than real, and when real it calls for a call from a public health nurse, not a
+   letter (``verify_implausible``, on by default).
 
 Randomisation hashes (seed, pseudonym), so it does not depend on row order: same scores, same
 config → the same selection, byte for byte.
@@ -288,16 +289,24 @@ def select_decided(
     # decide's codes as they are: no object per resident, nor a temporary to compare them.
     letter, outcome = _Coded.of(decided["letter"]), _Coded.of(decided["outcome"])
     verify = decided["verify"].to_numpy(dtype=bool)
-    reasons.flag(verify, "VERIFY_VALUE")
+    reasons.flag(verify & (letter == None), "VERIFY_VALUE")  # noqa: E711
     reasons.flag((letter == None) & decided["on_medication"].to_numpy(), "ON_MEDICATION")  # noqa: E711
     reasons.flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame({"pseudonym": pid, "priority": decided["priority"].to_numpy()})
     strata = (decided["age"].to_numpy(), decided["sex"].to_numpy(), outcome)
     _allocate(out, letter, reasons, config, strata, categories=categories)
     upgraded = decided["upgraded"].to_numpy()
-    # contact problems keep theirs; a held letter's items only where it is the reason
-    explain = (upgraded | (reasons.reason == "VERIFY_VALUE")) & (reasons.detail == None)  # noqa: E711
-    reasons.detail[explain] = decided["referral_detail"].to_numpy()[explain]
+    referral = decided["referral_detail"].to_numpy()
+    explain = (upgraded | verify) & (reasons.detail == None)  # noqa: E711
+    reasons.detail[explain] = referral[explain]
+    # contact problems keep theirs, and the items to verify follow them (never lost)
+    also = verify & ~explain
+    if also.any():
+        own = reasons.detail.objects()[also]
+        items = [
+            ",".join(c for c in r.split(",") if c.startswith("verify:")) for r in referral[also]
+        ]
+        reasons.detail[also] = np.array([f"{a},{b}" for a, b in zip(own, items, strict=True)])
     # The output's columns made once, at the end, a column at a time.
     out.insert(1, "letter_type", letter.column(categories))
     out.insert(2, "outcome", outcome.column(categories))
@@ -517,41 +526,33 @@ def implausible_values(s: pd.DataFrame) -> pd.DataFrame:
 def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision:
     """The letter each resident's values and risks call for (the only place it is decided).
 
-    With ``config.verify_implausible``, a see-a-doctor letter is held (``verify``) where the
-    same rules, with the resident's implausible values taken as unknown, would not call for a
-    see-a-doctor letter on the same topic."""
+    With ``config.verify_implausible``, a see-a-doctor letter that only values outside their
+    plausible range call for (the same rules with those values unknown call for no see-a-doctor
+    letter on that topic) is held: no letter at all, since an advice letter must not go to a
+    resident with a referral-level value (the letter contract), and ``verify`` with the items
+    to verify in ``referral_detail`` (``verify:ggt``)."""
     d = _decisions(s, config)
-    verify = np.zeros(len(s), dtype=bool)
-    if config.verify_implausible and len(s):
-        odd = implausible_values(s)
-        rows = np.flatnonzero(odd.to_numpy().any(axis=1))
-        if len(rows):
-            masked = s.iloc[rows].copy()
-            for item in odd.columns:
-                masked.loc[odd[item].to_numpy()[rows], item] = np.nan
-            m = _decisions(masked.reset_index(drop=True), config)
-            keyed_doctor = d.letter[rows] == "see_doctor"
-            still = (m.letter == "see_doctor") & (m.outcome == d.outcome[rows])
-            held = rows[keyed_doctor & ~still]
-            verify[held] = True
-            items = odd.iloc[held]
-            detail = np.full(len(held), "", dtype=object)
-            for item in items.columns:
-                code = f"verify:{item}"
-                hit = items[item].to_numpy()
-                detail = np.where(hit, np.where(detail == "", code, detail + "," + code), detail)
-            why = d.referral_detail.copy()
-            why[held] = detail
-            d = LetterDecision(
-                np.where(verify, None, d.letter),
-                np.where(verify, None, d.outcome),
-                np.where(verify, np.nan, d.priority),
-                d.upgraded & ~verify,
-                why,
-                d.on_medication,
-                verify,
-            )
-    return d
+    if not config.verify_implausible or not len(s):
+        return d
+    odd = implausible_values(s)
+    rows = np.flatnonzero(odd.to_numpy().any(axis=1))  # a few residents in a thousand
+    if not len(rows):
+        return d
+    masked = s.iloc[rows].reset_index(drop=True)
+    for item in odd.columns:
+        masked[item] = masked[item].mask(odd[item].to_numpy()[rows])
+    m = _decisions(masked, config)
+    same = (m.letter == "see_doctor") & (m.outcome == d.outcome[rows])
+    at = rows[(d.letter[rows] == "see_doctor") & ~same]
+    codes = np.full(len(at), "", dtype=object)
+    for item in odd.columns:
+        hit = odd[item].to_numpy()[at]
+        codes = np.where(hit, np.where(codes == "", "", codes + ",") + f"verify:{item}", codes)
+    letter, outcome, priority = d.letter.copy(), d.outcome.copy(), d.priority.copy()
+    upgraded, why, verify = d.upgraded.copy(), d.referral_detail.copy(), d.verify.copy()
+    letter[at], outcome[at], priority[at] = None, None, np.nan
+    upgraded[at], why[at], verify[at] = False, codes, True
+    return LetterDecision(letter, outcome, priority, upgraded, why, d.on_medication, verify)
 
 
 def _decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision:

@@ -142,6 +142,14 @@ SELECTION_SCHEMA = pa.DataFrameSchema(
             "string", pa.Check.isin(["letter", "control"]), nullable=True, coerce=True
         ),
         "reason": pa.Column("string", pa.Check.isin(REASONS), coerce=True),
+        # codes, never values (the items to verify: ``verify:ggt``)
+        "reason_detail": pa.Column(
+            "string",
+            pa.Check.str_matches(r"^[a-z_]+:[a-z0-9_]+(,[a-z_]+:[a-z0-9_]+)*$"),
+            nullable=True,
+            coerce=True,
+            required=False,
+        ),
         "sent": pa.Column("bool", coerce=True, required=False),
     },
     strict=True,

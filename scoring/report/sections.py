@@ -10,7 +10,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from data.validate import RANGES
-from scoring.selection import AGE_BANDS, REASONS, implausible_values
+from scoring.selection import AGE_BANDS, REASONS
 
 from . import markdown, svg
 from .inputs import Prepared, ReportConfig
@@ -115,8 +115,8 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
         for o in p.outcomes
     ]  # fmt: skip
 
-    held = (reason == "VERIFY_VALUE").to_numpy()
-    verify = to_verify(S.loc[held]) if held.any() else []
+    detail = m["reason_detail"] if "reason_detail" in m else pd.Series(pd.NA, index=m.index)
+    verify = to_verify(S, detail.fillna("").astype(str), reason)
 
     band = pd.cut(S["age"], list(AGE_BANDS), right=False, labels=list(AGE_BAND_JA))
     frame = pd.DataFrame(
@@ -172,18 +172,20 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
     }
 
 
-def to_verify(held: pd.DataFrame) -> list[tuple[str, str]]:
-    """(pseudonym, the values to verify with their plausible range) of the residents whose
-    see-a-doctor letter is held for a value outside its plausible range (``VERIFY_VALUE``)."""
-    odd = implausible_values(held)
-    text = [[] for _ in range(len(held))]
-    for item in odd.columns:
-        _, _, lo, hi = RANGES[item]
-        values = held[item].to_numpy(dtype="float64")
-        for i in np.flatnonzero(odd[item].to_numpy()):  # a few residents a run
-            text[i].append(f"{item_label(item)} {values[i]:g}(想定範囲 {lo:g}〜{hi:g})")
-    pids = held["pseudonym"].astype(str).tolist()
-    return [(pid, "、".join(t)) for pid, t in zip(pids, text, strict=True)]
+def to_verify(scores: pd.DataFrame, detail: pd.Series, reason: pd.Series) -> list[tuple[str, ...]]:
+    """(pseudonym, the values to verify with their plausible range, what the selection did) of
+    the residents whose see-a-doctor letter rested on values outside their plausible range
+    (``verify:<item>`` in ``detail``; the rows of ``scores``)."""
+    rows = []
+    for i in np.flatnonzero(detail.str.contains("verify:", regex=False).to_numpy()):
+        items = [c.removeprefix("verify:") for c in detail.iat[i].split(",")]
+        said = []
+        for item in (c for c in items if c in RANGES):
+            _, _, lo, hi = RANGES[item]
+            v = float(scores[item].iat[i])
+            said.append(f"{item_label(item)} {v:g}(想定範囲 {lo:g}〜{hi:g})")
+        rows.append((str(scores["pseudonym"].iat[i]), "、".join(said), REASON_JA[reason.iat[i]]))
+    return rows
 
 
 def run_counts(summary: tuple[tuple[str, int], ...]) -> list[tuple[str, str]]:

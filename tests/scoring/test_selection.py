@@ -98,42 +98,56 @@ def test_the_selection_alone_turns_advice_into_a_doctor_letter_for_referral_valu
     assert sel.loc["c", "letter_type"] == "advice" and pd.isna(sel.loc["c", "reason_detail"])
 
 
-def test_a_referral_resting_on_an_implausible_value_is_held_for_staff_to_verify():
+def test_a_referral_resting_on_an_implausible_value_goes_to_staff_to_verify():
     """A see-a-doctor letter that only a value outside its plausible range calls for (a keyed
-    γ-GT of 1500, an SBP of 235) is held, with the items named; other values that call for
-    the same letter still send it; the division can switch the hold off."""
+    γ-GT of 1500, an SBP of 235) is held, no letter at all (an advice letter must not go to a
+    referral-level value), the items named whatever the reason; other values that call for the
+    same letter still send it; the division can switch this off."""
     scores = pd.DataFrame(
         [
-            resident("a", ggt=1500.0),  # the γ-GT alone: held
+            resident("a", ggt=1500.0),  # the γ-GT alone: nothing else, held
             resident("b", ggt=1500.0, sbp=165),  # a plausible SBP refers on its own topic
             resident("c", ggt=1500.0, alt=80.0),  # a plausible ALT meets liver too: sent
             resident("d", sbp=235, risk_diabetes=0.4),  # held, not turned into advice
             resident("e", hba1c=3.5, risk_diabetes=0.3),  # implausible, but refers nothing
             resident("f", hba1c=6.8),  # plausible referral
+            # on BP medication, SBP 150: a diabetes letter upgraded by the SBP is another
+            # topic than the γ-GT's, so held too
+            resident("g", ggt=1500.0, sbp=150, q_med_bp=1, risk_diabetes=0.4),
+            resident("h", ggt=1500.0),  # as "a", but the contact is at fault
         ]
     )
-    sel = select(scores, SelectionConfig(control_rate=0.0)).set_index("pseudonym")
-    assert (
-        sel.loc["a", "reason"] == "VERIFY_VALUE" and sel.loc["a", "reason_detail"] == "verify:ggt"
-    )
+    contacts = pd.Series("", index=list("abcdefgh"))
+    contacts["h"] = "address:too_long"
+    cfg = SelectionConfig(control_rate=0.0)
+    sel = select(scores, cfg, contact_problems=contacts).set_index("pseudonym")
+    assert sel.loc["a", ["reason", "reason_detail"]].tolist() == ["VERIFY_VALUE", "verify:ggt"]
     assert pd.isna(sel.loc["a", "letter_type"]) and pd.isna(sel.loc["a", "outcome"])
+    assert not sel.loc["a", "sent"] and pd.isna(sel.loc["a", "arm"])
     assert sel.loc["b", ["letter_type", "outcome", "reason"]].tolist() == [
         "see_doctor", "hypertension", "SENT_SEE_DOCTOR"
     ]  # fmt: skip
     assert sel.loc["c", ["letter_type", "outcome", "reason"]].tolist() == [
         "see_doctor", "liver", "SENT_SEE_DOCTOR"
     ]  # fmt: skip
+    assert pd.isna(sel.loc["b", "reason_detail"]) and pd.isna(sel.loc["c", "reason_detail"])
     assert sel.loc["d", ["reason", "reason_detail"]].tolist() == ["VERIFY_VALUE", "verify:sbp"]
+    assert pd.isna(sel.loc["d", "letter_type"])
     assert sel.loc["e", ["letter_type", "reason"]].tolist() == ["advice", "SENT_ADVICE"]
+    assert pd.isna(sel.loc["e", "reason_detail"])
     assert sel.loc["f", "reason"] == "SENT_SEE_DOCTOR"
-    assert not sel.loc[["a", "d"], "sent"].any() and sel.loc[["a", "d"], "arm"].isna().all()
+    assert sel.loc["g", ["reason", "reason_detail"]].tolist() == ["VERIFY_VALUE", "verify:ggt"]
+    assert sel.loc["h", ["reason", "reason_detail"]].tolist() == [
+        "CONTACT_INVALID", "address:too_long,verify:ggt"
+    ]  # fmt: skip
 
     off = select(scores, SelectionConfig(control_rate=0.0, verify_implausible=False))
     off = off.set_index("pseudonym")
     assert off.loc["a", ["letter_type", "outcome", "reason"]].tolist() == [
         "see_doctor", "liver", "SENT_SEE_DOCTOR"
     ]  # fmt: skip
-    assert "VERIFY_VALUE" not in set(off["reason"])
+    assert off.loc["d", ["letter_type", "outcome"]].tolist() == ["see_doctor", "hypertension"]
+    assert not off["reason_detail"].fillna("").str.contains("verify").any()
 
 
 def _cohort(n: int, seed: int = 0) -> pd.DataFrame:

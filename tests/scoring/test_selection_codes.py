@@ -150,7 +150,8 @@ def _reference_select_decided(decided, config, **kw) -> pd.DataFrame:
         kw.get("scoring_date"), kw.get("contact_problems"),
     )  # fmt: skip
     letter = _values(decided["letter"])
-    reasons.flag(decided["verify"].to_numpy(dtype=bool), "VERIFY_VALUE")
+    verify = decided["verify"].to_numpy(dtype=bool)
+    reasons.flag(verify & (letter == None), "VERIFY_VALUE")  # noqa: E711
     reasons.flag((letter == None) & decided["on_medication"].to_numpy(), "ON_MEDICATION")  # noqa: E711
     reasons.flag(letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame(
@@ -163,8 +164,12 @@ def _reference_select_decided(decided, config, **kw) -> pd.DataFrame:
     )
     _allocate(out, letter, reasons, config, (decided["age"].to_numpy(), decided["sex"].to_numpy()))
     upgraded = decided["upgraded"].to_numpy()
-    explain = (upgraded | (reasons.reason == "VERIFY_VALUE")) & (reasons.detail == None)  # noqa: E711
-    reasons.detail[explain] = decided["referral_detail"].to_numpy()[explain]
+    explain = (upgraded | verify) & (reasons.detail == None)  # noqa: E711
+    referral = decided["referral_detail"].to_numpy()
+    reasons.detail[explain] = referral[explain]
+    for i in np.flatnonzero(verify & ~explain):  # contact problems, then the items to verify
+        items = [c for c in referral[i].split(",") if c.startswith("verify:")]
+        reasons.detail[i] = ",".join([reasons.detail[i], *items])
     out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
     out["reason_detail"] = _text(reasons.detail)
     out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])

@@ -44,7 +44,7 @@ def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.Dat
         kw.get("scoring_date"), kw.get("contact_problems"),
     )  # fmt: skip
     d = letter_decisions(s, config)
-    reasons.flag(d.verify, "VERIFY_VALUE")
+    reasons.flag(d.verify & (d.letter == None), "VERIFY_VALUE")  # noqa: E711
     reasons.flag((d.letter == None) & d.on_medication, "ON_MEDICATION")  # noqa: E711
     reasons.flag(d.letter == None, "BELOW_RISK_THRESHOLD")  # noqa: E711
     out = pd.DataFrame(
@@ -59,9 +59,11 @@ def _select_whole(scores: pd.DataFrame, config: SelectionConfig, **kw) -> pd.Dat
         }
     )
     _allocate(out, d.letter, reasons, config)
-    held = reasons.reason == "VERIFY_VALUE"
-    explain = (d.upgraded | held) & (reasons.detail == None)  # noqa: E711
+    explain = (d.upgraded | d.verify) & (reasons.detail == None)  # noqa: E711
     reasons.detail[explain] = d.referral_detail[explain]
+    for i in np.flatnonzero(d.verify & ~explain):  # contact problems, then the items to verify
+        items = [c for c in d.referral_detail[i].split(",") if c.startswith("verify:")]
+        reasons.detail[np.array([i])] = np.array([",".join([reasons.detail.objects()[i], *items])])
     out["reason"] = pd.Categorical(reasons.reason, categories=REASONS)
     out["reason_detail"] = pd.array(reasons.detail, dtype="string")
     out["sent"] = out["reason"].isin(["SENT_ADVICE", "SENT_SEE_DOCTOR"])
