@@ -1440,6 +1440,8 @@ def run_counts(elig: Eligibility, selection: pd.DataFrame, explained: int) -> di
     """Residents per step: eligibility, scored, selection reasons, explained."""
     counts = {**elig.counts, "scored": len(elig.index)}
     counts.update({f"reason_{k}": int(v) for k, v in selection["reason"].value_counts().items()})
+    detail = selection["reason_detail"].astype("string")
+    counts["values_to_verify"] = int(detail.str.contains("verify:", regex=False).sum())
     counts["explained"] = int(explained)
     return counts
 
@@ -1787,6 +1789,12 @@ def print_annual(console, result: AnnualRunResult) -> None:
         if key in c:
             t.add_row(key.replace("_", " "), f"{c[key]:,}")
     console.print(t)
+    if c.get("values_to_verify"):
+        say(
+            f"{c['values_to_verify']:,} resident(s) with values outside their plausible range "
+            "that alone call for a see-a-doctor letter: no letter sent; verify the values listed "
+            "in the staff report (section 1) with the facility"
+        )
     s = result.seconds
     rate = c.get("scored", 0) / s["score"] if s.get("score") else 0
     say(

@@ -80,6 +80,7 @@ RUN_COUNT_JA: dict[str, str] = {
     "eligible_by_fallback": "うち前年度の健診で採点",
     "scored": "リスクを算出した人",
     **{f"reason_{k}": f"選定理由: {v}" for k, v in REASON_JA.items()},
+    "values_to_verify": "値の確認が必要な人(下の一覧)",
     "explained": "説明ページのある人",
     "letters_requested": "通知の作成依頼",
     "letters_rendered": "今回作成した通知",

@@ -302,6 +302,9 @@ def _run_counts(scores: pd.DataFrame, sel: pd.DataFrame, explained: int) -> dict
         "eligible_by_fallback": fallback,
         "scored": n,
         **{f"reason_{k}": int(reasons.get(k, 0)) for k in REASONS},
+        "values_to_verify": int(
+            sel["reason_detail"].astype("string").str.contains("verify:").sum()
+        ),
         "explained": explained,
         "letters_requested": sent,
         "letters_rendered": sent,

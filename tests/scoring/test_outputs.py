@@ -84,7 +84,8 @@ def test_the_steps_on_frames_read_and_write_nothing():
 
     selection = pd.DataFrame(
         {"pseudonym": ["a", "b", "c"], "outcome": ["diabetes", "hypertension", None],
-         "sent": [True, False, False], "reason": ["SELECTED", "CONTROL", "LOW_RISK"]}
+         "sent": [True, False, False], "reason": ["SELECTED", "CONTROL", "LOW_RISK"],
+         "reason_detail": [None, None, "verify:ggt"]}
     )  # fmt: skip
     factors = pd.DataFrame(
         {"pseudonym": ["a", "b"], "outcome": ["diabetes", "diabetes"], "factor_1": ["hba1c", "x"],
@@ -100,5 +101,7 @@ def test_the_steps_on_frames_read_and_write_nothing():
     counts = run_counts(elig, selection, explained=2)
     keys = list(counts)
     assert keys[:2] == ["eligible", "scored"] and keys[-1] == "explained"
-    assert set(keys[2:-1]) == {"reason_SELECTED", "reason_CONTROL", "reason_LOW_RISK"}
-    assert counts["scored"] == 3 and counts["explained"] == 2
+    assert set(keys[2:-1]) == {
+        "reason_SELECTED", "reason_CONTROL", "reason_LOW_RISK", "values_to_verify"
+    }  # fmt: skip
+    assert counts["scored"] == 3 and counts["explained"] == 2 and counts["values_to_verify"] == 1
