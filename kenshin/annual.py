@@ -67,7 +67,7 @@ from scoring.contracts import (
 )
 from scoring.outputs import LETTERS, STAGING_SUFFIX, AnnualOutputs, staging_for
 from scoring.score import Eligibility, ScoringConfig, explain_chunk, score_chunk
-from scoring.selection import SelectionConfig, decide, select_decided
+from scoring.selection import SelectionConfig, decide, names_values_to_verify, select_decided
 
 DEFAULT_MODEL = "models:/kenshin-risk@champion"
 
@@ -1440,8 +1440,7 @@ def run_counts(elig: Eligibility, selection: pd.DataFrame, explained: int) -> di
     """Residents per step: eligibility, scored, selection reasons, explained."""
     counts = {**elig.counts, "scored": len(elig.index)}
     counts.update({f"reason_{k}": int(v) for k, v in selection["reason"].value_counts().items()})
-    detail = selection["reason_detail"].astype("string")
-    counts["values_to_verify"] = int(detail.str.contains("verify:", regex=False).sum())
+    counts["values_to_verify"] = int(names_values_to_verify(selection["reason_detail"]).sum())
     counts["explained"] = int(explained)
     return counts
 

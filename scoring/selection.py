@@ -215,7 +215,8 @@ def decide(scores: pd.DataFrame, config: SelectionConfig) -> pd.DataFrame:
 
     Row by row, so the decisions of a table's chunks, concatenated, are those of the table.
     Letter and topic are kept as codes, the referral detail only where the letter was upgraded
-    or held for a value to verify (the only rows it is read for); :func:`select_decided` turns them back into the same values.
+    or held for a value to verify (the only rows it is read for); :func:`select_decided` turns
+    them back into the same values.
     """
     absent = [c for c in SELECTION_INPUTS if c not in scores.columns]
     if absent:
@@ -303,9 +304,7 @@ def select_decided(
     also = verify & ~explain
     if also.any():
         own = reasons.detail.objects()[also]
-        items = [
-            ",".join(c for c in r.split(",") if c.startswith("verify:")) for r in referral[also]
-        ]
+        items = [",".join(c for c in r.split(",") if c.startswith(VERIFY)) for r in referral[also]]
         reasons.detail[also] = np.array([f"{a},{b}" for a, b in zip(own, items, strict=True)])
     # The output's columns made once, at the end, a column at a time.
     out.insert(1, "letter_type", letter.column(categories))
@@ -512,6 +511,30 @@ class LetterDecision:
     verify: np.ndarray
 
 
+#: The code prefix of an item to verify in ``reason_detail`` (``verify:ggt``).
+VERIFY = "verify:"
+
+
+def names_values_to_verify(detail: pd.Series) -> np.ndarray:
+    """Which rows of a selection's ``reason_detail`` name items to verify; a categorical
+    column (the annual run's) is read by its categories, with no text made per resident."""
+    if isinstance(detail.dtype, pd.CategoricalDtype):
+        named = [VERIFY in str(c) for c in detail.cat.categories]
+        return np.array([*named, False])[detail.cat.codes.to_numpy()]  # code -1: missing
+    found = detail.astype("string").str.contains(VERIFY, regex=False)
+    return found.fillna(False).to_numpy(dtype=bool)
+
+
+def _join_codes(hits: np.ndarray, names, prefix: str) -> np.ndarray:
+    """Per row of ``hits`` (rows × names): the ``prefix``-ed names hit, ``,``-joined (``""``:
+    none)."""
+    out = np.full(len(hits), "", dtype=object)
+    for j, name in enumerate(names):
+        code = f"{prefix}{name}"
+        out = np.where(hits[:, j], np.where(out == "", code, out + "," + code), out)
+    return out
+
+
 def implausible_values(s: pd.DataFrame) -> pd.DataFrame:
     """Per resident and measured item: the value lies outside the item's plausible range
     (data.validate ``RANGES``' soft range, as ingest's ``soft_flags`` judge it)."""
@@ -544,10 +567,7 @@ def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision
     m = _decisions(masked, config)
     same = (m.letter == "see_doctor") & (m.outcome == d.outcome[rows])
     at = rows[(d.letter[rows] == "see_doctor") & ~same]
-    codes = np.full(len(at), "", dtype=object)
-    for item in odd.columns:
-        hit = odd[item].to_numpy()[at]
-        codes = np.where(hit, np.where(codes == "", "", codes + ",") + f"verify:{item}", codes)
+    codes = _join_codes(odd.to_numpy()[at], odd.columns, VERIFY)
     letter, outcome, priority = d.letter.copy(), d.outcome.copy(), d.priority.copy()
     upgraded, why, verify = d.upgraded.copy(), d.referral_detail.copy(), d.verify.copy()
     letter[at], outcome[at], priority[at] = None, None, np.nan
@@ -594,10 +614,7 @@ def _decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision:
     topic_idx = np.where(any_doctor, doctor.argmax(axis=1), benefit.argmax(axis=1))
     outcome = np.where(letter != None, np.asarray(OUTCOMES)[topic_idx], None)  # noqa: E711
     priority = np.where(any_advice & ~any_doctor & ~upgraded, benefit.max(axis=1), np.nan)
-    why = np.full(n, "", dtype=object)
-    for j, item in enumerate(referral.columns):
-        code = f"referral:{item}"
-        why = np.where(hit[:, j], np.where(why == "", code, why + "," + code), why)
+    why = _join_codes(hit, referral.columns, "referral:")
     return LetterDecision(letter, outcome, priority, upgraded, why, on_med_any, np.zeros(n, bool))
 
 

@@ -25,7 +25,7 @@ from scoring.contracts import (
     explanations_add_up,
     scores_schema,
 )
-from scoring.selection import REASONS
+from scoring.selection import REASONS, names_values_to_verify
 
 __all__ = [
     "SELECTION_SCHEMA",
@@ -142,19 +142,23 @@ SELECTION_SCHEMA = pa.DataFrameSchema(
             "string", pa.Check.isin(["letter", "control"]), nullable=True, coerce=True
         ),
         "reason": pa.Column("string", pa.Check.isin(REASONS), coerce=True),
-        # codes, never values (the items to verify: ``verify:ggt``)
-        "reason_detail": pa.Column(
-            "string",
-            pa.Check.str_matches(r"^[a-z_]+:[a-z0-9_]+(,[a-z_]+:[a-z0-9_]+)*$"),
-            nullable=True,
-            coerce=True,
-            required=False,
-        ),
         "sent": pa.Column("bool", coerce=True, required=False),
     },
     strict=True,
     unique=["pseudonym"],
     name="Selection",
+)
+#: The selection's rows that name values to verify (a few): pseudonym and its codes.
+VERIFY_SCHEMA = pa.DataFrameSchema(
+    {
+        "pseudonym": pa.Column("string", coerce=True),
+        "reason_detail": pa.Column(
+            "string", pa.Check.str_matches(r"^[a-z_]+:[a-z0-9_]+(,[a-z_]+:[a-z0-9_]+)*$")
+        ),
+    },
+    strict=True,
+    unique=["pseudonym"],
+    name="Values to verify",
 )
 CALIBRATION_SCHEMA = pa.DataFrameSchema(
     {
@@ -205,6 +209,8 @@ class Prepared:
 
     scores: pd.DataFrame
     selection: pd.DataFrame
+    #: Residents whose see-a-doctor letter rested on implausible values (VERIFY_SCHEMA).
+    verify: pd.DataFrame
     explanations: pd.DataFrame
     drift: pd.DataFrame
     calibration: pd.DataFrame
@@ -233,6 +239,7 @@ def prepare(inputs: ReportInputs) -> Prepared:
     if "reason" in sel and isinstance(sel["reason"].dtype, pd.CategoricalDtype):
         sel["reason"] = sel["reason"].astype("string")
     sel = _validate(SELECTION_SCHEMA, sel, "selection").reset_index(drop=True)
+    verify = _values_to_verify(inputs.selection)
     expl = _keep(inputs.explanations, list(EXPLANATIONS_SCHEMA.columns), "explanations")
     expl = _validate(EXPLANATIONS_SCHEMA, expl, "explanations").reset_index(drop=True)
     drift = _keep(inputs.drift, list(DRIFT_SCHEMA.columns), "drift")
@@ -244,6 +251,7 @@ def prepare(inputs: ReportInputs) -> Prepared:
     return Prepared(
         scores=scores,
         selection=sel,
+        verify=verify,
         explanations=expl,
         drift=drift,
         calibration=_calibration(model),
@@ -256,6 +264,16 @@ def prepare(inputs: ReportInputs) -> Prepared:
         scoring_date=sd,
         summary=tuple(summary),
     )
+
+
+def _values_to_verify(selection: pd.DataFrame) -> pd.DataFrame:
+    """The selection's rows that name values to verify (``verify:<item>`` in its
+    ``reason_detail``), validated; only those rows' text is read."""
+    if "reason_detail" not in selection:
+        return VERIFY_SCHEMA.validate(pd.DataFrame(columns=list(VERIFY_SCHEMA.columns)))
+    rows = selection.loc[names_values_to_verify(selection["reason_detail"])]
+    frame = rows[["pseudonym", "reason_detail"]].astype({"reason_detail": "string"})
+    return _validate(VERIFY_SCHEMA, frame, "selection").reset_index(drop=True)
 
 
 def _model_outcomes_scenarios(

@@ -10,7 +10,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from data.validate import RANGES
-from scoring.selection import AGE_BANDS, REASONS
+from scoring.selection import AGE_BANDS, REASONS, VERIFY
 
 from . import markdown, svg
 from .inputs import Prepared, ReportConfig
@@ -115,8 +115,7 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
         for o in p.outcomes
     ]  # fmt: skip
 
-    detail = m["reason_detail"] if "reason_detail" in m else pd.Series(pd.NA, index=m.index)
-    verify = to_verify(S, detail.fillna("").astype(str), reason)
+    verify = values_to_verify(S, p.verify, m["reason"])
 
     band = pd.cut(S["age"], list(AGE_BANDS), right=False, labels=list(AGE_BAND_JA))
     frame = pd.DataFrame(
@@ -172,18 +171,20 @@ def cohort(p: Prepared, cfg: ReportConfig, font: str) -> dict:
     }
 
 
-def to_verify(scores: pd.DataFrame, detail: pd.Series, reason: pd.Series) -> list[tuple[str, ...]]:
-    """(pseudonym, the values to verify with their plausible range, what the selection did) of
+def values_to_verify(
+    scores: pd.DataFrame, verify: pd.DataFrame, reason: pd.Series
+) -> list[tuple[str, str, str]]:
+    """(pseudonym, the values to verify with their plausible range, the selection's reason) of
     the residents whose see-a-doctor letter rested on values outside their plausible range
-    (``verify:<item>`` in ``detail``; the rows of ``scores``)."""
+    (``verify``: pseudonym, ``reason_detail``; ``scores`` and ``reason``: one row per scored
+    resident, in the same order)."""
+    at = pd.Index(scores["pseudonym"]).get_indexer(verify["pseudonym"])
     rows = []
-    for i in np.flatnonzero(detail.str.contains("verify:", regex=False).to_numpy()):
-        items = [c.removeprefix("verify:") for c in detail.iat[i].split(",")]
+    for i, codes in zip(at, verify["reason_detail"], strict=True):
         said = []
-        for item in (c for c in items if c in RANGES):
+        for item in (c.removeprefix(VERIFY) for c in codes.split(",") if c.startswith(VERIFY)):
             _, _, lo, hi = RANGES[item]
-            v = float(scores[item].iat[i])
-            said.append(f"{item_label(item)} {v:g}(想定範囲 {lo:g}〜{hi:g})")
+            said.append(f"{item_label(item)} {scores[item].iat[i]:g}(想定範囲 {lo:g}〜{hi:g})")
         rows.append((str(scores["pseudonym"].iat[i]), "、".join(said), REASON_JA[reason.iat[i]]))
     return rows
 

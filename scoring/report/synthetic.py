@@ -17,7 +17,7 @@ from data.columns import OUTCOMES, QUESTIONNAIRE_COLUMNS
 from data.validate import RANGES
 from features import declarations
 from scoring.contracts import ModelSummary
-from scoring.selection import REASONS, Budget, SelectionConfig, select
+from scoring.selection import REASONS, Budget, SelectionConfig, names_values_to_verify, select
 
 from .inputs import ReportInputs, ScenarioLabel
 
@@ -302,9 +302,7 @@ def _run_counts(scores: pd.DataFrame, sel: pd.DataFrame, explained: int) -> dict
         "eligible_by_fallback": fallback,
         "scored": n,
         **{f"reason_{k}": int(reasons.get(k, 0)) for k in REASONS},
-        "values_to_verify": int(
-            sel["reason_detail"].astype("string").str.contains("verify:").sum()
-        ),
+        "values_to_verify": int(names_values_to_verify(sel["reason_detail"]).sum()),
         "explained": explained,
         "letters_requested": sent,
         "letters_rendered": sent,

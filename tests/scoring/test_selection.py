@@ -211,3 +211,18 @@ def test_config_file_is_validated():
         SelectionConfig(min_risk={"gout": 0.2})
     with pytest.raises(pydantic.ValidationError):
         SelectionConfig(control_rate=1.5)
+
+
+def test_values_to_verify_are_found_alike_in_text_and_in_categories():
+    """The annual run holds reason_detail as categories: read by its categories, the rows
+    naming values to verify are those the text names."""
+    from scoring.selection import names_values_to_verify
+
+    detail = pd.Series(
+        ["verify:ggt", None, "referral:sbp", "address:too_long,verify:sbp", None, "verify:ggt"],
+        dtype="string",
+    )
+    want = [True, False, False, True, False, True]
+    assert names_values_to_verify(detail).tolist() == want
+    assert names_values_to_verify(detail.astype("category")).tolist() == want
+    assert not names_values_to_verify(pd.Series([None, None], dtype="category")).any()
