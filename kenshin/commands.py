@@ -570,14 +570,16 @@ def print_train_summary(console: Console, report, run) -> None:
     drivers = Table(
         title="driver agreement: model / constant guess",
         caption="residents with ≥1 true driver among the model's top 3 clinical items (high: "
-        "the top 10% of predicted risk; actionable: age, sex, height, history left out)",
+        "the top 10% of predicted risk; act.: age, sex, height, history left out; life: "
+        "habits and body size only, against the observed truth)",
         box=box.SIMPLE_HEAD,
     )
-    for c in ("outcome", "all rows", "high risk", "high, actionable"):
+    for c in ("outcome", "all rows", "high risk", "high, act.", "high, life"):
         drivers.add_column(c, justify="left" if c == "outcome" else "right", no_wrap=True)
     for o, r in s.iterrows():
         pairs = [_pair(r.get(k), r.get(k + "_baseline")) for k in
-                 ("driver_any", "driver_high_any", "driver_high_actionable_any")]  # fmt: skip
+                 ("driver_any", "driver_high_any", "driver_high_actionable_any",
+                  "driver_observed_high_lifestyle_any")]  # fmt: skip
         if any(p != "–" for p in pairs):
             drivers.add_row(data_text(o), *pairs)
         member = str(r.get("member", "lightgbm"))

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.declarations import item_matrix, item_of
+from features.declarations import item_matrix, item_of, modifiable_features
 
 __all__ = [
     "EvaluationReport",
@@ -178,6 +178,8 @@ def metrics_by_slice(
 
 #: Items no advice can change: left out of the actionable driver agreement.
 NON_ACTIONABLE_ITEMS = ("age", "sex", "height", "history")
+#: Items a resident changes directly (habits, body size): the lifestyle driver agreement.
+LIFESTYLE_ITEMS = tuple(sorted({item_of(f) for f in modifiable_features()}))
 
 
 def _item_or_name(column: str) -> str:
@@ -303,6 +305,25 @@ def driver_agreement(
         "driver_high_actionable_any": ah["any"],
         "driver_high_actionable_any_baseline": ah["any_baseline"],
         "driver_high_actionable_baseline_items": ah["baseline_items"],
+    }
+    # What a letter advises: habits and body size only (the items with a feature the resident
+    # changes directly, features.declarations ``modifiable``), over residents with such a true
+    # driver. The outcome's own laboratory item, a true driver of nearly every high-risk
+    # resident, is no longer a constant that cannot lose.
+    life = np.isin(vocab, LIFESTYLE_ITEMS)
+    life_item = np.where(life, per_item, -np.inf)
+    life_truth = truth & life
+    has = life_truth.any(axis=1)
+    b = _agreement(life_item[has], life_truth[has], vocab)
+    bh = _agreement(life_item[has & high], life_truth[has & high], vocab)
+    out |= {
+        "driver_lifestyle_n": int(has.sum()),
+        "driver_lifestyle_any": b["any"],
+        "driver_lifestyle_any_baseline": b["any_baseline"],
+        "driver_high_lifestyle_n": int((has & high).sum()),
+        "driver_high_lifestyle_any": bh["any"],
+        "driver_high_lifestyle_any_baseline": bh["any_baseline"],
+        "driver_high_lifestyle_baseline_items": bh["baseline_items"],
     }
     return out
 
@@ -493,6 +514,8 @@ class EvaluationReport:
                 "driver_high_any_baseline",
                 "driver_high_actionable_any",
                 "driver_high_actionable_any_baseline",
+                "driver_observed_high_lifestyle_any",
+                "driver_observed_high_lifestyle_any_baseline",
             ]
             cols = [c for c in cols if c in s]
             out = out.join(s[cols])

@@ -43,6 +43,29 @@ def test_top1_figures_and_their_constant_guess():
     assert d["driver_high_top1_baseline_items"].split(";")[0] in ("hba1c", "adiposity")
 
 
+def test_lifestyle_figures_compare_habits_and_body_size_only():
+    """The lifestyle figures leave laboratory items, age and sex out on both sides, and count
+    only residents with a true habit or body-size driver, against their own constant guess."""
+    names = ["hba1c", "bmi", "q_exercise", "q_snacks", "age"]
+    contrib = np.array(
+        [
+            [3.0, 1.0, -1.0, 0.5, 2.0, 0.0],  # lifestyle: adiposity, snacks
+            [2.0, -1.0, 1.0, -1.0, 0.0, 0.0],  # lifestyle: exercise only
+            [5.0, 1.0, 1.0, 1.0, 1.0, 0.0],  # no true lifestyle driver: not counted
+            [1.0, 0.2, 0.1, 0.3, -1.0, 0.0],  # lifestyle: snacks, adiposity, exercise
+        ]
+    )
+    truth = pd.Series(["hba1c;weight_kg;age", "hba1c;q_snacks;age", "hba1c;fpg;age",
+                       "weight_kg;hba1c;sbp"])  # fmt: skip
+    d = driver_agreement(contrib, names, truth, risk=np.array([0.9, 0.8, 0.7, 0.1]), high_share=0.5)
+    assert d["driver_lifestyle_n"] == 3
+    assert d["driver_lifestyle_any"] == pytest.approx(2 / 3)  # row 1 names exercise, not snacks
+    assert d["driver_lifestyle_any_baseline"] == 1.0  # adiposity and snacks cover every row
+    assert d["driver_high_lifestyle_n"] == 2  # rows 0 and 1 (row 2 has none)
+    assert d["driver_high_lifestyle_any"] == 0.5
+    assert d["driver_high_lifestyle_baseline_items"].split(";")[:2] == ["adiposity", "q_snacks"]
+
+
 # ------------------------------------------------------------------ a trained synthetic ward
 
 
