@@ -32,8 +32,10 @@ Synthetic cohorts (``truth`` given), per outcome on the same test rows:
   ``driver_top1``: share whose model's first item is the first true driver, against the item
   most often first (``driver_top1_baseline``) — a constant can only be right as often as one
   item leads, so a model that ranks per person can beat it where ``driver_any``'s constant is
-  right for nearly everybody. The training run reports all of these twice: against the
-  generator's drivers (``drivers_<outcome>``, ``driver_*``) and against the drivers attributed
+  right for nearly everybody. ``driver_lifestyle_*`` / ``driver_high_lifestyle_*``: the same
+  share on the habit and body-size items only (:data:`LIFESTYLE_ITEMS`, what a letter's
+  factors name), over rows with such a true driver. The training run reports all of these
+  twice: against the generator's drivers (``drivers_<outcome>``, ``driver_*``) and against the drivers attributed
   to what the model sees (``drivers_observed_<outcome>``, ``driver_observed_*``; the
   definitions: data.synth.truth).
 """
