@@ -374,6 +374,18 @@ def _ranges_and_derived(r: _Rejector, out: pd.DataFrame) -> _Derived:
     return _Derived(bmi_mismatch, egfr_mismatch, bmi_out, egfr_out, bp_pair_invalid)
 
 
+def outside_plausible_range(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per row and measured item of :data:`RANGES` in ``frame``: the value lies outside the
+    item's plausible (soft) range — a soft flag at ingest; a see-a-doctor letter resting on one
+    is held for staff to verify (scoring.selection)."""
+    cols = {}
+    for item, (_, _, lo, hi) in RANGES.items():
+        if item in frame:
+            v = pd.to_numeric(frame[item], errors="coerce").to_numpy("float64", na_value=np.nan)
+            cols[item] = (v < lo) | (v > hi)
+    return pd.DataFrame(cols, index=frame.index)
+
+
 def _soft_flags(
     raw: pd.DataFrame, out: pd.DataFrame, invalid: pd.DataFrame, d: _Derived
 ) -> pd.Series:
@@ -381,7 +393,7 @@ def _soft_flags(
     and what the reader flagged."""
     soft = (
         pd.DataFrame(
-            {c: (out[c] < lo) | (out[c] > hi) for c, (_, _, lo, hi) in RANGES.items()}
+            dict(outside_plausible_range(out).items())
             | {
                 "bmi_mismatch": d.bmi_mismatch,
                 "egfr_mismatch": d.egfr_mismatch,

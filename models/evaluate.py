@@ -35,8 +35,8 @@ Synthetic cohorts (``truth`` given), per outcome on the same test rows:
   right for nearly everybody. ``driver_lifestyle_*`` / ``driver_high_lifestyle_*``: the same
   share on the habit and body-size items only (:data:`LIFESTYLE_ITEMS`, what a letter's
   factors name), over rows with such a true driver. The training run reports all of these
-  twice: against the generator's drivers (``drivers_<outcome>``, ``driver_*``) and against the drivers attributed
-  to what the model sees (``drivers_observed_<outcome>``, ``driver_observed_*``; the
+  twice: against the generator's drivers (``drivers_<outcome>``, ``driver_*``) and against the
+  drivers attributed to what the model sees (``drivers_observed_<outcome>``, ``driver_observed_*``; the
   definitions: data.synth.truth).
 """
 

@@ -76,7 +76,7 @@ from data.validate import RANGES
 from features.declarations import ITEM_KEYS
 from scoring.letters.schema import QUANTILES as _QUANTILES
 from scoring.letters.schema import forecast_quantiles_ordered
-from scoring.selection import REASONS
+from scoring.selection import DETAIL_CODES, REASONS
 
 __all__ = [
     "DRIFT_SCHEMA",
@@ -229,7 +229,7 @@ SELECTION_SCHEMA = pa.DataFrameSchema(
         "reason": pa.Column("string", pa.Check.isin(REASONS), coerce=True),
         "reason_detail": pa.Column(
             "string",
-            pa.Check.str_matches(r"^[a-z_]+:[a-z0-9_]+(,[a-z_]+:[a-z0-9_]+)*$"),
+            pa.Check.str_matches(DETAIL_CODES),
             nullable=True,
             coerce=True,
         ),

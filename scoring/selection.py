@@ -26,7 +26,7 @@ Pure functions on the scores table. Rules, in order, per resident (one letter at
 5. ``see_doctor`` letters are sent (``SENT_SEE_DOCTOR``) unless over their own budget; they have
    no control arm unless ``control_for_see_doctor``.
 6. A ``see_doctor`` letter that rests on a value outside its item's plausible range
-   (data.validate ``RANGES``, the soft range: a γ-GT of 1500, an SBP of 235), i.e. one the same
+   (data.validate ``outside_plausible_range``: a γ-GT of 1500, an SBP of 235), i.e. one the same
    rules would not call for with that value unknown, is held: no letter (``VERIFY_VALUE``,
    値の確認待ち, unless an exclusion came first), and the items go to staff to verify
    (``verify:ggt`` in ``reason_detail``, after any contact codes). Such a value is more often
@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from data.columns import AGE_BAND_EDGES, OUTCOMES
 from data.judgements import OUTCOME_INPUTS, outcomes_met, referral_values
 from data.outcomes import OUTCOME_DECLARATIONS
-from data.validate import RANGES
+from data.validate import outside_plausible_range
 from scoring.keys import PseudonymIndex, arrow_text, positions
 
 DEFAULT_CONFIG = Path(__file__).with_name("selection.toml")
@@ -513,6 +513,9 @@ class LetterDecision:
 
 #: The code prefix of an item to verify in ``reason_detail`` (``verify:ggt``).
 VERIFY = "verify:"
+#: What ``reason_detail`` may hold: ``,``-joined codes, never values (``referral:sbp``,
+#: ``address:too_long``, ``verify:ggt``).
+DETAIL_CODES = r"^[a-z_]+:[a-z0-9_]+(,[a-z_]+:[a-z0-9_]+)*$"
 
 
 def names_values_to_verify(detail: pd.Series) -> np.ndarray:
@@ -535,17 +538,6 @@ def _join_codes(hits: np.ndarray, names, prefix: str) -> np.ndarray:
     return out
 
 
-def implausible_values(s: pd.DataFrame) -> pd.DataFrame:
-    """Per resident and measured item: the value lies outside the item's plausible range
-    (data.validate ``RANGES``' soft range, as ingest's ``soft_flags`` judge it)."""
-    cols = {}
-    for item, (_, _, lo, hi) in RANGES.items():
-        if item in s:
-            v = pd.to_numeric(s[item], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            cols[item] = (v < lo) | (v > hi)
-    return pd.DataFrame(cols, index=s.index)
-
-
 def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision:
     """The letter each resident's values and risks call for (the only place it is decided).
 
@@ -557,7 +549,7 @@ def letter_decisions(s: pd.DataFrame, config: SelectionConfig) -> LetterDecision
     d = _decisions(s, config)
     if not config.verify_implausible or not len(s):
         return d
-    odd = implausible_values(s)
+    odd = outside_plausible_range(s)
     rows = np.flatnonzero(odd.to_numpy().any(axis=1))  # a few residents in a thousand
     if not len(rows):
         return d

@@ -246,8 +246,8 @@ def letters_table(
     """The what-if a letter prints, judged (:data:`LETTER_COLUMNS`): per outcome, each resident's
     offered scenario that lowers the risk most (the annual run's ``best_scenario_<o>``; the
     first in scoring.toml's order on a tie) against that scenario's true change, over the
-    residents whose best scenario is judged. ``scenarios``: the three most printed, with their
-    shares."""
+    residents whose best scenario is judged; its column ``scenarios`` names the three most
+    printed, with their shares."""
     min_drop = max(min_drop, 1e-12)
     rows_out = []
     for o in outcomes:

@@ -25,7 +25,7 @@ from scoring.contracts import (
     explanations_add_up,
     scores_schema,
 )
-from scoring.selection import REASONS, names_values_to_verify
+from scoring.selection import DETAIL_CODES, REASONS, names_values_to_verify
 
 __all__ = [
     "SELECTION_SCHEMA",
@@ -152,9 +152,7 @@ SELECTION_SCHEMA = pa.DataFrameSchema(
 VERIFY_SCHEMA = pa.DataFrameSchema(
     {
         "pseudonym": pa.Column("string", coerce=True),
-        "reason_detail": pa.Column(
-            "string", pa.Check.str_matches(r"^[a-z_]+:[a-z0-9_]+(,[a-z_]+:[a-z0-9_]+)*$")
-        ),
+        "reason_detail": pa.Column("string", pa.Check.str_matches(DETAIL_CODES)),
     },
     strict=True,
     unique=["pseudonym"],

@@ -9,6 +9,7 @@ forecasts against the trees', and the size target (not met: see the xfail reason
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -89,8 +90,18 @@ def test_a_letter_is_judged_on_the_scenario_it_prints():
     assert m["whatif_letter.diabetes.mae_ratio_binned"] == pytest.approx(d["mae_ratio_binned"])
 
 
+class WardTables(NamedTuple):
+    """The small ward's judgement: the shipped engine's cells, their MLflow scalars and its
+    letters' table; the cells of the same engine without its value forecasts (trees)."""
+
+    cells: pd.DataFrame
+    metrics: dict[str, float]
+    trees: pd.DataFrame
+    letters: pd.DataFrame
+
+
 @pytest.fixture(scope="module")
-def whatif_table(tmp_path_factory):
+def whatif_table(tmp_path_factory) -> WardTables:
     from data.store import read_checkups
     from features.build import FeatureConfig
     from kenshin.commands import read_truth
@@ -126,14 +137,16 @@ def whatif_table(tmp_path_factory):
         assert report is not None
         tables[name] = report
     shipped, trees = tables["shipped"], tables["trees"]
-    return shipped.table.table, shipped.metrics, trees.table.table, shipped.letters.table
+    return WardTables(
+        shipped.table.table, shipped.metrics, trees.table.table, shipped.letters.table
+    )
 
 
 def test_table_has_every_scenario_and_outcome(whatif_table):
     from data.columns import OUTCOMES
     from scoring.score import load_scoring_config
 
-    table, metrics, _, letters = whatif_table
+    table, metrics, letters = whatif_table.cells, whatif_table.metrics, whatif_table.letters
     assert tuple(table.columns) == COLUMNS
     keys = load_scoring_config().scenario_keys
     assert len(table) == len(keys) * len(OUTCOMES)
@@ -155,7 +168,7 @@ def test_letters_table_judges_what_the_cells_offer(whatif_table):
     the printed what-if lowers the risk and keeps the sign target."""
     from data.columns import OUTCOMES
 
-    table, _, _, letters = whatif_table
+    table, letters = whatif_table.cells, whatif_table.letters
     assert tuple(letters.columns) == LETTER_COLUMNS
     assert list(letters["outcome"]) == list(OUTCOMES)
     offers = table.groupby("outcome")["n_offered"].agg(["sum", "max"])
@@ -179,7 +192,7 @@ def test_sign_target_is_met_where_the_true_effect_points_one_way(whatif_table):
     """Sign agreement ≥ 0.95 in every cell with ≥ 10 material true changes, for every scenario
     whose latent effects all lower risk (not :data:`MIXED`; on a 40,000-resident ward
     less_alcohol × MetS misses it, 0.90)."""
-    table, _, _, _ = whatif_table
+    table = whatif_table.cells
     judged = table[(table["n_material"] >= 10) & ~table["scenario"].isin(MIXED)]
     assert len(judged) >= 5, table
     bad = judged[judged["sign_agreement"] < TARGETS["sign_agreement"]]
@@ -192,7 +205,7 @@ def test_size_floor_weight_loss_and_metabolic_syndrome(whatif_table):
     (waist in メタボ) the model's change is of the right size — binned error below the mean
     true change itself — and every offered cell's mean true change is negative (the model
     never offers a change the truth says is harmful on average) outside :data:`MIXED`."""
-    table, _, _, _ = whatif_table
+    table = whatif_table.cells
     t = table.set_index(["scenario", "outcome"])
     assert t.loc[("weight_loss_3kg", "metabolic_syndrome"), "mae_ratio_binned"] <= 1.0
     offered = table[(table["n_offered"] >= 30) & ~table["scenario"].isin(MIXED)]
@@ -209,7 +222,7 @@ def test_reading_through_the_forecasts_comes_nearer_the_true_change(whatif_table
     from models.config import FORECAST_ITEMS
     from scoring.whatif_liability import forecast_outcomes
 
-    table, _, trees, _ = whatif_table
+    table, trees = whatif_table.cells, whatif_table.trees
     read = forecast_outcomes(OUTCOMES, FORECAST_ITEMS)
     shipped = table[table["n_offered"] >= 30]
     via = shipped["outcome"].isin(read)
@@ -244,7 +257,7 @@ def test_reading_through_the_forecasts_comes_nearer_the_true_change(whatif_table
     "not move, urine protein is not forecast)",
 )
 def test_size_target_is_met(whatif_table):
-    table, _, _, _ = whatif_table
+    table = whatif_table.cells
     judged = table.dropna(subset=["mae_ratio_binned"])
     judged = judged[judged["n_offered"] >= 30]
     share = (judged["mae_ratio_binned"] <= TARGETS["mae_ratio_binned"]).mean()
