@@ -9,7 +9,7 @@ a year. So under a scenario next year's distribution of item k moves by the same
 chance of the outcome goes from P to P′. Its log-odds change ``logit(P′) − logit(P)`` is the
 what-if of a threshold outcome, learned from the items' values over every checkup, where the
 classifier's response to a moved lab is learned from its events only (a few hundred on a small
-ward) and flattened by the trees (README, "The what-if through the forecasts").
+ward) and flattened by the trees (docs/models.md §The what-if through the forecasts).
 
 A forecast's distribution is the piecewise normal through its three quantiles (each side of
 the middle one its own spread), so the quantiles are reproduced exactly. The items of one
@@ -52,7 +52,8 @@ class Cut:
 
 #: Outcome → its criteria as cuts, from the outcome declarations. Metabolic syndrome (waist
 #: and two of three components) is not read this way: through the forecasts, taken as
-#: independent, its what-if came out 1.4-2.6 × the true change on the demo ward (README).
+#: independent, its what-if came out 1.4-2.6 × the true change on the demo ward
+#: (docs/models.md §The what-if through the forecasts).
 _ANY_CUTS: dict[str, tuple[Cut, ...]] = {}
 for _o in OUTCOME_DECLARATIONS:
     if _o.rule == "any":

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ("contract", "domain", "architecture")
+DOCS = ("contract", "domain", "architecture", "models")
 SKIP_DIRS = {".venv", ".tools", ".git", "work", "node_modules", "__pycache__"}
 POINTER = re.compile(
-    r"docs/(contract|domain|architecture)\.md"  # the document
+    r"docs/(contract|domain|architecture|models)\.md"  # the document
     r"((?:[ ,]*(?:and )?§[^,.;:)\]\n`]+)+)"  # one or more §Section, up to punctuation
 )
 OUTSIDE = re.compile(r"\bspec ?§|(?<!docs/)\bdomain\.md|CALIBRATION_SOURCES|shared/notes/")

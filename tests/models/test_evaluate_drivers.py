@@ -81,8 +81,8 @@ def test_run_reports_agreement_with_both_truths(trained):
     # Against the truth attributed to what the model sees, the issue's ≥ 80 % of high-risk
     # residents with a true driver among the top 3 (demo ward: 0.96-1.00), within a few points
     # of the constant guess. Not asserted: above it — the outcome's own item is a true driver of
-    # nearly every high-risk resident, so the constant can only be tied (README, "Driver
-    # agreement").
+    # nearly every high-risk resident, so the constant can only be tied
+    # (docs/models.md §Driver agreement).
     high = s["driver_observed_high_any"]
     assert (high >= 0.8).all(), high
     assert (high >= s["driver_observed_high_any_baseline"] - 0.05).all(), high
