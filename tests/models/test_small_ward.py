@@ -12,8 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from features.declarations import categorical_features, feature_names, monotone_constraints
+from models.baselines import POINT_ITEMS
 from models.calibration import fit_calibrator
 from models.config import ModelConfig
+from models.train import out_of_fold_raw
 
 pytestmark = pytest.mark.xdist_group("small_ward")
 
@@ -59,6 +62,8 @@ def test_default_config_has_no_lightgbm_below_100_events(ward):
     assert max(events.values()) < 100  # the ward is small: every outcome is below the bar
     engine, data, report = _train(ward, config)
     assert engine.boosters == {}
+    names = feature_names()
+    mono = monotone_constraints(names)
     lr = {o for o, e in events.items() if e >= config.min_events_fallback}
     off = set(events) - lr
     assert lr and off  # both kinds on this ward
@@ -69,12 +74,17 @@ def test_default_config_has_no_lightgbm_below_100_events(ward):
         assert engine.members[o].linear is not None
         p = engine.predict_outcome(data.outcomes[o].X[:50], o)
         assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
-        # Its slope comes from the validation year; its mean risk from the training and
-        # validation years together (a validation year of a small ward has a few events).
+        # Its slope comes from out-of-fold scores over the training and validation years, its
+        # mean risk from those years' rate (a validation year of a small ward has a few events).
         s, m = data.outcomes[o], engine.members[o]
         (Xt, yt), (Xv, yv) = s.part("train", copies=True), s.part("val", copies=True)
         kt, kv = s.scored(Xt, yt), s.scored(Xv, yv)
-        assert m.calibrator.b == fit_calibrator(m.linear.raw(Xv)[kv], yv[kv], "sigmoid").b
+        clinical = {names.index(n) for n in POINT_ITEMS[o]}
+        items = POINT_ITEMS[o] if set(m.linear.owner) <= clinical else None
+        pool, oof = out_of_fold_raw(s, config, names, categorical_features(), mono, items)
+        assert (pool == np.isin(s.split, ["train", "val"])).all() and np.isfinite(oof).all()
+        kp = s.scored(s.X[pool], s.y[pool])
+        assert m.calibrator.b == fit_calibrator(oof[kp], s.y[pool][kp], "sigmoid").b
         both = np.concatenate([m.linear.raw(Xt)[kt], m.linear.raw(Xv)[kv]])
         rate = np.concatenate([yt[kt], yv[kv]]).mean()
         assert m.calibrator(both).mean() == pytest.approx(rate, abs=1e-9)
@@ -167,3 +177,42 @@ def test_every_outcome_too_small_is_bad_input(ward):
     config = ModelConfig(forecasts=False, min_events=10_000, small_outcome="off")
     with pytest.raises(NotEnoughDataError, match="no outcome has enough events"):
         train_engine(ward.features, ward.labels, config)
+
+
+def _logistic_rows(rng, n: int, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose diabetes log-odds are linear in HbA1c and fasting glucose (about 2 % met)."""
+    X = np.full((n, len(names)), np.nan)
+    hba1c, fpg = rng.normal(5.6, 0.4, n), rng.normal(95.0, 10.0, n)
+    X[:, names.index("hba1c")], X[:, names.index("fpg")] = hba1c, fpg
+    X[:, names.index("age")], X[:, names.index("sex")] = rng.integers(40, 75, n), 1 + (n % 2)
+    z = -4.6 + 1.2 * (hba1c - 5.6) / 0.4 + 0.8 * (fpg - 95.0) / 10.0
+    return X, (rng.random(n) < 1 / (1 + np.exp(-z))).astype("float64")
+
+
+def test_the_small_ward_slope_is_steadier_from_out_of_fold_scores():
+    """A small ward's validation year has a few events, so a calibration slope fitted on it
+    alone scatters; fitted on out-of-fold scores over the training and validation years it is
+    nearer the slope the same member shows on a large fresh sample (8 wards of 4,000 training
+    and 800 validation rows, about 16 validation events each)."""
+    import pandas as pd
+
+    from models.train import OutcomeSet, fit_fallback
+
+    names, cats = feature_names(), categorical_features()
+    mono, config = monotone_constraints(names), ModelConfig(forecasts=False)
+    err_oof, err_val = [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        X, y = _logistic_rows(rng, 4_800, names)
+        split = np.array(["train"] * 4_000 + ["val"] * 800, dtype=object)
+        keys = pd.DataFrame({"pseudonym": [f"p{seed}-{i}" for i in range(4_800)],
+                             "fiscal_year": np.where(split == "train", 2022, 2023)})  # fmt: skip
+        data = OutcomeSet("diabetes", X, y, keys, split)
+        member, _, _ = fit_fallback(data, config, names, cats, mono)
+        Xf, yf = _logistic_rows(rng, 200_000, names)
+        reference = fit_calibrator(member.linear.raw(Xf), yf, "sigmoid").b
+        val_only = fit_calibrator(member.linear.raw(X[4_000:]), y[4_000:], "sigmoid").b
+        err_oof.append(abs(member.calibrator.b - reference))
+        err_val.append(abs(val_only - reference))
+    # measured: mean error 0.087 against 0.134
+    assert np.mean(err_oof) < 0.8 * np.mean(err_val), (err_oof, err_val)
