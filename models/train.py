@@ -821,8 +821,9 @@ def out_of_fold_raw(
 
     Why: fitted on the validation year alone, a small ward's calibration slope rests on 7-16
     events. On eight 10k wards, diabetes's mean risk over the fully measured test rows went
-    from 0.66-1.18 × the true risk to 0.79-1.17 (docs/models.md §Calibrated on the rows a
-    member scores). Measured rows only: the masked copies have no person to group them by.
+    from 0.66-1.18 × the true risk to 0.79-1.17
+    (docs/models.md §Calibrated on the rows a member scores). Measured rows only: the masked
+    copies have no person to group them by.
     """
     pool = np.isin(data.split, ["train", "val"])
     X, y = data.X[pool], data.y[pool]
