@@ -73,7 +73,8 @@ class LGBMParams:
     #: every leaf stays on its side of the two children's midpoint, which flattens the model in
     #: those features, and its what-if change came out too small. "intermediate" bounds a leaf
     #: only by the leaves it must not cross: still monotone, +8 what-if cells over five wards,
-    #: AUC-to-oracle unchanged on average (docs/models.md §Monotone constraints that do not flatten).
+    #: AUC-to-oracle unchanged on average
+    #: (docs/models.md §Monotone constraints that do not flatten).
     monotone_method: Literal["basic", "intermediate", "advanced"] = "intermediate"
 
     def native(self, objective: str, **extra: Any) -> dict[str, Any]:

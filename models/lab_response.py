@@ -48,8 +48,8 @@ fiscal years only), comparing each person with themselves:
   move of Δz is read back through the quantile function around the score the resident's value
   is expected to have next year (this year's × the item's year-to-year correlation): larger
   where the item's distribution is stretched out. Measured against the synthetic wards' true
-  counterfactual (docs/models.md §A lab moves by a share of its spread): a move in recorded units, the same at every level, was too small
-  exactly where a resident is near a threshold.
+  counterfactual: a move in recorded units, the same at every level, was too small exactly
+  where a resident is near a threshold (docs/models.md §A lab moves by a share of its spread).
 
 The tables hold coefficients and quantiles only (no rows, no identifiers). :func:`lab_shift`
 applies them to an edited checkup frame; :data:`GRID` and :func:`grid_split` say how a value

@@ -7,7 +7,8 @@ low-risk regions a tree ensemble is flat, so the same habit appears to do almost
 On the synthetic wards' true counterfactuals the change is close to a constant shift of the
 log-odds (a liability-threshold outcome: the habit moves the mean of the item whose threshold
 defines the outcome), and the trees' per-resident change was the opposite shape: too large at
-high risk, ten times too small at low risk (docs/models.md §What-if against the true counterfactual).
+high risk, ten times too small at low risk
+(docs/models.md §What-if against the true counterfactual).
 
 So the engine carries, per scenario × outcome × dose, the *information-weighted mean log-odds
 change* of its own per-resident what-if over a training year's residents (weights p·(1 − p),
