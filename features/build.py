@@ -8,7 +8,9 @@ trained on these rows sees exactly what a scorer would see on the day of the che
   an item not measured this time is missing, and LightGBM handles missing);
 * history: ``<item>_change`` = index value − value at the previous checkup; ``<item>_slope`` =
   least-squares slope per year over the last ``slope_window`` (≤3) checkups' non-missing values,
-  against ``exam_date`` in years (≥2 points with distinct dates, else missing);
+  against ``exam_date`` in years (≥2 points with distinct dates, else missing); history levels
+  of noisy items (urine protein at the previous checkup and the highest of the last 3, eGFR's
+  mean of the last 3: features.declarations ``HISTORY_LEVELS``);
   ``n_prior_checkups``, ``years_since_previous``;
 * judgements (data.judgements): メタボ判定 and 階層化 as ordered levels, 判定値 flags;
 * derived: 純アルコール g/day (docs/domain.md §Alcohol and smoking), risky drinking, current smoker.
@@ -29,7 +31,13 @@ import pandas as pd
 
 from data import judgements as jd
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
-from features.declarations import CHANGE_ITEMS, DECLARATIONS, KEYS, feature_names
+from features.declarations import (
+    CHANGE_ITEMS,
+    DECLARATIONS,
+    HISTORY_LEVELS,
+    KEYS,
+    feature_names,
+)
 
 __all__ = [
     "ALCOHOL_AMOUNT_GO",
@@ -165,6 +173,22 @@ def _lag(x: np.ndarray, k: int, same: np.ndarray) -> np.ndarray:
     return out
 
 
+def _history_level(y: np.ndarray, same: dict[int, np.ndarray], how: str) -> np.ndarray:
+    """``how`` ("previous", "max", "mean") of ``y`` over the index checkup and the two before it
+    (measured values only), missing where ``y`` is (features.declarations HISTORY_LEVELS)."""
+    lags = np.vstack([y, _lag(y, 1, same[1]), _lag(y, 2, same[2])])
+    if how == "previous":
+        out = lags[1]
+    elif how == "max":
+        out = np.fmax.reduce(lags, axis=0)
+    elif how == "mean":
+        measured = ~np.isnan(lags)
+        out = np.where(measured, lags, 0.0).sum(axis=0) / np.maximum(measured.sum(axis=0), 1)
+    else:  # pragma: no cover - a declaration bug
+        raise ValueError(f"unknown history level {how!r}")
+    return np.where(np.isnan(y), np.nan, out)
+
+
 def _same_person(person: np.ndarray, k: int) -> np.ndarray:
     same = np.zeros(len(person), dtype=bool)
     same[k:] = person[k:] == person[:-k]
@@ -288,6 +312,8 @@ def build_features(
         y_lags = [y] + [_lag(y, k, same[k]) for k in range(1, config.slope_window)]
         cols[f"{item}_change"] = y - _lag(y, 1, same[1])
         cols[f"{item}_slope"] = _slope(y_lags, x_lags)
+    for name, item, how in HISTORY_LEVELS:
+        cols[name] = _history_level(values[item], same, how)
 
     mets = as_float(jd.metabolic_syndrome(df, nonfasting_tg_cut=config.nonfasting_tg_cut))
     cols["mets_level"] = pd.Series(mets).map(METS_LEVELS).to_numpy(dtype="float64")

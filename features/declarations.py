@@ -59,6 +59,7 @@ __all__ = [
     "CODE_JA",
     "DECLARATIONS",
     "FEATURE_SET_VERSION",
+    "HISTORY_LEVELS",
     "ITEMS",
     "ITEM_KEYS",
     "KEYS",
@@ -242,6 +243,22 @@ CHANGE_ITEMS = (
     "tg", "hdl", "ldl", "alt", "ggt", "egfr",
 )  # fmt: skip
 
+#: History levels (直近の経過) of items whose one reading is noisy: a dipstick's persistence
+#: (前回の尿蛋白, 直近3回の最大) and eGFR smoothed over the last ≤3 checkups (直近3回の平均).
+#: (feature, item, how): "previous" the value at the previous checkup, "max" / "mean" over the
+#: index checkup and the two before it (measured values only). Missing when the item was not
+#: measured at the index checkup, like ``<item>_change``.
+HISTORY_LEVELS: tuple[tuple[str, str, str], ...] = (
+    ("urine_protein_prev", "urine_protein", "previous"),
+    ("urine_protein_max3", "urine_protein", "max"),
+    ("egfr_mean3", "egfr", "mean"),
+)
+_HISTORY_TEXT = {
+    "previous": ("{desc} at the previous checkup", "前回の{ja}"),
+    "max": ("{desc}: highest of the last ≤3 checkups", "{ja}(直近3回の最大)"),
+    "mean": ("{desc}: mean of the last ≤3 checkups", "{ja}(直近3回の平均)"),
+}
+
 #: 判定値 flags of data.judgements.threshold_flags: (item, 日本語, sources).
 _FLAGS: list[tuple[str, str, tuple[str, ...]]] = [
     ("sbp", "収縮期血圧", ("sbp",)),
@@ -306,6 +323,17 @@ def _build() -> tuple[FeatureDecl, ...]:
                 f"{desc}: least-squares slope per year over the last ≤3 checkups",
                 f"{ja}の年間変化(直近3回)", f"{unit}/year", "numeric", False, (item, "exam_date"),
                 monotone=_CHANGE_MONOTONE.get(item, 0), scenario_tags=tags, group="slope",
+            )
+        )  # fmt: skip
+    built = {d.name: d for d in out}
+    for name, item, how in HISTORY_LEVELS:
+        source = built[item]
+        desc, ja = _HISTORY_TEXT[how]
+        out.append(
+            FeatureDecl(
+                name, desc.format(desc=source.description.split(":")[0].split(",")[0]),
+                ja.format(ja=source.ja), source.unit, source.kind, False, (item, "exam_date"),
+                allowed=source.allowed, group="history",
             )
         )  # fmt: skip
     out += [
@@ -478,9 +506,10 @@ ITEMS: tuple[ClinicalItem, ...] = (
     ClinicalItem("ast", "AST", "AST(GOT)", ("ast",), show=("ast",)),
     ClinicalItem("alt", "ALT", "ALT(GPT)", ("alt",), show=("alt",), change="alt_change"),
     ClinicalItem("ggt", "gamma-GT", "γ-GT", ("ggt",), show=("ggt",), change="ggt_change"),
-    ClinicalItem("kidney", "Kidney function (eGFR)", "腎機能(eGFR)", ("egfr", "creatinine"),
+    ClinicalItem("kidney", "Kidney function (eGFR)", "腎機能(eGFR)", ("egfr", "creatinine", "egfr_mean3"),
                  show=("egfr",), change="egfr_change"),
-    ClinicalItem("urine_protein", "Urine protein", "尿蛋白", ("urine_protein",),
+    ClinicalItem("urine_protein", "Urine protein", "尿蛋白",
+                 ("urine_protein", "urine_protein_prev", "urine_protein_max3"),
                  show=("urine_protein",)),
     ClinicalItem("urine_glucose", "Urine glucose", "尿糖", ("urine_glucose",),
                  show=("urine_glucose",)),

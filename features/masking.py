@@ -6,7 +6,8 @@ only when triggered. :func:`masked_columns` answers "what would the feature row 
 these items not been measured at the index checkup?" exactly as
 :func:`features.build.build_features` would build it from such a checkup:
 
-* the latest value and ``<item>_change`` are missing;
+* the latest value, ``<item>_change`` and its history levels (``urine_protein_max3`` …) are
+  missing;
 * ``<item>_slope`` is the slope over the earlier checkups of the window only: with the default
   3-checkup window, the previous index row's change divided by its ``years_since_previous``
   (when that row is the checkup just before; otherwise — two checkups in the index year, or a
@@ -37,7 +38,7 @@ from features.build import (
     _derived,  # the builder's own derivation, so a masked row is derived exactly alike
     as_float,
 )
-from features.declarations import CHANGE_ITEMS, DECLARATIONS, feature_names
+from features.declarations import CHANGE_ITEMS, DECLARATIONS, HISTORY_LEVELS, feature_names
 
 __all__ = [
     "GLUCOSE_PATTERNS",
@@ -133,6 +134,9 @@ def masked_columns(
     for item in history:
         out.loc[r, f"{item}_change"] = np.nan
         out.loc[r, f"{item}_slope"] = slopes.loc[r, f"{item}_slope"]
+    for name, item, _ in HISTORY_LEVELS:
+        if item in items:
+            out.loc[r, name] = np.nan
     judged = [c for c in cols if c in _JUDGED or c in _DERIVED or c.startswith("flag_")]
     if judged:
         checkup = features.loc[r, [c for c in features.columns if c in names]].copy()

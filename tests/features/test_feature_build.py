@@ -177,6 +177,31 @@ def test_change_and_slope_hand_computed():
     assert r2["age"] == 63
 
 
+def test_history_levels_of_noisy_items_hand_computed():
+    """A dipstick's persistence and a smoothed eGFR: over the index checkup and the two before
+    it, measured values only, missing when the index checkup did not measure the item; never
+    from another person's checkups."""
+    one = _history()
+    one["urine_protein"] = pd.array([4, 1, 2], dtype="Int8")  # ++, −, ±
+    one["egfr"] = [58.0, np.nan, 64.0]
+    two = _history().iloc[[0, 1]].copy()
+    two["pseudonym"] = pd.array([pseudonym(43)] * 2, dtype="string")
+    two["urine_protein"] = pd.array([1, pd.NA], dtype="Int8")
+    two["egfr"] = [90.0, 88.0]
+    out = build_features(pd.concat([one, two], ignore_index=True))
+    a = out[out["pseudonym"] == pseudonym(42)].set_index("fiscal_year")
+    assert pd.isna(a.loc[2021, "urine_protein_prev"]) and a.loc[2021, "urine_protein_max3"] == 4
+    assert a.loc[2022, "urine_protein_prev"] == 4 and a.loc[2022, "urine_protein_max3"] == 4
+    assert a.loc[2024, "urine_protein_prev"] == 1 and a.loc[2024, "urine_protein_max3"] == 4
+    assert a.loc[2021, "egfr_mean3"] == 58.0
+    assert np.isnan(a.loc[2022, "egfr_mean3"])  # not measured at that checkup
+    assert a.loc[2024, "egfr_mean3"] == pytest.approx(61.0)  # 58 and 64; the gap skipped
+    b = out[out["pseudonym"] == pseudonym(43)].set_index("fiscal_year")
+    assert pd.isna(b.loc[2021, "urine_protein_prev"])  # the first checkup: none of 42's
+    assert pd.isna(b.loc[2022, "urine_protein_max3"])  # not measured
+    assert b.loc[2021, "urine_protein_max3"] == 1 and b.loc[2022, "egfr_mean3"] == 89.0
+
+
 def test_slope_window_two_uses_only_the_last_two_checkups():
     out = build_features(_history(), FeatureConfig(slope_window=2)).set_index("fiscal_year")
     d = pd.to_datetime(["2022-06-01", "2024-05-31"])

@@ -76,7 +76,15 @@ def test_masked_features_are_what_the_builder_gives(ward_and_truth):
     keys = pd.MultiIndex.from_frame(features.loc[rows, ["pseudonym", "exam_date"]])
     hit = pd.MultiIndex.from_frame(checkups[["pseudonym", "exam_date"]]).isin(keys)
     answers = ("q_smoking", "q_alcohol_freq", "q_alcohol_amount")
-    for items in (("hba1c",), ("fpg", "hba1c"), ("creatinine", "egfr"), ("q_med_bp",), answers):
+    urine = ("urine_glucose", "urine_protein")
+    for items in (
+        ("hba1c",),
+        ("fpg", "hba1c"),
+        ("creatinine", "egfr"),
+        ("q_med_bp",),
+        answers,
+        urine,
+    ):
         masked = masked_columns(features, items, rows)
         without = checkups.copy()
         for item in items:
