@@ -106,6 +106,12 @@ class FeatureConfig:
         if self.slope_window not in (2, 3):
             raise ValueError(f"slope_window must be 2 or 3 checkups, got {self.slope_window}")
 
+    @property
+    def lookback(self) -> int:
+        """Checkups (index included) any feature reads: the slope's window, and the three of
+        the history levels (features.declarations ``HISTORY_LEVELS``)."""
+        return max(self.slope_window, HISTORY_WINDOW)
+
 
 def as_float(s: pd.Series) -> np.ndarray:
     """Series (nullable int, float, object) as float64 with NaN for missing."""
@@ -173,10 +179,14 @@ def _lag(x: np.ndarray, k: int, same: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Checkups (index included) a history level reads.
+HISTORY_WINDOW = 3
+
+
 def _history_level(y: np.ndarray, same: dict[int, np.ndarray], how: str) -> np.ndarray:
     """``how`` ("previous", "max", "mean") of ``y`` over the index checkup and the two before it
     (measured values only), missing where ``y`` is (features.declarations HISTORY_LEVELS)."""
-    lags = np.vstack([y, _lag(y, 1, same[1]), _lag(y, 2, same[2])])
+    lags = np.vstack([y] + [_lag(y, k, same[k]) for k in range(1, HISTORY_WINDOW)])
     if how == "previous":
         out = lags[1]
     elif how == "max":

@@ -773,16 +773,16 @@ def scenario_features(
     on its normal score through ``lab_scale``), and a move between two recorded HbA1c values
     is read at both (:class:`ScenarioRows`).
 
-    Only the last ``slope_window`` checkups can move a feature (changes and slopes look back at
-    most that far), so the rebuilt history is cut there and ``n_prior_checkups`` is copied from
-    the unchanged features.
+    Only the last ``config.lookback`` checkups can move a feature (changes, slopes and history
+    levels look back at most that far), so the rebuilt history is cut there and
+    ``n_prior_checkups`` is copied from the unchanged features.
     """
     index = index_rows(index)
     applies = scenario_applies(base, scenario)
     who = index.loc[applies]
     if who.empty:
         return ScenarioRows(applies, base.iloc[:0])
-    hist = _recent_history(history, who, config.slope_window)
+    hist = _recent_history(history, who, config.lookback)
     last = np.r_[hist["pseudonym"].to_numpy()[1:] != hist["pseudonym"].to_numpy()[:-1], True]
     edited = apply_scenario(hist.loc[last], scenario)
     split = None

@@ -146,6 +146,23 @@ def test_scenarios_move_every_feature_towards_lower_risk(ward_engine):
     assert mixed > 0  # habits move HbA1c by less than its 0.1 % resolution
 
 
+def test_a_shorter_slope_window_still_rebuilds_every_history_feature(ward_engine):
+    """The scenario rebuilds features from the last checkups only; with a 2-checkup slope the
+    history levels still read three (FeatureConfig.lookback), so nothing undeclared moves."""
+    from features.build import FeatureConfig
+    from scoring.score import index_features, load_scoring_config, scenario_features
+
+    ward, engine = ward_engine
+    fc = FeatureConfig(slope_window=2)
+    base = index_features(ward.history, ward.index, fc)
+    sc = {s.key: s for s in load_scoring_config().scenarios}["exercise"]
+    applies, feats = scenario_features(ward.history, ward.index, base, sc, fc)
+    before = base.loc[applies, engine.feature_names].reset_index(drop=True)
+    after = feats[engine.feature_names].reset_index(drop=True)
+    assert before["urine_protein_max3"].notna().any()
+    _assert_moves_towards_lower_risk(sc.key, before, after)
+
+
 def _assert_moves_towards_lower_risk(key, before, after):
     direction = {d.name: d.monotone for d in DECLARATIONS}
     for name in before.columns:
