@@ -10,7 +10,8 @@ trained on these rows sees exactly what a scorer would see on the day of the che
   least-squares slope per year over the last ``slope_window`` (≤3) checkups' non-missing values,
   against ``exam_date`` in years (≥2 points with distinct dates, else missing); history levels
   of noisy items (urine protein at the previous checkup and the highest of the last 3, eGFR's
-  mean of the last 3: features.declarations ``HISTORY_LEVELS``);
+  mean of the last 3: features.declarations ``HISTORY_LEVELS``); ``<item>_recent`` of HbA1c and
+  fasting glucose: the index value, else the previous checkup's (``RECENT_ITEMS``);
   ``n_prior_checkups``, ``years_since_previous``;
 * judgements (data.judgements): メタボ判定 and 階層化 as ordered levels, 判定値 flags;
 * derived: 純アルコール g/day (docs/domain.md §Alcohol and smoking), risky drinking, current smoker.
@@ -36,6 +37,7 @@ from features.declarations import (
     DECLARATIONS,
     HISTORY_LEVELS,
     KEYS,
+    RECENT_ITEMS,
     feature_names,
 )
 
@@ -322,6 +324,9 @@ def build_features(
         y_lags = [y] + [_lag(y, k, same[k]) for k in range(1, config.slope_window)]
         cols[f"{item}_change"] = y - _lag(y, 1, same[1])
         cols[f"{item}_slope"] = _slope(y_lags, x_lags)
+    for item in RECENT_ITEMS:
+        y = values[item]
+        cols[f"{item}_recent"] = np.where(np.isnan(y), _lag(y, 1, same[1]), y)
     for name, item, how in HISTORY_LEVELS:
         cols[name] = _history_level(values[item], same, how)
 

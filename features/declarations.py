@@ -63,6 +63,7 @@ __all__ = [
     "ITEMS",
     "ITEM_KEYS",
     "KEYS",
+    "RECENT_ITEMS",
     "ClinicalItem",
     "FeatureDecl",
     "categorical_features",
@@ -253,6 +254,10 @@ HISTORY_LEVELS: tuple[tuple[str, str, str], ...] = (
     ("urine_protein_max3", "urine_protein", "max"),
     ("egfr_mean3", "egfr", "mean"),
 )
+#: Items whose value at the previous checkup stands in when the index checkup did not measure
+#: them (前回値): ``<item>_recent``. A facility or a year without HbA1c (or fasting glucose)
+#: then still shows the resident's last reading, as a nurse would look it up.
+RECENT_ITEMS: tuple[str, ...] = ("hba1c", "fpg")
 _HISTORY_TEXT = {
     "previous": ("{desc} at the previous checkup", "前回の{ja}"),
     "max": ("{desc}: highest of the last ≤3 checkups", "{ja}(直近3回の最大)"),
@@ -326,6 +331,16 @@ def _build() -> tuple[FeatureDecl, ...]:
             )
         )  # fmt: skip
     built = {d.name: d for d in out}
+    for item in RECENT_ITEMS:
+        source = built[item]
+        out.append(
+            FeatureDecl(
+                f"{item}_recent", f"{source.description.split(',')[0]}: at the index checkup, "
+                "else at the previous checkup", f"{source.ja}(今回、未測定なら前回)", source.unit, "numeric",
+                False, (item, "exam_date"), monotone=source.monotone,
+                scenario_tags=source.scenario_tags, group="history",
+            )
+        )  # fmt: skip
     for name, item, how in HISTORY_LEVELS:
         source = built[item]
         desc, ja = _HISTORY_TEXT[how]
@@ -490,8 +505,10 @@ ITEMS: tuple[ClinicalItem, ...] = (
     ClinicalItem("sex", "Sex", "性別", ("sex",), show=("sex",)),
     ClinicalItem("history", "Checkup history", "健診の受診歴",
                  ("n_prior_checkups", "years_since_previous"), show=("n_prior_checkups",)),
-    ClinicalItem("hba1c", "HbA1c", "HbA1c", ("hba1c",), show=("hba1c",), change="hba1c_change"),
-    ClinicalItem("glucose", "Blood glucose", "血糖", ("fpg", "random_glucose", "flag_glucose"),
+    ClinicalItem("hba1c", "HbA1c", "HbA1c", ("hba1c", "hba1c_recent"), show=("hba1c",),
+                 change="hba1c_change"),
+    ClinicalItem("glucose", "Blood glucose", "血糖",
+                 ("fpg", "random_glucose", "flag_glucose", "fpg_recent"),
                  show=("fpg", "random_glucose"), change="fpg_change"),
     ClinicalItem("blood_pressure", "Blood pressure", "血圧", ("sbp", "dbp"),
                  show=("sbp", "dbp"), change="sbp_change", joint=True),

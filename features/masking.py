@@ -7,7 +7,8 @@ these items not been measured at the index checkup?" exactly as
 :func:`features.build.build_features` would build it from such a checkup:
 
 * the latest value, ``<item>_change`` and its history levels (``urine_protein_max3`` …) are
-  missing;
+  missing; ``<item>_recent`` is the previous checkup's value (when the previous index row is
+  that checkup);
 * ``<item>_slope`` is the slope over the earlier checkups of the window only: with the default
   3-checkup window, the previous index row's change divided by its ``years_since_previous``
   (when that row is the checkup just before; otherwise — two checkups in the index year, or a
@@ -38,7 +39,13 @@ from features.build import (
     _derived,  # the builder's own derivation, so a masked row is derived exactly alike
     as_float,
 )
-from features.declarations import CHANGE_ITEMS, DECLARATIONS, HISTORY_LEVELS, feature_names
+from features.declarations import (
+    CHANGE_ITEMS,
+    DECLARATIONS,
+    HISTORY_LEVELS,
+    RECENT_ITEMS,
+    feature_names,
+)
 
 __all__ = [
     "GLUCOSE_PATTERNS",
@@ -102,6 +109,29 @@ def _previous_slopes(features: pd.DataFrame, items: list[str], window: int) -> p
     return out
 
 
+def _previous_values(features: pd.DataFrame, items: list[str]) -> pd.DataFrame:
+    """Each row's ``items`` at the checkup just before it (the previous index row, when it is
+    that checkup), as ``<item>_recent`` reads them when the index value is missing."""
+    out = pd.DataFrame(np.nan, index=features.index, columns=items)
+    if not items or not len(features):
+        return out
+    pid = pd.factorize(features["pseudonym"].astype("string"), sort=False)[0]
+    years = features["exam_date"].to_numpy("datetime64[ns]").astype("int64") / (
+        86_400e9 * DAYS_PER_YEAR
+    )
+    order = np.lexsort((years, pid))
+    p, y = pid[order], years[order]
+    gap = as_float(features["years_since_previous"])[order]
+    prev = np.r_[0, np.arange(len(order) - 1)]
+    ok = np.r_[False, p[1:] == p[:-1]] & (np.abs((y - gap) - y[prev]) < 1e-6)
+    for item in items:
+        value = as_float(features[item])[order]
+        col = np.empty(len(order))
+        col[order] = np.where(ok, value[prev], np.nan)
+        out[item] = col
+    return out
+
+
 def masked_columns(
     features: pd.DataFrame,
     items: Iterable[str],
@@ -137,6 +167,11 @@ def masked_columns(
     for name, item, _ in HISTORY_LEVELS:
         if item in items:
             out.loc[r, name] = np.nan
+    recent = [i for i in items if i in RECENT_ITEMS]
+    if recent:
+        before = _previous_values(features, recent)
+        for item in recent:
+            out.loc[r, f"{item}_recent"] = before.loc[r, item]
     judged = [c for c in cols if c in _JUDGED or c in _DERIVED or c.startswith("flag_")]
     if judged:
         checkup = features.loc[r, [c for c in features.columns if c in names]].copy()

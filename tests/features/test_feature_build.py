@@ -202,6 +202,24 @@ def test_history_levels_of_noisy_items_hand_computed():
     assert b.loc[2021, "urine_protein_max3"] == 1 and b.loc[2022, "egfr_mean3"] == 89.0
 
 
+def test_recent_glucose_values_stand_in_for_one_not_measured():
+    """``<item>_recent``: the index value, else the previous checkup's; never two back, never
+    another person's."""
+    rows = _history()
+    rows["hba1c"] = [5.6, np.nan, np.nan]
+    rows["fpg"] = [98.0, 104.0, np.nan]
+    out = build_features(rows).set_index("fiscal_year")
+    assert out.loc[2021, "hba1c_recent"] == 5.6  # measured: its own value
+    assert out.loc[2022, "hba1c_recent"] == 5.6  # not measured: the previous checkup's
+    assert np.isnan(out.loc[2024, "hba1c_recent"])  # two back is too old
+    assert out.loc[2024, "fpg_recent"] == 104.0 and np.isnan(out.loc[2024, "fpg"])
+    other = _history().iloc[[0]].copy()
+    other["pseudonym"] = pd.array([pseudonym(43)], dtype="string")
+    other["hba1c"] = [np.nan]
+    both = build_features(pd.concat([rows, other], ignore_index=True))
+    assert np.isnan(both.loc[both["pseudonym"] == pseudonym(43), "hba1c_recent"]).all()
+
+
 def test_slope_window_two_uses_only_the_last_two_checkups():
     out = build_features(_history(), FeatureConfig(slope_window=2)).set_index("fiscal_year")
     d = pd.to_datetime(["2022-06-01", "2024-05-31"])
