@@ -69,7 +69,6 @@ from data.errors import BadInputError
 from features.build import as_float, to_matrix
 from features.declarations import (
     FEATURE_SET_VERSION,
-    RECENT_ITEMS,
     categorical_features,
     feature_names,
     monotone_constraints,
@@ -103,7 +102,6 @@ __all__ = [
     "booster_predict",
     "build_engine",
     "clip_to_physical_range",
-    "fallback_clinical_items",
     "fit_task",
     "masked_matrix",
     "missing_item_copies",
@@ -804,14 +802,6 @@ def small_outcome_plan(data: OutcomeSet, config: ModelConfig) -> tuple[str, str]
     )
 
 
-def fallback_clinical_items(outcome: str) -> tuple[str, ...]:
-    """The features of the fallback's clinical-items candidate: the points baseline's items
-    (models.baselines.POINT_ITEMS) and the previous checkup's value of those that have one
-    (features.declarations ``RECENT_ITEMS``: a year without HbA1c still reads the last one)."""
-    items = POINT_ITEMS[outcome]
-    return items + tuple(f"{i}_recent" for i in items if i in RECENT_ITEMS)
-
-
 #: Person-grouped folds of the small-ward member's out-of-fold scores (:func:`out_of_fold_raw`).
 CALIBRATION_FOLDS = 5
 
@@ -860,17 +850,15 @@ def fit_fallback(
     those years' rate; its val AUC and which inputs it uses.
 
     Two candidates, the better validation AUC wins: the outcome's clinical items
-    (models.baselines.POINT_ITEMS, with the previous checkup's value of those that have one:
-    features.declarations ``RECENT_ITEMS``) and every feature. The clinical items are steadier
-    where the ward measures them; a cohort that lacks some of them (no HbA1c, no waist) does
-    better on every feature, as the Framingham benchmark shows. Masked copies included
-    (``copies``).
+    (models.baselines.POINT_ITEMS) and every feature. The clinical items are steadier where
+    the ward measures them; a cohort that lacks some of them (no HbA1c, no waist) does better
+    on every feature, as the Framingham benchmark shows. Masked copies included (``copies``).
     """
     Xtr, ytr = data.part("train", copies=True)
     Xva, yva = data.part("val", copies=True)
     best = None
     for label, items in (
-        (f"{len(POINT_ITEMS[data.outcome])} clinical items", fallback_clinical_items(data.outcome)),
+        (f"{len(POINT_ITEMS[data.outcome])} clinical items", POINT_ITEMS[data.outcome]),
         ("every feature", None),
     ):
         pipe = fit_logistic(Xtr, ytr, names, cats, config.lgbm.seed, C=config.fallback_c,

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from features.declarations import categorical_features, feature_names, monotone_constraints
+from models.baselines import POINT_ITEMS
 from models.calibration import fit_calibrator
 from models.config import ModelConfig
-from models.train import fallback_clinical_items, out_of_fold_raw
+from models.train import out_of_fold_raw
 
 pytestmark = pytest.mark.xdist_group("small_ward")
 
@@ -78,8 +79,8 @@ def test_default_config_has_no_lightgbm_below_100_events(ward):
         s, m = data.outcomes[o], engine.members[o]
         (Xt, yt), (Xv, yv) = s.part("train", copies=True), s.part("val", copies=True)
         kt, kv = s.scored(Xt, yt), s.scored(Xv, yv)
-        clinical = fallback_clinical_items(o)
-        items = clinical if set(m.linear.owner) <= {names.index(n) for n in clinical} else None
+        clinical = {names.index(n) for n in POINT_ITEMS[o]}
+        items = POINT_ITEMS[o] if set(m.linear.owner) <= clinical else None
         pool, oof = out_of_fold_raw(s, config, names, categorical_features(), mono, items)
         assert (pool == np.isin(s.split, ["train", "val"])).all() and np.isfinite(oof).all()
         kp = s.scored(s.X[pool], s.y[pool])
