@@ -336,8 +336,8 @@ def _build() -> tuple[FeatureDecl, ...]:
         out.append(
             FeatureDecl(
                 f"{item}_recent", f"{source.description.split(',')[0]}: at the index checkup, "
-                "else at the previous checkup", f"{source.ja}(今回、未測定なら前回)", source.unit, "numeric",
-                False, (item, "exam_date"), monotone=source.monotone,
+                "else at the previous checkup", f"{source.ja}(今回、未測定なら前回)", source.unit,
+                "numeric", False, (item, "exam_date"), monotone=source.monotone,
                 scenario_tags=source.scenario_tags, group="history",
             )
         )  # fmt: skip

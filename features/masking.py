@@ -81,11 +81,11 @@ def affected_features(items: Iterable[str]) -> list[str]:
     return [d.name for d in DECLARATIONS if items & set(d.sources)]
 
 
-def _previous_slopes(features: pd.DataFrame, items: list[str], window: int) -> pd.DataFrame:
-    """``<item>_slope`` per row as the builder gives it when the index value is missing."""
-    out = pd.DataFrame(np.nan, index=features.index, columns=[f"{i}_slope" for i in items])
-    if window < 3 or not items or not len(features):
-        return out
+def _previous_rows(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows sorted by person and exam date (``order``), each sorted row's previous one
+    (``prev``), whether that previous index row is the checkup just before this one (``ok``:
+    same person, dated ``years_since_previous`` earlier; not an earlier same-year checkup) and
+    each sorted row's ``years_since_previous`` (``gap``)."""
     pid = pd.factorize(features["pseudonym"].astype("string"), sort=False)[0]
     years = features["exam_date"].to_numpy("datetime64[ns]").astype("int64") / (
         86_400e9 * DAYS_PER_YEAR
@@ -93,10 +93,17 @@ def _previous_slopes(features: pd.DataFrame, items: list[str], window: int) -> p
     order = np.lexsort((years, pid))
     p, y = pid[order], years[order]
     gap = as_float(features["years_since_previous"])[order]
-    prev = np.r_[-1, np.arange(len(order) - 1)]  # position of the row before, in sorted order
-    ok = np.r_[False, p[1:] == p[:-1]]
-    # the previous index row is the checkup just before this one (not an earlier same-year one)
-    ok &= np.abs((y - gap) - y[prev]) < 1e-6
+    prev = np.r_[0, np.arange(len(order) - 1)]
+    ok = np.r_[False, p[1:] == p[:-1]] & (np.abs((y - gap) - y[prev]) < 1e-6)
+    return order, prev, ok, gap
+
+
+def _previous_slopes(features: pd.DataFrame, items: list[str], window: int) -> pd.DataFrame:
+    """``<item>_slope`` per row as the builder gives it when the index value is missing."""
+    out = pd.DataFrame(np.nan, index=features.index, columns=[f"{i}_slope" for i in items])
+    if window < 3 or not items or not len(features):
+        return out
+    order, prev, ok, gap = _previous_rows(features)
     prev_gap = gap[prev]
     for item in items:
         change = as_float(features[f"{item}_change"])[order]
@@ -115,15 +122,7 @@ def _previous_values(features: pd.DataFrame, items: list[str]) -> pd.DataFrame:
     out = pd.DataFrame(np.nan, index=features.index, columns=items)
     if not items or not len(features):
         return out
-    pid = pd.factorize(features["pseudonym"].astype("string"), sort=False)[0]
-    years = features["exam_date"].to_numpy("datetime64[ns]").astype("int64") / (
-        86_400e9 * DAYS_PER_YEAR
-    )
-    order = np.lexsort((years, pid))
-    p, y = pid[order], years[order]
-    gap = as_float(features["years_since_previous"])[order]
-    prev = np.r_[0, np.arange(len(order) - 1)]
-    ok = np.r_[False, p[1:] == p[:-1]] & (np.abs((y - gap) - y[prev]) < 1e-6)
+    order, prev, ok, _ = _previous_rows(features)
     for item in items:
         value = as_float(features[item])[order]
         col = np.empty(len(order))
