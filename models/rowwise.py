@@ -19,7 +19,10 @@ _ROWS = 4096
 def rowwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for a 2-D ``a`` (n, k) and a 1-D (k,) or 2-D (k, m) ``b``, each output row
     computed from its own row of ``a`` only (same bits whatever the other rows)."""
-    a = np.asarray(a, dtype="float64")
+    # C order: each row's sum runs over its own contiguous values. A column-major ``a`` (as a
+    # transformer can return) was summed column by column, in another order than one row
+    # alone, and a resident's risk differed in the last bit by the rows beside it.
+    a = np.ascontiguousarray(a, dtype="float64")
     b = np.asarray(b, dtype="float64")
     if b.ndim == 1:
         return (a * b).sum(axis=1)

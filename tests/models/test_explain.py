@@ -54,8 +54,9 @@ def test_every_feature_and_checkup_column_belongs_to_one_item():
     for col in (*MEASUREMENT_COLUMNS, *QUESTIONNAIRE_COLUMNS, "age", "sex"):
         assert item_of(col) in ITEM_KEYS, col
     assert {f for f in NAMES if item_of(f) == "hba1c"} == {
-        "hba1c", "hba1c_change", "hba1c_slope", "flag_hba1c"
+        "hba1c", "hba1c_change", "hba1c_slope", "flag_hba1c", "hba1c_recent"
     }  # fmt: skip
+    assert item_of("urine_protein_max3") == "urine_protein" and item_of("egfr_mean3") == "kidney"
     assert item_of("weight_kg") == item_of("waist_cm_slope") == item_of("flag_bmi") == "adiposity"
     assert item_of("dbp_change") == "blood_pressure" and item_of("risky_drinking") == "alcohol"
     with pytest.raises(KeyError, match="no clinical item"):
