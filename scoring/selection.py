@@ -300,12 +300,14 @@ def select_decided(
     referral = decided["referral_detail"].to_numpy()
     explain = (upgraded | verify) & (reasons.detail == None)  # noqa: E711
     reasons.detail[explain] = referral[explain]
-    # contact problems keep theirs, and the items to verify follow them (never lost)
+    # contact problems keep theirs, and the items to verify (a held row's referral_detail
+    # holds only those) follow them, never lost
     also = verify & ~explain
     if also.any():
         own = reasons.detail.objects()[also]
-        items = [",".join(c for c in r.split(",") if c.startswith(VERIFY)) for r in referral[also]]
-        reasons.detail[also] = np.array([f"{a},{b}" for a, b in zip(own, items, strict=True)])
+        reasons.detail[also] = np.array(
+            [f"{a},{b}" for a, b in zip(own, referral[also], strict=True)]
+        )
     # The output's columns made once, at the end, a column at a time.
     out.insert(1, "letter_type", letter.column(categories))
     out.insert(2, "outcome", outcome.column(categories))

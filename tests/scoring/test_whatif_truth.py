@@ -253,9 +253,8 @@ def test_reading_through_the_forecasts_comes_nearer_the_true_change(whatif_table
     "waist and every declared lab following the lever (models.lab_response). On this ward "
     "about a third of the judged cells meet mae_ratio_binned ≤ 0.30, on the demo's 10k ward "
     "22-26 of 45; at 100k 40-42 of 47 (85-89 %) do: on small wards the lab response's moves "
-    "miss (a habit's effect on "
-    "LDL or ALT from a few thousand checkups), and CKD keeps the trees' what-if (eGFR does "
-    "not move, urine protein is not forecast)",
+    "miss (a habit's effect on LDL or ALT from a few thousand checkups), and CKD keeps the "
+    "trees' what-if (eGFR does not move, urine protein is not forecast)",
 )
 def test_size_target_is_met(whatif_table):
     table = whatif_table.cells
