@@ -10,8 +10,8 @@ trained on these rows sees exactly what a scorer would see on the day of the che
   least-squares slope per year over the last ``slope_window`` (≤3) checkups' non-missing values,
   against ``exam_date`` in years (≥2 points with distinct dates, else missing); history levels
   of noisy items (urine protein at the previous checkup and the highest of the last 3, eGFR's
-  mean of the last 3: features.declarations ``HISTORY_LEVELS``); ``<item>_recent`` of HbA1c and
-  fasting glucose: the index value, else the previous checkup's (``RECENT_ITEMS``);
+  mean of the last 3: features.declarations ``HISTORY_LEVELS``); ``<item>_recent`` of HbA1c,
+  fasting glucose and eGFR: the index value, else the latest measured before it (``RECENT_ITEMS``);
   ``n_prior_checkups``, ``years_since_previous``;
 * judgements (data.judgements): メタボ判定 and 階層化 as ordered levels, 判定値 flags;
 * derived: 純アルコール g/day (docs/domain.md §Alcohol and smoking), risky drinking, current smoker.
@@ -201,6 +201,17 @@ def _history_level(y: np.ndarray, same: dict[int, np.ndarray], how: str) -> np.n
     return np.where(np.isnan(y), np.nan, out)
 
 
+def _latest_measured(y: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Each row's ``y`` if measured, else the person's latest measured value before it (rows
+    sorted by person and date; features.declarations RECENT_ITEMS)."""
+    at = np.maximum.accumulate(np.where(np.isnan(y), -1, np.arange(len(y))))
+    seen = at >= 0
+    out = np.full(len(y), np.nan)
+    out[seen] = y[at[seen]]
+    out[seen & (person[np.maximum(at, 0)] != person)] = np.nan
+    return out
+
+
 def _same_person(person: np.ndarray, k: int) -> np.ndarray:
     same = np.zeros(len(person), dtype=bool)
     same[k:] = person[k:] == person[:-k]
@@ -326,7 +337,7 @@ def build_features(
         cols[f"{item}_slope"] = _slope(y_lags, x_lags)
     for item in RECENT_ITEMS:
         y = values[item]
-        cols[f"{item}_recent"] = np.where(np.isnan(y), _lag(y, 1, same[1]), y)
+        cols[f"{item}_recent"] = _latest_measured(y, person)
     for name, item, how in HISTORY_LEVELS:
         cols[name] = _history_level(values[item], same, how)
 

@@ -254,10 +254,12 @@ HISTORY_LEVELS: tuple[tuple[str, str, str], ...] = (
     ("urine_protein_max3", "urine_protein", "max"),
     ("egfr_mean3", "egfr", "mean"),
 )
-#: Items whose value at the previous checkup stands in when the index checkup did not measure
-#: them (前回値): ``<item>_recent``. A facility or a year without HbA1c (or fasting glucose)
-#: then still shows the resident's last reading, as a nurse would look it up.
-RECENT_ITEMS: tuple[str, ...] = ("hba1c", "fpg")
+#: Items whose latest measured value stands in when the index checkup did not measure them
+#: (直近の測定値): ``<item>_recent``. A facility or a year without HbA1c (or fasting glucose,
+#: or creatinine) then still shows the resident's last reading, as a nurse would look it up;
+#: for eGFR, which a quarter of checkups lack, it lifts CKD most (docs/models.md §The latest
+#: eGFR).
+RECENT_ITEMS: tuple[str, ...] = ("hba1c", "fpg", "egfr")
 _HISTORY_TEXT = {
     "previous": ("{desc} at the previous checkup", "前回の{ja}"),
     "max": ("{desc}: highest of the last ≤3 checkups", "{ja}(直近3回の最大)"),
@@ -336,8 +338,8 @@ def _build() -> tuple[FeatureDecl, ...]:
         out.append(
             FeatureDecl(
                 f"{item}_recent", f"{source.description.split(',')[0]}: at the index checkup, "
-                "else at the previous checkup", f"{source.ja}(今回、未測定なら前回)", source.unit,
-                "numeric", False, (item, "exam_date"), monotone=source.monotone,
+                "else the latest measured before it", f"{source.ja}(今回、未測定なら直近の測定値)",
+                source.unit, "numeric", False, (item, "exam_date"), monotone=source.monotone,
                 scenario_tags=source.scenario_tags, group="history",
             )
         )  # fmt: skip
@@ -524,7 +526,8 @@ ITEMS: tuple[ClinicalItem, ...] = (
     ClinicalItem("alt", "ALT", "ALT(GPT)", ("alt",), show=("alt",), change="alt_change"),
     ClinicalItem("ggt", "gamma-GT", "γ-GT", ("ggt",), show=("ggt",), change="ggt_change"),
     ClinicalItem("kidney", "Kidney function (eGFR)", "腎機能(eGFR)",
-                 ("egfr", "creatinine", "egfr_mean3"), show=("egfr",), change="egfr_change"),
+                 ("egfr", "creatinine", "egfr_mean3", "egfr_recent"), show=("egfr",),
+                 change="egfr_change"),
     ClinicalItem("urine_protein", "Urine protein", "尿蛋白",
                  ("urine_protein", "urine_protein_prev", "urine_protein_max3"),
                  show=("urine_protein",)),

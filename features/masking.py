@@ -7,8 +7,8 @@ these items not been measured at the index checkup?" exactly as
 :func:`features.build.build_features` would build it from such a checkup:
 
 * the latest value, ``<item>_change`` and its history levels (``urine_protein_max3`` …) are
-  missing; ``<item>_recent`` is the previous checkup's value (when the previous index row is
-  that checkup);
+  missing; ``<item>_recent`` is the latest value measured before (the previous index row's
+  ``<item>_recent``, when that row is the checkup just before);
 * ``<item>_slope`` is the slope over the earlier checkups of the window only: with the default
   3-checkup window, the previous index row's change divided by its ``years_since_previous``
   (when that row is the checkup just before; otherwise — two checkups in the index year, or a
@@ -117,8 +117,9 @@ def _previous_slopes(features: pd.DataFrame, items: list[str], window: int) -> p
 
 
 def _previous_values(features: pd.DataFrame, items: list[str]) -> pd.DataFrame:
-    """Each row's ``items`` at the checkup just before it (the previous index row, when it is
-    that checkup), as ``<item>_recent`` reads them when the index value is missing."""
+    """Each row's columns ``items`` at the checkup just before it (the previous index row, when
+    it is that checkup): its ``<item>_recent`` is what this row's reads when the index value is
+    missing."""
     out = pd.DataFrame(np.nan, index=features.index, columns=items)
     if not items or not len(features):
         return out
@@ -168,9 +169,9 @@ def masked_columns(
             out.loc[r, name] = np.nan
     recent = [i for i in items if i in RECENT_ITEMS]
     if recent:
-        before = _previous_values(features, recent)
+        before = _previous_values(features, [f"{i}_recent" for i in recent])
         for item in recent:
-            out.loc[r, f"{item}_recent"] = before.loc[r, item]
+            out.loc[r, f"{item}_recent"] = before.loc[r, f"{item}_recent"]
     judged = [c for c in cols if c in _JUDGED or c in _DERIVED or c.startswith("flag_")]
     if judged:
         checkup = features.loc[r, [c for c in features.columns if c in names]].copy()

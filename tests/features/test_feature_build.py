@@ -202,22 +202,26 @@ def test_history_levels_of_noisy_items_hand_computed():
     assert b.loc[2021, "urine_protein_max3"] == 1 and b.loc[2022, "egfr_mean3"] == 89.0
 
 
-def test_recent_glucose_values_stand_in_for_one_not_measured():
-    """``<item>_recent``: the index value, else the previous checkup's; never two back, never
-    another person's."""
+def test_recent_values_stand_in_for_one_not_measured():
+    """``<item>_recent``: the index value, else the latest measured before it (two back too),
+    never another person's."""
     rows = _history()
     rows["hba1c"] = [5.6, np.nan, np.nan]
     rows["fpg"] = [98.0, 104.0, np.nan]
+    rows["egfr"] = [np.nan, 71.0, 66.0]
     out = build_features(rows).set_index("fiscal_year")
     assert out.loc[2021, "hba1c_recent"] == 5.6  # measured: its own value
     assert out.loc[2022, "hba1c_recent"] == 5.6  # not measured: the previous checkup's
-    assert np.isnan(out.loc[2024, "hba1c_recent"])  # two back is too old
+    assert out.loc[2024, "hba1c_recent"] == 5.6  # nor before: the latest measured, two back
     assert out.loc[2024, "fpg_recent"] == 104.0 and np.isnan(out.loc[2024, "fpg"])
+    assert np.isnan(out.loc[2021, "egfr_recent"]) and out.loc[2024, "egfr_recent"] == 66.0
+    # a person sorted right after 42, whose only checkup lacks HbA1c: 42's 5.6 is not theirs
+    after = next(i for i in range(43, 200) if pseudonym(i) > pseudonym(42))
     other = _history().iloc[[0]].copy()
-    other["pseudonym"] = pd.array([pseudonym(43)], dtype="string")
+    other["pseudonym"] = pd.array([pseudonym(after)], dtype="string")
     other["hba1c"] = [np.nan]
     both = build_features(pd.concat([rows, other], ignore_index=True))
-    assert np.isnan(both.loc[both["pseudonym"] == pseudonym(43), "hba1c_recent"]).all()
+    assert np.isnan(both.loc[both["pseudonym"] == pseudonym(after), "hba1c_recent"]).all()
 
 
 def test_slope_window_two_uses_only_the_last_two_checkups():
