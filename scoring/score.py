@@ -56,7 +56,7 @@ import models.train
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
 from data.normalise import derive_bmi
 from features.build import FeatureConfig, build_features, to_matrix
-from features.declarations import DECLARATIONS, item, item_matrix
+from features.declarations import DECLARATIONS, RECENT_ITEMS, item, item_matrix
 from models.explain import group_contributions
 from models.lab_response import GRID, grid_split, lab_shift
 from models.train import background, parallel_map
@@ -774,8 +774,9 @@ def scenario_features(
     is read at both (:class:`ScenarioRows`).
 
     Only the last ``config.lookback`` checkups can move a feature (changes, slopes and history
-    levels look back at most that far), so the rebuilt history is cut there and
-    ``n_prior_checkups`` is copied from the unchanged features.
+    levels look back at most that far), so the rebuilt history is cut there; ``n_prior_checkups``
+    and, for an item the checkup lacks, ``<item>_recent`` (its latest reading, perhaps older)
+    are copied from the unchanged features.
     """
     index = index_rows(index)
     applies = scenario_applies(base, scenario)
@@ -829,6 +830,11 @@ def _scenario_feature_rows(
     feats = _index_feature_rows(built, who)
     unchanged = base.iloc[rows]
     feats["n_prior_checkups"] = unchanged["n_prior_checkups"].to_numpy()
+    for name in RECENT_ITEMS:
+        # an item this checkup lacks keeps its latest reading, which may predate the cut history
+        now = feats[name].to_numpy("float64", na_value=np.nan)
+        kept = unchanged[f"{name}_recent"].to_numpy("float64", na_value=np.nan)
+        feats[f"{name}_recent"] = np.where(np.isnan(now), kept, now)
     if lab_response is not None:
         # A moved lab also moves its undeclared history features (change since last year…),
         # in which the models are not monotone: those keep their unchanged values (the edits
