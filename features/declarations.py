@@ -257,8 +257,8 @@ HISTORY_LEVELS: tuple[tuple[str, str, str], ...] = (
 #: Items whose latest measured value stands in when the index checkup did not measure them
 #: (直近の測定値): ``<item>_recent``. A facility or a year without HbA1c (or fasting glucose,
 #: or creatinine) then still shows the resident's last reading, as a nurse would look it up;
-#: for eGFR, which a quarter of checkups lack, it lifts CKD most (docs/models.md §The latest
-#: eGFR).
+#: for eGFR, which a quarter of checkups lack, it lifts CKD most
+#: (docs/models.md §The latest eGFR).
 RECENT_ITEMS: tuple[str, ...] = ("hba1c", "fpg", "egfr")
 _HISTORY_TEXT = {
     "previous": ("{desc} at the previous checkup", "前回の{ja}"),
