@@ -113,4 +113,13 @@ def item_values(features: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarra
             delta = np.where(d != "", label + d + unit, "")
     text = np.where(delta != "", text + "(前回比 " + delta + ")", text)
     missing = "未回答" if shown[0].startswith("q_") else _MISSING.get(shown[0], "未測定")
+    missing = np.full(n, missing, dtype=object)
+    for f in shown:
+        if f"{f}_recent" in it.members and f"{f}_recent" in features:
+            # the model reads the latest reading when this checkup has none: so does the nurse
+            last = _num(_column(features, f"{f}_recent"), DECIMALS.get(f, 0))
+            unit = "%" if get(f).unit == "%" else " " + _UNIT_JA.get(get(f).unit, get(f).unit)
+            label = _SHORT.get(f, "") + " " if len(shown) > 1 else ""
+            missing = np.where((last != "") & (missing == "未測定"),
+                               "未測定(直近 " + label + last + unit + ")", missing)  # fmt: skip
     return main, np.where(text == "", missing, text).astype(object)

@@ -302,8 +302,9 @@ def test_the_scores_files_are_the_same_bytes_whatever_the_worker_processes(
 
 
 def test_a_what_if_is_scored_only_where_it_applies_as_on_every_row(annual):
-    """Every scenario applied to every resident's index checkup and scored on every row (the
-    history cut as scoring.score.scenario_features cuts it): where it applies, the chunk's
+    """Every scenario applied to every resident's index checkup and scored on every row, from
+    the whole history (scoring.score.scenario_features cuts it at FeatureConfig.lookback and
+    must give the same features, an older latest reading included): where it applies, the chunk's
     ``risk_<outcome>__<scenario>`` is that risk (where it lowers the risk); where it does not
     apply, NaN. The features and LightGBM's scores are the same to the bit; a logistic member's
     matrix product (BLAS) can differ in the last bit with the row's place in the batch, hence
@@ -326,8 +327,6 @@ def test_a_what_if_is_scored_only_where_it_applies_as_on_every_row(annual):
     base = index_features(history, index, fc)
     hist = _history_to_index(history, index)
     hist = hist.sort_values(["pseudonym", "exam_date"], kind="stable", ignore_index=True)
-    back = hist.groupby("pseudonym", sort=False).cumcount(ascending=False).to_numpy()
-    hist = hist[back < fc.slope_window].reset_index(drop=True)
     pid = hist["pseudonym"].to_numpy()
     last = np.r_[pid[1:] != pid[:-1], True]
     applied = 0
@@ -335,7 +334,6 @@ def test_a_what_if_is_scored_only_where_it_applies_as_on_every_row(annual):
         applies, _ = scenario_features(history, index, base, scenario, fc)
         edited = pd.concat([hist.loc[~last], apply_scenario(hist.loc[last], scenario)])
         every = index_features(edited.sort_index(), index, replace(fc, validate=False))
-        every["n_prior_checkups"] = base["n_prior_checkups"].to_numpy()
         risk = engine.predict_proba(to_matrix(every, engine.feature_names))
         for o in engine.outcomes:
             got = scores[f"risk_{o}__{scenario.key}"].to_numpy()
@@ -422,7 +420,8 @@ def test_explanations_add_up_to_the_model_score(annual):
     assert not ex["item"].isin(["hba1c_change", "hba1c_slope", "flag_hba1c", "bmi"]).any()
     assert ex.groupby(["pseudonym", "outcome"])["item"].apply(lambda s: s.is_unique).all()
     hba1c = ex[ex["item"] == "hba1c"]
-    assert hba1c["value_text"].str.match(r"^(\d+\.\d%(\(前回比 [+-]\d+\.\d\))?|未測定)$").all()
+    shown = r"^(\d+\.\d%(\(前回比 [+-]\d+\.\d\))?|未測定(\(直近 \d+\.\d%\))?)$"
+    assert hba1c["value_text"].str.match(shown).all()
     # Factors are modifiable and raise the risk.
     fac = sel.dropna(subset=["factor_1"])
     from features.declarations import get

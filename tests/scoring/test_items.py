@@ -39,6 +39,11 @@ def _features(n: int) -> pd.DataFrame:
     f["pseudonym"] = [f"{i:016x}" for i in range(n)]
     f["hba1c"] = [6.3, 5.4, np.nan, 5.9]
     f["hba1c_change"] = [0.2, np.nan, np.nan, -0.1]
+    f["hba1c_recent"] = [6.3, 5.4, np.nan, 5.9]
+    f["fpg"], f["random_glucose"] = [98.0, np.nan, np.nan, np.nan], [np.nan, 130.0, np.nan, np.nan]
+    f["fpg_recent"] = [98.0, 104.0, 104.0, np.nan]
+    f["fpg_change"] = f["egfr_change"] = np.nan
+    f["egfr"], f["egfr_recent"] = [71.25, np.nan, np.nan, np.nan], [71.25, 58.2, np.nan, np.nan]
     f["sbp"], f["dbp"] = [142.0, 120, 118, np.nan], [88.0, 70, 76, 80]
     f["sbp_change"], f["dbp_change"] = [6.0, -2, np.nan, np.nan], [2.0, 1, 0, 0]
     f["bmi"], f["waist_cm"] = [26.1, 21.0, 24.0, 30.2], [92.0, 70, np.nan, 101]
@@ -58,6 +63,14 @@ def test_value_texts_read_like_a_checkup_result():
     main, adiposity = item_values(f, "adiposity")
     assert adiposity[0] == "BMI 26.1・腹囲 92.0 cm(前回比 体重 +2.0 kg)" and main[0] == 26.1
     assert adiposity[2] == "BMI 24.0"
+    # no reading this time: the latest earlier one, which the model reads too (`<item>_recent`)
+    _, glucose = item_values(f, "glucose")
+    assert list(glucose) == ["空腹時 98 mg/dL", "随時 130 mg/dL", "未測定(直近 空腹時 104 mg/dL)",
+                             "未測定"]  # fmt: skip
+    _, kidney = item_values(f, "kidney")
+    assert list(kidney[:3]) == ["71.2 mL/min/1.73m²", "未測定(直近 58.2 mL/min/1.73m²)", "未測定"]
+    f.loc[2, "hba1c_recent"] = 5.8
+    assert item_values(f, "hba1c")[1][2] == "未測定(直近 5.8%)"
     _, smoking = item_values(f, "smoking")
     assert list(smoking) == ["吸う", "吸わない", "やめた", "未回答"]
 
