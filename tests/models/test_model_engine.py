@@ -101,12 +101,14 @@ def test_the_member_is_calibrated_on_the_rows_it_scores(trained, outcome):
     np.testing.assert_array_equal(scored, both if routed else np.ones(len(X), bool))
     p = trained.engine.predict_outcome(X[scored], outcome, route=False)
     assert p.mean() == pytest.approx(y[scored].mean(), rel=0.01)
-    if routed:  # calibrated over every row, as before: 0.80 and 0.93 × the rate here
+    if outcome == "diabetes":
+        # calibrated over every row, as before, it would be 0.81 × the rate here (MetS 0.95:
+        # its member misjudges the other rows less since their latest HbA1c stands in)
         from models.calibration import fit_calibrator
 
         raw = trained.engine.predict_raw(X, outcome, route=False)
         mixed = fit_calibrator(raw, y, "sigmoid")(raw[scored]).mean()
-        assert abs(mixed / y[scored].mean() - 1) > 0.05
+        assert abs(mixed / y[scored].mean() - 1) > 0.1
 
 
 @pytest.mark.parametrize("outcome", ["diabetes", "hypertension"])
