@@ -245,14 +245,19 @@ CHANGE_ITEMS = (
 )  # fmt: skip
 
 #: History levels (直近の経過) of items whose one reading is noisy: a dipstick's persistence
-#: (前回の尿蛋白, 直近3回の最大) and eGFR smoothed over the last ≤3 checkups (直近3回の平均).
+#: (前回の尿蛋白, 直近3回の最大), eGFR and the lipids smoothed over the last ≤3 checkups
+#: (直近3回の平均; docs/models.md §The lipids' mean of three).
 #: (feature, item, how): "previous" the value at the previous checkup, "max" / "mean" over the
 #: index checkup and the two before it (measured values only). Missing when the item was not
-#: measured at the index checkup, like ``<item>_change``.
+#: measured at the index checkup, like ``<item>_change``. A mean is monotone like its item, and
+#: a what-if that moves the item moves its mean by as much (scoring.score).
 HISTORY_LEVELS: tuple[tuple[str, str, str], ...] = (
     ("urine_protein_prev", "urine_protein", "previous"),
     ("urine_protein_max3", "urine_protein", "max"),
     ("egfr_mean3", "egfr", "mean"),
+    ("tg_mean3", "tg", "mean"),
+    ("hdl_mean3", "hdl", "mean"),
+    ("ldl_mean3", "ldl", "mean"),
 )
 #: Items whose latest measured value stands in when the index checkup did not measure them
 #: (直近の測定値): ``<item>_recent``. A facility or a year without HbA1c (or fasting glucose,
@@ -350,7 +355,8 @@ def _build() -> tuple[FeatureDecl, ...]:
             FeatureDecl(
                 name, desc.format(desc=source.description.split(":")[0].split(",")[0]),
                 ja.format(ja=source.ja), source.unit, source.kind, False, (item, "exam_date"),
-                allowed=source.allowed, group="history",
+                monotone=source.monotone if how == "mean" else 0, allowed=source.allowed,
+                group="history",
             )
         )  # fmt: skip
     out += [
@@ -517,11 +523,12 @@ ITEMS: tuple[ClinicalItem, ...] = (
     ClinicalItem("adiposity", "Weight, BMI, waist", "体重・BMI・腹囲",
                  ("weight_kg", "bmi", "waist_cm"), show=("bmi", "waist_cm"),
                  change="weight_kg_change"),
-    ClinicalItem("tg", "Triglycerides", "中性脂肪", ("tg",), show=("tg",), change="tg_change"),
-    ClinicalItem("hdl", "HDL cholesterol", "HDLコレステロール", ("hdl",), show=("hdl",),
+    ClinicalItem("tg", "Triglycerides", "中性脂肪", ("tg", "tg_mean3"), show=("tg",),
+                 change="tg_change"),
+    ClinicalItem("hdl", "HDL cholesterol", "HDLコレステロール", ("hdl", "hdl_mean3"), show=("hdl",),
                  change="hdl_change"),
     ClinicalItem("ldl", "LDL / non-HDL cholesterol", "LDL・Non-HDLコレステロール",
-                 ("ldl", "non_hdl"), show=("ldl", "non_hdl"), change="ldl_change"),
+                 ("ldl", "non_hdl", "ldl_mean3"), show=("ldl", "non_hdl"), change="ldl_change"),
     ClinicalItem("ast", "AST", "AST(GOT)", ("ast",), show=("ast",)),
     ClinicalItem("alt", "ALT", "ALT(GPT)", ("alt",), show=("alt",), change="alt_change"),
     ClinicalItem("ggt", "gamma-GT", "γ-GT", ("ggt",), show=("ggt",), change="ggt_change"),

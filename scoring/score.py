@@ -55,8 +55,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 import models.train
 from data.columns import MEASUREMENT_COLUMNS, QUESTIONNAIRE_COLUMNS
 from data.normalise import derive_bmi
-from features.build import FeatureConfig, build_features, to_matrix
-from features.declarations import DECLARATIONS, RECENT_ITEMS, item, item_matrix
+from features.build import FeatureConfig, as_float, build_features, to_matrix
+from features.declarations import DECLARATIONS, HISTORY_LEVELS, RECENT_ITEMS, item, item_matrix
 from models.explain import group_contributions
 from models.lab_response import GRID, grid_split, lab_shift
 from models.train import background, parallel_map
@@ -841,6 +841,12 @@ def _scenario_feature_rows(
         # of the levers alone move declared features only), so the what-if stays monotone.
         fixed = [c for c in feats.columns if c in base.columns and not _FEATURE_DIRECTION.get(c)]
         feats[fixed] = unchanged[fixed].set_axis(feats.index)
+        for name, source, how in HISTORY_LEVELS:
+            if how == "mean" and _FEATURE_DIRECTION.get(name):
+                # the lever moves the resident's level, for which the mean of three stands: by
+                # the whole move, not a third of it (docs/models.md §The lipids' mean of three)
+                moved = as_float(feats[source]) - as_float(unchanged[source])
+                feats[name] = as_float(unchanged[name]) + np.nan_to_num(moved)
     return feats
 
 

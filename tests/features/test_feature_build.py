@@ -178,12 +178,13 @@ def test_change_and_slope_hand_computed():
 
 
 def test_history_levels_of_noisy_items_hand_computed():
-    """A dipstick's persistence and a smoothed eGFR: over the index checkup and the two before
-    it, measured values only, missing when the index checkup did not measure the item; never
-    from another person's checkups."""
+    """A dipstick's persistence, a smoothed eGFR and lipids: over the index checkup and the two
+    before it, measured values only, missing when the index checkup did not measure the item;
+    never from another person's checkups."""
     one = _history()
     one["urine_protein"] = pd.array([4, 1, 2], dtype="Int8")  # ++, −, ±
     one["egfr"] = [58.0, np.nan, 64.0]
+    one["ldl"], one["hdl"] = [150.0, 130.0, 122.0], [40.0, 44.0, np.nan]
     two = _history().iloc[[0, 1]].copy()
     two["pseudonym"] = pd.array([pseudonym(43)] * 2, dtype="string")
     two["urine_protein"] = pd.array([1, pd.NA], dtype="Int8")
@@ -196,6 +197,8 @@ def test_history_levels_of_noisy_items_hand_computed():
     assert a.loc[2021, "egfr_mean3"] == 58.0
     assert np.isnan(a.loc[2022, "egfr_mean3"])  # not measured at that checkup
     assert a.loc[2024, "egfr_mean3"] == pytest.approx(61.0)  # 58 and 64; the gap skipped
+    assert a.loc[2022, "ldl_mean3"] == 140.0 and a.loc[2024, "ldl_mean3"] == pytest.approx(134.0)
+    assert a.loc[2022, "hdl_mean3"] == 42.0 and np.isnan(a.loc[2024, "hdl_mean3"])
     b = out[out["pseudonym"] == pseudonym(43)].set_index("fiscal_year")
     assert pd.isna(b.loc[2021, "urine_protein_prev"])  # the first checkup: none of 42's
     assert pd.isna(b.loc[2022, "urine_protein_max3"])  # not measured

@@ -163,6 +163,35 @@ def test_a_shorter_slope_window_still_rebuilds_every_history_feature(ward_engine
     _assert_moves_towards_lower_risk(sc.key, before, after)
 
 
+def test_a_lever_moves_an_items_mean_of_three_as_much_as_the_item(ward_engine):
+    """A what-if moves the resident's level: where the lab response moves a lipid by δ, its
+    mean over the last three checkups moves by δ too, not δ/3 (the trees read the mean as the
+    level; docs/models.md §The lipids' mean of three)."""
+    from features.build import FeatureConfig, as_float
+    from features.declarations import HISTORY_LEVELS
+    from scoring.score import index_features, load_scoring_config, scenario_features
+
+    ward, engine = ward_engine
+    fc = FeatureConfig()
+    base = index_features(ward.history, ward.index, fc)
+    checked = 0
+    for sc in load_scoring_config().scenarios:
+        built = scenario_features(
+            ward.history, ward.index, base, sc, fc, engine.lab_response, engine.lab_scale
+        )
+        before = base.loc[built.applies]
+        for name, item, how in HISTORY_LEVELS:
+            if how != "mean" or item == "egfr":  # eGFR does not follow a lever
+                continue
+            moved = as_float(built.features[item]) - as_float(before[item])
+            shift = as_float(built.features[name]) - as_float(before[name])
+            on = np.abs(moved) > 1e-9
+            np.testing.assert_allclose(shift[on], moved[on], atol=1e-9, err_msg=(sc.key, name))
+            assert (shift[~on & ~np.isnan(shift)] == 0).all(), (sc.key, name)
+            checked += int(on.sum())
+    assert checked > 100
+
+
 def _assert_moves_towards_lower_risk(key, before, after):
     direction = {d.name: d.monotone for d in DECLARATIONS}
     for name in before.columns:
