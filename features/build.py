@@ -10,9 +10,9 @@ trained on these rows sees exactly what a scorer would see on the day of the che
   least-squares slope per year over the last ``slope_window`` (≤3) checkups' non-missing values,
   against ``exam_date`` in years (≥2 points with distinct dates, else missing); history levels
   of noisy items (urine protein at the previous checkup and the highest of the last 3, eGFR's
-  and the lipids' mean of the last 3: features.declarations ``HISTORY_LEVELS``); ``<item>_recent`` of HbA1c,
-  fasting glucose and eGFR: the index value, else the latest measured before it (``RECENT_ITEMS``);
-  ``n_prior_checkups``, ``years_since_previous``;
+  and the lipids' mean of the last 3: features.declarations ``HISTORY_LEVELS``);
+  ``<item>_recent`` of HbA1c, fasting glucose and eGFR: the index value, else the latest
+  measured before it (``RECENT_ITEMS``); ``n_prior_checkups``, ``years_since_previous``;
 * judgements (data.judgements): メタボ判定 and 階層化 as ordered levels, 判定値 flags;
 * derived: 純アルコール g/day (docs/domain.md §Alcohol and smoking), risky drinking, current smoker.
 
