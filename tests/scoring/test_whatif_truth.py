@@ -105,13 +105,6 @@ def whatif_table(tmp_path_factory) -> WardTables:
     return _ward_tables(tmp_path_factory.mktemp("whatif_truth"), 3_000)
 
 
-@pytest.fixture(scope="module")
-def whatif_table_10k(tmp_path_factory) -> WardTables:
-    """The demo's size: on 3,000 residents the trees' and the forecasts' what-if are each as
-    often nearer the truth, depending on the features' draw of columns."""
-    return _ward_tables(tmp_path_factory.mktemp("whatif_truth_10k"), 10_000)
-
-
 def _ward_tables(tmp, residents: int) -> WardTables:
     from data.store import read_checkups
     from features.build import FeatureConfig
@@ -223,37 +216,25 @@ def test_size_floor_weight_loss_and_metabolic_syndrome(whatif_table):
     assert (offered["mean_true_change"] < 0).all(), offered.to_string()
 
 
-def test_reading_through_the_forecasts_comes_nearer_the_true_change(whatif_table_10k):
-    """For the outcomes whose every item is forecast (scoring.whatif_liability), the model's
-    mean change per cell is nearer the true one than the outcome model's own what-if, and the
-    binned error smaller: the items' values teach the threshold's response from every checkup,
-    the trees from the events (median |log(model / true)| 0.24-0.32 against 0.28-0.39 on four
-    10k wards; on the 3k ward, since the latest eGFR, 0.26 against 0.25:
-    docs/models.md §The latest eGFR)."""
+def test_the_forecast_outcomes_read_their_what_if_there_the_others_keep_the_trees(whatif_table):
+    """For the outcomes whose every item is forecast (scoring.whatif_liability), the what-if is
+    read through the forecasts, not the trees; the other outcomes keep the trees' exactly.
+    Which of the two comes nearer the true change is a figure over wards, not a property of
+    each: the forecasts meet the size target in 125 cells of eight 10k wards, the trees in 103,
+    but the trees meet it in more cells on two wards of nine
+    (docs/models.md §The lipids' mean of three; per ward: bench/whatif_parts.py)."""
     from data.columns import OUTCOMES
     from models.config import FORECAST_ITEMS
     from scoring.whatif_liability import forecast_outcomes
 
-    table, trees = whatif_table_10k.cells, whatif_table_10k.trees
+    table, trees = whatif_table.cells, whatif_table.trees
     read = forecast_outcomes(OUTCOMES, FORECAST_ITEMS)
-    shipped = table[table["n_offered"] >= 30]
-    via = shipped["outcome"].isin(read)
-    assert via.sum() >= 10
-
-    def off(t: pd.DataFrame) -> pd.Series:
-        return np.abs(np.log(t["mean_model_change"] / t["mean_true_change"]))
-
-    cells = shipped.loc[via, ["scenario", "outcome"]]
-    other = cells.merge(trees, on=["scenario", "outcome"])
-    mine = cells.merge(shipped, on=["scenario", "outcome"])
-    assert off(mine).median() < off(other).median() - 0.05, (
-        off(mine).median(),
-        off(other).median(),
-    )
-    assert mine["mae_ratio_binned"].median() < other["mae_ratio_binned"].median()
-    # the outcomes that are not read this way keep the trees' what-if exactly
+    assert set(read) == set(OUTCOMES) - {"ckd", "metabolic_syndrome"}
+    cells = table[table["outcome"].isin(read) & (table["n_offered"] >= 30)]
+    both = cells.merge(trees, on=["scenario", "outcome"], suffixes=("", "_trees"))
+    assert len(both) >= 10
+    assert (both["mean_model_change"] != both["mean_model_change_trees"]).mean() > 0.9
     kept = table[~table["outcome"].isin(read)].reset_index(drop=True)
-    assert set(kept["outcome"]) == {"ckd", "metabolic_syndrome"}
     pd.testing.assert_frame_equal(kept, trees[~trees["outcome"].isin(read)].reset_index(drop=True))
 
 
