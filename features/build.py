@@ -110,8 +110,9 @@ class FeatureConfig:
 
     @property
     def lookback(self) -> int:
-        """Checkups (index included) any feature reads: the slope's window, and the three of
-        the history levels (features.declarations ``HISTORY_LEVELS``)."""
+        """Checkups (index included) a feature reads: the slope's window, and the three of the
+        history levels (features.declarations ``HISTORY_LEVELS``); not ``<item>_recent``, which
+        reaches back to the latest reading (scoring.score keeps it from the unchanged row)."""
         return max(self.slope_window, HISTORY_WINDOW)
 
 

@@ -44,8 +44,9 @@ def _column(features: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(features[name], errors="coerce").to_numpy(dtype="float64")
 
 
-def _reading(features: pd.DataFrame, name: str) -> np.ndarray:
-    """One feature's latest value as staff read it: number + unit, or the coded answer."""
+def _reading(features: pd.DataFrame, name: str, decimals_of: str | None = None) -> np.ndarray:
+    """One feature's latest value as staff read it: number + unit, or the coded answer;
+    printed with the decimals of ``decimals_of`` (default: of ``name``)."""
     x = _column(features, name)
     if name in CODE_JA:
         words = CODE_JA[name]
@@ -61,7 +62,7 @@ def _reading(features: pd.DataFrame, name: str) -> np.ndarray:
         return np.where(text != "", "過去" + text + "回", "")
     d = get(name)
     unit = "" if d.unit in _NO_UNIT else " " + _UNIT_JA.get(d.unit, d.unit)
-    text = _num(x, DECIMALS.get(name, 0))
+    text = _num(x, DECIMALS.get(decimals_of or name, 0))
     return np.where(text != "", text + ("%" if d.unit == "%" else unit), "")
 
 
@@ -117,9 +118,8 @@ def item_values(features: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarra
     for f in shown:
         if f"{f}_recent" in it.members and f"{f}_recent" in features:
             # the model reads the latest reading when this checkup has none: so does the nurse
-            last = _num(_column(features, f"{f}_recent"), DECIMALS.get(f, 0))
-            unit = "%" if get(f).unit == "%" else " " + _UNIT_JA.get(get(f).unit, get(f).unit)
+            last = _reading(features, f"{f}_recent", decimals_of=f)
             label = _SHORT.get(f, "") + " " if len(shown) > 1 else ""
             missing = np.where((last != "") & (missing == "未測定"),
-                               "未測定(直近 " + label + last + unit + ")", missing)  # fmt: skip
+                               "未測定(直近 " + label + last + ")", missing)  # fmt: skip
     return main, np.where(text == "", missing, text).astype(object)

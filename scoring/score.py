@@ -832,9 +832,10 @@ def _scenario_feature_rows(
     feats["n_prior_checkups"] = unchanged["n_prior_checkups"].to_numpy()
     for name in RECENT_ITEMS:
         # an item this checkup lacks keeps its latest reading, which may predate the cut history
-        now = feats[name].to_numpy("float64", na_value=np.nan)
-        kept = unchanged[f"{name}_recent"].to_numpy("float64", na_value=np.nan)
-        feats[f"{name}_recent"] = np.where(np.isnan(now), kept, now)
+        now = as_float(feats[name])
+        feats[f"{name}_recent"] = np.where(
+            np.isnan(now), as_float(unchanged[f"{name}_recent"]), now
+        )
     if lab_response is not None:
         # A moved lab also moves its undeclared history features (change since last year…),
         # in which the models are not monotone: those keep their unchanged values (the edits

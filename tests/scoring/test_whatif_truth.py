@@ -102,10 +102,6 @@ class WardTables(NamedTuple):
 
 @pytest.fixture(scope="module")
 def whatif_table(tmp_path_factory) -> WardTables:
-    return _ward_tables(tmp_path_factory.mktemp("whatif_truth"), 3_000)
-
-
-def _ward_tables(tmp, residents: int) -> WardTables:
     from data.store import read_checkups
     from features.build import FeatureConfig
     from kenshin.commands import read_truth
@@ -117,7 +113,8 @@ def _ward_tables(tmp, residents: int) -> WardTables:
     from tests.conftest import TEST_KEY, temporary_env
     from tests.models.ward_helpers import make_ward
 
-    ward = make_ward(tmp, residents=residents, years=6, seed=7)
+    tmp = tmp_path_factory.mktemp("whatif_truth")
+    ward = make_ward(tmp, residents=3_000, years=6, seed=7)
     config = ModelConfig(min_events=0)  # with the value forecasts, as the shipped engine
     engine, _ = train_engine(ward.features, ward.labels, config)
     checkups = read_checkups(ward.store)
