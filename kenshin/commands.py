@@ -483,8 +483,9 @@ def run_train(
         "log-odds change, over all residents (dose *) and per value the scenario changes from "
         "(≥ 50 residents). method 'forecasts': the change of the chance that next year's "
         "defining items cross their cuts, their value forecasts moved by the lab response "
-        "(scoring.whatif_liability); 'trees': the edited checkup re-scored, labs following "
-        "the lever. The "
+        "(scoring.whatif_liability); 'joint' (metabolic syndrome): the same read through the "
+        "items' joint spread, pooled as the change that keeps the mean risk; 'trees': the "
+        "edited checkup re-scored, labs following the lever. The "
         "annual run applies it as an odds ratio to each resident's risk "
         "(scoring.whatif_effect; scoring.toml scenario_effect).",
     )

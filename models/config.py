@@ -45,8 +45,8 @@ Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]  # one of data.columns.O
 
 #: Key checkup items with a next-year value forecast (feature name = canonical column).
 FORECAST_ITEMS = (
-    "hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "non_hdl", "weight_kg", "waist_cm", "alt", "ggt",
-    "egfr", "uric_acid",
+    "hba1c", "fpg", "sbp", "dbp", "ldl", "tg", "hdl", "non_hdl", "weight_kg", "waist_cm", "alt",
+    "ggt", "egfr", "uric_acid",
 )  # fmt: skip
 
 

@@ -80,6 +80,7 @@ from models.calibration import Calibrator, fit_calibrator, shift_to_mean
 from models.compiled import compiled_for
 from models.config import MaskingConfig, ModelConfig, SplitConfig
 from models.drift import FeatureReference
+from models.forecast_distribution import forecast_dependence
 from models.member_choice import Member, linear_score, select_member
 from models.split import assign_split, last_labelled_year, person_hash
 from models.targets import next_year_values
@@ -430,6 +431,10 @@ class TrainedEngine:
     #: Log-odds added to the calibrated risk of an outcome (a pattern sub-model's anchor to
     #: the main member: :func:`anchor_pattern_engines`); absent = 0.
     risk_shift: dict[str, float] = field(default_factory=dict)
+    #: Correlations of the forecast items' errors on the validation year, as normal scores
+    #: (models.forecast_distribution.forecast_dependence): metabolic syndrome's what-if reads its
+    #: items jointly through them. None: not estimated (older engines; MetS keeps the trees').
+    forecast_dependence: pd.DataFrame | None = None
 
     @property
     def switched_off(self) -> tuple[str, ...]:
@@ -1080,7 +1085,18 @@ def build_engine(plan: EnginePlan, results: list) -> tuple[TrainedEngine, dict[s
         engine.forecast_items = items
         engine.forecast_target = "change"
         engine.quantiles = tuple(config.forecast.quantiles)
+        engine.forecast_dependence = _forecast_dependence(engine, plan.fset)
     return engine, lrs
+
+
+def _forecast_dependence(engine: TrainedEngine, data: ForecastSet) -> pd.DataFrame | None:
+    """The forecast errors' correlations on the validation rows (None without any)."""
+    va = data.split == "val"
+    if not va.any():
+        return None
+    forecast = engine.predict_values(data.X[va])
+    actual = data.targets.loc[va, list(engine.forecast_items)].reset_index(drop=True)
+    return forecast_dependence(forecast, actual, engine.forecast_items, engine.quantiles)
 
 
 def train_engine(

@@ -12,8 +12,9 @@ high risk, ten times too small at low risk
 
 So the engine carries, per scenario × outcome × dose, the *information-weighted mean log-odds
 change* of its own per-resident what-if over a training year's residents (weights p·(1 − p),
-the information a risk of p carries about its log-odds), fitted at training
-(:func:`fit_whatif_effects`), and the annual run applies it as an odds ratio to each resident's
+the information a risk of p carries about its log-odds; for metabolic syndrome, read jointly
+through the forecasts, the change that keeps the mean risk: :func:`pool_effects`), fitted at
+training (:func:`fit_whatif_effects`), and the annual run applies it as an odds ratio to each resident's
 risk: ``logit(p') = logit(p) + Δ``. For an outcome met by items crossing their cuts, each of them
 forecast (diabetes, hypertension, dyslipidaemia, liver, hyperuricaemia), a resident's change is
 read through the value forecasts instead of the re-scored trees: the change of the chance that
@@ -38,7 +39,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scoring.whatif_liability import forecast_outcomes, liability_items, log_odds_change
+from scoring.whatif_liability import (
+    JOINT_OUTCOMES,
+    forecast_outcomes,
+    liability_items,
+    log_odds_change,
+)
 
 __all__ = [
     "ALL_DOSES",
@@ -54,7 +60,8 @@ __all__ = [
 ]
 
 #: Columns of an engine's what-if effect table; ``method``: how its per-resident changes were
-#: read, ``forecasts`` (scoring.whatif_liability) or ``trees`` (the outcome model re-scored).
+#: read, ``forecasts`` or ``joint`` (scoring.whatif_liability: chance or joint_chance) or
+#: ``trees`` (the outcome model re-scored).
 COLUMNS = ("scenario", "definition", "outcome", "dose", "n", "log_odds_change", "se",
            "odds_ratio", "method")  # fmt: skip
 #: The dose row every scenario × outcome has: the pool over all its residents.
@@ -92,15 +99,34 @@ def scenario_dose(scenario, base: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def _matching_shift(logit_risk: np.ndarray, target: float) -> float:
+    """The Δ ≤ 0 with mean(expit(logit_risk + Δ)) = ``target`` (bisection on the log-odds)."""
+    lo, hi = -30.0, 0.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if (1.0 / (1.0 + np.exp(-(logit_risk + mid)))).mean() > target:
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
+
+
 def pool_effects(
-    risk: np.ndarray, new_risk: np.ndarray, dose: np.ndarray
+    risk: np.ndarray, new_risk: np.ndarray, dose: np.ndarray, match_mean: bool = False
 ) -> list[dict[str, float | int | str]]:
-    """Rows ``dose``, ``n``, ``log_odds_change``, ``se`` of one scenario × outcome: the
-    p·(1 − p)-weighted mean of the per-resident log-odds change, over all rows (``*``) and
-    per dose with at least :data:`MIN_DOSE_ROWS` rows. ``se``: the weighted mean's standard
-    error over residents."""
+    """Rows ``dose``, ``n``, ``log_odds_change``, ``se`` of one scenario × outcome, over all
+    rows (``*``) and per dose with at least :data:`MIN_DOSE_ROWS` rows: the p·(1 − p)-weighted
+    mean of the per-resident log-odds change (the information a risk of p carries about its
+    log-odds), ``se`` its standard error over residents. ``match_mean``: instead, the one
+    log-odds change that, applied to every row, gives the same mean risk as the per-resident
+    what-if. The weighted mean is that change to first order, right while each resident's change
+    is small; a chance read jointly through the forecasts moves some residents' log-odds many
+    times over (near 0 before, far nearer after), where the weighted mean came out 1.7-4 × the
+    true change (docs/models.md §Metabolic syndrome through the forecasts). ``se`` then by the
+    delta method from the residents' risk changes."""
     risk = np.asarray(risk, dtype="float64")
-    change = np.minimum(_logit(new_risk) - _logit(risk), 0.0)  # never above 0 (monotone)
+    base = _logit(risk)
+    change = np.minimum(_logit(new_risk) - base, 0.0)  # never above 0 (monotone)
     weight = np.clip(risk * (1 - risk), _EPS, None)
     out = []
 
@@ -108,6 +134,14 @@ def pool_effects(
         w, d = weight[sel], change[sel]
         mean = float((w * d).sum() / w.sum())
         se = float(np.sqrt((w * w * (d - mean) ** 2).sum()) / w.sum()) if len(d) > 1 else np.nan
+        if match_mean:
+            now = risk[sel]
+            moved = 1.0 / (1.0 + np.exp(-(base[sel] + d)))
+            target = float(moved.mean())
+            mean = _matching_shift(base[sel], target) if target < now.mean() else 0.0
+            shifted = 1.0 / (1.0 + np.exp(-(base[sel] + mean)))
+            slope = max(float((shifted * (1 - shifted)).mean()), _EPS)
+            se = float((moved - now).std(ddof=1) / np.sqrt(len(d)) / slope) if len(d) > 1 else se
         return {"dose": label, "n": int(sel.sum()), "log_odds_change": mean, "se": se}
 
     if len(risk) == 0:
@@ -167,7 +201,8 @@ def via_forecasts(engine, lab_response: bool) -> tuple[str, ...]:
     scenario moves the labs (the lab response); the others through the outcome model."""
     if not lab_response or getattr(engine, "lab_response", None) is None:
         return ()
-    return forecast_outcomes(engine.outcomes, getattr(engine, "forecast_items", ()))
+    joint = getattr(engine, "forecast_dependence", None) is not None
+    return forecast_outcomes(engine.outcomes, getattr(engine, "forecast_items", ()), joint)
 
 
 def _moves(p: pd.DataFrame, now: pd.DataFrame, items: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -226,17 +261,19 @@ def fit_whatif_effects(
             new = p[f"risk_{o}"].to_numpy()[ok]
             method = "trees"
             if o in via:
-                method = "forecasts"
+                method = "joint" if o in JOINT_OUTCOMES else "forecasts"
                 change = log_odds_change(
                     forecast.iloc[rows[ok]],
                     o,
                     engine.quantiles,
                     {i: m[ok] for i, m in moves.items()},
+                    context=base.iloc[rows[ok]],
+                    dependence=getattr(engine, "forecast_dependence", None),
                 )
                 # a row whose forecasts cannot be read keeps the trees' change
                 change = np.where(np.isnan(change), _logit(new) - _logit(now), change)
                 new = PooledChange({o: np.minimum(change, 0.0)}).risks(o, now)
-            for r in pool_effects(now, new, dose[ok]):
+            for r in pool_effects(now, new, dose[ok], match_mean=method == "joint"):
                 out.append({"scenario": sc.key, "definition": definition, "outcome": o, **r,
                             "method": method})  # fmt: skip
     table = pd.DataFrame(out).reindex(columns=list(COLUMNS))

@@ -23,7 +23,7 @@ from scoring.whatif_effect import (
     scenario_definition,
     scenario_dose,
 )
-from scoring.whatif_liability import forecast_outcomes
+from scoring.whatif_liability import JOINT_OUTCOMES, forecast_outcomes
 
 
 def _logit(p):
@@ -39,6 +39,32 @@ def test_pool_is_the_information_weighted_mean_log_odds_change():
     assert row["dose"] == ALL_DOSES and row["n"] == 3
     assert row["log_odds_change"] == pytest.approx((w * delta).sum() / w.sum())
     assert row["se"] > 0
+
+
+def test_a_pool_matching_the_mean_risk_holds_where_the_changes_are_large():
+    """Residents whose log-odds move far (a joint chance moved from near 0): the weighted mean
+    overshoots the mean risk change, the matching pool reproduces it; for small changes the
+    two agree (the weighted mean is the first-order solution)."""
+    rng = np.random.default_rng(0)
+    risk = rng.uniform(0.02, 0.4, 500)
+    big = -rng.exponential(2.0, 500)
+    new = 1 / (1 + np.exp(-(_logit(risk) + big)))
+    dose = np.full(500, "", dtype=object)
+    (weighted,) = pool_effects(risk, new, dose)
+    (matched,) = pool_effects(risk, new, dose, match_mean=True)
+
+    def mean_after(delta):
+        return (1 / (1 + np.exp(-(_logit(risk) + delta)))).mean()
+
+    assert mean_after(matched["log_odds_change"]) == pytest.approx(new.mean(), rel=1e-6)
+    assert mean_after(weighted["log_odds_change"]) < new.mean() - 0.01  # overshoots
+    assert matched["se"] > 0
+    small = 1 / (1 + np.exp(-(_logit(risk) + big / 50)))
+    (w,) = pool_effects(risk, small, dose)
+    (m,) = pool_effects(risk, small, dose, match_mean=True)
+    assert m["log_odds_change"] == pytest.approx(w["log_odds_change"], rel=0.05)
+    (none,) = pool_effects(risk, risk + 1e-9, dose, match_mean=True)
+    assert none["log_odds_change"] == 0.0
 
 
 def test_a_dose_gets_its_own_row_only_with_enough_residents():
@@ -154,11 +180,16 @@ def test_training_fits_every_scenario_and_outcome(pooled_ward):
     assert (t["log_odds_change"] <= 0).all() and (t["n"] > 0).all()
     assert (t["odds_ratio"] <= 1).all()
     assert (every["log_odds_change"] < 0).sum() >= len(every) // 2  # most scenarios do lower
-    # read through the value forecasts where every defining item is forecast
+    # read through the value forecasts where every defining item is forecast; metabolic
+    # syndrome jointly, through the forecasts' dependence the engine carries
     method = dict(zip(t["outcome"], t["method"], strict=True))
-    read = forecast_outcomes(engine.outcomes, engine.forecast_items)
-    assert {"hypertension", "dyslipidemia"} <= set(read)
-    assert method == {o: "forecasts" if o in read else "trees" for o in engine.outcomes}
+    assert engine.forecast_dependence is not None
+    read = forecast_outcomes(engine.outcomes, engine.forecast_items, joint=True)
+    assert {"hypertension", "dyslipidemia", "metabolic_syndrome"} <= set(read)
+    assert method == {
+        o: "joint" if o in JOINT_OUTCOMES else "forecasts" if o in read else "trees"
+        for o in engine.outcomes
+    }
 
 
 def test_scoring_applies_the_pooled_odds_ratio(pooled_ward):

@@ -10,7 +10,14 @@ import pytest
 from scipy.stats import norm
 
 from models.config import FORECAST_ITEMS
-from scoring.whatif_liability import chance, exceedance, forecast_outcomes, log_odds_change
+from scoring.whatif_liability import (
+    METS_ITEMS,
+    chance,
+    exceedance,
+    forecast_outcomes,
+    joint_chance,
+    log_odds_change,
+)
 
 LEVELS = (0.1, 0.5, 0.9)
 Z90 = norm.ppf(0.9)
@@ -80,8 +87,93 @@ def test_only_outcomes_whose_every_item_is_forecast_are_read_through_the_forecas
     from data.columns import OUTCOMES
 
     shipped = forecast_outcomes(OUTCOMES, FORECAST_ITEMS)
-    # CKD's urine protein is not forecast; metabolic syndrome is a rule, not a cut per item
+    # CKD's urine protein is not forecast; metabolic syndrome is a rule, not a cut per item:
+    # read only jointly, with the forecasts' dependence
     assert shipped == ("diabetes", "hypertension", "dyslipidemia", "liver", "hyperuricemia")
+    joint = forecast_outcomes(OUTCOMES, FORECAST_ITEMS, joint=True)
+    assert set(joint) == {*shipped, "metabolic_syndrome"}
+    without_hdl = tuple(i for i in FORECAST_ITEMS if i != "hdl")
+    assert "metabolic_syndrome" not in forecast_outcomes(OUTCOMES, without_hdl, joint=True)
     without_non_hdl = tuple(i for i in FORECAST_ITEMS if i != "non_hdl")
     assert "dyslipidemia" not in forecast_outcomes(OUTCOMES, without_non_hdl)
     assert forecast_outcomes(OUTCOMES, ()) == ()
+
+
+# --- metabolic syndrome, read jointly ----------------------------------------------------------
+
+#: (middle, spread) of each MetS item's forecast for one man: every criterion about even.
+_EVEN = {"waist_cm": (85.0, 3.0), "sbp": (130.0, 10.0), "dbp": (80.0, 6.0),
+         "tg": (150.0, 40.0), "hdl": (55.0, 8.0), "fpg": (110.0, 8.0), "hba1c": (5.8, 0.2)}  # fmt: skip
+
+
+def _mets_forecast(n: int = 1, **spec) -> pd.DataFrame:
+    items = {**_EVEN, **spec}
+    return pd.concat(
+        [_forecast(i, np.full(n, m), np.full(n, s), np.full(n, s)) for i, (m, s) in items.items()],
+        axis=1,
+    )
+
+
+def _independent(items: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(np.eye(len(items)), index=items, columns=items)
+
+
+def _men(n: int = 1, **answers) -> pd.DataFrame:
+    return pd.DataFrame({"sex": np.ones(n), **{k: np.full(n, v) for k, v in answers.items()}})
+
+
+def _sf(item, cut, below=False):
+    m, s = _EVEN[item]
+    return norm.cdf((cut - m) / s) if below else norm.sf((cut - m) / s)
+
+
+def test_the_joint_chance_is_the_rule_over_the_draws():
+    """Independent items: waist ≥ 85 (a man) and ≥ 2 of glucose (FPG ≥ 110), lipids (TG ≥ 150
+    or HDL < 40) and blood pressure (SBP ≥ 130 or DBP ≥ 85), as the checkup's own rule judges
+    them; medication meets its component; without a fasting glucose, HbA1c ≥ 6.0 stands in."""
+    dep = _independent(list(METS_ITEMS))
+    waist = _sf("waist_cm", 85.0)
+    glu = _sf("fpg", 110.0)
+    lip = 1 - (1 - _sf("tg", 150.0)) * (1 - _sf("hdl", 40.0, below=True))
+    bp = 1 - (1 - _sf("sbp", 130.0)) * (1 - _sf("dbp", 85.0))
+
+    def two_of(a, b, c):
+        return a * b + a * c + b * c - 2 * a * b * c
+
+    got = joint_chance(_mets_forecast(), _men(), LEVELS, dep)[0]
+    assert got == pytest.approx(waist * two_of(glu, lip, bp), abs=0.02)
+    on_bp_medication = joint_chance(_mets_forecast(), _men(q_med_bp=1.0), LEVELS, dep)[0]
+    assert on_bp_medication == pytest.approx(waist * two_of(glu, lip, 1.0), abs=0.02)
+    no_fpg = _mets_forecast(fpg=(np.nan, np.nan))
+    a1c = _sf("hba1c", 6.0)
+    got = joint_chance(no_fpg, _men(), LEVELS, dep)[0]
+    assert got == pytest.approx(waist * two_of(a1c, lip, bp), abs=0.02)
+    assert np.isnan(joint_chance(_mets_forecast(waist_cm=(np.nan, np.nan)), _men(), LEVELS, dep))
+
+
+def test_items_that_go_together_raise_the_joint_chance():
+    """A conjunction of criteria is likelier when their errors go together (a waist over its
+    forecast comes with a higher BP and glucose)."""
+    items = list(METS_ITEMS)
+    together = pd.DataFrame(np.full((7, 7), 0.5) + 0.5 * np.eye(7), index=items, columns=items)
+    f, men = _mets_forecast(), _men()
+    assert (
+        joint_chance(f, men, LEVELS, together)[0]
+        > joint_chance(f, men, LEVELS, _independent(items))[0] + 0.05
+    )
+
+
+def test_a_joint_what_if_moves_the_chance_by_the_items_moves_only():
+    """The same draws before and after: no move, no change; a smaller waist or blood pressure
+    lowers the chance, a larger move more."""
+    dep = _independent(list(METS_ITEMS))
+    f, men = _mets_forecast(3), _men(3)
+    none = log_odds_change(f, "metabolic_syndrome", LEVELS, {}, context=men, dependence=dep)
+    np.testing.assert_array_equal(none, 0.0)
+    waist = np.array([-0.5, -1.0, -3.0])
+    change = log_odds_change(f, "metabolic_syndrome", LEVELS, {"waist_cm": waist}, context=men,
+                             dependence=dep)  # fmt: skip
+    assert (change < 0).all() and change[0] > change[1] > change[2]
+    both = log_odds_change(f, "metabolic_syndrome", LEVELS, {"waist_cm": waist,
+                           "sbp": np.full(3, -3.0)}, context=men, dependence=dep)  # fmt: skip
+    assert (both < change).all()
