@@ -358,6 +358,43 @@ def forecast_metrics(
 
 #: Glucose patterns of an index checkup, in report order (features.masking.GLUCOSE_PATTERNS).
 PATTERN_ORDER = ("both", "fpg_only", "hba1c_only", "neither")
+#: Resamples of the residents for a paired AUC drop's standard error.
+DROP_BOOTSTRAP = 200
+
+
+def expected_auc(score: np.ndarray, p_true: np.ndarray) -> float:
+    """The AUC ``score`` has against outcomes drawn from ``p_true`` (each resident a case with
+    weight p, a non-case with 1 − p, a resident never compared with itself; ties count ½): the
+    same measure as an AUC, without the chance of which residents happened to have the event."""
+    score = np.asarray(score, dtype="float64")
+    p = np.asarray(p_true, dtype="float64")
+    ok = ~np.isnan(score) & ~np.isnan(p)
+    score, p = score[ok], p[ok]
+    q = 1.0 - p
+    _, level = np.unique(score, return_inverse=True)
+    cases, non = np.bincount(level, p), np.bincount(level, q)
+    below = np.cumsum(non) - non
+    wins = (cases * below).sum() + 0.5 * ((cases * non).sum() - (p * q).sum())
+    pairs = p.sum() * q.sum() - (p * q).sum()
+    return float(wins / pairs) if pairs > 0 else np.nan
+
+
+def paired_auc_drop_se(
+    y: np.ndarray, full: np.ndarray, masked: np.ndarray, n: int = DROP_BOOTSTRAP, seed: int = 0
+) -> float:
+    """Standard error of AUC(``full``) − AUC(``masked``) on the same residents (a bootstrap of
+    the residents, both scores resampled together); NaN with too few cases to resample."""
+    y = np.asarray(y, dtype="float64")
+    if y.sum() < 2 or (1 - y).sum() < 2:
+        return np.nan
+    rng = np.random.default_rng(seed)
+    drops = []
+    for _ in range(n):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].min() == y[i].max():
+            continue
+        drops.append(roc_auc_score(y[i], full[i]) - roc_auc_score(y[i], masked[i]))
+    return float(np.std(drops, ddof=1)) if len(drops) > 1 else np.nan
 
 
 def pattern_metrics(
@@ -379,8 +416,10 @@ def pattern_metrics(
     under its own pattern, as measured. Columns: evaluation, pattern, n, events, event_rate,
     mean_p, ``mean_p_over_observed`` (calibration-in-the-large as a ratio, 1 = calibrated),
     ``cal_intercept`` (the logistic one of :func:`calibration_slope_intercept`, 0 =
-    calibrated), auc, auc_drop, and ``mean_p_over_p_true`` with ``p_true`` (a low-noise check
-    of the same ratio).
+    calibrated), auc, auc_drop, ``auc_drop_se`` (its standard error, :func:`paired_auc_drop_se`:
+    a drop from a few events is mostly chance), and with ``p_true`` (a low-noise check of the
+    same figures) ``mean_p_over_p_true``, ``auc_true`` (:func:`expected_auc`) and
+    ``auc_drop_true``.
     """
     y = np.asarray(y, dtype="float64")
     natural = np.asarray(natural).astype(str)
@@ -388,7 +427,7 @@ def pattern_metrics(
     base = np.asarray(predictions["both"], dtype="float64")
     groups = [("masked", p, full, predictions[p]) for p in PATTERN_ORDER if p in predictions]
     groups += [("natural", p, natural == p, base) for p in PATTERN_ORDER]
-    auc_full = np.nan
+    auc_full = auc_full_true = np.nan
     rows = []
     for evaluation, pattern, m, p in groups:
         p = np.asarray(p, dtype="float64")[m]
@@ -408,12 +447,21 @@ def pattern_metrics(
             "cal_intercept": calibration_slope_intercept(yy, p)[1],
             "auc": auc,
             "auc_drop": auc_full - auc if evaluation == "masked" else np.nan,
+            "auc_drop_se": np.nan,
         }
+        if evaluation == "masked" and pattern != "both" and both:
+            row["auc_drop_se"] = paired_auc_drop_se(yy, base[m], p)
         if p_true is not None:
             t = np.asarray(p_true, dtype="float64")[m]
             ok = ~np.isnan(t)
             row["mean_p_over_p_true"] = (
                 float(p[ok].mean() / t[ok].mean()) if ok.any() and t[ok].mean() > 0 else np.nan
+            )
+            row["auc_true"] = expected_auc(p, t) if ok.any() else np.nan
+            if evaluation == "masked" and pattern == "both":
+                auc_full_true = row["auc_true"]
+            row["auc_drop_true"] = (
+                auc_full_true - row["auc_true"] if evaluation == "masked" else np.nan
             )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -218,9 +218,11 @@ def missingness_report(
         tables.append(t.assign(outcome=o))
         for r in t.to_dict("records"):
             stem = "pattern" if r["evaluation"] == "masked" else "pattern_natural"
-            keep = ("auc", "auc_drop", "mean_p_over_observed", "cal_intercept")
+            keep = ("auc", "auc_drop", "mean_p_over_observed", "cal_intercept", "auc_drop_se",
+                    "auc_drop_true")  # fmt: skip
             for k in keep if stem == "pattern" else ("auc", "mean_p_over_observed"):
-                report.extra_metrics[f"{stem}.{r['pattern']}.{o}.{k}"] = r[k]
+                if np.isfinite(r.get(k, np.nan)):
+                    report.extra_metrics[f"{stem}.{r['pattern']}.{o}.{k}"] = r[k]
         masked = {g: engine.predict_outcome(masked_matrix(X, rows, m, names), o)
                   for g, m in data.item_masks.items()}  # fmt: skip
         shift = missing_item_shift(preds["both"], masked)
@@ -235,9 +237,12 @@ def missingness_report(
         "Unmeasured glucose items (未測定項目)",
         table[lead + [c for c in table.columns if c not in lead]],
         "Test year. masked: the residents measured with both fasting glucose and HbA1c, scored "
-        "with the pattern's items removed (auc_drop = AUC as measured − AUC of the pattern); "
-        "natural: every resident under their own pattern. mean_p_over_observed and "
-        "cal_intercept: calibration-in-the-large (1 and 0 when calibrated).",
+        "with the pattern's items removed (auc_drop = AUC as measured − AUC of the pattern, "
+        "auc_drop_se its bootstrap standard error over the residents); natural: every "
+        "resident under their own pattern. mean_p_over_observed and cal_intercept: "
+        "calibration-in-the-large (1 and 0 when calibrated). On a synthetic ward, auc_true and "
+        "auc_drop_true: the same against the true probabilities (expected AUC), free of which "
+        "residents happened to have the event.",
     )
     shift = pd.concat(items, ignore_index=True)
     report.extra["missing_items"] = ReportTable(

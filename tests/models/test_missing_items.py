@@ -114,12 +114,17 @@ def test_pattern_table_and_metrics_are_in_the_report(trained):
         assert masked["n"].iloc[0] == natural.loc[natural["pattern"] == "both", "n"].iloc[0]
         tested = report.metrics.query("outcome == @o and model == 'engine' and slice == 'all'")
         assert natural["n"].sum() == tested["n"].iloc[0]
-        for col in ("auc", "mean_p_over_observed", "cal_intercept", "mean_p_over_p_true"):
+        for col in ("auc", "mean_p_over_observed", "cal_intercept", "mean_p_over_p_true",
+                    "auc_true", "auc_drop_true"):  # fmt: skip
             assert masked[col].notna().all(), (o, col)
+        one = masked[masked["pattern"] != "both"]
+        assert (one["auc_drop_se"] > 0).all() and np.isnan(masked["auc_drop_se"].iloc[0])
     m = report.extra_metrics
     for p in ("both", "fpg_only", "hba1c_only", "neither"):
-        for k in ("auc", "auc_drop", "mean_p_over_observed", "cal_intercept"):
+        for k in ("auc", "auc_drop", "mean_p_over_observed", "cal_intercept", "auc_drop_true"):
             assert np.isfinite(m[f"pattern.{p}.diabetes.{k}"])
+        if p != "both":
+            assert m[f"pattern.{p}.diabetes.auc_drop_se"] > 0
     assert np.isfinite(m["pattern_natural.hba1c_only.diabetes.auc"])
     assert "missing_item.urine_glucose.diabetes.mean_dlogit" in m
     card = model_card(engine, report, {}, None, "test", False)
