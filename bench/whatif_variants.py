@@ -6,7 +6,8 @@ it (:func:`scoring.whatif_effect.fit_training_effects`) and judged against the w
 counterfactual (:func:`scoring.whatif_truth.whatif_truth_report`), with the same trained
 models throughout. Variants: a lever's steps kept on their own t only or also as a whole
 (``lever_test``), drinking in amount steps or in g/day (``drinking``), and labs from pairs of
-yearly checkups or within person over every checkup (``labs``). Per variant, the
+yearly checkups or within person over every checkup (``labs``), and the habit coefficients
+kept by their t or all shrunk by one empirical-Bayes prior (``selection``). Per variant, the
 cells offered to ≥ 30 residents meeting the target (binned error ≤ 0.30) and their median
 error; then each cell's model / true mean change::
 
@@ -30,6 +31,7 @@ VARIANTS = {
     "g/day, step t, pairs": {"lever_test": False, "drinking": "grams", "labs": "differences"},
     "g/day, lever t, pairs": {"lever_test": True, "drinking": "grams", "labs": "differences"},
     "g/day, lever t, within (shipped)": {"lever_test": True, "drinking": "grams", "labs": "within"},
+    "g/day, shrinkage, within": {"drinking": "grams", "labs": "within", "selection": "shrinkage"},
 }
 
 

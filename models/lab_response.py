@@ -82,6 +82,7 @@ __all__ = [
     "from_normal_score",
     "grid_split",
     "lab_shift",
+    "shrink_habit_effects",
     "lever_terms",
     "to_normal_score",
 ]
@@ -111,6 +112,13 @@ STEPS = {"q_smoking": (1,)}
 EXPOSURE = {"q_alcohol_amount": "alcohol_g_per_day"}
 Drinking = Literal["grams", "steps"]
 LabEstimator = Literal["within", "differences"]
+Selection = Literal["t_test", "shrinkage"]
+#: Spreads of the shrinkage prior's normal components (normal-score units), beside a point
+#: mass at 0: from a shift too small to matter to a third of a standard deviation.
+_PRIOR_SD = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+#: The dose a term's coefficient is compared at for the prior: one step of an answer, one 合 a
+#: day of pure alcohol (20 g/day).
+_TERM_DOSE = {"alcohol_g_per_day": 20.0}
 #: Body-size items that follow a habit (regressed on the habit terms only).
 BODY = ("weight_kg", "waist_cm")
 #: Laboratory items that may follow a lever within the year.
@@ -386,6 +394,7 @@ def fit_lab_response(
     lever_test: bool = True,
     drinking: Drinking = "grams",
     labs: LabEstimator = "within",
+    selection: Selection = "t_test",
 ) -> pd.DataFrame:
     """Coefficient table (:data:`COLUMNS`: one row per item × term; ``coef`` = kept β or 0).
 
@@ -396,7 +405,9 @@ def fit_lab_response(
     ``scales`` (:func:`fit_item_scales`): a lab with knots is regressed on its normal score
     (``scale`` "normal_score"; needs ``sex``), every other item in recorded units ("value").
     ``lever_test`` False: a step is kept on its own t only; ``drinking`` (:func:`lever_terms`)
-    — the variants before, for benchmarks (bench/whatif_variants.py).
+    — the variants before, for benchmarks (bench/whatif_variants.py); ``selection``
+    "shrinkage": :func:`shrink_habit_effects` instead of the t test (a benchmark variant, not
+    kept: docs/models.md §Labs within person).
     """
     c = checkups
     if before_year is not None:
@@ -439,7 +450,38 @@ def fit_lab_response(
                  "coef": np.where(kept, beta, 0.0), "scale": scale}
             )
         )  # fmt: skip
-    return pd.concat(rows, ignore_index=True).reindex(columns=list(COLUMNS))
+    table = pd.concat(rows, ignore_index=True).reindex(columns=list(COLUMNS))
+    return shrink_habit_effects(table) if selection == "shrinkage" else table
+
+
+def shrink_habit_effects(table: pd.DataFrame) -> pd.DataFrame:
+    """The labs' habit coefficients (normal-score labs, every term but weight) as their
+    posterior means under one prior fitted to all of them (empirical Bayes, a point mass at 0
+    and normal components: :data:`_PRIOR_SD`), in place of the |t| selection; a wrong-signed
+    posterior stays 0."""
+    out = table.copy()
+    sel = (out["scale"] == "normal_score") & (out["term"] != "weight_kg") & out["se"].gt(0)
+    dose = out.loc[sel, "term"].map(_TERM_DOSE).fillna(1.0).to_numpy()
+    b = out.loc[sel, "beta"].to_numpy("float64") * dose
+    se = out.loc[sel, "se"].to_numpy("float64") * dose
+    if len(b) < 10:
+        return out
+    sd = np.array([0.0, *_PRIOR_SD])
+    var = sd[None, :] ** 2 + se[:, None] ** 2
+    like = np.exp(-0.5 * b[:, None] ** 2 / var) / np.sqrt(2 * np.pi * var)
+    pi = np.full(len(sd), 1.0 / len(sd))
+    for _ in range(500):  # EM on the mixture weights
+        post = like * pi
+        post /= post.sum(axis=1, keepdims=True)
+        pi = post.mean(axis=0)
+    post = like * pi
+    post /= post.sum(axis=1, keepdims=True)
+    mean = (post * (b[:, None] * sd[None, :] ** 2 / var)).sum(axis=1) / dose
+    want = out.loc[sel, "lab"].map(_DIR).fillna(0).to_numpy()
+    coef = np.where(np.sign(mean) == want, mean, 0.0)
+    out.loc[sel, "coef"] = coef
+    out.loc[sel, "kept"] = coef != 0
+    return out
 
 
 def fit_response_tables(
@@ -448,13 +490,14 @@ def fit_response_tables(
     lever_test: bool = True,
     drinking: Drinking = "grams",
     labs: LabEstimator = "within",
+    selection: Selection = "t_test",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(coefficient table, item scales) as training fits them: the scales first, then every
     lab regressed on its normal score (an engine's ``lab_response`` and ``lab_scale``);
     ``lever_test``, ``drinking``, ``labs``: :func:`fit_lab_response`."""
     scales = fit_item_scales(checkups, before_year)
     table = fit_lab_response(checkups, before_year, scales=scales, lever_test=lever_test,
-                             drinking=drinking, labs=labs)  # fmt: skip
+                             drinking=drinking, labs=labs, selection=selection)  # fmt: skip
     return table, scales
 
 

@@ -443,3 +443,26 @@ def test_a_lab_moves_by_the_same_share_of_its_spread_at_every_level():
     pd.testing.assert_frame_equal(
         lab_shift(before, before.assign(q_exercise=1.0), table), before.assign(q_exercise=1.0)
     )
+
+
+def test_shrinkage_keeps_clear_effects_and_pulls_noise_to_zero():
+    """The benchmark variant ``selection="shrinkage"``: one prior over the labs' habit
+    coefficients; a clear effect keeps most of its size, an estimate of a null effect is
+    pulled towards 0, a wrong sign stays 0, and weight's coefficient is left as fitted."""
+    from models.lab_response import shrink_habit_effects
+
+    rng = np.random.default_rng(0)
+    truth = np.r_[np.full(12, 0.10), np.zeros(60)]
+    beta = truth + rng.normal(0, 0.02, len(truth))
+    rows = pd.DataFrame({"lab": "tg", "lever": "q_exercise", "term": "q_exercise>=2",
+                         "beta": beta, "se": 0.02, "t": beta / 0.02, "lever_t": np.nan,
+                         "n": 1000, "kept": False, "coef": 0.0, "scale": "normal_score"})  # fmt: skip
+    weight = rows.iloc[[0]].assign(term="weight_kg", lever="weight_kg", beta=0.04, coef=0.04)
+    table = pd.concat([rows, weight], ignore_index=True)
+    out = shrink_habit_effects(table)
+    coef = out["coef"].to_numpy()
+    assert (coef[:12] > 0.85 * beta[:12]).all()
+    null_right = (truth == 0) & (beta > 0)
+    assert np.abs(coef[:72][null_right]).mean() < 0.4 * beta[null_right].mean()
+    assert (coef[:72][beta < 0] == 0).all()
+    assert coef[72] == 0.04
