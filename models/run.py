@@ -81,6 +81,16 @@ def evaluate_engine(
     t0 = time.perf_counter()
     missingness_report(report, engine, data, truth)
     report.timings["missingness"] = time.perf_counter() - t0
+    dependence = getattr(engine, "forecast_dependence", None)
+    if dependence is not None:
+        report.extra["forecast_dependence"] = ReportTable(
+            "Value forecasts: correlation of their errors (validation year)",
+            dependence.rename_axis("item").reset_index(),
+            "Each item's next-year value as a normal score against its forecast, correlated "
+            "pairwise over the validation year (models.forecast_distribution). Metabolic "
+            "syndrome's what-if draws its seven items jointly with these correlations "
+            "(scoring.whatif_liability.joint_chance).",
+        )
     return report
 
 

@@ -8,6 +8,7 @@ store.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -162,6 +163,16 @@ def test_first_model_is_promoted_and_logged(tracking):
     assert "whatif.cells_judged" in m and m["whatif.cells_judged"] > 0
     evaluation = {Path(a.path).name for a in client.list_artifacts(r.run.run_id, "evaluation")}
     assert "whatif_truth.csv" in evaluation
+    # the forecasts' dependence metabolic syndrome's what-if reads (items × items, unit diagonal)
+    assert "forecast_dependence.csv" in evaluation
+    assert "Value forecasts: correlation of their errors" in text
+    dep = pd.read_csv(
+        io.StringIO(mlflow.artifacts.load_text(
+            f"runs:/{r.run.run_id}/evaluation/forecast_dependence.csv"
+        ))
+    ).set_index("item")  # fmt: skip
+    assert list(dep.index) == list(dep.columns) == list(r.engine.forecast_items)
+    np.testing.assert_allclose(np.diag(dep.to_numpy()), 1.0)
 
 
 def test_weaker_challenger_is_not_promoted_and_decision_is_logged(tracking):
