@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.declarations import item_matrix, item_of, modifiable_features
@@ -379,6 +380,16 @@ def expected_auc(score: np.ndarray, p_true: np.ndarray) -> float:
     return float(wins / pairs) if pairs > 0 else np.nan
 
 
+def _auc_rows(y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The AUC of each row of ``score`` against the same row of ``y`` (Mann-Whitney, ties ½);
+    NaN for a row with one class only."""
+    ranks = rankdata(score, axis=1)
+    cases = y.sum(axis=1)
+    non = y.shape[1] - cases
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * y).sum(axis=1) - cases * (cases + 1) / 2) / (cases * non)
+
+
 def paired_auc_drop_se(
     y: np.ndarray, full: np.ndarray, masked: np.ndarray, n: int = DROP_BOOTSTRAP, seed: int = 0
 ) -> float:
@@ -387,13 +398,12 @@ def paired_auc_drop_se(
     y = np.asarray(y, dtype="float64")
     if y.sum() < 2 or (1 - y).sum() < 2:
         return np.nan
-    rng = np.random.default_rng(seed)
-    drops = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        if y[i].min() == y[i].max():
-            continue
-        drops.append(roc_auc_score(y[i], full[i]) - roc_auc_score(y[i], masked[i]))
+    i = np.random.default_rng(seed).integers(0, len(y), (n, len(y)))
+    yy = y[i]
+    drops = _auc_rows(yy, np.asarray(full, "float64")[i]) - _auc_rows(
+        yy, np.asarray(masked, "float64")[i]
+    )
+    drops = drops[np.isfinite(drops)]
     return float(np.std(drops, ddof=1)) if len(drops) > 1 else np.nan
 
 

@@ -21,7 +21,8 @@ normal scores of next year's values against their forecasts are correlated (a Ga
 copula), with the correlations of the validation year's forecast errors
 (models.forecast_distribution.forecast_dependence), over a fixed set of quasi-random draws
 shared by every resident and scenario, each draw judged by the checkup's own rule
-(data.judgements.metabolic_syndrome).
+(data.judgements.metabolic_syndrome), the waist's chance over its cut taken exactly given
+each draw of the others.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import pandas as pd
 from scipy.special import logit, ndtr, ndtri
 from scipy.stats import qmc
 
-from data.judgements import criterion_cut, metabolic_syndrome
+from data.judgements import MHLW_R6, JudgementValues, criterion_cut, metabolic_syndrome
 from data.outcomes import OUTCOME_DECLARATIONS
 from models.forecast_distribution import forecast_quantiles, normal_score, quantile_value
 
@@ -117,11 +118,25 @@ def _forecast(forecast: pd.DataFrame, item: str, levels, move: np.ndarray | None
     return q if move is None else q + np.nan_to_num(np.asarray(move, dtype="float64"))[:, None]
 
 
-def _draws(dependence: pd.DataFrame, items: Sequence[str], n: int = JOINT_DRAWS) -> np.ndarray:
-    """``n`` fixed quasi-random draws (n × items) of correlated standard normal scores."""
-    r = dependence.loc[list(items), list(items)].to_numpy(dtype="float64")
-    u = qmc.Sobol(len(items), scramble=True, seed=0).random(n)
-    return ndtri(np.clip(u, 1e-9, 1 - 1e-9)) @ np.linalg.cholesky(r).T
+#: The rule's gate, taken exactly given the other items' draws (conditional Monte Carlo): no
+#: resident's chance rests on how many draws happen to cross the waist's cut.
+_GATE = "waist_cm"
+_OTHERS = tuple(i for i in METS_ITEMS if i != _GATE)
+
+
+def _draws(dependence: pd.DataFrame, n: int = JOINT_DRAWS) -> tuple[np.ndarray, np.ndarray, float]:
+    """``n`` fixed quasi-random draws (n × :data:`_OTHERS`) of the other items' correlated
+    normal scores; the waist's score given each draw is normal with the returned means (n)
+    and standard deviation."""
+    r = dependence.loc[list(METS_ITEMS), list(METS_ITEMS)].to_numpy(dtype="float64")
+    rest = [METS_ITEMS.index(i) for i in _OTHERS]
+    gate = METS_ITEMS.index(_GATE)
+    r_rest, r_gate = r[np.ix_(rest, rest)], r[gate, rest]
+    weights = np.linalg.solve(r_rest, r_gate)
+    sd = float(np.sqrt(max(1.0 - r_gate @ weights, 1e-6)))
+    u = qmc.Sobol(len(rest), scramble=True, seed=0).random(n)
+    z = ndtri(np.clip(u, 1e-9, 1 - 1e-9)) @ np.linalg.cholesky(r_rest).T
+    return z, z @ weights, sd
 
 
 def joint_chance(
@@ -131,29 +146,44 @@ def joint_chance(
     dependence: pd.DataFrame,
     moves: Mapping[str, np.ndarray] | None = None,
     chunk: int = 4096,
+    values: JudgementValues = MHLW_R6,
 ) -> np.ndarray:
-    """The chance that next year's checkup meets metabolic syndrome: the share of
-    :data:`JOINT_DRAWS` draws of its items (correlated by ``dependence``, each item moved by
-    ``moves[item]``) that data.judgements.metabolic_syndrome judges 基準該当, with this year's
-    sex and medication answers (``context``, the rows of ``forecast``). An item without a
-    forecast is missing in every draw, as in a checkup without it; NaN without a waist."""
+    """The chance that next year's checkup meets metabolic syndrome (its items correlated by
+    ``dependence``, each moved by ``moves[item]``), with this year's sex and medication answers
+    (``context``, the rows of ``forecast``): over :data:`JOINT_DRAWS` draws of the other six
+    items, the chance that the waist is over its cut given the draw, times whether
+    data.judgements.metabolic_syndrome finds two components in it (the waist set over its
+    cut). An item without a forecast is missing in every draw, as in a checkup without it;
+    NaN without a waist forecast."""
     moves = moves or {}
-    z = _draws(dependence, METS_ITEMS)
+    z, gate_mean, gate_sd = _draws(dependence)
     n, s = len(forecast), len(z)
     out = np.full(n, np.nan)
     ctx = {c: pd.to_numeric(context[c], errors="coerce").to_numpy("float64") if c in context
            else np.full(n, np.nan) for c in METS_CONTEXT}  # fmt: skip
+    # a sex not recorded: the waist counts only over both sexes' cuts (the rule's own reading)
+    female = values.waist_female.guidance
+    cut = np.where(
+        ctx["sex"] == 1, values.waist_male.guidance, np.maximum(female, values.waist_male.guidance)
+    )
+    cut = np.where(ctx["sex"] == 2, female, cut)
+
+    def moved(item: str, rows: slice) -> np.ndarray:
+        move = np.asarray(moves[item])[rows] if item in moves else None
+        return _forecast(forecast.iloc[rows], item, levels, move)
+
     for start in range(0, n, chunk):
         rows = slice(start, min(n, start + chunk))
         draws = {c: np.repeat(v[rows], s) for c, v in ctx.items()}
-        for k, item in enumerate(METS_ITEMS):
-            move = np.asarray(moves[item])[rows] if item in moves else None
-            q = _forecast(forecast.iloc[rows], item, levels, move)
+        for k, item in enumerate(_OTHERS):
+            q = moved(item, rows)
             draws[item] = quantile_value(q, levels, np.broadcast_to(z[:, k], (len(q), s))).ravel()
-        met = (metabolic_syndrome(pd.DataFrame(draws)) == 1).to_numpy(bool, na_value=False)
-        out[rows] = met.reshape(-1, s).mean(axis=1)
-    waist = forecast_quantiles(forecast, "waist_cm", levels)[:, 1]
-    return np.where(np.isnan(waist), np.nan, out)
+        draws[_GATE] = np.full(len(draws["sex"]), np.inf)  # over any cut: the components decide
+        two = (metabolic_syndrome(pd.DataFrame(draws)) == 1).to_numpy(bool, na_value=False)
+        z_cut = normal_score(moved(_GATE, rows), levels, cut[rows])
+        over = ndtr((gate_mean[None, :] - z_cut[:, None]) / gate_sd)
+        out[rows] = (over * two.reshape(-1, s)).mean(axis=1)
+    return out
 
 
 def chance(

@@ -149,6 +149,15 @@ def test_the_joint_chance_is_the_rule_over_the_draws():
     got = joint_chance(no_fpg, _men(), LEVELS, dep)[0]
     assert got == pytest.approx(waist * two_of(a1c, lip, bp), abs=0.02)
     assert np.isnan(joint_chance(_mets_forecast(waist_cm=(np.nan, np.nan)), _men(), LEVELS, dep))
+    # the waist's chance is exact given the other draws: a waist far under its cut still
+    # gives its small chance, not 0 draws in 256
+    far = joint_chance(_mets_forecast(waist_cm=(75.0, 3.0)), _men(), LEVELS, dep)[0]
+    assert far == pytest.approx(norm.sf(10 / 3) * two_of(glu, lip, bp), rel=0.1)
+    # a woman's cut is 90 cm; a sex not recorded counts only over both cuts
+    women = joint_chance(_mets_forecast(), _men(sex=2.0), LEVELS, dep)[0]
+    unknown = joint_chance(_mets_forecast(), _men(sex=np.nan), LEVELS, dep)[0]
+    assert women == pytest.approx(norm.sf(5 / 3) * two_of(glu, lip, bp), abs=0.02)
+    assert unknown == pytest.approx(women)
 
 
 def test_items_that_go_together_raise_the_joint_chance():
