@@ -57,7 +57,7 @@ _EPS = 1e-12
 METS_ITEMS = ("waist_cm", "sbp", "dbp", "tg", "hdl", "fpg", "hba1c")
 #: This year's answers the MetS rule reads beside the items (sex; medication meets a component).
 METS_CONTEXT = ("sex", "q_med_bp", "q_med_glucose", "q_med_lipid")
-#: Quasi-random draws of next year's checkup per resident for a joint chance.
+#: Quasi-random draws of the items beside the waist per resident for a joint chance.
 JOINT_DRAWS = 256
 
 
@@ -71,9 +71,9 @@ class Cut:
 
 
 #: Outcome → its criteria as cuts, from the outcome declarations. Metabolic syndrome (waist
-#: and two of three components) is not read this way: through the forecasts, taken as
-#: independent, its what-if came out 1.4-2.6 × the true change on the demo ward
-#: (docs/models.md §The what-if through the forecasts).
+#: and two of three components) is not read this way but jointly (:func:`joint_chance`):
+#: through its items' cuts taken as independent its what-if came out 1.4-2.6 × the true change
+#: on the demo ward (docs/models.md §The what-if through the forecasts).
 _ANY_CUTS: dict[str, tuple[Cut, ...]] = {}
 for _o in OUTCOME_DECLARATIONS:
     if _o.rule == "any":
@@ -162,11 +162,8 @@ def joint_chance(
     ctx = {c: pd.to_numeric(context[c], errors="coerce").to_numpy("float64") if c in context
            else np.full(n, np.nan) for c in METS_CONTEXT}  # fmt: skip
     # a sex not recorded: the waist counts only over both sexes' cuts (the rule's own reading)
-    female = values.waist_female.guidance
-    cut = np.where(
-        ctx["sex"] == 1, values.waist_male.guidance, np.maximum(female, values.waist_male.guidance)
-    )
-    cut = np.where(ctx["sex"] == 2, female, cut)
+    male, female = values.waist_male.guidance, values.waist_female.guidance
+    cut = np.select([ctx["sex"] == 1, ctx["sex"] == 2], [male, female], max(male, female))
 
     def moved(item: str, rows: slice) -> np.ndarray:
         move = np.asarray(moves[item])[rows] if item in moves else None
