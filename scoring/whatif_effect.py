@@ -14,8 +14,8 @@ So the engine carries, per scenario × outcome × dose, the *information-weighte
 change* of its own per-resident what-if over a training year's residents (weights p·(1 − p),
 the information a risk of p carries about its log-odds; for metabolic syndrome, read jointly
 through the forecasts, the change that keeps the mean risk: :func:`pool_effects`), fitted at
-training (:func:`fit_whatif_effects`), and the annual run applies it as an odds ratio to each resident's
-risk: ``logit(p') = logit(p) + Δ``. For an outcome met by items crossing their cuts, each of them
+training (:func:`fit_whatif_effects`), and the annual run applies it as an odds ratio to each
+resident's risk: ``logit(p') = logit(p) + Δ``. For an outcome met by items crossing their cuts, each of them
 forecast (diabetes, hypertension, dyslipidaemia, liver, hyperuricaemia), a resident's change is
 read through the value forecasts instead of the re-scored trees: the change of the chance that
 next year's items cross their cuts, moved by the lab response (:mod:`scoring.whatif_liability`;
