@@ -15,11 +15,12 @@ change* of its own per-resident what-if over a training year's residents (weight
 the information a risk of p carries about its log-odds; for metabolic syndrome, read jointly
 through the forecasts, the change that keeps the mean risk: :func:`pool_effects`), fitted at
 training (:func:`fit_whatif_effects`), and the annual run applies it as an odds ratio to each
-resident's risk: ``logit(p') = logit(p) + Δ``. For an outcome met by items crossing their cuts, each of them
-forecast (diabetes, hypertension, dyslipidaemia, liver, hyperuricaemia), a resident's change is
-read through the value forecasts instead of the re-scored trees: the change of the chance that
-next year's items cross their cuts, moved by the lab response (:mod:`scoring.whatif_liability`;
-the table's ``method``). The dose is the value a ``set`` scenario changes from
+resident's risk: ``logit(p') = logit(p) + Δ``. For an outcome met by items crossing their
+cuts, each of them forecast (diabetes, hypertension, dyslipidaemia, liver, hyperuricaemia), a
+resident's change is read through the value forecasts instead of the re-scored trees: the
+change of the chance that next year's items cross their cuts, moved by the lab response
+(:mod:`scoring.whatif_liability`; the table's ``method``); metabolic syndrome's the same way
+over its rule's items drawn jointly. The dose is the value a ``set`` scenario changes from
 (drinking 2, 3 … 合 → under 1 合); a dose with fewer than :data:`MIN_DOSE_ROWS` residents uses
 the scenario's pooled row (``dose`` ``*``). Every row of the engine's per-resident what-if
 lowers or keeps the risk (monotone models), so Δ ≤ 0: the pooled what-if never raises a risk.
