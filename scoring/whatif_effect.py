@@ -39,12 +39,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import expit
 
 from scoring.whatif_liability import (
     JOINT_OUTCOMES,
     forecast_outcomes,
     liability_items,
     log_odds_change,
+    outcome_chance,
 )
 
 __all__ = [
@@ -101,15 +104,13 @@ def scenario_dose(scenario, base: pd.DataFrame) -> np.ndarray:
 
 
 def _matching_shift(logit_risk: np.ndarray, target: float) -> float:
-    """The Δ ≤ 0 with mean(expit(logit_risk + Δ)) = ``target`` (bisection on the log-odds)."""
-    lo, hi = -30.0, 0.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if (1.0 / (1.0 + np.exp(-(logit_risk + mid)))).mean() > target:
-            hi = mid
-        else:
-            lo = mid
-    return 0.5 * (lo + hi)
+    """The Δ in [−30, 0] with mean(expit(logit_risk + Δ)) = ``target`` (≤ the mean risk now;
+    −30 where even that leaves the mean above it)."""
+
+    def gap(d: float) -> float:
+        return float(expit(logit_risk + d).mean()) - target
+
+    return -30.0 if gap(-30.0) >= 0 else brentq(gap, -30.0, 0.0, xtol=1e-12)
 
 
 def pool_effects(
@@ -137,10 +138,10 @@ def pool_effects(
         se = float(np.sqrt((w * w * (d - mean) ** 2).sum()) / w.sum()) if len(d) > 1 else np.nan
         if match_mean:
             now = risk[sel]
-            moved = 1.0 / (1.0 + np.exp(-(base[sel] + d)))
+            moved = expit(base[sel] + d)
             target = float(moved.mean())
             mean = _matching_shift(base[sel], target) if target < now.mean() else 0.0
-            shifted = 1.0 / (1.0 + np.exp(-(base[sel] + mean)))
+            shifted = expit(base[sel] + mean)
             slope = max(float((shifted * (1 - shifted)).mean()), _EPS)
             se = float((moved - now).std(ddof=1) / np.sqrt(len(d)) / slope) if len(d) > 1 else se
         return {"dose": label, "n": int(sel.sum()), "log_odds_change": mean, "se": se}
@@ -244,6 +245,10 @@ def fit_whatif_effects(
     via = via_forecasts(engine, lab)
     forecast = engine.predict_values(X) if via else None
     items = tuple(sorted({i for o in via for i in liability_items(o)}))
+    dependence = getattr(engine, "forecast_dependence", None)
+    # each outcome's chance without a move, once for every row (each scenario reads its rows)
+    unmoved = {o: outcome_chance(forecast, o, engine.quantiles, None, base, dependence)
+               for o in via}  # fmt: skip
     out = []
     for sc, rows, p in scenario_risks(
         engine, history, index, base, config.scenarios, feature_config, lab, effects=None,
@@ -269,7 +274,8 @@ def fit_whatif_effects(
                     engine.quantiles,
                     {i: m[ok] for i, m in moves.items()},
                     context=base.iloc[rows[ok]],
-                    dependence=getattr(engine, "forecast_dependence", None),
+                    dependence=dependence,
+                    before=unmoved[o][rows[ok]],
                 )
                 # a row whose forecasts cannot be read keeps the trees' change
                 change = np.where(np.isnan(change), _logit(new) - _logit(now), change)

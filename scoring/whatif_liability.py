@@ -50,6 +50,7 @@ __all__ = [
     "joint_chance",
     "liability_items",
     "log_odds_change",
+    "outcome_chance",
 ]
 
 _EPS = 1e-12
@@ -207,6 +208,21 @@ def chance(
     return np.where(known, 1.0 - miss, np.nan)
 
 
+def outcome_chance(
+    forecast: pd.DataFrame,
+    outcome: str,
+    levels: Sequence[float],
+    moves: Mapping[str, np.ndarray] | None = None,
+    context: pd.DataFrame | None = None,
+    dependence: pd.DataFrame | None = None,
+) -> np.ndarray:
+    """:func:`chance`, or for metabolic syndrome :func:`joint_chance` (with ``context`` and
+    ``dependence``)."""
+    if outcome in JOINT_OUTCOMES:
+        return joint_chance(forecast, context, levels, dependence, moves)
+    return chance(forecast, outcome, levels, moves)
+
+
 def log_odds_change(
     forecast: pd.DataFrame,
     outcome: str,
@@ -214,15 +230,13 @@ def log_odds_change(
     moves: Mapping[str, np.ndarray],
     context: pd.DataFrame | None = None,
     dependence: pd.DataFrame | None = None,
+    before: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per row: ``logit(P′) − logit(P)`` of :func:`chance` (metabolic syndrome:
-    :func:`joint_chance`, with ``context`` and ``dependence``) with and without ``moves``; NaN
-    where it cannot be read (no defining item forecast, or a chance of 0 either way)."""
-    if outcome in JOINT_OUTCOMES:
-        before = joint_chance(forecast, context, levels, dependence)
-        after = joint_chance(forecast, context, levels, dependence, moves)
-    else:
-        before = chance(forecast, outcome, levels)
-        after = chance(forecast, outcome, levels, moves)
+    """Per row: ``logit(P′) − logit(P)`` of :func:`outcome_chance` with and without ``moves``
+    (``before``: P, when the caller has it for these rows already); NaN where it cannot be
+    read (no defining item forecast, or a chance of 0 either way)."""
+    if before is None:
+        before = outcome_chance(forecast, outcome, levels, None, context, dependence)
+    after = outcome_chance(forecast, outcome, levels, moves, context, dependence)
     change = logit(np.clip(after, _EPS, 1 - _EPS)) - logit(np.clip(before, _EPS, 1 - _EPS))
     return np.where((before > _EPS) & ~np.isnan(after), change, np.nan)

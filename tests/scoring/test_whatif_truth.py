@@ -235,6 +235,7 @@ def test_the_forecast_outcomes_read_their_what_if_there_the_others_keep_the_tree
     mets = both[both["outcome"] == "metabolic_syndrome"]
     assert len(mets) and (mets["mean_model_change"] != mets["mean_model_change_trees"]).all()
     kept = table[~table["outcome"].isin(read)].reset_index(drop=True)
+    assert set(kept["outcome"]) == {"ckd"}
     pd.testing.assert_frame_equal(kept, trees[~trees["outcome"].isin(read)].reset_index(drop=True))
 
 
