@@ -224,8 +224,14 @@ class ModelConfig:
     #: Choose LightGBM / blend / LR per outcome on the validation year (models.member_choice).
     select: bool = True
     blend_weights: tuple[Share, ...] = (0.75, 0.5, 0.25)
-    #: Validation-AUC gain a challenger needs over LightGBM.
+    #: Validation-AUC gain a challenger needs over LightGBM (and a forecast stack over the
+    #: member).
     select_margin: Annotated[float, Field(ge=0)] = 0.0
+    #: Stack each outcome read through the forecasts with the forecasts' chance of it, where
+    #: that beats the member on the validation year (models.forecast_stack; needs forecasts).
+    forecast_stack: bool = True
+    #: The largest weight the forecasts get in a stack (the member keeps the rest).
+    forecast_stack_max_weight: Annotated[float, Field(ge=0, le=1)] = 0.75
     #: Test rows per outcome on which driver agreement is computed (0 = all rows).
     driver_sample: Annotated[int, Field(ge=0)] = 20_000
     #: Honest small wards: an outcome with fewer training events (outcome met, ``train`` split)

@@ -6,7 +6,7 @@ three quantiles are reproduced exactly (:func:`normal_score`, :func:`quantile_va
 one checkup move together beyond what their forecasts say (waist, glycaemia and lipids share
 adiposity): :func:`forecast_dependence` measures that as the correlations of their forecast
 errors' normal scores on held-out rows, the Gaussian copula a joint chance is drawn from
-(scoring.whatif_liability).
+(models.forecast_chance).
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from models.baselines import fit_logistic, fit_points
 from models.config import ModelConfig
@@ -88,10 +90,53 @@ def evaluate_engine(
             dependence.rename_axis("item").reset_index(),
             "Each item's next-year value as a normal score against its forecast, correlated "
             "pairwise over the validation year (models.forecast_distribution). Metabolic "
-            "syndrome's what-if draws its seven items jointly with these correlations "
-            "(scoring.whatif_liability.joint_chance).",
+            "syndrome's chance from the forecasts (its what-if and its forecast stack) draws "
+            "its seven items jointly with these correlations "
+            "(models.forecast_chance.joint_chance).",
         )
+    stacks = getattr(engine, "forecast_stack_table", None)
+    if stacks is not None and len(stacks):
+        report.extra["forecast_stack"] = ReportTable(
+            "Forecast stack: the member and the forecasts' chance of the outcome",
+            _forecast_stack_rows(engine, data, stacks, truth),
+            "Fitted on the validation rows each member scores: s = (1 − weight)·member "
+            "log-odds + weight·logit(chance from the value forecasts), weights ≥ 0 "
+            "(models.forecast_stack); chosen where its validation AUC beats the member's. "
+            "test_auc_*: the test year, every row (rows without the outcome's forecasts and "
+            "rows of a glucose-pattern sub-model keep the member); *_over_oracle: over the "
+            "true probabilities' AUC (synthetic wards).",
+        )
+        for o, stack in engine.forecast_stacks.items():
+            report.extra_metrics[f"{o}.forecast_stack_weight"] = stack.weight
     return report
+
+
+def _forecast_stack_rows(
+    engine: TrainedEngine, data: TrainingData, table: pd.DataFrame, truth: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The stack's validation fit per outcome, with the test year's AUC of the member alone
+    and of the engine (the stack where chosen)."""
+    member = replace(engine, forecast_stacks={})
+    rows = []
+    for r in table.to_dict("records"):
+        o, s = r["outcome"], data.outcomes.get(r["outcome"])
+        if s is not None:
+            Xte, yte = s.part("test")
+            r["test_auc_member"] = _auc(yte, member.predict_outcome(Xte, o))
+            r["test_auc_engine"] = _auc(yte, engine.predict_outcome(Xte, o))
+            if truth is not None and f"p_true_{o}" in truth:
+                kte = s.keys[s.split == "test"].reset_index(drop=True)
+                pt = _truth_rows(truth, kte)[f"p_true_{o}"].to_numpy("float64", na_value=np.nan)
+                if not np.isnan(pt).any():
+                    oracle = _auc(yte, pt)
+                    r["test_member_over_oracle"] = r["test_auc_member"] / oracle
+                    r["test_engine_over_oracle"] = r["test_auc_engine"] / oracle
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p)) if 0 < np.sum(y) < len(y) else np.nan
 
 
 def _split_sizes(outcome: str, s) -> list[dict]:

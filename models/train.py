@@ -53,7 +53,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -80,7 +80,17 @@ from models.calibration import Calibrator, fit_calibrator, shift_to_mean
 from models.compiled import compiled_for
 from models.config import MaskingConfig, ModelConfig, SplitConfig
 from models.drift import FeatureReference
+from models.forecast_chance import forecast_outcomes, liability_items
 from models.forecast_distribution import forecast_dependence
+from models.forecast_stack import (
+    ForecastStack,
+    chance_log_odds,
+    fit_forecast_stack,
+    item_shares,
+    players,
+    reference_forecast,
+    row_context,
+)
 from models.member_choice import Member, linear_score, select_member
 from models.split import assign_split, last_labelled_year, person_hash
 from models.targets import next_year_values
@@ -103,6 +113,7 @@ __all__ = [
     "booster_predict",
     "build_engine",
     "clip_to_physical_range",
+    "fit_forecast_stacks",
     "fit_task",
     "masked_matrix",
     "missing_item_copies",
@@ -435,6 +446,11 @@ class TrainedEngine:
     #: (models.forecast_distribution.forecast_dependence): metabolic syndrome's what-if reads its
     #: items jointly through them. None: not estimated (older engines; MetS keeps the trees').
     forecast_dependence: pd.DataFrame | None = None
+    #: Outcome → its forecast stack (models.forecast_stack): the member's log-odds and the
+    #: forecasts' chance of the outcome together; absent = the member alone.
+    forecast_stacks: dict[str, ForecastStack] = field(default_factory=dict)
+    #: The stack's fit per forecast-read outcome, chosen or not (evaluation/forecast_stack.csv).
+    forecast_stack_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def switched_off(self) -> tuple[str, ...]:
@@ -466,11 +482,14 @@ class TrainedEngine:
         m = self.members.get(outcome)
         return "lightgbm" if m is None else m.name
 
-    def _routed(self, X: np.ndarray, outcome: str, method: str) -> np.ndarray | None:
+    def _routed(
+        self, X: np.ndarray, outcome: str, method: str, moved_from: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """``method`` per row by the engine of its glucose pattern; None if no row is routed.
 
         Rows whose checkup lacks HbA1c and/or fasting glucose go to the pattern's sub-model
-        when it scores ``outcome``; every other row to this engine's own member.
+        when it scores ``outcome``; every other row to this engine's own member
+        (``moved_from``: as :meth:`predict_outcome`, passed on by row).
         """
         subs = getattr(self, "pattern_engines", None) or {}
         subs = {p: e for p, e in subs.items() if outcome in e.outcomes}
@@ -487,7 +506,8 @@ class TrainedEngine:
         out = None
         for engine, m in [(self, own), *parts]:
             if m.any():
-                v = getattr(engine, method)(X[m], outcome, route=False)
+                kw = {} if moved_from is None else {"moved_from": moved_from[m]}
+                v = getattr(engine, method)(X[m], outcome, route=False, **kw)
                 v = v.to_numpy() if isinstance(v, pd.DataFrame) else np.asarray(v)
                 if out is None:
                     out = np.full((len(X), *v.shape[1:]), np.nan)
@@ -500,16 +520,53 @@ class TrainedEngine:
         )
 
     def predict_raw(
-        self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
+        self,
+        features: pd.DataFrame | np.ndarray,
+        outcome: str,
+        route: bool = True,
+        moved_from: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Uncalibrated log-odds of ``outcome`` of the selected member (models.member_choice).
+        """Uncalibrated log-odds of ``outcome``: the selected member's (models.member_choice),
+        or its forecast stack's where it has one (models.forecast_stack).
 
         ``route``: rows of a glucose pattern with a sub-model get its member (``False``: this
-        engine's own member for every row)."""
+        engine's own member for every row). ``moved_from``: as :meth:`predict_outcome`."""
         self._scored(outcome)
         X = self._matrix(features)
-        if route and (r := self._routed(X, outcome, "predict_raw")) is not None:
+        if route and (r := self._routed(X, outcome, "predict_raw", moved_from)) is not None:
             return r
+        z = self._member_raw(X, outcome)
+        stacked = self._stack_term(X, outcome, moved_from)
+        if stacked is None:
+            return z
+        stack, ell, ok = stacked
+        return np.where(ok, (1 - stack.weight) * z + stack.weight * np.nan_to_num(ell), z)
+
+    def _stack_term(
+        self, X: np.ndarray, outcome: str, moved_from: np.ndarray | None = None
+    ) -> tuple[ForecastStack, np.ndarray, np.ndarray] | None:
+        """(the outcome's stack, ℓ, rows where ℓ is read) or None without a stack.
+
+        ``moved_from``: the rows before a what-if; ℓ is then read from their forecasts, each of
+        the outcome's items moved by its change between the two rows (monotone, where the
+        forecasts re-run on an edited row need not be)."""
+        stack = (getattr(self, "forecast_stacks", None) or {}).get(outcome)
+        if stack is None or not len(X):
+            return None
+        items = liability_items(outcome)
+        base = X if moved_from is None else moved_from
+        forecast = self.predict_values(base, items)
+        moves = None
+        if moved_from is not None:
+            names = self.feature_names
+            moves = {i: np.nan_to_num(X[:, names.index(i)] - moved_from[:, names.index(i)])
+                     for i in items}  # fmt: skip
+        ell = chance_log_odds(forecast, outcome, self.quantiles,
+                              row_context(X, self.feature_names), self.forecast_dependence,
+                              moves)  # fmt: skip
+        return stack, ell, ~np.isnan(ell)
+
+    def _member_raw(self, X: np.ndarray, outcome: str) -> np.ndarray:
         m = self.members.get(outcome)
         if m is None or m.weight == 1.0 or m.linear is None:
             return self._gbm_raw(X, outcome)
@@ -517,17 +574,28 @@ class TrainedEngine:
         return z if m.weight == 0.0 else z + m.weight * self._gbm_raw(X, outcome)
 
     def predict_outcome(
-        self, features: pd.DataFrame | np.ndarray, outcome: str, route: bool = True
+        self,
+        features: pd.DataFrame | np.ndarray,
+        outcome: str,
+        route: bool = True,
+        moved_from: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Calibrated probability of ``outcome`` next year (the selected member; ``route``:
-        as :meth:`predict_raw`)."""
+        """Calibrated probability of ``outcome`` next year (the selected member, or its
+        forecast stack; ``route``: as :meth:`predict_raw`). ``moved_from``: where ``features``
+        are rows with a what-if applied, the same rows without it (a forecast stack reads the
+        scenario as a move of the unchanged rows' forecasts)."""
         self._scored(outcome)
         X = self._matrix(features)
-        if route and (r := self._routed(X, outcome, "predict_outcome")) is not None:
+        if route and (r := self._routed(X, outcome, "predict_outcome", moved_from)) is not None:
             return r
         m = self.members.get(outcome)
         cal = self.calibrators[outcome] if m is None else m.calibrator
-        p = cal(self.predict_raw(X, outcome, route=False))
+        z = self._member_raw(X, outcome)
+        p = cal(z)
+        stacked = self._stack_term(X, outcome, moved_from)
+        if stacked is not None:
+            stack, ell, ok = stacked
+            p[ok] = stack.calibrator((1 - stack.weight) * z[ok] + stack.weight * ell[ok])
         shift = (getattr(self, "risk_shift", None) or {}).get(outcome, 0.0)
         return _shifted(p, shift) if shift else p
 
@@ -545,18 +613,25 @@ class TrainedEngine:
             return np.full(len(X), np.nan)
         return self.calibrators[outcome](self._gbm_raw(X, outcome))
 
-    def predict_proba(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+    def predict_proba(
+        self, features: pd.DataFrame | np.ndarray, moved_from: np.ndarray | None = None
+    ) -> pd.DataFrame:
         """``risk_<outcome>`` for every outcome (calibrated), same index as ``features``; the
-        outcomes on :data:`PREDICT_THREADS` workers (each its own boosters)."""
+        outcomes on :data:`PREDICT_THREADS` workers (each its own boosters). ``moved_from``:
+        as :meth:`predict_outcome`."""
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
-        risks = parallel_map(lambda o: self.predict_outcome(X, o), self.outcomes)
+        risks = parallel_map(lambda o: self.predict_outcome(X, o, moved_from=moved_from),
+                             self.outcomes)  # fmt: skip
         return pd.DataFrame(
             {f"risk_{o}": r for o, r in zip(self.outcomes, risks, strict=True)}, index=index
         )
 
-    def predict_values(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
-        """``<item>_p10/_p50/_p90``: next year's value with an 80% interval (non-crossing).
+    def predict_values(
+        self, features: pd.DataFrame | np.ndarray, items: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """``<item>_p10/_p50/_p90``: next year's value with an 80% interval (non-crossing), for
+        every forecast item or those of ``items``.
 
         NaN where this year's value is missing and the engine forecasts the change. Every
         quantile lies inside the item's hard range (:func:`clip_to_physical_range`): a change
@@ -565,11 +640,12 @@ class TrainedEngine:
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
         cols: dict[str, np.ndarray] = {}
-        calls = [(b, it) for item in self.forecast_items
+        wanted = self.forecast_items if items is None else tuple(items)
+        calls = [(b, it) for item in wanted
                  for b, it in zip(self.forecasts[item], self.forecast_iteration[item],
                                   strict=True)]  # fmt: skip
         preds = iter(parallel_map(lambda c: booster_predict(c[0], X, num_iteration=c[1]), calls))
-        for item in self.forecast_items:
+        for item in wanted:
             q = np.column_stack([next(preds) for _ in self.forecasts[item]])
             if getattr(self, "forecast_target", "level") == "change":
                 q += X[:, self.feature_names.index(item)][:, None]
@@ -590,8 +666,11 @@ class TrainedEngine:
 
         LightGBM: its native SHAP values (``pred_contrib``). Blend with weight w:
         w·SHAP + (1 − w)·the logistic member's exact linear contributions; logistic member:
-        the linear contributions alone (models.member_choice). Rows add up to :meth:`predict_raw`
-        (``route``: each row from the member of its glucose pattern, as there).
+        the linear contributions alone (models.member_choice). A forecast stack's rows: its
+        ``1 − weight`` × those, plus ``weight`` × each clinical item's share of the forecasts'
+        log-odds credited to the item's first feature and the reference's log-odds to the bias
+        (models.forecast_stack.item_shares). Rows add up to :meth:`predict_raw` (``route``:
+        each row from the member of its glucose pattern, as there).
         """
         self._scored(outcome)
         X = self._matrix(features)
@@ -609,8 +688,26 @@ class TrainedEngine:
         if w < 1:
             assert m is not None and m.linear is not None
             c = c + (1 - w) * m.linear.contributions(X)
-        index = features.index if isinstance(features, pd.DataFrame) else None
+        stack = (getattr(self, "forecast_stacks", None) or {}).get(outcome)
+        if stack is not None and len(X):
+            c = self._stacked_contributions(X, outcome, stack, c)
         return pd.DataFrame(c, columns=[*self.feature_names, "bias"], index=index)
+
+    def _stacked_contributions(
+        self, X: np.ndarray, outcome: str, stack: ForecastStack, member: np.ndarray
+    ) -> np.ndarray:
+        forecast = self.predict_values(X, liability_items(outcome))
+        ell, ref, shares = item_shares(forecast, outcome, self.quantiles, stack.reference,
+                                       row_context(X, self.feature_names),
+                                       self.forecast_dependence)  # fmt: skip
+        ok = ~np.isnan(ell)
+        w = stack.weight
+        c = np.array(member, dtype="float64", copy=True)
+        c[ok] *= 1 - w
+        for k, (feature, _) in enumerate(players(outcome)):
+            c[ok, self.feature_names.index(feature)] += w * shares[ok, k]
+        c[ok, -1] += w * ref[ok]
+        return c
 
 
 def _shifted(p: np.ndarray, shift: float) -> np.ndarray:
@@ -1132,8 +1229,41 @@ def train_engine(
                 if items}  # fmt: skip
     if config.masking.anchor:
         anchor_pattern_engines(engine, plan.sets, patterns)
+    if config.forecast_stack and engine.forecast_items:
+        # after the anchors: a sub-model keeps the member's mean risk, the stack's concern is
+        # who is at risk (and on the training rows its forecasts are in-sample)
+        fit_forecast_stacks(engine, plan.sets)
     items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
     return engine, TrainingData(T, plan.sets, plan.fset, lrs, patterns, items)
+
+
+def fit_forecast_stacks(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> None:
+    """Fit each forecast-read outcome's stack on the validation rows its member scores
+    (models.forecast_stack); keep those that beat the member, and the table of every fit."""
+    config, rows = engine.config, []
+    joint = engine.forecast_dependence is not None
+    for o in forecast_outcomes(engine.outcomes, engine.forecast_items, joint=joint):
+        s = sets.get(o)
+        if s is None:
+            continue
+        Xva, yva = s.part("val")
+        k = s.scored(Xva, yva)
+        X, y = Xva[k], yva[k]
+        if not len(y):
+            continue
+        forecast = engine.predict_values(X, liability_items(o))
+        ell = chance_log_odds(forecast, o, engine.quantiles, row_context(X, engine.feature_names),
+                              engine.forecast_dependence)  # fmt: skip
+        stack, row = fit_forecast_stack(
+            engine.predict_raw(X, o, route=False), ell, y,
+            engine.predict_outcome(X, o, route=False),
+            reference_forecast(forecast, liability_items(o), engine.quantiles),
+            config.calibration, config.select_margin, config.forecast_stack_max_weight,
+        )  # fmt: skip
+        rows.append({"outcome": o, **row})
+        if stack is not None:
+            engine.forecast_stacks[o] = stack
+    engine.forecast_stack_table = pd.DataFrame(rows)
 
 
 def anchor_pattern_engines(

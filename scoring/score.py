@@ -904,7 +904,10 @@ def scenario_risks(
         built = scenario_features(history, index, base, sc, feature_config, table, scales)
         rows = np.flatnonzero(built.applies)
         X = to_matrix(built.features, engine.feature_names) if len(rows) else None
-        job = submit(_scenario_predict, engine, built, X, values) if X is not None else None
+        job = None
+        if X is not None:
+            before = to_matrix(base.iloc[rows], engine.feature_names)
+            job = submit(_scenario_predict, engine, built, X, values, before)
         del built, X
         if pending is not None:  # at most two scenarios' matrices held at once
             yield pending[0], pending[1], pending[2] and pending[2].result()
@@ -927,13 +930,21 @@ def scenario_outcome_risk(p, outcome: str, now: np.ndarray) -> np.ndarray:
 
 
 def _scenario_predict(
-    engine, built: ScenarioRows, X: np.ndarray, values: tuple[str, ...] = ()
+    engine,
+    built: ScenarioRows,
+    X: np.ndarray,
+    values: tuple[str, ...] = (),
+    before: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The scenario's risks, mixed over the grid values of a moved HbA1c; and ``value_<item>``,
-    the moved value of each of ``values`` (mixed the same way)."""
-    risk = engine.predict_proba(X)
+    the moved value of each of ``values`` (mixed the same way). ``before``: the same rows
+    without the scenario (a forecast stack reads the scenario as a move of their forecasts:
+    models.train.TrainedEngine.predict_outcome ``moved_from``)."""
+    risk = _predict_moved(engine, X, before)
     if built.down is not None:
-        low = engine.predict_proba(to_matrix(built.down[2], engine.feature_names))
+        pos = built.down[0]
+        low = _predict_moved(engine, to_matrix(built.down[2], engine.feature_names),
+                             None if before is None else before[pos])  # fmt: skip
         risk = mix_risks(built, risk, low)
     for name in values:
         v = pd.to_numeric(built.features[name], errors="coerce").to_numpy("float64", copy=True)
@@ -943,6 +954,12 @@ def _scenario_predict(
             v[pos] = (1.0 - w) * v[pos] + w * lower
         risk[f"value_{name}"] = v
     return risk
+
+
+def _predict_moved(engine, X: np.ndarray, before: np.ndarray | None) -> pd.DataFrame:
+    if before is None or not getattr(engine, "forecast_stacks", None):
+        return engine.predict_proba(X)  # an engine without stacks (or older) reads X alone
+    return engine.predict_proba(X, moved_from=before)
 
 
 def whatif_direction(

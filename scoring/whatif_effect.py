@@ -42,13 +42,13 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from scoring.whatif_liability import (
+from models.forecast_chance import (
     JOINT_OUTCOMES,
     forecast_outcomes,
     liability_items,
-    log_odds_change,
     outcome_chance,
 )
+from scoring.whatif_liability import log_odds_change
 
 __all__ = [
     "ALL_DOSES",

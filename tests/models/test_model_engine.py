@@ -50,11 +50,12 @@ def test_split_has_no_person_or_year_leakage(trained):
         assert (shuffled.sort_index().to_numpy() == split).all(), name
 
 
-def _grid_risk(engine, X, col, grid, outcome):
+def _grid_risk(engine, X, col, grid, outcome, moved_from=None):
     rows = np.repeat(X, len(grid), axis=0)
     rows[:, engine.feature_names.index(col)] = np.tile(grid, len(X))
-    p = engine.predict_outcome(rows, outcome).reshape(len(X), len(grid))
-    raw = engine.predict_raw(rows, outcome).reshape(len(X), len(grid))
+    before = None if moved_from is None else np.repeat(moved_from, len(grid), axis=0)
+    p = engine.predict_outcome(rows, outcome, moved_from=before).reshape(len(X), len(grid))
+    raw = engine.predict_raw(rows, outcome, moved_from=before).reshape(len(X), len(grid))
     return p, raw
 
 
@@ -69,12 +70,19 @@ def _grid_risk(engine, X, col, grid, outcome):
     ],
 )
 def test_risk_never_falls_as_item_rises(trained, outcome, col, grid):
+    """The member, on any row; a forecast stack, on a resident's row with the item moved
+    (the forecasts re-run on an edited row carry no constraint, so a stack reads the edit as a
+    move of the resident's own forecasts: models.forecast_stack)."""
+    from dataclasses import replace
+
     s = trained.data.outcomes[outcome]
     X = s.X[:600]
-    p, raw = _grid_risk(trained.engine, X, col, grid, outcome)
-    assert (np.diff(raw, axis=1) >= -1e-12).all()
-    assert (np.diff(p, axis=1) >= -1e-12).all()
-    assert (p[:, -1] > p[:, 0]).mean() > 0.5  # and it does rise for most people
+    member = replace(trained.engine, forecast_stacks={})
+    for engine, moved_from in ((member, None), (trained.engine, X)):
+        p, raw = _grid_risk(engine, X, col, grid, outcome, moved_from)
+        assert (np.diff(raw, axis=1) >= -1e-12).all()
+        assert (np.diff(p, axis=1) >= -1e-12).all()
+        assert (p[:, -1] > p[:, 0]).mean() > 0.5  # and it does rise for most people
 
 
 def test_calibration_holds_on_test(trained):
@@ -159,6 +167,9 @@ def test_grouped_contributions_add_up_for_every_member(trained):
 def test_engine_contributions_are_shaps_tree_explainer(trained):
     """The trained boosters' native contributions (bulk scoring) = shap's own TreeSHAP."""
     import warnings
+    from dataclasses import replace
+
+    from models.forecast_stack import players
 
     shap = pytest.importorskip("shap")
     e = trained.engine
@@ -173,13 +184,20 @@ def test_engine_contributions_are_shaps_tree_explainer(trained):
             warnings.simplefilter("ignore")
             values = ex.shap_values(X, tree_limit=it, check_additivity=False)
         np.testing.assert_allclose(values, native[:, :-1], rtol=0, atol=1e-6)
-        # the engine's own contributions are these numbers (rows it scores itself: HbA1c and
-        # fasting glucose measured; others may go to a glucose-pattern model)
+        # the member's contributions are these numbers (rows the engine scores itself: HbA1c
+        # and fasting glucose measured; others may go to a glucose-pattern model), and a
+        # forecast stack's are (1 − weight) × them plus its items' shares of the forecasts
         names = e.feature_names
         own = ~np.isnan(X[:, [names.index("hba1c"), names.index("fpg")]]).any(axis=1)
         if e.member(o) == "lightgbm":
-            c = e.contributions(X[own], o).to_numpy()
+            c = replace(e, forecast_stacks={}).contributions(X[own], o).to_numpy()
             np.testing.assert_allclose(c[:, :-1], values[own], rtol=0, atol=1e-6)
+            if o in e.forecast_stacks:
+                w = e.forecast_stacks[o].weight
+                item_features = [f for f, _ in players(o)]
+                rest = [j for j, f in enumerate(names) if f not in item_features]
+                stacked = e.contributions(X[own], o).to_numpy()[:, rest]
+                np.testing.assert_allclose(stacked, (1 - w) * values[own][:, rest], atol=1e-6)
 
 
 def test_forecast_interval_coverage(trained):
@@ -233,6 +251,7 @@ def test_same_seed_same_predictions(trained):
     cfg = replace(trained.config, outcomes=("hypertension",), forecasts=False)
     a, _ = train_engine(trained.features, trained.labels, cfg)
     X = trained.data.outcomes["hypertension"].X
+    member = replace(trained.engine, forecast_stacks={})  # no forecasts here: no stack
     np.testing.assert_array_equal(
-        a.predict_outcome(X, "hypertension"), trained.engine.predict_outcome(X, "hypertension")
+        a.predict_outcome(X, "hypertension"), member.predict_outcome(X, "hypertension")
     )

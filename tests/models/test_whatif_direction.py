@@ -2,8 +2,9 @@
 
 One demo-sized ward (3,000 residents × 6 years), LightGBM on every outcome (``min_events=0``,
 so the boosters' monotone constraints are what is tested, blends and the logistic member
-included where validation picks them), scored in its last fiscal year with the shipped
-scenarios of ``scoring/scoring.toml``.
+included where validation picks them) and forecast stacks where validation picks them
+(models.forecast_stack: a what-if reads them as a move of the resident's forecasts), scored in
+its last fiscal year with the shipped scenarios of ``scoring/scoring.toml``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def ward_engine(tmp_path_factory):
     from tests.models.ward_helpers import make_ward
 
     ward = make_ward(tmp_path_factory.mktemp("whatif"), residents=3_000, years=6, seed=7)
-    config = ModelConfig(forecasts=False, min_events=0)
+    config = ModelConfig(min_events=0)
     engine, _ = train_engine(ward.features, ward.labels, config)
+    assert engine.forecast_stacks  # the what-if below reads some outcome through a stack
     # as run_train does: the labs follow the levers in every what-if below
     engine.lab_response, engine.lab_scale = fit_response_tables(
         read_checkups(ward.store), engine.test_year
@@ -59,7 +61,12 @@ def test_no_scenario_raises_any_outcome_risk(ward_engine):
 
 
 def test_boosters_are_monotone_in_every_declared_feature(ward_engine):
-    ward, engine = ward_engine
+    """Every member on any row; each forecast stack on a resident's row moved along the
+    grid (moved_from)."""
+    from dataclasses import replace
+
+    ward, stacked = ward_engine
+    engine = replace(stacked, forecast_stacks={})
     names = engine.feature_names
     X = ward.features[names].head(150).to_numpy(dtype="float64", na_value=np.nan)
     for d in DECLARATIONS:
@@ -74,10 +81,15 @@ def test_boosters_are_monotone_in_every_declared_feature(ward_engine):
         )  # fmt: skip
         rows = np.repeat(X, len(grid), axis=0)
         rows[:, j] = np.tile(grid, len(X))
+        before = np.repeat(X, len(grid), axis=0)
         for o in engine.outcomes:
             raw = engine.predict_raw(rows, o).reshape(len(X), len(grid))
             step = np.diff(raw, axis=1) * d.monotone
             assert (step >= -1e-9).all(), (d.name, o, step.min())
+        for o in stacked.forecast_stacks:
+            raw = stacked.predict_raw(rows, o, moved_from=before).reshape(len(X), len(grid))
+            step = np.diff(raw, axis=1) * d.monotone
+            assert (step >= -1e-9).all(), (d.name, o, "stack", step.min())
 
 
 def test_scores_offer_only_scenarios_that_lower_the_risk(ward_engine):
@@ -207,7 +219,8 @@ def _assert_moves_towards_lower_risk(key, before, after):
 
 def test_scenario_risk_mixes_the_two_recorded_hba1c_values(ward_engine):
     """Where the what-if moves HbA1c between two recorded values, its risk is the mix of the
-    model read at both, (1 − w)·f(upper) + w·f(lower): between the two, never outside."""
+    model read at both, (1 − w)·f(upper) + w·f(lower): between the two, never outside (each
+    read as a move from the resident's own row, as a forecast stack reads a what-if)."""
     from features.build import FeatureConfig, to_matrix
     from scoring.score import index_features, load_scoring_config, scenario_features, scenario_risks
 
@@ -219,8 +232,9 @@ def test_scenario_risk_mixes_the_two_recorded_hba1c_values(ward_engine):
         ward.history, ward.index, base, sc, fc, engine.lab_response, engine.lab_scale
     )
     pos, w, low = built.down
-    up = engine.predict_proba(to_matrix(built.features, engine.feature_names))
-    down = engine.predict_proba(to_matrix(low, engine.feature_names))
+    before = to_matrix(base.loc[built.applies], engine.feature_names)
+    up = engine.predict_proba(to_matrix(built.features, engine.feature_names), moved_from=before)
+    down = engine.predict_proba(to_matrix(low, engine.feature_names), moved_from=before[pos])
     ((_, rows, p),) = scenario_risks(engine, ward.history, ward.index, base, (sc,), fc)
     np.testing.assert_array_equal(rows, np.flatnonzero(built.applies))
     for o in engine.outcomes:

@@ -334,7 +334,9 @@ def test_a_what_if_is_scored_only_where_it_applies_as_on_every_row(annual):
         applies, _ = scenario_features(history, index, base, scenario, fc)
         edited = pd.concat([hist.loc[~last], apply_scenario(hist.loc[last], scenario)])
         every = index_features(edited.sort_index(), index, replace(fc, validate=False))
-        risk = engine.predict_proba(to_matrix(every, engine.feature_names))
+        # as a what-if is read: a forecast stack moves the unchanged rows' forecasts
+        risk = engine.predict_proba(to_matrix(every, engine.feature_names),
+                                    moved_from=to_matrix(base, engine.feature_names))  # fmt: skip
         for o in engine.outcomes:
             got = scores[f"risk_{o}__{scenario.key}"].to_numpy()
             assert np.isnan(got[~applies]).all(), (scenario.key, o)
@@ -383,8 +385,11 @@ def test_selection_has_a_reason_for_every_scored_resident(annual):
     assert (sent["letter_type"] == "see_doctor").sum() <= 6
     assert (sel["reason"] == "CONTROL_ARM").sum() >= 1
     advice = sent[sent["letter_type"] == "advice"]
-    # Most advice letters have a habit to work on (healthy habits leave nothing to advise).
-    assert advice["factor_1"].notna().mean() > 0.5
+    # An advice letter names a habit to work on where the risk has one: every letter here but
+    # dyslipidaemia's, whose risk is LDL's (a habit moves it little; 1 of 4 such letters named
+    # one before the forecast stack, 1 of 7 with it, which sends more of them).
+    other = advice[advice["outcome"] != "dyslipidemia"]
+    assert len(other) >= 3 and other["factor_1"].notna().all(), advice[["outcome", "factor_1"]]
 
 
 def test_explanations_add_up_to_the_model_score(annual):

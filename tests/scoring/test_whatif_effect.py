@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.forecast_chance import JOINT_OUTCOMES, forecast_outcomes
 from scoring.score import WhatIfScenario, load_scoring_config
 from scoring.whatif_effect import (
     ALL_DOSES,
@@ -23,7 +24,6 @@ from scoring.whatif_effect import (
     scenario_definition,
     scenario_dose,
 )
-from scoring.whatif_liability import JOINT_OUTCOMES, forecast_outcomes
 
 
 def _logit(p):

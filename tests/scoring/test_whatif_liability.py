@@ -1,6 +1,7 @@
-"""The what-if read through the value forecasts (scoring.whatif_liability): the forecast's
-distribution reproduces its quantiles, a move of the item is the threshold model's change, and
-only outcomes whose every item is forecast are read this way."""
+"""The what-if read through the value forecasts (scoring.whatif_liability, over the chance of
+models.forecast_chance): the forecast's distribution reproduces its quantiles, a move of the
+item is the threshold model's change, and only outcomes whose every item is forecast are read
+this way."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import pytest
 from scipy.stats import norm
 
 from models.config import FORECAST_ITEMS
-from scoring.whatif_liability import (
+from models.forecast_chance import (
     METS_ITEMS,
     chance,
     exceedance,
     forecast_outcomes,
     joint_chance,
-    log_odds_change,
 )
+from scoring.whatif_liability import log_odds_change
 
 LEVELS = (0.1, 0.5, 0.9)
 Z90 = norm.ppf(0.9)

@@ -223,7 +223,7 @@ def test_the_forecast_outcomes_read_their_what_if_there_the_others_keep_the_tree
     (docs/models.md §The lipids' mean of three; per ward: bench/whatif_parts.py)."""
     from data.columns import OUTCOMES
     from models.config import FORECAST_ITEMS
-    from scoring.whatif_liability import forecast_outcomes
+    from models.forecast_chance import forecast_outcomes
 
     table, trees = whatif_table.cells, whatif_table.trees
     read = forecast_outcomes(OUTCOMES, FORECAST_ITEMS, joint=True)
