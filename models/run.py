@@ -100,8 +100,10 @@ def evaluate_engine(
             "Forecast stack: the member and the forecasts' chance of the outcome",
             _forecast_stack_rows(engine, data, stacks, truth),
             "Fitted on the validation rows each member scores: s = (1 − weight)·member "
-            "log-odds + weight·logit(chance from the value forecasts), weights ≥ 0 "
-            "(models.forecast_stack); chosen where its validation AUC beats the member's. "
+            "log-odds + weight·logit(chance from the value forecasts), weights ≥ 0, the "
+            "forecasts' at most forecast_stack_max_weight (models.forecast_stack); chosen where "
+            "the forecasts add to the member beyond chance (lr_chi2 ≥ 3.84, χ²(1) at 0.05) and "
+            "its validation AUC beats the member's. "
             "test_auc_*: the test year, every row (rows without the outcome's forecasts and "
             "rows of a glucose-pattern sub-model keep the member); *_over_oracle: over the "
             "true probabilities' AUC (synthetic wards).",
