@@ -483,13 +483,18 @@ class TrainedEngine:
         return "lightgbm" if m is None else m.name
 
     def _routed(
-        self, X: np.ndarray, outcome: str, method: str, moved_from: np.ndarray | None = None
+        self,
+        X: np.ndarray,
+        outcome: str,
+        method: str,
+        moved_from: np.ndarray | None = None,
+        forecast: pd.DataFrame | None = None,
     ) -> np.ndarray | None:
         """``method`` per row by the engine of its glucose pattern; None if no row is routed.
 
         Rows whose checkup lacks HbA1c and/or fasting glucose go to the pattern's sub-model
         when it scores ``outcome``; every other row to this engine's own member
-        (``moved_from``: as :meth:`predict_outcome`, passed on by row).
+        (``moved_from``, ``forecast``: as :meth:`predict_outcome`, passed on by row).
         """
         subs = getattr(self, "pattern_engines", None) or {}
         subs = {p: e for p, e in subs.items() if outcome in e.outcomes}
@@ -507,6 +512,8 @@ class TrainedEngine:
         for engine, m in [(self, own), *parts]:
             if m.any():
                 kw = {} if moved_from is None else {"moved_from": moved_from[m]}
+                if forecast is not None:
+                    kw["forecast"] = forecast.iloc[np.flatnonzero(m)]
                 v = getattr(engine, method)(X[m], outcome, route=False, **kw)
                 v = v.to_numpy() if isinstance(v, pd.DataFrame) else np.asarray(v)
                 if out is None:
@@ -525,37 +532,45 @@ class TrainedEngine:
         outcome: str,
         route: bool = True,
         moved_from: np.ndarray | None = None,
+        forecast: pd.DataFrame | None = None,
     ) -> np.ndarray:
         """Uncalibrated log-odds of ``outcome``: the selected member's (models.member_choice),
         or its forecast stack's where it has one (models.forecast_stack).
 
         ``route``: rows of a glucose pattern with a sub-model get its member (``False``: this
-        engine's own member for every row). ``moved_from``: as :meth:`predict_outcome`."""
+        engine's own member for every row). ``moved_from``, ``forecast``: as
+        :meth:`predict_outcome`."""
         self._scored(outcome)
         X = self._matrix(features)
-        if route and (r := self._routed(X, outcome, "predict_raw", moved_from)) is not None:
+        r = self._routed(X, outcome, "predict_raw", moved_from, forecast) if route else None
+        if r is not None:
             return r
         z = self._member_raw(X, outcome)
-        stacked = self._stack_term(X, outcome, moved_from)
+        stacked = self._stack_term(X, outcome, moved_from, forecast)
         if stacked is None:
             return z
         stack, ell, ok = stacked
         return np.where(ok, (1 - stack.weight) * z + stack.weight * np.nan_to_num(ell), z)
 
     def _stack_term(
-        self, X: np.ndarray, outcome: str, moved_from: np.ndarray | None = None
+        self,
+        X: np.ndarray,
+        outcome: str,
+        moved_from: np.ndarray | None = None,
+        forecast: pd.DataFrame | None = None,
     ) -> tuple[ForecastStack, np.ndarray, np.ndarray] | None:
         """(the outcome's stack, ℓ, rows where ℓ is read) or None without a stack.
 
         ``moved_from``: the rows before a what-if; ℓ is then read from their forecasts, each of
         the outcome's items moved by its change between the two rows (monotone, where the
-        forecasts re-run on an edited row need not be)."""
+        forecasts re-run on an edited row need not be). ``forecast``: those forecasts
+        (:meth:`predict_values` of ``moved_from``, else of ``X``), when the caller has them."""
         stack = (getattr(self, "forecast_stacks", None) or {}).get(outcome)
         if stack is None or not len(X):
             return None
         items = liability_items(outcome)
-        base = X if moved_from is None else moved_from
-        forecast = self.predict_values(base, items)
+        if forecast is None:
+            forecast = self.predict_values(X if moved_from is None else moved_from, items)
         moves = None
         if moved_from is not None:
             names = self.feature_names
@@ -579,20 +594,24 @@ class TrainedEngine:
         outcome: str,
         route: bool = True,
         moved_from: np.ndarray | None = None,
+        forecast: pd.DataFrame | None = None,
     ) -> np.ndarray:
         """Calibrated probability of ``outcome`` next year (the selected member, or its
         forecast stack; ``route``: as :meth:`predict_raw`). ``moved_from``: where ``features``
         are rows with a what-if applied, the same rows without it (a forecast stack reads the
-        scenario as a move of the unchanged rows' forecasts)."""
+        scenario as a move of the unchanged rows' forecasts). ``forecast``: the caller's
+        :meth:`predict_values` of those rows (of ``moved_from``, else of ``features``) with
+        at least the stack's items, so that they are not predicted again."""
         self._scored(outcome)
         X = self._matrix(features)
-        if route and (r := self._routed(X, outcome, "predict_outcome", moved_from)) is not None:
+        r = self._routed(X, outcome, "predict_outcome", moved_from, forecast) if route else None
+        if r is not None:
             return r
         m = self.members.get(outcome)
         cal = self.calibrators[outcome] if m is None else m.calibrator
         z = self._member_raw(X, outcome)
         p = cal(z)
-        stacked = self._stack_term(X, outcome, moved_from)
+        stacked = self._stack_term(X, outcome, moved_from, forecast)
         if stacked is not None:
             stack, ell, ok = stacked
             p[ok] = stack.calibrator((1 - stack.weight) * z[ok] + stack.weight * ell[ok])
@@ -614,15 +633,27 @@ class TrainedEngine:
         return self.calibrators[outcome](self._gbm_raw(X, outcome))
 
     def predict_proba(
-        self, features: pd.DataFrame | np.ndarray, moved_from: np.ndarray | None = None
+        self,
+        features: pd.DataFrame | np.ndarray,
+        moved_from: np.ndarray | None = None,
+        forecast: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """``risk_<outcome>`` for every outcome (calibrated), same index as ``features``; the
-        outcomes on :data:`PREDICT_THREADS` workers (each its own boosters). ``moved_from``:
-        as :meth:`predict_outcome`."""
+        outcomes on :data:`PREDICT_THREADS` workers (each its own boosters). ``moved_from``,
+        ``forecast``: as :meth:`predict_outcome` (the forecast stacks' items are predicted
+        once for all outcomes when not given)."""
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
-        risks = parallel_map(lambda o: self.predict_outcome(X, o, moved_from=moved_from),
-                             self.outcomes)  # fmt: skip
+        stacks = getattr(self, "forecast_stacks", None) or {}
+        if stacks and forecast is None and len(X):
+            items = dict.fromkeys(i for o in stacks for i in liability_items(o))
+            forecast = self.predict_values(X if moved_from is None else moved_from, tuple(items))
+        if forecast is not None:
+            forecast = forecast.reset_index(drop=True)
+        risks = parallel_map(
+            lambda o: self.predict_outcome(X, o, moved_from=moved_from, forecast=forecast),
+            self.outcomes,
+        )
         return pd.DataFrame(
             {f"risk_{o}": r for o, r in zip(self.outcomes, risks, strict=True)}, index=index
         )

@@ -962,6 +962,14 @@ def _predict_moved(engine, X: np.ndarray, before: np.ndarray | None) -> pd.DataF
     return engine.predict_proba(X, moved_from=before)
 
 
+def _risks(engine, X: np.ndarray, forecast_job: Future | None) -> pd.DataFrame:
+    """The rows' risks, a forecast stack reading the forecasts of ``forecast_job`` (the job
+    runs first, on another thread, or has already run) instead of predicting them again."""
+    if forecast_job is None or not getattr(engine, "forecast_stacks", None):
+        return engine.predict_proba(X)
+    return engine.predict_proba(X, forecast=forecast_job.result())
+
+
 def whatif_direction(
     engine,
     history: pd.DataFrame,
@@ -1013,8 +1021,8 @@ def score_chunk(
         {c: base[c].to_numpy(dtype="float64", na_value=np.nan) for c in INDEX_VALUE_COLUMNS}
     )
     with background() as submit:  # predicted while the what-if features are built
-        risk_job = submit(engine.predict_proba, X)
         forecast_job = submit(engine.predict_values, X) if engine.forecast_items else None
+        risk_job = submit(_risks, engine, X, forecast_job)
         scored = list(scenario_risks(engine, history, index, base, config.scenarios,
                                      feature_config, config.scenario_lab_response, submit,
                                      whatif_effects(engine, config)))  # fmt: skip

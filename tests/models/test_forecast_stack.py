@@ -175,14 +175,17 @@ def test_the_engine_stacks_outcomes_and_reports_them(trained):
 
 
 def test_a_row_moved_from_itself_is_scored_as_it_is(trained):
-    """``moved_from`` with no move reads the same forecasts: the same risks, bit for bit; a
-    stacked outcome's risk differs from its member's."""
+    """``moved_from`` with no move reads the same forecasts: the same risks, bit for bit, as
+    do the caller's own forecasts of the rows (the annual run's); a stacked outcome's risk
+    differs from its member's."""
     from dataclasses import replace
 
     e = trained.engine
     X = trained.features.head(500)
     M = X[e.feature_names].to_numpy("float64", na_value=np.nan)
     pd.testing.assert_frame_equal(e.predict_proba(M, moved_from=M), e.predict_proba(M))
+    given = e.predict_values(X)  # every item, indexed as the features
+    pd.testing.assert_frame_equal(e.predict_proba(M, forecast=given), e.predict_proba(M))
     member = replace(e, forecast_stacks={}).predict_proba(M)
     for o in e.forecast_stacks:
         assert not np.allclose(member[f"risk_{o}"], e.predict_proba(M)[f"risk_{o}"])
