@@ -12,18 +12,18 @@ The stack scores ``s = (1 − w)·z + w·ℓ``: ``z`` the member's raw log-odds,
 ``b, g ≥ 0`` (a weight below zero would turn the member's medical direction around) and
 ``w ≤ forecast_stack_max_weight`` (0.75: the member keeps a quarter, and the habits it learned
 stay in the explanations; a validation year of a few dozen events often gives it none, and
-its ranking over the truth is no better for that). It is
-kept where the forecasts add to the member beyond chance there (a likelihood-ratio test, χ²(1) at
-0.05) and its validation AUC beats the member's on the same rows (``select_margin``), and
-calibrated there like a member, its mean risk then set to the member's on those rows: the
-forecasts add who is at risk, not how many. A row without the outcome's forecasts keeps the
-member.
+its ranking over the truth is no better for that). It is kept where the forecasts add to the
+member beyond chance there (a likelihood-ratio test, χ²(1) at 0.05) and its validation AUC
+beats the member's on the same rows (``select_margin``), and calibrated there like a member,
+its mean risk then set to the member's on those rows: the forecasts add who is at risk, not
+how many. A row without the outcome's forecasts keeps the member.
 
-**Monotone.** ``P`` is not monotone in the habits (the quantile forecasts carry no
+**Monotone.** ``P`` is not monotone in the declared features (the quantile forecasts carry no
 constraints), so a what-if never re-runs the forecasts on the edited row: it reads the
 unchanged row's forecasts moved by how far the scenario moved each item (``moved_from``), the
 what-if through the forecasts (scoring.whatif_liability). A move towards lower risk cannot
-raise ``P``, and ``w ≥ 0``, so the stack keeps the member's direction.
+raise ``P``, and ``w ≥ 0``, so the stack keeps the member's direction along any move from a
+resident's own row. Two made-up rows scored on their own are not guaranteed that order.
 
 **Explanations.** The stack's contributions are ``(1 − w)`` × the member's plus ``w`` × each
 clinical item's share of ``ℓ − ℓ_ref`` (:func:`item_shares`; ``ℓ_ref``: the chance with every
