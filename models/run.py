@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -104,25 +103,31 @@ def evaluate_engine(
             "forecasts' at most forecast_stack_max_weight (models.forecast_stack); chosen where "
             "the forecasts add to the member beyond chance (lr_chi2 ≥ 3.84, χ²(1) at 0.05) and "
             "its validation AUC beats the member's. "
-            "test_auc_*: the test year, every row (rows without the outcome's forecasts and "
-            "rows of a glucose-pattern sub-model keep the member); *_over_oracle: over the "
-            "true probabilities' AUC (synthetic wards).",
+            "engine: main, or the glucose pattern of the sub-engine (its rows lack fasting "
+            "glucose or HbA1c). test_auc_*, on each outcome's main row: the test year, every row, "
+            "the members alone and the engine with all its stacks (rows without the outcome's "
+            "forecasts keep the member); *_over_oracle: over the true probabilities' AUC "
+            "(synthetic wards).",
         )
         for o, stack in engine.forecast_stacks.items():
             report.extra_metrics[f"{o}.forecast_stack_weight"] = stack.weight
+        for p, sub in engine.pattern_engines.items():
+            for o, stack in getattr(sub, "forecast_stacks", {}).items():
+                report.extra_metrics[f"{o}.{p}.forecast_stack_weight"] = stack.weight
     return report
 
 
 def _forecast_stack_rows(
     engine: TrainedEngine, data: TrainingData, table: pd.DataFrame, truth: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """The stack's validation fit per outcome, with the test year's AUC of the member alone
-    and of the engine (the stack where chosen)."""
-    member = replace(engine, forecast_stacks={})
+    """The stacks' validation fits per outcome and engine (main, glucose-pattern sub-engines),
+    with the test year's AUC over all the outcome's rows of the members alone and of the engine
+    with its stacks (on the main engine's row)."""
+    member = engine.without_stacks()
     rows = []
     for r in table.to_dict("records"):
         o, s = r["outcome"], data.outcomes.get(r["outcome"])
-        if s is not None:
+        if s is not None and r.get("engine", "main") == "main":
             Xte, yte = s.part("test")
             r["test_auc_member"] = _auc(yte, member.predict_outcome(Xte, o))
             r["test_auc_engine"] = _auc(yte, engine.predict_outcome(Xte, o))

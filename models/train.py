@@ -569,17 +569,31 @@ class TrainedEngine:
         if stack is None or not len(X):
             return None
         items = liability_items(outcome)
+        fe = self._forecaster()
         if forecast is None:
-            forecast = self.predict_values(X if moved_from is None else moved_from, items)
+            forecast = fe.predict_values(X if moved_from is None else moved_from, items)
         moves = None
         if moved_from is not None:
             names = self.feature_names
             moves = {i: np.nan_to_num(X[:, names.index(i)] - moved_from[:, names.index(i)])
                      for i in items}  # fmt: skip
-        ell = chance_log_odds(forecast, outcome, self.quantiles,
-                              row_context(X, self.feature_names), self.forecast_dependence,
+        ell = chance_log_odds(forecast, outcome, fe.quantiles,
+                              row_context(X, self.feature_names), fe.forecast_dependence,
                               moves)  # fmt: skip
         return stack, ell, ~np.isnan(ell)
+
+    def _forecaster(self) -> TrainedEngine:
+        """The engine whose value forecasts this one's stacks read: its own, or for a glucose
+        pattern's sub-engine its main engine's (``forecast_source``, set by
+        :func:`train_engine`; not a field, so no copy, comparison or repr walks back up)."""
+        return getattr(self, "forecast_source", None) or self
+
+    def without_stacks(self) -> TrainedEngine:
+        """This engine with every forecast stack off (its own and its sub-engines'): the
+        members alone."""
+        subs = getattr(self, "pattern_engines", None) or {}
+        return replace(self, forecast_stacks={},
+                       pattern_engines={p: e.without_stacks() for p, e in subs.items()})  # fmt: skip
 
     def _member_raw(self, X: np.ndarray, outcome: str) -> np.ndarray:
         m = self.members.get(outcome)
@@ -727,10 +741,11 @@ class TrainedEngine:
     def _stacked_contributions(
         self, X: np.ndarray, outcome: str, stack: ForecastStack, member: np.ndarray
     ) -> np.ndarray:
-        forecast = self.predict_values(X, liability_items(outcome))
-        ell, ref, shares = item_shares(forecast, outcome, self.quantiles, stack.reference,
+        fe = self._forecaster()
+        forecast = fe.predict_values(X, liability_items(outcome))
+        ell, ref, shares = item_shares(forecast, outcome, fe.quantiles, stack.reference,
                                        row_context(X, self.feature_names),
-                                       self.forecast_dependence)  # fmt: skip
+                                       fe.forecast_dependence)  # fmt: skip
         ok = ~np.isnan(ell)
         w = stack.weight
         c = np.array(member, dtype="float64", copy=True)
@@ -1264,16 +1279,25 @@ def train_engine(
         # after the anchors: a sub-model keeps the member's mean risk, the stack's concern is
         # who is at risk (and on the training rows its forecasts are in-sample)
         fit_forecast_stacks(engine, plan.sets)
+        for p, sub in engine.pattern_engines.items():
+            sub.forecast_source = engine  # its rows' forecasts are the main engine's
+            fit_forecast_stacks(sub, subs[p].sets)
+            if len(sub.forecast_stack_table):
+                part = sub.forecast_stack_table.assign(engine=p)
+                engine.forecast_stack_table = pd.concat([engine.forecast_stack_table, part],
+                                                        ignore_index=True)  # fmt: skip
     items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
     return engine, TrainingData(T, plan.sets, plan.fset, lrs, patterns, items)
 
 
 def fit_forecast_stacks(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> None:
     """Fit each forecast-read outcome's stack on the validation rows its member scores
-    (models.forecast_stack); keep those that beat the member, and the table of every fit."""
+    (models.forecast_stack); keep those that beat the member, and the table of every fit
+    (``engine``: ``main``, or the glucose pattern of a sub-engine where it is added)."""
     config, rows = engine.config, []
-    joint = engine.forecast_dependence is not None
-    for o in forecast_outcomes(engine.outcomes, engine.forecast_items, joint=joint):
+    fe = engine._forecaster()
+    joint = fe.forecast_dependence is not None
+    for o in forecast_outcomes(engine.outcomes, fe.forecast_items, joint=joint):
         s = sets.get(o)
         if s is None:
             continue
@@ -1282,16 +1306,18 @@ def fit_forecast_stacks(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> N
         X, y = Xva[k], yva[k]
         if not len(y):
             continue
-        forecast = engine.predict_values(X, liability_items(o))
-        ell = chance_log_odds(forecast, o, engine.quantiles, row_context(X, engine.feature_names),
-                              engine.forecast_dependence)  # fmt: skip
+        forecast = fe.predict_values(X, liability_items(o))
+        ell = chance_log_odds(forecast, o, fe.quantiles, row_context(X, engine.feature_names),
+                              fe.forecast_dependence)  # fmt: skip
+        z = engine.predict_raw(X, o, route=False)
+        m = engine.members.get(o)
+        # the member's risk before a sub-engine's anchor shift, which applies after the stack
+        member_risk = (engine.calibrators[o] if m is None else m.calibrator)(z)
         stack, row = fit_forecast_stack(
-            engine.predict_raw(X, o, route=False), ell, y,
-            engine.predict_outcome(X, o, route=False),
-            reference_forecast(forecast, liability_items(o), engine.quantiles),
+            z, ell, y, member_risk, reference_forecast(forecast, liability_items(o), fe.quantiles),
             config.calibration, config.select_margin, config.forecast_stack_max_weight,
         )  # fmt: skip
-        rows.append({"outcome": o, **row})
+        rows.append({"outcome": o, "engine": "main", **row})
         if stack is not None:
             engine.forecast_stacks[o] = stack
     engine.forecast_stack_table = pd.DataFrame(rows)

@@ -166,19 +166,26 @@ def test_the_engine_stacks_outcomes_and_reports_them(trained):
     e = trained.engine
     assert e.forecast_stacks, e.forecast_stack_table
     assert "ckd" not in set(e.forecast_stack_table["outcome"])  # urine protein: no forecast
-    t = trained.report.extra["forecast_stack"].table.set_index("outcome")
+    t = trained.report.extra["forecast_stack"].table
     chosen = t[t["chosen"]]
-    assert set(chosen.index) == set(e.forecast_stacks)
+    main = chosen[chosen["engine"] == "main"].set_index("outcome")
+    assert set(main.index) == set(e.forecast_stacks)
+    assert main[["test_auc_member", "test_auc_engine"]].notna().all().all()
     assert (chosen["val_auc_stack"] > chosen["val_auc_member"]).all()
-    assert chosen[["test_auc_member", "test_auc_engine"]].notna().all().all()
-    assert ((chosen["weight"] > 0) & (chosen["weight"] <= 1)).all()
+    assert ((chosen["weight"] > 0) & (chosen["weight"] <= 0.75)).all()  # the member keeps 1/4
+    # the glucose patterns' sub-engines (rows without fasting glucose or HbA1c) have theirs,
+    # read from the main engine's forecasts
+    subs = chosen[chosen["engine"] != "main"]
+    for p, o in zip(subs["engine"], subs["outcome"], strict=True):
+        sub = e.pattern_engines[p]
+        assert o in sub.forecast_stacks and sub._forecaster() is e and not sub.forecast_items
+    assert set(t["engine"]) - {"main"} <= set(e.pattern_engines)
 
 
 def test_a_row_moved_from_itself_is_scored_as_it_is(trained):
     """``moved_from`` with no move reads the same forecasts: the same risks, bit for bit, as
     do the caller's own forecasts of the rows (the annual run's); a stacked outcome's risk
     differs from its member's."""
-    from dataclasses import replace
 
     e = trained.engine
     X = trained.features.head(500)
@@ -186,7 +193,7 @@ def test_a_row_moved_from_itself_is_scored_as_it_is(trained):
     pd.testing.assert_frame_equal(e.predict_proba(M, moved_from=M), e.predict_proba(M))
     given = e.predict_values(X)  # every item, indexed as the features
     pd.testing.assert_frame_equal(e.predict_proba(M, forecast=given), e.predict_proba(M))
-    member = replace(e, forecast_stacks={}).predict_proba(M)
+    member = e.without_stacks().predict_proba(M)
     for o in e.forecast_stacks:
         assert not np.allclose(member[f"risk_{o}"], e.predict_proba(M)[f"risk_{o}"])
 

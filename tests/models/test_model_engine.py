@@ -73,11 +73,10 @@ def test_risk_never_falls_as_item_rises(trained, outcome, col, grid):
     """The member, on any row; a forecast stack, on a resident's row with the item moved
     (the forecasts re-run on an edited row carry no constraint, so a stack reads the edit as a
     move of the resident's own forecasts: models.forecast_stack)."""
-    from dataclasses import replace
 
     s = trained.data.outcomes[outcome]
     X = s.X[:600]
-    member = replace(trained.engine, forecast_stacks={})
+    member = trained.engine.without_stacks()
     for engine, moved_from in ((member, None), (trained.engine, X)):
         p, raw = _grid_risk(engine, X, col, grid, outcome, moved_from)
         assert (np.diff(raw, axis=1) >= -1e-12).all()
@@ -167,7 +166,6 @@ def test_grouped_contributions_add_up_for_every_member(trained):
 def test_engine_contributions_are_shaps_tree_explainer(trained):
     """The trained boosters' native contributions (bulk scoring) = shap's own TreeSHAP."""
     import warnings
-    from dataclasses import replace
 
     from models.forecast_stack import players
 
@@ -190,7 +188,7 @@ def test_engine_contributions_are_shaps_tree_explainer(trained):
         names = e.feature_names
         own = ~np.isnan(X[:, [names.index("hba1c"), names.index("fpg")]]).any(axis=1)
         if e.member(o) == "lightgbm":
-            c = replace(e, forecast_stacks={}).contributions(X[own], o).to_numpy()
+            c = e.without_stacks().contributions(X[own], o).to_numpy()
             np.testing.assert_allclose(c[:, :-1], values[own], rtol=0, atol=1e-6)
             if o in e.forecast_stacks:
                 w = e.forecast_stacks[o].weight
@@ -251,7 +249,7 @@ def test_same_seed_same_predictions(trained):
     cfg = replace(trained.config, outcomes=("hypertension",), forecasts=False)
     a, _ = train_engine(trained.features, trained.labels, cfg)
     X = trained.data.outcomes["hypertension"].X
-    member = replace(trained.engine, forecast_stacks={})  # no forecasts here: no stack
+    member = trained.engine.without_stacks()  # no forecasts here: no stack
     np.testing.assert_array_equal(
         a.predict_outcome(X, "hypertension"), member.predict_outcome(X, "hypertension")
     )

@@ -63,10 +63,9 @@ def test_no_scenario_raises_any_outcome_risk(ward_engine):
 def test_boosters_are_monotone_in_every_declared_feature(ward_engine):
     """Every member on any row; each forecast stack on a resident's row moved along the
     grid (moved_from)."""
-    from dataclasses import replace
 
     ward, stacked = ward_engine
-    engine = replace(stacked, forecast_stacks={})
+    engine = stacked.without_stacks()
     names = engine.feature_names
     X = ward.features[names].head(150).to_numpy(dtype="float64", na_value=np.nan)
     for d in DECLARATIONS:
