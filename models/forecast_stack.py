@@ -16,7 +16,9 @@ its ranking over the truth is no better for that). It is kept where the forecast
 member beyond chance there (a likelihood-ratio test, χ²(1) at 0.05) and its validation AUC
 beats the member's on the same rows (``select_margin``), and calibrated there like a member,
 its mean risk then set to the member's on those rows: the forecasts add who is at risk, not
-how many. A row without the outcome's forecasts keeps the member.
+how many. A row without the outcome's forecasts keeps the member. A glucose pattern's
+sub-engine (a checkup without fasting glucose or HbA1c) gets its own stack the same way, on its
+masked validation rows, reading the main engine's forecasts.
 
 **Monotone.** ``P`` is not monotone in the declared features (the quantile forecasts carry no
 constraints), so a what-if never re-runs the forecasts on the edited row: it reads the
@@ -113,8 +115,12 @@ def reference_forecast(
     out = {}
     for i in items:
         cols = [f"{i}_p{round(a * 100):02d}" for a in levels]
-        q = np.nanmedian(forecast[cols].to_numpy("float64"), axis=0)
-        out[i] = tuple(float(v) for v in np.sort(q))
+        q = forecast[cols].to_numpy("float64")
+        # an item a sub-engine's rows never have (masked): no reference, as the rows have none
+        known = ~np.isnan(q).all(axis=0)
+        med = np.full(len(cols), np.nan)
+        med[known] = np.nanmedian(q[:, known], axis=0)
+        out[i] = tuple(float(v) for v in np.sort(med))
     return out
 
 

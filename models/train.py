@@ -570,7 +570,8 @@ class TrainedEngine:
             return None
         items = liability_items(outcome)
         fe = self._forecaster()
-        if forecast is None:
+        cols = [f"{i}_p{round(a * 100):02d}" for i in items for a in fe.quantiles]
+        if forecast is None or not set(cols) <= set(forecast.columns):
             forecast = fe.predict_values(X if moved_from is None else moved_from, items)
         moves = None
         if moved_from is not None:
@@ -581,6 +582,12 @@ class TrainedEngine:
                               row_context(X, self.feature_names), fe.forecast_dependence,
                               moves)  # fmt: skip
         return stack, ell, ~np.isnan(ell)
+
+    def _stack_items(self) -> tuple[str, ...]:
+        """The items every forecast stack of this engine and its sub-engines reads."""
+        engines = [self, *(getattr(self, "pattern_engines", None) or {}).values()]
+        stacked = [o for e in engines for o in (getattr(e, "forecast_stacks", None) or {})]
+        return tuple(dict.fromkeys(i for o in stacked for i in liability_items(o)))
 
     def _forecaster(self) -> TrainedEngine:
         """The engine whose value forecasts this one's stacks read: its own, or for a glucose
@@ -658,10 +665,9 @@ class TrainedEngine:
         once for all outcomes when not given)."""
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
-        stacks = getattr(self, "forecast_stacks", None) or {}
-        if stacks and forecast is None and len(X):
-            items = dict.fromkeys(i for o in stacks for i in liability_items(o))
-            forecast = self.predict_values(X if moved_from is None else moved_from, tuple(items))
+        items = self._stack_items()
+        if items and forecast is None and len(X):
+            forecast = self.predict_values(X if moved_from is None else moved_from, items)
         if forecast is not None:
             forecast = forecast.reset_index(drop=True)
         risks = parallel_map(

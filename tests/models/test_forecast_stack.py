@@ -211,3 +211,22 @@ def test_the_member_keeps_its_share_where_the_forecasts_say_it_all():
     capped, row = fit_forecast_stack(z, ell, y, _member_risk(z, y), {}, "sigmoid", 0.0, 0.75)
     assert free is not None and free.weight > 0.85  # above the cap
     assert capped is not None and capped.weight == row["weight"] == 0.75
+
+
+def test_a_sub_engine_stack_reads_its_items_where_the_main_engine_has_none(trained):
+    """A ward where only the glucose patterns' sub-engines kept a MetS stack (worlds 3, 5 and 7
+    of docs/models.md): the forecasts predicted once for the call must include its items."""
+    from dataclasses import replace
+
+    e = trained.engine
+    subs = [p for p, s in e.pattern_engines.items() if "metabolic_syndrome" in s.forecast_stacks]
+    assert subs, "the session ward's sub-engines keep a MetS stack"
+    main_off = replace(e, forecast_stacks={o: s for o, s in e.forecast_stacks.items()
+                                           if o != "metabolic_syndrome"})  # fmt: skip
+    X = trained.features.head(800)
+    M = X[e.feature_names].to_numpy("float64", na_value=np.nan)
+    got = main_off.predict_proba(M)["risk_metabolic_syndrome"].to_numpy()
+    member = e.without_stacks().predict_proba(M)["risk_metabolic_syndrome"].to_numpy()
+    routed = main_off.predict_proba(M, forecast=e.predict_values(X, ("hba1c",)))
+    np.testing.assert_array_equal(routed["risk_metabolic_syndrome"].to_numpy(), got)
+    assert not np.allclose(got, member)  # the routed rows are stacked
