@@ -228,7 +228,8 @@ class ModelConfig:
     #: member).
     select_margin: Annotated[float, Field(ge=0)] = 0.0
     #: Stack each outcome read through the forecasts with the forecasts' chance of it, where
-    #: that beats the member on the validation year (models.forecast_stack; needs forecasts).
+    #: that beats the member on the validation year (models.forecast_stack; needs forecasts and
+    #: ``min_events_fallback`` validation events).
     forecast_stack: bool = True
     #: The largest weight the forecasts get in a stack (the member keeps the rest).
     forecast_stack_max_weight: Annotated[float, Field(ge=0, le=1)] = 0.75

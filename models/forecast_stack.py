@@ -16,7 +16,9 @@ its ranking over the truth is no better for that). It is kept where the forecast
 member beyond chance there (a likelihood-ratio test, χ²(1) at 0.05) and its validation AUC
 beats the member's on the same rows (``select_margin``), and calibrated there like a member,
 its mean risk then set to the member's on those rows: the forecasts add who is at risk, not
-how many. A row without the outcome's forecasts keeps the member. A glucose pattern's
+how many. It needs ``min_events_fallback`` (20) events on those rows, the fewest a small
+outcome's member is fitted on (a dozen gave diabetes stacks that lost on the test year). A row
+without the outcome's forecasts keeps the member. A glucose pattern's
 sub-engine (a checkup without fasting glucose or HbA1c) gets its own stack the same way, on its
 masked validation rows, reading the main engine's forecasts.
 
@@ -210,17 +212,18 @@ def fit_forecast_stack(
     calibration: str,
     margin: float = 0.0,
     max_weight: float = 1.0,
+    min_events: int = 0,
 ) -> tuple[ForecastStack | None, dict]:
     """The stack fitted on validation rows (``z`` the member's raw log-odds, ``ell`` the
     forecasts' log-odds, ``y`` the labels, ``member_risk`` the member's calibrated risk), its
-    weight at most ``max_weight``, or None where it does not beat the member; and its row of
-    the run's table."""
+    weight at most ``max_weight``, or None where it does not beat the member or the rows have
+    fewer than ``min_events`` events; and its row of the run's table."""
     ok = ~np.isnan(ell) & ~np.isnan(z)
     z, ell, y, member_risk = z[ok], ell[ok], y[ok].astype("float64"), member_risk[ok]
     row = {"val_rows": int(ok.sum()), "val_events": int(y.sum()), "weight": np.nan,
            "val_auc_member": _auc(y, z), "val_auc_stack": np.nan, "lr_chi2": np.nan,
            "chosen": False}  # fmt: skip
-    if not 0 < y.sum() < len(y):
+    if not max(min_events, 1) <= y.sum() < len(y):
         return None, row
     b, g, deviance = _fit_weights(z, ell, y)
     if b + g <= 0:

@@ -1322,6 +1322,7 @@ def fit_forecast_stacks(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> N
         stack, row = fit_forecast_stack(
             z, ell, y, member_risk, reference_forecast(forecast, liability_items(o), fe.quantiles),
             config.calibration, config.select_margin, config.forecast_stack_max_weight,
+            config.min_events_fallback,
         )  # fmt: skip
         rows.append({"outcome": o, "engine": "main", **row})
         if stack is not None:

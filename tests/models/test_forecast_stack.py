@@ -230,3 +230,12 @@ def test_a_sub_engine_stack_reads_its_items_where_the_main_engine_has_none(train
     routed = main_off.predict_proba(M, forecast=e.predict_values(X, ("hba1c",)))
     np.testing.assert_array_equal(routed["risk_metabolic_syndrome"].to_numpy(), got)
     assert not np.allclose(got, member)  # the routed rows are stacked
+
+
+def test_no_stack_on_too_few_events():
+    rng = np.random.default_rng(6)
+    z, ell, y = _validation(rng)
+    assert 0 < y.sum() < 400  # a stack on these rows is kept above
+    stack, row = fit_forecast_stack(z, ell, y, _member_risk(z, y), {}, "sigmoid", 0.0, 0.75,
+                                    min_events=int(y.sum()) + 1)  # fmt: skip
+    assert stack is None and not row["chosen"] and np.isnan(row["weight"])
