@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from features.declarations import KEYS
+from models.forecast_distribution import quantile_columns
 from models.train import TrainedEngine
 
 __all__ = [
@@ -94,7 +95,7 @@ class KenshinRiskEngine(mlflow.pyfunc.PythonModel):
     def output_columns(self) -> list[str]:
         cols = [f"risk_{o}" for o in self.outcomes]
         for item in self.forecast_items:
-            cols += [f"{item}_p{round(a * 100):02d}" for a in self.engine.quantiles]
+            cols += quantile_columns(item, self.engine.quantiles)
         return cols
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

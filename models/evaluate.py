@@ -53,6 +53,7 @@ from features.declarations import item_matrix, item_of, modifiable_features
 
 __all__ = [
     "EvaluationReport",
+    "auc_or_nan",
     "binary_metrics",
     "calibration_slope_intercept",
     "driver_agreement",
@@ -74,6 +75,12 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+
+
+def auc_or_nan(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of ``score`` for labels ``y``; NaN unless both classes are present."""
+    y = np.asarray(y)
+    return float(roc_auc_score(y, score)) if len(y) and y.min() != y.max() else np.nan
 
 
 def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

@@ -22,6 +22,7 @@ __all__ = [
     "forecast_dependence",
     "forecast_quantiles",
     "normal_score",
+    "quantile_columns",
     "quantile_value",
 ]
 
@@ -29,10 +30,14 @@ __all__ = [
 MIN_PAIR_ROWS = 200
 
 
+def quantile_columns(item: str, levels: Sequence[float]) -> list[str]:
+    """The forecast columns of ``item`` at ``levels``: ``<item>_p10`` …"""
+    return [f"{item}_p{round(a * 100):02d}" for a in levels]
+
+
 def forecast_quantiles(forecast: pd.DataFrame, item: str, levels: Sequence[float]) -> np.ndarray:
-    """``item``'s forecast quantiles (``<item>_pNN`` columns at ``levels``) as rows × 3."""
-    cols = [f"{item}_p{round(a * 100):02d}" for a in levels]
-    return forecast[cols].to_numpy(dtype="float64", na_value=np.nan)
+    """``item``'s forecast quantiles (:func:`quantile_columns` at ``levels``) as rows × 3."""
+    return forecast[quantile_columns(item, levels)].to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _spreads(q: np.ndarray, levels: Sequence[float]) -> tuple[float, np.ndarray, np.ndarray]:

@@ -45,11 +45,12 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit, logit
 from scipy.stats import chi2
-from sklearn.metrics import roc_auc_score
 
 from features.declarations import item_of
-from models.calibration import Calibrator, fit_calibrator, shift_to_mean
+from models.calibration import Calibrator, fit_calibrator
+from models.evaluate import auc_or_nan
 from models.forecast_chance import METS_CONTEXT, liability_items, outcome_chance
+from models.forecast_distribution import quantile_columns
 
 __all__ = [
     "LR_CRITICAL",
@@ -116,7 +117,7 @@ def reference_forecast(
     normal)."""
     out = {}
     for i in items:
-        cols = [f"{i}_p{round(a * 100):02d}" for a in levels]
+        cols = quantile_columns(i, levels)
         q = forecast[cols].to_numpy("float64")
         # an item a sub-engine's rows never have (masked): no reference, as the rows have none
         known = ~np.isnan(q).all(axis=0)
@@ -134,9 +135,8 @@ def _with_reference(
 ) -> pd.DataFrame:
     f = forecast.copy()
     for i in items:
-        for a, v in zip(levels, reference[i], strict=True):
+        for col, v in zip(quantile_columns(i, levels), reference[i], strict=True):
             # a row without the item stays without it: its reference is "not measured"
-            col = f"{i}_p{round(a * 100):02d}"
             f[col] = np.where(np.isnan(f[col].to_numpy("float64")), np.nan, v)
     return f
 
@@ -199,10 +199,6 @@ def _fit_weights(
     return float(res.x[1]), float(res.x[2]), 2.0 * float(res.fun)
 
 
-def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else np.nan
-
-
 def fit_forecast_stack(
     z: np.ndarray,
     ell: np.ndarray,
@@ -221,7 +217,7 @@ def fit_forecast_stack(
     ok = ~np.isnan(ell) & ~np.isnan(z)
     z, ell, y, member_risk = z[ok], ell[ok], y[ok].astype("float64"), member_risk[ok]
     row = {"val_rows": int(ok.sum()), "val_events": int(y.sum()), "weight": np.nan,
-           "val_auc_member": _auc(y, z), "val_auc_stack": np.nan, "lr_chi2": np.nan,
+           "val_auc_member": auc_or_nan(y, z), "val_auc_stack": np.nan, "lr_chi2": np.nan,
            "chosen": False}  # fmt: skip
     if not max(min_events, 1) <= y.sum() < len(y):
         return None, row
@@ -231,16 +227,13 @@ def fit_forecast_stack(
     w = min(g / (b + g), max_weight)
     s = (1 - w) * z + w * ell
     lr = _fit_weights(z, ell, y, with_forecasts=False)[2] - deviance
-    row.update(weight=w, val_auc_stack=_auc(y, s), lr_chi2=lr)
+    row.update(weight=w, val_auc_stack=auc_or_nan(y, s), lr_chi2=lr)
     # the forecasts must add to the member beyond chance (likelihood ratio, one parameter)
     # and rank the validation rows better
     if lr < LR_CRITICAL or not row["val_auc_stack"] > row["val_auc_member"] + margin:
         return None, row
-    cal = fit_calibrator(s, y, calibration)
-    if cal.method == "sigmoid":
-        # the member's calibration-in-the-large is kept: it may rest on more years than this one
-        shift = shift_to_mean(cal.a + cal.b * s, float(np.mean(member_risk)))
-        cal = Calibrator("sigmoid", a=cal.a + shift, b=cal.b)
+    # the member's calibration-in-the-large is kept: it may rest on more years than this one
+    cal = fit_calibrator(s, y, calibration).matching_mean(s, member_risk)
     row["chosen"] = True
     stack = ForecastStack(w, cal, reference, row["val_auc_stack"], row["val_auc_member"], len(y))
     return stack, row

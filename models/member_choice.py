@@ -40,10 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from models.calibration import Calibrator, fit_calibrator
+from models.evaluate import auc_or_nan
 from models.rowwise import rowwise_matmul
 
 __all__ = ["LinearScore", "Member", "linear_score", "select_member"]
@@ -108,10 +108,6 @@ class Member:
     linear: LinearScore | None = None
 
 
-def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    return float(roc_auc_score(y, s)) if len(y) and y.min() != y.max() else np.nan
-
-
 def select_member(
     outcome: str,
     z_gbm: np.ndarray,
@@ -137,7 +133,9 @@ def select_member(
     rows = []
     for name, w in cands:
         z = z_gbm if z_lr is None or w == 1.0 else w * z_gbm + (1 - w) * z_lr
-        rows.append({"outcome": outcome, "member": name, "weight": w, "val_auc": _auc(y_val, z)})
+        rows.append(
+            {"outcome": outcome, "member": name, "weight": w, "val_auc": auc_or_nan(y_val, z)}
+        )
     table = pd.DataFrame(rows)
     gbm_auc = table["val_auc"].iloc[0]
     best = 0

@@ -6,13 +6,13 @@ import time
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from models.baselines import fit_logistic, fit_points
 from models.config import ModelConfig
 from models.evaluate import (
     EvaluationReport,
     ReportTable,
+    auc_or_nan,
     driver_agreement,
     forecast_metrics,
     metrics_by_slice,
@@ -129,21 +129,17 @@ def _forecast_stack_rows(
         o, s = r["outcome"], data.outcomes.get(r["outcome"])
         if s is not None and r.get("engine", "main") == "main":
             Xte, yte = s.part("test")
-            r["test_auc_member"] = _auc(yte, member.predict_outcome(Xte, o))
-            r["test_auc_engine"] = _auc(yte, engine.predict_outcome(Xte, o))
+            r["test_auc_member"] = auc_or_nan(yte, member.predict_outcome(Xte, o))
+            r["test_auc_engine"] = auc_or_nan(yte, engine.predict_outcome(Xte, o))
             if truth is not None and f"p_true_{o}" in truth:
                 kte = s.keys[s.split == "test"].reset_index(drop=True)
                 pt = _truth_rows(truth, kte)[f"p_true_{o}"].to_numpy("float64", na_value=np.nan)
                 if not np.isnan(pt).any():
-                    oracle = _auc(yte, pt)
+                    oracle = auc_or_nan(yte, pt)
                     r["test_member_over_oracle"] = r["test_auc_member"] / oracle
                     r["test_engine_over_oracle"] = r["test_auc_engine"] / oracle
         rows.append(r)
     return pd.DataFrame(rows)
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if 0 < np.sum(y) < len(y) else np.nan
 
 
 def _split_sizes(outcome: str, s) -> list[dict]:

@@ -81,7 +81,7 @@ from models.compiled import compiled_for
 from models.config import MaskingConfig, ModelConfig, SplitConfig
 from models.drift import FeatureReference
 from models.forecast_chance import forecast_outcomes, liability_items
-from models.forecast_distribution import forecast_dependence
+from models.forecast_distribution import forecast_dependence, quantile_columns
 from models.forecast_stack import (
     ForecastStack,
     chance_log_odds,
@@ -545,12 +545,27 @@ class TrainedEngine:
         r = self._routed(X, outcome, "predict_raw", moved_from, forecast) if route else None
         if r is not None:
             return r
+        z, stacked = self._own_scores(X, outcome, moved_from, forecast)
+        if stacked is None:
+            return z
+        _, s, ok = stacked
+        return np.where(ok, s, z)
+
+    def _own_scores(
+        self,
+        X: np.ndarray,
+        outcome: str,
+        moved_from: np.ndarray | None,
+        forecast: pd.DataFrame | None,
+    ) -> tuple[np.ndarray, tuple[ForecastStack, np.ndarray, np.ndarray] | None]:
+        """This engine's member log-odds ``z`` of the rows, and where the outcome has a
+        forecast stack (the stack, its score ``(1 − w)·z + w·ℓ``, the rows ``ℓ`` is read for)."""
         z = self._member_raw(X, outcome)
         stacked = self._stack_term(X, outcome, moved_from, forecast)
         if stacked is None:
-            return z
+            return z, None
         stack, ell, ok = stacked
-        return np.where(ok, (1 - stack.weight) * z + stack.weight * np.nan_to_num(ell), z)
+        return z, (stack, (1 - stack.weight) * z + stack.weight * ell, ok)
 
     def _stack_term(
         self,
@@ -570,7 +585,7 @@ class TrainedEngine:
             return None
         items = liability_items(outcome)
         fe = self._forecaster()
-        cols = [f"{i}_p{round(a * 100):02d}" for i in items for a in fe.quantiles]
+        cols = [c for i in items for c in quantile_columns(i, fe.quantiles)]
         if forecast is None or not set(cols) <= set(forecast.columns):
             forecast = fe.predict_values(X if moved_from is None else moved_from, items)
         moves = None
@@ -583,8 +598,9 @@ class TrainedEngine:
                               moves)  # fmt: skip
         return stack, ell, ~np.isnan(ell)
 
-    def _stack_items(self) -> tuple[str, ...]:
-        """The items every forecast stack of this engine and its sub-engines reads."""
+    def stack_items(self) -> tuple[str, ...]:
+        """The items every forecast stack of this engine and its sub-engines reads (none: no
+        stack)."""
         engines = [self, *(getattr(self, "pattern_engines", None) or {}).values()]
         stacked = [o for e in engines for o in (getattr(e, "forecast_stacks", None) or {})]
         return tuple(dict.fromkeys(i for o in stacked for i in liability_items(o)))
@@ -630,12 +646,11 @@ class TrainedEngine:
             return r
         m = self.members.get(outcome)
         cal = self.calibrators[outcome] if m is None else m.calibrator
-        z = self._member_raw(X, outcome)
+        z, stacked = self._own_scores(X, outcome, moved_from, forecast)
         p = cal(z)
-        stacked = self._stack_term(X, outcome, moved_from, forecast)
         if stacked is not None:
-            stack, ell, ok = stacked
-            p[ok] = stack.calibrator((1 - stack.weight) * z[ok] + stack.weight * ell[ok])
+            stack, s, ok = stacked
+            p[ok] = stack.calibrator(s[ok])
         shift = (getattr(self, "risk_shift", None) or {}).get(outcome, 0.0)
         return _shifted(p, shift) if shift else p
 
@@ -665,7 +680,7 @@ class TrainedEngine:
         once for all outcomes when not given)."""
         X = self._matrix(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
-        items = self._stack_items()
+        items = self.stack_items()
         if items and forecast is None and len(X):
             forecast = self.predict_values(X if moved_from is None else moved_from, items)
         if forecast is not None:
@@ -706,8 +721,8 @@ class TrainedEngine:
             q[:, -1] += off
             q.sort(axis=1)
             q = clip_to_physical_range(item, q)
-            for j, a in enumerate(self.quantiles):
-                cols[f"{item}_p{round(a * 100):02d}"] = q[:, j]
+            for j, col in enumerate(quantile_columns(item, self.quantiles)):
+                cols[col] = q[:, j]
         return pd.DataFrame(cols, index=index)
 
     def contributions(
@@ -1284,22 +1299,23 @@ def train_engine(
     if config.forecast_stack and engine.forecast_items:
         # after the anchors: a sub-model keeps the member's mean risk, the stack's concern is
         # who is at risk (and on the training rows its forecasts are in-sample)
-        fit_forecast_stacks(engine, plan.sets)
+        tables = [fit_forecast_stacks(engine, plan.sets)]
         for p, sub in engine.pattern_engines.items():
             sub.forecast_source = engine  # its rows' forecasts are the main engine's
-            fit_forecast_stacks(sub, subs[p].sets)
-            if len(sub.forecast_stack_table):
-                part = sub.forecast_stack_table.assign(engine=p)
-                engine.forecast_stack_table = pd.concat([engine.forecast_stack_table, part],
-                                                        ignore_index=True)  # fmt: skip
+            tables.append(fit_forecast_stacks(sub, subs[p].sets, label=p))
+        tables = [t for t in tables if len(t)]
+        engine.forecast_stack_table = (pd.concat(tables, ignore_index=True) if tables
+                                       else pd.DataFrame())  # fmt: skip
     items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
     return engine, TrainingData(T, plan.sets, plan.fset, lrs, patterns, items)
 
 
-def fit_forecast_stacks(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> None:
+def fit_forecast_stacks(
+    engine: TrainedEngine, sets: dict[str, OutcomeSet], label: str = "main"
+) -> pd.DataFrame:
     """Fit each forecast-read outcome's stack on the validation rows its member scores
-    (models.forecast_stack); keep those that beat the member, and the table of every fit
-    (``engine``: ``main``, or the glucose pattern of a sub-engine where it is added)."""
+    (models.forecast_stack) and keep those that beat the member; the table of every fit
+    (``engine``: ``label``, ``main`` or a sub-engine's glucose pattern)."""
     config, rows = engine.config, []
     fe = engine._forecaster()
     joint = fe.forecast_dependence is not None
@@ -1315,7 +1331,7 @@ def fit_forecast_stacks(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> N
         forecast = fe.predict_values(X, liability_items(o))
         ell = chance_log_odds(forecast, o, fe.quantiles, row_context(X, engine.feature_names),
                               fe.forecast_dependence)  # fmt: skip
-        z = engine.predict_raw(X, o, route=False)
+        z = engine._member_raw(X, o)
         m = engine.members.get(o)
         # the member's risk before a sub-engine's anchor shift, which applies after the stack
         member_risk = (engine.calibrators[o] if m is None else m.calibrator)(z)
@@ -1324,10 +1340,10 @@ def fit_forecast_stacks(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> N
             config.calibration, config.select_margin, config.forecast_stack_max_weight,
             config.min_events_fallback,
         )  # fmt: skip
-        rows.append({"outcome": o, "engine": "main", **row})
+        rows.append({"outcome": o, "engine": label, **row})
         if stack is not None:
             engine.forecast_stacks[o] = stack
-    engine.forecast_stack_table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
 
 
 def anchor_pattern_engines(

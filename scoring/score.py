@@ -940,11 +940,11 @@ def _scenario_predict(
     the moved value of each of ``values`` (mixed the same way). ``before``: the same rows
     without the scenario (a forecast stack reads the scenario as a move of their forecasts:
     models.train.TrainedEngine.predict_outcome ``moved_from``)."""
-    risk = _predict_moved(engine, X, before)
+    risk = engine.predict_proba(X, moved_from=before)
     if built.down is not None:
         pos = built.down[0]
-        low = _predict_moved(engine, to_matrix(built.down[2], engine.feature_names),
-                             None if before is None else before[pos])  # fmt: skip
+        low = engine.predict_proba(to_matrix(built.down[2], engine.feature_names),
+                                   moved_from=None if before is None else before[pos])  # fmt: skip
         risk = mix_risks(built, risk, low)
     for name in values:
         v = pd.to_numeric(built.features[name], errors="coerce").to_numpy("float64", copy=True)
@@ -956,17 +956,11 @@ def _scenario_predict(
     return risk
 
 
-def _predict_moved(engine, X: np.ndarray, before: np.ndarray | None) -> pd.DataFrame:
-    if before is None or not getattr(engine, "forecast_stacks", None):
-        return engine.predict_proba(X)  # an engine without stacks (or older) reads X alone
-    return engine.predict_proba(X, moved_from=before)
-
-
 def _risks(engine, X: np.ndarray, forecast_job: Future | None) -> pd.DataFrame:
     """The rows' risks, a forecast stack reading the forecasts of ``forecast_job`` (the job
     runs first, on another thread, or has already run) instead of predicting them again."""
-    if forecast_job is None or not getattr(engine, "forecast_stacks", None):
-        return engine.predict_proba(X)
+    if forecast_job is None or not engine.stack_items():
+        return engine.predict_proba(X)  # no stack: no need to wait for the forecasts
     return engine.predict_proba(X, forecast=forecast_job.result())
 
 

@@ -230,6 +230,13 @@ def test_a_sub_engine_stack_reads_its_items_where_the_main_engine_has_none(train
     routed = main_off.predict_proba(M, forecast=e.predict_values(X, ("hba1c",)))
     np.testing.assert_array_equal(routed["risk_metabolic_syndrome"].to_numpy(), got)
     assert not np.allclose(got, member)  # the routed rows are stacked
+    # and a what-if read as a move of those rows' forecasts keeps the direction there too
+    grid = np.linspace(70, 110, 9)
+    rows = np.repeat(M, len(grid), axis=0)
+    rows[:, e.feature_names.index("waist_cm")] = np.tile(grid, len(M))
+    risk = main_off.predict_proba(rows, moved_from=np.repeat(M, len(grid), axis=0))
+    step = np.diff(risk["risk_metabolic_syndrome"].to_numpy().reshape(len(M), len(grid)), axis=1)
+    assert (step >= -1e-12).all(), step.min()
 
 
 def test_no_stack_on_too_few_events():
