@@ -27,12 +27,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
+from scipy.special import expit, ndtr, ndtri
 from scipy.stats import qmc
 
 from data.judgements import MHLW_R6, JudgementValues, criterion_cut, metabolic_syndrome
 from data.outcomes import OUTCOME_DECLARATIONS
-from models.forecast_distribution import forecast_quantiles, normal_score, quantile_value
+from models.dipstick_chance import MOVED_DIRECTION, DipstickChance
+from models.forecast_distribution import (
+    forecast_quantiles,
+    normal_score,
+    quantile_columns,
+    quantile_value,
+)
 
 __all__ = [
     "JOINT_DRAWS",
@@ -42,8 +48,10 @@ __all__ = [
     "chance",
     "exceedance",
     "forecast_outcomes",
+    "item_cut",
     "joint_chance",
     "liability_items",
+    "moved_items",
     "outcome_chance",
 ]
 
@@ -87,13 +95,32 @@ def liability_items(outcome: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.item for c in _ANY_CUTS.get(outcome, ())))
 
 
+def item_cut(item: str) -> float | None:
+    """The first cut an outcome of the rule "any" puts on ``item`` (None: none)."""
+    return next((c.value for cuts in _ANY_CUTS.values() for c in cuts if c.item == item), None)
+
+
+def moved_items(outcome: str, chance_items: Sequence[str] = ()) -> tuple[str, ...]:
+    """The items whose moves a what-if of ``outcome`` reads: its forecast items, and where
+    one of them is read through a dipstick model (``chance_items``), the items that model
+    reads (models.dipstick_chance.MOVED_DIRECTION)."""
+    items = liability_items(outcome)
+    if set(items) & set(chance_items):
+        items = tuple(dict.fromkeys([*items, *MOVED_DIRECTION]))
+    return items
+
+
 def forecast_outcomes(
-    outcomes: Sequence[str], forecast_items: Sequence[str], joint: bool = False
+    outcomes: Sequence[str],
+    forecast_items: Sequence[str],
+    joint: bool = False,
+    chance_items: Sequence[str] = (),
 ) -> tuple[str, ...]:
-    """The outcomes whose every defining item has a value forecast (the others keep the trees'
-    what-if: CKD's urine protein, for one, is not forecast); metabolic syndrome only with
-    ``joint`` (the engine carries its forecasts' dependence)."""
-    have = set(forecast_items)
+    """The outcomes whose every defining item has a value forecast, or a chance model of its
+    own (``chance_items``: CKD's urine protein, models.dipstick_chance); the others keep the
+    trees' what-if. Metabolic syndrome only with ``joint`` (the engine carries its forecasts'
+    dependence)."""
+    have = set(forecast_items) | set(chance_items)
     readable = [o for o in outcomes if liability_items(o) and set(liability_items(o)) <= have]
     return tuple(o for o in readable if joint or o not in JOINT_OUTCOMES)
 
@@ -182,13 +209,21 @@ def chance(
     outcome: str,
     levels: Sequence[float],
     moves: Mapping[str, np.ndarray] | None = None,
+    context: pd.DataFrame | None = None,
+    dipstick: DipstickChance | None = None,
 ) -> np.ndarray:
     """The chance that next year's checkup meets ``outcome`` from the value forecasts
     (``forecast``: ``<item>_pNN`` at ``levels``), each item moved by ``moves[item]``; NaN
-    where none of its items is forecast."""
+    where none of its items is forecast. A dipstick cut (CKD's urine protein) is read through
+    ``dipstick`` (models.dipstick_chance) on this year's features ``context``, moved by the
+    moves of the items it reads."""
     moves = moves or {}
 
     def p(item: str, cut, below: bool = False) -> np.ndarray:
+        if dipstick is not None and item == dipstick.item and context is not None:
+            return expit(dipstick.log_odds(context, moves))
+        if not any(c in forecast for c in quantile_columns(item, levels)):
+            return np.full(len(forecast), np.nan)
         return exceedance(_forecast(forecast, item, levels, moves.get(item)), levels, cut, below)
 
     miss = np.ones(len(forecast))
@@ -208,9 +243,10 @@ def outcome_chance(
     moves: Mapping[str, np.ndarray] | None = None,
     context: pd.DataFrame | None = None,
     dependence: pd.DataFrame | None = None,
+    dipstick: DipstickChance | None = None,
 ) -> np.ndarray:
-    """:func:`chance`, or for metabolic syndrome :func:`joint_chance` (with ``context`` and
-    ``dependence``)."""
+    """:func:`chance` (a dipstick cut through ``dipstick`` on ``context``), or for metabolic
+    syndrome :func:`joint_chance` (with ``context`` and ``dependence``)."""
     if outcome in JOINT_OUTCOMES:
         return joint_chance(forecast, context, levels, dependence, moves)
-    return chance(forecast, outcome, levels, moves)
+    return chance(forecast, outcome, levels, moves, context, dipstick)

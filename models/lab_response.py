@@ -123,7 +123,7 @@ _TERM_DOSE = {"alcohol_g_per_day": 20.0}
 BODY = ("weight_kg", "waist_cm")
 #: Laboratory items that may follow a lever within the year.
 LABS = ("sbp", "dbp", "hba1c", "fpg", "tg", "hdl", "ldl", "non_hdl", "ast", "alt", "ggt",
-        "uric_acid")  # fmt: skip
+        "uric_acid", "egfr")  # fmt: skip
 #: The item recorded to a resolution coarser than its typical move, and that resolution
 #: (HbA1c is reported to 0.1 %; a habit moves it by 0.02-0.07): read at both grid values.
 GRID = ("hba1c", 0.1)
@@ -135,9 +135,16 @@ GRID = ("hba1c", 0.1)
 #: bits. Rounding instead (trees split recorded values halfway between steps) lost every
 #: move under half a step: no-late-dinner moved SBP by 0.4 mmHg, i.e. never.
 RECORD_STEP = {"sbp": 1.0, "dbp": 1.0, "fpg": 1.0, "tg": 1.0, "hdl": 1.0, "ldl": 1.0,
-               "non_hdl": 1.0, "ast": 1.0, "alt": 1.0, "ggt": 1.0, "uric_acid": 0.1}  # fmt: skip
+               "non_hdl": 1.0, "ast": 1.0, "alt": 1.0, "ggt": 1.0, "uric_acid": 0.1,
+               "egfr": 0.1}  # fmt: skip
 _DECL = {d.name: d for d in DECLARATIONS}
-_DIR = {d.name: int(d.monotone or 0) for d in DECLARATIONS}
+#: The way each item moves towards lower risk: the declared direction of the risk models'
+#: features, and eGFR's, which is no declared feature direction (kidney function is not
+#: one-way for every outcome) but is CKD's own cut (eGFR < 60): a what-if raises it or leaves
+#: it. The risk models never read a moved eGFR (scoring.score holds undeclared features at
+#: their values); CKD's what-if reads it through the eGFR forecast
+#: (docs/models.md §CKD through the forecasts).
+_DIR = {d.name: int(d.monotone or 0) for d in DECLARATIONS} | {"egfr": -1}
 COLUMNS = ("lab", "lever", "term", "beta", "se", "t", "lever_t", "n", "kept", "coef", "scale")
 #: Columns of an item-scale table (:func:`fit_item_scales`): knots of each lab's quantile
 #: function by sex, value against normal score.

@@ -93,6 +93,21 @@ def evaluate_engine(
             "its seven items jointly with these correlations "
             "(models.forecast_chance.joint_chance).",
         )
+    dipstick = getattr(engine, "dipstick_chance", None)
+    if dipstick is not None:
+        report.extra["dipstick_chance"] = ReportTable(
+            "Urine protein: next year's chance of (+) or more (CKD's what-if)",
+            pd.DataFrame(dipstick.table()).assign(events=dipstick.events, rows=dipstick.rows),
+            "Logistic model of next year's dipstick at or over the cut given this year's "
+            "checkup, on the forecasts' training rows below the cut now (rows; events: over "
+            "it next year), ridge-penalised on standardised terms; the coefficients of the "
+            "items a what-if moves are bounded to their direction (SBP, DBP, HbA1c, fasting "
+            "glucose ≥ 0, eGFR ≤ 0), a missing value counts as the training median "
+            "(models.dipstick_chance). CKD's what-if reads it with the eGFR forecast: "
+            "1 − (1 − P(eGFR < 60))·(1 − P(protein ≥ (+))), before and after the habit "
+            "moves the items.",
+        )
+        report.extra_metrics["dipstick_chance.events"] = float(dipstick.events)
     stacks = getattr(engine, "forecast_stack_table", None)
     if stacks is not None and len(stacks):
         report.extra["forecast_stack"] = ReportTable(

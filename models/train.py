@@ -79,8 +79,9 @@ from models.baselines import POINT_ITEMS, fit_logistic
 from models.calibration import Calibrator, fit_calibrator, shift_to_mean
 from models.compiled import compiled_for
 from models.config import MaskingConfig, ModelConfig, SplitConfig
+from models.dipstick_chance import DIPSTICK_ITEM, DipstickChance, fit_dipstick_chance
 from models.drift import FeatureReference
-from models.forecast_chance import forecast_outcomes, liability_items
+from models.forecast_chance import forecast_outcomes, item_cut, liability_items
 from models.forecast_distribution import forecast_dependence, quantile_columns
 from models.forecast_stack import (
     ForecastStack,
@@ -270,6 +271,8 @@ class ForecastSet:
     targets: pd.DataFrame
     keys: pd.DataFrame
     split: np.ndarray
+    #: Next year's urine dipstick reading per row (models.dipstick_chance), NaN where unknown.
+    dipstick: np.ndarray | None = None
 
 
 def _split(keys: pd.DataFrame, test_year: int, horizon: int, config: SplitConfig) -> np.ndarray:
@@ -383,7 +386,10 @@ def prepare_forecasts(features: pd.DataFrame, test_year: int, config: ModelConfi
     keys = features.loc[use, ["pseudonym", "fiscal_year", "exam_date"]].reset_index(drop=True)
     split = _split(keys, test_year, 1, config.split)
     X = to_matrix(features.loc[use], feature_names())
-    return ForecastSet(X, targets.loc[use].reset_index(drop=True), keys, split)
+    dipstick = None
+    if DIPSTICK_ITEM in features:
+        dipstick = next_year_values(features, (DIPSTICK_ITEM,))[DIPSTICK_ITEM].to_numpy()[use]
+    return ForecastSet(X, targets.loc[use].reset_index(drop=True), keys, split, dipstick)
 
 
 class NotEnoughDataError(BadInputError, ValueError):
@@ -446,6 +452,9 @@ class TrainedEngine:
     #: (models.forecast_distribution.forecast_dependence): metabolic syndrome's what-if reads its
     #: items jointly through them. None: not estimated (older engines; MetS keeps the trees').
     forecast_dependence: pd.DataFrame | None = None
+    #: Next year's urine protein (+) chance (models.dipstick_chance): CKD's what-if reads it
+    #: with the eGFR forecast. None: not fitted (older engines; CKD keeps the trees').
+    dipstick_chance: DipstickChance | None = None
     #: Outcome → its forecast stack (models.forecast_stack): the member's log-odds and the
     #: forecasts' chance of the outcome together; absent = the member alone.
     forecast_stacks: dict[str, ForecastStack] = field(default_factory=dict)
@@ -1250,7 +1259,18 @@ def build_engine(plan: EnginePlan, results: list) -> tuple[TrainedEngine, dict[s
         engine.forecast_target = "change"
         engine.quantiles = tuple(config.forecast.quantiles)
         engine.forecast_dependence = _forecast_dependence(engine, plan.fset)
+        engine.dipstick_chance = dipstick_model(plan.fset, config.min_events_fallback)
     return engine, lrs
+
+
+def dipstick_model(data: ForecastSet, min_events: int) -> DipstickChance | None:
+    """The urine dipstick model on the forecasts' training rows (None with fewer than
+    ``min_events`` events: CKD's what-if then keeps the trees')."""
+    cut = item_cut(DIPSTICK_ITEM)
+    if data.dipstick is None or cut is None:
+        return None
+    return fit_dipstick_chance(data.X, feature_names(), data.dipstick, data.split == "train",
+                               cut, min_events=min_events)  # fmt: skip
 
 
 def _forecast_dependence(engine: TrainedEngine, data: ForecastSet) -> pd.DataFrame | None:

@@ -58,7 +58,7 @@ from data.normalise import derive_bmi
 from features.build import FeatureConfig, as_float, build_features, to_matrix
 from features.declarations import DECLARATIONS, HISTORY_LEVELS, RECENT_ITEMS, item, item_matrix
 from models.explain import group_contributions
-from models.lab_response import GRID, grid_split, lab_shift
+from models.lab_response import GRID, LABS, grid_split, lab_shift
 from models.train import background, parallel_map
 from scoring.contracts import INDEX_VALUE_COLUMNS
 from scoring.items import item_values
@@ -730,6 +730,9 @@ class ScenarioRows:
     applies: np.ndarray
     features: pd.DataFrame
     down: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None
+    #: Moved labs the risk models do not read moved (no declared direction: eGFR), as the
+    #: lab response moved them; a what-if read through the forecasts reads these moves.
+    held: pd.DataFrame | None = None
 
     def __iter__(self):  # (applies, features), as the callers unpack it
         return iter((self.applies, self.features))
@@ -797,7 +800,8 @@ def scenario_features(
             edited[col] = pd.array(np.where(w > 0, up, moved), dtype=edited[col].dtype)
             split = (col, lower, w)
     rows = np.flatnonzero(applies)
-    feats = _scenario_feature_rows(hist, last, edited, who, base, rows, config, lab_response)
+    feats, held = _scenario_feature_rows(hist, last, edited, who, base, rows, config,
+                                         lab_response)  # fmt: skip
     down = None
     if split is not None and (split[2] > 0).any():
         col, lower, w = split
@@ -805,11 +809,11 @@ def scenario_features(
         low = edited.iloc[pos].copy()
         low[col] = pd.array(lower[pos], dtype=low[col].dtype)
         keep = hist["pseudonym"].isin(low["pseudonym"]).to_numpy()
-        low_feats = _scenario_feature_rows(hist.loc[keep], last[keep], low,
-                                           index.iloc[rows[pos]], base, rows[pos], config,
-                                           lab_response)  # fmt: skip
+        low_feats, _ = _scenario_feature_rows(hist.loc[keep], last[keep], low,
+                                              index.iloc[rows[pos]], base, rows[pos], config,
+                                              lab_response)  # fmt: skip
         down = (pos, w[pos], low_feats)
-    return ScenarioRows(applies, feats, down)
+    return ScenarioRows(applies, feats, down, held)
 
 
 def _scenario_feature_rows(
@@ -821,9 +825,10 @@ def _scenario_feature_rows(
     rows: np.ndarray,
     config: FeatureConfig,
     lab_response: pd.DataFrame | None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Feature rows of ``who`` (rows ``rows`` of ``base``) from their recent history ``hist``
-    whose last checkups (``last``) are replaced by ``edited``."""
+    whose last checkups (``last``) are replaced by ``edited``; and the moved values of the labs
+    those rows hold at their unchanged values (:attr:`ScenarioRows.held`)."""
     hist = pd.concat([hist.loc[~last], edited]).sort_index()
     # hist holds nothing after the index checkups: build_features is index_features here
     built = build_features(hist, replace(config, validate=False), last_only=True)
@@ -841,6 +846,7 @@ def _scenario_feature_rows(
         # in which the models are not monotone: those keep their unchanged values (the edits
         # of the levers alone move declared features only), so the what-if stays monotone.
         fixed = [c for c in feats.columns if c in base.columns and not _FEATURE_DIRECTION.get(c)]
+        held = feats[[c for c in fixed if c in LABS]].copy()
         feats[fixed] = unchanged[fixed].set_axis(feats.index)
         for name, source, how in HISTORY_LEVELS:
             if how == "mean" and _FEATURE_DIRECTION.get(name):
@@ -848,7 +854,8 @@ def _scenario_feature_rows(
                 # the whole move, not a third of it (docs/models.md §The lipids' mean of three)
                 moved = as_float(feats[source]) - as_float(unchanged[source])
                 feats[name] = as_float(unchanged[name]) + np.nan_to_num(moved)
-    return feats
+        return feats, held
+    return feats, None
 
 
 # ------------------------------------------------------------------------------------------
@@ -947,8 +954,9 @@ def _scenario_predict(
                                    moved_from=None if before is None else before[pos])  # fmt: skip
         risk = mix_risks(built, risk, low)
     for name in values:
-        v = pd.to_numeric(built.features[name], errors="coerce").to_numpy("float64", copy=True)
-        if built.down is not None and name in built.down[2]:
+        frame = built.held if built.held is not None and name in built.held else built.features
+        v = pd.to_numeric(frame[name], errors="coerce").to_numpy("float64", copy=True)
+        if frame is built.features and built.down is not None and name in built.down[2]:
             pos, w, low_rows = built.down
             lower = pd.to_numeric(low_rows[name], errors="coerce").to_numpy("float64")
             v[pos] = (1.0 - w) * v[pos] + w * lower

@@ -45,7 +45,7 @@ from scipy.special import expit
 from models.forecast_chance import (
     JOINT_OUTCOMES,
     forecast_outcomes,
-    liability_items,
+    moved_items,
     outcome_chance,
 )
 from scoring.whatif_liability import log_odds_change
@@ -204,7 +204,15 @@ def via_forecasts(engine, lab_response: bool) -> tuple[str, ...]:
     if not lab_response or getattr(engine, "lab_response", None) is None:
         return ()
     joint = getattr(engine, "forecast_dependence", None) is not None
-    return forecast_outcomes(engine.outcomes, getattr(engine, "forecast_items", ()), joint)
+    return forecast_outcomes(engine.outcomes, getattr(engine, "forecast_items", ()), joint,
+                             chance_items(engine))  # fmt: skip
+
+
+def chance_items(engine) -> tuple[str, ...]:
+    """Items the engine reads through a chance model of their own instead of a forecast (its
+    urine dipstick model: models.dipstick_chance)."""
+    dipstick = getattr(engine, "dipstick_chance", None)
+    return (dipstick.item,) if dipstick is not None else ()
 
 
 def _moves(p: pd.DataFrame, now: pd.DataFrame, items: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -244,10 +252,12 @@ def fit_whatif_effects(
     lab = config.scenario_lab_response
     via = via_forecasts(engine, lab)
     forecast = engine.predict_values(X) if via else None
-    items = tuple(sorted({i for o in via for i in liability_items(o)}))
+    own = chance_items(engine)
+    items = tuple(sorted({i for o in via for i in moved_items(o, own)}))
     dependence = getattr(engine, "forecast_dependence", None)
+    dipstick = getattr(engine, "dipstick_chance", None)
     # each outcome's chance without a move, once for every row (each scenario reads its rows)
-    unmoved = {o: outcome_chance(forecast, o, engine.quantiles, None, base, dependence)
+    unmoved = {o: outcome_chance(forecast, o, engine.quantiles, None, base, dependence, dipstick)
                for o in via}  # fmt: skip
     out = []
     for sc, rows, p in scenario_risks(
@@ -276,6 +286,7 @@ def fit_whatif_effects(
                     context=base.iloc[rows[ok]],
                     dependence=dependence,
                     before=unmoved[o][rows[ok]],
+                    dipstick=dipstick,
                 )
                 # a row whose forecasts cannot be read keeps the trees' change
                 change = np.where(np.isnan(change), _logit(new) - _logit(now), change)

@@ -38,12 +38,14 @@ def log_odds_change(
     context: pd.DataFrame | None = None,
     dependence: pd.DataFrame | None = None,
     before: np.ndarray | None = None,
+    dipstick=None,
 ) -> np.ndarray:
     """Per row: ``logit(P′) − logit(P)`` of :func:`outcome_chance` with and without ``moves``
     (``before``: P, when the caller has it for these rows already); NaN where it cannot be
-    read (no defining item forecast, or a chance of 0 either way)."""
+    read (no defining item forecast, or a chance of 0 either way). ``dipstick``: the
+    engine's urine dipstick model (models.dipstick_chance), for CKD."""
     if before is None:
-        before = outcome_chance(forecast, outcome, levels, None, context, dependence)
-    after = outcome_chance(forecast, outcome, levels, moves, context, dependence)
+        before = outcome_chance(forecast, outcome, levels, None, context, dependence, dipstick)
+    after = outcome_chance(forecast, outcome, levels, moves, context, dependence, dipstick)
     change = logit(np.clip(after, _EPS, 1 - _EPS)) - logit(np.clip(before, _EPS, 1 - _EPS))
     return np.where((before > _EPS) & ~np.isnan(after), change, np.nan)

@@ -192,7 +192,7 @@ def test_a_lever_moves_an_items_mean_of_three_as_much_as_the_item(ward_engine):
         )
         before = base.loc[built.applies]
         for name, item, how in HISTORY_LEVELS:
-            if how != "mean" or item == "egfr":  # eGFR does not follow a lever
+            if how != "mean" or item == "egfr":  # no risk model reads a moved eGFR
                 continue
             moved = as_float(built.features[item]) - as_float(before[item])
             shift = as_float(built.features[name]) - as_float(before[name])
@@ -201,6 +201,39 @@ def test_a_lever_moves_an_items_mean_of_three_as_much_as_the_item(ward_engine):
             assert (shift[~on & ~np.isnan(shift)] == 0).all(), (sc.key, name)
             checked += int(on.sum())
     assert checked > 100
+
+
+def test_a_moved_egfr_reaches_the_ckd_what_if_but_not_the_risk_models(ward_engine):
+    """eGFR follows the body's move (a lab of the lab response, higher = lower CKD risk), but it
+    has no declared direction as a feature: the rebuilt features hold it at its value, so no
+    risk model reads it moved, and the moved value is handed on (ScenarioRows.held) for CKD's
+    what-if through the eGFR forecast (docs/models.md §CKD through the forecasts)."""
+    from features.build import FeatureConfig, as_float
+    from scoring.score import (
+        _scenario_predict,
+        index_features,
+        load_scoring_config,
+        scenario_features,
+    )
+
+    ward, engine = ward_engine
+    fc = FeatureConfig()
+    base = index_features(ward.history, ward.index, fc)
+    table = engine.lab_response.copy()
+    on = (table["lab"] == "egfr") & (table["term"] == "weight_kg")
+    table.loc[on, ["coef", "kept"]] = [-0.05, True]  # 3 kg less: eGFR up by 0.15 SD
+    sc = {s.key: s for s in load_scoring_config().scenarios}["weight_loss_3kg"]
+    built = scenario_features(ward.history, ward.index, base, sc, fc, table, engine.lab_scale)
+    before = as_float(base.loc[built.applies, "egfr"])
+    np.testing.assert_array_equal(as_float(built.features["egfr"]), before)
+    moved = as_float(built.held["egfr"])
+    known = ~np.isnan(before)
+    assert (moved[known] >= before[known]).all() and (moved[known] > before[known]).mean() > 0.9
+    assert np.isnan(moved[~known]).all()
+    X = built.features[engine.feature_names].to_numpy("float64")
+    read = _scenario_predict(engine, built, X, values=("egfr", "sbp"))
+    np.testing.assert_array_equal(read["value_egfr"].to_numpy(), moved)
+    np.testing.assert_array_equal(read["value_sbp"].to_numpy(), as_float(built.features["sbp"]))
 
 
 def _assert_moves_towards_lower_risk(key, before, after):
