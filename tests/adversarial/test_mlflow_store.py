@@ -132,7 +132,9 @@ def test_mlflow_check_writable_tries_a_file_rather_than_trusting_os_access(tmp_p
 # --------------------------------------------------------------------------- stale runs
 
 _VICTIM = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as in a terminal: a test runner's worker may start its children with SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from models.registry import configure_tracking, _own_run
 exp = configure_tracking(sys.argv[1])
 with _own_run(exp, "victim") as run:
