@@ -104,16 +104,15 @@ class DipstickChance:
         changes every term of its item: eGFR's value and its part under 60). A missing value
         counts as the training median, and a move does not move it."""
         column = _frame_column(context)
-        D = _design(column)
-        if moves:
+        moves = moves or {}
 
-            def moved(f: str) -> np.ndarray:
-                x = column(f)
-                if f in MOVED_DIRECTION and f in moves:
-                    x = x + np.nan_to_num(np.asarray(moves[f], "float64"))
-                return x
+        def moved(f: str) -> np.ndarray:
+            x = column(f)
+            if f in MOVED_DIRECTION and f in moves:
+                x = x + np.nan_to_num(np.asarray(moves[f], "float64"))
+            return x
 
-            D = _design(moved)
+        D = _design(moved)
         return self.intercept + np.where(np.isnan(D), self.fill[None, :], D) @ self.coef
 
     def table(self) -> list[dict]:
@@ -144,7 +143,8 @@ def fit_dipstick_chance(
     events = int(y.sum())
     if events < min_events:
         return None
-    D = _design(lambda f: np.asarray(X[use][:, list(names).index(f)], "float64"))
+    rows_used = np.asarray(X[use], "float64")
+    D = _design(lambda f: rows_used[:, list(names).index(f)])
     fill = np.array([np.nanmedian(c) if np.isfinite(c).any() else 0.0 for c in D.T])
     D = np.where(np.isnan(D), fill[None, :], D)
     mu, sd = D.mean(axis=0), D.std(axis=0)

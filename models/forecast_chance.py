@@ -101,13 +101,13 @@ def item_cut(item: str) -> float | None:
 
 
 def moved_items(outcome: str, chance_items: Sequence[str] = ()) -> tuple[str, ...]:
-    """The items whose moves a what-if of ``outcome`` reads: its forecast items, and where
-    one of them is read through a dipstick model (``chance_items``), the items that model
-    reads (models.dipstick_chance.MOVED_DIRECTION)."""
+    """The items whose moves a what-if of ``outcome`` reads: its forecast items, and for one
+    read through a dipstick model instead (``chance_items``), the items that model moves with
+    (models.dipstick_chance.MOVED_DIRECTION)."""
     items = liability_items(outcome)
-    if set(items) & set(chance_items):
-        items = tuple(dict.fromkeys([*items, *MOVED_DIRECTION]))
-    return items
+    if not set(items) & set(chance_items):
+        return items
+    return tuple(dict.fromkeys([*(i for i in items if i not in chance_items), *MOVED_DIRECTION]))
 
 
 def forecast_outcomes(

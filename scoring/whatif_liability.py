@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logit
 
+from models.dipstick_chance import DipstickChance
 from models.forecast_chance import outcome_chance
 
 __all__ = ["log_odds_change"]
@@ -38,7 +39,7 @@ def log_odds_change(
     context: pd.DataFrame | None = None,
     dependence: pd.DataFrame | None = None,
     before: np.ndarray | None = None,
-    dipstick=None,
+    dipstick: DipstickChance | None = None,
 ) -> np.ndarray:
     """Per row: ``logit(P′) − logit(P)`` of :func:`outcome_chance` with and without ``moves``
     (``before``: P, when the caller has it for these rows already); NaN where it cannot be

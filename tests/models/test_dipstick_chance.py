@@ -117,8 +117,8 @@ def test_ckd_is_read_through_the_egfr_forecast_and_the_dipstick_chance():
     assert set(forecast_outcomes(OUTCOMES, FORECAST_ITEMS, True, ("urine_protein",))) == set(
         OUTCOMES
     )
-    assert set(moved_items("ckd", ("urine_protein",))) == {"egfr", "urine_protein",
-                                                           *MOVED_DIRECTION}  # fmt: skip
+    assert moved_items("ckd", ("urine_protein",)) == ("egfr", "sbp", "dbp", "hba1c", "fpg")
+    assert set(MOVED_DIRECTION) == {"egfr", "sbp", "dbp", "hba1c", "fpg"}
     assert moved_items("ckd") == ("egfr", "urine_protein")
 
     X, nxt, _ = _ward(20_000)
