@@ -73,4 +73,4 @@ def trained_ward(description: str) -> TrainedWard:
     config = load_train_config(None)
     _, labels = build_training_tables(args.store, config.tables)
     return TrainedWard(args.workdir, load_model(args.model, args.workdir).engine, config,
-                       read_checkups(args.store), labels, read_truth(args.truth))  # fmt: skip
+                       read_checkups(args.store), labels, read_truth(args.truth, args.store))  # fmt: skip

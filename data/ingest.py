@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import hmac
 import re
 import tomllib
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from data.errors import BadInputError
 from data.files import require_writable
 from data.judgements import facility_agreement
 from data.normalise import QUESTIONNAIRE_CODINGS, QuestionnaireCoding
-from data.pseudonym import load_or_create_key, pseudonymise
+from data.pseudonym import key_check, load_or_create_key, pseudonymise
 from data.readers import PROVENANCE, SOURCE_FILE, SOURCE_ROW, RawTable, read_bundle
 from data.validate import (
     FIRST_TOKUTEI_FY,
@@ -130,11 +129,6 @@ class IngestResult:
     reject_reasons: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: The pseudonym key file this ingest created (the first run without a key), else None.
     key_created: Path | None = None
-
-
-def _key_check(key: bytes) -> str:
-    """A short fingerprint of the key, so a store made with another key is recognised."""
-    return hmac.new(key, b"kenshin-key-check", hashlib.sha256).hexdigest()[:12]
 
 
 def _reject_rows(frame: pd.DataFrame, mask: pd.Series, table: str, column: str, reason: str):
@@ -302,7 +296,7 @@ def _bundle_fingerprint(source_info: list[dict], key: bytes, config: IngestConfi
         json_dumps(
             [
                 source_info,
-                _key_check(key),
+                key_check(key),
                 STORE_VERSION,
                 config.encoding,
                 config.questionnaire_coding,
@@ -494,7 +488,7 @@ def _manifest(
         "kenshin_store_version": STORE_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "bundle_fingerprint": fingerprint,
-        "pseudonym_key_check": _key_check(key),
+        "pseudonym_key_check": key_check(key),
         "sources": sources,
         "encodings": {k: v for t in raw.values() for k, v in t.encodings.items()},
         "accounting": {k: asdict(v) for k, v in acct.items()},

@@ -3,6 +3,7 @@
 ``pseudonym = hex(HMAC-SHA256(key, person_id))[:16]``. The key comes from the environment
 variable ``KENSHIN_PSEUDONYM_KEY`` or, failing that, from a key file that kenshin creates on first
 use with owner-only permissions. With the key the insurer can re-identify; without it nobody can.
+``kenshin demo`` pseudonymises its generated ward with :data:`DEMO_KEY` instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +32,11 @@ MIN_KEY_BYTES = 16
 #: Fewest distinct bytes a key may hold: 16 NULs or ``aaaa…`` have the length, not the bits.
 MIN_DISTINCT_KEY_BYTES = 8
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+#: The key of ``kenshin demo``'s generated ward. Public on purpose: a person's pseudonym decides
+#: their training / validation / test group (models.split), so with a key of its own each
+#: machine's demo would train on other residents and print other figures. Synthetic residents
+#: only; a real ward never uses it.
+DEMO_KEY = b"kenshin demo ward: synthetic residents only, never a real ward"
 
 
 def _checked(key: bytes, where: str) -> bytes:
@@ -80,6 +88,42 @@ def load_or_create_key(key_file: Path | None = None) -> tuple[bytes, Path | None
             f.write(secrets.token_hex(32).encode("ascii"))
         return _read_key_file(path), path
     return _read_key_file(path), None
+
+
+def key_check(key: bytes) -> str:
+    """A short fingerprint of the key (the store manifest's ``pseudonym_key_check``), so a
+    store made with another key is recognised."""
+    return hmac.new(key, b"kenshin-key-check", hashlib.sha256).hexdigest()[:12]
+
+
+def key_of_store(check: str | None) -> bytes:
+    """The key a store was made with (its manifest's ``check``), for the synthetic tables
+    joined to it (truth.csv): the user's (:func:`load_key`) or the demo's; the user's where
+    the store records none. Bad input if neither matches."""
+    if check is not None and check == key_check(DEMO_KEY):
+        return DEMO_KEY
+    key = load_key()
+    if check is not None and check != key_check(key):
+        raise BadInputError(
+            "the store was made with another pseudonym key than this one "
+            f"(${KEY_ENV}, ${KEY_FILE_ENV} or ~/.kenshin/pseudonym.key): set the store's key"
+        )
+    return key
+
+
+@contextmanager
+def demo_key() -> Iterator[None]:
+    """Pseudonymise with :data:`DEMO_KEY` in this block (``kenshin demo``), whatever key the
+    environment names; the environment is restored after."""
+    saved = os.environ.get(KEY_ENV)
+    os.environ[KEY_ENV] = DEMO_KEY.decode("ascii")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = saved
 
 
 def _read_key_file(path: Path) -> bytes:

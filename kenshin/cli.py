@@ -482,6 +482,7 @@ def demo(
 ) -> None:
     """The whole annual run on a generated ward: synth, ingest, train, promote, score, select,
     letters, report."""
+    from data.pseudonym import demo_key
     from kenshin.annual import print_annual, run_scoring_command
     from kenshin.commands import (
         mlflow_ui_hint,
@@ -498,8 +499,11 @@ def demo(
     prepare_tracking(workdir)
     with progress() as bar:
         run_synth(bundle, residents, 6, seed, 2025, "csv", dirty=True, bar=bar)
-        result = run_ingest(bundle, store, force=True, bar=bar)
+        with demo_key():  # the same pseudonyms, split and figures on every machine
+            result = run_ingest(bundle, store, force=True, bar=bar)
     print_ingest_summary(console, result, store)
+    say("pseudonyms: the demo's own public key (synthetic residents only), so every machine "
+        "trains on the same residents; a real ward's key is never used or created here")  # fmt: skip
     with progress() as bar:
         _engine, report, run = run_train(store, workdir, bundle / "truth.csv", bar=bar)
     print_train_summary(console, report, run)

@@ -325,11 +325,14 @@ def print_questionnaire_coding(console: Console, manifest: dict) -> None:
 # ------------------------------------------------------------------ features / train / promote
 
 
-def read_truth(path: Path) -> pd.DataFrame:
-    """truth.csv of a synthetic bundle with person_id pseudonymised (same key as ingest)."""
+def read_truth(path: Path, store: Path | None = None) -> pd.DataFrame:
+    """truth.csv of a synthetic bundle with person_id pseudonymised with the key ``store`` was
+    made with (the user's or ``kenshin demo``'s: data.pseudonym.key_of_store; without a store,
+    the user's)."""
     import pandas as pd
 
-    from data.pseudonym import load_key, pseudonymise
+    from data.pseudonym import key_of_store, load_key, pseudonymise
+    from data.store import read_manifest
     from kenshin.errors import BadInputError
 
     if not Path(path).is_file():
@@ -337,7 +340,14 @@ def read_truth(path: Path) -> pd.DataFrame:
     truth = pd.read_csv(path, dtype={"person_id": "string"})
     if "person_id" not in truth or "fiscal_year" not in truth:
         raise BadInputError(f"{path}: a truth file needs person_id and fiscal_year columns")
-    truth["pseudonym"] = pseudonymise(truth["person_id"], load_key())
+    if store is None:
+        key = load_key()
+    else:
+        try:
+            key = key_of_store(read_manifest(store).get("pseudonym_key_check"))
+        except BadInputError as exc:
+            raise BadInputError(f"{path}: {exc}") from None
+    truth["pseudonym"] = pseudonymise(truth["person_id"], key)
     return truth.drop(columns="person_id")
 
 
@@ -365,7 +375,8 @@ def run_features(
         features, labels = build_training_tables_spark(session, store, settings=settings)
     else:
         features, labels = build_training_tables(store)
-    report = follow_up_report(labels, read_truth(truth) if truth else None, read_enrollment(store))
+    truth_df = read_truth(truth, store) if truth else None
+    report = follow_up_report(labels, truth_df, read_enrollment(store))
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "features": out / "features.parquet",
@@ -433,7 +444,7 @@ def run_train(
         runner = SparkRunner(session)
     else:
         features, labels = build_training_tables(store, tables_config)
-    truth_df = read_truth(truth) if truth else None
+    truth_df = read_truth(truth, store) if truth else None
     follow_up = follow_up_report(labels, truth_df, read_enrollment(store))
     step(1)
     engine, report = train_and_evaluate(features, labels, model_config, truth_df, runner)
@@ -711,7 +722,7 @@ def letters_from_selection(path: Path, config, letter_year: int | None, letter_e
 
     import pandas as pd
 
-    from data.pseudonym import load_key, pseudonymise
+    from data.pseudonym import DEMO_KEY, load_key, pseudonymise
     from data.synth import ward_person_ids
     from kenshin.errors import BadInputError
 
@@ -733,6 +744,9 @@ def letters_from_selection(path: Path, config, letter_year: int | None, letter_e
     ids = pd.Series(ward_person_ids(config, letter_year), dtype="string")
     pseudonyms = pseudonymise(ids, load_key())
     hit = pseudonyms.isin(wanted).to_numpy()
+    if not hit.any():  # a selection of `kenshin demo`, whose ward has its own key
+        pseudonyms = pseudonymise(ids, DEMO_KEY)
+        hit = pseudonyms.isin(wanted).to_numpy()
     if not hit.any():
         raise BadInputError(
             f"{path}: none of the {len(wanted):,} lettered pseudonyms is a resident of this ward "
