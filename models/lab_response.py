@@ -34,7 +34,8 @@ fiscal years only), comparing each person with themselves:
   every term pointing to the riskier answer), so a what-if stays monotone, and where it is
   statistically clear: its own ``|t| ≥ min_t``, or — for a lever with several steps — the
   lever's summed steps have the right sign and ``|t| ≥ min_t`` (``lever_t``; standard error
-  from the steps' covariance). A scenario takes an answer to the safest one, across every
+  from the steps' covariance). ``min_t`` is :data:`MIN_T`, a one-sided test at 5 %: the sign
+  that counts is declared before the data are seen, and the other sign is never kept. A scenario takes an answer to the safest one, across every
   step in between, so the question it asks is the lever's, not one step's: two steps of
   t 1.9 and 1.5 (間食 on LDL on a 10,000-resident ward) are one clear effect of t 2.5.
   A wrong-signed step of such a lever stays 0.
@@ -75,6 +76,7 @@ __all__ = [
     "GRID",
     "LABS",
     "LEVERS",
+    "MIN_T",
     "STEPS",
     "fit_item_scales",
     "fit_lab_response",
@@ -113,6 +115,10 @@ EXPOSURE = {"q_alcohol_amount": "alcohol_g_per_day"}
 Drinking = Literal["grams", "steps"]
 LabEstimator = Literal["within", "differences"]
 Selection = Literal["t_test", "shrinkage"]
+#: The |t| a kept coefficient needs: Φ⁻¹(0.95), a one-sided test at 5 %, as the declared
+#: direction fixes the sign tested (a two-sided 5 % test, |t| ≥ 2, was the rule before:
+#: docs/models.md §A one-sided test for a declared direction).
+MIN_T = 1.645
 #: Spreads of the shrinkage prior's normal components (normal-score units), beside a point
 #: mass at 0: from a shift too small to matter to a third of a standard deviation.
 _PRIOR_SD = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
@@ -396,7 +402,7 @@ def _has_scale(scales: pd.DataFrame | None, item: str) -> bool:
 def fit_lab_response(
     checkups: pd.DataFrame,
     before_year: int | None = None,
-    min_t: float = 2.0,
+    min_t: float = MIN_T,
     scales: pd.DataFrame | None = None,
     lever_test: bool = True,
     drinking: Drinking = "grams",

@@ -12,6 +12,7 @@ from models.lab_response import (
     BODY,
     COLUMNS,
     LABS,
+    MIN_T,
     SCALE_COLUMNS,
     fit_item_scales,
     fit_lab_response,
@@ -151,23 +152,23 @@ def _snack_ldl(step2: float, step1: float, seed: int, n: int = 3_000) -> pd.Data
 
 def test_a_lever_clear_as_a_whole_keeps_its_steps():
     steps = ["q_snacks<=2", "q_snacks<=1"]
-    ldl = fit_lab_response(_snack_ldl(2.5, 2.5, seed=3)).set_index(["lab", "term"]).loc["ldl"]
+    ldl = fit_lab_response(_snack_ldl(1.8, 1.8, seed=3)).set_index(["lab", "term"]).loc["ldl"]
     # neither step is clear alone; their sum, which a scenario to "hardly" crosses, is
-    assert (ldl.loc[steps, "t"].abs() < 2).all()
-    assert (ldl.loc[steps, "lever_t"] > 3).all()
+    assert (ldl.loc[steps, "t"].abs() < MIN_T).all()
+    assert (ldl.loc[steps, "lever_t"] > 2.5).all()
     assert ldl.loc[steps, "kept"].all()
     assert (ldl.loc[steps, "coef"] == ldl.loc[steps, "beta"]).all()
-    alone = fit_lab_response(_snack_ldl(2.5, 2.5, seed=3), lever_test=False)
+    alone = fit_lab_response(_snack_ldl(1.8, 1.8, seed=3), lever_test=False)
     assert not alone.set_index(["lab", "term"]).loc["ldl"].loc[steps, "kept"].any()  # as before
     # a lever not clear as a whole keeps nothing
-    weak = fit_lab_response(_snack_ldl(0.8, 0.8, seed=3)).set_index(["lab", "term"]).loc["ldl"]
-    assert (weak.loc[steps, "lever_t"].abs() < 2).all()
+    weak = fit_lab_response(_snack_ldl(0.5, 0.5, seed=3)).set_index(["lab", "term"]).loc["ldl"]
+    assert (weak.loc[steps, "lever_t"].abs() < MIN_T).all()
     assert not weak.loc[steps, "kept"].any()
     assert (weak.loc[steps, "coef"] == 0).all()
     # a wrong-signed step of a clear lever stays 0: no step may raise the risk
     mixed = fit_lab_response(_snack_ldl(2.5, 2.5, seed=0)).set_index(["lab", "term"]).loc["ldl"]
     assert mixed.loc["q_snacks<=2", "beta"] < 0
-    assert mixed.loc["q_snacks<=2", "lever_t"] > 2
+    assert mixed.loc["q_snacks<=2", "lever_t"] > MIN_T
     assert not mixed.loc["q_snacks<=2", "kept"]
     assert mixed.loc["q_snacks<=2", "coef"] == 0
     assert mixed.loc["q_snacks<=1", "kept"]
