@@ -35,10 +35,10 @@ fiscal years only), comparing each person with themselves:
   statistically clear: its own ``|t| ≥ min_t``, or — for a lever with several steps — the
   lever's summed steps have the right sign and ``|t| ≥ min_t`` (``lever_t``; standard error
   from the steps' covariance). ``min_t`` is :data:`MIN_T`, a one-sided test at 5 %: the sign
-  that counts is declared before the data are seen, and the other sign is never kept. A scenario takes an answer to the safest one, across every
-  step in between, so the question it asks is the lever's, not one step's: two steps of
-  t 1.9 and 1.5 (間食 on LDL on a 10,000-resident ward) are one clear effect of t 2.5.
-  A wrong-signed step of such a lever stays 0.
+  that counts is declared before the data are seen, and the other sign is never kept. A
+  scenario takes an answer to the safest one, across every step in between, so the question it
+  asks is the lever's, not one step's: two steps of t 1.5 and 1.4 are one clear effect of
+  t 2.9 (tested). A wrong-signed step of such a lever stays 0.
 
 * **Scale of a laboratory item.** A lifestyle change moves a laboratory item by the same share
   of its spread at every level, not by the same amount: lab values are right-skewed (TG, ALT,
