@@ -72,5 +72,6 @@ def trained_ward(description: str) -> TrainedWard:
     args = parser.parse_args()
     config = load_train_config(None)
     _, labels = build_training_tables(args.store, config.tables)
+    truth = read_truth(args.truth, args.store)
     return TrainedWard(args.workdir, load_model(args.model, args.workdir).engine, config,
-                       read_checkups(args.store), labels, read_truth(args.truth, args.store))  # fmt: skip
+                       read_checkups(args.store), labels, truth)  # fmt: skip

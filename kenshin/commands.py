@@ -343,9 +343,10 @@ def read_truth(path: Path, store: Path | None = None) -> pd.DataFrame:
     if store is None:
         key = load_key()
     else:
+        check = read_manifest(store).get("pseudonym_key_check")
         try:
-            key = key_of_store(read_manifest(store).get("pseudonym_key_check"))
-        except BadInputError as exc:
+            key = key_of_store(check)
+        except BadInputError as exc:  # the key's fault, not the store's: name the truth file
             raise BadInputError(f"{path}: {exc}") from None
     truth["pseudonym"] = pseudonymise(truth["person_id"], key)
     return truth.drop(columns="person_id")

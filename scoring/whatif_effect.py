@@ -21,10 +21,11 @@ resident's change is read through the value forecasts instead of the re-scored t
 change of the chance that next year's items cross their cuts, moved by the lab response
 (:mod:`scoring.whatif_liability`; the table's ``method``); metabolic syndrome's the same way
 over its rule's items drawn jointly, CKD's through the eGFR forecast and the engine's model of
-next year's urine protein (models.dipstick_chance). The dose is the value a ``set`` scenario changes from
-(drinking 2, 3 … 合 → under 1 合); a dose with fewer than :data:`MIN_DOSE_ROWS` residents uses
-the scenario's pooled row (``dose`` ``*``). Every row of the engine's per-resident what-if
-lowers or keeps the risk (monotone models), so Δ ≤ 0: the pooled what-if never raises a risk.
+next year's urine protein (models.dipstick_chance). The dose is the value a ``set`` scenario
+changes from (drinking 2, 3 … 合 → under 1 合); a dose with fewer than :data:`MIN_DOSE_ROWS`
+residents uses the scenario's pooled row (``dose`` ``*``). Every row of the engine's
+per-resident what-if lowers or keeps the risk (monotone models), so Δ ≤ 0: the pooled what-if
+never raises a risk.
 
 A scenario is pooled only where the table holds it under the same definition (its conditions,
 edits and the lab-response switch: :func:`scenario_definition`) for every outcome of the

@@ -74,7 +74,8 @@ def test_a_demo_selection_finds_its_residents_for_the_next_year(tmp_path, monkey
     cfg = SynthConfig(residents=200, years=3, seed=0, last_fiscal_year=2025)
     ids = pd.Series(ward_person_ids(cfg, 2024)[:20], dtype="string")
     sel = pd.DataFrame({"pseudonym": pseudonymise(ids, DEMO_KEY), "arm": "letter",
-                        "letter_type": "advice", "outcome": "diabetes", "fiscal_year": 2024})  # fmt: skip
+                        "letter_type": "advice", "outcome": "diabetes",
+                        "fiscal_year": 2024})  # fmt: skip
     sel.to_parquet(tmp_path / "selection.parquet")
     cfg, summary = letters_from_selection(tmp_path / "selection.parquet", cfg, None, 1.0)
     assert summary["letters_unmatched"] == 0 and len(cfg.letters) == 20
