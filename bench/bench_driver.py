@@ -32,8 +32,8 @@ and FY2024 (pseudonym, exam date, age, sex), the enrollment and the contacts. Th
 ``--workdir`` (≈ 1 minute and 0.3 GB per copy).
 
 Prints, per step: the child's RSS before the step (imports, and for ``select`` the decisions it
-is given), its peak (sampled every 20 ms, and ru_maxrss, which also counts what the child did
-before the step: reading the decisions it is given), seconds, and the rows it produced, with a
+is given), its peak (sampled every 20 ms, and VmHWM, bench/memory.py, which also counts what the child
+did before the step: reading the decisions it is given), seconds, and the rows it produced, with a
 digest of its output (to check that a change keeps it byte for byte; a selection as the run
 writes it, ``kenshin.annual.as_written``) and, for ``tables``, of the files written.
 """
@@ -193,7 +193,6 @@ def _digest(frame) -> str:
 
 def child(step: str, store: Path, decided: Path, budget: int) -> dict:
     """Run one step in this process; its memory and time."""
-    import resource
     import threading
 
     import psutil
@@ -280,7 +279,9 @@ def child(step: str, store: Path, decided: Path, budget: int) -> dict:
     time.sleep(0.05)
     stop.set()
     # Before the digest: hashing Arrow text makes a Python string of every pseudonym.
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from memory import own_peak_mb
+
+    maxrss = own_peak_mb()
     if step == "tables":  # the bytes written, read a block at a time
         files = hashlib.sha256()
         for f in sorted(root.iterdir()):
@@ -335,7 +336,7 @@ def main() -> None:
         extra = {k: v for k, v in info.items() if k in EXTRAS}
         print(
             f"{step:12s} rows {info['rows']:>11,}  before {info['base_mb']:6,.0f} MB  "
-            f"peak {info['peak_mb']:6,.0f} MB (ru_maxrss {info['maxrss_mb']:6,.0f})  "
+            f"peak {info['peak_mb']:6,.0f} MB (VmHWM {info['maxrss_mb']:6,.0f})  "
             f"+{info['peak_mb'] - info['base_mb']:6,.0f} MB  output {info['out_mb']:6,.0f} MB  "
             f"{info['seconds']:6.1f} s  digest {info['digest']}"
             + (f"  {json.dumps(extra)}" if extra else "")

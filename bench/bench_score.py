@@ -162,7 +162,7 @@ def main() -> None:
 
     def scoring_code(pss: bool) -> str:
         return (
-            "import json, resource; from pathlib import Path; "
+            "import json; from pathlib import Path; "
             "from kenshin.annual import AnnualRunConfig, run_annual; "
             "from scoring.score import load_scoring_config; "
             "from scoring.selection import Budget, load_config; "
@@ -173,12 +173,13 @@ def main() -> None:
             f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
             f"report={bool(args.letters)}, log_mlflow=False); "
             f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"from bench_score import StepMemory; mem = StepMemory(pss={pss}); "
+            f"from bench_score import StepMemory; from memory import own_peak_mb; "
+            f"mem = StepMemory(pss={pss}); "
             "r = run_annual(cfg); "
             "from models.train import PREDICT_THREADS; from kenshin.workers import SCORE_WORKERS; "
             "print(json.dumps({'counts': r.counts, 'seconds': r.seconds, "
             "'threads': PREDICT_THREADS, 'workers': SCORE_WORKERS, "
-            "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+            "'peak_mb': own_peak_mb(), "
             "'step_peak_mb': mem.peaks}))"
         )
 
@@ -223,7 +224,7 @@ def main() -> None:
           + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))  # fmt: skip
     print(f"scoring (risk + forecasts + {7} what-if scenarios): {c['scored'] / s['score']:,.0f} "
           f"residents/s; score + select + explain: {s['score'] + s['select'] + s['explain']:.1f} s")  # fmt: skip
-    print(f"peak RSS of the scoring process (ru_maxrss, timed run): {info['peak_mb']:,.0f} MB")
+    print(f"peak RSS of the scoring process (VmHWM, timed run): {info['peak_mb']:,.0f} MB")
     if not args.no_memory_run:
         memory = scoring_child(pss=True)
         ms = memory["seconds"]

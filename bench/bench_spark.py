@@ -15,9 +15,8 @@
 Prints, per engine: residents scored, seconds of the scoring step, residents/s and residents/s
 per core (pandas: its worker processes or prediction threads, whichever are more,
 ``KENSHIN_SCORE_WORKERS`` / ``KENSHIN_PREDICT_THREADS``, default the usable cores; Spark:
-``--cores``, default 2, as ``local[2]``), the peak RSS of the driver
-process (sampled, and its ru_maxrss) and its own CPU seconds (the serial part a cluster does
-not spread), and for Spark the peak RSS of the JVM and of its Python workers together (the
+``--cores``, default 2, as ``local[2]``), the peak RSS of the driver process (sampled, and its
+VmHWM: bench/memory.py) and its own CPU seconds (the serial part a cluster does not spread), and for Spark the peak RSS of the JVM and of its Python workers together (the
 executors in local mode) and how long the run waited for Spark's start after the model load
 and eligibility (the session starts beside them). Default sizes are small (``./run bench`` runs
 every bench); the issue's figures use ``--residents 100000 --replicate 10`` (1M) and more.
@@ -93,8 +92,10 @@ cfg = AnnualRunConfig(
 )
 r = run_annual(cfg)
 stop.set()
+sys.path.insert(0, args["bench"])
+from memory import own_peak_mb
+peaks["own_peak"] = own_peak_mb() * 2**20  # not ru_maxrss: it carries the bench's own peak
 me = resource.getrusage(resource.RUSAGE_SELF)
-peaks["ru_maxrss"] = me.ru_maxrss * 1024
 cpu = me.ru_utime + me.ru_stime  # the driver's own CPU (not its workers', not the JVM's)
 print(json.dumps({"counts": r.counts, "seconds": r.seconds, "peaks": peaks, "cpu": cpu}))
 """
@@ -106,7 +107,7 @@ def _engine(engine: str, store: Path, workdir: Path, out: Path, args, env: dict)
         "fy": FY, "master": args.master, "cores": args.cores, "per_group": args.residents_per_group,
         "budget": args.budget,
         "see_doctor_budget": None if args.see_doctor_unbudgeted else args.budget,
-        "jvm_memory": args.jvm_memory,
+        "jvm_memory": args.jvm_memory, "bench": str(Path(__file__).resolve().parent),
     }  # fmt: skip
     t0 = time.perf_counter()
     res = subprocess.run(
@@ -188,7 +189,7 @@ def main() -> None:
             f"{engine:>6}: scored {c['scored']:,} in {s['score']:.1f} s → {rate:,.0f} residents/s, "
             f"{rate / cores:,.0f} per core ({cores}); explained {c['explained']:,} in "
             f"{s['explain']:.1f} s; total {s['total']:.1f} s (wall {info['wall']:.0f} s"
-            f" with start-up); driver peak {mb['driver']:,.0f} MB (ru_maxrss {mb['ru_maxrss']:,.0f})"
+            f" with start-up); driver peak {mb['driver']:,.0f} MB (VmHWM {mb['own_peak']:,.0f})"
             f", driver CPU {info['cpu']:.0f} s"
         )
         if "spark_start_wait" in s:  # Spark started during the model load and eligibility
