@@ -32,10 +32,11 @@ and FY2024 (pseudonym, exam date, age, sex), the enrollment and the contacts. Th
 ``--workdir`` (≈ 1 minute and 0.3 GB per copy).
 
 Prints, per step: the child's RSS before the step (imports, and for ``select`` the decisions it
-is given), its peak (sampled every 20 ms, and VmHWM, bench/memory.py, which also counts what the child
-did before the step: reading the decisions it is given), seconds, and the rows it produced, with a
-digest of its output (to check that a change keeps it byte for byte; a selection as the run
-writes it, ``kenshin.annual.as_written``) and, for ``tables``, of the files written.
+is given), its peak (sampled every 20 ms, and its VmHWM, bench/memory.py, which also counts
+what the child did before the step: reading the decisions it is given), seconds, and the rows it
+produced, with a digest of its output (to check that a change keeps it byte for byte; a
+selection as the run writes it, ``kenshin.annual.as_written``) and, for ``tables``, of the files
+written.
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ def child(step: str, store: Path, decided: Path, budget: int) -> dict:
     # Before the digest: hashing Arrow text makes a Python string of every pseudonym.
     from memory import own_peak_mb
 
-    maxrss = own_peak_mb()
+    own_peak = own_peak_mb()
     if step == "tables":  # the bytes written, read a block at a time
         files = hashlib.sha256()
         for f in sorted(root.iterdir()):
@@ -294,7 +295,7 @@ def child(step: str, store: Path, decided: Path, budget: int) -> dict:
         digest=_digest(out),
         base_mb=base / 2**20,
         peak_mb=peak[0] / 2**20,
-        maxrss_mb=maxrss,
+        own_peak_mb=own_peak,
         seconds=seconds,
     )
     return info
@@ -336,7 +337,7 @@ def main() -> None:
         extra = {k: v for k, v in info.items() if k in EXTRAS}
         print(
             f"{step:12s} rows {info['rows']:>11,}  before {info['base_mb']:6,.0f} MB  "
-            f"peak {info['peak_mb']:6,.0f} MB (VmHWM {info['maxrss_mb']:6,.0f})  "
+            f"peak {info['peak_mb']:6,.0f} MB (VmHWM {info['own_peak_mb']:6,.0f})  "
             f"+{info['peak_mb'] - info['base_mb']:6,.0f} MB  output {info['out_mb']:6,.0f} MB  "
             f"{info['seconds']:6.1f} s  digest {info['digest']}"
             + (f"  {json.dumps(extra)}" if extra else "")

@@ -173,7 +173,7 @@ def main() -> None:
             f"scoring=load_scoring_config(), selection=sel, letters={bool(args.letters)}, "
             f"report={bool(args.letters)}, log_mlflow=False); "
             f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"from bench_score import StepMemory; from memory import own_peak_mb; "
+            "from bench_score import StepMemory; from memory import own_peak_mb; "
             f"mem = StepMemory(pss={pss}); "
             "r = run_annual(cfg); "
             "from models.train import PREDICT_THREADS; from kenshin.workers import SCORE_WORKERS; "
