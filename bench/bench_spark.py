@@ -16,9 +16,10 @@ Prints, per engine: residents scored, seconds of the scoring step, residents/s a
 per core (pandas: its worker processes or prediction threads, whichever are more,
 ``KENSHIN_SCORE_WORKERS`` / ``KENSHIN_PREDICT_THREADS``, default the usable cores; Spark:
 ``--cores``, default 2, as ``local[2]``), the peak RSS of the driver process (sampled, and its
-VmHWM: bench/memory.py) and its own CPU seconds (the serial part a cluster does not spread), and for Spark the peak RSS of the JVM and of its Python workers together (the
-executors in local mode) and how long the run waited for Spark's start after the model load
-and eligibility (the session starts beside them). Default sizes are small (``./run bench`` runs
+VmHWM: bench/memory.py) and its own CPU seconds (the serial part a cluster does not spread),
+and for Spark the peak RSS of the JVM and of its Python workers together (the executors in
+local mode) and how long the run waited for Spark's start after the model load and
+eligibility (the session starts beside them). Default sizes are small (``./run bench`` runs
 every bench); the issue's figures use ``--residents 100000 --replicate 10`` (1M) and more.
 """
 

@@ -96,19 +96,16 @@ def _ingest_in_fresh_process(bundle: Path, store: Path, timeout: float = 180) ->
     """``kenshin ingest`` in a new process (bounded by ``timeout``); exit code, output and the
     peak RSS of that process (small bundles are parsed in it, without workers)."""
     script = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "from memory import own_peak_mb\n"
         "from typer.testing import CliRunner\n"
         "from kenshin.cli import app\n"
         f"res = CliRunner().invoke(app, ['ingest', {str(bundle)!r}, '--store', {str(store)!r},"
         f" '--today', {TODAY!r}, '--accept-rejects'])\n"
-        # VmHWM: this program's own peak (ru_maxrss would carry the forking parent's over exec)
-        "try:\n"
-        "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
-        "    peak = int(status.split()[0])\n"
-        "except (OSError, IndexError):\n"
-        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        # this program's own peak (ru_maxrss would carry the forking parent's over exec)
         "print(json.dumps({'exit': res.exit_code, 'stdout': res.stdout, 'stderr': res.stderr,"
-        " 'rss_mib': peak / 1024}))\n"
+        " 'rss_mib': own_peak_mb()}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
