@@ -162,7 +162,12 @@ class MaskingConfig:
       would build such a checkup. A scored row whose checkup has the pattern gets the
       pattern's member; a row with both items the main one. ``anchor``: each pattern
       member's calibration-in-the-large is anchored to the main member on the fully measured
-      training and validation rows (models.train.anchor_pattern_engines).
+      training and validation rows (models.train.anchor_pattern_engines). ``ward_rate``:
+      then one log-odds shift per outcome, the same for the main and every pattern engine,
+      makes the outcome's mean risk over its calibration rows of every pattern, each row
+      scored by the engine it is routed to, equal their observed rate
+      (models.train.match_ward_rate): the level rests on every pattern's events, not on the
+      fully measured rows' alone.
     * **Optional-item copies.** A share ``share`` of the training rows (drawn with the run's
       seed) is added once more without every named group of ``optional_items`` (share
       ``joint_share`` of the copies: another insurer's export, a foreign sample) or without
@@ -176,6 +181,7 @@ class MaskingConfig:
     submodels: tuple[Outcome, ...] = ("diabetes", "metabolic_syndrome")
     patterns: tuple[str, ...] = ("fpg_only", "hba1c_only", "neither")
     anchor: bool = True
+    ward_rate: bool = True
     share: Fraction = 0.4
     joint_share: Fraction = 0.5
     optional_items: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -117,6 +117,7 @@ __all__ = [
     "fit_forecast_stacks",
     "fit_task",
     "masked_matrix",
+    "match_ward_rate",
     "missing_item_copies",
     "out_of_fold_raw",
     "parallel_map",
@@ -446,7 +447,8 @@ class TrainedEngine:
     #: checkup has the pattern, for its outcomes (every predict method routes them).
     pattern_engines: dict[str, TrainedEngine] = field(default_factory=dict)
     #: Log-odds added to the calibrated risk of an outcome (a pattern sub-model's anchor to
-    #: the main member: :func:`anchor_pattern_engines`); absent = 0.
+    #: the main member: :func:`anchor_pattern_engines`; plus, on the main engine and its
+    #: pattern engines alike, the shift to the ward's rate: :func:`match_ward_rate`); absent = 0.
     risk_shift: dict[str, float] = field(default_factory=dict)
     #: Correlations of the forecast items' errors on the validation year, as normal scores
     #: (models.forecast_distribution.forecast_dependence): metabolic syndrome's what-if reads its
@@ -1326,6 +1328,9 @@ def train_engine(
         tables = [t for t in tables if len(t)]
         engine.forecast_stack_table = (pd.concat(tables, ignore_index=True) if tables
                                        else pd.DataFrame())  # fmt: skip
+    if config.masking.ward_rate:
+        # last: the level of the risks as scored, stacks and anchors included
+        match_ward_rate(engine, plan.sets)
     items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
     return engine, TrainingData(T, plan.sets, plan.fset, lrs, patterns, items)
 
@@ -1397,6 +1402,42 @@ def anchor_pattern_engines(
             p_sub = np.clip(sub.predict_outcome(masked_matrix(X[full], rows, masks[p], names), o),
                             1e-12, 1 - 1e-12)  # fmt: skip
             sub.risk_shift[o] = shift_to_mean(np.log(p_sub / (1 - p_sub)), target)
+
+
+def match_ward_rate(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> dict[str, float]:
+    """Shift each outcome that glucose pattern engines also score to the ward's rate: one
+    log-odds shift, added to the main engine and to every pattern engine of the outcome, makes
+    its risk over the labelled rows that calibrate it — every glucose pattern, each row scored
+    by the engine it is routed to — average their observed rate. Returns the shifts.
+
+    Why: the main member is calibrated on the fully measured rows and the pattern engines are
+    anchored to it, so the level of every risk rested on the events of those rows alone (on a
+    10,000-resident ward 22-48 diabetes events over the training and validation years, a
+    level off by ±20-30 % by chance). The rows of the other patterns carry as many events
+    again; the sub-models still say who is at risk within a pattern, this says how many.
+
+    Rows: the validation year; also the training years where every engine scoring the
+    outcome uses the small-ward logistic member, whose calibration already rests on both
+    (:func:`fit_fallback`): a tree member has seen its training rows.
+    """
+    subs = getattr(engine, "pattern_engines", None) or {}
+    out: dict[str, float] = {}
+    for o in engine.outcomes:
+        scorers = [e for e in subs.values() if o in e.outcomes]
+        s = sets.get(o)
+        if not scorers or s is None:
+            continue
+        logistic = all(e.member(o) == "logistic" for e in (engine, *scorers))
+        rows = np.isin(s.split, ("train", "val") if logistic else ("val",))
+        y = s.y[rows]
+        if not 0 < y.sum() < len(y):
+            continue
+        p = np.clip(engine.predict_outcome(s.X[rows], o), 1e-12, 1 - 1e-12)
+        shift = shift_to_mean(np.log(p / (1 - p)), float(y.mean()))
+        for e in (engine, *scorers):
+            e.risk_shift[o] = e.risk_shift.get(o, 0.0) + shift
+        out[o] = shift
+    return out
 
 
 def train_pattern_engines(
