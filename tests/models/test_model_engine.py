@@ -94,20 +94,32 @@ def test_calibration_holds_on_test(trained):
 @pytest.mark.parametrize("outcome", ["diabetes", "metabolic_syndrome", "hypertension"])
 def test_the_member_is_calibrated_on_the_rows_it_scores(trained, outcome):
     """Rows lacking a glucose item go to a pattern sub-model (diabetes, MetS), so the main
-    member's calibration-in-the-large holds on the fully measured rows it scores, not on a
-    mix with rows it never scores; without sub-models (hypertension) on every row."""
+    member's calibrator holds on the fully measured rows it scores, not on a mix with rows it
+    never scores; without sub-models (hypertension) on every row. The level of a routed
+    outcome is then the ward's: over the rows that calibrate it, every glucose pattern
+    scored by its own engine, the mean risk is their rate (models.train.match_ward_rate)."""
     from features.masking import glucose_pattern
 
+    engine = trained.engine
     s = trained.data.outcomes[outcome]
     X, y = s.part("val", copies=True)
-    names = trained.engine.feature_names
+    names = engine.feature_names
     both = glucose_pattern(X[:, names.index("fpg")], X[:, names.index("hba1c")]) == "both"
     routed = outcome != "hypertension"
     assert 0.3 < both.mean() < 0.95  # the ward has both kinds of rows
     scored = s.scored(X, y)
     np.testing.assert_array_equal(scored, both if routed else np.ones(len(X), bool))
-    p = trained.engine.predict_outcome(X[scored], outcome, route=False)
-    assert p.mean() == pytest.approx(y[scored].mean(), rel=0.01)
+    p = engine.predict_outcome(X[scored], outcome, route=False)
+    shift = engine.risk_shift.get(outcome, 0.0)
+    assert (shift != 0.0) == routed
+    member = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - shift)))  # the calibrator's own risk
+    assert member.mean() == pytest.approx(y[scored].mean(), rel=0.01)
+    if routed:
+        subs = [e for e in engine.pattern_engines.values() if outcome in e.outcomes]
+        logistic = all(e.member(outcome) == "logistic" for e in (engine, *subs))
+        rows = np.isin(s.split, ("train", "val") if logistic else ("val",))
+        ward = engine.predict_outcome(s.X[rows], outcome)
+        assert ward.mean() == pytest.approx(s.y[rows].mean(), rel=1e-9)
     if outcome == "diabetes":
         # calibrated over every row, as before, it would be 0.81 × the rate here (MetS 0.95:
         # its member misjudges the other rows less since their latest HbA1c stands in)

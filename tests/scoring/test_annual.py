@@ -410,14 +410,17 @@ def test_explanations_add_up_to_the_model_score(annual):
         np.testing.assert_allclose(
             total.xs(o, level="outcome").to_numpy(), np.log(risk / (1 - risk)), atol=1e-6
         )
-        # bias + items + other = the raw score; the calibrator maps it to the same risk (rows
-        # with HbA1c and fasting glucose: the others may be scored by a glucose-pattern model)
+        # bias + items + other = the raw score; the calibrator and the ward's rate
+        # (models.train.match_ward_rate) map it to the same risk (rows with HbA1c and fasting
+        # glucose: the others may be scored by a glucose-pattern model)
         z = raw.xs(o, level="outcome")
         both = scores.loc[z.index, ["hba1c", "fpg"]].notna().all(axis=1).to_numpy()
         cal = m.engine.members.get(o)
         calibrator = m.engine.calibrators[o] if cal is None else cal.calibrator
         assert both.sum() >= 5
-        np.testing.assert_allclose(calibrator(z.to_numpy()[both]), risk[both], rtol=1e-6)
+        q = calibrator(z.to_numpy()[both])
+        shifted = np.log(q / (1 - q)) + m.engine.risk_shift.get(o, 0.0)
+        np.testing.assert_allclose(shifted, np.log(risk[both] / (1 - risk[both])), atol=1e-6)
     # one line per clinical item: HbA1c now, its change and slope are never separate lines
     from scoring.contracts import explanations_add_up
 
