@@ -34,6 +34,12 @@ def summary(workdir: Path) -> None:
             f"  {p:<11} {r.auc:.3f}  {r.auc_drop:+.3f}  {r.mean_p_over_observed:.2f}  "
             f"{r.mean_p_over_p_true:.2f}"
         )
+    nat = pat[(pat.outcome == "diabetes") & (pat.evaluation == "natural") & (pat.n > 0)]
+    true = (nat.n * nat.mean_p / nat.mean_p_over_p_true).sum()
+    print(
+        f"  every test resident, each under their own pattern: predicted / true "
+        f"{(nat.n * nat.mean_p).sum() / true:.2f}"
+    )
     w = run_table(run_id, "whatif_truth", client)
     w = w[w.n_offered >= 30]
     judged = w.dropna(subset=["sign_agreement", "mae_ratio_binned"])

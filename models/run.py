@@ -82,6 +82,8 @@ def evaluate_engine(
     t0 = time.perf_counter()
     missingness_report(report, engine, data, truth)
     report.timings["missingness"] = time.perf_counter() - t0
+    for o, shift in (getattr(engine, "risk_shift", None) or {}).items():
+        report.extra_metrics[f"{o}.ward_rate_shift"] = shift  # models.train.match_ward_rate
     dependence = getattr(engine, "forecast_dependence", None)
     if dependence is not None:
         report.extra["forecast_dependence"] = ReportTable(

@@ -127,6 +127,8 @@ def test_pattern_table_and_metrics_are_in_the_report(trained):
             assert m[f"pattern.{p}.diabetes.auc_drop_se"] > 0
     assert np.isfinite(m["pattern_natural.hba1c_only.diabetes.auc"])
     assert "missing_item.urine_glucose.diabetes.mean_dlogit" in m
+    assert m["diabetes.ward_rate_shift"] == engine.risk_shift["diabetes"] != 0.0
+    assert "hypertension.ward_rate_shift" not in m  # no glucose pattern engines
     card = model_card(engine, report, {}, None, "test", False)
     assert report.extra["missingness_patterns"].title in card
     assert report.extra["missing_items"].title in card
