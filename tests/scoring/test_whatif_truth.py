@@ -260,7 +260,7 @@ def test_every_outcome_reads_its_what_if_through_the_forecasts(whatif_table):
     "(scoring.whatif_liability) where every item of the outcome is forecast, with weight, "
     "waist and every declared lab following the lever (models.lab_response). On this ward "
     "about a third of the judged cells meet mae_ratio_binned ≤ 0.30, on the demo's 10k ward "
-    "29 of 46; at 100k 42 of 48 (88 %) do: on small wards the lab response's moves "
+    "26 of 46; at 100k 42 of 48 (88 %) do: on small wards the lab response's moves "
     "miss (a habit's effect on LDL, ALT or eGFR from a few thousand checkups)",
 )
 def test_size_target_is_met(whatif_table):
