@@ -9,16 +9,14 @@ FY2023 file, sentinel values such as waist 999, a 6-level urine dipstick). Skips
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from data.ingest import IngestConfig, ingest
 from data.store import read_checkups, read_manifest, read_rejects
+from tests.data.external_samples import SHARED, ingest_foreign_export
 
-KNHIS = Path(__file__).resolve().parents[2].parent / "shared/data/external/knhis"
+KNHIS = SHARED / "knhis"
 SAMPLE = KNHIS / "smoking_drinking_nhis_head28k.csv"
 EXAM_DATE = pd.Timestamp("2023-06-01")  # FY2023: the answers below are in the 2024 coding
 
@@ -65,16 +63,9 @@ def knhis_ages() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def knhis_store(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("knhis")
     checkups = knhis_as_spec_checkups(pd.read_csv(SAMPLE))
-    bundle = folder / "bundle"
-    bundle.mkdir()
-    checkups.to_csv(bundle / "checkups.csv", index=False)
-    ids = checkups[["person_id"]]
-    ids.assign(enrolled_from="2015-04-01").to_csv(bundle / "enrollment.csv", index=False)
-    ids.to_csv(bundle / "contacts.csv", index=False)
-    result = ingest(bundle, folder / "store", IngestConfig(today="2026-12-01"))
-    return checkups, result, folder / "store"
+    result, store = ingest_foreign_export(checkups, tmp_path_factory.mktemp("knhis"))
+    return checkups, result, store
 
 
 def test_knhis_rows_load_with_accounting_that_adds_up(knhis_store):

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.ingest import IngestConfig, ingest
 from data.store import read_checkups, read_rejects
+from tests.data.external_samples import SHARED, ingest_foreign_export
 
-NHANES = Path(__file__).resolve().parents[2].parent / "shared/data/external/nhanes"
-SAMPLE = NHANES / "nhanes_2013_2014_adults_checkup_vars.csv"
+SAMPLE = SHARED / "nhanes" / "nhanes_2013_2014_adults_checkup_vars.csv"
 # A date in FY2024: the answers below are in the 2024 coding; HbA1c is NGSP (no JDS rows).
 EXAM_DATE = pd.Timestamp("2024-06-01")
 
@@ -89,14 +88,8 @@ def nhanes_as_spec_checkups(raw: pd.DataFrame) -> pd.DataFrame:
 def ingest_nhanes(folder: Path):
     """(the mapped checkups, the ingest result, the store) of the sample in ``folder``."""
     checkups = nhanes_as_spec_checkups(pd.read_csv(SAMPLE))
-    bundle = folder / "bundle"
-    bundle.mkdir()
-    checkups.to_csv(bundle / "checkups.csv", index=False)
-    ids = checkups[["person_id"]]
-    ids.assign(enrolled_from="2015-04-01").to_csv(bundle / "enrollment.csv", index=False)
-    ids.to_csv(bundle / "contacts.csv", index=False)
-    result = ingest(bundle, folder / "store", IngestConfig(today="2026-12-01"))
-    return checkups, result, folder / "store"
+    result, store = ingest_foreign_export(checkups, folder)
+    return checkups, result, store
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.data.external_samples import ingest_foreign_export, median_by_band
 from tests.data.test_external_knhis import SAMPLE, knhis_as_spec_checkups
 
 pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason="no ../shared knhis sample")
@@ -21,7 +22,6 @@ pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason="no ../shared knhis
 
 @pytest.fixture(scope="module")
 def knhis_risks(tmp_path_factory):
-    from data.ingest import IngestConfig, ingest
     from data.store import read_checkups
     from features.build import FeatureConfig, to_matrix
     from models.config import ModelConfig
@@ -33,25 +33,13 @@ def knhis_risks(tmp_path_factory):
     ward = make_ward(tmp / "ward", residents=3_000, years=6, seed=7)
     engine, _ = train_engine(ward.features, ward.labels, ModelConfig(forecasts=False, min_events=0))
 
-    bundle = tmp / "bundle"
-    bundle.mkdir()
-    checkups = knhis_as_spec_checkups(pd.read_csv(SAMPLE))
-    checkups.to_csv(bundle / "checkups.csv", index=False)
-    ids = checkups[["person_id"]]
-    ids.assign(enrolled_from="2015-04-01").to_csv(bundle / "enrollment.csv", index=False)
-    ids.to_csv(bundle / "contacts.csv", index=False)
-    ingest(bundle, tmp / "store", IngestConfig(today="2026-12-01"))
-    stored = read_checkups(tmp / "store")
+    _, store = ingest_foreign_export(knhis_as_spec_checkups(pd.read_csv(SAMPLE)), tmp)
+    stored = read_checkups(store)
     stored = stored[stored["age"].between(40, 74)]
     index = stored[["pseudonym", "fiscal_year", "exam_date"]].reset_index(drop=True)
     features = index_features(stored, index, FeatureConfig())
     risk = engine.predict_proba(to_matrix(features, engine.feature_names))
     return features, risk
-
-
-def _medians(values: pd.Series, risk: pd.Series, edges: list[float]) -> np.ndarray:
-    band = pd.cut(pd.to_numeric(values, errors="coerce"), edges, right=False)
-    return risk.groupby(band, observed=False).median().to_numpy()
 
 
 def test_no_hba1c_is_measured_and_every_risk_is_a_probability(knhis_risks):
@@ -64,7 +52,7 @@ def test_no_hba1c_is_measured_and_every_risk_is_a_probability(knhis_risks):
 
 def test_diabetes_risk_follows_fasting_glucose_without_hba1c(knhis_risks):
     features, risk = knhis_risks
-    normal, high_normal, impaired = _medians(
+    normal, high_normal, impaired = median_by_band(
         features["fpg"], risk["risk_diabetes"], [0, 100, 110, 126]
     )
     assert normal < high_normal < impaired, (normal, high_normal, impaired)
@@ -74,5 +62,5 @@ def test_diabetes_risk_follows_fasting_glucose_without_hba1c(knhis_risks):
 
 def test_hypertension_risk_follows_systolic_pressure(knhis_risks):
     features, risk = knhis_risks
-    m = _medians(features["sbp"], risk["risk_hypertension"], [0, 120, 130, 140])
+    m = median_by_band(features["sbp"], risk["risk_hypertension"], [0, 120, 130, 140])
     assert m[0] < m[1] < m[2], m

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.data.external_samples import median_by_band
 from tests.data.test_external_nhanes import SAMPLE, ingest_nhanes
 
 pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason="no ../shared nhanes sample")
@@ -48,11 +49,6 @@ def _free_of(features: pd.DataFrame, medication: str) -> np.ndarray:
     return (features[medication] == 2).fillna(False).to_numpy(dtype=bool)
 
 
-def _medians(values: pd.Series, risk: pd.Series, edges: list[float]) -> np.ndarray:
-    band = pd.cut(pd.to_numeric(values, errors="coerce"), edges, right=False)
-    return risk.groupby(band, observed=False).median().to_numpy()
-
-
 def _not_diabetic(features: pd.DataFrame) -> np.ndarray:
     below = (features["hba1c"] < 6.5) | features["hba1c"].isna()
     below &= (features["fpg"] < 126) | features["fpg"].isna()
@@ -71,40 +67,41 @@ def test_every_risk_is_a_probability_and_both_panels_are_there(nhanes_risks):
     assert both.sum() >= 900 and hba1c_only.sum() >= 1_200
 
 
-@pytest.mark.parametrize("panel", ["both", "hba1c_only"])
-def test_diabetes_risk_follows_hba1c(nhanes_risks, panel):
-    """Fasting draws (both items) and non-fasting draws (HbA1c only: their pattern's model)."""
-    features, risk, _ = nhanes_risks
+#: case → (the draws, the risks scored, the item banded, its band edges, the top band's range)
+DIABETES_CASES = {
+    "fasting draws, by HbA1c": ("both", "as measured", "hba1c", [0, 5.7, 6.0, 6.5], (0.01, 0.5)),
+    "non-fasting draws (HbA1c only), by HbA1c": (
+        "hba1c_only", "as measured", "hba1c", [0, 5.7, 6.0, 6.5], (0.01, 0.5),
+    ),
+    "fasting draws with HbA1c removed, by fasting glucose": (
+        "both", "without HbA1c", "fpg", [0, 100, 110, 126], (0.03, 0.6),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", DIABETES_CASES)
+def test_diabetes_risk_follows_the_glucose_item_measured(nhanes_risks, case):
+    """Each glucose pattern on its own real rows: the main model (both items), the HbA1c-only
+    model (non-fasting draws) and the fasting-glucose-only model (HbA1c removed)."""
+    draws, scored, item, edges, (low, high) = DIABETES_CASES[case]
+    features, risk, without_hba1c = nhanes_risks
     has_fpg = features["fpg"].notna().to_numpy()
     rows = _not_diabetic(features) & features["hba1c"].notna().to_numpy()
-    rows &= has_fpg if panel == "both" else ~has_fpg
-    normal, high_normal, pre = _medians(
-        features.loc[rows, "hba1c"], risk.loc[rows, "risk_diabetes"], [0, 5.7, 6.0, 6.5]
-    )
-    assert normal < high_normal < pre, (normal, high_normal, pre)
+    rows &= has_fpg if draws == "both" else ~has_fpg
+    r = (risk if scored == "as measured" else without_hba1c).loc[rows, "risk_diabetes"]
+    normal, borderline, top = median_by_band(features.loc[rows, item], r, edges)
+    assert normal < borderline < top, (normal, borderline, top)
     assert normal <= 0.01
-    assert 0.01 <= pre <= 0.5, pre
-
-
-def test_without_hba1c_diabetes_risk_follows_fasting_glucose(nhanes_risks):
-    """The fully measured residents with HbA1c removed: the fasting-glucose-only model."""
-    features, _, without_hba1c = nhanes_risks
-    rows = _not_diabetic(features) & features[["hba1c", "fpg"]].notna().all(axis=1).to_numpy()
-    normal, high_normal, impaired = _medians(
-        features.loc[rows, "fpg"], without_hba1c.loc[rows, "risk_diabetes"], [0, 100, 110, 126]
-    )
-    assert normal < high_normal < impaired, (normal, high_normal, impaired)
-    assert normal <= 0.01
-    assert 0.03 <= impaired <= 0.6, impaired
+    assert low <= top <= high, top
 
 
 def test_hypertension_and_dyslipidaemia_follow_their_items(nhanes_risks):
     features, risk, _ = nhanes_risks
-    untreated = _free_of(features, "q_med_bp")
-    m = _medians(features.loc[untreated, "sbp"], risk.loc[untreated, "risk_hypertension"],
-                 [0, 120, 130, 140])  # fmt: skip
-    assert m[0] < m[1] < m[2], m
-    untreated = _free_of(features, "q_med_lipid")
-    m = _medians(features.loc[untreated, "ldl"], risk.loc[untreated, "risk_dyslipidemia"],
-                 [0, 100, 120, 140])  # fmt: skip
-    assert m[0] < m[1] < m[2], m
+    for item, outcome, medication, edges in (
+        ("sbp", "hypertension", "q_med_bp", [0, 120, 130, 140]),
+        ("ldl", "dyslipidemia", "q_med_lipid", [0, 100, 120, 140]),
+    ):
+        untreated = _free_of(features, medication)
+        m = median_by_band(features.loc[untreated, item], risk.loc[untreated, f"risk_{outcome}"],
+                           edges)  # fmt: skip
+        assert m[0] < m[1] < m[2], (outcome, m)
