@@ -82,8 +82,20 @@ def evaluate_engine(
     t0 = time.perf_counter()
     missingness_report(report, engine, data, truth)
     report.timings["missingness"] = time.perf_counter() - t0
-    for o, shift in (getattr(engine, "risk_shift", None) or {}).items():
-        report.extra_metrics[f"{o}.ward_rate_shift"] = shift  # models.train.match_ward_rate
+    ward = getattr(engine, "ward_rate_table", None)
+    if ward is not None and len(ward):
+        report.extra["ward_rate"] = ReportTable(
+            "Level of the risks with glucose-pattern models: the ward's rate",
+            ward,
+            "One log-odds shift per outcome, added to the main and every glucose-pattern "
+            "engine, so that the mean risk over the rows that calibrate the outcome (years: the "
+            "validation year, and the training years where every engine of the outcome is the "
+            "small-ward logistic member), each row scored by the engine of its pattern, equals "
+            "their observed rate: the level rests on every pattern's events, not only those of "
+            "the fully measured rows (models.train.match_ward_rate).",
+        )
+        for r in ward.to_dict("records"):
+            report.extra_metrics[f"{r['outcome']}.ward_rate_shift"] = r["shift"]
     dependence = getattr(engine, "forecast_dependence", None)
     if dependence is not None:
         report.extra["forecast_dependence"] = ReportTable(

@@ -462,6 +462,9 @@ class TrainedEngine:
     forecast_stacks: dict[str, ForecastStack] = field(default_factory=dict)
     #: The stack's fit per forecast-read outcome, chosen or not (evaluation/forecast_stack.csv).
     forecast_stack_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The shift to the ward's rate per routed outcome (:func:`match_ward_rate`:
+    #: evaluation/ward_rate.csv).
+    ward_rate_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def switched_off(self) -> tuple[str, ...]:
@@ -1330,7 +1333,7 @@ def train_engine(
                                        else pd.DataFrame())  # fmt: skip
     if config.masking.ward_rate:
         # last: the level of the risks as scored, stacks and anchors included
-        match_ward_rate(engine, plan.sets)
+        engine.ward_rate_table = match_ward_rate(engine, plan.sets)
     items = {name: masked_columns(features, g) for name, g in config.masking.optional_items}
     return engine, TrainingData(T, plan.sets, plan.fset, lrs, patterns, items)
 
@@ -1404,11 +1407,13 @@ def anchor_pattern_engines(
             sub.risk_shift[o] = shift_to_mean(np.log(p_sub / (1 - p_sub)), target)
 
 
-def match_ward_rate(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> dict[str, float]:
+def match_ward_rate(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> pd.DataFrame:
     """Shift each outcome that glucose pattern engines also score to the ward's rate: one
     log-odds shift, added to the main engine and to every pattern engine of the outcome, makes
     its risk over the labelled rows that calibrate it — every glucose pattern, each row scored
-    by the engine it is routed to — average their observed rate. Returns the shifts.
+    by the engine it is routed to — average their observed rate. Returns one row per shifted
+    outcome: ``shift``, the ``years`` and the ``rows`` and ``events`` it rests on, and the
+    ``events_fully_measured`` among them (what the level rested on before).
 
     Why: the main member is calibrated on the fully measured rows and the pattern engines are
     anchored to it, so the level of every risk rested on the events of those rows alone (on a
@@ -1421,23 +1426,27 @@ def match_ward_rate(engine: TrainedEngine, sets: dict[str, OutcomeSet]) -> dict[
     (:func:`fit_fallback`): a tree member has seen its training rows.
     """
     subs = getattr(engine, "pattern_engines", None) or {}
-    out: dict[str, float] = {}
+    names = engine.feature_names
+    out = []
     for o in engine.outcomes:
         scorers = [e for e in subs.values() if o in e.outcomes]
         s = sets.get(o)
         if not scorers or s is None:
             continue
         logistic = all(e.member(o) == "logistic" for e in (engine, *scorers))
-        rows = np.isin(s.split, ("train", "val") if logistic else ("val",))
-        y = s.y[rows]
+        years = ("train", "val") if logistic else ("val",)
+        rows = np.isin(s.split, years)
+        X, y = s.X[rows], s.y[rows]
         if not 0 < y.sum() < len(y):
             continue
-        p = np.clip(engine.predict_outcome(s.X[rows], o), 1e-12, 1 - 1e-12)
+        p = np.clip(engine.predict_outcome(X, o), 1e-12, 1 - 1e-12)
         shift = shift_to_mean(np.log(p / (1 - p)), float(y.mean()))
         for e in (engine, *scorers):
             e.risk_shift[o] = e.risk_shift.get(o, 0.0) + shift
-        out[o] = shift
-    return out
+        full = glucose_pattern(X[:, names.index("fpg")], X[:, names.index("hba1c")]) == "both"
+        out.append({"outcome": o, "shift": shift, "years": "+".join(years), "rows": len(y),
+                    "events": int(y.sum()), "events_fully_measured": int(y[full].sum())})  # fmt: skip
+    return pd.DataFrame(out)
 
 
 def train_pattern_engines(

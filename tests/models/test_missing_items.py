@@ -129,9 +129,15 @@ def test_pattern_table_and_metrics_are_in_the_report(trained):
     assert "missing_item.urine_glucose.diabetes.mean_dlogit" in m
     assert m["diabetes.ward_rate_shift"] == engine.risk_shift["diabetes"] != 0.0
     assert "hypertension.ward_rate_shift" not in m  # no glucose pattern engines
+    ward = report.extra["ward_rate"].table.set_index("outcome")
+    assert list(ward.index) == ["diabetes"]
+    row = ward.loc["diabetes"]
+    assert row["shift"] == m["diabetes.ward_rate_shift"] and row["years"] == "val"
+    # the level rests on more events than the fully measured rows hold
+    assert row["events"] > row["events_fully_measured"] > 0 and row["rows"] > row["events"]
     card = model_card(engine, report, {}, None, "test", False)
-    assert report.extra["missingness_patterns"].title in card
-    assert report.extra["missing_items"].title in card
+    for table in ("missingness_patterns", "missing_items", "ward_rate"):
+        assert report.extra[table].title in card
 
 
 @pytest.mark.parametrize("pattern", ONE_ITEM)
