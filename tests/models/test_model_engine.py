@@ -99,6 +99,7 @@ def test_the_member_is_calibrated_on_the_rows_it_scores(trained, outcome):
     outcome is then the ward's: over the rows that calibrate it, every glucose pattern
     scored by its own engine, the mean risk is their rate (models.train.match_ward_rate)."""
     from features.masking import glucose_pattern
+    from models.train import _shifted
 
     engine = trained.engine
     s = trained.data.outcomes[outcome]
@@ -112,7 +113,7 @@ def test_the_member_is_calibrated_on_the_rows_it_scores(trained, outcome):
     p = engine.predict_outcome(X[scored], outcome, route=False)
     shift = engine.risk_shift.get(outcome, 0.0)
     assert (shift != 0.0) == routed
-    member = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - shift)))  # the calibrator's own risk
+    member = _shifted(p, -shift)  # the calibrator's own risk
     assert member.mean() == pytest.approx(y[scored].mean(), rel=0.01)
     if routed:
         subs = [e for e in engine.pattern_engines.values() if outcome in e.outcomes]
